@@ -1,0 +1,450 @@
+/**
+ * Encode and decode protocol v1 frames. Pure: no I/O, no clock, no logger. Decoding either returns a
+ * message or throws a ProtocolError with a catalogue code; it never throws anything else [PROTO-2.7].
+ */
+import { crc32 } from 'node:zlib';
+import { ProtocolError } from '../errors.ts';
+import {
+  type Block,
+  type ChannelDescriptor,
+  type Command,
+  type CommandArg,
+  type CommandResult,
+  CRC_BYTES,
+  type Descriptors,
+  Flags,
+  HEADER_BYTES,
+  type Hello,
+  Limits,
+  MAGIC,
+  MAX_FRAME_BYTES,
+  type Message,
+  MessageType,
+  PROTOCOL_VERSION,
+  type SampleValue,
+  type SampleValueTypeId,
+  type Telemetry,
+  ValueType,
+  type Welcome,
+} from './types.ts';
+import { isChannelKey, isCommandName, isDeviceId, isFreeText, Reader, Writer } from './wire.ts';
+
+/** Flag bits defined per type; everything else must be 0 [PROTO-2.4]. */
+const ALLOWED_FLAGS: Record<number, number> = {
+  [MessageType.HELLO]: Flags.HELLO_TIME_SYNCED,
+  [MessageType.WELCOME]: Flags.WELCOME_HAS_LAST_ACK | Flags.WELCOME_DESCRIPTORS_KNOWN,
+  [MessageType.DESCRIPTORS]: 0,
+  [MessageType.TELEMETRY]: Flags.TELEMETRY_UNSYNCED,
+  [MessageType.ACK]: 0,
+  [MessageType.COMMAND]: 0,
+  [MessageType.COMMAND_ACCEPTED]: 0,
+  [MessageType.COMMAND_RESULT]: 0,
+  [MessageType.ERROR]: Flags.ERROR_FATAL,
+};
+
+// ───────────────────────────── decode ─────────────────────────────
+
+/** Validates the frame envelope and returns the message type, flags and payload bounds. */
+export function readEnvelope(bytes: Uint8Array): { type: number; flags: number; start: number; end: number } {
+  const size = bytes.length;
+  if (size < HEADER_BYTES) throw new ProtocolError('TRUNCATED', `frame has ${size} bytes, header needs 8`);
+  if (bytes[0] !== MAGIC[0] || bytes[1] !== MAGIC[1]) throw new ProtocolError('BAD_MAGIC');
+  if (bytes[2] !== PROTOCOL_VERSION) throw new ProtocolError('BAD_VERSION', `frame version ${bytes[2]} is not 1`);
+  if (size > MAX_FRAME_BYTES) throw new ProtocolError('TOO_LARGE', `frame has ${size} bytes`);
+  const length = (bytes[6] as number) | ((bytes[7] as number) << 8);
+  const total = HEADER_BYTES + length + CRC_BYTES;
+  if (size < total) throw new ProtocolError('TRUNCATED', `frame has ${size} bytes, length field says ${total}`);
+  if (size > total) throw new ProtocolError('BAD_LENGTH', `frame has ${size - total} bytes after its CRC`);
+  const body = HEADER_BYTES + length;
+  const expected =
+    ((bytes[body] as number) |
+      ((bytes[body + 1] as number) << 8) |
+      ((bytes[body + 2] as number) << 16) |
+      ((bytes[body + 3] as number) << 24)) >>>
+    0;
+  if (crc32(bytes.subarray(0, body)) !== expected) throw new ProtocolError('BAD_CRC');
+  const type = bytes[3] as number;
+  const allowed = ALLOWED_FLAGS[type];
+  if (allowed === undefined) throw new ProtocolError('UNKNOWN_TYPE', `message type ${type} is not defined`);
+  const flags = bytes[4] as number;
+  if (bytes[5] !== 0 || (flags & ~allowed) !== 0) throw new ProtocolError('BAD_FLAGS');
+  return { type, flags, start: HEADER_BYTES, end: body };
+}
+
+/** Decodes one frame into a message, or throws a ProtocolError. */
+export function decodeFrame(bytes: Uint8Array): Message {
+  const { type, flags, start, end } = readEnvelope(bytes);
+  const r = new Reader(bytes, start, end);
+  let message: Message;
+  switch (type) {
+    case MessageType.HELLO:
+      message = decodeHello(r, flags);
+      break;
+    case MessageType.WELCOME:
+      message = decodeWelcome(r, flags);
+      break;
+    case MessageType.DESCRIPTORS:
+      message = decodeDescriptors(r);
+      break;
+    case MessageType.TELEMETRY:
+      message = decodeTelemetry(r, flags);
+      break;
+    case MessageType.ACK:
+      message = { type: 'ack', bootId: r.u32('bootId'), seq: r.u32('seq') };
+      break;
+    case MessageType.COMMAND:
+      message = decodeCommand(r);
+      break;
+    case MessageType.COMMAND_ACCEPTED:
+      message = { type: 'command_accepted', commandId: r.u32('commandId') };
+      break;
+    case MessageType.COMMAND_RESULT:
+      message = decodeCommandResult(r);
+      break;
+    default: // MessageType.ERROR; readEnvelope rejected every other type
+      message = {
+        type: 'error',
+        fatal: (flags & Flags.ERROR_FATAL) !== 0,
+        code: r.u16('code'),
+        message: r.str8('message', Limits.messageBytes, isFreeText),
+      };
+  }
+  if (r.pos !== end) throw new ProtocolError('BAD_LENGTH', `${end - r.pos} bytes left after the last field`);
+  return message;
+}
+
+function nonZeroU32(r: Reader, what: string): number {
+  const v = r.u32(what);
+  if (v === 0) throw new ProtocolError('BAD_FIELD', `${what} must not be 0`);
+  return v;
+}
+
+function decodeHello(r: Reader, flags: number): Hello {
+  const deviceId = r.str8('deviceId', Limits.deviceIdBytes, isDeviceId);
+  const firmwareVersion = r.str8('firmwareVersion', Limits.firmwareVersionBytes, isFreeText);
+  const maxProtocolVersion = r.u8('maxProtocolVersion');
+  if (maxProtocolVersion < 1) throw new ProtocolError('BAD_FIELD', 'maxProtocolVersion must be at least 1');
+  const bootId = nonZeroU32(r, 'bootId');
+  const resetReason = r.u8('resetReason');
+  if (resetReason > 7) throw new ProtocolError('BAD_FIELD', `resetReason ${resetReason} is not defined`);
+  return {
+    type: 'hello',
+    timeSynced: (flags & Flags.HELLO_TIME_SYNCED) !== 0,
+    deviceId,
+    firmwareVersion,
+    maxProtocolVersion,
+    bootId,
+    resetReason,
+    uptimeMs: r.u64('uptimeMs'),
+    descriptorHash: r.u32('descriptorHash'),
+    bufferedFrames: r.u32('bufferedFrames'),
+    droppedFrames: r.u32('droppedFrames'),
+  };
+}
+
+function decodeWelcome(r: Reader, flags: number): Welcome {
+  const acceptedVersion = r.u8('acceptedVersion');
+  if (acceptedVersion < 1) throw new ProtocolError('BAD_FIELD', 'acceptedVersion must be at least 1');
+  const serverTimeMs = r.u64('serverTimeMs');
+  const bootId = r.u32('lastAckBootId');
+  const seq = r.u32('lastAckSeq');
+  const hasLastAck = (flags & Flags.WELCOME_HAS_LAST_ACK) !== 0;
+  if (!hasLastAck && (bootId !== 0 || seq !== 0)) {
+    throw new ProtocolError('BAD_FIELD', 'lastAck fields must be 0 without HAS_LAST_ACK');
+  }
+  const sampleIntervalMs = r.u32('sampleIntervalMs');
+  const heartbeatIntervalSec = r.u16('heartbeatIntervalSec');
+  if (heartbeatIntervalSec < 1 || heartbeatIntervalSec > 3600) {
+    throw new ProtocolError('BAD_FIELD', 'heartbeatIntervalSec must be 1..3600');
+  }
+  const maxFrameBytes = r.u16('maxFrameBytes');
+  if (maxFrameBytes < HEADER_BYTES + CRC_BYTES || maxFrameBytes > MAX_FRAME_BYTES) {
+    throw new ProtocolError('BAD_FIELD', 'maxFrameBytes must be 12..4096');
+  }
+  return {
+    type: 'welcome',
+    acceptedVersion,
+    serverTimeMs,
+    lastAck: hasLastAck ? { bootId, seq } : null,
+    descriptorsKnown: (flags & Flags.WELCOME_DESCRIPTORS_KNOWN) !== 0,
+    sampleIntervalMs,
+    heartbeatIntervalSec,
+    maxFrameBytes,
+  };
+}
+
+function checkSampleType(t: number, what: string): SampleValueTypeId {
+  if (t > ValueType.F32) throw new ProtocolError('BAD_VALUE_TYPE', `${what} ${t} is not a sample value type`);
+  return t as SampleValueTypeId;
+}
+
+function decodeDescriptors(r: Reader): Descriptors {
+  const count = r.u8('count');
+  if (count < 1 || count > Limits.maxChannels) throw new ProtocolError('BAD_FIELD', 'count must be 1..64');
+  const channels: ChannelDescriptor[] = [];
+  const keys = new Set<string>();
+  let lastIndex = -1;
+  for (let i = 0; i < count; i++) {
+    const index = r.u8('channel index');
+    if (index > Limits.maxChannelIndex) throw new ProtocolError('BAD_FIELD', 'channel index must be 0..127');
+    if (index <= lastIndex) throw new ProtocolError('BAD_FIELD', 'channel indexes must be strictly ascending');
+    lastIndex = index;
+    const key = r.str8('channel key', Limits.channelKeyBytes, isChannelKey);
+    if (keys.has(key)) throw new ProtocolError('BAD_FIELD', `channel key ${key} appears twice`);
+    keys.add(key);
+    const unit = r.str8('unit', Limits.unitBytes, isFreeText);
+    const valueType = checkSampleType(r.u8('valueType'), 'valueType');
+    const scaleExp = r.i8('scaleExp');
+    checkScale(valueType, scaleExp);
+    const periodMs = r.u32('periodMs');
+    channels.push({ index, key, unit, valueType, scaleExp, periodMs });
+  }
+  return { type: 'descriptors', channels };
+}
+
+function checkScale(valueType: number, scaleExp: number): void {
+  if (scaleExp < Limits.minScaleExp || scaleExp > Limits.maxScaleExp) {
+    throw new ProtocolError('BAD_FIELD', 'scaleExp must be -9..9');
+  }
+  if ((valueType === ValueType.BOOL || valueType === ValueType.F32) && scaleExp !== 0) {
+    throw new ProtocolError('BAD_FIELD', 'scaleExp must be 0 for bool and f32');
+  }
+}
+
+function decodeTelemetry(r: Reader, flags: number): Telemetry {
+  const bootId = nonZeroU32(r, 'bootId');
+  const seq = nonZeroU32(r, 'seq');
+  const descriptorHash = r.u32('descriptorHash');
+  const baseTime = r.u64('baseTime');
+  const blockCount = r.u8('blockCount');
+  if (blockCount < 1 || blockCount > Limits.maxBlocks)
+    throw new ProtocolError('BAD_FIELD', 'blockCount must be 1..128');
+  const blocks: Block[] = new Array(blockCount);
+  for (let b = 0; b < blockCount; b++) {
+    const channel = r.u8('block channel');
+    if (channel > Limits.maxChannelIndex) throw new ProtocolError('BAD_FIELD', 'block channel must be 0..127');
+    const valueType = checkSampleType(r.u8('block valueType'), 'block valueType');
+    const n = r.u8('sampleCount');
+    if (n === 0) throw new ProtocolError('BAD_FIELD', 'sampleCount must be 1..255');
+    const deltasMs: number[] = new Array(n);
+    const values: SampleValue[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const tag = r.varint('sample tag');
+      deltasMs[i] = Math.floor(tag / 2);
+      values[i] = tag % 2 === 1 ? null : (r.value(valueType, 'sample value') as number | boolean);
+    }
+    blocks[b] = { channel, valueType, deltasMs, values };
+  }
+  return {
+    type: 'telemetry',
+    unsynced: (flags & Flags.TELEMETRY_UNSYNCED) !== 0,
+    bootId,
+    seq,
+    descriptorHash,
+    baseTime,
+    blocks,
+  };
+}
+
+function decodeCommand(r: Reader): Command {
+  const commandId = nonZeroU32(r, 'commandId');
+  const name = r.str8('command name', Limits.commandNameBytes, isCommandName);
+  const argCount = r.u8('argCount');
+  if (argCount > Limits.maxCommandArgs) throw new ProtocolError('BAD_FIELD', 'argCount must be 0..16');
+  const args: CommandArg[] = [];
+  for (let i = 0; i < argCount; i++) {
+    const key = r.str8('argument key', Limits.channelKeyBytes, isChannelKey);
+    const valueType = r.u8('argument valueType');
+    if (valueType === 8 || valueType > ValueType.STRING) {
+      throw new ProtocolError('BAD_VALUE_TYPE', `argument value type ${valueType} is not defined`);
+    }
+    args.push({ key, valueType: valueType as CommandArg['valueType'], value: r.value(valueType, 'argument value') });
+  }
+  return { type: 'command', commandId, name, args };
+}
+
+function decodeCommandResult(r: Reader): CommandResult {
+  const commandId = nonZeroU32(r, 'commandId');
+  const status = r.u8('status');
+  if (status > 4) throw new ProtocolError('BAD_FIELD', `status ${status} is not defined`);
+  return { type: 'command_result', commandId, status, message: r.str8('message', Limits.messageBytes, isFreeText) };
+}
+
+// ───────────────────────────── encode ─────────────────────────────
+
+const TYPE_IDS = {
+  hello: MessageType.HELLO,
+  welcome: MessageType.WELCOME,
+  descriptors: MessageType.DESCRIPTORS,
+  telemetry: MessageType.TELEMETRY,
+  ack: MessageType.ACK,
+  command: MessageType.COMMAND,
+  command_accepted: MessageType.COMMAND_ACCEPTED,
+  command_result: MessageType.COMMAND_RESULT,
+  error: MessageType.ERROR,
+} as const;
+
+/**
+ * Encodes a message into a new frame. Applies the same rules as decoding, so whatever encodes also
+ * decodes; an invalid field throws BAD_FIELD, a frame over 4096 bytes TOO_LARGE.
+ */
+export function encodeFrame(message: Message): Uint8Array {
+  const w = new Writer(MAX_FRAME_BYTES);
+  w.pos = HEADER_BYTES;
+  const flags = writePayload(w, message);
+  const length = w.pos - HEADER_BYTES;
+  if (w.pos + CRC_BYTES > MAX_FRAME_BYTES) throw new ProtocolError('TOO_LARGE', 'encoded frame exceeds 4096 bytes');
+  const b = w.bytes;
+  b[0] = MAGIC[0];
+  b[1] = MAGIC[1];
+  b[2] = PROTOCOL_VERSION;
+  b[3] = TYPE_IDS[message.type];
+  b[4] = flags;
+  b[5] = 0;
+  w.view.setUint16(6, length, true);
+  w.view.setUint32(w.pos, crc32(b.subarray(0, w.pos)), true);
+  return b.slice(0, w.pos + CRC_BYTES);
+}
+
+/** The payload bytes of a DESCRIPTORS message, whose CRC-32 is the descriptor hash [PROTO-3.3.1]. */
+export function descriptorPayload(channels: ChannelDescriptor[]): Uint8Array {
+  const w = new Writer(MAX_FRAME_BYTES);
+  writeDescriptors(w, { type: 'descriptors', channels });
+  return w.bytes.slice(0, w.pos);
+}
+
+/** The descriptor-set hash devices put in HELLO and TELEMETRY [PROTO-3.3.1]. */
+export function descriptorHash(channels: ChannelDescriptor[]): number {
+  return crc32(descriptorPayload(channels));
+}
+
+function writePayload(w: Writer, m: Message): number {
+  switch (m.type) {
+    case 'hello':
+      w.str8(m.deviceId, 'deviceId', Limits.deviceIdBytes, isDeviceId);
+      w.str8(m.firmwareVersion, 'firmwareVersion', Limits.firmwareVersionBytes, isFreeText);
+      w.u8(m.maxProtocolVersion, 'maxProtocolVersion');
+      if (m.maxProtocolVersion < 1) throw new ProtocolError('BAD_FIELD', 'maxProtocolVersion must be at least 1');
+      writeNonZeroU32(w, m.bootId, 'bootId');
+      if (m.resetReason > 7) throw new ProtocolError('BAD_FIELD', 'resetReason must be 0..7');
+      w.u8(m.resetReason, 'resetReason');
+      w.u64(m.uptimeMs, 'uptimeMs');
+      w.u32(m.descriptorHash, 'descriptorHash');
+      w.u32(m.bufferedFrames, 'bufferedFrames');
+      w.u32(m.droppedFrames, 'droppedFrames');
+      return m.timeSynced ? Flags.HELLO_TIME_SYNCED : 0;
+    case 'welcome': {
+      if (m.acceptedVersion < 1) throw new ProtocolError('BAD_FIELD', 'acceptedVersion must be at least 1');
+      w.u8(m.acceptedVersion, 'acceptedVersion');
+      w.u64(m.serverTimeMs, 'serverTimeMs');
+      w.u32(m.lastAck?.bootId ?? 0, 'lastAckBootId');
+      w.u32(m.lastAck?.seq ?? 0, 'lastAckSeq');
+      w.u32(m.sampleIntervalMs, 'sampleIntervalMs');
+      if (m.heartbeatIntervalSec < 1 || m.heartbeatIntervalSec > 3600) {
+        throw new ProtocolError('BAD_FIELD', 'heartbeatIntervalSec must be 1..3600');
+      }
+      w.u16(m.heartbeatIntervalSec, 'heartbeatIntervalSec');
+      if (m.maxFrameBytes < HEADER_BYTES + CRC_BYTES || m.maxFrameBytes > MAX_FRAME_BYTES) {
+        throw new ProtocolError('BAD_FIELD', 'maxFrameBytes must be 12..4096');
+      }
+      w.u16(m.maxFrameBytes, 'maxFrameBytes');
+      return (m.lastAck ? Flags.WELCOME_HAS_LAST_ACK : 0) | (m.descriptorsKnown ? Flags.WELCOME_DESCRIPTORS_KNOWN : 0);
+    }
+    case 'descriptors':
+      writeDescriptors(w, m);
+      return 0;
+    case 'telemetry':
+      writeTelemetry(w, m);
+      return m.unsynced ? Flags.TELEMETRY_UNSYNCED : 0;
+    case 'ack':
+      w.u32(m.bootId, 'bootId');
+      w.u32(m.seq, 'seq');
+      return 0;
+    case 'command':
+      writeNonZeroU32(w, m.commandId, 'commandId');
+      w.str8(m.name, 'command name', Limits.commandNameBytes, isCommandName);
+      if (m.args.length > Limits.maxCommandArgs) throw new ProtocolError('BAD_FIELD', 'argCount must be 0..16');
+      w.u8(m.args.length, 'argCount');
+      for (const arg of m.args) {
+        w.str8(arg.key, 'argument key', Limits.channelKeyBytes, isChannelKey);
+        w.u8(arg.valueType, 'argument valueType');
+        w.value(arg.valueType, arg.value, 'argument value');
+      }
+      return 0;
+    case 'command_accepted':
+      writeNonZeroU32(w, m.commandId, 'commandId');
+      return 0;
+    case 'command_result':
+      writeNonZeroU32(w, m.commandId, 'commandId');
+      if (m.status > 4) throw new ProtocolError('BAD_FIELD', 'status must be 0..4');
+      w.u8(m.status, 'status');
+      w.str8(m.message, 'message', Limits.messageBytes, isFreeText);
+      return 0;
+    case 'error':
+      w.u16(m.code, 'code');
+      w.str8(m.message, 'message', Limits.messageBytes, isFreeText);
+      return m.fatal ? Flags.ERROR_FATAL : 0;
+    default:
+      throw new ProtocolError('UNKNOWN_TYPE', `cannot encode message type ${(m as { type: unknown }).type}`);
+  }
+}
+
+function writeNonZeroU32(w: Writer, v: number, what: string): void {
+  if (v === 0) throw new ProtocolError('BAD_FIELD', `${what} must not be 0`);
+  w.u32(v, what);
+}
+
+function writeDescriptors(w: Writer, m: Descriptors): void {
+  const count = m.channels.length;
+  if (count < 1 || count > Limits.maxChannels) throw new ProtocolError('BAD_FIELD', 'count must be 1..64');
+  w.u8(count, 'count');
+  const keys = new Set<string>();
+  let lastIndex = -1;
+  for (const ch of m.channels) {
+    if (ch.index > Limits.maxChannelIndex || ch.index <= lastIndex) {
+      throw new ProtocolError('BAD_FIELD', 'channel indexes must be 0..127 and strictly ascending');
+    }
+    lastIndex = ch.index;
+    if (keys.has(ch.key)) throw new ProtocolError('BAD_FIELD', `channel key ${ch.key} appears twice`);
+    keys.add(ch.key);
+    w.u8(ch.index, 'channel index');
+    w.str8(ch.key, 'channel key', Limits.channelKeyBytes, isChannelKey);
+    w.str8(ch.unit, 'unit', Limits.unitBytes, isFreeText);
+    checkSampleType(ch.valueType, 'valueType');
+    w.u8(ch.valueType, 'valueType');
+    checkScale(ch.valueType, ch.scaleExp);
+    w.i8(ch.scaleExp, 'scaleExp');
+    w.u32(ch.periodMs, 'periodMs');
+  }
+}
+
+function writeTelemetry(w: Writer, m: Telemetry): void {
+  writeNonZeroU32(w, m.bootId, 'bootId');
+  writeNonZeroU32(w, m.seq, 'seq');
+  w.u32(m.descriptorHash, 'descriptorHash');
+  w.u64(m.baseTime, 'baseTime');
+  const blockCount = m.blocks.length;
+  if (blockCount < 1 || blockCount > Limits.maxBlocks)
+    throw new ProtocolError('BAD_FIELD', 'blockCount must be 1..128');
+  w.u8(blockCount, 'blockCount');
+  for (const block of m.blocks) {
+    if (block.channel > Limits.maxChannelIndex) throw new ProtocolError('BAD_FIELD', 'block channel must be 0..127');
+    w.u8(block.channel, 'block channel');
+    checkSampleType(block.valueType, 'block valueType');
+    w.u8(block.valueType, 'block valueType');
+    const n = block.deltasMs.length;
+    if (n < 1 || n > Limits.maxSamplesPerBlock || block.values.length !== n) {
+      throw new ProtocolError('BAD_FIELD', 'a block needs 1..255 samples and as many values as deltas');
+    }
+    w.u8(n, 'sampleCount');
+    for (let i = 0; i < n; i++) {
+      const delta = block.deltasMs[i] as number;
+      if (!Number.isInteger(delta) || delta < 0 || delta > Limits.maxDeltaMs) {
+        throw new ProtocolError('BAD_FIELD', 'deltaMs must be 0..2^31-1');
+      }
+      const value = block.values[i] as SampleValue;
+      w.varint(delta * 2 + (value === null ? 1 : 0), 'sample tag');
+      if (value !== null) w.value(block.valueType, value, 'sample value');
+    }
+  }
+}

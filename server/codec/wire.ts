@@ -1,0 +1,277 @@
+/**
+ * Bounds-checked little-endian reader and writer. Every read checks its size against the end of the
+ * payload before touching bytes ([PROTO-2.7]: a field past the end is TRUNCATED, never a RangeError).
+ */
+import { ProtocolError } from '../errors.ts';
+import { Limits, type SampleValue, ValueType } from './types.ts';
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8Encoder = new TextEncoder();
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const TWO_32 = 0x1_0000_0000;
+
+export class Reader {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  pos: number;
+  readonly end: number;
+
+  constructor(bytes: Uint8Array, start: number, end: number) {
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.pos = start;
+    this.end = end;
+  }
+
+  need(n: number, what: string): void {
+    if (this.pos + n > this.end) throw new ProtocolError('TRUNCATED', `${what} runs past the payload`);
+  }
+
+  u8(what: string): number {
+    this.need(1, what);
+    return this.view.getUint8(this.pos++);
+  }
+  i8(what: string): number {
+    this.need(1, what);
+    return this.view.getInt8(this.pos++);
+  }
+  u16(what: string): number {
+    this.need(2, what);
+    const v = this.view.getUint16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+  i16(what: string): number {
+    this.need(2, what);
+    const v = this.view.getInt16(this.pos, true);
+    this.pos += 2;
+    return v;
+  }
+  u32(what: string): number {
+    this.need(4, what);
+    const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  i32(what: string): number {
+    this.need(4, what);
+    const v = this.view.getInt32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  f32(what: string): number {
+    this.need(4, what);
+    const v = this.view.getFloat32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+  /** u64 as a JavaScript number; above 2^53−1 is BAD_FIELD [PROTO-2.1 table]. */
+  u64(what: string): number {
+    this.need(8, what);
+    const lo = this.view.getUint32(this.pos, true);
+    const hi = this.view.getUint32(this.pos + 4, true);
+    this.pos += 8;
+    if (hi > 0x1fffff) throw new ProtocolError('BAD_FIELD', `${what} exceeds 2^53-1`);
+    return hi * TWO_32 + lo;
+  }
+  bool8(what: string): boolean {
+    const v = this.u8(what);
+    if (v > 1) throw new ProtocolError('BAD_FIELD', `${what} must be 0 or 1`);
+    return v === 1;
+  }
+  /** Canonical unsigned LEB128, at most 5 bytes, value ≤ 2^32−1. */
+  varint(what: string): number {
+    let result = 0;
+    let mul = 1;
+    for (let i = 0; i < 5; i++) {
+      if (this.pos >= this.end) throw new ProtocolError('TRUNCATED', `${what} runs past the payload`);
+      const b = this.bytes[this.pos++] as number;
+      result += (b & 0x7f) * mul;
+      if ((b & 0x80) === 0) {
+        if (b === 0 && i > 0) throw new ProtocolError('BAD_FIELD', `${what} is not canonical`);
+        if (result >= TWO_32) throw new ProtocolError('BAD_FIELD', `${what} exceeds 32 bits`);
+        return result;
+      }
+      mul *= 128;
+    }
+    throw new ProtocolError('BAD_FIELD', `${what} is longer than 5 bytes`);
+  }
+  str8(what: string, maxBytes: number, check?: (s: string) => boolean): string {
+    const n = this.u8(`${what} length`);
+    if (n > maxBytes) throw new ProtocolError('BAD_FIELD', `${what} is longer than ${maxBytes} bytes`);
+    this.need(n, what);
+    let s: string;
+    try {
+      s = utf8.decode(this.bytes.subarray(this.pos, this.pos + n));
+    } catch {
+      throw new ProtocolError('BAD_FIELD', `${what} is not valid UTF-8`);
+    }
+    this.pos += n;
+    if (check && !check(s)) throw new ProtocolError('BAD_FIELD', `${what} has characters outside its alphabet`);
+    return s;
+  }
+  /** A sample or argument value of the given type [PROTO-4]. */
+  value(valueType: number, what: string): number | boolean | string {
+    switch (valueType) {
+      case ValueType.BOOL:
+        return this.bool8(what);
+      case ValueType.I8:
+        return this.i8(what);
+      case ValueType.U8:
+        return this.u8(what);
+      case ValueType.I16:
+        return this.i16(what);
+      case ValueType.U16:
+        return this.u16(what);
+      case ValueType.I32:
+        return this.i32(what);
+      case ValueType.U32:
+        return this.u32(what);
+      case ValueType.F32:
+        return this.f32(what);
+      case ValueType.STRING:
+        return this.str8(what, Limits.messageBytes, isFreeText);
+      default:
+        throw new ProtocolError('BAD_VALUE_TYPE', `${what} has unknown value type ${valueType}`);
+    }
+  }
+}
+
+export class Writer {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  pos = 0;
+
+  constructor(capacity: number) {
+    this.bytes = new Uint8Array(capacity);
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  private room(n: number): void {
+    if (this.pos + n > this.bytes.length) throw new ProtocolError('TOO_LARGE', 'encoded frame exceeds 4096 bytes');
+  }
+  u8(v: number, what: string): void {
+    checkInt(v, 0, 0xff, what);
+    this.room(1);
+    this.view.setUint8(this.pos++, v);
+  }
+  i8(v: number, what: string): void {
+    checkInt(v, -0x80, 0x7f, what);
+    this.room(1);
+    this.view.setInt8(this.pos++, v);
+  }
+  u16(v: number, what: string): void {
+    checkInt(v, 0, 0xffff, what);
+    this.room(2);
+    this.view.setUint16(this.pos, v, true);
+    this.pos += 2;
+  }
+  i16(v: number, what: string): void {
+    checkInt(v, -0x8000, 0x7fff, what);
+    this.room(2);
+    this.view.setInt16(this.pos, v, true);
+    this.pos += 2;
+  }
+  u32(v: number, what: string): void {
+    checkInt(v, 0, 0xffffffff, what);
+    this.room(4);
+    this.view.setUint32(this.pos, v, true);
+    this.pos += 4;
+  }
+  i32(v: number, what: string): void {
+    checkInt(v, -0x80000000, 0x7fffffff, what);
+    this.room(4);
+    this.view.setInt32(this.pos, v, true);
+    this.pos += 4;
+  }
+  f32(v: number, what: string): void {
+    if (typeof v !== 'number') throw new ProtocolError('BAD_FIELD', `${what} must be a number`);
+    this.room(4);
+    if (Number.isNaN(v)) this.view.setUint32(this.pos, 0x7fc00000, true);
+    else this.view.setFloat32(this.pos, v, true);
+    this.pos += 4;
+  }
+  u64(v: number, what: string): void {
+    checkInt(v, 0, MAX_SAFE, what);
+    this.room(8);
+    this.view.setUint32(this.pos, v % TWO_32, true);
+    this.view.setUint32(this.pos + 4, Math.floor(v / TWO_32), true);
+    this.pos += 8;
+  }
+  bool8(v: boolean, what: string): void {
+    if (typeof v !== 'boolean') throw new ProtocolError('BAD_FIELD', `${what} must be a boolean`);
+    this.u8(v ? 1 : 0, what);
+  }
+  varint(v: number, what: string): void {
+    checkInt(v, 0, 0xffffffff, what);
+    let rest = v;
+    while (rest >= 0x80) {
+      this.room(1);
+      this.bytes[this.pos++] = (rest % 128) | 0x80;
+      rest = Math.floor(rest / 128);
+    }
+    this.room(1);
+    this.bytes[this.pos++] = rest;
+  }
+  str8(s: string, what: string, maxBytes: number, check?: (s: string) => boolean): void {
+    if (typeof s !== 'string') throw new ProtocolError('BAD_FIELD', `${what} must be a string`);
+    if (check && !check(s)) throw new ProtocolError('BAD_FIELD', `${what} has characters outside its alphabet`);
+    const encoded = utf8Encoder.encode(s);
+    if (encoded.length > maxBytes) throw new ProtocolError('BAD_FIELD', `${what} is longer than ${maxBytes} bytes`);
+    this.u8(encoded.length, `${what} length`);
+    this.room(encoded.length);
+    this.bytes.set(encoded, this.pos);
+    this.pos += encoded.length;
+  }
+  value(valueType: number, v: SampleValue | string, what: string): void {
+    switch (valueType) {
+      case ValueType.BOOL:
+        this.bool8(v as boolean, what);
+        break;
+      case ValueType.I8:
+        this.i8(v as number, what);
+        break;
+      case ValueType.U8:
+        this.u8(v as number, what);
+        break;
+      case ValueType.I16:
+        this.i16(v as number, what);
+        break;
+      case ValueType.U16:
+        this.u16(v as number, what);
+        break;
+      case ValueType.I32:
+        this.i32(v as number, what);
+        break;
+      case ValueType.U32:
+        this.u32(v as number, what);
+        break;
+      case ValueType.F32:
+        this.f32(v as number, what);
+        break;
+      case ValueType.STRING:
+        this.str8(v as string, what, Limits.messageBytes, isFreeText);
+        break;
+      default:
+        throw new ProtocolError('BAD_VALUE_TYPE', `${what} has unknown value type ${valueType}`);
+    }
+  }
+}
+
+function checkInt(v: number, min: number, max: number, what: string): void {
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new ProtocolError('BAD_FIELD', `${what} must be an integer in ${min}..${max}`);
+  }
+}
+
+// Identifier alphabets [PROTO-2.8].
+const DEVICE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+const CHANNEL_KEY = /^[a-z][a-z0-9_]{0,31}$/;
+const COMMAND_NAME = /^[a-z0-9_]{1,32}$/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+export const isDeviceId = (s: string): boolean => DEVICE_ID.test(s);
+export const isChannelKey = (s: string): boolean => CHANNEL_KEY.test(s);
+export const isCommandName = (s: string): boolean => COMMAND_NAME.test(s);
+export const isFreeText = (s: string): boolean => !CONTROL.test(s);

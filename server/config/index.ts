@@ -1,0 +1,241 @@
+/**
+ * The hub's one configuration: read from the environment (and an optional JSON file named by
+ * HUB_CONFIG_FILE), validated once with every problem listed, then frozen. Nothing else in the hub
+ * reads `process.env`; `main.ts` passes `process.env` in.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { HubError } from '../errors.ts';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const list = z
+  .union([z.array(z.string()), z.string()])
+  .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean));
+const secret = (minLength: number) =>
+  z.string().min(minLength, `must be at least ${minLength} characters (use: openssl rand -hex 32)`);
+
+/** Every variable, its schema and default. `.env.example` lists the same names (a test checks). */
+export const ENV_SCHEMA = {
+  HUB_HOST: z.string().min(1).default('0.0.0.0'),
+  HUB_PORT: int(0, 65535).default(8080),
+  HUB_DATA_DIR: z.string().min(1).default('.data'),
+  HUB_PUBLIC_URL: z.url().optional(),
+  HUB_ALLOWED_ORIGINS: list.default([]),
+  HUB_TLS_CERT_FILE: z.string().min(1).optional(),
+  HUB_TLS_KEY_FILE: z.string().min(1).optional(),
+  HUB_ADMIN_TOKEN: secret(32).optional(),
+  HUB_DASHBOARD_PASSWORD: secret(12).optional(),
+  HUB_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  DEVICE_MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
+  DEVICE_HANDSHAKES_PER_SEC: int(1, 100_000).default(500),
+  DEVICE_HEARTBEAT_INTERVAL_SEC: int(1, 3600).default(15),
+  DEVICE_HELLO_TIMEOUT_MS: int(100, 60_000).default(10_000),
+  DEVICE_MAX_PAYLOAD_BYTES: int(4096, 16_384).default(16_384),
+  DEVICE_SAMPLE_INTERVAL_MS: int(0, 3_600_000).default(0),
+  DEVICE_MAX_FUTURE_SKEW_MS: int(0, 86_400_000).default(300_000),
+
+  LOG_MAX_BYTES: int(16 * 1024 * 1024, Number.MAX_SAFE_INTEGER).default(2 * 1024 ** 3),
+  LOG_RETENTION_HOURS: int(1, 24 * 3650).default(24 * 7),
+  LOG_FULL_POLICY: z.enum(['backpressure', 'drop-oldest']).default('backpressure'),
+
+  INFLUX_URL: z.url().optional(),
+  INFLUX_TOKEN: z.string().min(1).optional(),
+  INFLUX_ORG: z.string().min(1).optional(),
+  INFLUX_BUCKET: z.string().min(1).optional(),
+  INFLUX_BATCH_LINES: int(1, 100_000).default(5000),
+  INFLUX_FLUSH_INTERVAL_MS: int(10, 60_000).default(250),
+  INFLUX_TIMEOUT_MS: int(100, 300_000).default(10_000),
+  INFLUX_MAX_RETRY_DELAY_MS: int(100, 600_000).default(30_000),
+  INFLUX_STATS_INTERVAL_MS: int(0, 3_600_000).default(5000),
+
+  LIVE_MAX_CLIENTS: int(1, 100_000).default(1000),
+  LIVE_HIGH_WATER_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  LIVE_DRAIN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  LIVE_MAX_SUBSCRIPTIONS: int(1, 10_000).default(100),
+
+  MQTT_URL: z.url().optional(),
+  MQTT_USERNAME: z.string().optional(),
+  MQTT_PASSWORD: z.string().optional(),
+  MQTT_TOPIC_PREFIX: z.string().min(1).default('esp32hub'),
+} as const;
+
+export type EnvName = keyof typeof ENV_SCHEMA;
+const envSchema = z.object(ENV_SCHEMA);
+type Env = z.infer<typeof envSchema>;
+
+export interface InfluxConfig {
+  url: string;
+  token: string;
+  org: string;
+  bucket: string;
+  batchLines: number;
+  flushIntervalMs: number;
+  timeoutMs: number;
+  maxRetryDelayMs: number;
+  statsIntervalMs: number;
+}
+
+export interface HubConfig {
+  server: {
+    host: string;
+    port: number;
+    /** Base URL people and devices use, for printed hints; derived from host/port when unset. */
+    publicUrl: string;
+    /** Origins browsers may connect from; the hub's own origin is always allowed. */
+    allowedOrigins: string[];
+    tls: { certFile: string; keyFile: string } | null;
+  };
+  auth: {
+    /** Enables the admin API when set. Compared in constant time, never logged. */
+    adminToken: string | null;
+    /** Read-only dashboard password; null means the dashboard needs no login (loopback-only default). */
+    dashboardPassword: string | null;
+  };
+  devices: {
+    maxConnections: number;
+    handshakesPerSec: number;
+    heartbeatIntervalSec: number;
+    helloTimeoutMs: number;
+    maxPayloadBytes: number;
+    sampleIntervalMs: number;
+    maxFutureSkewMs: number;
+  };
+  storage: {
+    dataDir: string;
+    maxBytes: number;
+    retentionHours: number;
+    fullPolicy: 'backpressure' | 'drop-oldest';
+  };
+  influx: InfluxConfig | null;
+  live: { maxClients: number; highWaterBytes: number; drainTimeoutMs: number; maxSubscriptions: number };
+  mqtt: { url: string; username: string | undefined; password: string | undefined; topicPrefix: string } | null;
+  log: { level: Env['HUB_LOG_LEVEL'] };
+}
+
+/** Thrown when configuration is invalid; `problems` lists every one of them. */
+export class ConfigError extends HubError {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super('CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.problems = problems;
+  }
+}
+
+type Source = Record<string, string | undefined>;
+
+/**
+ * Builds the config from environment variables; `HUB_CONFIG_FILE` may name a JSON file whose keys
+ * are the same variable names (the environment wins). Empty strings count as unset.
+ */
+export function loadConfig(env: Source): Readonly<HubConfig> {
+  const problems: string[] = [];
+  let fileValues: Record<string, unknown> = {};
+  const file = env.HUB_CONFIG_FILE;
+  if (file) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(file, 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+      fileValues = parsed as Record<string, unknown>;
+      for (const key of Object.keys(fileValues)) {
+        if (!Object.hasOwn(ENV_SCHEMA, key)) problems.push(`${file}: unknown setting ${key}`);
+      }
+    } catch (err) {
+      problems.push(`HUB_CONFIG_FILE ${file}: ${(err as Error).message}`);
+    }
+  }
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(ENV_SCHEMA)) {
+    const fromEnv = env[key];
+    raw[key] = fromEnv !== undefined && fromEnv !== '' ? fromEnv : fileValues[key];
+  }
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+  const influxKeys = ['INFLUX_URL', 'INFLUX_TOKEN', 'INFLUX_ORG', 'INFLUX_BUCKET'] as const;
+  const influxSet = influxKeys.filter((k) => e[k] !== undefined);
+  if (influxSet.length > 0 && influxSet.length < influxKeys.length) {
+    const missing = influxKeys.filter((k) => e[k] === undefined);
+    problems.push(`${missing.join(', ')}: required when ${influxSet.join(', ')} is set`);
+  }
+  if ((e.HUB_TLS_CERT_FILE === undefined) !== (e.HUB_TLS_KEY_FILE === undefined)) {
+    problems.push('HUB_TLS_CERT_FILE, HUB_TLS_KEY_FILE: set both or neither');
+  }
+  for (const origin of e.HUB_ALLOWED_ORIGINS) {
+    if (!/^https?:\/\/[^/]+$/.test(origin))
+      problems.push(`HUB_ALLOWED_ORIGINS: ${origin} is not an origin like https://host:port`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const scheme = e.HUB_TLS_CERT_FILE ? 'https' : 'http';
+  const shownHost = e.HUB_HOST === '0.0.0.0' || e.HUB_HOST === '::' ? 'localhost' : e.HUB_HOST;
+  const config: HubConfig = {
+    server: {
+      host: e.HUB_HOST,
+      port: e.HUB_PORT,
+      publicUrl: e.HUB_PUBLIC_URL ?? `${scheme}://${shownHost}:${e.HUB_PORT}`,
+      allowedOrigins: e.HUB_ALLOWED_ORIGINS,
+      tls:
+        e.HUB_TLS_CERT_FILE && e.HUB_TLS_KEY_FILE
+          ? { certFile: e.HUB_TLS_CERT_FILE, keyFile: e.HUB_TLS_KEY_FILE }
+          : null,
+    },
+    auth: { adminToken: e.HUB_ADMIN_TOKEN ?? null, dashboardPassword: e.HUB_DASHBOARD_PASSWORD ?? null },
+    devices: {
+      maxConnections: e.DEVICE_MAX_CONNECTIONS,
+      handshakesPerSec: e.DEVICE_HANDSHAKES_PER_SEC,
+      heartbeatIntervalSec: e.DEVICE_HEARTBEAT_INTERVAL_SEC,
+      helloTimeoutMs: e.DEVICE_HELLO_TIMEOUT_MS,
+      maxPayloadBytes: e.DEVICE_MAX_PAYLOAD_BYTES,
+      sampleIntervalMs: e.DEVICE_SAMPLE_INTERVAL_MS,
+      maxFutureSkewMs: e.DEVICE_MAX_FUTURE_SKEW_MS,
+    },
+    storage: {
+      dataDir: e.HUB_DATA_DIR,
+      maxBytes: e.LOG_MAX_BYTES,
+      retentionHours: e.LOG_RETENTION_HOURS,
+      fullPolicy: e.LOG_FULL_POLICY,
+    },
+    influx:
+      e.INFLUX_URL && e.INFLUX_TOKEN && e.INFLUX_ORG && e.INFLUX_BUCKET
+        ? {
+            url: e.INFLUX_URL,
+            token: e.INFLUX_TOKEN,
+            org: e.INFLUX_ORG,
+            bucket: e.INFLUX_BUCKET,
+            batchLines: e.INFLUX_BATCH_LINES,
+            flushIntervalMs: e.INFLUX_FLUSH_INTERVAL_MS,
+            timeoutMs: e.INFLUX_TIMEOUT_MS,
+            maxRetryDelayMs: e.INFLUX_MAX_RETRY_DELAY_MS,
+            statsIntervalMs: e.INFLUX_STATS_INTERVAL_MS,
+          }
+        : null,
+    live: {
+      maxClients: e.LIVE_MAX_CLIENTS,
+      highWaterBytes: e.LIVE_HIGH_WATER_BYTES,
+      drainTimeoutMs: e.LIVE_DRAIN_TIMEOUT_MS,
+      maxSubscriptions: e.LIVE_MAX_SUBSCRIPTIONS,
+    },
+    mqtt: e.MQTT_URL
+      ? { url: e.MQTT_URL, username: e.MQTT_USERNAME, password: e.MQTT_PASSWORD, topicPrefix: e.MQTT_TOPIC_PREFIX }
+      : null,
+    log: { level: e.HUB_LOG_LEVEL },
+  };
+  return deepFreeze(config);
+}
+
+/** A valid config for tests and embedding: defaults plus overrides given as variable names. */
+export function configFrom(overrides: Partial<Record<EnvName, string>> = {}): Readonly<HubConfig> {
+  return loadConfig(overrides);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,36 @@
+/**
+ * Typed in-process events from the ingest path to its consumers (live fan-out, MQTT bus, stats).
+ * Emitted only after the fact they report is true: `readings` after the durable commit.
+ */
+import { EventEmitter } from 'node:events';
+import type { Reading } from './storage/types.ts';
+
+export type PresenceState = 'online' | 'stale' | 'offline';
+
+export interface HubEvents {
+  /** Readings of one TELEMETRY frame, after the local log committed it. */
+  readings: [deviceId: string, readings: Reading[]];
+  /** A device session completed HELLO → WELCOME. */
+  'device:online': [info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean; atMs: number }];
+  /** A device session ended. `reason` is an error code or 'closed' / 'replaced' / 'heartbeat'. */
+  'device:offline': [info: { deviceId: string; reason: string; atMs: number }];
+  /** A device's descriptor set was stored. */
+  'device:descriptors': [deviceId: string];
+  /** A command changed state (sent, accepted, result, timeout). */
+  'command:update': [update: CommandUpdate];
+  /** A device's token was revoked or rotated: its live session must close. */
+  'device:revoked': [deviceId: string];
+}
+
+export interface CommandUpdate {
+  deviceId: string;
+  commandId: number;
+  name: string;
+  state: 'sent' | 'accepted' | 'done' | 'timeout' | 'failed';
+  /** COMMAND_RESULT status [PROTO-3.7] when state is 'done'. */
+  status?: number;
+  message?: string;
+  atMs: number;
+}
+
+export class HubEventBus extends EventEmitter<HubEvents> {}

@@ -1,0 +1,159 @@
+/**
+ * Every metric the hub exposes on /metrics, in one place. A registry per hub instance (never the
+ * global default) so tests can build several hubs in one process. Names follow Prometheus
+ * conventions: `_total` counters, base units in names.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  const r = [registry];
+  const metrics = {
+    registry,
+
+    // Device transport.
+    handshakesRejected: new Counter({
+      name: 'hub_handshakes_rejected_total',
+      help: 'Device and live handshakes refused before the upgrade, by error code.',
+      labelNames: ['endpoint', 'code'] as const,
+      registers: r,
+    }),
+    deviceSessions: new Gauge({ name: 'hub_device_sessions', help: 'Live device sessions.', registers: r }),
+    framesIn: new Counter({
+      name: 'hub_frames_received_total',
+      help: 'Frames received from devices, by message type.',
+      labelNames: ['type'] as const,
+      registers: r,
+    }),
+    bytesIn: new Counter({ name: 'hub_bytes_received_total', help: 'Bytes received from devices.', registers: r }),
+    frameErrors: new Counter({
+      name: 'hub_frame_errors_total',
+      help: 'Frames rejected, by error code (decode and session errors).',
+      labelNames: ['code'] as const,
+      registers: r,
+    }),
+    deviceDisconnects: new Counter({
+      name: 'hub_device_disconnects_total',
+      help: 'Device sessions ended, by reason.',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+
+    // Pipeline.
+    readingsStored: new Counter({
+      name: 'hub_readings_stored_total',
+      help: 'Readings committed to the local log.',
+      registers: r,
+    }),
+    readingsMissing: new Counter({
+      name: 'hub_readings_missing_total',
+      help: 'Samples marked missing (or f32 NaN) by devices; stored as absent.',
+      registers: r,
+    }),
+    duplicates: new Counter({
+      name: 'hub_duplicate_frames_total',
+      help: 'TELEMETRY frames already stored (replays); acknowledged again, not stored again.',
+      registers: r,
+    }),
+    gaps: new Counter({
+      name: 'hub_sequence_gap_frames_total',
+      help: 'Frames missing between stored sequence numbers of a boot (device outbox drops, lost data).',
+      registers: r,
+    }),
+    timestampsClamped: new Counter({
+      name: 'hub_timestamps_clamped_total',
+      help: 'Frames whose timestamps were implausible and were clamped, by reason.',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+    acksSent: new Counter({ name: 'hub_acks_sent_total', help: 'ACK frames sent to devices.', registers: r }),
+    ackLatency: new Histogram({
+      name: 'hub_ack_latency_seconds',
+      help: 'Time from a TELEMETRY frame arriving to its ACK being sent (includes the durable commit).',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: r,
+    }),
+
+    // Local log.
+    logDepthFrames: new Gauge({
+      name: 'hub_local_log_unforwarded_frames',
+      help: 'Frames in the local log not yet confirmed by InfluxDB (0 in embedded mode).',
+      registers: r,
+    }),
+    logBytes: new Gauge({ name: 'hub_local_log_bytes', help: 'Size of the local log on disk.', registers: r }),
+    logCommits: new Counter({ name: 'hub_local_log_commits_total', help: 'Group commits.', registers: r }),
+    logFullRejections: new Counter({
+      name: 'hub_local_log_full_rejections_total',
+      help: 'Frames refused (not acknowledged) because the local log was full (backpressure policy).',
+      registers: r,
+    }),
+    logEvicted: new Counter({
+      name: 'hub_local_log_evicted_frames_total',
+      help: 'Frames removed from the local log, by reason (retention, size cap, drop-oldest while unforwarded).',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+
+    // InfluxDB forwarder.
+    forwarderLagSeconds: new Gauge({
+      name: 'hub_forwarder_lag_seconds',
+      help: 'Age of the oldest frame not yet confirmed by InfluxDB.',
+      registers: r,
+    }),
+    forwardedLines: new Counter({
+      name: 'hub_forwarder_lines_written_total',
+      help: 'Line-protocol lines InfluxDB confirmed.',
+      registers: r,
+    }),
+    writeFailures: new Counter({
+      name: 'hub_forwarder_write_failures_total',
+      help: 'Failed InfluxDB write requests, by HTTP status (or "network").',
+      labelNames: ['status'] as const,
+      registers: r,
+    }),
+    deadLettered: new Counter({
+      name: 'hub_forwarder_dead_lettered_lines_total',
+      help: 'Lines InfluxDB rejected permanently (400/422 after bisection), kept in the dead-letter store.',
+      registers: r,
+    }),
+
+    // Commands.
+    commands: new Counter({
+      name: 'hub_commands_total',
+      help: 'Commands by outcome (sent, accepted, ok, failed, timeout, ...).',
+      labelNames: ['outcome'] as const,
+      registers: r,
+    }),
+
+    // Live fan-out.
+    liveClients: new Gauge({ name: 'hub_live_clients', help: 'Connected live (browser) clients.', registers: r }),
+    liveMessages: new Counter({
+      name: 'hub_live_messages_sent_total',
+      help: 'Messages sent to live clients.',
+      registers: r,
+    }),
+    liveCoalesced: new Counter({
+      name: 'hub_live_coalesced_updates_total',
+      help: 'Updates folded into a later one because the client was behind (high-water mark).',
+      registers: r,
+    }),
+    liveEvictions: new Counter({
+      name: 'hub_live_evictions_total',
+      help: 'Live clients disconnected, by reason (drain timeout, policy).',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+
+    // MQTT.
+    mqttMessages: new Counter({
+      name: 'hub_mqtt_messages_total',
+      help: 'MQTT messages, by direction and outcome.',
+      labelNames: ['direction', 'outcome'] as const,
+      registers: r,
+    }),
+  };
+  collectDefaultMetrics({ register: registry, prefix: 'hub_process_' });
+  return metrics;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,40 @@
+/** Contracts between the ingest path, the durable local log and its readers (forwarder, history). */
+import type { ChannelDescriptor, FrameRef } from '../codec/index.ts';
+
+/** One accepted TELEMETRY frame as the local log keeps it: the raw frame plus what the hub decided. */
+export interface LogEntry {
+  deviceId: string;
+  bootId: number;
+  seq: number;
+  /** Hub wall clock when the frame arrived (Unix ms). */
+  receivedAtMs: number;
+  /**
+   * Added to `baseTime + deltaMs` of every sample: the uptime→wall-clock offset persisted for the
+   * (device, boot) of an unsynced frame [PROTO-3.4.1], plus any clamp shift; 0 for a plausible synced frame.
+   */
+  timeOffsetMs: number;
+  /** The raw TELEMETRY frame as received (CRC-checked), decoded again by readers. */
+  frame: Uint8Array;
+}
+
+/** A log entry with its position; offsets grow strictly and are never reused. */
+export interface StoredEntry extends LogEntry {
+  offset: number;
+}
+
+/** One reading after descriptor lookup, scaling and time mapping: what storage and dashboards see. */
+export interface Reading {
+  deviceId: string;
+  /** Channel key [PROTO-2.8]. */
+  channel: string;
+  unit: string;
+  /** Unix ms. */
+  timeMs: number;
+  /** Engineering value (fixed-point already scaled), or boolean for bool channels. */
+  value: number | boolean;
+}
+
+/** Looks up a device's persisted descriptor set by hash [PROTO-3.3]. */
+export type DescriptorLookup = (deviceId: string, hash: number) => ChannelDescriptor[] | undefined;
+
+export type { FrameRef };
