@@ -11,7 +11,9 @@ export interface HubEvents {
   /** Readings of one TELEMETRY frame, after the local log committed it. */
   readings: [deviceId: string, readings: Reading[]];
   /** A device session completed HELLO → WELCOME. */
-  'device:online': [info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean; atMs: number }];
+  'device:online': [
+    info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean; atMs: number },
+  ];
   /** A device session ended. `reason` is an error code or 'closed' / 'replaced' / 'heartbeat'. */
   'device:offline': [info: { deviceId: string; reason: string; atMs: number }];
   /** A device's descriptor set was stored. */

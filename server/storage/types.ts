@@ -38,3 +38,26 @@ export interface Reading {
 export type DescriptorLookup = (deviceId: string, hash: number) => ChannelDescriptor[] | undefined;
 
 export type { FrameRef };
+
+/** What the InfluxDB forwarder (and history queries) read from the local log. */
+export interface LogReader {
+  /** Entries with offset > `afterOffset`, in offset order, at most `max`. Synchronous (memory-mapped store). */
+  readAfter(afterOffset: number, max: number): StoredEntry[];
+  /** Highest offset InfluxDB has confirmed (0 when none); survives restarts. */
+  forwardedOffset(): number;
+  /** Records that InfluxDB confirmed everything up to `offset`; resolves after the durable commit. */
+  commitForwarded(offset: number): Promise<void>;
+  /** Highest offset appended so far (0 when empty). */
+  headOffset(): number;
+  /** Calls `listener` after each commit that appended entries; returns an unsubscribe function. */
+  onAppend(listener: () => void): () => void;
+  lookupDescriptors: DescriptorLookup;
+}
+
+/** Lines InfluxDB rejected permanently, kept with the reason for inspection and manual replay. */
+export interface DeadLetterStore {
+  put(lines: string[], reason: string, status: number): Promise<void>;
+  /** Number of dead-lettered lines. */
+  count(): number;
+  list(limit: number): { atMs: number; status: number; reason: string; line: string }[];
+}

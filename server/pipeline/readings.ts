@@ -1,0 +1,58 @@
+/**
+ * TELEMETRY frame → readings: descriptor lookup, fixed-point scaling and time mapping. Pure; shared by
+ * the ingest path (live fan-out), the InfluxDB forwarder and embedded history queries so all three
+ * see the same values and the same timestamps.
+ */
+import { type ChannelDescriptor, scaledValue, type Telemetry } from '../codec/index.ts';
+import { HubError } from '../errors.ts';
+import type { Reading } from '../storage/types.ts';
+
+export interface ReadingsResult {
+  readings: Reading[];
+  /** Samples flagged missing or f32 NaN/±Infinity: not stored, counted. */
+  missing: number;
+}
+
+/**
+ * Maps a decoded TELEMETRY message to readings. Throws UNKNOWN_CHANNEL / TYPE_MISMATCH when a block
+ * disagrees with the descriptor set.
+ */
+export function telemetryToReadings(
+  deviceId: string,
+  telemetry: Telemetry,
+  channels: readonly ChannelDescriptor[],
+  timeOffsetMs: number,
+): ReadingsResult {
+  const readings: Reading[] = [];
+  let missing = 0;
+  const base = telemetry.baseTime + timeOffsetMs;
+  for (const block of telemetry.blocks) {
+    const ch = findChannel(channels, block.channel);
+    if (!ch) throw new HubError('UNKNOWN_CHANNEL', `channel index ${block.channel} is not in the descriptor set`);
+    if (ch.valueType !== block.valueType) {
+      throw new HubError('TYPE_MISMATCH', `channel ${ch.key} is type ${ch.valueType}, block says ${block.valueType}`);
+    }
+    const { deltasMs, values } = block;
+    for (let i = 0; i < values.length; i++) {
+      const raw = values[i];
+      if (raw === null || raw === undefined || (typeof raw === 'number' && !Number.isFinite(raw))) {
+        missing++;
+        continue;
+      }
+      readings.push({
+        deviceId,
+        channel: ch.key,
+        unit: ch.unit,
+        timeMs: base + (deltasMs[i] as number),
+        value: typeof raw === 'boolean' ? raw : scaledValue(raw, ch.scaleExp),
+      });
+    }
+  }
+  return { readings, missing };
+}
+
+function findChannel(channels: readonly ChannelDescriptor[], index: number): ChannelDescriptor | undefined {
+  // Descriptor sets are small (≤ 64) and sorted; a linear scan beats building a map per frame.
+  for (const ch of channels) if (ch.index === index) return ch;
+  return undefined;
+}
