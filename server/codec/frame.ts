@@ -53,6 +53,9 @@ export function readEnvelope(bytes: Uint8Array): { type: number; flags: number; 
   if (size > MAX_FRAME_BYTES) throw new ProtocolError('TOO_LARGE', `frame has ${size} bytes`);
   const length = (bytes[6] as number) | ((bytes[7] as number) << 8);
   const total = HEADER_BYTES + length + CRC_BYTES;
+  // A header declaring more than 4096 bytes can never become a valid frame: TOO_LARGE, not TRUNCATED,
+  // so a reader of a stream (flash replay) rejects it before waiting for or buffering the rest.
+  if (total > MAX_FRAME_BYTES) throw new ProtocolError('TOO_LARGE', `length field declares ${total} bytes`);
   if (size < total) throw new ProtocolError('TRUNCATED', `frame has ${size} bytes, length field says ${total}`);
   if (size > total) throw new ProtocolError('BAD_LENGTH', `frame has ${size - total} bytes after its CRC`);
   const body = HEADER_BYTES + length;

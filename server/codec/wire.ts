@@ -5,7 +5,9 @@
 import { ProtocolError } from '../errors.ts';
 import { Limits, type SampleValue, ValueType } from './types.ts';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is content, not a marker to strip; stripping it would make a string
+// decode to something that re-encodes to different bytes (the encoding must stay canonical).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO_32 = 0x1_0000_0000;
@@ -215,6 +217,8 @@ export class Writer {
   }
   str8(s: string, what: string, maxBytes: number, check?: (s: string) => boolean): void {
     if (typeof s !== 'string') throw new ProtocolError('BAD_FIELD', `${what} must be a string`);
+    // TextEncoder would silently turn a lone surrogate into U+FFFD: the frame would not decode to `s`.
+    if (LONE_SURROGATE.test(s)) throw new ProtocolError('BAD_FIELD', `${what} is not well-formed Unicode`);
     if (check && !check(s)) throw new ProtocolError('BAD_FIELD', `${what} has characters outside its alphabet`);
     const encoded = utf8Encoder.encode(s);
     if (encoded.length > maxBytes) throw new ProtocolError('BAD_FIELD', `${what} is longer than ${maxBytes} bytes`);
@@ -270,6 +274,9 @@ const CHANNEL_KEY = /^[a-z][a-z0-9_]{0,31}$/;
 const COMMAND_NAME = /^[a-z0-9_]{1,32}$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
+// With the `u` flag a surrogate pair is one code point, so this matches unpaired surrogates only.
+const LONE_SURROGATE = /\p{Cs}/u;
 
 export const isDeviceId = (s: string): boolean => DEVICE_ID.test(s);
 export const isChannelKey = (s: string): boolean => CHANNEL_KEY.test(s);
