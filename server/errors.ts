@@ -118,6 +118,8 @@ export const ERRORS = {
   BAD_REQUEST: spec(501, 'http', null, 400, 'The request is malformed or a parameter is invalid.'),
   DEVICE_OFFLINE: spec(502, 'http', null, 409, 'The device has no live session to send a command to.'),
   PAYLOAD_TOO_LARGE: spec(503, 'http', null, 413, 'The request body is larger than allowed.'),
+  DEVICE_EXISTS: spec(504, 'http', null, 409, 'A device with this id is already registered.'),
+  METHOD_NOT_ALLOWED: spec(505, 'http', null, 405, 'The route exists but does not accept this HTTP method.'),
 
   // Configuration: the hub refuses to start and lists every problem.
   CONFIG_INVALID: spec(600, 'config', null, null, 'The configuration has one or more invalid values.'),
