@@ -116,6 +116,16 @@ export function createMetrics() {
       help: 'Lines InfluxDB rejected permanently (400/422 after bisection), kept in the dead-letter store.',
       registers: r,
     }),
+    deadLetterEvicted: new Counter({
+      name: 'hub_dead_letter_evicted_lines_total',
+      help: 'Dead-lettered lines removed, oldest first, to keep the dead-letter store within its cap.',
+      registers: r,
+    }),
+    statsDropped: new Counter({
+      name: 'hub_forwarder_stats_dropped_total',
+      help: 'hub_stats points replaced by a newer one before they could be written (InfluxDB slow or down).',
+      registers: r,
+    }),
 
     // Commands.
     commands: new Counter({
