@@ -99,7 +99,7 @@ export function decodeFrame(bytes: Uint8Array): Message {
       message = decodeCommand(r);
       break;
     case MessageType.COMMAND_ACCEPTED:
-      message = { type: 'command_accepted', commandId: r.u32('commandId') };
+      message = { type: 'command_accepted', commandId: nonZeroU32(r, 'commandId') };
       break;
     case MessageType.COMMAND_RESULT:
       message = decodeCommandResult(r);
