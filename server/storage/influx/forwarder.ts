@@ -1,0 +1,264 @@
+/**
+ * The InfluxDB forwarder: reads TELEMETRY frames from the durable local log after its cursor, turns
+ * them into line protocol, writes batches of about `batchLines` lines, and advances the cursor
+ * (`commitForwarded`) only after InfluxDB confirmed every line of the batch or the failure policy
+ * (delivery.ts) dead-lettered it. The local log is the only buffer that matters: a crash, a stop or
+ * an outage loses nothing, it only replays from the cursor, and a replay overwrites identical points.
+ *
+ * Bounded: at most one batch (`batchLines` plus one frame's readings) is held in memory, and one
+ * request is in flight. Backlog stays in the log (`hub_local_log_unforwarded_frames`,
+ * `hub_forwarder_lag_seconds`); the log's own size policy bounds it.
+ */
+import { hostname } from 'node:os';
+import type { InfluxConfig } from '../../config/index.ts';
+import type { Logger } from '../../log/index.ts';
+import type { Metrics } from '../../metrics/index.ts';
+import type { DeadLetterStore, LogReader } from '../types.ts';
+import {
+  type DeliveryDeps,
+  type DeliveryState,
+  DeliveryStopped,
+  deliver,
+  newDeliveryState,
+  realSleep,
+  type Sleep,
+} from './delivery.ts';
+import { appendEntryLines, frameDeadLetterLine } from './line-protocol.ts';
+import { createLineWriter, routeClientLogger } from './line-writer.ts';
+import { createStatsWriter, type StatsWriter } from './stats.ts';
+
+/** Frames read from the log per `readAfter` call while filling a batch. */
+const READ_CHUNK_FRAMES = 256;
+/** How often the lag and depth gauges are refreshed when nothing else happens. */
+const GAUGE_REFRESH_MS = 1000;
+
+export interface ForwarderDeps {
+  config: InfluxConfig;
+  log: LogReader;
+  deadLetters: DeadLetterStore;
+  metrics: Metrics;
+  logger: Logger;
+  /** Value of the `hub` tag on `hub_stats` points; defaults to the host name. */
+  hubId?: string;
+  /** Test hooks: how to wait between retries, jitter source, wall clock. */
+  sleep?: Sleep;
+  random?: () => number;
+  now?: () => number;
+}
+
+export interface ForwarderStatus {
+  state: 'stopped' | 'idle' | 'writing' | 'retrying';
+  /** Highest log offset InfluxDB has confirmed. */
+  forwardedOffset: number;
+  headOffset: number;
+  /** Age of the oldest unconfirmed frame, seconds (0 when caught up). */
+  lagSeconds: number;
+  lastSuccessAtMs: number | null;
+  lastError: DeliveryState['lastError'];
+  retryAtMs: number | null;
+  deadLetteredLines: number;
+}
+
+export interface InfluxForwarder {
+  start(): void;
+  /** Stops reading, ends a retry wait at once, and resolves when the loop has exited. */
+  stop(): Promise<void>;
+  status(): ForwarderStatus;
+  /**
+   * Queues extra lines (hub stats) for the next write. Holds one set at a time: a newer set replaces
+   * an unsent one (counted in `hub_forwarder_stats_dropped_total`), so an outage cannot grow it.
+   */
+  submitStats(lines: string[]): void;
+}
+
+export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
+  const { config, log, deadLetters, metrics } = deps;
+  const logger = deps.logger.child({ component: 'influx-forwarder' });
+  const now = deps.now ?? Date.now;
+  const batchLines = config.batchLines;
+
+  let running = false;
+  let writing = false;
+  let abort = new AbortController();
+  let loopDone: Promise<void> = Promise.resolve();
+  let wake: (() => void) | null = null;
+  let unsubscribe: (() => void) | null = null;
+  let gaugeTimer: NodeJS.Timeout | null = null;
+  let stats: StatsWriter | null = null;
+  let pendingStats: string[] | null = null;
+  const state = newDeliveryState();
+  let writer: ReturnType<typeof createLineWriter> | null = null;
+
+  function refreshGauges(): void {
+    const forwarded = log.forwardedOffset();
+    const head = log.headOffset();
+    // Offsets grow by one per frame, so the difference is the number of frames still to confirm.
+    metrics.logDepthFrames.set(Math.max(0, head - forwarded));
+    const oldest = head > forwarded ? log.readAfter(forwarded, 1)[0] : undefined;
+    metrics.forwarderLagSeconds.set(oldest ? Math.max(0, now() - oldest.receivedAtMs) / 1000 : 0);
+  }
+
+  function notify(): void {
+    const w = wake;
+    wake = null;
+    w?.();
+  }
+
+  /** Resolves on the next append, stats submission or stop, or after `ms`. */
+  function waitForWork(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        wake = null;
+        resolve();
+      }, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  async function loop(signal: AbortSignal): Promise<void> {
+    const delivery: DeliveryDeps = {
+      writer: writer!,
+      deadLetters,
+      metrics,
+      logger,
+      maxRetryDelayMs: config.maxRetryDelayMs,
+      signal,
+      sleep: deps.sleep ?? realSleep,
+      random: deps.random ?? Math.random,
+      now,
+      state,
+    };
+    // The batch being filled: lines of frames (readOffset, lastOffset]; forwarded cursor trails it.
+    let cursor = log.forwardedOffset();
+    let lines: string[] = [];
+    let lastOffset = cursor;
+    let batchStartedAtMs = 0;
+    const unreadable: { lines: string[]; reason: string }[] = [];
+
+    while (!signal.aborted) {
+      // Fill the batch from the log (synchronous, memory-mapped reads).
+      while (lines.length < batchLines) {
+        const entries = log.readAfter(lastOffset, READ_CHUNK_FRAMES);
+        if (entries.length === 0) break;
+        if (lastOffset === cursor) batchStartedAtMs = now();
+        for (const entry of entries) {
+          const result = appendEntryLines(entry, log.lookupDescriptors, lines);
+          if (!result.ok)
+            unreadable.push({ lines: [frameDeadLetterLine(entry)], reason: `${result.code}: ${result.reason}` });
+          lastOffset = entry.offset;
+          if (lines.length >= batchLines) break;
+        }
+      }
+
+      const haveFrames = lastOffset > cursor;
+      const stale = haveFrames && now() - batchStartedAtMs >= config.flushIntervalMs;
+      if (!(lines.length >= batchLines || stale || (!haveFrames && pendingStats))) {
+        // Nothing due: wait for appends (or the flush interval for a partial batch).
+        const waitMs = haveFrames ? config.flushIntervalMs - (now() - batchStartedAtMs) : config.flushIntervalMs * 4;
+        await waitForWork(Math.max(1, waitMs));
+        continue;
+      }
+
+      const extra = pendingStats;
+      pendingStats = null;
+      const batch = extra ? lines.concat(extra) : lines;
+      writing = true;
+      try {
+        for (const u of unreadable) {
+          // Frames that cannot become lines are kept (status 0: never sent), not dropped.
+          await deadLetters.put(u.lines, u.reason, 0);
+          metrics.deadLettered.inc(u.lines.length);
+          logger.error({ reason: u.reason }, 'stored frame cannot be forwarded: dead-lettered');
+        }
+        unreadable.length = 0;
+        await deliver(batch, delivery);
+        if (haveFrames) await log.commitForwarded(lastOffset);
+      } catch (err) {
+        if (err instanceof DeliveryStopped) break;
+        // Only the log or the dead-letter store can land here (delivery never throws otherwise):
+        // keep the batch, wait, and try the whole step again.
+        logger.error({ err }, 'forwarder step failed; retrying');
+        if (extra && !pendingStats) pendingStats = extra;
+        await delivery.sleep(config.maxRetryDelayMs, signal);
+        continue;
+      } finally {
+        writing = false;
+      }
+      cursor = lastOffset;
+      lines = [];
+      refreshGauges();
+    }
+  }
+
+  const forwarder: InfluxForwarder = {
+    start() {
+      if (running) return;
+      running = true;
+      routeClientLogger(deps.logger);
+      abort = new AbortController();
+      writer = createLineWriter(config, batchLines * 2 + 10_000);
+      unsubscribe = log.onAppend(notify);
+      gaugeTimer = setInterval(refreshGauges, GAUGE_REFRESH_MS);
+      gaugeTimer.unref();
+      refreshGauges();
+      if (config.statsIntervalMs > 0) {
+        stats = createStatsWriter({
+          metrics,
+          hubId: deps.hubId ?? hostname(),
+          intervalMs: config.statsIntervalMs,
+          now,
+          submit: (statLines) => forwarder.submitStats(statLines),
+          logger,
+        });
+        stats.start();
+      }
+      const signal = abort.signal;
+      loopDone = loop(signal).catch((err: unknown) => {
+        logger.fatal({ err }, 'forwarder loop crashed');
+      });
+      logger.info({ url: config.url, bucket: config.bucket, batchLines }, 'forwarding to InfluxDB');
+    },
+
+    async stop() {
+      if (!running) return;
+      running = false;
+      stats?.stop();
+      stats = null;
+      unsubscribe?.();
+      unsubscribe = null;
+      if (gaugeTimer) clearInterval(gaugeTimer);
+      gaugeTimer = null;
+      abort.abort();
+      notify();
+      await loopDone;
+      writer?.close();
+      writer = null;
+    },
+
+    status() {
+      const forwardedOffset = log.forwardedOffset();
+      const headOffset = log.headOffset();
+      const oldest = headOffset > forwardedOffset ? log.readAfter(forwardedOffset, 1)[0] : undefined;
+      return {
+        state: !running ? 'stopped' : state.retryAtMs !== null ? 'retrying' : writing ? 'writing' : 'idle',
+        forwardedOffset,
+        headOffset,
+        lagSeconds: oldest ? Math.max(0, now() - oldest.receivedAtMs) / 1000 : 0,
+        lastSuccessAtMs: state.lastSuccessAtMs,
+        lastError: state.lastError,
+        retryAtMs: state.retryAtMs,
+        deadLetteredLines: deadLetters.count(),
+      };
+    },
+
+    submitStats(statLines) {
+      if (pendingStats) metrics.statsDropped.inc();
+      pendingStats = statLines;
+      if (!writing) notify();
+    },
+  };
+  return forwarder;
+}
