@@ -1,0 +1,38 @@
+/**
+ * The operator CLI: `npm run hub -- <group> <command> ...`. A separate entry point from `main.ts`
+ * (it reads argv and sets the exit code). Each group lives with its module; add new groups to
+ * GROUPS.
+ */
+import { DEVICES_USAGE, EXIT, runDevicesCli } from './registry/devices-cli.ts';
+
+type Group = (args: string[], io: Parameters<typeof runDevicesCli>[1]) => Promise<number>;
+
+const GROUPS: Record<string, { run: Group; summary: string }> = {
+  devices: { run: runDevicesCli, summary: 'add, list, revoke and rotate device tokens' },
+};
+
+const USAGE = `Usage: npm run hub -- <group> <command> [options]
+
+Groups:
+${Object.entries(GROUPS)
+  .map(([name, g]) => `  ${name.padEnd(10)} ${g.summary}`)
+  .join('\n')}
+
+Run "npm run hub -- <group> --help" for a group's commands.
+
+${DEVICES_USAGE}`;
+
+const [groupName, ...rest] = process.argv.slice(2);
+const io = { env: process.env, stdout: process.stdout, stderr: process.stderr };
+const group = groupName === undefined ? undefined : GROUPS[groupName];
+if (groupName === '--help' || groupName === '-h') {
+  process.stdout.write(USAGE);
+  process.exitCode = EXIT.OK;
+} else if (group === undefined) {
+  process.stderr.write(
+    `${groupName === undefined ? 'error: missing group' : `error: unknown group "${groupName}"`}\n\n${USAGE}`,
+  );
+  process.exitCode = EXIT.USAGE;
+} else {
+  process.exitCode = await group.run(rest, io);
+}

@@ -1,0 +1,332 @@
+/**
+ * `npm run hub -- devices <add|list|revoke|rotate>`: the operator's side of the registry. Works on
+ * the same store file as a running hub (see store.ts); a revoke or rotate here closes the device's
+ * live socket in the hub within a second. Side-effect free at import: `server/cli.ts` calls
+ * {@link runDevicesCli} with argv, env and the standard streams.
+ */
+import { closeSync, fchmodSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../config/index.ts';
+import { HubError } from '../errors.ts';
+import { createLogger } from '../log/index.ts';
+import { type DeviceInfo, type DeviceRegistry, type IssuedToken, openDeviceRegistry } from './registry.ts';
+
+/** Where the CLI writes; `process.stdout`/`process.stderr` in production, buffers in tests. */
+export interface CliIo {
+  env: Record<string, string | undefined>;
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+}
+
+/** Exit codes: 0 done, 1 the operation was refused or failed, 2 bad usage or configuration. */
+export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
+
+export const DEVICES_USAGE = `Usage: npm run hub -- devices <command> [options]
+
+Commands:
+  add <id>...        register one or more devices and print each new token once
+  list               list devices: id, status, created, last rotated, revoked
+  revoke <id>        revoke a device's token; a running hub closes its connection within 1 s
+  rotate <id>        issue a new token and invalidate the old one (re-enables a revoked device)
+
+Options:
+  --data-dir <dir>      the hub's data directory (default: HUB_DATA_DIR, else .data)
+  --tokens-file <path>  with add: also append "id,token" lines to <path> (created with mode 0600),
+                        e.g. for the simulator
+  --json                machine-readable output on stdout
+  -h, --help            show this help
+
+Device ids: 1-64 characters of A-Z a-z 0-9 . _ -
+Exit codes: 0 ok, 1 refused or failed (unknown id, duplicate, I/O), 2 usage or configuration error.
+`;
+
+/** Runs `devices ...` (args after the word `devices`); resolves to the process exit code. */
+export async function runDevicesCli(args: string[], io: CliIo): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(args);
+  } catch (err) {
+    io.stderr.write(`error: ${(err as Error).message}\n\n${DEVICES_USAGE}`);
+    return EXIT.USAGE;
+  }
+  const { values, positionals } = parsed;
+  const json = values.json === true;
+  if (values.help) {
+    io.stdout.write(DEVICES_USAGE);
+    return EXIT.OK;
+  }
+  const [command, ...ids] = positionals;
+  const usage = (message: string): number => {
+    io.stderr.write(`error: ${message}\n\n${DEVICES_USAGE}`);
+    return EXIT.USAGE;
+  };
+  if (command === undefined) return usage('missing command');
+  if (command !== 'add' && command !== 'list' && command !== 'revoke' && command !== 'rotate') {
+    return usage(`unknown command "${command}"`);
+  }
+  if (command === 'list' && ids.length > 0) return usage('list takes no arguments');
+  if (command === 'add' && ids.length === 0) return usage('add needs at least one device id');
+  if ((command === 'revoke' || command === 'rotate') && ids.length !== 1)
+    return usage(`${command} needs one device id`);
+  if (values['tokens-file'] !== undefined && command !== 'add') return usage('--tokens-file only applies to add');
+
+  // Only the settings the CLI needs, so an unrelated bad variable (say INFLUX_URL) does not block it.
+  let dataDir: string;
+  let deviceUrl: string;
+  try {
+    const config = loadConfig(pick(io.env, CLI_ENV));
+    dataDir = values['data-dir'] ?? config.storage.dataDir;
+    deviceUrl = deviceUrlFrom(config.server.publicUrl);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`error: ${err.message}\n`);
+    return EXIT.USAGE;
+  }
+
+  // Logs (warnings only) go to stderr so `--json` output stays clean; tokens are never logged.
+  const logger = createLogger('warn', pino.destination({ fd: 2, sync: true }));
+  let registry: DeviceRegistry | undefined;
+  try {
+    registry = openDeviceRegistry({ dataDir, logger, watchIntervalMs: 0 });
+    const out = new Output(io, json, registry.file, deviceUrl);
+    switch (command) {
+      case 'add':
+        return await add(registry, ids, values['tokens-file'], out);
+      case 'list':
+        out.list(registry.list());
+        return EXIT.OK;
+      case 'revoke':
+        out.revoked(await registry.revoke(ids[0] as string));
+        return EXIT.OK;
+      case 'rotate':
+        out.rotated(await registry.rotate(ids[0] as string));
+        return EXIT.OK;
+      default:
+        return usage(`unknown command "${command satisfies never}"`);
+    }
+  } catch (err) {
+    return failed(io, json, err);
+  } finally {
+    await registry?.close();
+  }
+}
+
+async function add(
+  registry: DeviceRegistry,
+  ids: string[],
+  tokensFile: string | undefined,
+  out: Output,
+): Promise<number> {
+  const issued: IssuedToken[] = [];
+  let failure: unknown;
+  for (const id of ids) {
+    try {
+      issued.push(await registry.add(id));
+    } catch (err) {
+      failure = err; // stop here; tokens issued so far are still printed below
+      break;
+    }
+  }
+  let fileError: unknown;
+  if (tokensFile !== undefined && issued.length > 0) {
+    try {
+      appendTokens(tokensFile, issued);
+    } catch (err) {
+      fileError = err;
+    }
+  }
+  out.added(issued, fileError === undefined ? tokensFile : undefined);
+  if (fileError !== undefined) {
+    return failed(
+      out.io,
+      out.json,
+      new HubError(
+        'INTERNAL',
+        `could not append to ${tokensFile}: ${(fileError as Error).message} (the tokens above are valid; copy them now)`,
+      ),
+    );
+  }
+  return failure === undefined ? EXIT.OK : failed(out.io, out.json, failure);
+}
+
+/** Appends `id,token` lines; the file is created (or tightened) to 0600 because it holds secrets. */
+function appendTokens(path: string, issued: IssuedToken[]): void {
+  const fd = openSync(path, 'a', 0o600);
+  try {
+    fchmodSync(fd, 0o600);
+    writeSync(fd, issued.map((t) => `${t.device.id},${t.token}\n`).join(''));
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+class Output {
+  constructor(
+    readonly io: CliIo,
+    readonly json: boolean,
+    private readonly file: string,
+    private readonly deviceUrl: string,
+  ) {}
+
+  added(issued: IssuedToken[], tokensFile: string | undefined): void {
+    if (this.json) {
+      this.print({
+        devices: issued.map((t) => ({ id: t.device.id, token: t.token, createdAt: iso(t.device.createdAtMs) })),
+        deviceUrl: this.deviceUrl,
+        ...(tokensFile === undefined ? {} : { tokensFile: resolve(tokensFile) }),
+      });
+      return;
+    }
+    if (issued.length === 0) return;
+    const lines: string[] = [];
+    for (const t of issued) {
+      lines.push(
+        `Added device ${t.device.id}. Its token (shown only now; the hub keeps just a hash):`,
+        '',
+        `  ${t.token}`,
+        '',
+      );
+    }
+    if (tokensFile !== undefined) {
+      lines.push(`Appended ${issued.length} "id,token" line(s) to ${resolve(tokensFile)} (mode 0600).`, '');
+    }
+    lines.push(...this.connectHint(issued.length === 1 ? (issued[0] as IssuedToken).token : '<token>'));
+    this.io.stdout.write(`${lines.join('\n')}\n`);
+  }
+
+  rotated(t: IssuedToken): void {
+    if (this.json) {
+      this.print({ id: t.device.id, token: t.token, rotatedAt: iso(t.device.rotatedAtMs), deviceUrl: this.deviceUrl });
+      return;
+    }
+    const lines = [
+      `Rotated the token of ${t.device.id}. The old token no longer works; a running hub closes its`,
+      'connection within a second. The new token (shown only now):',
+      '',
+      `  ${t.token}`,
+      '',
+      ...this.connectHint(t.token),
+    ];
+    this.io.stdout.write(`${lines.join('\n')}\n`);
+  }
+
+  revoked(d: DeviceInfo): void {
+    if (this.json) {
+      this.print({ id: d.id, revoked: true, revokedAt: iso(d.revokedAtMs) });
+      return;
+    }
+    this.io.stdout.write(
+      `Revoked ${d.id} (at ${iso(d.revokedAtMs)}). Its token no longer works; a running hub closes its\n` +
+        `connection within a second. To re-enable it with a new token: npm run hub -- devices rotate ${d.id}\n`,
+    );
+  }
+
+  list(devices: DeviceInfo[]): void {
+    if (this.json) {
+      this.print({
+        devices: devices.map((d) => ({
+          id: d.id,
+          revoked: d.revoked,
+          createdAt: iso(d.createdAtMs),
+          rotatedAt: iso(d.rotatedAtMs),
+          revokedAt: iso(d.revokedAtMs),
+        })),
+      });
+      return;
+    }
+    if (devices.length === 0) {
+      this.io.stdout.write(`No devices in ${this.file}. Add one with: npm run hub -- devices add <id>\n`);
+      return;
+    }
+    const rows = [
+      ['ID', 'STATUS', 'CREATED', 'LAST ROTATED', 'REVOKED'],
+      ...devices.map((d) => [
+        d.id,
+        d.revoked ? 'revoked' : 'active',
+        iso(d.createdAtMs) ?? '-',
+        iso(d.rotatedAtMs) ?? '-',
+        iso(d.revokedAtMs) ?? '-',
+      ]),
+    ];
+    const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => (r[col] as string).length)));
+    const text = rows.map((r) =>
+      r
+        .map((cell, col) => cell.padEnd(widths[col] as number))
+        .join('  ')
+        .trimEnd(),
+    );
+    this.io.stdout.write(`${text.join('\n')}\n`);
+  }
+
+  private connectHint(token: string): string[] {
+    const lines = [
+      'Configure the device to connect to:',
+      `  URL:          ${this.deviceUrl}`,
+      `  Header:       Authorization: Bearer ${token}`,
+      '  Subprotocol:  esp32hub.v1',
+      'Never put the token in a URL.',
+    ];
+    if (/^wss?:\/\/(localhost|127\.0\.0\.1|\[::1\])[:/]/.test(this.deviceUrl)) {
+      lines.push('(A board cannot reach "localhost": use the hub\'s LAN address, or set HUB_PUBLIC_URL.)');
+    }
+    lines.push(`Registry: ${resolve(this.file)}`);
+    return lines;
+  }
+
+  private print(value: unknown): void {
+    this.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  }
+}
+
+function failed(io: CliIo, json: boolean, err: unknown): number {
+  const code = err instanceof HubError ? err.code : 'INTERNAL';
+  const message = err instanceof Error ? err.message : String(err);
+  if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
+  else io.stderr.write(`error: ${message}${code === 'INTERNAL' ? '' : ` (${code})`}\n`);
+  return EXIT.FAILED;
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      'data-dir': { type: 'string' },
+      'tokens-file': { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
+
+const CLI_ENV = [
+  'HUB_CONFIG_FILE',
+  'HUB_DATA_DIR',
+  'HUB_HOST',
+  'HUB_PORT',
+  'HUB_PUBLIC_URL',
+  'HUB_TLS_CERT_FILE',
+  'HUB_TLS_KEY_FILE',
+] as const;
+
+function pick(env: Record<string, string | undefined>, keys: readonly string[]): Record<string, string | undefined> {
+  return Object.fromEntries(keys.map((k) => [k, env[k]]));
+}
+
+/** `http(s)://host:port[/base]` → `ws(s)://host:port[/base]/v1/device` [PROTO-1.1]. */
+export function deviceUrlFrom(publicUrl: string): string {
+  const url = new URL(publicUrl);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/device`;
+  url.search = '';
+  url.hash = '';
+  return url.toString();
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
