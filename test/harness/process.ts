@@ -1,0 +1,282 @@
+/**
+ * Running real server binaries (influxd, nginx, mosquitto) as child processes for tests.
+ *
+ * - Each server gets its own process group (`detached`), so stopping it also stops its children
+ *   (nginx workers) and a Ctrl-C in the terminal does not hit it before the harness can.
+ * - stdout and stderr go to a log file in the server's temp dir; its tail is put into every error.
+ * - Where util-linux `setpriv` exists (always on Debian) the server is started with a parent-death
+ *   signal: if the test process dies without running any handler (SIGKILL, OOM), the kernel sends
+ *   the server SIGTERM, so nothing keeps running on this shared machine.
+ * - Every process is registered with the safety net in `cleanup.ts`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { accessSync, closeSync, constants, openSync, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { registerCleanup } from './cleanup.ts';
+
+/** How a process ended. */
+export interface ExitInfo {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  /** Set when the process could not be spawned at all (e.g. ENOENT). */
+  readonly error?: Error;
+}
+
+/** A running (or finished) server process. */
+export interface ServerProcess {
+  /** Short name used in messages, e.g. `influxd`. */
+  readonly name: string;
+  readonly pid: number;
+  /** File receiving the process's stdout and stderr. */
+  readonly logFile: string;
+  /** Resolves once the process has exited (never rejects). */
+  readonly exited: Promise<ExitInfo>;
+  hasExited(): boolean;
+  /** The last `maxLines` lines of the log file. */
+  logTail(maxLines?: number): string;
+  /**
+   * Sends `signal` (default SIGTERM) to the process group, waits up to `timeoutMs` (default 10 s)
+   * for the process to exit, then SIGKILLs the group. Idempotent.
+   */
+  stop(options?: StopOptions): Promise<void>;
+}
+
+/** Options for {@link ServerProcess.stop}. */
+export interface StopOptions {
+  signal?: NodeJS.Signals;
+  timeoutMs?: number;
+}
+
+/** Options for {@link startProcess}. */
+export interface StartProcessOptions {
+  name: string;
+  /** Absolute path of the executable (see {@link findExecutable}). */
+  command: string;
+  args: readonly string[];
+  cwd: string;
+  logFile: string;
+  /** Environment of the child; defaults to this process's environment. */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Thrown when a server does not come up; the message carries the tail of its log. */
+export class ServerStartError extends Error {
+  readonly code = 'SERVER_START_FAILED';
+  /** The log says the port was taken: starting again on fresh ports is worth a try. */
+  readonly addressInUse: boolean;
+
+  constructor(message: string, logTail: string) {
+    super(`${message}\n--- log tail ---\n${logTail || '(empty log)'}\n--- end of log ---`);
+    this.name = 'ServerStartError';
+    this.addressInUse = /address already in use|EADDRINUSE/i.test(logTail);
+  }
+}
+
+const EXTRA_BIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin', '/usr/local/bin', '/usr/bin', '/bin'];
+
+/**
+ * Finds an executable on PATH (plus the sbin directories, where Debian puts nginx and mosquitto
+ * and which a non-root PATH often lacks). Throws an error that says how to install it.
+ */
+export function findExecutable(name: string): string {
+  const found = tryFindExecutable(name);
+  if (found !== undefined) return found;
+  throw new Error(
+    `${name} was not found on PATH or in ${EXTRA_BIN_DIRS.join(', ')}. ` +
+      'Run `bash scripts/ensure-system-deps.sh` (as root it installs the Debian packages the tests need; ' +
+      'otherwise it prints the install command).',
+  );
+}
+
+/** Like {@link findExecutable} but returns `undefined` when the executable is missing. */
+export function tryFindExecutable(name: string): string | undefined {
+  const dirs = [...(process.env['PATH'] ?? '').split(delimiter).filter(Boolean), ...EXTRA_BIN_DIRS];
+  for (const dir of dirs) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+let setprivPath: string | null | undefined;
+
+function parentDeathWrapper(): string | null {
+  if (setprivPath === undefined) {
+    setprivPath = process.platform === 'linux' ? (tryFindExecutable('setpriv') ?? null) : null;
+  }
+  return setprivPath;
+}
+
+/** Starts a server process in its own process group with its output going to `logFile`. */
+export function startProcess(options: StartProcessOptions): ServerProcess {
+  const { name, command, args, cwd, logFile } = options;
+  const logFd = openSync(logFile, 'a');
+  const setpriv = parentDeathWrapper();
+  let child: ChildProcess;
+  try {
+    child = spawn(setpriv ?? command, setpriv ? ['--pdeathsig', 'TERM', '--', command, ...args] : [...args], {
+      cwd,
+      env: options.env ?? process.env,
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    });
+  } finally {
+    closeSync(logFd);
+  }
+
+  let exitInfo: ExitInfo | undefined;
+  const exited = new Promise<ExitInfo>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exitInfo ??= { code, signal };
+      resolve(exitInfo);
+    });
+    child.once('error', (error) => {
+      // 'error' without 'exit' happens when the spawn itself failed.
+      if (child.pid === undefined) {
+        exitInfo ??= { code: null, signal: null, error };
+        resolve(exitInfo);
+      }
+    });
+  });
+  // The child must not keep the test process alive on its own; stop() awaits it explicitly.
+  child.unref();
+
+  const pid = child.pid ?? -1;
+  const killGroup = (signal: NodeJS.Signals): void => {
+    if (pid <= 0) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // ESRCH: the group is already gone.
+    }
+  };
+
+  let stopping: Promise<void> | undefined;
+  const unregister = registerCleanup({
+    label: `${name} (pid ${pid})`,
+    stop: () => proc.stop(),
+    killSync: () => killGroup('SIGKILL'),
+  });
+
+  const proc: ServerProcess = {
+    name,
+    pid,
+    logFile,
+    exited,
+    hasExited: () => exitInfo !== undefined,
+    logTail: (maxLines = 40) => readTail(logFile, maxLines),
+    stop(stopOptions = {}) {
+      stopping ??= (async () => {
+        const { signal = 'SIGTERM', timeoutMs = 10_000 } = stopOptions;
+        if (exitInfo === undefined) {
+          killGroup(signal);
+          let timer: NodeJS.Timeout | undefined;
+          const timedOut = await Promise.race([
+            exited.then(() => false),
+            new Promise<boolean>((resolve) => {
+              timer = setTimeout(() => resolve(true), timeoutMs);
+            }),
+          ]);
+          clearTimeout(timer);
+          if (timedOut) {
+            killGroup('SIGKILL');
+            await exited;
+          }
+        }
+        // Sweep: anything the leader left behind in its group (e.g. workers of a killed master).
+        killGroup('SIGKILL');
+        unregister();
+      })();
+      return stopping;
+    },
+  };
+  return proc;
+}
+
+/** Options for {@link waitForReady}. */
+export interface WaitForReadyOptions {
+  /** Give up after this long (default 30 s); the process is then stopped. */
+  timeoutMs?: number;
+  /** What is being waited for, for the error message (e.g. `GET /ping`). */
+  what?: string;
+}
+
+/**
+ * Polls `probe` until it returns true. Fails fast with the log tail when the process exits first,
+ * and after `timeoutMs` (stopping the process) when it never becomes ready; never hangs.
+ */
+export async function waitForReady(
+  proc: ServerProcess,
+  probe: () => Promise<boolean>,
+  options: WaitForReadyOptions = {},
+): Promise<void> {
+  const { timeoutMs = 30_000, what = 'readiness' } = options;
+  const deadline = Date.now() + timeoutMs;
+  let delayMs = 25;
+  for (;;) {
+    if (proc.hasExited()) {
+      const info = await proc.exited;
+      await proc.stop();
+      throw new ServerStartError(`${proc.name} exited while starting (${describeExit(info)})`, proc.logTail());
+    }
+    let ready = false;
+    try {
+      ready = await probe();
+    } catch {
+      ready = false;
+    }
+    if (ready) return;
+    if (Date.now() > deadline) {
+      await proc.stop();
+      throw new ServerStartError(`${proc.name} did not pass ${what} within ${timeoutMs} ms`, proc.logTail());
+    }
+    await Promise.race([proc.exited, sleep(delayMs)]);
+    delayMs = Math.min(delayMs * 2, 250);
+  }
+}
+
+/**
+ * Runs `attempt` again (up to `attempts` times) when it fails because a port was taken between
+ * choosing it and binding it, which can happen with many test runs sharing one machine.
+ */
+export async function retryOnAddressInUse<T>(attempt: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!(err instanceof ServerStartError && err.addressInUse) || i >= attempts) throw err;
+    }
+  }
+}
+
+/** `GET url` answered with one of `statuses` within one second. */
+export async function httpProbe(url: string, statuses: readonly number[] = [200, 204]): Promise<boolean> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(1_000) });
+  await response.body?.cancel();
+  return statuses.includes(response.status);
+}
+
+function describeExit(info: ExitInfo): string {
+  if (info.error) return `spawn failed: ${info.error.message}`;
+  return info.signal ? `signal ${info.signal}` : `exit code ${info.code}`;
+}
+
+/** The last `maxLines` lines of a text file; '' when it does not exist. */
+export function readTail(file: string, maxLines: number): string {
+  try {
+    const lines = readFileSync(file, 'utf8').split('\n');
+    if (lines.at(-1) === '') lines.pop();
+    return lines.slice(-maxLines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
