@@ -1,0 +1,409 @@
+/**
+ * The forwarder's batching, cursor and failure policy, driven through the real influxdb-client
+ * against a fake write endpoint (an HTTP server on loopback answering scripted statuses). Waits
+ * between retries go through an injected `sleep` that records the requested delay and returns at
+ * once: the tests check which delay the policy chose, never how long anything took.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { InfluxConfig } from '../../server/config/index.ts';
+import { createLogger } from '../../server/log/index.ts';
+import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
+import { type OpenDeadLetterStore, openDeadLetterStore } from '../../server/storage/dead-letter.ts';
+import { MIN_RETRY_DELAY_MS, retryDelayMs } from '../../server/storage/influx/delivery.ts';
+import { createInfluxForwarder, type InfluxForwarder } from '../../server/storage/influx/forwarder.ts';
+import { appendEntryLines } from '../../server/storage/influx/line-protocol.ts';
+import { parseRetryAfter } from '../../server/storage/influx/line-writer.ts';
+import { FakeInflux, influxConfig, MemoryLog, type Reply, telemetryFrame, until } from './forwarder-fakes.ts';
+
+const T0 = Date.UTC(2024, 0, 3, 12);
+
+let influx: FakeInflux;
+let url: string;
+let dir: string;
+let log: MemoryLog;
+let deadLetters: OpenDeadLetterStore;
+let metrics: Metrics;
+let logText: string;
+let forwarder: InfluxForwarder | null;
+let sleeps: number[];
+
+beforeEach(async () => {
+  influx = new FakeInflux();
+  url = await influx.listen();
+  dir = mkdtempSync(join(tmpdir(), 'forwarder-test-'));
+  log = new MemoryLog(['dev-1', 'dev-2']);
+  metrics = createMetrics();
+  deadLetters = openDeadLetterStore({ dataDir: dir, metrics });
+  logText = '';
+  forwarder = null;
+  sleeps = [];
+});
+
+afterEach(async () => {
+  await forwarder?.stop();
+  await deadLetters.close();
+  await influx.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function start(overrides: Partial<InfluxConfig> = {}, random = () => 0.5): InfluxForwarder {
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logText += chunk.toString();
+      cb();
+    },
+  });
+  forwarder = createInfluxForwarder({
+    config: influxConfig(url, overrides),
+    log,
+    deadLetters,
+    metrics,
+    logger: createLogger('debug', sink),
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+    random,
+  });
+  forwarder.start();
+  return forwarder;
+}
+
+/** The lines the log holds, built the same way the forwarder builds them. */
+function expectedLines(): string[] {
+  const out: string[] = [];
+  for (const e of log.entries) appendEntryLines(e, log.lookupDescriptors, out);
+  return out;
+}
+
+function fill(frames: number, samples = 2, device = 'dev-1', baseTime = T0): void {
+  for (let seq = 1; seq <= frames; seq++) {
+    log.appendFrame(device, telemetryFrame({ seq, baseTime: baseTime + seq * 1000, samples }), { seq });
+  }
+}
+
+async function counter(c: { get(): Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> }) {
+  const { values } = await c.get();
+  return Object.fromEntries(values.map((v) => [JSON.stringify(v.labels), v.value]));
+}
+
+describe('forwarding', () => {
+  it('writes every reading once, in batches of about batchLines, and commits the cursor after each', async () => {
+    fill(100, 5); // 100 frames × 4 channels × 5 samples = 2000 lines
+    start({ batchLines: 300 });
+    await until(() => log.forwarded === 100);
+    const all = expectedLines();
+    expect(all).toHaveLength(2000);
+    expect(influx.storedCount).toBe(2000);
+    expect([...influx.stored].sort()).toEqual([...all].sort());
+    // Batches fill up to batchLines and stop at a frame boundary (one frame = 20 lines).
+    for (const r of influx.requests.slice(0, -1)) expect(r.lines).toHaveLength(300);
+    // The cursor moved only forward, once per confirmed batch.
+    expect(log.commits).toHaveLength(influx.requests.length);
+    expect(log.commits).toEqual([...log.commits].sort((a, b) => a - b));
+    expect(await counter(metrics.forwardedLines)).toEqual({ '{}': 2000 });
+  });
+
+  it('talks to the v2 write API with ms precision and a Token header, and never logs the token', async () => {
+    fill(1);
+    start();
+    await until(() => log.forwarded === 1);
+    const req = influx.requests[0]!;
+    expect(req.path).toBe('/api/v2/write');
+    expect(Object.fromEntries(req.query)).toEqual({ org: 'hub-org', bucket: 'telemetry', precision: 'ms' });
+    expect(req.headers.authorization).toBe('Token test-token-0123456789abcdef0123456789abcdef');
+    influx.reply = () => ({ status: 401, body: '{"code":"unauthorized","message":"unauthorized access"}' });
+    fill(1);
+    await until(() => sleeps.length >= 2);
+    expect(logText).toContain('unauthorized access');
+    expect(logText).not.toContain('0123456789abcdef0123456789abcdef');
+  });
+
+  it('does not advance the cursor until InfluxDB has answered', async () => {
+    let release!: () => void;
+    const answered = new Promise<void>((r) => {
+      release = r;
+    });
+    influx.reply = async () => {
+      await answered;
+      return { status: 204 };
+    };
+    fill(3);
+    start();
+    await until(() => influx.requests.length === 1);
+    expect(log.forwarded).toBe(0);
+    expect(forwarder!.status()).toMatchObject({ state: 'writing', forwardedOffset: 0, headOffset: 3 });
+    release();
+    await until(() => log.forwarded === 3);
+    expect(forwarder!.status()).toMatchObject({ state: 'idle', forwardedOffset: 3, lagSeconds: 0 });
+  });
+
+  it('wakes on append and sends a partial batch after flushIntervalMs', async () => {
+    start({ batchLines: 5000, flushIntervalMs: 20 });
+    await until(() => forwarder!.status().state === 'idle');
+    fill(1);
+    await until(() => log.forwarded === 1);
+    expect(influx.requests).toHaveLength(1);
+    expect(influx.requests[0]!.lines).toHaveLength(8);
+  });
+
+  it('dead-letters a frame that cannot become lines (status 0) and moves on', async () => {
+    log.appendFrame('dev-1', telemetryFrame({ seq: 1, baseTime: T0, hash: 1234 }), { seq: 1 });
+    fill(1);
+    start();
+    await until(() => log.forwarded === 2);
+    expect(deadLetters.count()).toBe(1);
+    const [dl] = deadLetters.list(10);
+    expect(dl).toMatchObject({ status: 0 });
+    expect(dl!.reason).toMatch(/^UNKNOWN_DESCRIPTORS: /);
+    expect(dl!.line).toMatch(/^# frame device=dev-1 boot=7 seq=1 hex=4553/);
+    expect(influx.storedCount).toBe(8);
+  });
+});
+
+describe('rejected lines (400 / 422)', () => {
+  /** Rejects a request that contains any line of device dev-2, like a field-type conflict would. */
+  function rejectDev2(status: number, partial: boolean) {
+    return (req: { lines: string[] }): Reply => {
+      const bad = req.lines.filter((l) => l.includes('device=dev-2'));
+      if (bad.length === 0) return { status: 204 };
+      // InfluxDB 1.x "partial write": the good lines of the request are stored anyway.
+      if (partial) for (const l of req.lines) if (!l.includes('device=dev-2')) influx.stored.add(l);
+      return {
+        status,
+        body: JSON.stringify({
+          error: `partial write: field type conflict: input field "value" on measurement "telemetry" is type float, already exists as type string dropped=${bad.length}`,
+        }),
+      };
+    };
+  }
+
+  it.each([
+    [400, true],
+    [422, true],
+    [400, false],
+  ])(
+    'HTTP %i (partial: %s): bisects, dead-letters exactly the bad lines with the reason, stores the rest',
+    async (status, partial) => {
+      fill(40, 2, 'dev-1');
+      log.appendFrame('dev-2', telemetryFrame({ seq: 1, baseTime: T0 + 500, samples: 1, channels: [0] }), { seq: 1 });
+      fill(40, 2, 'dev-1', T0 + 100_000);
+      influx.reply = rejectDev2(status, partial);
+      start({ batchLines: 10_000 });
+      await until(() => log.forwarded === 81);
+      const all = expectedLines();
+      const bad = all.filter((l) => l.includes('device=dev-2'));
+      expect(bad).toHaveLength(1);
+      expect(deadLetters.count()).toBe(1);
+      const [dl] = deadLetters.list(10);
+      expect(dl).toMatchObject({ status, line: bad[0] });
+      expect(dl!.reason).toContain('field type conflict');
+      expect([...influx.stored].sort()).toEqual(all.filter((l) => !bad.includes(l)).sort());
+      expect(await counter(metrics.deadLettered)).toEqual({ '{}': 1 });
+      // Bisection of 641 lines to one bad line: about 2 × log2(641) requests, not 641.
+      expect(influx.requests.length).toBeLessThan(30);
+      expect(sleeps).toEqual([]); // no waiting: a rejection is not a transient failure
+      // The forwarder keeps going.
+      fill(1, 1, 'dev-1', T0 + 900_000);
+      await until(() => log.forwarded === 82);
+    },
+  );
+
+  it('dead-letters a whole request at once when InfluxDB says it dropped every line', async () => {
+    log.appendFrame('dev-2', telemetryFrame({ seq: 1, baseTime: T0, samples: 10, channels: [0] }), { seq: 1 });
+    influx.reply = rejectDev2(400, true);
+    start();
+    await until(() => log.forwarded === 1);
+    expect(influx.requests).toHaveLength(1);
+    expect(deadLetters.count()).toBe(10);
+  });
+
+  it('dead-letters several scattered bad lines, each exactly once', async () => {
+    for (let seq = 1; seq <= 30; seq++) {
+      const device = seq % 7 === 0 ? 'dev-2' : 'dev-1';
+      log.appendFrame(device, telemetryFrame({ seq, baseTime: T0 + seq * 1000, samples: 3 }), { seq });
+    }
+    influx.reply = rejectDev2(400, false);
+    start();
+    await until(() => log.forwarded === 30);
+    const bad = expectedLines().filter((l) => l.includes('device=dev-2'));
+    expect(bad).toHaveLength(4 * 12);
+    expect(
+      deadLetters
+        .list(1000)
+        .map((d) => d.line)
+        .sort(),
+    ).toEqual([...bad].sort());
+    expect(influx.stored.size).toBe(expectedLines().length - bad.length);
+  });
+});
+
+describe('413 Request Entity Too Large', () => {
+  it('splits until each request fits, dead-letters nothing', async () => {
+    fill(50, 5); // 1000 lines
+    influx.reply = (req) =>
+      req.lines.length > 130 ? { status: 413, body: '{"error":"Request Entity Too Large"}' } : { status: 204 };
+    start({ batchLines: 1000 });
+    await until(() => log.forwarded === 50);
+    expect(influx.stored.size).toBe(1000);
+    expect(deadLetters.count()).toBe(0);
+    expect(await counter(metrics.writeFailures)).toMatchObject({ '{"status":"413"}': expect.any(Number) });
+  });
+
+  it('dead-letters a single line that is still too large', async () => {
+    fill(1, 1);
+    influx.reply = () => ({ status: 413, body: 'too large' });
+    start();
+    await until(() => log.forwarded === 1);
+    expect(deadLetters.list(10).map((d) => d.status)).toEqual([413, 413, 413, 413]);
+  });
+});
+
+describe('transient failures: nothing lost, nothing duplicated', () => {
+  function failFirst(n: number, reply: Reply) {
+    let count = 0;
+    return (): Reply => (count++ < n ? reply : { status: 204 });
+  }
+
+  it('429 with Retry-After: waits exactly that many seconds, then rewrites the same batch', async () => {
+    fill(2);
+    influx.reply = failFirst(2, { status: 429, body: '{"code":"too many requests"}', headers: { 'retry-after': '2' } });
+    start();
+    await until(() => log.forwarded === 2);
+    expect(sleeps).toEqual([2000, 2000]);
+    expect(influx.requests.map((r) => r.lines)).toEqual([
+      influx.requests[2]!.lines,
+      influx.requests[2]!.lines,
+      influx.requests[2]!.lines,
+    ]);
+    expect(influx.storedCount).toBe(16);
+    expect(await counter(metrics.writeFailures)).toEqual({ '{"status":"429"}': 2 });
+  });
+
+  it('503 with Retry-After: honoured, but never longer than maxRetryDelayMs', async () => {
+    fill(1);
+    influx.reply = failFirst(2, { status: 503, headers: { 'retry-after': '3600' } });
+    start({ maxRetryDelayMs: 5000 });
+    await until(() => log.forwarded === 1);
+    expect(sleeps).toEqual([5000, 5000]);
+  });
+
+  it('5xx and network errors: exponential backoff with jitter, capped, reset after a success', async () => {
+    fill(1);
+    let n = 0;
+    influx.reply = () => {
+      n++;
+      if (n <= 3) return { status: 500, body: 'engine on fire' };
+      if (n <= 8) return 'destroy';
+      return { status: 204 };
+    };
+    start({ maxRetryDelayMs: 1000 }, () => 0.999_999);
+    await until(() => log.forwarded === 1);
+    // ceilings 200, 400, 800, then capped at 1000; "equal jitter" picks in [ceiling/2, ceiling].
+    expect(sleeps).toEqual([200, 400, 800, 1000, 1000, 1000, 1000, 1000]);
+    expect(influx.storedCount).toBe(8);
+    expect(await counter(metrics.writeFailures)).toEqual({ '{"status":"500"}': 3, '{"status":"network"}': 5 });
+    expect(deadLetters.count()).toBe(0);
+  });
+
+  it('401/404 are retried (misconfiguration), never dead-lettered', async () => {
+    fill(1);
+    influx.reply = failFirst(3, {
+      status: 404,
+      body: '{"code":"not found","message":"bucket \\"telemetry\\" not found"}',
+    });
+    start();
+    await until(() => log.forwarded === 1);
+    expect(sleeps).toHaveLength(3);
+    expect(deadLetters.count()).toBe(0);
+  });
+
+  it('stop() during a retry wait returns without committing; a restart rewrites from the cursor', async () => {
+    fill(2);
+    influx.reply = () => ({ status: 503 });
+    let wake!: () => void;
+    forwarder = createInfluxForwarder({
+      config: influxConfig(url),
+      log,
+      deadLetters,
+      metrics,
+      logger: createLogger('silent'),
+      sleep: (_ms, signal) =>
+        new Promise<void>((resolve) => {
+          wake = resolve;
+          signal.addEventListener('abort', () => resolve(), { once: true });
+        }),
+    });
+    forwarder.start();
+    await until(() => forwarder!.status().state === 'retrying');
+    expect(forwarder.status().lastError).toMatchObject({ status: 503 });
+    await forwarder.stop();
+    expect(wake).toBeTypeOf('function');
+    expect(log.forwarded).toBe(0);
+    expect(forwarder.status().state).toBe('stopped');
+
+    influx.reply = () => ({ status: 204 });
+    start();
+    await until(() => log.forwarded === 2);
+    expect(influx.storedCount).toBe(16);
+  });
+});
+
+describe('retry policy', () => {
+  const fail = (status: number | 'network', retryAfterMs: number | null = null) =>
+    ({ ok: false, status, reason: '', retryAfterMs }) as const;
+
+  it('Retry-After applies to 429 and 503 only, within [MIN_RETRY_DELAY_MS, maxRetryDelayMs]', () => {
+    expect(retryDelayMs(fail(429, 7000), 1, 30_000, () => 0)).toBe(7000);
+    expect(retryDelayMs(fail(503, 0), 1, 30_000, () => 0)).toBe(MIN_RETRY_DELAY_MS);
+    expect(retryDelayMs(fail(503, 120_000), 1, 30_000, () => 0)).toBe(30_000);
+    expect(retryDelayMs(fail(500, 7000), 1, 30_000, () => 0)).toBe(MIN_RETRY_DELAY_MS);
+  });
+
+  it('backoff doubles per attempt with jitter in [ceiling/2, ceiling], capped at maxRetryDelayMs', () => {
+    for (let attempt = 1; attempt <= 40; attempt++) {
+      const ceiling = Math.min(30_000, MIN_RETRY_DELAY_MS * 2 ** (attempt - 1));
+      const lo = retryDelayMs(fail('network'), attempt, 30_000, () => 0);
+      const hi = retryDelayMs(fail('network'), attempt, 30_000, () => 0.999_999);
+      expect(lo).toBe(Math.max(MIN_RETRY_DELAY_MS, ceiling / 2));
+      expect(hi).toBe(ceiling);
+    }
+  });
+
+  it('parses Retry-After as delay-seconds or an HTTP-date', () => {
+    expect(parseRetryAfter('5')).toBe(5000);
+    expect(parseRetryAfter(' 0 ')).toBe(0);
+    expect(parseRetryAfter('Wed, 21 Oct 2015 07:28:10 GMT', Date.parse('Wed, 21 Oct 2015 07:28:00 GMT'))).toBe(10_000);
+    expect(parseRetryAfter('soon')).toBeNull();
+    expect(parseRetryAfter(undefined)).toBeNull();
+  });
+});
+
+describe('hub stats through the same write path', () => {
+  it('writes submitted stats lines with the next request and counts replaced ones', async () => {
+    start();
+    await until(() => forwarder!.status().state === 'idle');
+    forwarder!.submitStats(['hub_stats,hub=h1 live_clients=1 1000']);
+    await until(() => influx.stored.has('hub_stats,hub=h1 live_clients=1 1000'));
+
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    influx.reply = async () => {
+      await held;
+      return { status: 204 };
+    };
+    fill(1);
+    await until(() => influx.requests.length === 2);
+    forwarder!.submitStats(['hub_stats,hub=h1 live_clients=2 2000']);
+    forwarder!.submitStats(['hub_stats,hub=h1 live_clients=3 3000']);
+    release();
+    await until(() => influx.stored.has('hub_stats,hub=h1 live_clients=3 3000'));
+    expect(influx.stored.has('hub_stats,hub=h1 live_clients=2 2000')).toBe(false);
+    expect(await counter(metrics.statsDropped)).toEqual({ '{}': 1 });
+  });
+});
