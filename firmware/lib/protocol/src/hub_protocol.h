@@ -1,0 +1,14 @@
+// The portable protocol core of the ESP32 telemetry hub firmware (protocol v1, docs/protocol.md).
+// C++17, no Arduino headers, no heap: it builds and is tested on the host (firmware/test/).
+#pragma once
+
+#include "hub_backoff.h"
+#include "hub_codec.h"
+#include "hub_crc32.h"
+#include "hub_errors.h"
+#include "hub_outbox.h"
+#include "hub_ports.h"
+#include "hub_session.h"
+#include "hub_telemetry.h"
+#include "hub_types.h"
+#include "hub_wire.h"
