@@ -1,0 +1,320 @@
+/**
+ * `buildHub(config, deps)` composes the ingest core: gateway (transport) → sessions → codec → pipeline →
+ * local log, plus health/metrics and commands over HTTP. No side effects until `start()`; every
+ * collaborator is injectable so tests can build several hubs in one process.
+ *
+ * Other parts plug in through `deps`:
+ * - `registry` (device tokens; default: `openDeviceRegistry` in the data dir) or `authenticate` (tests);
+ * - `createForwarder` (InfluxDB forwarder; called only when `config.influx` is set);
+ * - `extensions` (live fan-out, MQTT bus, ...): started with a `HubContext`, may register upgrade
+ *   paths (`ctx.registerUpgrade('/v1/live', handler)`) and HTTP handlers;
+ * - `httpHandlers` (REST router, web page): tried in order after health, metrics and commands.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HubConfig } from './config/index.ts';
+import { HubEventBus } from './events.ts';
+import { createCommandRoutes } from './http/commands.ts';
+import { createHealthRoutes, type Readiness } from './http/health.ts';
+import { createLogger, type Logger } from './log/index.ts';
+import { createMetrics, type Metrics } from './metrics/index.ts';
+import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
+import { createIngest, type Ingest } from './pipeline/ingest.ts';
+import { type DeviceRegistry, openDeviceRegistry } from './registry/index.ts';
+import { type HistoryQuery, type HistoryResult, type LocalLog, openLocalLog } from './storage/local-log.ts';
+import type { LogReader } from './storage/types.ts';
+import { createSessionTable, DeviceSession, type SessionTable } from './transport/device-session.ts';
+import { type Authenticate, createGateway, type Gateway, type UpgradeHandler } from './transport/gateway.ts';
+
+/** A plain HTTP handler: returns true when it answered the request. */
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+/** What a forwarder must offer the hub (the InfluxDB forwarder satisfies it). */
+export interface ForwarderLike {
+  start(): void;
+  stop(): Promise<void>;
+  status?(): unknown;
+}
+
+export interface ForwarderContext {
+  config: NonNullable<HubConfig['influx']>;
+  log: LogReader;
+  dataDir: string;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+/** Everything a plugged-in part may use once the hub has started. */
+export interface HubContext {
+  config: Readonly<HubConfig>;
+  logger: Logger;
+  metrics: Metrics;
+  bus: HubEventBus;
+  now: () => number;
+  log: LocalLog;
+  registry: DeviceRegistry | null;
+  sessions: SessionTable;
+  commands: CommandTracker;
+  ingest: Ingest;
+  /** Routes WebSocket upgrades for an exact path (not `/v1/device`). */
+  registerUpgrade(path: string, handler: UpgradeHandler): void;
+  /** Embedded-store history (the local log), for the history route in embedded mode. */
+  queryHistory(q: HistoryQuery): HistoryResult;
+}
+
+export interface HubExtension {
+  name: string;
+  start(ctx: HubContext): void | Promise<void>;
+  stop?(): void | Promise<void>;
+  /** Optional HTTP handler tried after the core routes. */
+  handleRequest?: HttpHandler;
+}
+
+export interface HubDeps {
+  logger?: Logger;
+  metrics?: Metrics;
+  bus?: HubEventBus;
+  now?: () => number;
+  /** Device registry; default opens the one in `config.storage.dataDir` at start. */
+  registry?: DeviceRegistry;
+  /** Replaces `registry.authenticate` (tests without a registry). */
+  authenticate?: Authenticate;
+  /** Builds the InfluxDB forwarder; used only when `config.influx` is set. */
+  createForwarder?: (ctx: ForwarderContext) => ForwarderLike;
+  extensions?: HubExtension[];
+  httpHandlers?: HttpHandler[];
+  /** Time from sending a COMMAND to its RESULT before it counts as timed out. Default 30 s. */
+  commandTimeoutMs?: number;
+  /** Wait for the disk flush before ACK (default true). Only benchmarks comparing modes turn it off. */
+  ackAfterFlush?: boolean;
+  /** Retention sweep period of the local log (default 10 s). */
+  maintenanceIntervalMs?: number;
+}
+
+export interface Hub {
+  readonly config: Readonly<HubConfig>;
+  readonly metrics: Metrics;
+  readonly bus: HubEventBus;
+  readonly logger: Logger;
+  /** Opens the local log and the registry, starts extensions and the forwarder, listens. */
+  start(): Promise<{ port: number }>;
+  /**
+   * Graceful stop: refuse new connections, close device sessions with 1001 after their in-flight
+   * commits (ACKs go out first), stop extensions and the forwarder, close the log and the registry.
+   */
+  stop(): Promise<void>;
+  /** The context handed to extensions; throws before `start()`. */
+  context(): HubContext;
+  /** Registers an upgrade route; allowed before or after start. */
+  registerUpgrade(path: string, handler: UpgradeHandler): void;
+}
+
+export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
+  const logger = deps.logger ?? createLogger(config.log.level);
+  const metrics = deps.metrics ?? createMetrics();
+  const bus = deps.bus ?? new HubEventBus();
+  const now = deps.now ?? Date.now;
+  const sessions = createSessionTable();
+  const pendingUpgrades = new Map<string, UpgradeHandler>();
+  const extensions = deps.extensions ?? [];
+
+  let ctx: HubContext | null = null;
+  let gateway: Gateway | null = null;
+  let log: LocalLog | null = null;
+  let registry: DeviceRegistry | null = null;
+  let ownsRegistry = false;
+  let forwarder: ForwarderLike | null = null;
+  let commands: CommandTracker | null = null;
+  let unsubscribeRevoked: (() => void) | null = null;
+  let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  const started: HubExtension[] = [];
+
+  const onRevoked = (deviceId: string) => {
+    sessions.get(deviceId)?.end('REVOKED', 'the device token was revoked or rotated');
+  };
+
+  const readiness = (): Readiness => {
+    const checks: Record<string, unknown> = {
+      localLog: log ? { open: true, ...log.stats() } : { open: false },
+      listening: gateway?.listening() ?? false,
+      deviceSessions: sessions.size(),
+      mode: config.influx ? 'forwarding' : 'embedded',
+    };
+    if (forwarder) checks.forwarder = forwarder.status?.() ?? 'running';
+    return { ready: state === 'running' && log !== null && (gateway?.listening() ?? false), checks };
+  };
+
+  const hub: Hub = {
+    config,
+    metrics,
+    bus,
+    logger,
+
+    async start() {
+      if (state !== 'new') throw new Error(`hub cannot start from state ${state}`);
+      state = 'starting';
+      try {
+        log = openLocalLog({
+          dataDir: config.storage.dataDir,
+          maxBytes: config.storage.maxBytes,
+          retentionHours: config.storage.retentionHours,
+          fullPolicy: config.storage.fullPolicy,
+          forwarding: config.influx !== null,
+          metrics,
+          logger: logger.child({ component: 'local-log' }),
+          now,
+          ...(deps.ackAfterFlush !== undefined ? { ackAfterFlush: deps.ackAfterFlush } : {}),
+          ...(deps.maintenanceIntervalMs !== undefined ? { maintenanceIntervalMs: deps.maintenanceIntervalMs } : {}),
+        });
+        registry = deps.registry ?? null;
+        if (!registry && !deps.authenticate) {
+          registry = openDeviceRegistry({ dataDir: config.storage.dataDir, logger });
+          ownsRegistry = true;
+        }
+        if (registry) unsubscribeRevoked = registry.onRevoked((id) => bus.emit('device:revoked', id));
+        bus.on('device:revoked', onRevoked);
+        const reg = registry;
+        const authenticate: Authenticate = deps.authenticate ?? ((token) => (reg ? reg.authenticate(token) : null));
+
+        commands = createCommandTracker({
+          metrics,
+          bus,
+          now,
+          ...(deps.commandTimeoutMs !== undefined ? { timeoutMs: deps.commandTimeoutMs } : {}),
+        });
+        const ingest = createIngest({
+          log,
+          metrics,
+          bus,
+          devices: config.devices,
+          logger: logger.child({ component: 'ingest' }),
+          now,
+        });
+        const sessionCtx = { ingest, sessions, commands, config, metrics, bus, logger, now };
+        const health = createHealthRoutes({ metrics, readiness });
+        const commandRoutes = createCommandRoutes({
+          commands,
+          session: (id) => sessions.get(id),
+          adminToken: config.auth.adminToken,
+        });
+        const handlers: HttpHandler[] = [health, commandRoutes, ...(deps.httpHandlers ?? [])];
+        gateway = createGateway({
+          config,
+          metrics,
+          logger: logger.child({ component: 'gateway' }),
+          now,
+          authenticate,
+          onDeviceSocket: (ws, deviceId) => new DeviceSession(ws, deviceId, sessionCtx),
+          onRequest: (req, res) => {
+            try {
+              for (const h of handlers) if (h(req, res)) return;
+              for (const ext of started) if (ext.handleRequest?.(req, res)) return;
+              notFound(res);
+            } catch (err) {
+              logger.error({ err }, 'HTTP handler failed');
+              if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain' }).end('internal error\n');
+            }
+          },
+        });
+        for (const [path, handler] of pendingUpgrades) gateway.registerUpgrade(path, handler);
+        const openedLog = log;
+        const gw = gateway;
+        ctx = {
+          config,
+          logger,
+          metrics,
+          bus,
+          now,
+          log: openedLog,
+          registry,
+          sessions,
+          commands,
+          ingest,
+          registerUpgrade: (path, handler) => gw.registerUpgrade(path, handler),
+          queryHistory: (q) => openedLog.queryHistory(q),
+        };
+        for (const ext of extensions) {
+          await ext.start(ctx);
+          started.push(ext);
+        }
+        if (config.influx) {
+          if (deps.createForwarder) {
+            forwarder = deps.createForwarder({
+              config: config.influx,
+              log: openedLog,
+              dataDir: config.storage.dataDir,
+              metrics,
+              logger,
+            });
+            forwarder.start();
+          } else {
+            logger.warn('InfluxDB is configured but no forwarder was provided; frames stay in the local log');
+          }
+        }
+        const { port } = await gateway.listen();
+        state = 'running';
+        return { port };
+      } catch (err) {
+        state = 'running';
+        await hub.stop().catch(() => undefined);
+        throw err;
+      }
+    },
+
+    async stop() {
+      if (state === 'stopping' || state === 'stopped') return;
+      const wasStarted = state !== 'new';
+      state = 'stopping';
+      if (!wasStarted) {
+        state = 'stopped';
+        return;
+      }
+      gateway?.stopAccepting();
+      // Close device sessions with 1001 once their in-flight frames are committed (ACKs first).
+      const closing = [...sessions.values()].map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.onceClosed(resolve);
+            s.end('SHUTTING_DOWN', 'the hub is shutting down');
+          }),
+      );
+      await Promise.race([Promise.all(closing), delay(3000)]);
+      for (const ext of started.reverse()) {
+        try {
+          await ext.stop?.();
+        } catch (err) {
+          logger.error({ err, extension: ext.name }, 'extension failed to stop');
+        }
+      }
+      started.length = 0;
+      if (forwarder) await forwarder.stop().catch((err) => logger.error({ err }, 'forwarder failed to stop'));
+      await gateway?.close();
+      commands?.close();
+      bus.off('device:revoked', onRevoked);
+      unsubscribeRevoked?.();
+      await log?.close();
+      if (ownsRegistry) await registry?.close();
+      state = 'stopped';
+    },
+
+    context() {
+      if (!ctx) throw new Error('the hub has not started');
+      return ctx;
+    },
+
+    registerUpgrade(path, handler) {
+      if (gateway) gateway.registerUpgrade(path, handler);
+      else pendingUpgrades.set(path, handler);
+    },
+  };
+  return hub;
+}
+
+function notFound(res: ServerResponse): void {
+  const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } });
+  res.writeHead(404, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

@@ -1,0 +1,66 @@
+/**
+ * Entry point (`npm start`): the only file that touches `process` — environment, signals, exit.
+ * Embedded mode by default (data in `.data/`); with INFLUX_* set, frames are forwarded to InfluxDB.
+ */
+import { ConfigError, loadConfig } from './config/index.ts';
+import { buildHub, type HubDeps } from './hub.ts';
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  const deps: HubDeps = {};
+  // Seam for the InfluxDB forwarder (server/storage/influx): wired here once that module lands.
+  const hub = buildHub(config, deps);
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) {
+      hub.logger.warn({ signal }, 'second signal: exiting at once');
+      process.exit(1);
+    }
+    stopping = true;
+    hub.logger.info({ signal }, 'shutting down');
+    hub.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        hub.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  const { port } = await hub.start();
+  const base = new URL(config.server.publicUrl);
+  if (config.server.port === 0 || base.port === String(config.server.port)) base.port = String(port);
+  const http = base.origin;
+  const ws = http.replace(/^http/, 'ws');
+  const mode = config.influx ? `forwarding to InfluxDB at ${config.influx.url}` : 'embedded store (no InfluxDB)';
+  process.stdout.write(
+    [
+      '',
+      `ESP32 telemetry hub listening on ${config.server.host}:${port} — ${mode}`,
+      `  data directory:  ${config.storage.dataDir}`,
+      `  device endpoint: ${ws}/v1/device   (subprotocol esp32hub.v1, Authorization: Bearer <token>)`,
+      `  dashboard:       ${http}/`,
+      `  health/metrics:  ${http}/healthz  ${http}/readyz  ${http}/metrics`,
+      '  add a device:    npm run hub -- devices add <id>   (prints its token once)',
+      '',
+    ].join('\n'),
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`hub failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

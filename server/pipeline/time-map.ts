@@ -1,0 +1,78 @@
+/**
+ * Sample times → hub wall clock [PROTO-3.4.1]. Pure: the caller passes the clock and the persisted
+ * per-boot offset, and persists `newBootOffsetMs` with the frame so a replay maps identically.
+ */
+
+export type ClampReason = 'future' | 'before_first_seen';
+
+export interface TimeMapInput {
+  /** TELEMETRY baseTime: Unix ms, or uptime ms when `unsynced`. */
+  baseTime: number;
+  unsynced: boolean;
+  /** Smallest and largest sample delta in the frame (ms). */
+  minDeltaMs: number;
+  maxDeltaMs: number;
+  /** The offset already persisted for this (device, boot), or null when none is. */
+  bootOffsetMs: number | null;
+  /**
+   * Estimate from this session's HELLO when it announced the same boot: arrival time − uptimeMs.
+   * Null when the frame belongs to another boot (a replay from flash after a reboot).
+   */
+  helloOffsetMs: number | null;
+  receivedAtMs: number;
+  nowMs: number;
+  /** Earliest plausible time for this device (see device-state.ts). */
+  firstSeenMs: number;
+  maxFutureSkewMs: number;
+}
+
+export interface TimeMapResult {
+  /** Added to baseTime + deltaMs of every sample (boot offset plus any clamp shift). */
+  timeOffsetMs: number;
+  /** A boot offset to persist now (the first unsynced frame of the boot), else null. */
+  newBootOffsetMs: number | null;
+  /** Set when the frame was shifted because its times were implausible. */
+  clamp: ClampReason | null;
+  /**
+   * True when an unsynced frame of an unknown boot had no HELLO to anchor it and its last sample was
+   * assumed to be "now" (the best the hub can do; counted by the caller).
+   */
+  estimated: boolean;
+  minTimeMs: number;
+  maxTimeMs: number;
+}
+
+export function mapFrameTime(i: TimeMapInput): TimeMapResult {
+  let offset = 0;
+  let newBootOffsetMs: number | null = null;
+  let estimated = false;
+  if (i.unsynced) {
+    if (i.bootOffsetMs !== null) offset = i.bootOffsetMs;
+    else {
+      if (i.helloOffsetMs !== null) offset = i.helloOffsetMs;
+      else {
+        offset = i.receivedAtMs - (i.baseTime + i.maxDeltaMs);
+        estimated = true;
+      }
+      newBootOffsetMs = offset;
+    }
+  }
+  let minTimeMs = i.baseTime + i.minDeltaMs + offset;
+  let maxTimeMs = i.baseTime + i.maxDeltaMs + offset;
+  let clamp: ClampReason | null = null;
+  if (maxTimeMs > i.nowMs + i.maxFutureSkewMs) {
+    // Shift the whole frame so its last sample is "now": keeps the samples' spacing.
+    const shift = i.nowMs - maxTimeMs;
+    offset += shift;
+    minTimeMs += shift;
+    maxTimeMs += shift;
+    clamp = 'future';
+  } else if (minTimeMs < i.firstSeenMs) {
+    const shift = i.firstSeenMs - minTimeMs;
+    offset += shift;
+    minTimeMs += shift;
+    maxTimeMs += shift;
+    clamp = 'before_first_seen';
+  }
+  return { timeOffsetMs: offset, newBootOffsetMs, clamp, estimated, minTimeMs, maxTimeMs };
+}

@@ -1,0 +1,88 @@
+/**
+ * Binary layout of one local-log record (the value stored under a frame's offset). A fixed header the
+ * hub can read without decoding the frame (for eviction and the time index), then the raw TELEMETRY
+ * frame exactly as received — the CRC-checked bytes are the source of truth, re-decoded by readers.
+ *
+ * | offset | size | field |
+ * |---:|---:|---|
+ * | 0 | 1 | record version (1) |
+ * | 1 | 1 | deviceId byte length n |
+ * | 2 | n | deviceId (ASCII, [PROTO-2.8]) |
+ * | 2+n | 4 | bootId (u32 LE) |
+ * | 6+n | 4 | seq (u32 LE) |
+ * | 10+n | 8 | receivedAtMs (f64 LE) |
+ * | 18+n | 8 | timeOffsetMs (f64 LE) |
+ * | 26+n | 8 | minTimeMs: earliest mapped sample time (f64 LE) |
+ * | 34+n | 8 | maxTimeMs: latest mapped sample time (f64 LE) |
+ * | 42+n | … | frame |
+ */
+import type { LogEntry } from './types.ts';
+
+const RECORD_VERSION = 1;
+const FIXED = 42;
+
+export interface RecordHeader {
+  deviceId: string;
+  bootId: number;
+  seq: number;
+  receivedAtMs: number;
+  timeOffsetMs: number;
+  minTimeMs: number;
+  maxTimeMs: number;
+}
+
+export interface RecordInput extends LogEntry {
+  minTimeMs: number;
+  maxTimeMs: number;
+}
+
+export function encodeRecord(e: RecordInput): Buffer {
+  const idLen = Buffer.byteLength(e.deviceId, 'latin1');
+  const buf = Buffer.allocUnsafe(FIXED + idLen + e.frame.length);
+  buf[0] = RECORD_VERSION;
+  buf[1] = idLen;
+  buf.write(e.deviceId, 2, 'latin1');
+  let p = 2 + idLen;
+  buf.writeUInt32LE(e.bootId, p);
+  buf.writeUInt32LE(e.seq, p + 4);
+  buf.writeDoubleLE(e.receivedAtMs, p + 8);
+  buf.writeDoubleLE(e.timeOffsetMs, p + 16);
+  buf.writeDoubleLE(e.minTimeMs, p + 24);
+  buf.writeDoubleLE(e.maxTimeMs, p + 32);
+  p += 40;
+  buf.set(e.frame, p);
+  return buf;
+}
+
+export function decodeRecordHeader(buf: Uint8Array): RecordHeader & { frameStart: number } {
+  if (buf[0] !== RECORD_VERSION) throw new Error(`local log record version ${buf[0]} is not ${RECORD_VERSION}`);
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  const idLen = b[1] as number;
+  const deviceId = b.toString('latin1', 2, 2 + idLen);
+  const p = 2 + idLen;
+  return {
+    deviceId,
+    bootId: b.readUInt32LE(p),
+    seq: b.readUInt32LE(p + 4),
+    receivedAtMs: b.readDoubleLE(p + 8),
+    timeOffsetMs: b.readDoubleLE(p + 16),
+    minTimeMs: b.readDoubleLE(p + 24),
+    maxTimeMs: b.readDoubleLE(p + 32),
+    frameStart: p + 40,
+  };
+}
+
+/** Decodes a whole record; `frame` is a view into `buf` (callers get a buffer owned by them). */
+export function decodeRecord(buf: Uint8Array): RecordHeader & { frame: Uint8Array } {
+  const h = decodeRecordHeader(buf);
+  return {
+    deviceId: h.deviceId,
+    bootId: h.bootId,
+    seq: h.seq,
+    receivedAtMs: h.receivedAtMs,
+    timeOffsetMs: h.timeOffsetMs,
+    minTimeMs: h.minTimeMs,
+    maxTimeMs: h.maxTimeMs,
+    frame: buf.subarray(h.frameStart),
+  };
+}

@@ -1,0 +1,519 @@
+/**
+ * The durable local log: every accepted TELEMETRY frame, in arrival order, in an `lmdb` environment.
+ *
+ * - **Group commit.** Appends (and the device-state writes that go with them) queue into the current
+ *   group; the group is written in ONE lmdb transaction on the next event-loop turn, and every
+ *   append's callback runs only after that transaction is committed AND flushed to disk. The session
+ *   sends ACK from that callback, so an ACK is never ahead of durable data [PROTO-3.5].
+ * - **State with data.** Device state (last ack, per-boot highest seq and time offset, descriptors) is
+ *   written in the same transaction as the frames it describes: after a crash, state and frames agree.
+ * - **Bounded.** `maxBytes` (logical bytes: records plus index and key overhead) and `retentionHours`
+ *   with an explicit policy, every eviction counted in `logEvicted{reason}`:
+ *   - embedded mode (no forwarder): the oldest frames go by age (`retention`) or size (`size`);
+ *   - forwarding mode: frames InfluxDB confirmed go by age or size; unforwarded frames are never evicted
+ *     under `backpressure` (appends are refused, STORAGE_FULL [PROTO-5.5]); under `drop-oldest` the
+ *     oldest unforwarded frames go (`drop-oldest`).
+ * - **Reader.** Implements `LogReader` for the InfluxDB forwarder and `queryHistory` for the embedded
+ *   store (a (device, time) index, so a query never scans the whole log).
+ *
+ * Layout (named databases in one environment, `<dataDir>/local-log/`): see docs/architecture.md.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Database, type Key, open, type RootDatabase } from 'lmdb';
+import type { ChannelDescriptor } from '../codec/index.ts';
+import { decodeFrame, type Telemetry } from '../codec/index.ts';
+import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
+import { telemetryToReadings } from '../pipeline/readings.ts';
+import type { BootState, DeviceRecord } from './device-state.ts';
+import { decodeRecord, decodeRecordHeader, encodeRecord, type RecordInput } from './local-log-record.ts';
+import type { LogReader, Reading, StoredEntry } from './types.ts';
+
+export type FullPolicy = 'backpressure' | 'drop-oldest';
+
+export interface LocalLogOptions {
+  /** The environment lives in `<dataDir>/local-log/`. */
+  dataDir: string;
+  /** Cap on logical bytes (records + index + per-entry overhead). */
+  maxBytes: number;
+  retentionHours: number;
+  fullPolicy: FullPolicy;
+  /** True when an InfluxDB forwarder drains the log: unforwarded frames are protected. */
+  forwarding: boolean;
+  metrics: Metrics;
+  logger: Logger;
+  /** Clock (Unix ms); injectable for tests. */
+  now?: () => number;
+  /** Period of the retention sweep; size is also enforced after every commit. Default 10 s. */
+  maintenanceIntervalMs?: number;
+  /** Wait for the OS to flush each commit before resolving appends (default true: an ACK means on disk). */
+  ackAfterFlush?: boolean;
+}
+
+/** Called once the append is durable (err null) or failed. */
+export type AppendCallback = (err: Error | null, offset: number) => void;
+
+export interface HistoryQuery {
+  deviceId: string;
+  /** Channel key; all channels when omitted. */
+  channel?: string | undefined;
+  /** Inclusive, Unix ms. */
+  fromMs: number;
+  /** Inclusive, Unix ms. */
+  toMs: number;
+  /** Maximum readings returned (the earliest ones). */
+  limit: number;
+}
+
+export interface HistoryResult {
+  /** Sorted by time, then channel. */
+  readings: Reading[];
+  /** True when more readings matched than `limit`. */
+  truncated: boolean;
+}
+
+export interface LoadedDevice {
+  record: DeviceRecord | null;
+  boots: Map<number, BootState>;
+}
+
+export interface LocalLogStats {
+  frames: number;
+  bytes: number;
+  headOffset: number;
+  firstOffset: number;
+  forwardedOffset: number;
+  unforwardedFrames: number;
+  full: boolean;
+}
+
+export interface LocalLog extends LogReader {
+  /** Reads a device's persisted state (synchronous; memory-mapped). */
+  loadDevice(deviceId: string): LoadedDevice;
+  /** Queues writes into the current group (committed with the next appends). */
+  putDevice(deviceId: string, record: DeviceRecord): void;
+  putBoot(deviceId: string, bootId: number, state: BootState): void;
+  removeBoot(deviceId: string, bootId: number): void;
+  putDescriptors(deviceId: string, hash: number, channels: ChannelDescriptor[]): void;
+  /**
+   * True when an append of about `bytes` must be refused now (backpressure policy, log full of
+   * unforwarded frames) [PROTO-5.5]. Counted by the caller.
+   */
+  isFull(): boolean;
+  /** Queues a frame; `done` runs after the group holding it is durable. */
+  append(entry: RecordInput, done: AppendCallback): void;
+  /** Runs `done` after everything queued so far is durable (used to re-ACK duplicates). */
+  barrier(done: (err: Error | null) => void): void;
+  /** Embedded history: readings of one device in a time range, via the (device, time) index. */
+  queryHistory(q: HistoryQuery): HistoryResult;
+  stats(): LocalLogStats;
+  /** Commits what is queued, stops maintenance and closes the environment. */
+  close(): Promise<void>;
+}
+
+const META_HEAD = 'head';
+const META_FORWARDED = 'forwarded';
+const META_BYTES = 'bytes';
+const META_FRAMES = 'frames';
+/** Bytes counted per entry on top of the record: lmdb node headers, the offset key, the index entry. */
+const ENTRY_OVERHEAD = 64;
+const DESCRIPTOR_CACHE_MAX = 10_000;
+/** Frames evicted per maintenance transaction; keeps each write transaction short. */
+const EVICT_BATCH = 5000;
+/** Eviction starts above this fraction of maxBytes and goes down to LOW_WATER. */
+const HIGH_WATER = 0.95;
+const LOW_WATER = 0.9;
+
+type KvWrite =
+  | { db: 'devices' | 'boots' | 'descriptors'; key: Key; value: unknown }
+  | { db: 'devices' | 'boots' | 'descriptors'; key: Key; remove: true };
+
+interface Group {
+  frames: { offset: number; record: Buffer; deviceId: string; minTimeMs: number; maxTimeMs: number }[];
+  kv: Map<string, KvWrite>;
+  callbacks: (() => void)[];
+  errbacks: ((err: Error) => void)[];
+}
+
+function newGroup(): Group {
+  return { frames: [], kv: new Map(), callbacks: [], errbacks: [] };
+}
+
+export function openLocalLog(opts: LocalLogOptions): LocalLog {
+  const { metrics, logger } = opts;
+  const now = opts.now ?? Date.now;
+  const ackAfterFlush = opts.ackAfterFlush ?? true;
+  const path = join(opts.dataDir, 'local-log');
+  mkdirSync(path, { recursive: true });
+
+  const root: RootDatabase = open({ path, maxDbs: 8, noMemInit: true });
+  const meta: Database = root.openDB('meta', {});
+  const frames: Database<Buffer, number> = root.openDB('frames', { encoding: 'binary' });
+  const byTime: Database<number, [string, number, number]> = root.openDB('by-time', {});
+  const devices: Database<DeviceRecord, string> = root.openDB('devices', {});
+  const boots: Database<BootState, [string, number]> = root.openDB('boots', {});
+  const descriptors: Database<ChannelDescriptor[], [string, number]> = root.openDB('descriptors', {});
+  const dbs: Record<KvWrite['db'], Database<unknown, Key>> = {
+    devices: devices as Database<unknown, Key>,
+    boots: boots as Database<unknown, Key>,
+    descriptors: descriptors as Database<unknown, Key>,
+  };
+
+  let head: number = meta.get(META_HEAD) ?? 0;
+  let forwarded: number = meta.get(META_FORWARDED) ?? 0;
+  let bytes: number = meta.get(META_BYTES) ?? 0;
+  let frameCount: number = meta.get(META_FRAMES) ?? 0;
+  let firstOffset = head + 1;
+  for (const key of frames.getKeys({ limit: 1 })) firstOffset = key;
+
+  const descriptorCache = new Map<string, ChannelDescriptor[]>();
+  const appendListeners = new Set<() => void>();
+  let group = newGroup();
+  let scheduled: NodeJS.Immediate | null = null;
+  /** Settles when the most recent append group is durable; barriers chain on it. */
+  let lastGroup: Promise<unknown> = Promise.resolve();
+  /** Every write still in flight (groups, evictions, forwarder cursor); close() waits for them. */
+  const inFlight = new Set<Promise<unknown>>();
+  const track = (p: Promise<unknown>) => {
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    inFlight.add(settled);
+    void settled.then(() => inFlight.delete(settled));
+  };
+  let maintenanceRunning = false;
+  let closed = false;
+
+  const updateGauges = () => {
+    metrics.logBytes.set(bytes);
+    metrics.logDepthFrames.set(opts.forwarding ? unforwardedFrames() : 0);
+  };
+  const unforwardedFrames = () => Math.max(0, head - Math.max(forwarded, firstOffset - 1));
+  updateGauges();
+
+  const schedule = () => {
+    if (scheduled === null && !closed) scheduled = setImmediate(commitGroup);
+  };
+
+  function commitGroup(): void {
+    scheduled = null;
+    const g = group;
+    group = newGroup();
+    if (g.frames.length === 0 && g.kv.size === 0) {
+      // Nothing to write (e.g. a barrier): resolve after whatever is already in flight.
+      const p = lastGroup.then(
+        () => {
+          for (const cb of g.callbacks) cb();
+        },
+        (err: Error) => {
+          for (const eb of g.errbacks) eb(err);
+        },
+      );
+      track(p);
+      return;
+    }
+    // Snapshot the counters now: this transaction persists the state as of this group [PROTO-3.5].
+    const headSnap = head;
+    const bytesSnap = bytes;
+    const framesSnap = frameCount;
+    const tx = root.transaction(() => {
+      for (const f of g.frames) {
+        frames.putSync(f.offset, f.record);
+        byTime.putSync([f.deviceId, f.minTimeMs, f.offset], f.maxTimeMs);
+      }
+      for (const w of g.kv.values()) {
+        if ('remove' in w) dbs[w.db].removeSync(w.key);
+        else dbs[w.db].putSync(w.key, w.value);
+      }
+      meta.putSync(META_HEAD, headSnap);
+      meta.putSync(META_BYTES, bytesSnap);
+      meta.putSync(META_FRAMES, framesSnap);
+    });
+    const durable = tx.then(() => (ackAfterFlush ? root.flushed : true));
+    lastGroup = durable;
+    const done = durable.then(
+      () => {
+        metrics.logCommits.inc();
+        for (const cb of g.callbacks) cb();
+        if (g.frames.length > 0) for (const l of appendListeners) l();
+        updateGauges();
+        if (bytes > opts.maxBytes * HIGH_WATER) runMaintenance();
+      },
+      (err: Error) => {
+        logger.error({ err }, 'local log commit failed');
+        for (const eb of g.errbacks) eb(err);
+      },
+    );
+    track(done);
+  }
+
+  function entryCost(record: Buffer, deviceId: string): number {
+    return record.length + deviceId.length + ENTRY_OVERHEAD;
+  }
+
+  function evictable(offset: number): boolean {
+    return !opts.forwarding || offset <= forwarded;
+  }
+
+  /** Deletes old frames by retention and size, per the policy; runs until nothing more applies. */
+  function runMaintenance(): void {
+    if (maintenanceRunning || closed) return;
+    maintenanceRunning = true;
+    const cutoff = now() - opts.retentionHours * 3_600_000;
+    const victims: { offset: number; deviceId: string; minTimeMs: number; cost: number; reason: string }[] = [];
+    let projected = bytes;
+    const target = opts.maxBytes * LOW_WATER;
+    const overHigh = bytes > opts.maxBytes * HIGH_WATER;
+    for (const { key, value } of frames.getRange({ start: firstOffset })) {
+      if (victims.length >= EVICT_BATCH) break;
+      const h = decodeRecordHeader(value);
+      const cost = entryCost(value, h.deviceId);
+      let reason: string | null = null;
+      if (evictable(key)) {
+        if (h.receivedAtMs < cutoff) reason = 'retention';
+        else if (overHigh && projected > target) reason = 'size';
+      } else if (overHigh && projected > target && opts.fullPolicy === 'drop-oldest') {
+        reason = 'drop-oldest';
+      }
+      if (reason === null) break;
+      victims.push({ offset: key, deviceId: h.deviceId, minTimeMs: h.minTimeMs, cost, reason });
+      projected -= cost;
+    }
+    if (victims.length === 0) {
+      maintenanceRunning = false;
+      updateGauges();
+      return;
+    }
+    for (const v of victims) {
+      bytes -= v.cost;
+      frameCount--;
+    }
+    const last = victims[victims.length - 1] as (typeof victims)[number];
+    firstOffset = last.offset + 1;
+    // A frame dropped while unforwarded moves the forwarder past it: it can never be forwarded.
+    const bytesSnap = bytes;
+    const framesSnap = frameCount;
+    const tx = root.transaction(() => {
+      for (const v of victims) {
+        frames.removeSync(v.offset);
+        byTime.removeSync([v.deviceId, v.minTimeMs, v.offset]);
+      }
+      meta.putSync(META_BYTES, bytesSnap);
+      meta.putSync(META_FRAMES, framesSnap);
+    });
+    const done = tx.then(
+      () => {
+        const byReason = new Map<string, number>();
+        for (const v of victims) byReason.set(v.reason, (byReason.get(v.reason) ?? 0) + 1);
+        for (const [reason, n] of byReason) metrics.logEvicted.inc({ reason }, n);
+        maintenanceRunning = false;
+        updateGauges();
+        // More to do (a batch limit was hit, or the cap is still exceeded): continue on the next turn.
+        if (victims.length >= EVICT_BATCH || bytes > opts.maxBytes * HIGH_WATER) setImmediate(runMaintenance);
+      },
+      (err: Error) => {
+        maintenanceRunning = false;
+        logger.error({ err }, 'local log eviction failed');
+      },
+    );
+    track(done);
+  }
+
+  const maintenanceTimer = setInterval(runMaintenance, opts.maintenanceIntervalMs ?? 10_000);
+  maintenanceTimer.unref();
+
+  function kvKey(db: string, key: unknown): string {
+    return `${db}\u0000${JSON.stringify(key)}`;
+  }
+
+  const log: LocalLog = {
+    loadDevice(deviceId) {
+      const record = devices.get(deviceId) ?? null;
+      const map = new Map<number, BootState>();
+      for (const { key, value } of boots.getRange({ start: [deviceId], end: [deviceId, Number.MAX_SAFE_INTEGER] })) {
+        map.set(key[1], value);
+      }
+      return { record, boots: map };
+    },
+    putDevice(deviceId, record) {
+      group.kv.set(kvKey('devices', deviceId), { db: 'devices', key: deviceId, value: { ...record } });
+      schedule();
+    },
+    putBoot(deviceId, bootId, state) {
+      const key: [string, number] = [deviceId, bootId];
+      group.kv.set(kvKey('boots', key), { db: 'boots', key, value: { ...state } });
+      schedule();
+    },
+    removeBoot(deviceId, bootId) {
+      const key: [string, number] = [deviceId, bootId];
+      group.kv.set(kvKey('boots', key), { db: 'boots', key, remove: true });
+      schedule();
+    },
+    putDescriptors(deviceId, hash, channels) {
+      const key: [string, number] = [deviceId, hash];
+      cacheDescriptors(`${deviceId}\u0000${hash}`, channels);
+      group.kv.set(kvKey('descriptors', key), { db: 'descriptors', key, value: channels });
+      schedule();
+    },
+    isFull() {
+      return opts.fullPolicy === 'backpressure' && opts.forwarding && bytes >= opts.maxBytes;
+    },
+    append(entry, done) {
+      const record = encodeRecord(entry);
+      const offset = ++head;
+      bytes += entryCost(record, entry.deviceId);
+      frameCount++;
+      group.frames.push({
+        offset,
+        record,
+        deviceId: entry.deviceId,
+        minTimeMs: entry.minTimeMs,
+        maxTimeMs: entry.maxTimeMs,
+      });
+      group.callbacks.push(() => done(null, offset));
+      group.errbacks.push((err) => done(err, offset));
+      schedule();
+    },
+    barrier(done) {
+      group.callbacks.push(() => done(null));
+      group.errbacks.push((err) => done(err));
+      schedule();
+    },
+    queryHistory(q) {
+      const record = devices.get(q.deviceId);
+      if (!record || q.limit <= 0 || q.toMs < q.fromMs) return { readings: [], truncated: false };
+      const out: Reading[] = [];
+      let maxCollected = Number.NEGATIVE_INFINITY;
+      let truncated = false;
+      const range = byTime.getRange({
+        start: [q.deviceId, q.fromMs - record.maxSpanMs],
+        end: [q.deviceId, q.toMs, Number.MAX_SAFE_INTEGER],
+      });
+      for (const { key, value: maxTimeMs } of range) {
+        const [, minTimeMs, offset] = key;
+        if (maxTimeMs < q.fromMs) continue;
+        // Frames come in minTime order: once `limit` readings are held and this frame starts after all
+        // of them, no later frame can contribute an earlier reading.
+        if (out.length >= q.limit && minTimeMs > maxCollected) {
+          truncated = true;
+          break;
+        }
+        const raw = frames.get(offset);
+        if (!raw) continue; // evicted between index and frame read
+        const rec = decodeRecord(raw);
+        let telemetry: Telemetry;
+        try {
+          const m = decodeFrame(rec.frame);
+          if (m.type !== 'telemetry') continue;
+          telemetry = m;
+        } catch {
+          continue; // cannot happen for stored frames (decoded before append); never fail a query on it
+        }
+        const channels = log.lookupDescriptors(q.deviceId, telemetry.descriptorHash);
+        if (!channels) continue;
+        let readings: Reading[];
+        try {
+          readings = telemetryToReadings(q.deviceId, telemetry, channels, rec.timeOffsetMs).readings;
+        } catch {
+          continue;
+        }
+        for (const r of readings) {
+          if (r.timeMs < q.fromMs || r.timeMs > q.toMs) continue;
+          if (q.channel !== undefined && r.channel !== q.channel) continue;
+          out.push(r);
+          if (r.timeMs > maxCollected) maxCollected = r.timeMs;
+        }
+      }
+      out.sort((a, b) => a.timeMs - b.timeMs || (a.channel < b.channel ? -1 : a.channel > b.channel ? 1 : 0));
+      if (out.length > q.limit) {
+        truncated = true;
+        out.length = q.limit;
+      }
+      return { readings: out, truncated };
+    },
+    stats() {
+      return {
+        frames: frameCount,
+        bytes,
+        headOffset: head,
+        firstOffset,
+        forwardedOffset: forwarded,
+        unforwardedFrames: unforwardedFrames(),
+        full: log.isFull(),
+      };
+    },
+
+    // ── LogReader ──
+    readAfter(afterOffset, max) {
+      const out: StoredEntry[] = [];
+      if (max <= 0) return out;
+      for (const { key, value } of frames.getRange({ start: afterOffset + 1, limit: max })) {
+        const rec = decodeRecord(value);
+        out.push({
+          offset: key,
+          deviceId: rec.deviceId,
+          bootId: rec.bootId,
+          seq: rec.seq,
+          receivedAtMs: rec.receivedAtMs,
+          timeOffsetMs: rec.timeOffsetMs,
+          frame: rec.frame,
+        });
+      }
+      return out;
+    },
+    forwardedOffset() {
+      return forwarded;
+    },
+    async commitForwarded(offset) {
+      if (offset <= forwarded) return;
+      forwarded = Math.min(offset, head);
+      const snap = forwarded;
+      const p = meta.put(META_FORWARDED, snap).then(() => (ackAfterFlush ? root.flushed : true));
+      track(p);
+      await p;
+      updateGauges();
+      // Frames just became evictable: a full log may now make room.
+      if (bytes > opts.maxBytes * HIGH_WATER) runMaintenance();
+    },
+    headOffset() {
+      return head;
+    },
+    onAppend(listener) {
+      appendListeners.add(listener);
+      return () => appendListeners.delete(listener);
+    },
+    lookupDescriptors(deviceId, hash) {
+      const k = `${deviceId}\u0000${hash}`;
+      const hit = descriptorCache.get(k);
+      if (hit) return hit;
+      const stored = descriptors.get([deviceId, hash]);
+      if (stored) cacheDescriptors(k, stored);
+      return stored;
+    },
+
+    async close() {
+      if (closed) return;
+      if (scheduled !== null) {
+        clearImmediate(scheduled);
+        commitGroup();
+      }
+      closed = true;
+      clearInterval(maintenanceTimer);
+      while (inFlight.size > 0) await Promise.all([...inFlight]);
+      await root.flushed;
+      await root.close();
+    },
+  };
+
+  function cacheDescriptors(k: string, channels: ChannelDescriptor[]): void {
+    if (descriptorCache.size >= DESCRIPTOR_CACHE_MAX) {
+      const oldest = descriptorCache.keys().next().value;
+      if (oldest !== undefined) descriptorCache.delete(oldest);
+    }
+    descriptorCache.set(k, channels);
+  }
+
+  return log;
+}

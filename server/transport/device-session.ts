@@ -1,0 +1,413 @@
+/**
+ * One device connection's session state machine [PROTO-5]:
+ *
+ *   awaiting-hello ──HELLO──▶ ready ──(fault | replaced | revoked | shutdown)──▶ closing ──▶ closed
+ *        │ timeout / other frame                                                     ▲
+ *        └──────────────────────────── ERROR + close ────────────────────────────────┘
+ *
+ * Frames are decoded as they arrive and handed to the pipeline without waiting for earlier commits
+ * (pipelining); ACKs go out in order as group commits complete, coalesced per commit into one
+ * cumulative ACK [PROTO-3.5]. Per-session in-flight frames are bounded: above the bound the socket is
+ * paused (TCP backpressure to the device), and resumed below half of it.
+ */
+import { crc32 } from 'node:zlib';
+import type { WebSocket } from 'ws';
+import {
+  type ChannelDescriptor,
+  type CommandArg,
+  decodeFrame,
+  encodeFrame,
+  HEADER_BYTES,
+  MAX_FRAME_BYTES,
+  type Message,
+  PROTOCOL_VERSION,
+} from '../codec/index.ts';
+import type { HubConfig } from '../config/index.ts';
+import { ERRORS, type ErrorCode, errorCodeFromWire, HubError } from '../errors.ts';
+import type { HubEventBus } from '../events.ts';
+import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
+import type { CommandTracker } from '../pipeline/commands.ts';
+import type { Ingest } from '../pipeline/ingest.ts';
+import { encodeAck, encodeError } from './outbound.ts';
+
+/** Frames handed to the pipeline and not yet acknowledged, per session, before the socket is paused. */
+export const MAX_INFLIGHT_FRAMES = 512;
+/** Bytes queued for sending to a device beyond which it is disconnected (it is not reading). */
+export const SEND_HIGH_WATER_BYTES = 256 * 1024;
+/** How long a closing session waits for its in-flight commits so their ACKs go out first. */
+const CLOSE_DRAIN_MS = 1000;
+
+export interface SessionContext {
+  ingest: Ingest;
+  sessions: SessionTable;
+  commands: CommandTracker;
+  config: Readonly<HubConfig>;
+  metrics: Metrics;
+  bus: HubEventBus;
+  logger: Logger;
+  now: () => number;
+}
+
+/** The live sessions, one per device id [PROTO-5.4]. */
+export interface SessionTable {
+  /** Registers a session after HELLO; an older session of the same device is replaced (4001). */
+  register(session: DeviceSession): void;
+  unregister(session: DeviceSession): void;
+  get(deviceId: string): DeviceSession | undefined;
+  size(): number;
+  values(): IterableIterator<DeviceSession>;
+}
+
+export function createSessionTable(): SessionTable {
+  const map = new Map<string, DeviceSession>();
+  return {
+    register(session) {
+      const old = map.get(session.deviceId);
+      map.set(session.deviceId, session);
+      if (old && old !== session) old.end('REPLACED', 'a newer connection of this device replaced this one');
+    },
+    unregister(session) {
+      if (map.get(session.deviceId) === session) map.delete(session.deviceId);
+    },
+    get: (id) => map.get(id),
+    size: () => map.size,
+    values: () => map.values(),
+  };
+}
+
+type State = 'awaiting-hello' | 'ready' | 'closing' | 'closed';
+
+const TYPE_LABELS: Record<Message['type'], string> = {
+  hello: 'hello',
+  welcome: 'welcome',
+  descriptors: 'descriptors',
+  telemetry: 'telemetry',
+  ack: 'ack',
+  command: 'command',
+  command_accepted: 'command_accepted',
+  command_result: 'command_result',
+  error: 'error',
+};
+
+export class DeviceSession {
+  readonly deviceId: string;
+  private state: State = 'awaiting-hello';
+  private readonly log: Logger;
+  private helloTimer: NodeJS.Timeout | null;
+  /** Set by the heartbeat sweep, cleared by a pong [PROTO-1.5]. */
+  private awaitingPong = false;
+  private registered = false;
+  private inflight = 0;
+  private paused = false;
+  private onDrained: (() => void) | null = null;
+  /** A refused frame (UNKNOWN_DESCRIPTORS / STORAGE_FULL): later frames are refused until it is replayed. */
+  private refusal: { bootId: number; seq: number; code: ErrorCode } | null = null;
+  private ackBoot = 0;
+  private ackSeq = 0;
+  private ackScheduled = false;
+  private closeReason: string = 'closed';
+
+  constructor(
+    private readonly ws: WebSocket,
+    deviceId: string,
+    private readonly ctx: SessionContext,
+  ) {
+    this.deviceId = deviceId;
+    this.log = ctx.logger.child({ deviceId });
+    this.helloTimer = setTimeout(
+      () => this.end('HELLO_TIMEOUT', `no HELLO within ${ctx.config.devices.helloTimeoutMs} ms`),
+      ctx.config.devices.helloTimeoutMs,
+    );
+    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
+    ws.on('pong', () => {
+      this.awaitingPong = false;
+    });
+    ws.on('error', (err) => this.log.debug({ err }, 'device socket error'));
+    ws.on('close', (code) => this.onClose(code));
+  }
+
+  /** Heartbeat sweep step: terminate when the last ping got no pong, else ping again [PROTO-1.5]. */
+  heartbeat(): void {
+    if (this.state === 'closed') return;
+    if (this.awaitingPong) {
+      this.closeReason = 'heartbeat';
+      this.ws.terminate();
+      return;
+    }
+    this.awaitingPong = true;
+    this.ws.ping();
+  }
+
+  /**
+   * Ends the session with a coded reason: in-flight frames are given up to 1 s to commit (their ACKs go
+   * out first), then ERROR (FATAL) and a close with the catalogue's close code.
+   */
+  end(code: ErrorCode, message: string, opts: { count?: boolean } = {}): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    const closeCode = ERRORS[code].close ?? 1011;
+    this.state = 'closing';
+    this.closeReason = code === 'REPLACED' ? 'replaced' : code === 'SHUTTING_DOWN' ? 'shutdown' : code;
+    if (opts.count ?? (code !== 'REPLACED' && code !== 'SHUTTING_DOWN' && code !== 'REVOKED')) {
+      this.ctx.metrics.frameErrors.inc({ code });
+    }
+    if (this.helloTimer) {
+      clearTimeout(this.helloTimer);
+      this.helloTimer = null;
+    }
+    const level = code === 'SHUTTING_DOWN' || code === 'REPLACED' ? 'info' : 'warn';
+    this.log[level]({ code, closeCode }, `closing device session: ${message}`);
+    const finish = () => {
+      this.onDrained = null;
+      if (this.ws.readyState !== this.ws.OPEN) return;
+      this.flushAck();
+      this.ws.send(encodeError(code, message));
+      this.ws.close(closeCode, code);
+    };
+    if (this.inflight === 0) finish();
+    else {
+      const timer = setTimeout(finish, CLOSE_DRAIN_MS);
+      this.onDrained = () => {
+        clearTimeout(timer);
+        finish();
+      };
+    }
+  }
+
+  /** Sends a COMMAND [PROTO-3.6]; throws BAD_REQUEST when the command cannot be encoded. */
+  sendCommand(commandId: number, name: string, args: CommandArg[]): void {
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame({ type: 'command', commandId, name, args });
+    } catch (err) {
+      throw new HubError('BAD_REQUEST', `command cannot be encoded: ${(err as Error).message}`);
+    }
+    if (!this.isReady()) throw new HubError('DEVICE_OFFLINE');
+    this.send(frame);
+  }
+
+  isReady(): boolean {
+    return this.state === 'ready';
+  }
+
+  /** Runs `cb` once the socket has closed (at once when it already has). */
+  onceClosed(cb: () => void): void {
+    if (this.state === 'closed') cb();
+    else this.ws.once('close', () => cb());
+  }
+
+  /** Drops the connection without a close handshake (hub stop, after the graceful attempt). */
+  terminate(): void {
+    if (this.state !== 'closed') this.ws.terminate();
+  }
+
+  private send(frame: Uint8Array): void {
+    if (this.ws.bufferedAmount > SEND_HIGH_WATER_BYTES) {
+      // The device is not reading: everything it would get next is stale; drop the connection.
+      this.closeReason = 'slow_consumer';
+      this.ws.terminate();
+      return;
+    }
+    this.ws.send(frame);
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    const receivedAtMs = this.ctx.now();
+    const m = this.ctx.metrics;
+    m.bytesIn.inc(data.length);
+    if (!isBinary) {
+      this.end('TEXT_FRAME', 'devices send binary frames only [PROTO-1.3]');
+      return;
+    }
+    let msg: Message;
+    try {
+      msg = decodeFrame(data);
+    } catch (err) {
+      if (err instanceof HubError) this.end(err.code, err.message);
+      else this.end('INTERNAL', 'decoder failure');
+      return;
+    }
+    m.framesIn.inc({ type: TYPE_LABELS[msg.type] });
+    try {
+      if (this.state === 'awaiting-hello') {
+        if (msg.type !== 'hello') throw new HubError('UNEXPECTED_MESSAGE', `expected HELLO, got ${msg.type}`);
+        this.onHello(msg, receivedAtMs);
+        return;
+      }
+      switch (msg.type) {
+        case 'telemetry':
+          this.onTelemetry(data, msg, receivedAtMs);
+          return;
+        case 'descriptors':
+          this.onDescriptors(data, msg.channels);
+          return;
+        case 'command_accepted':
+          if (!this.ctx.commands.accepted(this.deviceId, msg.commandId)) this.notice('COMMAND_UNKNOWN', msg.commandId);
+          return;
+        case 'command_result':
+          if (!this.ctx.commands.result(this.deviceId, msg.commandId, msg.status, msg.message)) {
+            this.notice('COMMAND_UNKNOWN', msg.commandId);
+          }
+          return;
+        case 'error':
+          this.log.warn(
+            { wire: msg.code, code: errorCodeFromWire(msg.code) ?? 'unknown', fatal: msg.fatal, text: msg.message },
+            'device reported an error',
+          );
+          return;
+        default:
+          throw new HubError('UNEXPECTED_MESSAGE', `${msg.type} is not allowed from a device in this state`);
+      }
+    } catch (err) {
+      if (err instanceof HubError) this.end(err.code, err.message);
+      else {
+        this.log.error({ err }, 'session failure');
+        this.end('INTERNAL', 'internal error');
+      }
+    }
+  }
+
+  /** A non-fatal coded ERROR frame (the connection stays open). */
+  private notice(code: ErrorCode, detail: number | string): void {
+    this.ctx.metrics.frameErrors.inc({ code });
+    this.send(encodeError(code, `${ERRORS[code].summary} (${detail})`));
+  }
+
+  private onHello(hello: Extract<Message, { type: 'hello' }>, atMs: number): void {
+    if (hello.deviceId !== this.deviceId) {
+      throw new HubError('DEVICE_MISMATCH', `HELLO names ${hello.deviceId}, the token is for ${this.deviceId}`);
+    }
+    if (this.helloTimer) {
+      clearTimeout(this.helloTimer);
+      this.helloTimer = null;
+    }
+    const { config, ingest, sessions, bus, metrics } = this.ctx;
+    sessions.register(this);
+    this.registered = true;
+    metrics.deviceSessions.inc();
+    const info = ingest.hello(this.deviceId, hello, atMs);
+    this.state = 'ready';
+    this.send(
+      encodeFrame({
+        type: 'welcome',
+        acceptedVersion: Math.min(PROTOCOL_VERSION, hello.maxProtocolVersion),
+        serverTimeMs: this.ctx.now(),
+        lastAck: info.lastAck,
+        descriptorsKnown: info.descriptorsKnown,
+        sampleIntervalMs: config.devices.sampleIntervalMs,
+        heartbeatIntervalSec: config.devices.heartbeatIntervalSec,
+        maxFrameBytes: MAX_FRAME_BYTES,
+      }),
+    );
+    this.log.info(
+      {
+        bootId: hello.bootId,
+        firmwareVersion: hello.firmwareVersion,
+        timeSynced: hello.timeSynced,
+        bufferedFrames: hello.bufferedFrames,
+        droppedFrames: hello.droppedFrames,
+        lastAck: info.lastAck,
+        descriptorsKnown: info.descriptorsKnown,
+      },
+      'device session ready',
+    );
+    bus.emit('device:online', {
+      deviceId: this.deviceId,
+      firmwareVersion: hello.firmwareVersion,
+      bootId: hello.bootId,
+      timeSynced: hello.timeSynced,
+      atMs,
+    });
+  }
+
+  private onDescriptors(frame: Buffer, channels: ChannelDescriptor[]): void {
+    // [PROTO-3.3.1] hash = CRC-32 of the payload bytes as received (canonical encoding).
+    const length = frame.readUInt16LE(6);
+    const hash = crc32(frame.subarray(HEADER_BYTES, HEADER_BYTES + length));
+    this.ctx.ingest.descriptors(this.deviceId, hash, channels);
+    if (this.refusal?.code === 'UNKNOWN_DESCRIPTORS') this.refusal = null;
+  }
+
+  private onTelemetry(frame: Buffer, t: Extract<Message, { type: 'telemetry' }>, receivedAtMs: number): void {
+    if (this.refusal) {
+      const r = this.refusal;
+      if (t.bootId === r.bootId && t.seq <= r.seq)
+        this.refusal = null; // the device is replaying
+      else {
+        // Refused silently (one ERROR per episode): acknowledging it would cover the refused frame.
+        this.ctx.metrics.frameErrors.inc({ code: r.code });
+        if (r.code === 'STORAGE_FULL') this.ctx.metrics.logFullRejections.inc();
+        return;
+      }
+    }
+    const started = performance.now();
+    const { bootId, seq } = t;
+    this.inflight++;
+    try {
+      this.ctx.ingest.telemetry(this.deviceId, frame, t, receivedAtMs, (err) => {
+        this.inflight--;
+        this.ctx.metrics.ackLatency.observe((performance.now() - started) / 1000);
+        if (err) {
+          this.log.error({ err: err.cause ?? err }, 'frame not stored');
+          this.end(err.code, err.message);
+        } else this.queueAck(bootId, seq);
+        if (this.paused && this.inflight < MAX_INFLIGHT_FRAMES / 2) {
+          this.paused = false;
+          this.ws.resume();
+        }
+        if (this.inflight === 0) this.onDrained?.();
+      });
+    } catch (err) {
+      this.inflight--;
+      if (err instanceof HubError && ERRORS[err.code].close === null) {
+        // Non-fatal refusal [PROTO-5.2, PROTO-5.5]: no ACK; the device keeps the frame and replays it.
+        this.refusal = { bootId, seq, code: err.code };
+        this.notice(err.code, `boot ${bootId} seq ${seq}`);
+        return;
+      }
+      throw err;
+    }
+    if (!this.paused && this.inflight > MAX_INFLIGHT_FRAMES) {
+      this.paused = true;
+      this.ws.pause();
+    }
+  }
+
+  /** One cumulative ACK per commit group: the latest (boot, seq) wins [PROTO-3.5]. */
+  private queueAck(bootId: number, seq: number): void {
+    this.ackBoot = bootId;
+    this.ackSeq = seq;
+    if (!this.ackScheduled) {
+      this.ackScheduled = true;
+      queueMicrotask(() => this.flushAck());
+    }
+  }
+
+  private flushAck(): void {
+    if (!this.ackScheduled) return;
+    this.ackScheduled = false;
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.send(encodeAck(this.ackBoot, this.ackSeq));
+    this.ctx.metrics.acksSent.inc();
+  }
+
+  private onClose(code: number): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.helloTimer) clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    this.onDrained = null;
+    if (this.closeReason === 'closed' && code === 1006) this.closeReason = 'connection_lost';
+    const { metrics, bus, ingest, sessions } = this.ctx;
+    metrics.deviceDisconnects.inc({ reason: this.closeReason });
+    if (this.registered) {
+      this.registered = false;
+      sessions.unregister(this);
+      ingest.release(this.deviceId);
+      metrics.deviceSessions.dec();
+      bus.emit('device:offline', { deviceId: this.deviceId, reason: this.closeReason, atMs: this.ctx.now() });
+    }
+    this.log.debug({ code, reason: this.closeReason }, 'device session closed');
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * The hub's one HTTP(S) server and its WebSocket upgrade routing.
+ *
+ * Device upgrades (`/v1/device` [PROTO-1.1]) are checked in the `upgrade` handler BEFORE
+ * `handleUpgrade`, cheapest check first: shutting down (503), handshake rate (429, token bucket),
+ * capacity (503), subprotocol `esp32hub.v1` (400), `Authorization: Bearer` token (401) [PROTO-1.2].
+ * A refused request gets a coded HTTP response and never reaches a session or the pipeline.
+ * Other paths are handed to handlers registered with `registerUpgrade` (e.g. the live endpoint).
+ * The device `WebSocketServer` runs with `noServer`, `maxPayload` from config (≤ 16 KiB), no
+ * permessage-deflate, and no client tracking (sessions are tracked by the hub).
+ */
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { SUBPROTOCOL } from '../codec/index.ts';
+import type { HubConfig } from '../config/index.ts';
+import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
+import { bearerToken, offeredSubprotocols, refuseUpgrade, requestPath, TokenBucket } from './handshake.ts';
+
+export const DEVICE_PATH = '/v1/device';
+
+/** Handles an upgrade request for a registered path; it owns `socket` from then on. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** Maps a device token to its device id, or null when unknown/revoked [PROTO-1.2]. */
+export type Authenticate = (token: string) => string | null | Promise<string | null>;
+
+/** What the gateway needs from a device connection once upgraded. */
+export interface DeviceConnection {
+  /** Heartbeat sweep step [PROTO-1.5]. */
+  heartbeat(): void;
+  /** Drops the connection at once (used by `close()` for whatever is still open). */
+  terminate(): void;
+}
+
+export interface GatewayOptions {
+  config: Readonly<HubConfig>;
+  metrics: Metrics;
+  logger: Logger;
+  now: () => number;
+  authenticate: Authenticate;
+  /** Creates the session for an authenticated, upgraded device socket. */
+  onDeviceSocket: (ws: WebSocket, deviceId: string, req: IncomingMessage) => DeviceConnection;
+  /** Plain HTTP requests (health, metrics, REST API, web page). */
+  onRequest: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+export interface Gateway {
+  /** Routes WebSocket upgrades for `path` (exact match, query ignored) to `handler`. */
+  registerUpgrade(path: string, handler: UpgradeHandler): void;
+  listen(): Promise<{ port: number }>;
+  /** Refuses new device handshakes (503) and stops the listener accepting connections. */
+  stopAccepting(): void;
+  /** Closes the listener and every remaining connection. */
+  close(): Promise<void>;
+  /** Device sockets open or being upgraded. */
+  deviceConnections(): number;
+  listening(): boolean;
+}
+
+export function createGateway(opts: GatewayOptions): Gateway {
+  const { config, metrics, logger } = opts;
+  const tls = config.server.tls;
+  const server = tls
+    ? createHttpsServer({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) })
+    : createHttpServer();
+  // Slow-loris bounds for plain requests; upgraded sockets are governed by the heartbeat instead.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 5_000;
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.devices.maxPayloadBytes,
+    perMessageDeflate: false,
+    clientTracking: false,
+    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+  });
+
+  const routes = new Map<string, UpgradeHandler>();
+  const bucket = new TokenBucket(config.devices.handshakesPerSec, opts.now);
+  const connections = new Set<DeviceConnection>();
+  let deviceSockets = 0;
+  let accepting = true;
+  let isListening = false;
+  let serverClosed: Promise<void> | null = null;
+  const closeServer = (): Promise<void> => {
+    serverClosed ??= isListening ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    return serverClosed;
+  };
+
+  const sweep = setInterval(() => {
+    for (const c of connections) c.heartbeat();
+  }, config.devices.heartbeatIntervalSec * 1000);
+  sweep.unref();
+
+  server.on('request', opts.onRequest);
+  server.on('clientError', (err, socket) => {
+    logger.debug({ err }, 'HTTP client error');
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (err) => logger.debug({ err }, 'upgrade socket error'));
+    const path = requestPath(req.url);
+    if (path === DEVICE_PATH) {
+      void deviceUpgrade(req, socket, head);
+      return;
+    }
+    const handler = routes.get(path);
+    if (handler) handler(req, socket, head);
+    else refuseUpgrade(socket, 'NOT_FOUND', 'unknown', metrics);
+  });
+
+  async function deviceUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const endpoint = 'device';
+    if (!accepting) return refuseUpgrade(socket, 'SHUTTING_DOWN', endpoint, metrics);
+    if (!bucket.take()) return refuseUpgrade(socket, 'RATE_LIMITED', endpoint, metrics);
+    if (deviceSockets >= config.devices.maxConnections) return refuseUpgrade(socket, 'AT_CAPACITY', endpoint, metrics);
+    if (!offeredSubprotocols(req.headers['sec-websocket-protocol']).has(SUBPROTOCOL)) {
+      return refuseUpgrade(socket, 'BAD_SUBPROTOCOL', endpoint, metrics);
+    }
+    const token = bearerToken(req.headers.authorization);
+    let deviceId: string | null = null;
+    if (token !== null) {
+      try {
+        deviceId = await opts.authenticate(token);
+      } catch (err) {
+        logger.error({ err }, 'device authentication failed internally');
+        return refuseUpgrade(socket, 'INTERNAL', endpoint, metrics);
+      }
+    }
+    if (deviceId === null) return refuseUpgrade(socket, 'UNAUTHORIZED', endpoint, metrics);
+    if (socket.destroyed) return;
+    if (!accepting) return refuseUpgrade(socket, 'SHUTTING_DOWN', endpoint, metrics);
+    // Counted from here until the TCP socket closes, whether or not ws completes the handshake.
+    deviceSockets++;
+    socket.once('close', () => {
+      deviceSockets--;
+    });
+    const id = deviceId;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = opts.onDeviceSocket(ws, id, req);
+      connections.add(conn);
+      ws.once('close', () => connections.delete(conn));
+    });
+  }
+
+  return {
+    registerUpgrade(path, handler) {
+      if (path === DEVICE_PATH) throw new Error(`${DEVICE_PATH} is the device endpoint`);
+      routes.set(path, handler);
+    },
+    listen() {
+      return new Promise((resolve, reject) => {
+        const onError = (err: Error) => reject(err);
+        server.once('error', onError);
+        server.listen(config.server.port, config.server.host, () => {
+          server.off('error', onError);
+          isListening = true;
+          resolve({ port: (server.address() as AddressInfo).port });
+        });
+      });
+    },
+    stopAccepting() {
+      accepting = false;
+      void closeServer();
+    },
+    async close() {
+      accepting = false;
+      clearInterval(sweep);
+      const closing = closeServer();
+      server.closeAllConnections();
+      for (const c of connections) c.terminate();
+      await closing;
+      isListening = false;
+      wss.close();
+    },
+    deviceConnections: () => deviceSockets,
+    listening: () => isListening,
+  };
+}
