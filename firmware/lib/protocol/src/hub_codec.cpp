@@ -224,8 +224,7 @@ Err decode(const uint8_t* frame, size_t len, Decoded& out) {
       HUB_TRY(decodeCommand(r, out.command));
       break;
     case MsgType::CommandAccepted:
-      // The TS codec does not reject 0 here when decoding (it does when encoding); mirror it exactly.
-      HUB_TRY(r.u32(out.commandAccepted.commandId));
+      HUB_TRY(nonZeroU32(r, out.commandAccepted.commandId));
       break;
     case MsgType::CommandResult:
       HUB_TRY(decodeCommandResult(r, out.commandResult));
