@@ -11,6 +11,7 @@
  * - `httpHandlers` (REST router, web page): tried in order after health, metrics and commands.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { hostname } from 'node:os';
 import type { HubConfig } from './config/index.ts';
 import { HubEventBus } from './events.ts';
 import { createCommandRoutes } from './http/commands.ts';
@@ -20,6 +21,8 @@ import { createMetrics, type Metrics } from './metrics/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
 import { createIngest, type Ingest } from './pipeline/ingest.ts';
 import { type DeviceRegistry, openDeviceRegistry } from './registry/index.ts';
+import { openDeadLetterStore } from './storage/dead-letter.ts';
+import { createInfluxForwarder, createStatsWriter } from './storage/influx/index.ts';
 import { type HistoryQuery, type HistoryResult, type LocalLog, openLocalLog } from './storage/local-log.ts';
 import type { LogReader } from './storage/types.ts';
 import { createSessionTable, DeviceSession, type SessionTable } from './transport/device-session.ts';
@@ -78,7 +81,10 @@ export interface HubDeps {
   registry?: DeviceRegistry;
   /** Replaces `registry.authenticate` (tests without a registry). */
   authenticate?: Authenticate;
-  /** Builds the InfluxDB forwarder; used only when `config.influx` is set. */
+  /**
+   * Builds the InfluxDB forwarder; used only when `config.influx` is set. Default: the real forwarder
+   * (`server/storage/influx`) with its dead-letter store and `hub_stats` writer ({@link influxForwarder}).
+   */
   createForwarder?: (ctx: ForwarderContext) => ForwarderLike;
   extensions?: HubExtension[];
   httpHandlers?: HttpHandler[];
@@ -237,18 +243,9 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           started.push(ext);
         }
         if (config.influx) {
-          if (deps.createForwarder) {
-            forwarder = deps.createForwarder({
-              config: config.influx,
-              log: openedLog,
-              dataDir: config.storage.dataDir,
-              metrics,
-              logger,
-            });
-            forwarder.start();
-          } else {
-            logger.warn('InfluxDB is configured but no forwarder was provided; frames stay in the local log');
-          }
+          const create = deps.createForwarder ?? influxForwarder;
+          forwarder = create({ config: config.influx, log: openedLog, dataDir: config.storage.dataDir, metrics, logger });
+          forwarder.start();
         }
         const { port } = await gateway.listen();
         state = 'running';
@@ -307,6 +304,40 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
     },
   };
   return hub;
+}
+
+/** The real InfluxDB forwarder, its dead-letter store (`<dataDir>/dead-letters`) and `hub_stats` points. */
+export function influxForwarder(ctx: ForwarderContext): ForwarderLike {
+  const deadLetters = openDeadLetterStore({ dataDir: ctx.dataDir, metrics: ctx.metrics });
+  const fwd = createInfluxForwarder({
+    config: ctx.config,
+    log: ctx.log,
+    deadLetters,
+    metrics: ctx.metrics,
+    logger: ctx.logger,
+  });
+  const stats =
+    ctx.config.statsIntervalMs > 0
+      ? createStatsWriter({
+          metrics: ctx.metrics,
+          hubId: hostname(),
+          intervalMs: ctx.config.statsIntervalMs,
+          submit: (lines) => fwd.submitStats(lines),
+          logger: ctx.logger,
+        })
+      : null;
+  return {
+    start() {
+      fwd.start();
+      stats?.start();
+    },
+    async stop() {
+      stats?.stop();
+      await fwd.stop();
+      await deadLetters.close();
+    },
+    status: () => fwd.status(),
+  };
 }
 
 function notFound(res: ServerResponse): void {

@@ -67,6 +67,16 @@ export function createMetrics() {
       registers: r,
     }),
     acksSent: new Counter({ name: 'hub_acks_sent_total', help: 'ACK frames sent to devices.', registers: r }),
+    ingestInflightFrames: new Gauge({
+      name: 'hub_ingest_inflight_frames',
+      help: 'TELEMETRY frames handed to the local log and not yet durable (bounded per session).',
+      registers: r,
+    }),
+    sessionPauses: new Counter({
+      name: 'hub_device_session_pauses_total',
+      help: 'Times a device socket was paused because its in-flight frames reached the per-session bound.',
+      registers: r,
+    }),
     ackLatency: new Histogram({
       name: 'hub_ack_latency_seconds',
       help: 'Time from a TELEMETRY frame arriving to its ACK being sent (includes the durable commit).',

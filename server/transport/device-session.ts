@@ -344,9 +344,11 @@ export class DeviceSession {
     const started = performance.now();
     const { bootId, seq } = t;
     this.inflight++;
+    this.ctx.metrics.ingestInflightFrames.inc();
     try {
       this.ctx.ingest.telemetry(this.deviceId, frame, t, receivedAtMs, (err) => {
         this.inflight--;
+        this.ctx.metrics.ingestInflightFrames.dec();
         this.ctx.metrics.ackLatency.observe((performance.now() - started) / 1000);
         if (err) {
           this.log.error({ err: err.cause ?? err }, 'frame not stored');
@@ -360,6 +362,7 @@ export class DeviceSession {
       });
     } catch (err) {
       this.inflight--;
+      this.ctx.metrics.ingestInflightFrames.dec();
       if (err instanceof HubError && ERRORS[err.code].close === null) {
         // Non-fatal refusal [PROTO-5.2, PROTO-5.5]: no ACK; the device keeps the frame and replays it.
         this.refusal = { bootId, seq, code: err.code };
@@ -370,6 +373,7 @@ export class DeviceSession {
     }
     if (!this.paused && this.inflight > MAX_INFLIGHT_FRAMES) {
       this.paused = true;
+      this.ctx.metrics.sessionPauses.inc();
       this.ws.pause();
     }
   }
