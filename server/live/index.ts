@@ -1,0 +1,304 @@
+/**
+ * Live fan-out and the built-in dashboard. The hub plugs it in as an extension:
+ *
+ * ```ts
+ * const live = liveExtension(config);
+ * const hub = buildHub(config, {
+ *   extensions: [live],                                   // registers /v1/live, serves / and its REST
+ *   authorizeCommands: live.authorizeCommands,            // → createCommandRoutes({ authorize })
+ * });
+ * ```
+ *
+ * or, without the extension seam, `createLive(deps)` and three calls: `handleUpgrade` for
+ * `LIVE_PATH`, `handleRequest` in the request chain, `start()`/`stop()` with the hub.
+ *
+ * It consumes the `HubEventBus` (readings after commit, presence, descriptors, command updates),
+ * keeps the fleet's live state, serves `/v1/live` (docs/live-api.md), the page at `/` and its REST
+ * routes, and decides who may use them (server/http/dashboard-auth.ts).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { HubConfig } from '../config/index.ts';
+import type { ErrorCode } from '../errors.ts';
+import type { HubEventBus, HubEvents } from '../events.ts';
+import { createDashboardApi } from '../http/dashboard-api.ts';
+import {
+  type AccessResult,
+  createDashboardAuth,
+  type DashboardAuth,
+  PAGE_HEADERS,
+  sendError,
+} from '../http/dashboard-auth.ts';
+import type { HubContext, HubExtension } from '../hub.ts';
+import type { Logger } from '../log/index.ts';
+import type { Metrics } from '../metrics/index.ts';
+import { type AssetTable, buildAssets, sendAsset } from '../web/assets.ts';
+import { createLiveEndpoint } from './endpoint.ts';
+import { LiveFanout } from './fanout.ts';
+import { type ChannelMeta, LiveState } from './state.ts';
+
+/** The live endpoint's path. */
+export const LIVE_PATH = '/v1/live';
+
+export interface LiveDeps {
+  config: Readonly<HubConfig>;
+  events: HubEventBus;
+  metrics: Metrics;
+  logger: Logger;
+  /**
+   * The channels (key, unit, nominal period) of a device's current descriptor set, from the hub's
+   * descriptor store. Called on `device:descriptors` and when a device first comes online; without
+   * it channels are learnt from readings and the stale threshold from observed data gaps only.
+   */
+  channelsOf?: (deviceId: string) => readonly ChannelMeta[] | undefined;
+  /** Device ids the hub knows (registered tokens): listed as offline before they first connect. */
+  knownDevices?: () => Iterable<string>;
+  /** Whether the commands API accepts dashboard sessions (see `authorize`). Default true. */
+  commandsEnabled?: boolean;
+  /**
+   * Shortest time between two fan-out ticks (ms). A tick runs as soon as an update arrives unless
+   * the previous one ran less than this long ago. Default 20.
+   */
+  tickMs?: number;
+  /** Live ping period (ms). Default 30 000. */
+  heartbeatMs?: number;
+  /** A dashboard auth built earlier (the extension builds it before the hub starts). */
+  auth?: DashboardAuth;
+}
+
+export interface Live {
+  readonly state: LiveState;
+  readonly fanout: LiveFanout;
+  readonly auth: DashboardAuth;
+  /** For the hub's `upgrade` handler when the path is `LIVE_PATH`. Always consumes the socket. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /**
+   * Serves `/`, `/app.js`, `/app.css`, `/favicon.svg`, `/login`, `/logout`, `/api/session`,
+   * `GET /api/devices` and `GET /api/devices/:id`. Returns false (touching nothing) for other paths.
+   */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
+  /**
+   * For other routes the page calls (history, commands): who the caller is. `write: true` adds the
+   * CSRF checks for state-changing requests (Origin required for cookie sessions). Commands need
+   * `principal.role === 'operator'`.
+   */
+  authorize(req: IncomingMessage, opts?: { write?: boolean }): AccessResult;
+  /** Bundles the page and subscribes to the event bus. */
+  start(): Promise<void>;
+  /** Unsubscribes and closes every live client with 1001. */
+  stop(): Promise<void>;
+}
+
+export function createLive(deps: LiveDeps): Live {
+  const { config, events, metrics } = deps;
+  const logger = deps.logger.child({ component: 'live' });
+  const state = new LiveState();
+  const fanout = new LiveFanout({
+    state,
+    metrics,
+    logger,
+    tickMs: deps.tickMs ?? 20,
+    highWaterBytes: config.live.highWaterBytes,
+    drainTimeoutMs: config.live.drainTimeoutMs,
+    maxSubscriptions: config.live.maxSubscriptions,
+  });
+  const auth = deps.auth ?? createDashboardAuth({ config });
+  auth.attach(metrics, logger);
+  const endpoint = createLiveEndpoint({
+    fanout,
+    auth,
+    metrics,
+    logger,
+    maxClients: config.live.maxClients,
+    ...(deps.heartbeatMs !== undefined ? { heartbeatMs: deps.heartbeatMs } : {}),
+  });
+  const api = createDashboardApi({ state, auth, commandsEnabled: deps.commandsEnabled ?? true });
+  let assets: AssetTable | null = null;
+
+  const learnChannels = (deviceId: string): void => {
+    const channels = deps.channelsOf?.(deviceId);
+    if (channels) fanout.channels(deviceId, channels);
+  };
+
+  const listeners: { [K in keyof HubEvents]?: (...args: HubEvents[K]) => void } = {
+    readings: (deviceId, readings) => fanout.readings(deviceId, readings),
+    'device:online': (info) => {
+      fanout.online(info);
+      learnChannels(info.deviceId);
+    },
+    'device:offline': (info) => fanout.offline(info),
+    'device:descriptors': (deviceId) => learnChannels(deviceId),
+    'command:update': (u) => {
+      const { deviceId, ...rest } = u;
+      fanout.command({ type: 'command', device: deviceId, ...rest });
+    },
+  };
+
+  const page = (req: IncomingMessage, res: ServerResponse): void => {
+    const access = auth.check(req);
+    if (!access.ok) {
+      if (access.code === 'UNAUTHORIZED' && auth.mode === 'password') {
+        res.writeHead(303, { Location: '/login', 'Cache-Control': 'no-store', 'Content-Length': '0' });
+        res.end();
+      } else sendText(res, access.code === 'UNAUTHORIZED' ? 401 : 403, access.message);
+      return;
+    }
+    const asset = assets?.get('/');
+    if (!asset) {
+      sendError(res, 'SHUTTING_DOWN', 'the dashboard is not started');
+      return;
+    }
+    sendAsset(req, res, asset);
+  };
+
+  return {
+    state,
+    fanout,
+    auth,
+    handleUpgrade: endpoint.handleUpgrade,
+    authorize(req, opts) {
+      return opts?.write ? auth.checkWrite(req) : auth.check(req);
+    },
+    handleRequest(req, res) {
+      const url = new URL(req.url ?? '/', 'http://hub.invalid');
+      const path = url.pathname;
+      const method = req.method ?? 'GET';
+      const read = method === 'GET' || method === 'HEAD';
+      if (path === '/login') {
+        auth.handleLogin(req, res);
+        return true;
+      }
+      if (path === '/logout') {
+        auth.handleLogout(req, res);
+        return true;
+      }
+      if (!read) return false;
+      if (path === '/' || path === '/index.html') {
+        page(req, res);
+        return true;
+      }
+      if (path === '/app.js' || path === '/app.css' || path === '/favicon.svg') {
+        // Public: the code and styles hold no data, and the login page needs the CSS.
+        const asset = assets?.get(path);
+        if (asset) sendAsset(req, res, asset);
+        else sendError(res, 'SHUTTING_DOWN', 'the dashboard is not started');
+        return true;
+      }
+      if (path === '/api/session') {
+        api.session(req, res);
+        return true;
+      }
+      if (path === '/api/devices') {
+        api.listDevices(req, res);
+        return true;
+      }
+      const m = /^\/api\/devices\/([^/]+)$/.exec(path);
+      if (m) {
+        let id: string;
+        try {
+          id = decodeURIComponent(m[1] as string);
+        } catch {
+          id = '';
+        }
+        api.getDevice(req, res, id);
+        return true;
+      }
+      return false;
+    },
+    async start() {
+      assets = await buildAssets();
+      for (const id of deps.knownDevices?.() ?? []) {
+        state.device(id);
+        learnChannels(id);
+      }
+      for (const [name, fn] of Object.entries(listeners)) events.on(name as keyof HubEvents, fn as never);
+      fanout.start();
+      endpoint.start();
+    },
+    async stop() {
+      for (const [name, fn] of Object.entries(listeners)) events.off(name as keyof HubEvents, fn as never);
+      endpoint.stop();
+      fanout.stop();
+    },
+  };
+}
+
+function sendText(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, {
+    ...PAGE_HEADERS,
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+  });
+  res.end(text);
+}
+
+export type { ChannelMeta, DeviceView, Sample } from './state.ts';
+
+/** The answer shape of `createCommandRoutes`' `authorize` option. */
+export type CommandAuthorization = { ok: true } | { ok: false; code: ErrorCode; message: string };
+
+export interface LiveExtensionOptions {
+  tickMs?: number;
+  heartbeatMs?: number;
+  commandsEnabled?: boolean;
+  /** See `LiveDeps.channelsOf`; receives the hub context (e.g. to read the descriptor store). */
+  channelsOf?: (ctx: HubContext, deviceId: string) => readonly ChannelMeta[] | undefined;
+}
+
+export interface LiveExtension extends HubExtension {
+  /**
+   * For `createCommandRoutes({ authorize })`: reading a command needs dashboard access; sending one
+   * (any method but GET/HEAD) needs the operator role (admin token, or open mode without an admin
+   * token) and passes the CSRF checks of `checkWrite`. `Authorization: Bearer <admin token>` keeps
+   * working. Usable before the hub starts.
+   */
+  authorizeCommands(req: IncomingMessage): CommandAuthorization;
+  /** The running unit, after `start`. */
+  readonly live: Live | null;
+}
+
+/** The live fan-out and dashboard as a hub extension (see the top of this file). */
+export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensionOptions = {}): LiveExtension {
+  const auth = createDashboardAuth({ config });
+  let live: Live | null = null;
+  return {
+    name: 'live',
+    get live() {
+      return live;
+    },
+    authorizeCommands(req) {
+      const write = req.method !== 'GET' && req.method !== 'HEAD';
+      const access = write ? auth.checkWrite(req) : auth.check(req);
+      if (!access.ok) return access;
+      if (write && access.principal.role !== 'operator') {
+        return { ok: false, code: 'UNAUTHORIZED', message: 'read-only dashboard session: log in with the admin token' };
+      }
+      return { ok: true };
+    },
+    async start(ctx) {
+      const channelsOf = options.channelsOf;
+      const created = createLive({
+        config: ctx.config,
+        events: ctx.bus,
+        metrics: ctx.metrics,
+        logger: ctx.logger,
+        auth,
+        knownDevices: () => (ctx.registry?.list() ?? []).filter((d) => !d.revoked).map((d) => d.id),
+        ...(channelsOf ? { channelsOf: (id: string) => channelsOf(ctx, id) } : {}),
+        ...(options.tickMs !== undefined ? { tickMs: options.tickMs } : {}),
+        ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
+        ...(options.commandsEnabled !== undefined ? { commandsEnabled: options.commandsEnabled } : {}),
+      });
+      await created.start();
+      ctx.registerUpgrade(LIVE_PATH, created.handleUpgrade);
+      live = created;
+    },
+    async stop() {
+      await live?.stop();
+    },
+    handleRequest(req, res) {
+      return live?.handleRequest(req, res) ?? false;
+    },
+  };
+}

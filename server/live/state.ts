@@ -1,0 +1,320 @@
+/**
+ * The live view of the fleet: per device its presence, identity and the latest value of every
+ * channel, plus a short downsampled trail for sparklines. Fed by the fan-out at each tick (so a
+ * snapshot is always "the state as of the last tick" and later deltas never repeat it), read by
+ * snapshots and by `GET /api/devices`. Bounded: devices, channels per device and trail length.
+ *
+ * Presence [docs/live-api.md §4]: `online` after HELLO → WELCOME; `stale` when a connected device has
+ * sent no data for ~3 of its sample periods; `offline` when its session ends (with the session's
+ * reason: 'closed', 'heartbeat', 'replaced', an error code...).
+ */
+import type { PresenceState } from '../events.ts';
+import type { Reading } from '../storage/types.ts';
+
+/** A sample as live clients see it: `[timeMs, value]`. */
+export type Sample = [timeMs: number, value: number | boolean];
+
+export interface ChannelMeta {
+  key: string;
+  unit: string;
+  /** Nominal sample period from the descriptor set [PROTO-3.3]; 0 = irregular or unknown. */
+  periodMs: number;
+}
+
+export interface ChannelState extends ChannelMeta {
+  /** Latest sample, null until the first reading. */
+  last: Sample | null;
+  /** Downsampled trail (one point per `trailStepMs`, latest value of each step), oldest first. */
+  trail: Sample[];
+}
+
+export interface DeviceState {
+  deviceId: string;
+  state: PresenceState;
+  /** Why the device is in `state`: 'connected', 'data_resumed', 'no_data', or the session's end reason. */
+  reason: string;
+  /** Hub time (Unix ms) the device entered `state`. */
+  sinceMs: number;
+  /** Hub time of the last sign of life (connect or data); null when never seen. */
+  lastSeenMs: number | null;
+  /** Hub time the last data arrived; null when none since the hub started. */
+  lastDataMs: number | null;
+  firmwareVersion: string | null;
+  bootId: number | null;
+  timeSynced: boolean | null;
+  channels: Map<string, ChannelState>;
+  /** Recent gaps between data arrivals (ms), newest last; the stale threshold follows their median. */
+  gaps: number[];
+}
+
+/** A device as the REST API and snapshots present it (plain JSON). */
+export interface DeviceView {
+  id: string;
+  state: PresenceState;
+  reason: string;
+  sinceMs: number;
+  lastSeenMs: number | null;
+  firmwareVersion: string | null;
+  bootId: number | null;
+  timeSynced: boolean | null;
+  /** The hub's current stale threshold for this device, or null when it cannot go stale (irregular). */
+  staleAfterMs: number | null;
+  channels: ChannelView[];
+}
+
+export interface ChannelView extends ChannelMeta {
+  last: Sample | null;
+  trail?: Sample[];
+}
+
+export interface PresenceChange {
+  deviceId: string;
+  state: PresenceState;
+  reason: string;
+  sinceMs: number;
+  lastSeenMs: number | null;
+  firmwareVersion: string | null;
+  bootId: number | null;
+}
+
+export interface LiveStateOptions {
+  /** Devices tracked at most; further devices are ignored (and counted by the caller). */
+  maxDevices?: number;
+  /** Channels per device at most [PROTO-3.3 allows 64 per set; keys can change across firmware]. */
+  maxChannelsPerDevice?: number;
+  /** Trail points kept per channel. */
+  trailPoints?: number;
+  /** Spacing of trail points (ms). */
+  trailStepMs?: number;
+  /** A device is stale after this many expected gaps without data. */
+  stalePeriods?: number;
+  /** Lower bound of the stale threshold (ms), so fast channels do not flap on scheduling jitter. */
+  minStaleMs?: number;
+}
+
+const GAP_SAMPLES = 9;
+
+export class LiveState {
+  readonly devices = new Map<string, DeviceState>();
+  readonly #maxDevices: number;
+  readonly #maxChannels: number;
+  readonly #trailPoints: number;
+  readonly #trailStepMs: number;
+  readonly #stalePeriods: number;
+  readonly #minStaleMs: number;
+  /** Readings dropped because a device or channel cap was hit. */
+  overflow = 0;
+
+  constructor(options: LiveStateOptions = {}) {
+    this.#maxDevices = options.maxDevices ?? 100_000;
+    this.#maxChannels = options.maxChannelsPerDevice ?? 128;
+    this.#trailPoints = options.trailPoints ?? 60;
+    this.#trailStepMs = options.trailStepMs ?? 1000;
+    this.#stalePeriods = options.stalePeriods ?? 3;
+    this.#minStaleMs = options.minStaleMs ?? 1000;
+  }
+
+  /** The device's state, created (offline, never seen) when the caps allow; undefined otherwise. */
+  device(deviceId: string): DeviceState | undefined {
+    let d = this.devices.get(deviceId);
+    if (d === undefined) {
+      if (this.devices.size >= this.#maxDevices) return undefined;
+      d = {
+        deviceId,
+        state: 'offline',
+        reason: 'never_seen',
+        sinceMs: 0,
+        lastSeenMs: null,
+        lastDataMs: null,
+        firmwareVersion: null,
+        bootId: null,
+        timeSynced: null,
+        channels: new Map(),
+        gaps: [],
+      };
+      this.devices.set(deviceId, d);
+    }
+    return d;
+  }
+
+  /** A session completed HELLO → WELCOME. Returns the presence change. */
+  online(
+    info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean },
+    atMs: number,
+  ): PresenceChange | null {
+    const d = this.device(info.deviceId);
+    if (!d) return null;
+    d.firmwareVersion = info.firmwareVersion;
+    d.bootId = info.bootId;
+    d.timeSynced = info.timeSynced;
+    d.lastSeenMs = atMs;
+    // A fresh session: gaps measured across the disconnect say nothing about the sample period.
+    d.lastDataMs = null;
+    d.gaps.length = 0;
+    // Forced: a reconnect or reboot while shown online still tells clients the new boot and firmware.
+    return this.#transition(d, 'online', 'connected', atMs, true);
+  }
+
+  /** A session ended. */
+  offline(deviceId: string, reason: string, atMs: number): PresenceChange | null {
+    // A replaced session [PROTO-5.4] is followed (or preceded) by the replacing session's online
+    // event; whichever order the hub emits them in, the device is connected.
+    if (reason === 'replaced' || reason === 'REPLACED') return null;
+    const d = this.devices.get(deviceId);
+    if (!d) return null;
+    return this.#transition(d, 'offline', reason, atMs);
+  }
+
+  /** Replaces the channel metadata from the device's descriptor set (keeps latest values). */
+  setChannels(deviceId: string, channels: readonly ChannelMeta[]): boolean {
+    const d = this.device(deviceId);
+    if (!d) return false;
+    for (const meta of channels) {
+      const ch = this.#channel(d, meta.key, meta.unit);
+      if (ch) {
+        ch.unit = meta.unit;
+        ch.periodMs = meta.periodMs;
+      }
+    }
+    return true;
+  }
+
+  /**
+   * Applies one tick's readings of a device (already in arrival order). Returns a presence change
+   * when the data brought a stale device back.
+   */
+  applyReadings(deviceId: string, readings: readonly Reading[], atMs: number): PresenceChange | null {
+    const d = this.device(deviceId);
+    if (!d) {
+      this.overflow += readings.length;
+      return null;
+    }
+    for (const r of readings) {
+      const ch = this.#channel(d, r.channel, r.unit);
+      if (!ch) {
+        this.overflow++;
+        continue;
+      }
+      if (ch.last === null || r.timeMs >= ch.last[0]) ch.last = [r.timeMs, r.value];
+      const trail = ch.trail;
+      const tail = trail[trail.length - 1];
+      if (tail !== undefined && Math.floor(tail[0] / this.#trailStepMs) === Math.floor(r.timeMs / this.#trailStepMs)) {
+        if (r.timeMs >= tail[0]) trail[trail.length - 1] = [r.timeMs, r.value];
+      } else if (tail === undefined || r.timeMs > tail[0]) {
+        trail.push([r.timeMs, r.value]);
+        if (trail.length > this.#trailPoints) trail.shift();
+      }
+    }
+    return this.noteData(d, atMs);
+  }
+
+  /** Records that data arrived now (gap statistics, last seen); stale → online. */
+  noteData(d: DeviceState, atMs: number): PresenceChange | null {
+    if (d.lastDataMs !== null) {
+      const gap = atMs - d.lastDataMs;
+      // Several frames committed in one tick arrive together: a 0 gap carries no period information.
+      if (gap > 0) {
+        d.gaps.push(gap);
+        if (d.gaps.length > GAP_SAMPLES) d.gaps.shift();
+      }
+    }
+    d.lastDataMs = atMs;
+    d.lastSeenMs = atMs;
+    // Data committed after the session ended (the last frames of a closing socket) must not revive it:
+    // only a new session brings an offline device back.
+    if (d.state === 'stale') return this.#transition(d, 'online', 'data_resumed', atMs);
+    return null;
+  }
+
+  /**
+   * The stale threshold: `stalePeriods` × the expected gap, where the expected gap is the larger of
+   * the shortest nominal channel period and the median observed gap between data arrivals (devices
+   * batch several samples per frame, and `set_sample_interval` changes the rate without new
+   * descriptors). Null when neither is known (irregular channels): such a device is never stale.
+   */
+  staleAfterMs(d: DeviceState): number | null {
+    let period = 0;
+    for (const ch of d.channels.values()) {
+      if (ch.periodMs > 0 && (period === 0 || ch.periodMs < period)) period = ch.periodMs;
+    }
+    const observed = median(d.gaps);
+    const expected = Math.max(period, observed);
+    if (expected <= 0) return null;
+    return Math.max(this.#minStaleMs, this.#stalePeriods * expected);
+  }
+
+  /** Marks online devices without recent data as stale. Called periodically by the fan-out. */
+  sweep(nowMs: number): PresenceChange[] {
+    const changes: PresenceChange[] = [];
+    for (const d of this.devices.values()) {
+      if (d.state !== 'online') continue;
+      const since = d.lastDataMs ?? d.sinceMs;
+      const limit = this.staleAfterMs(d);
+      if (limit !== null && nowMs - since > limit) {
+        const change = this.#transition(d, 'stale', 'no_data', nowMs);
+        if (change) changes.push(change);
+      }
+    }
+    return changes;
+  }
+
+  view(d: DeviceState, withTrail: boolean, channelFilter?: ReadonlySet<string>): DeviceView {
+    const channels: ChannelView[] = [];
+    for (const ch of d.channels.values()) {
+      if (channelFilter && !channelFilter.has(ch.key)) continue;
+      const v: ChannelView = { key: ch.key, unit: ch.unit, periodMs: ch.periodMs, last: ch.last };
+      if (withTrail) v.trail = ch.trail.slice();
+      channels.push(v);
+    }
+    return {
+      id: d.deviceId,
+      state: d.state,
+      reason: d.reason,
+      sinceMs: d.sinceMs,
+      lastSeenMs: d.lastSeenMs,
+      firmwareVersion: d.firmwareVersion,
+      bootId: d.bootId,
+      timeSynced: d.timeSynced,
+      staleAfterMs: this.staleAfterMs(d),
+      channels,
+    };
+  }
+
+  #channel(d: DeviceState, key: string, unit: string): ChannelState | undefined {
+    let ch = d.channels.get(key);
+    if (ch === undefined) {
+      if (d.channels.size >= this.#maxChannels) return undefined;
+      ch = { key, unit, periodMs: 0, last: null, trail: [] };
+      d.channels.set(key, ch);
+    }
+    return ch;
+  }
+
+  #transition(
+    d: DeviceState,
+    state: PresenceState,
+    reason: string,
+    atMs: number,
+    force = false,
+  ): PresenceChange | null {
+    if (!force && d.state === state && d.reason === reason) return null;
+    d.state = state;
+    d.reason = reason;
+    d.sinceMs = atMs;
+    return {
+      deviceId: d.deviceId,
+      state,
+      reason,
+      sinceMs: atMs,
+      lastSeenMs: d.lastSeenMs,
+      firmwareVersion: d.firmwareVersion,
+      bootId: d.bootId,
+    };
+  }
+}
+
+function median(values: readonly number[]): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1] as number;
+}

@@ -1,0 +1,96 @@
+/** The page's REST calls (same origin, cookie-authenticated; docs/live-api.md §5). */
+import type { DeviceView, Sample } from '../live/state.ts';
+
+export interface SessionInfo {
+  mode: 'open' | 'password';
+  role: 'viewer' | 'operator';
+  via: 'open' | 'session' | 'bearer';
+  commands: boolean;
+}
+
+export class HttpError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function call<T>(path: string, init?: RequestInit): Promise<T> {
+  const res = await fetch(path, { credentials: 'same-origin', ...init });
+  const text = await res.text();
+  let body: unknown = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = null;
+  }
+  if (!res.ok) {
+    const err = (body as { error?: { code?: string; message?: string } } | null)?.error;
+    throw new HttpError(res.status, err?.code ?? String(res.status), err?.message ?? res.statusText);
+  }
+  return body as T;
+}
+
+export function getSession(): Promise<SessionInfo> {
+  return call<SessionInfo>('/api/session');
+}
+
+export async function getDevices(): Promise<DeviceView[]> {
+  return (await call<{ devices: DeviceView[] }>('/api/devices')).devices;
+}
+
+export async function getDevice(id: string): Promise<DeviceView> {
+  return (await call<{ device: DeviceView }>(`/api/devices/${encodeURIComponent(id)}`)).device;
+}
+
+/** History of one channel between two Unix-ms times, oldest first, as `[timeMs, value]`. */
+export async function getHistory(id: string, channel: string, fromMs: number, toMs: number): Promise<Sample[]> {
+  const q = new URLSearchParams({ channel, from: String(fromMs), to: String(toMs) });
+  const body = await call<unknown>(`/api/devices/${encodeURIComponent(id)}/history?${q}`);
+  return toSamples(body);
+}
+
+/** Accepts the history route's point shapes: `[t, v]` pairs or `{timeMs|time|t, value|v}` objects. */
+function toSamples(body: unknown): Sample[] {
+  const list = Array.isArray(body)
+    ? body
+    : ((body as Record<string, unknown> | null)?.points ??
+      (body as Record<string, unknown> | null)?.readings ??
+      (body as Record<string, unknown> | null)?.samples ??
+      []);
+  const out: Sample[] = [];
+  if (!Array.isArray(list)) return out;
+  for (const p of list) {
+    let t: unknown;
+    let v: unknown;
+    if (Array.isArray(p)) [t, v] = p;
+    else if (p && typeof p === 'object') {
+      const o = p as Record<string, unknown>;
+      t = o.timeMs ?? o.time ?? o.t;
+      v = o.value ?? o.v;
+    }
+    if (typeof t === 'string') t = Date.parse(t);
+    if (typeof t === 'number' && (typeof v === 'number' || typeof v === 'boolean')) out.push([t, v]);
+  }
+  out.sort((a, b) => a[0] - b[0]);
+  return out;
+}
+
+export interface CommandArgs {
+  [key: string]: number | boolean | string;
+}
+
+/** Sends a command; resolves with its id (the result arrives on the live connection). */
+export async function sendCommand(id: string, name: string, args: CommandArgs): Promise<number> {
+  const body = await call<Record<string, unknown>>(`/api/devices/${encodeURIComponent(id)}/commands`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name, args }),
+  });
+  const commandId = body.commandId ?? body.id;
+  if (typeof commandId !== 'number') throw new HttpError(500, 'INTERNAL', 'the hub did not return a command id');
+  return commandId;
+}

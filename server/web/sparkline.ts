@@ -1,0 +1,77 @@
+/**
+ * A sparkline: the last ~60 steps of a channel as an SVG polyline. Points are bucketed per step
+ * (latest value wins), the same way the hub builds the trail it serves in `GET /api/devices`.
+ */
+import type { Sample } from '../live/state.ts';
+import { svg } from './dom.ts';
+
+const W = 120;
+const H = 28;
+
+export class Sparkline {
+  readonly el: SVGSVGElement;
+  readonly #line: SVGPolylineElement;
+  #points: [number, number][] = [];
+  readonly #stepMs: number;
+  readonly #max: number;
+
+  constructor(stepMs = 1000, max = 60) {
+    this.#stepMs = stepMs;
+    this.#max = max;
+    this.el = svg('svg', {
+      class: 'spark',
+      viewBox: `0 0 ${W} ${H}`,
+      preserveAspectRatio: 'none',
+      'aria-hidden': 'true',
+    });
+    this.#line = svg('polyline', { fill: 'none', 'vector-effect': 'non-scaling-stroke' });
+    this.el.append(this.#line);
+  }
+
+  /** Adds samples (any order within a step); returns true when the line must be redrawn. */
+  push(samples: readonly Sample[]): boolean {
+    let changed = false;
+    for (const [t, v] of samples) {
+      const y = typeof v === 'boolean' ? (v ? 1 : 0) : v;
+      if (!Number.isFinite(y)) continue;
+      const tail = this.#points[this.#points.length - 1];
+      if (tail && Math.floor(tail[0] / this.#stepMs) === Math.floor(t / this.#stepMs)) {
+        if (t >= tail[0]) {
+          tail[0] = t;
+          tail[1] = y;
+          changed = true;
+        }
+      } else if (!tail || t > tail[0]) {
+        this.#points.push([t, y]);
+        if (this.#points.length > this.#max) this.#points.shift();
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  render(): void {
+    const pts = this.#points;
+    if (pts.length < 2) {
+      this.#line.setAttribute('points', '');
+      return;
+    }
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (const [, y] of pts) {
+      if (y < lo) lo = y;
+      if (y > hi) hi = y;
+    }
+    const t0 = (pts[0] as [number, number])[0];
+    const t1 = (pts[pts.length - 1] as [number, number])[0];
+    const span = t1 - t0 || 1;
+    const range = hi - lo || 1;
+    const out: string[] = [];
+    for (const [t, y] of pts) {
+      const x = ((t - t0) / span) * W;
+      const yy = H - 2 - ((y - lo) / range) * (H - 4);
+      out.push(`${x.toFixed(1)},${yy.toFixed(1)}`);
+    }
+    this.#line.setAttribute('points', out.join(' '));
+  }
+}
