@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# `npm test`: system programs → typecheck → lint → unit tests → integration tests (real servers).
+#
+# Every step runs even when an earlier one failed (so one run shows everything that is wrong),
+# except a missing system program, which stops here with the install command. The script exits
+# non-zero when any step failed and ends with vitest's own summary lines for both projects.
+#
+# Lint is `biome lint .`: the lint rules (floating promises, void returns, ...) fail the run;
+# formatting does not. Biome's formatter also covers the hand-written Markdown and YAML, and a
+# re-wrapped table is not a bug, so formatting is reported in the summary without failing
+# (`npm run lint` is the full `biome check .`; `npm run format` fixes formatting).
+#
+# See docs/testing.md.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+if [[ ! -x node_modules/.bin/vitest ]]; then
+  echo "npm test: node_modules is missing or incomplete; run \`npm ci\` first." >&2
+  exit 1
+fi
+# Local binaries directly: no npx start-up cost and no npm warnings between the steps.
+export PATH="$PWD/node_modules/.bin:$PATH"
+
+# Keep vitest's colours when a person is watching, even though its output goes through `tee`.
+if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then export FORCE_COLOR=1; fi
+
+bold() { if [[ -t 1 ]]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
+step() { echo; bold "── npm test: $* ──"; }
+
+declare -A results=()
+failed=0
+record() { # name exit-code
+  if [[ "$2" -eq 0 ]]; then results[$1]=ok; else results[$1]="FAILED (exit $2)"; failed=1; fi
+}
+
+step "system programs (scripts/ensure-system-deps.sh)"
+if ! bash scripts/ensure-system-deps.sh; then
+  echo >&2
+  echo "npm test: stopping: the integration tests need the programs above." >&2
+  echo "          Unit tests alone run without them: npm run test:unit" >&2
+  exit 1
+fi
+
+step "typecheck (tsc --noEmit)"
+tsc --noEmit
+record typecheck $?
+
+step "lint (biome lint .)"
+biome lint --diagnostic-level=warn .
+record lint $?
+# Formatting: reported, never fatal (see the top of this file).
+if biome format . >/dev/null 2>&1; then
+  formatting=ok
+else
+  formatting="some files are not formatted (not fatal; \`npm run format\` fixes them)"
+fi
+
+logs="$(mktemp -d "${TMPDIR:-/tmp}/npm-test-XXXXXX")"
+trap 'rm -rf "$logs"' EXIT
+
+run_vitest() { # project
+  step "$1 tests (vitest run --project $1)"
+  vitest run --project "$1" --passWithNoTests 2>&1 | tee "$logs/$1.log"
+  record "$1" "${PIPESTATUS[0]}"
+}
+# One project after the other: integration tests start real servers and must not compete with the
+# unit tests for the 2 cores.
+run_vitest unit
+run_vitest integration
+
+step "summary"
+for name in typecheck lint unit integration; do
+  printf '  %-12s %s\n' "$name" "${results[$name]}"
+done
+printf '  %-12s %s\n' formatting "$formatting"
+for project in unit integration; do
+  echo
+  bold "  vitest $project:"
+  # vitest's own summary lines (Test Files / Tests / Errors / Duration), colours stripped.
+  sed -E 's/\x1b\[[0-9;]*m//g' "$logs/$project.log" |
+    grep -E '^[[:space:]]*(Test Files|Tests|Errors|Duration|No test files found)' ||
+    echo "  (no summary: vitest did not finish, see its output above)"
+done
+exit "$failed"
