@@ -1,2 +1,63 @@
+// Reconnect backoff [PROTO-5.6]: 1 s doubling to 60 s, ±20 % jitter, reset after a session.
+#include <unity.h>
+
+#include "hub_protocol.h"
 #include "suites.h"
-void run_backoff_tests() {}
+
+using namespace esp32hub;
+
+namespace {
+
+uint32_t lcg(uint32_t& state) {
+  state = state * 1664525u + 1013904223u;
+  return state;
+}
+
+void test_nominal_doubles_to_the_cap() {
+  Backoff b;
+  const uint32_t expected[] = {1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000};
+  for (uint32_t e : expected) {
+    TEST_ASSERT_EQUAL_UINT32(e, b.nominalMs());
+    b.next(0);
+  }
+  for (int i = 0; i < 100; i++) b.next(0);  // no overflow however long the hub stays away
+  TEST_ASSERT_EQUAL_UINT32(60000, b.nominalMs());
+  b.reset();
+  TEST_ASSERT_EQUAL_UINT32(1000, b.nominalMs());
+}
+
+void test_jitter_stays_within_plus_minus_20_percent() {
+  Backoff edges;
+  TEST_ASSERT_EQUAL_UINT32(800, edges.next(0));  // random 0 → the low edge
+  edges.reset();
+  TEST_ASSERT_EQUAL_UINT32(1200, edges.next(400));  // 400 = 2 × span → the high edge
+  uint32_t state = 12345;
+  for (int attempt = 0; attempt < 12; attempt++) {
+    Backoff b;
+    for (int k = 0; k < attempt; k++) b.next(lcg(state));
+    uint32_t nominal = b.nominalMs();
+    uint64_t sum = 0;
+    uint32_t lo = UINT32_MAX, hi = 0;
+    const int draws = 2000;
+    for (int i = 0; i < draws; i++) {
+      Backoff copy = b;
+      uint32_t d = copy.next(lcg(state));
+      TEST_ASSERT_GREATER_OR_EQUAL_UINT32(nominal - nominal / 5, d);
+      TEST_ASSERT_LESS_OR_EQUAL_UINT32(nominal + nominal / 5, d);
+      sum += d;
+      lo = d < lo ? d : lo;
+      hi = d > hi ? d : hi;
+    }
+    // Spread over the whole band, centred on the nominal delay.
+    TEST_ASSERT_UINT32_WITHIN(nominal / 50, nominal, static_cast<uint32_t>(sum / draws));
+    TEST_ASSERT_LESS_OR_EQUAL_UINT32(nominal - nominal / 5 + nominal / 50, lo);
+    TEST_ASSERT_GREATER_OR_EQUAL_UINT32(nominal + nominal / 5 - nominal / 50, hi);
+  }
+}
+
+}  // namespace
+
+void run_backoff_tests() {
+  RUN_TEST(test_nominal_doubles_to_the_cap);
+  RUN_TEST(test_jitter_stays_within_plus_minus_20_percent);
+}

@@ -13,7 +13,7 @@ namespace esp32hub {
 
 class TelemetryBuilder {
  public:
-  static constexpr uint16_t kMaxSamples = 160;
+  static constexpr uint16_t kMaxSamples = 256;  // 12 bytes each: 3 KiB
 
   enum class Add : uint8_t {
     Added,
