@@ -25,8 +25,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.setHeader('content-length', Buffer.byteLength(text));
   res.setHeader('x-content-type-options', 'nosniff');
-  // Unread request bytes would be parsed as the next request on a kept-alive connection.
-  if (res.req && !res.req.complete) res.setHeader('connection', 'close');
+  // Unread request body bytes would be parsed as the next request on a kept-alive connection.
+  if (res.req && hasUnreadBody(res.req)) res.setHeader('connection', 'close');
   res.statusCode = status;
   res.end(text);
 }
@@ -124,6 +124,12 @@ function collect(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
     req.on('error', onError);
     req.on('close', onClose);
   });
+}
+
+function hasUnreadBody(req: IncomingMessage): boolean {
+  const declared = req.headers['content-length'];
+  const hasBody = req.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0');
+  return hasBody && !req.readableEnded;
 }
 
 function tooLarge(maxBytes: number): HubError {

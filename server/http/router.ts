@@ -83,6 +83,12 @@ export interface Router {
   route(method: HttpMethod, pattern: string, handler: Handler, options?: RouteOptions): Router;
   /** Answers one request; never rejects. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /**
+   * For handler chains of the `(req, res) => boolean` kind (`HubDeps.httpHandlers`): when a route's
+   * path matches (whatever the method), answers the request (asynchronously) and returns true;
+   * otherwise returns false without touching it, so the chain goes on.
+   */
+  tryHandle(req: IncomingMessage, res: ServerResponse): boolean;
   /** `handle` as a `node:http` request listener: `http.createServer(router.listener)`. */
   readonly listener: (req: IncomingMessage, res: ServerResponse) => void;
   /** The registered routes, in registration order. */
@@ -144,6 +150,13 @@ export function createRouter(options: RouterOptions = {}): Router {
       }
     },
 
+    tryHandle(req, res) {
+      const parts = pathParts(req.url);
+      if (parts === undefined || !routes.some((r) => matchesShape(r.segments, parts))) return false;
+      void router.handle(req, res);
+      return true;
+    },
+
     listener: (req, res) => {
       void router.handle(req, res);
     },
@@ -152,17 +165,11 @@ export function createRouter(options: RouterOptions = {}): Router {
   };
 
   async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let url: URL;
-    try {
-      // Origin-form paths are appended to a fixed base: `new URL('//x/y', base)` would read "x" as a host.
-      const target = req.url ?? '/';
-      url = target.startsWith('/') ? new URL(`http://hub.invalid${target}`) : new URL(target);
-    } catch {
-      throw new HubError('BAD_REQUEST', 'the request URL is malformed');
-    }
+    const url = parseUrl(req.url);
+    if (url === undefined) throw new HubError('BAD_REQUEST', 'the request URL is malformed');
     const method = (req.method ?? 'GET').toUpperCase();
     const lookup = method === 'HEAD' ? 'GET' : method;
-    const parts = url.pathname.split('/').filter((s) => s !== '');
+    const parts = splitPath(url.pathname);
 
     let best: { route: Route; params: Record<string, string>; score: number[] } | undefined;
     const allowed = new Set<string>();
@@ -219,6 +226,35 @@ function finish(ctx: RequestContext, result: unknown): void {
     throw new Error(`handler for ${ctx.method} ${ctx.path} both answered and returned a value`);
   }
   sendJson(ctx.res, 200, result);
+}
+
+function parseUrl(target: string | undefined): URL | undefined {
+  try {
+    // Origin-form paths are appended to a fixed base: `new URL('//x/y', base)` would read "x" as a host.
+    const t = target ?? '/';
+    return t.startsWith('/') ? new URL(`http://hub.invalid${t}`) : new URL(t);
+  } catch {
+    return undefined;
+  }
+}
+
+function splitPath(pathname: string): string[] {
+  return pathname.split('/').filter((s) => s !== '');
+}
+
+function pathParts(target: string | undefined): string[] | undefined {
+  const url = parseUrl(target);
+  return url === undefined ? undefined : splitPath(url.pathname);
+}
+
+/** Whether `parts` fit the pattern's shape, without decoding anything (cannot throw). */
+function matchesShape(segments: Segment[], parts: string[]): boolean {
+  for (const [i, segment] of segments.entries()) {
+    if (segment.kind === 2) return true;
+    const part = parts[i];
+    if (part === undefined || (segment.kind === 0 && part !== segment.text)) return false;
+  }
+  return parts.length === segments.length;
 }
 
 function compile(pattern: string): Segment[] {

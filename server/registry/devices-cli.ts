@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/index.ts';
 import { HubError } from '../errors.ts';
 import { createLogger } from '../log/index.ts';
+import { deviceUrlFrom } from './device-url.ts';
 import { type DeviceInfo, type DeviceRegistry, type IssuedToken, openDeviceRegistry } from './registry.ts';
 
 /** Where the CLI writes; `process.stdout`/`process.stderr` in production, buffers in tests. */
@@ -315,16 +316,6 @@ const CLI_ENV = [
 
 function pick(env: Record<string, string | undefined>, keys: readonly string[]): Record<string, string | undefined> {
   return Object.fromEntries(keys.map((k) => [k, env[k]]));
-}
-
-/** `http(s)://host:port[/base]` → `ws(s)://host:port[/base]/v1/device` [PROTO-1.1]. */
-export function deviceUrlFrom(publicUrl: string): string {
-  const url = new URL(publicUrl);
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/device`;
-  url.search = '';
-  url.hash = '';
-  return url.toString();
 }
 
 function iso(ms: number | null): string | null {

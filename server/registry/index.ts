@@ -2,6 +2,7 @@
  * Device registry: ids, hashed tokens, revocation. The gateway calls `authenticate` in its upgrade
  * handler and closes sessions named by `onRevoked`; the admin API and the CLI change it.
  */
+export { deviceUrlFrom } from './device-url.ts';
 export {
   type DeviceInfo,
   type DeviceRegistry,

@@ -56,7 +56,17 @@ export function request(
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: text ? JSON.parse(text) : undefined });
+        const isJson = (res.headers['content-type'] ?? '').startsWith('application/json');
+        try {
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            text,
+            json: isJson && text ? JSON.parse(text) : undefined,
+          });
+        } catch (err) {
+          reject(err);
+        }
       });
       res.on('error', reject);
     });
