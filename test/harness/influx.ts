@@ -36,8 +36,11 @@ export interface StartInfluxOptions {
   /** Token handed to the client; auth is disabled in the engine, so any value works. Default `test-token`. */
   token?: string;
   /**
-   * The engine's `[http] max-body-size` in bytes (after gzip decoding); larger write bodies get a
-   * real HTTP 413. Default 25 000 000 (the engine's default). 0 = unlimited.
+   * Largest write body in bytes; a larger one gets a real HTTP 413. Default: 25 000 000 in the engine,
+   * no limit in nginx. When set, it is enforced twice, because the 1.6 engine's `max-body-size` only
+   * applies to uncompressed bodies (a gzip body bypasses it, and the client gzips bodies above
+   * 1000 bytes): by the engine on uncompressed bodies (`{"error":"Request Entity Too Large"}`), and by
+   * nginx on the body as sent, compressed or not (same JSON answer). 0 = unlimited.
    */
   maxBodyBytes?: number;
   /** Bound on each readiness wait. Default 30 s. */
@@ -123,7 +126,8 @@ export async function startInflux(options: StartInfluxOptions = {}): Promise<Inf
 }
 
 async function startInfluxOnce(options: StartInfluxOptions): Promise<InfluxServer> {
-  const { bucket = 'telemetry', org = 'esp32hub', token = 'test-token', maxBodyBytes = 25_000_000 } = options;
+  const { bucket = 'telemetry', org = 'esp32hub', token = 'test-token' } = options;
+  const maxBodyBytes = options.maxBodyBytes ?? 25_000_000;
   const startTimeoutMs = options.startTimeoutMs ?? 30_000;
   const influxd = findExecutable('influxd');
   const dir = await tempDir('influx');
@@ -175,6 +179,7 @@ async function startInfluxOnce(options: StartInfluxOptions): Promise<InfluxServe
       port: proxyPort,
       upstreamPort: httpPort,
       engineVersion: version,
+      maxBodyBytes: options.maxBodyBytes ?? 0,
       startTimeoutMs,
     });
   } catch (err) {

@@ -17,6 +17,8 @@ export interface StartNginxOptions {
   upstreamPort: number;
   /** Reported by the emulated `/health`. */
   engineVersion: string;
+  /** Largest request body as sent (compressed or not) before nginx answers 413; 0 = no limit. */
+  maxBodyBytes: number;
   startTimeoutMs: number;
 }
 
@@ -97,8 +99,9 @@ http {
   uwsgi_temp_path ${p('uwsgi')};
   scgi_temp_path ${p('scgi')};
 
-  # Body limits are the engine's business ([http] max-body-size -> 413), not the proxy's.
-  client_max_body_size 0;
+  # 0 unless the test asked for a limit (see StartInfluxOptions.maxBodyBytes): normally the engine's
+  # [http] max-body-size decides.
+  client_max_body_size ${o.maxBodyBytes};
   client_body_buffer_size 16m;
   proxy_buffering off;
 
@@ -136,11 +139,17 @@ http {
     # One engine, and a write is not idempotent for the caller's bookkeeping: never retry it here.
     proxy_next_upstream off;
     proxy_read_timeout 120s;
+    # Our own 413 speaks the engine's JSON, so the client sees the same answer whoever refused.
+    error_page 413 = @too_large;
+    location @too_large {
+      default_type application/json;
+      return 413 '{"error":"Request Entity Too Large"}';
+    }
 
     location = /api/v2/write {
       if ($v1_precision = "!invalid") {
         add_header Content-Type application/json always;
-        return 400 '{"error":"invalid precision \\"$arg_precision\\" (use ns, us, ms or s)"}';
+        return 400 '{"error":"invalid precision (use ns, us, ms or s)"}';
       }
       rewrite ^ /write?db=$v1_db&rp=$v1_rp&precision=$v1_precision? break;
       proxy_pass http://influxd;

@@ -141,10 +141,32 @@ describe('real InfluxDB behind the v2 write endpoint', () => {
     ]);
   });
 
-  it('leaves nothing listening after stop()', async () => {
-    const other = await startInflux();
-    await other.stop();
-    await expect(fetch(`${other.url}/ping`)).rejects.toThrow();
-    await expect(fetch(`${other.engineUrl}/ping`)).rejects.toThrow();
+  it('answers a body above maxBodyBytes with a real 413, gzip-compressed or not, and stops cleanly', async () => {
+    const small = await startInflux({ maxBodyBytes: 500 });
+    try {
+      const statusFor = async (gzipThreshold: number): Promise<number | undefined> => {
+        const client = new InfluxDB({ url: small.url, token: small.token });
+        const api = client.getWriteApi(small.org, small.bucket, 'ms', {
+          maxRetries: 0,
+          flushInterval: 0,
+          gzipThreshold,
+        });
+        for (let i = 0; i < 200; i++)
+          api.writePoint(new Point('big').intField('n', i).timestamp(1_700_000_500_000 + i));
+        const error = await api.flush().then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        await api.close().catch(() => {});
+        return (error as HttpError | undefined)?.statusCode;
+      };
+      expect(await statusFor(Number.MAX_SAFE_INTEGER)).toBe(413); // plain body: refused by the engine
+      expect(await statusFor(1_000)).toBe(413); // gzip body (the client's default): refused by nginx
+      expect((await small.influxQL('SELECT count("n") FROM "big"')).rows).toEqual([]);
+    } finally {
+      await small.stop();
+    }
+    await expect(fetch(`${small.url}/ping`)).rejects.toThrow();
+    await expect(fetch(`${small.engineUrl}/ping`)).rejects.toThrow();
   });
 });
