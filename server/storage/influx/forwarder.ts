@@ -6,8 +6,8 @@
  * an outage loses nothing, it only replays from the cursor, and a replay overwrites identical points.
  *
  * Bounded: at most one batch (`batchLines` plus one frame's readings) is held in memory, and one
- * request is in flight. Backlog stays in the log (`hub_local_log_unforwarded_frames`,
- * `hub_forwarder_lag_seconds`); the log's own size policy bounds it.
+ * request is in flight. Backlog stays in the log, whose size policy bounds it; it shows as
+ * `hub_forwarder_lag_seconds` (set here) and `hub_local_log_unforwarded_frames` (set by the log).
  */
 import { hostname } from 'node:os';
 import type { InfluxConfig } from '../../config/index.ts';
@@ -31,6 +31,21 @@ import { createStatsWriter, type StatsWriter } from './stats.ts';
 const READ_CHUNK_FRAMES = 256;
 /** How often the lag and depth gauges are refreshed when nothing else happens. */
 const GAUGE_REFRESH_MS = 1000;
+
+/** Lines of the frames in (afterOffset, lastOffset], built from the log and not yet confirmed. */
+interface Batch {
+  afterOffset: number;
+  lastOffset: number;
+  lines: string[];
+  /** Frames that cannot become lines, dead-lettered before the batch is written. */
+  unreadable: { line: string; reason: string }[];
+  /** When the first frame was read into the batch (for `flushIntervalMs`). */
+  startedAtMs: number;
+}
+
+function newBatch(afterOffset: number): Batch {
+  return { afterOffset, lastOffset: afterOffset, lines: [], unreadable: [], startedAtMs: 0 };
+}
 
 export interface ForwarderDeps {
   config: InfluxConfig;
@@ -90,10 +105,9 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   let writer: ReturnType<typeof createLineWriter> | null = null;
 
   function refreshGauges(): void {
+    // `hub_local_log_unforwarded_frames` is the local log's to set: it knows what it evicted.
     const forwarded = log.forwardedOffset();
     const head = log.headOffset();
-    // Offsets grow by one per frame, so the difference is the number of frames still to confirm.
-    metrics.logDepthFrames.set(Math.max(0, head - forwarded));
     const oldest = head > forwarded ? log.readAfter(forwarded, 1)[0] : undefined;
     metrics.forwarderLagSeconds.set(oldest ? Math.max(0, now() - oldest.receivedAtMs) / 1000 : 0);
   }
@@ -118,6 +132,37 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     });
   }
 
+  /** Reads frames after the batch's last offset until it holds `batchLines` lines or the log is drained. */
+  function fill(batch: Batch): void {
+    while (batch.lines.length < batchLines) {
+      const entries = log.readAfter(batch.lastOffset, READ_CHUNK_FRAMES);
+      if (entries.length === 0) return;
+      if (batch.lastOffset === batch.afterOffset) batch.startedAtMs = now();
+      for (const entry of entries) {
+        const result = appendEntryLines(entry, log.lookupDescriptors, batch.lines);
+        if (!result.ok) {
+          batch.unreadable.push({ line: frameDeadLetterLine(entry), reason: `${result.code}: ${result.reason}` });
+        }
+        batch.lastOffset = entry.offset;
+        if (batch.lines.length >= batchLines) return;
+      }
+    }
+  }
+
+  /** Dead-letters the batch's unreadable frames, delivers its lines, then moves the durable cursor. */
+  async function send(batch: Batch, extra: string[] | null, delivery: DeliveryDeps): Promise<void> {
+    while (batch.unreadable.length > 0) {
+      const u = batch.unreadable[0]!;
+      // A frame that cannot become lines is kept (status 0: never sent), not dropped.
+      await deadLetters.put([u.line], u.reason, 0);
+      batch.unreadable.shift();
+      metrics.deadLettered.inc();
+      logger.error({ reason: u.reason }, 'stored frame cannot be forwarded: dead-lettered');
+    }
+    await deliver(extra ? batch.lines.concat(extra) : batch.lines, delivery);
+    if (batch.lastOffset > batch.afterOffset) await log.commitForwarded(batch.lastOffset);
+  }
+
   async function loop(signal: AbortSignal): Promise<void> {
     const delivery: DeliveryDeps = {
       writer: writer!,
@@ -131,51 +176,29 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       now,
       state,
     };
-    // The batch being filled: lines of frames (readOffset, lastOffset]; forwarded cursor trails it.
-    let cursor = log.forwardedOffset();
-    let lines: string[] = [];
-    let lastOffset = cursor;
-    let batchStartedAtMs = 0;
-    const unreadable: { lines: string[]; reason: string }[] = [];
+    let batch = newBatch(log.forwardedOffset());
 
     while (!signal.aborted) {
-      // Fill the batch from the log (synchronous, memory-mapped reads).
-      while (lines.length < batchLines) {
-        const entries = log.readAfter(lastOffset, READ_CHUNK_FRAMES);
-        if (entries.length === 0) break;
-        if (lastOffset === cursor) batchStartedAtMs = now();
-        for (const entry of entries) {
-          const result = appendEntryLines(entry, log.lookupDescriptors, lines);
-          if (!result.ok)
-            unreadable.push({ lines: [frameDeadLetterLine(entry)], reason: `${result.code}: ${result.reason}` });
-          lastOffset = entry.offset;
-          if (lines.length >= batchLines) break;
-        }
-      }
-
-      const haveFrames = lastOffset > cursor;
-      const stale = haveFrames && now() - batchStartedAtMs >= config.flushIntervalMs;
-      if (!(lines.length >= batchLines || stale || (!haveFrames && pendingStats))) {
+      fill(batch);
+      const haveFrames = batch.lastOffset > batch.afterOffset;
+      const stale = haveFrames && now() - batch.startedAtMs >= config.flushIntervalMs;
+      if (!(batch.lines.length >= batchLines || stale || (!haveFrames && pendingStats))) {
         // Nothing due: wait for appends (or the flush interval for a partial batch).
-        const waitMs = haveFrames ? config.flushIntervalMs - (now() - batchStartedAtMs) : config.flushIntervalMs * 4;
+        const waitMs = haveFrames ? config.flushIntervalMs - (now() - batch.startedAtMs) : config.flushIntervalMs * 4;
         await waitForWork(Math.max(1, waitMs));
         continue;
       }
 
       const extra = pendingStats;
       pendingStats = null;
-      const batch = extra ? lines.concat(extra) : lines;
       writing = true;
+      const sending = send(batch, extra, delivery);
+      // While InfluxDB works on this batch, build the next one (synchronous: decode + lines), so the
+      // next request leaves as soon as this one is confirmed. At most two batches exist at a time.
+      const next = newBatch(batch.lastOffset);
+      if (batch.lines.length >= batchLines) fill(next);
       try {
-        for (const u of unreadable) {
-          // Frames that cannot become lines are kept (status 0: never sent), not dropped.
-          await deadLetters.put(u.lines, u.reason, 0);
-          metrics.deadLettered.inc(u.lines.length);
-          logger.error({ reason: u.reason }, 'stored frame cannot be forwarded: dead-lettered');
-        }
-        unreadable.length = 0;
-        await deliver(batch, delivery);
-        if (haveFrames) await log.commitForwarded(lastOffset);
+        await sending;
       } catch (err) {
         if (err instanceof DeliveryStopped) break;
         // Only the log or the dead-letter store can land here (delivery never throws otherwise):
@@ -187,8 +210,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       } finally {
         writing = false;
       }
-      cursor = lastOffset;
-      lines = [];
+      batch = next;
       refreshGauges();
     }
   }
