@@ -13,6 +13,11 @@ import {
   type Telemetry,
   ValueType,
 } from '../../server/codec/index.ts';
+import { configFrom, type EnvName } from '../../server/config/index.ts';
+import { buildHub, type Hub, type HubDeps } from '../../server/hub.ts';
+import { createLogger } from '../../server/log/index.ts';
+import { type DeviceRegistry, openDeviceRegistry } from '../../server/registry/index.ts';
+import { type TempDir, tempDir } from '../harness/index.ts';
 
 export const TEST_CHANNELS: ChannelDescriptor[] = [
   { index: 0, key: 'temperature', unit: '°C', valueType: ValueType.I16, scaleExp: -2, periodMs: 1000 },
@@ -205,4 +210,71 @@ export function expectedReadings(seq: number, baseTime: number, n = 3) {
     out.push({ timeMs: t, channel: 'voltage', value: 3.25 });
   }
   return out;
+}
+
+/** A hub on a loopback port with a temp data dir and the real device registry. */
+export interface TestHub {
+  hub: Hub;
+  port: number;
+  url: string;
+  http: string;
+  dir: TempDir;
+  registry: DeviceRegistry;
+  /** Registers a device and returns its token. */
+  addDevice(id: string): Promise<string>;
+  metricValue(name: string, labels?: Record<string, string>): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export async function startTestHub(
+  overrides: Partial<Record<EnvName, string>> = {},
+  deps: HubDeps = {},
+  dir?: TempDir,
+): Promise<TestHub> {
+  const d = dir ?? (await tempDir('ingest'));
+  const config = configFrom({
+    HUB_HOST: '127.0.0.1',
+    HUB_PORT: '0',
+    HUB_DATA_DIR: d.path,
+    HUB_LOG_LEVEL: process.env.TEST_HUB_LOG_LEVEL ?? 'silent',
+    ...overrides,
+  });
+  const logger = createLogger(config.log.level);
+  const registry = openDeviceRegistry({ dataDir: d.path, logger, watchIntervalMs: 0 });
+  const hub = buildHub(config, { logger, registry, ...deps });
+  const { port } = await hub.start();
+  return {
+    hub,
+    port,
+    url: `ws://127.0.0.1:${port}/v1/device`,
+    http: `http://127.0.0.1:${port}`,
+    dir: d,
+    registry,
+    async addDevice(id) {
+      return (await registry.add(id)).token;
+    },
+    async metricValue(name, labels = {}) {
+      const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+      const text = await res.text();
+      return metricFromText(text, name, labels);
+    },
+    async stop() {
+      await hub.stop();
+      await registry.close();
+    },
+  };
+}
+
+/** Sums the samples of `name` in Prometheus text whose labels include `labels`. */
+export function metricFromText(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got: Record<string, string> = {};
+    for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) got[pair[1] as string] = pair[2] as string;
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) sum += Number(m[4]);
+  }
+  return sum;
 }
