@@ -25,6 +25,7 @@ import { type OpenDeadLetterStore, openDeadLetterStore } from '../../server/stor
 import { createInfluxForwarder, type InfluxForwarder } from '../../server/storage/influx/forwarder.ts';
 import { createInfluxHistory } from '../../server/storage/influx/history.ts';
 import { readingToLine } from '../../server/storage/influx/line-protocol.ts';
+import { createStatsWriter } from '../../server/storage/influx/stats.ts';
 import { type LocalLog, openLocalLog } from '../../server/storage/local-log.ts';
 import type { Reading } from '../../server/storage/types.ts';
 import { type InfluxServer, startInflux } from '../harness/index.ts';
@@ -107,7 +108,6 @@ function start(overrides: Partial<InfluxConfig> = {}): InfluxForwarder {
     deadLetters,
     metrics,
     logger: createLogger('silent'),
-    hubId: 'hub-it',
   });
   forwarder.start();
   return forwarder;
@@ -356,21 +356,35 @@ describe('forwarder → real InfluxDB', () => {
   });
 
   it('writes hub_stats points with float fields tagged by hub id', async () => {
-    start({ statsIntervalMs: 100 });
-    await appendFrame({ baseTime: WEEK_B });
-    const deadline = Date.now() + 30_000;
-    let rows: Record<string, unknown>[] = [];
-    while (rows.length < 2 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      rows = (await influx.influxQL('SELECT * FROM "hub_stats"')).rows;
-    }
-    expect(rows.length).toBeGreaterThanOrEqual(2);
-    expect(rows[1]).toMatchObject({
-      hub: 'hub-it',
-      forwarded_lines: expect.any(Number),
-      frames_per_s: expect.any(Number),
+    const fwd = start();
+    // Wired as server/hub.ts does: the stats writer hands its points to the forwarder.
+    const stats = createStatsWriter({
+      metrics,
+      hubId: 'hub-it',
+      intervalMs: 100,
+      submit: (lines) => fwd.submitStats(lines),
+      logger: createLogger('silent'),
     });
-    const fields = await influx.influxQL('SHOW FIELD KEYS FROM "hub_stats"');
-    expect(new Set(fields.rows.map((r) => r.fieldType))).toEqual(new Set(['float']));
+    stats.start();
+    try {
+      await appendFrame({ baseTime: WEEK_B });
+      const deadline = Date.now() + 30_000;
+      let rows: Record<string, unknown>[] = [];
+      while (rows.length < 2 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        rows = (await influx.influxQL('SELECT * FROM "hub_stats"')).rows;
+      }
+      expect(rows.length).toBeGreaterThanOrEqual(2);
+      expect(rows[1]).toMatchObject({
+        hub: 'hub-it',
+        forwarded_lines: expect.any(Number),
+        frames_per_s: expect.any(Number),
+        device_sessions: 0,
+      });
+      const fields = await influx.influxQL('SHOW FIELD KEYS FROM "hub_stats"');
+      expect(new Set(fields.rows.map((r) => r.fieldType))).toEqual(new Set(['float']));
+    } finally {
+      stats.stop();
+    }
   });
 });

@@ -9,7 +9,6 @@
  * request is in flight. Backlog stays in the log, whose size policy bounds it; it shows as
  * `hub_forwarder_lag_seconds` (set here) and `hub_local_log_unforwarded_frames` (set by the log).
  */
-import { hostname } from 'node:os';
 import type { InfluxConfig } from '../../config/index.ts';
 import type { Logger } from '../../log/index.ts';
 import type { Metrics } from '../../metrics/index.ts';
@@ -25,7 +24,6 @@ import {
 } from './delivery.ts';
 import { appendEntryLines, frameDeadLetterLine } from './line-protocol.ts';
 import { createLineWriter, routeClientLogger } from './line-writer.ts';
-import { createStatsWriter, type StatsWriter } from './stats.ts';
 
 /** Frames read from the log per `readAfter` call while filling a batch. */
 const READ_CHUNK_FRAMES = 256;
@@ -53,8 +51,6 @@ export interface ForwarderDeps {
   deadLetters: DeadLetterStore;
   metrics: Metrics;
   logger: Logger;
-  /** Value of the `hub` tag on `hub_stats` points; defaults to the host name. */
-  hubId?: string;
   /** Test hooks: how to wait between retries, jitter source, wall clock. */
   sleep?: Sleep;
   random?: () => number;
@@ -99,7 +95,6 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   let wake: (() => void) | null = null;
   let unsubscribe: (() => void) | null = null;
   let gaugeTimer: NodeJS.Timeout | null = null;
-  let stats: StatsWriter | null = null;
   let pendingStats: string[] | null = null;
   const state = newDeliveryState();
   let writer: ReturnType<typeof createLineWriter> | null = null;
@@ -226,17 +221,6 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       gaugeTimer = setInterval(refreshGauges, GAUGE_REFRESH_MS);
       gaugeTimer.unref();
       refreshGauges();
-      if (config.statsIntervalMs > 0) {
-        stats = createStatsWriter({
-          metrics,
-          hubId: deps.hubId ?? hostname(),
-          intervalMs: config.statsIntervalMs,
-          now,
-          submit: (statLines) => forwarder.submitStats(statLines),
-          logger,
-        });
-        stats.start();
-      }
       const signal = abort.signal;
       loopDone = loop(signal).catch((err: unknown) => {
         logger.fatal({ err }, 'forwarder loop crashed');
@@ -247,8 +231,6 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     async stop() {
       if (!running) return;
       running = false;
-      stats?.stop();
-      stats = null;
       unsubscribe?.();
       unsubscribe = null;
       if (gaugeTimer) clearInterval(gaugeTimer);
