@@ -1,0 +1,131 @@
+/**
+ * The firmware's host tests, run by `npm test`: builds the portable C++ protocol core and its Unity test
+ * program with the machine's g++ (`make -C firmware/test`, incremental, no PlatformIO), runs it and checks
+ * its report. Drift checks: the C++ tests must have consumed the very vector file the TypeScript vector
+ * tests read (same path, same SHA-256, same counts), the shared-cases file the simulator side checks,
+ * and a frame-error table equal to server/errors.ts.
+ */
+
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ERRORS, type ErrorCode } from '../../server/errors.ts';
+import { VECTORS_PATH, type VectorFile } from '../vectors/generate.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const FIRMWARE_TEST_DIR = join(REPO_ROOT, 'firmware/test');
+const SHARED_CASES_PATH = join(FIRMWARE_TEST_DIR, 'shared-cases.json');
+const TS_VECTOR_TEST = join(REPO_ROOT, 'test/unit/codec-vectors.test.ts');
+
+interface HostReport {
+  tests: number;
+  failures: number;
+  vectorsPath: string;
+  vectorsSha256: string;
+  valid: number;
+  validPassed: number;
+  malformed: number;
+  malformedPassed: number;
+  sharedPath: string;
+  sharedSha256: string;
+  shared: number;
+  sharedPassed: number;
+  errors: { code: string; wire: number; close: number }[];
+}
+
+/** Builds a host target under a lock: several engineers (and test runs) share this checkout. */
+function buildHost(target: 'hub_tests' | 'host_device'): { bin: string; ms: number } {
+  for (const tool of ['g++', 'make']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
+      throw new Error(`${tool} not found: install a C++17 compiler and make (Debian/Ubuntu: apt-get install g++ make)`);
+    }
+  }
+  const bin = join(FIRMWARE_TEST_DIR, 'build/host/bin', target);
+  mkdirSync(join(FIRMWARE_TEST_DIR, 'build'), { recursive: true });
+  const make = ['make', '-s', '-C', FIRMWARE_TEST_DIR, '-j2', bin];
+  const haveFlock = spawnSync('sh', ['-c', 'command -v flock']).status === 0;
+  const [cmd, ...args] = haveFlock ? ['flock', join(FIRMWARE_TEST_DIR, 'build/.lock'), ...make] : make;
+  const started = performance.now();
+  const r = spawnSync(cmd as string, args, { encoding: 'utf8', timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`host build failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return { bin, ms: Math.round(performance.now() - started) };
+}
+
+const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
+
+let report: HostReport;
+let output = '';
+let exitCode: number | null = null;
+
+beforeAll(() => {
+  const { bin, ms } = buildHost('hub_tests');
+  const r = spawnSync(bin, [], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ESP32HUB_REPO_ROOT: REPO_ROOT },
+  });
+  output = r.stdout;
+  exitCode = r.status;
+  const line = output.split('\n').find((l) => l.startsWith('ESP32HUB-REPORT '));
+  if (!line) throw new Error(`the host test program printed no report (exit ${r.status}):\n${output}\n${r.stderr}`);
+  report = JSON.parse(line.slice('ESP32HUB-REPORT '.length)) as HostReport;
+  console.info(`firmware host tests: build ${ms} ms, ${report.tests} Unity tests`);
+}, 900_000);
+
+describe('firmware host tests (C++ core built with g++)', () => {
+  it('every Unity test passes', () => {
+    const failed = output.split('\n').filter((l) => /:FAIL(:|$)/.test(l));
+    expect(failed).toEqual([]);
+    expect(report.failures).toBe(0);
+    expect(report.tests).toBeGreaterThanOrEqual(40);
+    expect(exitCode).toBe(0);
+  });
+
+  it('every golden vector passes in C++: valid ones decode and re-encode, malformed ones give the TS code', () => {
+    const cases = output.split('\n').filter((l) => l.startsWith('ESP32HUB-CASE '));
+    expect(cases.filter((l) => !l.endsWith(' PASS'))).toEqual([]);
+    expect(report.valid).toBeGreaterThan(0);
+    expect(report.malformed).toBeGreaterThan(0);
+    expect(report.validPassed).toBe(report.valid);
+    expect(report.malformedPassed).toBe(report.malformed);
+  });
+
+  it('drift check: the C++ tests read the same vector file as the TypeScript vector tests', () => {
+    // The TypeScript vector tests read VECTORS_PATH (imported from the generator, as here).
+    expect(readFileSync(TS_VECTOR_TEST, 'utf8')).toMatch(/readFileSync\(VECTORS_PATH/);
+    expect(realpathSync(report.vectorsPath)).toBe(realpathSync(VECTORS_PATH));
+    expect(report.vectorsSha256).toBe(sha256(VECTORS_PATH));
+    const file = JSON.parse(readFileSync(VECTORS_PATH, 'utf8')) as VectorFile;
+    expect(report.valid).toBe(file.valid.length);
+    expect(report.malformed).toBe(file.malformed.length);
+    const names = output
+      .split('\n')
+      .filter((l) => /^ESP32HUB-CASE (valid|malformed) /.test(l))
+      .map((l) => l.split(' ')[2]);
+    expect(names).toEqual([...file.valid.map((v) => v.name), ...file.malformed.map((v) => v.name)]);
+  });
+
+  it('drift check: the C++ tests read the shared-cases file the simulator side checks, and pass every case', () => {
+    expect(realpathSync(report.sharedPath)).toBe(realpathSync(SHARED_CASES_PATH));
+    expect(report.sharedSha256).toBe(sha256(SHARED_CASES_PATH));
+    const file = JSON.parse(readFileSync(SHARED_CASES_PATH, 'utf8')) as { cases: { name: string }[] };
+    expect(report.shared).toBe(file.cases.length);
+    expect(report.sharedPassed).toBe(report.shared);
+  });
+
+  it("drift check: the C++ frame-error table equals server/errors.ts's frame layer", () => {
+    const frameCodes = (Object.keys(ERRORS) as ErrorCode[]).filter((c) => ERRORS[c].layer === 'frame');
+    expect(report.errors.map((e) => e.code).sort()).toEqual([...frameCodes].sort());
+    for (const e of report.errors) {
+      const spec = ERRORS[e.code as ErrorCode];
+      expect({ code: e.code, wire: e.wire, close: e.close }).toEqual({
+        code: e.code,
+        wire: spec.wire,
+        close: spec.close,
+      });
+    }
+  });
+});
