@@ -40,7 +40,10 @@ export interface Refusal {
 }
 
 export class TestDevice {
+  /** Frames received and not yet taken by `next`/`waitFor`. */
   readonly received: Message[] = [];
+  /** Every frame received, in order (never consumed). */
+  readonly history: Message[] = [];
   private waiters: { pred: (m: Message) => boolean; resolve: (m: Message) => void; reject: (e: Error) => void }[] = [];
   closeCode: number | null = null;
   closeReason = '';
@@ -50,6 +53,7 @@ export class TestDevice {
     ws.on('message', (data: Buffer) => {
       const m = decodeFrame(new Uint8Array(data));
       this.received.push(m);
+      this.history.push(m);
       for (const w of [...this.waiters]) {
         if (w.pred(m)) {
           this.waiters.splice(this.waiters.indexOf(w), 1);
