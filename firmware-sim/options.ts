@@ -1,0 +1,189 @@
+/**
+ * The CLI's flags: parsed and validated once, every problem listed, then used. Pure (the caller
+ * passes argv and env), so it is unit-tested without a process.
+ */
+import { parseArgs } from 'node:util';
+import { isDeviceId } from '../server/codec/index.ts';
+import { isScenarioName, SCENARIO_NAMES, type ScenarioName } from './scenarios.ts';
+
+export const USAGE = `Usage: npm run sim -- [options]
+
+A fleet of simulated ESP32 boards speaking protocol v1 to a hub.
+
+Options:
+  --url <ws-url>           hub device endpoint (default ws://localhost:8080/v1/device)
+  --devices <n>            number of boards (default 1)
+  --rate <frames/s>        TELEMETRY frames per second per board (default 1)
+  --ticks-per-frame <n>    sample ticks per frame (default 4; sample interval = 1000/(rate*ticks) ms)
+  --seed <n>               random seed: same seed, same boards and sensor values (default 1)
+  --scenario <name>        ${SCENARIO_NAMES.join(' | ')} (default steady)
+  --duration <time>        stop after this long, e.g. 90s, 5m, 1h (default: until Ctrl-C)
+  --drain <time>           at the end, wait up to this long for the hub to ack the outboxes (default 10s)
+  --id-prefix <text>       device ids are <prefix><nnnn> (default sim-)
+  --first-index <n>        number of the first device (default 1)
+  --outbox <frames>        outbox capacity per board, drop-oldest beyond (default 512)
+  --tokens-file <path>     "id,token" lines, as written by: npm run hub -- devices add <id>... --tokens-file <path>
+  --provision              register boards missing from the tokens file through the hub's admin API
+                           (new tokens are appended to --tokens-file when given)
+  --admin-url <url>        admin API base URL (default: derived from --url)
+  --admin-token-env <var>  environment variable holding the admin token (default HUB_ADMIN_TOKEN)
+  --insecure               accept a self-signed certificate (wss:// test hubs)
+  --json                   print the summary as JSON on stdout
+  --per-device             add one row per board to the summary table
+  --quiet                  no live status line
+  -h, --help               show this help
+
+Time values take ms, s, m or h suffixes (a bare number is seconds).
+Ctrl-C stops the run, drains, and prints the summary; a second Ctrl-C exits at once.
+`;
+
+export interface CliOptions {
+  url: string;
+  devices: number;
+  rate: number;
+  ticksPerFrame: number;
+  seed: number;
+  scenario: ScenarioName;
+  durationMs: number | null;
+  drainMs: number;
+  idPrefix: string;
+  firstIndex: number;
+  outboxFrames: number;
+  tokensFile: string | null;
+  provision: boolean;
+  adminUrl: string | null;
+  /** The admin token's value, read from the environment; never printed. */
+  adminToken: string | null;
+  adminTokenEnv: string;
+  insecure: boolean;
+  json: boolean;
+  perDevice: boolean;
+  quiet: boolean;
+  help: boolean;
+}
+
+export class UsageError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'UsageError';
+  }
+}
+
+/** Parses "250ms", "90s", "5m", "1h" or a bare number of seconds into ms; null when invalid. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) return null;
+  const v = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
+  return Math.round(v * factor);
+}
+
+export function parseCliOptions(argv: string[], env: Record<string, string | undefined>): CliOptions {
+  const { values } = parseArgs({
+    args: argv,
+    allowPositionals: false,
+    strict: true,
+    options: {
+      url: { type: 'string' },
+      devices: { type: 'string' },
+      rate: { type: 'string' },
+      'ticks-per-frame': { type: 'string' },
+      seed: { type: 'string' },
+      scenario: { type: 'string' },
+      duration: { type: 'string' },
+      drain: { type: 'string' },
+      'id-prefix': { type: 'string' },
+      'first-index': { type: 'string' },
+      outbox: { type: 'string' },
+      'tokens-file': { type: 'string' },
+      provision: { type: 'boolean' },
+      'admin-url': { type: 'string' },
+      'admin-token-env': { type: 'string' },
+      insecure: { type: 'boolean' },
+      json: { type: 'boolean' },
+      'per-device': { type: 'boolean' },
+      quiet: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const problems: string[] = [];
+  const int = (name: string, raw: string | undefined, def: number, min: number, max: number): number => {
+    if (raw === undefined) return def;
+    const v = Number(raw);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      problems.push(`--${name} must be an integer ${min}..${max}`);
+      return def;
+    }
+    return v;
+  };
+  const url = values.url ?? 'ws://localhost:8080/v1/device';
+  try {
+    const u = new URL(url);
+    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') problems.push('--url must be a ws:// or wss:// URL');
+    if (u.username || u.password || u.search)
+      problems.push('--url must not carry credentials or a query (tokens never travel in URLs)');
+  } catch {
+    problems.push(`--url ${url} is not a URL`);
+  }
+  const rate = values.rate === undefined ? 1 : Number(values.rate);
+  if (!(rate > 0 && rate <= 1000))
+    problems.push('--rate must be a number > 0 and ≤ 1000 (frames per second per board)');
+  const scenario = values.scenario ?? 'steady';
+  if (!isScenarioName(scenario)) problems.push(`--scenario must be one of ${SCENARIO_NAMES.join(', ')}`);
+  let durationMs: number | null = null;
+  if (values.duration !== undefined) {
+    durationMs = parseDuration(values.duration);
+    if (durationMs === null || durationMs <= 0) problems.push('--duration must be a time like 90s, 5m or 1h');
+  }
+  let drainMs = 10_000;
+  if (values.drain !== undefined) {
+    const d = parseDuration(values.drain);
+    if (d === null) problems.push('--drain must be a time like 10s');
+    else drainMs = d;
+  }
+  const idPrefix = values['id-prefix'] ?? 'sim-';
+  if (!isDeviceId(`${idPrefix}0001`) || idPrefix.length > 56)
+    problems.push('--id-prefix must use A-Z a-z 0-9 . _ - (at most 56 characters)');
+  const adminTokenEnv = values['admin-token-env'] ?? 'HUB_ADMIN_TOKEN';
+  const adminToken = env[adminTokenEnv] || null;
+  const provision = values.provision === true;
+  if (provision && adminToken === null) {
+    problems.push(`--provision needs the admin token in the environment variable ${adminTokenEnv}`);
+  }
+  if (values['admin-url'] !== undefined) {
+    try {
+      new URL(values['admin-url']);
+    } catch {
+      problems.push('--admin-url is not a URL');
+    }
+  }
+  const opts: CliOptions = {
+    url,
+    devices: int('devices', values.devices, 1, 1, 100_000),
+    rate,
+    ticksPerFrame: int('ticks-per-frame', values['ticks-per-frame'], 4, 1, 255),
+    seed: int('seed', values.seed, 1, 0, 0xffffffff),
+    scenario: scenario as ScenarioName,
+    durationMs,
+    drainMs,
+    idPrefix,
+    firstIndex: int('first-index', values['first-index'], 1, 0, 9_999_999),
+    outboxFrames: int('outbox', values.outbox, 512, 1, 1_000_000),
+    tokensFile: values['tokens-file'] ?? null,
+    provision,
+    adminUrl: values['admin-url'] ?? null,
+    adminToken,
+    adminTokenEnv,
+    insecure: values.insecure === true,
+    json: values.json === true,
+    perDevice: values['per-device'] === true,
+    quiet: values.quiet === true,
+    help: values.help === true,
+  };
+  if (!opts.help && !opts.tokensFile && !opts.provision) {
+    problems.push('devices need tokens: pass --tokens-file <path> and/or --provision (see docs/simulator.md)');
+  }
+  if (problems.length > 0 && !opts.help) throw new UsageError(problems);
+  return opts;
+}
