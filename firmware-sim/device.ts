@@ -196,6 +196,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private channels: ChannelDescriptor[];
   private hash: number;
   private helloHash = 0;
+  private helloSentAt = 0;
   private frameLimit: number;
   private heartbeatMs: number;
 
@@ -588,6 +589,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       droppedFrames: this.droppedSinceBoot,
     });
     this.helloHash = this.hash;
+    this.helloSentAt = this.clock.now();
     this.welcomeTimer = this.clock.setTimeout(() => {
       this.welcomeTimer = null;
       this.link?.close(1000, 'no WELCOME');
@@ -709,7 +711,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       // Frames taken before the sync keep UNSYNCED and uptime base; the hub maps them [PROTO-3.4.1].
       if (!this.builder.empty) this.seal();
       this.synced = true;
-      this.timeOffsetMs = w.serverTimeMs - this.uptimeExact();
+      // NTP-style: the server time is half a round trip old when WELCOME arrives.
+      const rttMs = this.clock.now() - this.helloSentAt;
+      this.timeOffsetMs = w.serverTimeMs + rttMs / 2 - this.uptimeExact();
     }
     this.heartbeatMs = w.heartbeatIntervalSec * 1000;
     this.startHeartbeat();

@@ -183,7 +183,13 @@ export class FakeHub {
         }
         state = 'open';
         session = this.openSession(request.deviceId, {
-          send: (bytes) => later(() => state === 'open' && !silenced && handlers.message(bytes, true)),
+          send: (bytes) => {
+            // Sent while open: delivered even if the close overtakes it on the clock (TCP order).
+            if (state !== 'open') return;
+            later(() => {
+              if (!silenced) handlers.message(bytes, true);
+            });
+          },
           close: (code, reason) => endBoth(code, reason),
         });
         handlers.open();

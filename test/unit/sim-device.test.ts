@@ -1,0 +1,571 @@
+/**
+ * The simulated device against the in-memory fake hub on a fake clock: protocol behaviour
+ * (docs/protocol.md) checked frame by frame, deterministically, without sockets or real time.
+ */
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../firmware-sim/clock.ts';
+import { type DeviceOptions, MALFORMED_KINDS, type MalformedKind, SimDevice } from '../../firmware-sim/device.ts';
+import { FakeHub } from '../../firmware-sim/fake-hub.ts';
+import { Fleet, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
+import type { Connector } from '../../firmware-sim/link.ts';
+import { MemoryRecorder, type RecordedReading } from '../../firmware-sim/recorder.ts';
+import {
+  type Command,
+  CommandStatus,
+  decodeFrame,
+  type Hello,
+  type Message,
+  ResetReason,
+  type Telemetry,
+  ValueType,
+} from '../../server/codec/index.ts';
+import { ERRORS } from '../../server/errors.ts';
+
+const ID = 'sim-0001';
+
+interface Rig {
+  clock: FakeClock;
+  hub: FakeHub;
+  recorder: MemoryRecorder;
+  device: SimDevice;
+}
+
+function rig(options: Partial<DeviceOptions> = {}, hubTokens?: Map<string, string>): Rig {
+  const clock = new FakeClock();
+  const hub = new FakeHub({ clock, ...(hubTokens ? { tokens: hubTokens } : {}) });
+  const recorder = new MemoryRecorder();
+  const device = new SimDevice({
+    id: ID,
+    token: 'token-1',
+    url: 'ws://fake/v1/device',
+    seed: 42,
+    index: 1,
+    clock,
+    connector: hub.loopback(3),
+    recorder,
+    ...options,
+  });
+  return { clock, hub, recorder, device };
+}
+
+/** Messages the hub received from the device, decoded (malformed ones skipped). */
+function received(hub: FakeHub, deviceId = ID): Message[] {
+  const out: Message[] = [];
+  for (const r of hub.received) {
+    if (r.deviceId !== deviceId) continue;
+    try {
+      out.push(decodeFrame(r.bytes));
+    } catch {
+      // deliberately broken frames
+    }
+  }
+  return out;
+}
+
+const ofType = <T extends Message['type']>(ms: Message[], type: T) =>
+  ms.filter((m): m is Extract<Message, { type: T }> => m.type === type);
+
+/** An acked reading as the hub must have stored it: unsynced times mapped with the hub's boot offset. */
+function expectedKey(hub: FakeHub, r: RecordedReading): string {
+  let t = r.deviceTimeMs;
+  if (r.unsynced) {
+    const offset = hub.device(r.deviceId).boots.get(r.bootId)?.offsetMs;
+    if (offset === null || offset === undefined) throw new Error(`no offset for boot ${r.bootId}`);
+    t += offset;
+  }
+  return `${r.deviceId}|${r.channel}|${t}|${r.value}`;
+}
+
+function storedKeys(hub: FakeHub, deviceId = ID): string[] {
+  return hub.device(deviceId).readings.map((r) => `${r.deviceId}|${r.channel}|${r.timeMs}|${r.value}`);
+}
+
+/** Every acked reading is stored exactly once, and the hub stores nothing else. */
+function expectExactlyOnce(hub: FakeHub, recorder: MemoryRecorder, deviceId = ID): void {
+  const stored = storedKeys(hub, deviceId).sort();
+  const acked = recorder.ackedReadings(deviceId).map((r) => expectedKey(hub, r));
+  expect(new Set(stored).size).toBe(stored.length);
+  expect(stored).toEqual(acked.sort());
+}
+
+describe('determinism', () => {
+  function run(seed: number): string[] {
+    const clock = new FakeClock();
+    const hub = new FakeHub({ clock });
+    const ids = fleetDeviceIds(3);
+    const fleet = new Fleet({
+      url: 'ws://fake/v1/device',
+      devices: 3,
+      tokens: new Map(ids.map((id) => [id, id])),
+      seed,
+      rate: 2,
+      scenario: 'flaky-wifi',
+      scenarioParams: { flakyMeanUpMs: 8000, flakyOutageMs: [200, 3000] },
+      clock,
+      connector: hub.loopback(4),
+      device: { backoff: { initialMs: 200, maxMs: 2000 } },
+    });
+    fleet.start();
+    clock.advance(60_000);
+    hub.sendCommand('sim-0002', 'reboot');
+    clock.advance(60_000);
+    return hub.received.map((r) => `${r.deviceId} ${Buffer.from(r.bytes).toString('hex')}`);
+  }
+
+  it('gives the same frames, byte for byte, for the same seed and clock', () => {
+    const a = run(42);
+    const b = run(42);
+    expect(b).toEqual(a);
+    // Not hollow: the run covers boots, unsynced and synced telemetry, reconnects and a reboot.
+    const messages = a.map((line) => decodeFrame(Buffer.from(line.split(' ')[1] as string, 'hex')));
+    const tel = ofType(messages, 'telemetry');
+    expect(tel.length).toBeGreaterThan(500);
+    expect(tel.some((t) => t.unsynced)).toBe(true);
+    expect(tel.some((t) => !t.unsynced)).toBe(true);
+    const hellos = ofType(messages, 'hello');
+    expect(hellos.length).toBeGreaterThan(6); // reconnects after Wi-Fi drops
+    expect(new Set(hellos.map((h) => h.bootId)).size).toBe(4); // 3 boards + one reboot
+  });
+
+  it('gives different frames for a different seed', () => {
+    const a = run(42);
+    const b = run(43);
+    expect(b).not.toEqual(a);
+  });
+});
+
+describe('time sync', () => {
+  it('sends UNSYNCED uptime-based frames until WELCOME gives the time, then Unix time', () => {
+    const tokens = new Map<string, string>(); // the hub refuses the board at first (401)
+    const { clock, hub, recorder, device } = rig({ backoff: { initialMs: 1000, maxMs: 2000 } }, tokens);
+    device.start();
+    clock.advance(10_000);
+    expect(device.stats.handshakeRefusals).toBeGreaterThan(0);
+    expect(device.stats.refusalsByStatus['401']).toBe(device.stats.handshakeRefusals);
+    expect(device.isSynced).toBe(false);
+    tokens.set(ID, 'token-1');
+    clock.advance(10_000);
+    expect(device.isSynced).toBe(true);
+
+    const tel = ofType(received(hub), 'telemetry');
+    const unsynced = tel.filter((t) => t.unsynced);
+    const synced = tel.filter((t) => !t.unsynced);
+    expect(unsynced.length).toBeGreaterThanOrEqual(8);
+    expect(synced.length).toBeGreaterThan(3);
+    // Uptime base: small numbers, growing; synced base: the wall clock.
+    for (const t of unsynced) expect(t.baseTime).toBeLessThan(20_000);
+    for (const t of synced) expect(Math.abs(t.baseTime - clock.now())).toBeLessThan(20_000);
+    // The sync happens between frames: all unsynced frames come first within the boot.
+    expect(tel.findIndex((t) => !t.unsynced)).toBe(unsynced.length);
+
+    const hello = ofType(received(hub), 'hello')[0] as Hello;
+    expect(hello.timeSynced).toBe(false);
+    // Everything buffered at HELLO was unsynced; the samples pending at WELCOME make one more frame.
+    expect(hello.bufferedFrames).toBeGreaterThanOrEqual(unsynced.length - 1);
+    expect(hello.bufferedFrames).toBeLessThanOrEqual(unsynced.length);
+    // The hub mapped the unsynced samples to wall time; together with the synced ones: exactly once.
+    expectExactlyOnce(hub, recorder);
+  });
+});
+
+describe('descriptors', () => {
+  it('are sent once, skipped when WELCOME says known, and re-sent on UNKNOWN_DESCRIPTORS', () => {
+    const { clock, hub, recorder, device } = rig();
+    device.start();
+    clock.advance(5000);
+    const count = () => ofType(received(hub), 'descriptors').length;
+    expect(count()).toBe(1);
+
+    device.dropWifi(1000); // reconnect: the hub knows the set
+    clock.advance(5000);
+    expect(ofType(received(hub), 'hello')).toHaveLength(2);
+    expect(count()).toBe(1);
+
+    hub.forgetDescriptors(); // the hub lost them: the next TELEMETRY gets UNKNOWN_DESCRIPTORS
+    clock.advance(5000);
+    expect(device.stats.errorsByCode.UNKNOWN_DESCRIPTORS).toBe(1);
+    expect(count()).toBe(2);
+    expect(device.stats.framesReplayed).toBeGreaterThan(0);
+
+    hub.forgetDescriptors();
+    device.dropWifi(500); // WELCOME says unknown: sent before the replay
+    clock.advance(5000);
+    expect(count()).toBe(3);
+
+    const id = hub.sendCommand(ID, 'send_descriptors');
+    clock.advance(1000);
+    expect(count()).toBe(4);
+    expect(hub.device(ID).commandResults.get(id as number)?.status).toBe(CommandStatus.OK);
+
+    const p = device.stop({ drainMs: 5000 });
+    clock.advance(6000);
+    return p.then(() => {
+      expect(device.outboxDepth).toBe(0);
+      expect(hub.device(ID).gaps).toBe(0);
+      expectExactlyOnce(hub, recorder);
+    });
+  });
+});
+
+describe('outbox', () => {
+  it('is bounded: drops the oldest, counts it, reports it in HELLO, and never claims it stored', async () => {
+    const tokens = new Map<string, string>();
+    const { clock, hub, recorder, device } = rig(
+      { outboxFrames: 10, backoff: { initialMs: 1000, maxMs: 1000 }, bootDelayMs: [500, 500] },
+      tokens,
+    );
+    device.start();
+    clock.advance(30_000); // ~30 frames at 1 frame/s, no connection
+    expect(device.outboxDepth).toBe(10);
+    const dropped = device.stats.framesDropped;
+    expect(dropped).toBeGreaterThanOrEqual(18);
+    expect(device.stats.framesDroppedUnsent).toBe(dropped);
+
+    tokens.set(ID, 'token-1');
+    clock.advance(3000);
+    const hello = ofType(received(hub), 'hello')[0] as Hello;
+    expect(hello.droppedFrames).toBeGreaterThanOrEqual(dropped);
+    expect(hello.droppedFrames).toBeLessThanOrEqual(device.stats.framesDropped);
+    expect(hello.bufferedFrames).toBeGreaterThanOrEqual(10);
+
+    const p = device.stop({ drainMs: 5000 });
+    clock.advance(6000);
+    await p;
+    // The oldest frames (seq 1..dropped) never reached the hub: it saw a gap, stored the rest.
+    const seqs = hub.device(ID).stored.map((r) => r.seq);
+    expect(Math.min(...seqs)).toBe(device.stats.framesDropped + 1);
+    expect(hub.device(ID).gaps).toBe(device.stats.framesDropped);
+    const droppedKeys = new Set(
+      recorder.droppedReadings({ unsentOnly: true }).map((r) => `${r.channel}|${r.deviceTimeMs}`),
+    );
+    expect(droppedKeys.size).toBeGreaterThan(0);
+    expect(recorder.droppedReadings()).toHaveLength(device.stats.readingsDropped);
+    expectExactlyOnce(hub, recorder);
+  });
+
+  it('is freed only by ACKs: without them it grows, then WELCOME last-ack frees what the hub holds', async () => {
+    const { clock, hub, recorder, device } = rig({ ackTimeoutMs: 5000, backoff: { initialMs: 500, maxMs: 500 } });
+    device.start();
+    clock.advance(3000);
+    hub.withholdAcks = true;
+    clock.advance(4500);
+    const withheld = device.outboxDepth;
+    expect(withheld).toBeGreaterThanOrEqual(3); // stored by the hub, but not acknowledged: kept
+    expect(device.stats.framesSent).toBe(device.stats.framesGenerated);
+    clock.advance(2500); // no ACK for 5 s: reconnect; WELCOME's last ack covers what the hub stored
+    expect(device.stats.ackTimeouts).toBe(1);
+    clock.advance(1000);
+    expect(device.state).toBe('online');
+    // Freed by WELCOME's last ack, not by sending them again.
+    expect(device.stats.framesAcked).toBeGreaterThanOrEqual(withheld);
+    expect(hub.device(ID).duplicates).toBe(0);
+    hub.withholdAcks = false;
+    const p = device.stop({ drainMs: 3000 });
+    clock.advance(4000);
+    await p;
+    expect(device.stats.framesAcked).toBe(device.stats.framesGenerated);
+    expect(hub.device(ID).duplicates).toBe(0); // freed by last-ack, not by sending again
+    expectExactlyOnce(hub, recorder);
+  });
+
+  it('replays unacknowledged frames after a reconnect, each stored exactly once', async () => {
+    const clock = new FakeClock();
+    const hub = new FakeHub({ clock });
+    const recorder = new MemoryRecorder();
+    // A 120 ms link: frames are in flight when Wi-Fi drops, some stored, their ACKs lost.
+    const device = new SimDevice({
+      id: ID,
+      token: 't',
+      url: 'ws://fake/v1/device',
+      seed: 7,
+      index: 1,
+      clock,
+      connector: hub.loopback(120),
+      recorder,
+      sampleIntervalMs: 50,
+      ticksPerFrame: 2,
+      backoff: { initialMs: 300, maxMs: 300 },
+    });
+    device.start();
+    for (let i = 0; i < 10; i++) {
+      clock.advance(2000 + 37 * i);
+      device.dropWifi(700);
+    }
+    const p = device.stop({ drainMs: 5000 });
+    clock.advance(6000);
+    await p;
+    expect(device.stats.framesReplayed).toBeGreaterThan(0);
+    expect(device.outboxDepth).toBe(0);
+    const seqs = hub.device(ID).stored.map((r) => r.seq);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1)); // 1..n, no gap, no duplicate
+    expectExactlyOnce(hub, recorder);
+  });
+});
+
+describe('commands', () => {
+  function commandFrames(hub: FakeHub) {
+    return received(hub).filter((m) => m.type === 'command_accepted' || m.type === 'command_result');
+  }
+
+  it('reboot: ACCEPTED, RESULT, then a new boot id with seq from 1; both boots stored apart', async () => {
+    const { clock, hub, recorder, device } = rig();
+    device.start();
+    clock.advance(10_000);
+    const firstBoot = device.bootId;
+    const lastSeqBefore = device.seqNext - 1;
+    const id = hub.sendCommand(ID, 'reboot') as number;
+    clock.advance(10_000);
+    expect(device.bootId).not.toBe(firstBoot);
+    expect(device.stats.reboots).toBe(1);
+
+    const messages = received(hub);
+    const accepted = messages.findIndex((m) => m.type === 'command_accepted' && m.commandId === id);
+    const result = messages.findIndex((m) => m.type === 'command_result' && m.commandId === id);
+    const secondHello = messages.findIndex((m, i) => i > result && m.type === 'hello');
+    expect(accepted).toBeGreaterThanOrEqual(0);
+    expect(result).toBeGreaterThan(accepted);
+    expect(secondHello).toBeGreaterThan(result);
+    const hello = messages[secondHello] as Hello;
+    expect(hello.bootId).toBe(device.bootId);
+    expect(hello.resetReason).toBe(ResetReason.SOFTWARE);
+    expect(hello.timeSynced).toBe(false);
+    const newBoot = ofType(messages, 'telemetry').filter((t) => t.bootId === device.bootId);
+    expect(newBoot[0]?.seq).toBe(1);
+    expect(newBoot[0]?.unsynced).toBe(true);
+
+    // A duplicate command id is not run again; the stored RESULT is repeated.
+    hub.sendCommand(ID, 'reboot', [], id);
+    clock.advance(2000);
+    expect(device.stats.reboots).toBe(1);
+    expect(device.stats.commandsDuplicate).toBe(1);
+    const results = commandFrames(hub).filter((m) => m.type === 'command_result' && m.commandId === id);
+    expect(results).toHaveLength(2);
+
+    const p = device.stop({ drainMs: 3000 });
+    clock.advance(4000);
+    await p;
+    const stored = hub.device(ID).stored;
+    const boot1 = stored.filter((r) => r.bootId === firstBoot).map((r) => r.seq);
+    expect(boot1.length).toBeGreaterThanOrEqual(lastSeqBefore); // + the frame sealed at the reboot
+    expect(boot1).toEqual(boot1.map((_, i) => i + 1));
+    expect(stored.filter((r) => r.bootId === device.bootId)[0]?.seq).toBe(1);
+    expectExactlyOnce(hub, recorder);
+  });
+
+  it('set_sample_interval checks its argument, changes the period and announces new descriptors', () => {
+    const { clock, hub, device } = rig();
+    device.start();
+    clock.advance(5000);
+    const bad = hub.sendCommand(ID, 'set_sample_interval', [
+      { key: 'interval_ms', valueType: ValueType.U32, value: 5 },
+    ]);
+    const missing = hub.sendCommand(ID, 'set_sample_interval');
+    const good = hub.sendCommand(ID, 'set_sample_interval', [
+      { key: 'interval_ms', valueType: ValueType.U32, value: 500 },
+    ]);
+    clock.advance(10_000);
+    const results = hub.device(ID).commandResults;
+    expect(results.get(bad as number)?.status).toBe(CommandStatus.BAD_ARGUMENTS);
+    expect(results.get(missing as number)?.status).toBe(CommandStatus.BAD_ARGUMENTS);
+    expect(results.get(good as number)?.status).toBe(CommandStatus.OK);
+    expect(device.currentSampleIntervalMs).toBe(500);
+    const descriptors = ofType(received(hub), 'descriptors');
+    expect(descriptors).toHaveLength(2);
+    expect(descriptors[1]?.channels.find((c) => c.key === 'temperature')?.periodMs).toBe(500);
+    const last = ofType(received(hub), 'telemetry').at(-1) as Telemetry;
+    expect(last.descriptorHash).toBe(device.currentDescriptorHash);
+    const temp = last.blocks.find((b) => b.channel === 0);
+    expect(temp?.deltasMs.slice(0, 2)).toEqual([0, 500]);
+    expect(hub.errors).toEqual([]);
+  });
+
+  it('identify blinks the LED (bool samples on and off); unknown commands are unsupported', () => {
+    const { clock, hub, device } = rig();
+    device.start();
+    clock.advance(3000);
+    const id = hub.sendCommand(ID, 'identify', [{ key: 'duration_ms', valueType: ValueType.U32, value: 2000 }]);
+    const unknown = hub.sendCommand(ID, 'self_destruct');
+    clock.advance(5000);
+    expect(hub.device(ID).commandResults.get(id as number)?.status).toBe(CommandStatus.OK);
+    expect(hub.device(ID).commandResults.get(unknown as number)?.status).toBe(CommandStatus.UNSUPPORTED);
+    expect(hub.device(ID).commandsAccepted).toEqual([id, unknown]);
+    const led = hub.device(ID).readings.filter((r) => r.channel === 'led');
+    expect(led.map((r) => r.value)).toEqual([true, false]);
+    expect((led[1]?.timeMs ?? 0) - (led[0]?.timeMs ?? 0)).toBe(2000);
+  });
+});
+
+describe('connection handling', () => {
+  it('backs off exponentially from 1 s to 60 s with ±20 % jitter [PROTO-5.6]', () => {
+    const clock = new FakeClock();
+    const attempts: number[] = [];
+    const refusing: Connector = (_req, handlers) => {
+      attempts.push(clock.now());
+      clock.setTimeout(() => handlers.close({ code: 1006, reason: '', opened: false, error: 'ECONNREFUSED' }), 1);
+      return {
+        send() {},
+        bufferedAmount: 0,
+        ping() {},
+        close() {},
+        terminate() {},
+        abandon() {},
+      };
+    };
+    const device = new SimDevice({ id: ID, token: 't', url: 'ws://x', seed: 1, index: 1, clock, connector: refusing });
+    device.start();
+    clock.advance(15 * 60_000);
+    expect(device.stats.connectFailures).toBe(attempts.length);
+    const gaps = attempts.slice(1).map((t, i) => t - (attempts[i] as number) - 1);
+    expect(gaps.length).toBeGreaterThan(12);
+    gaps.forEach((gap, n) => {
+      const base = Math.min(60_000, 1000 * 2 ** n);
+      expect(gap).toBeGreaterThanOrEqual(base * 0.8);
+      expect(gap).toBeLessThanOrEqual(base * 1.2);
+    });
+    // Jitter really varies (devices do not reconnect in lockstep).
+    const capped = gaps.filter((_, n) => 1000 * 2 ** n >= 60_000);
+    expect(new Set(capped.map((g) => Math.round(g))).size).toBeGreaterThan(1);
+  });
+
+  it('pings the hub and drops a connection whose pongs stop [PROTO-1.5]', () => {
+    const clock = new FakeClock();
+    const hub = new FakeHub({ clock, heartbeatIntervalSec: 5 });
+    let deaf = false;
+    const base = hub.loopback(3);
+    const deafening: Connector = (req, handlers) =>
+      base(req, { ...handlers, pong: () => (deaf ? undefined : handlers.pong()) });
+    const device = new SimDevice({ id: ID, token: 't', url: 'ws://x', seed: 1, index: 1, clock, connector: deafening });
+    device.start();
+    clock.advance(30_000);
+    expect(device.stats.heartbeatTimeouts).toBe(0);
+    deaf = true;
+    clock.advance(11_000);
+    expect(device.stats.heartbeatTimeouts).toBe(1);
+    deaf = false;
+    clock.advance(5000);
+    expect(device.state).toBe('online');
+    expect(device.stats.sessions).toBe(2);
+  });
+
+  it('sends every malformed kind once per connection and records the coded rejection', async () => {
+    const { clock, hub, recorder, device } = rig({ backoff: { initialMs: 300, maxMs: 300 } });
+    device.start();
+    clock.advance(3000);
+    for (const kind of Object.keys(MALFORMED_KINDS) as MalformedKind[]) {
+      expect(device.sendMalformed(kind)).toBe(true);
+      expect(device.sendMalformed(kind)).toBe(false); // nothing more on a poisoned connection
+      clock.advance(3000);
+      const code = MALFORMED_KINDS[kind];
+      expect(hub.errors.at(-1)?.code).toBe(code);
+      expect(device.stats.malformedByOutcome[`${kind}→${code}/${ERRORS[code].close}`]).toBe(1);
+      expect(device.state).toBe('online'); // reconnected
+    }
+    expect(device.stats.malformedRejected).toBe(Object.keys(MALFORMED_KINDS).length);
+    const p = device.stop({ drainMs: 3000 });
+    clock.advance(4000);
+    await p;
+    expect(hub.device(ID).gaps).toBe(0);
+    expectExactlyOnce(hub, recorder);
+  });
+});
+
+describe('fleet on the fake clock', () => {
+  it('runs every scenario with acked readings stored exactly once', async () => {
+    for (const scenario of ['steady', 'burst', 'flaky-wifi', 'slow-link', 'reboot-storm', 'malformed'] as const) {
+      const clock = new FakeClock();
+      const hub = new FakeHub({ clock });
+      const recorder = new MemoryRecorder();
+      const ids = fleetDeviceIds(4);
+      const fleet = new Fleet({
+        url: 'ws://fake/v1/device',
+        devices: 4,
+        tokens: new Map(ids.map((id) => [id, id])),
+        seed: 5,
+        scenario,
+        scenarioParams: {
+          flakyMeanUpMs: 5000,
+          rebootMeanMs: 8000,
+          burstEveryMs: 10_000,
+          burstLengthMs: 2000,
+          malformedDelayMs: [500, 1500],
+        },
+        clock,
+        connector: hub.loopback(3),
+        recorder,
+        device: { backoff: { initialMs: 200, maxMs: 2000 } },
+      });
+      fleet.start();
+      clock.advance(60_000);
+      const done = fleet.stop({ drainMs: 20_000 });
+      clock.advance(21_000);
+      const summary = await done;
+      expect(summary.outboxDepth, scenario).toBe(0);
+      expect(summary.totals.framesAcked, scenario).toBeGreaterThan(100);
+      for (const id of ids) expectExactlyOnce(hub, recorder, id);
+      if (scenario === 'burst') {
+        const big = ofType(received(hub, 'sim-0001'), 'telemetry').map((t) => t.blocks[0]?.values.length ?? 0);
+        expect(Math.max(...big)).toBeGreaterThan(20);
+      }
+      if (scenario === 'reboot-storm') expect(summary.totals.reboots).toBeGreaterThan(4);
+      if (scenario === 'malformed') expect(summary.totals.malformedRejected).toBeGreaterThan(10);
+      if (scenario === 'flaky-wifi') expect(summary.totals.wifiDrops).toBeGreaterThan(10);
+    }
+  });
+
+  it('clock-skew boards keep their wrong clocks (RTC ahead / behind) or drift after sync', () => {
+    const clock = new FakeClock();
+    const hub = new FakeHub({ clock });
+    const ids = fleetDeviceIds(3);
+    const fleet = new Fleet({
+      url: 'ws://fake/v1/device',
+      devices: 3,
+      tokens: new Map(ids.map((id) => [id, id])),
+      seed: 9,
+      scenario: 'clock-skew',
+      clock,
+      connector: hub.loopback(3),
+    });
+    fleet.start();
+    clock.advance(60_000);
+    const drifting = fleet.devices[1] as SimDevice;
+    const error1 = drifting.deviceTimeMs() - clock.now();
+    clock.advance(60_000);
+    const error2 = drifting.deviceTimeMs() - clock.now();
+    const now = clock.now();
+    const lastBase = (id: string) => (ofType(received(hub, id), 'telemetry').at(-1) as Telemetry).baseTime;
+    const hellos = (id: string) => ofType(received(hub, id), 'hello');
+    // Index 1 (sim-0001): RTC behind by hours, synced from boot; index 2: drifting; index 3: RTC ahead.
+    expect(hellos('sim-0001')[0]?.timeSynced).toBe(true);
+    expect(now - lastBase('sim-0001')).toBeGreaterThan(3_000_000);
+    expect(hellos('sim-0003')[0]?.timeSynced).toBe(true);
+    expect(lastBase('sim-0003') - now).toBeGreaterThan(500_000);
+    expect(hellos('sim-0002')[0]?.timeSynced).toBe(false);
+    // Synced from WELCOME, then its oscillator drifts: the error grows with time.
+    expect(Math.abs(error1)).toBeGreaterThan(10);
+    expect(Math.abs(error2)).toBeGreaterThan(Math.abs(error1));
+    expect(Math.abs(error2)).toBeLessThan(5000);
+  });
+});
+
+describe('commands reach the device in order', () => {
+  it('answers ACCEPTED before RESULT for each command', () => {
+    const { clock, hub, device } = rig();
+    const seen: Command[] = [];
+    device.on('command', (c) => seen.push(c));
+    device.start();
+    clock.advance(3000);
+    const ids = [
+      hub.sendCommand(ID, 'identify'),
+      hub.sendCommand(ID, 'send_descriptors'),
+      hub.sendCommand(ID, 'set_sample_interval', [{ key: 'interval_ms', valueType: ValueType.U32, value: 1000 }]),
+    ];
+    clock.advance(7000);
+    expect(seen.map((c) => c.commandId)).toEqual(ids);
+    const order = received(hub)
+      .filter((m) => m.type === 'command_accepted' || m.type === 'command_result')
+      .map((m) => `${m.type}:${(m as { commandId: number }).commandId}`);
+    for (const id of ids) {
+      expect(order.indexOf(`command_accepted:${id}`)).toBeLessThan(order.indexOf(`command_result:${id}`));
+    }
+  });
+});
