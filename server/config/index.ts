@@ -152,23 +152,25 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
   const parsed = envSchema.safeParse(raw);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
-    throw new ConfigError(problems);
   }
-  const e = parsed.data;
+  // Cross-field checks look at which variables are set (raw), so they are reported together with
+  // any schema problems rather than only after those are fixed.
   const influxKeys = ['INFLUX_URL', 'INFLUX_TOKEN', 'INFLUX_ORG', 'INFLUX_BUCKET'] as const;
-  const influxSet = influxKeys.filter((k) => e[k] !== undefined);
+  const influxSet = influxKeys.filter((k) => raw[k] !== undefined);
   if (influxSet.length > 0 && influxSet.length < influxKeys.length) {
-    const missing = influxKeys.filter((k) => e[k] === undefined);
+    const missing = influxKeys.filter((k) => raw[k] === undefined);
     problems.push(`${missing.join(', ')}: required when ${influxSet.join(', ')} is set`);
   }
-  if ((e.HUB_TLS_CERT_FILE === undefined) !== (e.HUB_TLS_KEY_FILE === undefined)) {
+  if ((raw.HUB_TLS_CERT_FILE === undefined) !== (raw.HUB_TLS_KEY_FILE === undefined)) {
     problems.push('HUB_TLS_CERT_FILE, HUB_TLS_KEY_FILE: set both or neither');
   }
-  for (const origin of e.HUB_ALLOWED_ORIGINS) {
+  const origins = ENV_SCHEMA.HUB_ALLOWED_ORIGINS.safeParse(raw.HUB_ALLOWED_ORIGINS);
+  for (const origin of origins.success ? origins.data : []) {
     if (!/^https?:\/\/[^/]+$/.test(origin))
       problems.push(`HUB_ALLOWED_ORIGINS: ${origin} is not an origin like https://host:port`);
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
+  const e = parsed.data;
 
   const scheme = e.HUB_TLS_CERT_FILE ? 'https' : 'http';
   const shownHost = e.HUB_HOST === '0.0.0.0' || e.HUB_HOST === '::' ? 'localhost' : e.HUB_HOST;
