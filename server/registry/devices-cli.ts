@@ -34,8 +34,8 @@ Commands:
 
 Options:
   --data-dir <dir>      the hub's data directory (default: HUB_DATA_DIR, else .data)
-  --tokens-file <path>  with add: also append "id,token" lines to <path> (created with mode 0600),
-                        e.g. for the simulator
+  --tokens-file <path>  with add or rotate: also append "id,token" lines to <path> (created with
+                        mode 0600), e.g. for the simulator; readers take the last line for an id
   --json                machine-readable output on stdout
   -h, --help            show this help
 
@@ -71,7 +71,9 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   if (command === 'add' && ids.length === 0) return usage('add needs at least one device id');
   if ((command === 'revoke' || command === 'rotate') && ids.length !== 1)
     return usage(`${command} needs one device id`);
-  if (values['tokens-file'] !== undefined && command !== 'add') return usage('--tokens-file only applies to add');
+  if (values['tokens-file'] !== undefined && command !== 'add' && command !== 'rotate') {
+    return usage('--tokens-file only applies to add and rotate');
+  }
 
   // Only the settings the CLI needs, so an unrelated bad variable (say INFLUX_URL) does not block it.
   let dataDir: string;
@@ -102,8 +104,7 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
         out.revoked(await registry.revoke(ids[0] as string));
         return EXIT.OK;
       case 'rotate':
-        out.rotated(await registry.rotate(ids[0] as string));
-        return EXIT.OK;
+        return await rotate(registry, ids[0] as string, values['tokens-file'], out);
       default:
         return usage(`unknown command "${command satisfies never}"`);
     }
@@ -139,17 +140,38 @@ async function add(
     }
   }
   out.added(issued, fileError === undefined ? tokensFile : undefined);
-  if (fileError !== undefined) {
-    return failed(
-      out.io,
-      out.json,
-      new HubError(
-        'INTERNAL',
-        `could not append to ${tokensFile}: ${(fileError as Error).message} (the tokens above are valid; copy them now)`,
-      ),
-    );
-  }
+  if (fileError !== undefined) return tokensFileFailed(out, tokensFile as string, fileError);
   return failure === undefined ? EXIT.OK : failed(out.io, out.json, failure);
+}
+
+async function rotate(
+  registry: DeviceRegistry,
+  id: string,
+  tokensFile: string | undefined,
+  out: Output,
+): Promise<number> {
+  const issued = await registry.rotate(id);
+  let fileError: unknown;
+  if (tokensFile !== undefined) {
+    try {
+      appendTokens(tokensFile, [issued]); // readers take the last line for an id
+    } catch (err) {
+      fileError = err;
+    }
+  }
+  out.rotated(issued, fileError === undefined ? tokensFile : undefined);
+  return fileError === undefined ? EXIT.OK : tokensFileFailed(out, tokensFile as string, fileError);
+}
+
+function tokensFileFailed(out: Output, tokensFile: string, err: unknown): number {
+  return failed(
+    out.io,
+    out.json,
+    new HubError(
+      'INTERNAL',
+      `could not append to ${tokensFile}: ${(err as Error).message} (the token(s) above are valid; copy them now)`,
+    ),
+  );
 }
 
 /** Appends `id,token` lines; the file is created (or tightened) to 0600 because it holds secrets. */
@@ -198,9 +220,15 @@ class Output {
     this.io.stdout.write(`${lines.join('\n')}\n`);
   }
 
-  rotated(t: IssuedToken): void {
+  rotated(t: IssuedToken, tokensFile: string | undefined): void {
     if (this.json) {
-      this.print({ id: t.device.id, token: t.token, rotatedAt: iso(t.device.rotatedAtMs), deviceUrl: this.deviceUrl });
+      this.print({
+        id: t.device.id,
+        token: t.token,
+        rotatedAt: iso(t.device.rotatedAtMs),
+        deviceUrl: this.deviceUrl,
+        ...(tokensFile === undefined ? {} : { tokensFile: resolve(tokensFile) }),
+      });
       return;
     }
     const lines = [
@@ -209,6 +237,9 @@ class Output {
       '',
       `  ${t.token}`,
       '',
+      ...(tokensFile === undefined
+        ? []
+        : [`Appended "${t.device.id},<token>" to ${resolve(tokensFile)} (mode 0600).`, '']),
       ...this.connectHint(t.token),
     ];
     this.io.stdout.write(`${lines.join('\n')}\n`);

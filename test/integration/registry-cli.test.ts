@@ -65,6 +65,12 @@ describe('hub CLI: devices', () => {
     const sim3 = (JSON.parse(second.stdout) as typeof out).devices[0];
     expect(readFileSync(file, 'utf8')).toBe([...out.devices, sim3].map((d) => `${d?.id},${d?.token}\n`).join(''));
     expect(statSync(file).mode & 0o777).toBe(0o600);
+
+    // rotate appends the new token; readers take the last line for an id.
+    const rotated = await runCli(['devices', 'rotate', 'sim-2', '--json', '--tokens-file', file, '--data-dir', dir]);
+    expect(rotated.code).toBe(0);
+    const fresh = (JSON.parse(rotated.stdout) as { token: string }).token;
+    expect(readFileSync(file, 'utf8').trimEnd().split('\n').at(-1)).toBe(`sim-2,${fresh}`);
   });
 
   it('list, rotate and revoke work on the same store', async () => {
@@ -101,7 +107,7 @@ describe('hub CLI: devices', () => {
     ['an unknown command', ['frob'], 2, /unknown command "frob"/],
     ['a missing id', ['rotate'], 2, /rotate needs one device id/],
     ['an unknown option', ['list', '--verbose'], 2, /Unknown option '--verbose'/],
-    ['--tokens-file on revoke', ['revoke', 'dup', '--tokens-file', 'x'], 2, /only applies to add/],
+    ['--tokens-file on revoke', ['revoke', 'dup', '--tokens-file', 'x'], 2, /only applies to add and rotate/],
   ])('explains %s with its exit code', async (_name, args, code, message) => {
     const registry = registryIn(dir);
     await registry.add('dup');
