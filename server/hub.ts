@@ -12,17 +12,22 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
+import type { ChannelDescriptor } from './codec/index.ts';
 import type { HubConfig } from './config/index.ts';
 import { HubEventBus } from './events.ts';
-import { createCommandRoutes } from './http/commands.ts';
+import { registerAdminRoutes } from './http/admin.ts';
+import { type AccessCheck, anyOf, guardFrom, requireAdmin } from './http/auth.ts';
+import { type AuthorizeResult, createCommandRoutes } from './http/commands.ts';
 import { createHealthRoutes, type Readiness } from './http/health.ts';
+import { type HistorySource, registerHistoryRoutes } from './http/history.ts';
+import { createRouter } from './http/router.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
 import { createIngest, type Ingest } from './pipeline/ingest.ts';
-import { type DeviceRegistry, openDeviceRegistry } from './registry/index.ts';
+import { type DeviceRegistry, deviceUrlFrom, openDeviceRegistry } from './registry/index.ts';
 import { openDeadLetterStore } from './storage/dead-letter.ts';
-import { createInfluxForwarder, createStatsWriter } from './storage/influx/index.ts';
+import { createInfluxForwarder, createInfluxHistory, createStatsWriter } from './storage/influx/index.ts';
 import { type HistoryQuery, type HistoryResult, type LocalLog, openLocalLog } from './storage/local-log.ts';
 import type { LogReader } from './storage/types.ts';
 import { createSessionTable, DeviceSession, type SessionTable } from './transport/device-session.ts';
@@ -62,6 +67,8 @@ export interface HubContext {
   registerUpgrade(path: string, handler: UpgradeHandler): void;
   /** Embedded-store history (the local log), for the history route in embedded mode. */
   queryHistory(q: HistoryQuery): HistoryResult;
+  /** A device's current descriptor set (what its last DESCRIPTORS or known HELLO announced). */
+  channelsOf(deviceId: string): ChannelDescriptor[] | undefined;
 }
 
 export interface HubExtension {
@@ -88,6 +95,13 @@ export interface HubDeps {
   createForwarder?: (ctx: ForwarderContext) => ForwarderLike;
   extensions?: HubExtension[];
   httpHandlers?: HttpHandler[];
+  /**
+   * Who may use the commands API; default: the admin token only. E.g. the live extension's
+   * `authorizeCommands` (dashboard operators, CSRF checks).
+   */
+  authorizeCommands?: (req: IncomingMessage) => AuthorizeResult;
+  /** Who may read history besides the admin token (e.g. a dashboard session check). */
+  readAccess?: AccessCheck;
   /** Time from sending a COMMAND to its RESULT before it counts as timed out. Default 30 s. */
   commandTimeoutMs?: number;
   /** Wait for the disk flush before ACK (default true). Only benchmarks comparing modes turn it off. */
@@ -201,8 +215,35 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           commands,
           session: (id) => sessions.get(id),
           adminToken: config.auth.adminToken,
+          ...(deps.authorizeCommands ? { authorize: deps.authorizeCommands } : {}),
         });
-        const handlers: HttpHandler[] = [health, commandRoutes, ...(deps.httpHandlers ?? [])];
+        // REST API: admin device routes (registry) and history (embedded log or InfluxDB).
+        const router = createRouter({ logger: logger.child({ component: 'http' }) });
+        if (registry) {
+          registerAdminRoutes(router, {
+            registry,
+            adminToken: config.auth.adminToken,
+            deviceUrl: deviceUrlFrom(config.server.publicUrl),
+            logger,
+          });
+        }
+        const openLog = log;
+        const historySource: HistorySource = config.influx
+          ? createInfluxHistory(config.influx)
+          : { query: (q) => openLog.queryHistory(q).readings };
+        const admin = requireAdmin(config.auth.adminToken);
+        registerHistoryRoutes(router, {
+          source: historySource,
+          guard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
+          ...(registry ? { deviceExists: (id: string) => registry?.get(id) !== undefined } : {}),
+          now,
+        });
+        const handlers: HttpHandler[] = [
+          health,
+          commandRoutes,
+          (req, res) => router.tryHandle(req, res),
+          ...(deps.httpHandlers ?? []),
+        ];
         gateway = createGateway({
           config,
           metrics,
@@ -237,6 +278,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           ingest,
           registerUpgrade: (path, handler) => gw.registerUpgrade(path, handler),
           queryHistory: (q) => openedLog.queryHistory(q),
+          channelsOf: (id) => ingest.currentChannels(id),
         };
         for (const ext of extensions) {
           await ext.start(ctx);
@@ -244,7 +286,13 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         }
         if (config.influx) {
           const create = deps.createForwarder ?? influxForwarder;
-          forwarder = create({ config: config.influx, log: openedLog, dataDir: config.storage.dataDir, metrics, logger });
+          forwarder = create({
+            config: config.influx,
+            log: openedLog,
+            dataDir: config.storage.dataDir,
+            metrics,
+            logger,
+          });
           forwarder.start();
         }
         const { port } = await gateway.listen();

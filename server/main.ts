@@ -3,7 +3,8 @@
  * Embedded mode by default (data in `.data/`); with INFLUX_* set, frames are forwarded to InfluxDB.
  */
 import { ConfigError, loadConfig } from './config/index.ts';
-import { buildHub, type HubDeps } from './hub.ts';
+import { buildHub } from './hub.ts';
+import { liveExtension } from './live/index.ts';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -17,9 +18,17 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  const deps: HubDeps = {};
-  // Seam for the InfluxDB forwarder (server/storage/influx): wired here once that module lands.
-  const hub = buildHub(config, deps);
+  // The live fan-out and built-in dashboard plug in as an extension; with INFLUX_* set, buildHub
+  // starts the InfluxDB forwarder (server/storage/influx) itself.
+  const live = liveExtension(config, {
+    channelsOf: (ctx, deviceId) =>
+      ctx.channelsOf(deviceId)?.map((c) => ({ key: c.key, unit: c.unit, periodMs: c.periodMs })),
+  });
+  const hub = buildHub(config, {
+    extensions: [live],
+    authorizeCommands: live.authorizeCommands,
+    readAccess: (req) => live.live?.authorize(req) ?? { ok: false, code: 'UNAUTHORIZED', message: 'not ready' },
+  });
 
   let stopping = false;
   const shutdown = (signal: string) => {

@@ -54,6 +54,8 @@ export interface Ingest {
   telemetry(deviceId: string, frame: Uint8Array, t: Telemetry, receivedAtMs: number, done: TelemetryDone): void;
   /** A session of this device ended. */
   release(deviceId: string): void;
+  /** The device's current descriptor set (last announced), from memory or the local log. */
+  currentChannels(deviceId: string): ChannelDescriptor[] | undefined;
   /** Devices with state held in memory. */
   activeDevices(): number;
 }
@@ -167,11 +169,20 @@ export function createIngest(opts: IngestOptions): Ingest {
       }
       const descriptorsKnown =
         hello.descriptorHash !== 0 && log.lookupDescriptors(deviceId, hello.descriptorHash) !== undefined;
+      if (descriptorsKnown && m.record.descriptorHash !== hello.descriptorHash) {
+        m.record = { ...m.record, descriptorHash: hello.descriptorHash };
+        log.putDevice(deviceId, m.record);
+      }
       return { lastAck: m.durableAck, descriptorsKnown };
     },
 
     descriptors(deviceId, hash, channels) {
       log.putDescriptors(deviceId, hash, channels);
+      const m = load(deviceId);
+      if (m.record.descriptorHash !== hash) {
+        m.record = { ...m.record, descriptorHash: hash };
+        log.putDevice(deviceId, m.record);
+      }
       log.barrier((err) => {
         if (!err) bus.emit('device:descriptors', deviceId);
       });
@@ -228,7 +239,7 @@ export function createIngest(opts: IngestOptions): Ingest {
       log.putBoot(deviceId, t.bootId, boot);
       const span = tm.maxTimeMs - tm.minTimeMs;
       m.record = {
-        firstSeenMs: m.record.firstSeenMs,
+        ...m.record,
         lastAck: { bootId: t.bootId, seq: t.seq },
         maxSpanMs: Math.max(span, m.record.maxSpanMs),
       };
@@ -270,6 +281,12 @@ export function createIngest(opts: IngestOptions): Ingest {
       if (!m) return;
       m.sessions--;
       maybeForget(deviceId, m);
+    },
+
+    currentChannels(deviceId) {
+      const record = mem.get(deviceId)?.record ?? log.loadDevice(deviceId).record;
+      const hash = record?.descriptorHash;
+      return hash ? log.lookupDescriptors(deviceId, hash) : undefined;
     },
 
     activeDevices() {

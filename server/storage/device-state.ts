@@ -29,6 +29,8 @@ export interface DeviceRecord {
    * their index scan this far before `from` so no overlapping frame is missed.
    */
   maxSpanMs: number;
+  /** Hash of the device's current descriptor set (last DESCRIPTORS, or the HELLO's when known); 0 when none. */
+  descriptorHash?: number;
 }
 
 /** How many boots per device the hub remembers; older boots' frames would no longer be deduplicated. */
