@@ -17,6 +17,7 @@ import { MIN_RETRY_DELAY_MS, retryDelayMs } from '../../server/storage/influx/de
 import { createInfluxForwarder, type InfluxForwarder } from '../../server/storage/influx/forwarder.ts';
 import { appendEntryLines } from '../../server/storage/influx/line-protocol.ts';
 import { parseRetryAfter } from '../../server/storage/influx/line-writer.ts';
+import { createStatsWriter } from '../../server/storage/influx/stats.ts';
 import { FakeInflux, influxConfig, MemoryLog, type Reply, telemetryFrame, until } from './forwarder-fakes.ts';
 
 const T0 = Date.UTC(2024, 0, 3, 12);
@@ -405,5 +406,37 @@ describe('hub stats through the same write path', () => {
     await until(() => influx.stored.has('hub_stats,hub=h1 live_clients=3 3000'));
     expect(influx.stored.has('hub_stats,hub=h1 live_clients=2 2000')).toBe(false);
     expect(await counter(metrics.statsDropped)).toEqual({ '{}': 1 });
+  });
+
+  it('builds one hub_stats point from the metrics registry: rates since the last point, gauges, totals', async () => {
+    let t = 1_700_000_000_000;
+    const stats = createStatsWriter({
+      metrics,
+      hubId: 'hub a',
+      intervalMs: 1000,
+      submit: () => {},
+      logger: createLogger('silent'),
+      now: () => t,
+    });
+    metrics.framesIn.inc({ type: 'hello' }, 3);
+    await stats.collect(); // baseline
+    metrics.framesIn.inc({ type: 'telemetry' }, 10);
+    metrics.framesIn.inc({ type: 'hello' }, 2);
+    metrics.readingsStored.inc(300);
+    metrics.logDepthFrames.set(42);
+    metrics.logBytes.set(4096);
+    metrics.forwarderLagSeconds.set(1.5);
+    metrics.forwardedLines.inc(1000);
+    metrics.writeFailures.inc({ status: '503' }, 2);
+    metrics.writeFailures.inc({ status: 'network' });
+    metrics.deadLettered.inc(4);
+    metrics.liveClients.set(2);
+    metrics.deviceSessions.set(7);
+    t += 2000;
+    expect(await stats.collect()).toBe(
+      'hub_stats,hub=hub\\ a frames_per_s=6,readings_per_s=150,local_log_frames=42,local_log_bytes=4096,' +
+        'forwarder_lag_s=1.5,forwarded_lines_total=1000,write_failures_total=3,dead_lettered_total=4,' +
+        'live_clients=2,device_sessions=7 1700000002000',
+    );
   });
 });

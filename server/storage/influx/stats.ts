@@ -54,12 +54,12 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
     }
     last = { atMs, frames, readings };
     fields.push(
-      ['local_log_unforwarded_frames', await total(m.logDepthFrames)],
+      ['local_log_frames', await total(m.logDepthFrames)],
       ['local_log_bytes', await total(m.logBytes)],
       ['forwarder_lag_s', await total(m.forwarderLagSeconds)],
-      ['forwarded_lines', await total(m.forwardedLines)],
-      ['write_failures', await total(m.writeFailures)],
-      ['dead_lettered', await total(m.deadLettered)],
+      ['forwarded_lines_total', await total(m.forwardedLines)],
+      ['write_failures_total', await total(m.writeFailures)],
+      ['dead_lettered_total', await total(m.deadLettered)],
       ['live_clients', await total(m.liveClients)],
       ['device_sessions', await total(m.deviceSessions)],
     );
