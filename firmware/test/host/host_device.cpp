@@ -1,0 +1,329 @@
+// A host "device": the firmware's portable core (Session, Outbox, TelemetryBuilder, board channel table)
+// compiled natively, its transport bridged over stdin/stdout so a test harness can carry the frames on a
+// real WebSocket to the real hub (test/integration/firmware-e2e.test.ts). Only the ports differ from the
+// ESP32 build: a pipe instead of arduinoWebSockets, std::chrono instead of esp_timer, synthetic sensors.
+//
+// Records both ways: 1 byte type, u32 little-endian length, payload.
+//   device → harness: 'O' open a connection, 'C' close it, 'S' send this binary frame,
+//                     'E' an event (one JSON object: readings, link states, commands, stats)
+//   harness → device: 'O' connection open, 'C' connection closed, 'M' a binary frame from the hub,
+//                     'P' pause sampling (then flushes what was sampled), 'R' resume, 'Q' quit
+//
+// Options: --device-id ID  --interval-ms N  --backoff-base-ms N  --backoff-max-ms N  --seed N
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "hub_protocol.h"
+
+#ifndef ESP32HUB_HOST_VERSION
+#define ESP32HUB_HOST_VERSION "0.1.0"
+#endif
+
+using namespace esp32hub;
+
+namespace {
+
+// ───────────────────────────── records on stdout ─────────────────────────────
+
+void writeRecord(char type, const void* data, size_t len) {
+  uint8_t head[5] = {static_cast<uint8_t>(type)};
+  writeU32le(head + 1, static_cast<uint32_t>(len));
+  fwrite(head, 1, sizeof head, stdout);
+  if (len > 0) fwrite(data, 1, len, stdout);
+  fflush(stdout);
+}
+
+void event(const std::string& json) { writeRecord('E', json.data(), json.size()); }
+
+std::string q(const char* s) { return std::string("\"") + s + "\""; }
+
+// ───────────────────────────── ports ─────────────────────────────
+
+struct PipeTransport : Transport {
+  void open() override { writeRecord('O', nullptr, 0); }
+  void close() override { writeRecord('C', nullptr, 0); }
+  bool send(const uint8_t* frame, size_t len) override {
+    writeRecord('S', frame, len);
+    return true;
+  }
+};
+
+struct HostClock : Clock {
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  bool synced = false;
+  int64_t unixOffset = 0;  // unix ms − uptime ms
+  uint32_t rng;
+  explicit HostClock(uint32_t seed) : rng(seed) {}
+  uint64_t uptimeMs() override {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
+  }
+  // Like a board without SNTP: unsynced until the hub's WELCOME sets the clock [PROTO-3.2].
+  bool unixMs(uint64_t& out) override {
+    if (!synced) return false;
+    out = static_cast<uint64_t>(static_cast<int64_t>(uptimeMs()) + unixOffset);
+    return true;
+  }
+  void setUnixMs(uint64_t ms) override {
+    synced = true;
+    unixOffset = static_cast<int64_t>(ms) - static_cast<int64_t>(uptimeMs());
+    event("{\"event\":\"clock\",\"source\":\"welcome\"}");
+  }
+  uint32_t random32() override {
+    // xorshift32: deterministic for a seed, different per seed.
+    rng ^= rng << 13;
+    rng ^= rng >> 17;
+    rng ^= rng << 5;
+    return rng;
+  }
+};
+
+constexpr uint32_t kChannelMask = (1u << channel::kRssiDbm) | (1u << channel::kHeapFree) | (1u << channel::kUptimeS) |
+                                  (1u << channel::kLed);
+
+struct HostDevice;
+
+struct Hooks : DeviceHooks {
+  HostDevice* dev = nullptr;
+  CommandStatus applySampleInterval(uint32_t ms) override;
+  CommandStatus identify(uint32_t ms) override;
+  void reboot() override;
+  void onLinkState(LinkState s) override { event(std::string("{\"event\":\"link\",\"state\":") + q(linkStateName(s)) + "}"); }
+  void onHubError(uint16_t code, bool fatal, Str) override {
+    event("{\"event\":\"hub-error\",\"code\":" + std::to_string(code) + ",\"fatal\":" + (fatal ? "true" : "false") + "}");
+  }
+  void log(const char* line) override { fprintf(stderr, "[device] %s\n", line); }
+};
+
+// The outbox lives outside the session, like RTC memory on the board: it survives the simulated reboot.
+OutboxStorage<64, 1024> gOutboxMemory;
+
+struct HostDevice {
+  SessionConfig config;
+  PipeTransport transport;
+  HostClock clock;
+  Hooks hooks;
+  Outbox outbox;
+  alignas(Session) unsigned char sessionMemory[sizeof(Session)];
+  Session* session = nullptr;
+  ChannelDescriptor channels[8];
+  uint8_t channelCount = 0;
+  uint32_t intervalMs = 1000;
+  uint64_t nextSampleAt = 0;
+  uint32_t tick = 0;
+  uint32_t heap = 200000;
+  bool sampling = true;
+  bool led = false;
+  uint64_t ledOffAt = 0;
+  bool rebootRequested = false;
+  uint32_t boots = 0;
+  uint32_t lastAcked = 0;
+
+  explicit HostDevice(uint32_t seed) : clock(seed) { hooks.dev = this; }
+
+  void boot(ResetReason reason) {
+    if (session != nullptr) session->~Session();
+    config.resetReason = reason;
+    // A kept outbox is how frames of an earlier boot get replayed with their original (bootId, seq).
+    uint16_t kept = outbox.restore(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
+    session = new (sessionMemory) Session(config, transport, clock, hooks, outbox);
+    channelCount = boardDescriptors(kChannelMask, intervalMs, channels, 8);
+    if (session->begin(channels, channelCount) != Err::Ok) {
+      fprintf(stderr, "[device] begin failed\n");
+      exit(2);
+    }
+    boots++;
+    tick = 0;
+    lastAcked = 0;
+    event("{\"event\":\"boot\",\"bootId\":" + std::to_string(session->bootId()) + ",\"resetReason\":" +
+          std::to_string(static_cast<int>(reason)) + ",\"keptFrames\":" + std::to_string(kept) + "}");
+    session->setNetworkUp(true);
+  }
+
+  void reading(const char* key, const std::string& value) {
+    event(std::string("{\"event\":\"reading\",\"bootId\":") + std::to_string(session->bootId()) + ",\"channel\":" +
+          q(key) + ",\"value\":" + value + "}");
+  }
+
+  void recordLed() {
+    session->record(channel::kLed, Value::boolean(led));
+    reading("led", led ? "true" : "false");
+  }
+
+  /** One sample tick: each channel on its everyTicks, like firmware-sim's Sampler and the board. */
+  void sample() {
+    uint32_t n = tick++;
+    for (uint8_t i = 0; i < channelCount; i++) {
+      const ChannelSpec* spec = findChannelSpec(channels[i].index);
+      if (spec == nullptr || spec->everyTicks == 0 || n % spec->everyTicks != 0) continue;
+      switch (spec->index) {
+        case channel::kRssiDbm: {
+          int v = -55 - static_cast<int>(n % 7);
+          session->record(spec->index, Value::integer(ValueType::I8, v));
+          reading(spec->key, std::to_string(v));
+          break;
+        }
+        case channel::kHeapFree:
+          heap -= 4;  // unique per reading: the test matches values one to one
+          session->record(spec->index, Value::integer(ValueType::U32, heap));
+          reading(spec->key, std::to_string(heap));
+          break;
+        case channel::kUptimeS: {
+          uint64_t s = clock.uptimeMs() / 1000;
+          session->record(spec->index, Value::integer(ValueType::U32, static_cast<int64_t>(s)));
+          reading(spec->key, std::to_string(s));
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+  void loop() {
+    uint64_t now = clock.uptimeMs();
+    if (sampling && now >= nextSampleAt) {
+      sample();
+      nextSampleAt = now + intervalMs;
+    }
+    if (led && now >= ledOffAt) {
+      led = false;
+      recordLed();
+    }
+    session->poll();
+    if (session->stats().framesAcked != lastAcked) {
+      lastAcked = session->stats().framesAcked;
+      const SessionStats& s = session->stats();
+      event("{\"event\":\"acked\",\"framesAcked\":" + std::to_string(s.framesAcked) + ",\"outbox\":" +
+            std::to_string(outbox.size()) + ",\"lastSeq\":" + std::to_string(session->lastSeq()) + "}");
+    }
+    if (rebootRequested) {
+      rebootRequested = false;
+      session->setNetworkUp(false);  // closes the connection, as a restart would
+      boot(ResetReason::Software);
+    }
+  }
+
+  void stats() {
+    const SessionStats& s = session->stats();
+    event("{\"event\":\"stats\",\"outbox\":" + std::to_string(outbox.size()) + ",\"builder\":" +
+          std::to_string(session->builder().sampleCount()) + ",\"state\":" + q(linkStateName(session->state())) +
+          ",\"framesQueued\":" + std::to_string(s.framesQueued) + ",\"framesSent\":" + std::to_string(s.framesSent) +
+          ",\"framesAcked\":" + std::to_string(s.framesAcked) + ",\"replays\":" + std::to_string(s.replays) +
+          ",\"connects\":" + std::to_string(s.connects) + ",\"commands\":" + std::to_string(s.commands) +
+          ",\"duplicateCommands\":" + std::to_string(s.duplicateCommands) + ",\"dropped\":" +
+          std::to_string(outbox.droppedSinceBoot()) + ",\"boots\":" + std::to_string(boots) + "}");
+  }
+};
+
+CommandStatus Hooks::applySampleInterval(uint32_t ms) {
+  dev->intervalMs = ms;
+  // Periods in the descriptors follow the interval (as on the board and in the simulator).
+  dev->channelCount = boardDescriptors(kChannelMask, ms, dev->channels, 8);
+  dev->session->setDescriptors(dev->channels, dev->channelCount);
+  event("{\"event\":\"interval\",\"ms\":" + std::to_string(ms) + "}");
+  return CommandStatus::Ok;
+}
+
+CommandStatus Hooks::identify(uint32_t ms) {
+  event("{\"event\":\"identify\",\"ms\":" + std::to_string(ms) + "}");
+  dev->ledOffAt = dev->clock.uptimeMs() + ms;
+  if (!dev->led) {
+    dev->led = true;
+    dev->recordLed();
+  }
+  return CommandStatus::Ok;
+}
+
+void Hooks::reboot() {
+  event("{\"event\":\"reboot\"}");
+  dev->rebootRequested = true;
+}
+
+// ───────────────────────────── records on stdin ─────────────────────────────
+
+std::vector<uint8_t> gIn;
+
+bool readStdin() {
+  uint8_t buf[8192];
+  ssize_t n = read(0, buf, sizeof buf);
+  if (n <= 0) return false;
+  gIn.insert(gIn.end(), buf, buf + n);
+  return true;
+}
+
+uint32_t argU32(int argc, char** argv, const char* name, uint32_t def) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], name) == 0) return static_cast<uint32_t>(strtoul(argv[i + 1], nullptr, 10));
+  return def;
+}
+
+const char* argStr(int argc, char** argv, const char* name, const char* def) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], name) == 0) return argv[i + 1];
+  return def;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  static HostDevice dev(argU32(argc, argv, "--seed", 0x2545F491u));
+  dev.config.deviceId = argStr(argc, argv, "--device-id", "host-device");
+  dev.config.firmwareVersion = "host-" ESP32HUB_HOST_VERSION;
+  dev.config.backoffBaseMs = argU32(argc, argv, "--backoff-base-ms", 1000);
+  dev.config.backoffMaxMs = argU32(argc, argv, "--backoff-max-ms", 60000);
+  dev.intervalMs = argU32(argc, argv, "--interval-ms", 1000);
+  // Start from an empty outbox (format), as a power-on does.
+  dev.outbox.format(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
+  dev.boot(ResetReason::PowerOn);
+
+  for (;;) {
+    struct pollfd pfd = {0, POLLIN, 0};
+    int r = poll(&pfd, 1, 5);  // the loop never blocks longer than 5 ms: timers stay on time
+    if (r > 0 && !readStdin()) break;  // harness gone
+    while (gIn.size() >= 5) {
+      uint32_t len = readU32le(gIn.data() + 1);
+      if (gIn.size() < 5 + static_cast<size_t>(len)) break;
+      char type = static_cast<char>(gIn[0]);
+      const uint8_t* payload = gIn.data() + 5;
+      switch (type) {
+        case 'O':
+          dev.session->onTransportOpen();
+          break;
+        case 'C':
+          dev.session->onTransportClosed();
+          break;
+        case 'M':
+          dev.session->onTransportMessage(payload, len);
+          break;
+        case 'P':
+          dev.sampling = false;
+          dev.session->flush();
+          dev.stats();
+          break;
+        case 'R':
+          dev.sampling = true;
+          break;
+        case 'T':
+          dev.stats();
+          break;
+        case 'Q':
+          dev.stats();
+          return 0;
+        default:
+          fprintf(stderr, "[device] unknown record %c\n", type);
+      }
+      gIn.erase(gIn.begin(), gIn.begin() + 5 + len);
+    }
+    dev.loop();
+  }
+  return 0;
+}
