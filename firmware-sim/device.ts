@@ -208,6 +208,8 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private poisoned = false;
   private malformedPending: { kind: MalformedKind; code: string | null } | null = null;
   private lastAcked: { bootId: number; seq: number } | null = null;
+  /** HTTP status of the latest refused handshake, cleared by a WELCOME. */
+  private lastRefusal: number | null = null;
   private readonly commandResults = new Map<number, { status: number; message: string } | null>();
 
   private sampleTimer: TimerHandle | null = null;
@@ -292,7 +294,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.clearTimer('ledTimer');
     this.seal();
     const drainMs = options.drainMs ?? 0;
-    if (drainMs > 0 && this.outbox.length > 0 && this._state !== 'off') {
+    // Waiting is pointless when the hub refuses this board's credentials (400/401/403).
+    const refused = this.lastRefusal !== null && this.lastRefusal >= 400 && this.lastRefusal < 404;
+    if (drainMs > 0 && this.outbox.length > 0 && this._state !== 'off' && !refused) {
       if (this._state === 'waiting' || this._state === 'offline') {
         // Do not sit out a long backoff or a simulated outage while draining.
         this.clearTimer('connectTimer');
@@ -620,6 +624,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private onClose(info: LinkCloseInfo): void {
     const s = this.stats;
     if (info.httpStatus !== undefined) {
+      this.lastRefusal = info.httpStatus;
+      // A drain cannot finish while the hub refuses this board's credentials: stop waiting.
+      if (info.httpStatus >= 400 && info.httpStatus < 404) for (const w of [...this.drainWaiters]) w();
       s.handshakeRefusals++;
       bump(s.refusalsByStatus, info.httpStatus);
     } else if (!info.opened) {
@@ -705,6 +712,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     }
     const s = this.stats;
     s.sessions++;
+    this.lastRefusal = null;
     if (this.sessionsThisBoot++ > 0) s.reconnects++;
     this.backoffAttempt = 0;
     if (!this.synced && this.opts.clockFault?.syncFromWelcome !== false) {

@@ -80,6 +80,16 @@ export function parseDuration(text: string): number | null {
 }
 
 export function parseCliOptions(argv: string[], env: Record<string, string | undefined>): CliOptions {
+  try {
+    return parseValidated(argv, env);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    // node:util parseArgs: unknown option, missing value…
+    throw new UsageError([(err as Error).message]);
+  }
+}
+
+function parseValidated(argv: string[], env: Record<string, string | undefined>): CliOptions {
   const { values } = parseArgs({
     args: argv,
     allowPositionals: false,
