@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ENV_SCHEMA, loadConfig } from '../../server/config/index.ts';
 
-const text = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+const whole = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+/** The hub's part; the section after this marker holds variables only docker-compose.yml reads. */
+const COMPOSE_MARKER = '# --- docker compose only';
+const text = whole.slice(0, whole.indexOf(COMPOSE_MARKER) >>> 0);
 
 /** `NAME=value` lines (commented-out `# NAME=` lines count too, so optional settings may be shown that way). */
 function entries(): [name: string, value: string][] {
@@ -15,6 +18,14 @@ function entries(): [name: string, value: string][] {
 }
 
 describe('.env.example', () => {
+  it('keeps the compose-only variables in their own section, after the hub settings', () => {
+    expect(whole.indexOf(COMPOSE_MARKER)).toBeGreaterThan(0);
+    const composeOnly = whole.slice(whole.indexOf(COMPOSE_MARKER));
+    const names = [...composeOnly.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1] as string);
+    expect(names.length).toBeGreaterThan(0);
+    for (const name of names) expect(Object.keys(ENV_SCHEMA), name).not.toContain(name);
+  });
+
   it('lists exactly the variables of ENV_SCHEMA', () => {
     const names = entries().map(([name]) => name);
     const schema = Object.keys(ENV_SCHEMA);
