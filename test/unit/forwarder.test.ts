@@ -353,6 +353,48 @@ describe('transient failures: nothing lost, nothing duplicated', () => {
   });
 });
 
+describe('stop()', () => {
+  it('abandons an in-flight request: resolves without waiting for it and never commits afterwards', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    influx.reply = async () => {
+      await held;
+      return { status: 204 };
+    };
+    fill(2);
+    start({ timeoutMs: 60_000 });
+    await until(() => influx.requests.length === 1);
+    await forwarder!.stop();
+    expect(forwarder!.status().state).toBe('stopped');
+    release();
+    await until(() => influx.storedCount === 16);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(log.commits).toEqual([]);
+  });
+
+  it('abandons a bisection when stopped: no dead letters written after stop()', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    influx.reply = async () => {
+      await held;
+      return { status: 400, body: '{"error":"unable to parse"}' };
+    };
+    fill(1, 1);
+    start();
+    await until(() => influx.requests.length === 1);
+    await forwarder!.stop();
+    release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(influx.requests).toHaveLength(1);
+    expect(deadLetters.count()).toBe(0);
+    expect(log.commits).toEqual([]);
+  });
+});
+
 describe('retry policy', () => {
   const fail = (status: number | 'network', retryAfterMs: number | null = null) =>
     ({ ok: false, status, reason: '', retryAfterMs }) as const;

@@ -80,6 +80,7 @@ export async function deliver(lines: readonly string[], d: DeliveryDeps): Promis
     d.state.lastError = { status: out.status, reason: truncate(out.reason, 300), atMs: d.now() };
 
     if (out.status === 400 || out.status === 422 || out.status === 413) {
+      if (d.signal.aborted) throw new DeliveryStopped();
       if (lines.length === 1 || (out.status !== 413 && droppedAll(out.reason, lines.length))) {
         await deadLetter(lines, out, d);
         return;

@@ -72,7 +72,10 @@ export interface ForwarderStatus {
 
 export interface InfluxForwarder {
   start(): void;
-  /** Stops reading, ends a retry wait at once, and resolves when the loop has exited. */
+  /**
+   * Stops reading, ends a retry wait at once, abandons an in-flight request (its batch is rewritten
+   * after the next start), and resolves when the loop has exited. Never commits after it resolved.
+   */
   stop(): Promise<void>;
   status(): ForwarderStatus;
   /**
@@ -147,6 +150,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   /** Dead-letters the batch's unreadable frames, delivers its lines, then moves the durable cursor. */
   async function send(batch: Batch, extra: string[] | null, delivery: DeliveryDeps): Promise<void> {
     while (batch.unreadable.length > 0) {
+      if (delivery.signal.aborted) throw new DeliveryStopped();
       const u = batch.unreadable[0]!;
       // A frame that cannot become lines is kept (status 0: never sent), not dropped.
       await deadLetters.put([u.line], u.reason, 0);
@@ -155,6 +159,9 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       logger.error({ reason: u.reason }, 'stored frame cannot be forwarded: dead-lettered');
     }
     await deliver(extra ? batch.lines.concat(extra) : batch.lines, delivery);
+    // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
+    // the next start rewrites the batch (identical points overwrite).
+    if (delivery.signal.aborted) throw new DeliveryStopped();
     if (batch.lastOffset > batch.afterOffset) await log.commitForwarded(batch.lastOffset);
   }
 
@@ -171,6 +178,10 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       now,
       state,
     };
+    const stopped = new Promise<'stopped'>((resolve) => {
+      if (signal.aborted) resolve('stopped');
+      signal.addEventListener('abort', () => resolve('stopped'), { once: true });
+    });
     let batch = newBatch(log.forwardedOffset());
 
     while (!signal.aborted) {
@@ -193,7 +204,11 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       const next = newBatch(batch.lastOffset);
       if (batch.lines.length >= batchLines) fill(next);
       try {
-        await sending;
+        // stop() does not wait for an in-flight request (up to INFLUX_TIMEOUT_MS): it abandons it.
+        if ((await Promise.race([sending.then(() => 'sent' as const), stopped])) === 'stopped') {
+          sending.catch(() => {});
+          break;
+        }
       } catch (err) {
         if (err instanceof DeliveryStopped) break;
         // Only the log or the dead-letter store can land here (delivery never throws otherwise):
