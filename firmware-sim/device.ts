@@ -104,7 +104,7 @@ export interface DeviceOptions {
   ticksPerFrame?: number;
   /** Outbox capacity in frames (default 512). */
   outboxFrames?: number;
-  /** Frames sent but not yet acknowledged, at most (default 64): the board's send window. */
+  /** Frames sent but not yet acknowledged, at most (default 8, as the firmware): the board's send window. */
   maxInFlight?: number;
   /** Stop sending while the socket holds more than this many unsent bytes (default 64 KiB). */
   highWaterBytes?: number;
@@ -113,7 +113,7 @@ export interface DeviceOptions {
   backoff?: Partial<BackoffOptions>;
   /** Ping period before WELCOME says otherwise (default 15 s). */
   heartbeatIntervalSec?: number;
-  /** Reconnect when sent frames see no ACK for this long (default 30 s). */
+  /** Send the unacknowledged frames again when none is acknowledged for this long (default 30 s). */
   ackTimeoutMs?: number;
   /** Give up on a handshake without WELCOME after this long (default 10 s). */
   welcomeTimeoutMs?: number;
@@ -125,6 +125,13 @@ export interface DeviceOptions {
   latency?: LatencyHistogram;
   /** Reset reason of the first boot (default power-on). */
   resetReason?: number;
+  /**
+   * Whether the wall clock survives resets other than power-on and brownout (default true: ESP-IDF
+   * keeps system time in the RTC across software, panic and watchdog resets and deep sleep).
+   */
+  clockSurvivesReset?: boolean;
+  /** Wait after a non-fatal STORAGE_FULL before replaying (default 5 s, as the firmware). */
+  storageFullRetryMs?: number;
 }
 
 export interface DeviceEvents {
@@ -389,6 +396,14 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   // ───────────────────────────── boot and time ─────────────────────────────
 
   private boot(resetReason: number): void {
+    // Wall time before the reset, kept by the RTC unless power was lost.
+    const keptWall =
+      this.synced &&
+      this.opts.clockSurvivesReset !== false &&
+      resetReason !== ResetReason.POWER_ON &&
+      resetReason !== ResetReason.BROWNOUT
+        ? this.uptimeExact() + this.timeOffsetMs
+        : null;
     this.epoch++;
     this._bootId = this.bootRng.nonZeroU32(this._bootId);
     this.nextSeq = 1;
@@ -401,7 +416,10 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.sampler.reset();
     this.sensors.reboot();
     const fault = this.opts.clockFault;
-    if (fault?.rtcOffsetMs !== undefined) {
+    if (keptWall !== null) {
+      this.synced = true;
+      this.timeOffsetMs = keptWall - this.uptimeExact();
+    } else if (fault?.rtcOffsetMs !== undefined) {
       // A board with a battery-backed RTC that is simply wrong: it believes it is synced.
       this.synced = true;
       this.timeOffsetMs = this.clock.now() + fault.rtcOffsetMs - this.uptimeExact();
@@ -824,7 +842,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       this.pump();
     } else if (code === 'STORAGE_FULL') {
       // The hub keeps nothing of what it refused: wait, then replay from the first unacked [PROTO-5.5].
-      this.pausedUntil = this.clock.now() + 1000 + 1000 * this.netRng.next();
+      this.pausedUntil = this.clock.now() + (this.opts.storageFullRetryMs ?? 5000);
       this.sendCursor = 0;
       this.schedulePump(this.pausedUntil - this.clock.now());
     }
@@ -855,7 +873,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     if (this._state !== 'online' || !link || this.poisoned) return;
     const now = this.clock.now();
     if (now < this.pausedUntil) return;
-    const maxInFlight = this.opts.maxInFlight ?? 64;
+    const maxInFlight = this.opts.maxInFlight ?? 8;
     const highWater = this.opts.highWaterBytes ?? 64 * 1024;
     const s = this.stats;
     const wasIdle = this.sendCursor === 0;
@@ -872,18 +890,22 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       s.bytesSent += e.bytes.byteLength;
       link.send(e.bytes);
     }
-    if (wasIdle && this.sendCursor > 0) this.armAckTimer(false);
+    if ((wasIdle || !this.ackTimer) && this.sendCursor > 0) this.armAckTimer(false);
   }
 
-  /** Reconnects when frames in flight see no ACK for `ackTimeoutMs` (a hub or path that went quiet). */
+  /**
+   * Frames in flight with no ACK for `ackTimeoutMs`: send them again, as the firmware does (the hub
+   * deduplicates [PROTO-3.4.2]); a dead connection is the heartbeat's business.
+   */
   private armAckTimer(progress: boolean): void {
     if (progress || this.sendCursor === 0) this.clearTimer('ackTimer');
     if (this.sendCursor === 0 || this.ackTimer) return;
     this.ackTimer = this.clock.setTimeout(() => {
       this.ackTimer = null;
-      if (this.sendCursor > 0 && this.link) {
+      if (this.sendCursor > 0 && this.link && this._state === 'online') {
         this.stats.ackTimeouts++;
-        this.link.close(1000, 'ack timeout');
+        this.sendCursor = 0;
+        this.pump();
       }
     }, this.opts.ackTimeoutMs ?? 30_000);
   }

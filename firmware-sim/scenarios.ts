@@ -168,7 +168,7 @@ export function createScenario(name: ScenarioName, overrides: Partial<ScenarioPa
               latencyMs: rng.uniform(p.slowLatencyMs[0], p.slowLatencyMs[1]),
               uplinkBytesPerSec: rng.uniform(p.slowBytesPerSec[0], p.slowBytesPerSec[1]),
             }),
-            maxInFlight: 8,
+            maxInFlight: 4,
             highWaterBytes: 4096,
           };
         },

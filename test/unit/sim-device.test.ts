@@ -243,28 +243,31 @@ describe('outbox', () => {
     expectExactlyOnce(hub, recorder);
   });
 
-  it('is freed only by ACKs: without them it grows, then WELCOME last-ack frees what the hub holds', async () => {
+  it('is freed only by ACKs: without them it grows; WELCOME last-ack or an ACK after a resend frees it', async () => {
     const { clock, hub, recorder, device } = rig({ ackTimeoutMs: 5000, backoff: { initialMs: 500, maxMs: 500 } });
     device.start();
     clock.advance(3000);
     hub.withholdAcks = true;
-    clock.advance(4500);
+    clock.advance(4000);
     const withheld = device.outboxDepth;
     expect(withheld).toBeGreaterThanOrEqual(3); // stored by the hub, but not acknowledged: kept
     expect(device.stats.framesSent).toBe(device.stats.framesGenerated);
-    clock.advance(2500); // no ACK for 5 s: reconnect; WELCOME's last ack covers what the hub stored
-    expect(device.stats.ackTimeouts).toBe(1);
-    clock.advance(1000);
+
+    device.dropWifi(300); // on reconnect, WELCOME's last ack covers what the hub stored
+    clock.advance(1500);
     expect(device.state).toBe('online');
-    // Freed by WELCOME's last ack, not by sending them again.
     expect(device.stats.framesAcked).toBeGreaterThanOrEqual(withheld);
-    expect(hub.device(ID).duplicates).toBe(0);
+    expect(hub.device(ID).duplicates).toBe(0); // freed without sending them again
+
+    clock.advance(6000); // still no ACK: after 5 s the frames in flight are sent again
+    expect(device.stats.ackTimeouts).toBeGreaterThanOrEqual(1);
+    expect(device.stats.framesReplayed).toBeGreaterThan(0);
+    expect(hub.device(ID).duplicates).toBeGreaterThan(0); // the hub deduplicates [PROTO-3.4.2]
     hub.withholdAcks = false;
     const p = device.stop({ drainMs: 3000 });
     clock.advance(4000);
     await p;
     expect(device.stats.framesAcked).toBe(device.stats.framesGenerated);
-    expect(hub.device(ID).duplicates).toBe(0); // freed by last-ack, not by sending again
     expectExactlyOnce(hub, recorder);
   });
 
@@ -328,10 +331,10 @@ describe('commands', () => {
     const hello = messages[secondHello] as Hello;
     expect(hello.bootId).toBe(device.bootId);
     expect(hello.resetReason).toBe(ResetReason.SOFTWARE);
-    expect(hello.timeSynced).toBe(false);
+    expect(hello.timeSynced).toBe(true); // the RTC keeps time across a software reset
     const newBoot = ofType(messages, 'telemetry').filter((t) => t.bootId === device.bootId);
     expect(newBoot[0]?.seq).toBe(1);
-    expect(newBoot[0]?.unsynced).toBe(true);
+    expect(newBoot[0]?.unsynced).toBe(false);
 
     // A duplicate command id is not run again; the stored RESULT is repeated.
     hub.sendCommand(ID, 'reboot', [], id);
@@ -350,6 +353,29 @@ describe('commands', () => {
     expect(boot1).toEqual(boot1.map((_, i) => i + 1));
     expect(stored.filter((r) => r.bootId === device.bootId)[0]?.seq).toBe(1);
     expectExactlyOnce(hub, recorder);
+  });
+
+  it('keeps the wall clock across panic/watchdog resets but not across a brownout', () => {
+    const { clock, hub, device } = rig();
+    device.start();
+    clock.advance(5000);
+    device.reboot(ResetReason.PANIC, false);
+    clock.advance(5000);
+    const panicBoot = device.bootId;
+    device.reboot(ResetReason.BROWNOUT, false);
+    clock.advance(500); // still booting: no WELCOME yet
+    expect(device.isSynced).toBe(false);
+    clock.advance(5000);
+    const hellos = ofType(received(hub), 'hello');
+    expect(hellos.map((h) => [h.resetReason, h.timeSynced])).toEqual([
+      [ResetReason.POWER_ON, false],
+      [ResetReason.PANIC, true],
+      [ResetReason.BROWNOUT, false],
+    ]);
+    const tel = ofType(received(hub), 'telemetry');
+    expect(tel.filter((t) => t.bootId === panicBoot).every((t) => !t.unsynced)).toBe(true);
+    expect(tel.filter((t) => t.bootId === device.bootId)[0]?.unsynced).toBe(true);
+    expect(device.stats.samplesLostOnCrash).toBeGreaterThan(0); // unsealed samples die with a crash
   });
 
   it('set_sample_interval checks its argument, changes the period and announces new descriptors', () => {
