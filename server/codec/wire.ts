@@ -12,67 +12,88 @@ const utf8Encoder = new TextEncoder();
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO_32 = 0x1_0000_0000;
 
+// f32 decoding through a 4-byte scratch: cheaper than a DataView per frame, and not observable
+// (nothing else touches it, and nothing between the writes and the read can interleave).
+const F32_SCRATCH = new Float32Array(1);
+const F32_BYTES = new Uint8Array(F32_SCRATCH.buffer);
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Reads an IEEE 754 binary32 stored little-endian at `p` (bounds checked by the caller). */
+export function f32At(b: Uint8Array, p: number): number {
+  if (LITTLE_ENDIAN_HOST) {
+    F32_BYTES[0] = b[p] as number;
+    F32_BYTES[1] = b[p + 1] as number;
+    F32_BYTES[2] = b[p + 2] as number;
+    F32_BYTES[3] = b[p + 3] as number;
+  } else {
+    F32_BYTES[3] = b[p] as number;
+    F32_BYTES[2] = b[p + 1] as number;
+    F32_BYTES[1] = b[p + 2] as number;
+    F32_BYTES[0] = b[p + 3] as number;
+  }
+  return F32_SCRATCH[0] as number;
+}
+
+/**
+ * Reads fields from `bytes[pos..end)`. Integers are assembled from bytes (little-endian [PROTO-2]);
+ * this is the decoder's hot path, so reads are plain index arithmetic with one bounds check each.
+ */
 export class Reader {
   readonly bytes: Uint8Array;
-  readonly view: DataView;
   pos: number;
   readonly end: number;
 
   constructor(bytes: Uint8Array, start: number, end: number) {
     this.bytes = bytes;
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.pos = start;
     this.end = end;
   }
 
   need(n: number, what: string): void {
-    if (this.pos + n > this.end) throw new ProtocolError('TRUNCATED', `${what} runs past the payload`);
+    if (this.pos + n > this.end) throw truncated(what);
   }
 
   u8(what: string): number {
-    this.need(1, what);
-    return this.view.getUint8(this.pos++);
+    if (this.pos >= this.end) throw truncated(what);
+    return this.bytes[this.pos++] as number;
   }
   i8(what: string): number {
-    this.need(1, what);
-    return this.view.getInt8(this.pos++);
+    return (this.u8(what) << 24) >> 24;
   }
   u16(what: string): number {
-    this.need(2, what);
-    const v = this.view.getUint16(this.pos, true);
-    this.pos += 2;
-    return v;
+    const p = this.pos;
+    if (p + 2 > this.end) throw truncated(what);
+    const b = this.bytes;
+    this.pos = p + 2;
+    return (b[p] as number) | ((b[p + 1] as number) << 8);
   }
   i16(what: string): number {
-    this.need(2, what);
-    const v = this.view.getInt16(this.pos, true);
-    this.pos += 2;
-    return v;
+    return (this.u16(what) << 16) >> 16;
+  }
+  /** The signed 32-bit integer at the current position; `>>> 0` of it is the u32. */
+  private int32(what: string): number {
+    const p = this.pos;
+    if (p + 4 > this.end) throw truncated(what);
+    const b = this.bytes;
+    this.pos = p + 4;
+    return (b[p] as number) | ((b[p + 1] as number) << 8) | ((b[p + 2] as number) << 16) | ((b[p + 3] as number) << 24);
   }
   u32(what: string): number {
-    this.need(4, what);
-    const v = this.view.getUint32(this.pos, true);
-    this.pos += 4;
-    return v;
+    return this.int32(what) >>> 0;
   }
   i32(what: string): number {
-    this.need(4, what);
-    const v = this.view.getInt32(this.pos, true);
-    this.pos += 4;
-    return v;
+    return this.int32(what);
   }
   f32(what: string): number {
-    this.need(4, what);
-    const v = this.view.getFloat32(this.pos, true);
-    this.pos += 4;
-    return v;
+    const p = this.pos;
+    if (p + 4 > this.end) throw truncated(what);
+    this.pos = p + 4;
+    return f32At(this.bytes, p);
   }
   /** u64 as a JavaScript number; above 2^53−1 is BAD_FIELD [PROTO-2.1 table]. */
   u64(what: string): number {
-    this.need(8, what);
-    const lo = this.view.getUint32(this.pos, true);
-    const hi = this.view.getUint32(this.pos + 4, true);
-    this.pos += 8;
+    const lo = this.u32(what);
+    const hi = this.u32(what);
     if (hi > 0x1fffff) throw new ProtocolError('BAD_FIELD', `${what} exceeds 2^53-1`);
     return hi * TWO_32 + lo;
   }
@@ -81,22 +102,31 @@ export class Reader {
     if (v > 1) throw new ProtocolError('BAD_FIELD', `${what} must be 0 or 1`);
     return v === 1;
   }
-  /** Canonical unsigned LEB128, at most 5 bytes, value ≤ 2^32−1. */
+  /** Canonical unsigned LEB128, at most 5 bytes, value ≤ 2^32−1 [PROTO-2.1]. */
   varint(what: string): number {
+    const b = this.bytes;
+    const end = this.end;
+    let p = this.pos;
+    // Groups 1–4 carry 28 bits: int32 arithmetic is exact for them.
     let result = 0;
-    let mul = 1;
-    for (let i = 0; i < 5; i++) {
-      if (this.pos >= this.end) throw new ProtocolError('TRUNCATED', `${what} runs past the payload`);
-      const b = this.bytes[this.pos++] as number;
-      result += (b & 0x7f) * mul;
-      if ((b & 0x80) === 0) {
-        if (b === 0 && i > 0) throw new ProtocolError('BAD_FIELD', `${what} is not canonical`);
-        if (result >= TWO_32) throw new ProtocolError('BAD_FIELD', `${what} exceeds 32 bits`);
+    for (let shift = 0; shift < 28; shift += 7) {
+      if (p >= end) throw truncated(what);
+      const byte = b[p++] as number;
+      result |= (byte & 0x7f) << shift;
+      if (byte < 0x80) {
+        if (byte === 0 && shift > 0) throw new ProtocolError('BAD_FIELD', `${what} is not canonical`);
+        this.pos = p;
         return result;
       }
-      mul *= 128;
     }
-    throw new ProtocolError('BAD_FIELD', `${what} is longer than 5 bytes`);
+    // Group 5 carries bits 28..31: anything above 0x0f would exceed 32 bits.
+    if (p >= end) throw truncated(what);
+    const byte = b[p++] as number;
+    if (byte >= 0x80) throw new ProtocolError('BAD_FIELD', `${what} is longer than 5 bytes`);
+    if (byte === 0) throw new ProtocolError('BAD_FIELD', `${what} is not canonical`);
+    if (byte > 0x0f) throw new ProtocolError('BAD_FIELD', `${what} exceeds 32 bits`);
+    this.pos = p;
+    return result + byte * 0x1000_0000;
   }
   str8(what: string, maxBytes: number, check?: (s: string) => boolean): string {
     const n = this.u8(`${what} length`);
@@ -137,6 +167,10 @@ export class Reader {
         throw new ProtocolError('BAD_VALUE_TYPE', `${what} has unknown value type ${valueType}`);
     }
   }
+}
+
+function truncated(what: string): ProtocolError {
+  return new ProtocolError('TRUNCATED', `${what} runs past the payload`);
 }
 
 export class Writer {
