@@ -1,0 +1,33 @@
+// Copy to include/secrets.h (git-ignored) and fill in. Any value can instead come from a build flag,
+// e.g. in platformio.ini:  build_flags = '-D HUB_WIFI_SSID="my-network"'  (a build flag wins).
+#pragma once
+
+// Wi-Fi (2.4 GHz).
+#define HUB_WIFI_SSID "your-network"
+#define HUB_WIFI_PASSWORD "your-password"
+
+// The hub's device endpoint [PROTO-1.1]: ws://HOST:PORT/v1/device, or wss:// with HUB_TLS 1.
+#define HUB_HOST "192.168.1.10"
+#define HUB_PORT 8080
+#define HUB_PATH "/v1/device"
+#define HUB_TLS 0
+
+// The device id the token was issued for (npm run hub -- devices add <id>). Leave "" to use
+// "esp32-<MAC>"; the serial log prints it at boot.
+#define HUB_DEVICE_ID ""
+// The token printed by `devices add` [PROTO-1.2]. Sent as "Authorization: Bearer <token>".
+#define HUB_DEVICE_TOKEN "paste-the-token-here"
+
+// With HUB_TLS 1: the PEM of the CA that signed the hub's certificate (or the hub's self-signed
+// certificate). Required: the firmware refuses to build wss:// without it and never turns certificate
+// checking off.
+#define HUB_CA_CERT ""
+/* Example (adjacent string literals, one per PEM line):
+#define HUB_CA_CERT \
+  "-----BEGIN CERTIFICATE-----\n" \
+  "MIIB...\n" \
+  "-----END CERTIFICATE-----\n"
+*/
+
+// SNTP server (the hub's WELCOME time is used until SNTP answers).
+#define HUB_NTP_SERVER "pool.ntp.org"

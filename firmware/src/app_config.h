@@ -1,0 +1,124 @@
+// Build-time configuration: include/secrets.h (git-ignored; copy include/secrets.example.h) or build
+// flags, validated here so a misconfigured build fails at compile time, not on the bench.
+#pragma once
+
+#if __has_include("secrets.h")
+#include "secrets.h"
+#endif
+
+#ifndef HUB_WIFI_SSID
+#error "HUB_WIFI_SSID is not set: copy include/secrets.example.h to include/secrets.h or pass -D HUB_WIFI_SSID=..."
+#endif
+#ifndef HUB_WIFI_PASSWORD
+#define HUB_WIFI_PASSWORD ""
+#endif
+#ifndef HUB_HOST
+#error "HUB_HOST is not set (include/secrets.h or -D HUB_HOST=...)"
+#endif
+#ifndef HUB_DEVICE_TOKEN
+#error "HUB_DEVICE_TOKEN is not set: create it with `npm run hub -- devices add <id>`"
+#endif
+#ifndef HUB_PORT
+#define HUB_PORT 8080
+#endif
+#ifndef HUB_PATH
+#define HUB_PATH "/v1/device"
+#endif
+#ifndef HUB_TLS
+#define HUB_TLS 0
+#endif
+#ifndef HUB_CA_CERT
+#define HUB_CA_CERT ""
+#endif
+#ifndef HUB_DEVICE_ID
+#define HUB_DEVICE_ID ""
+#endif
+#ifndef HUB_NTP_SERVER
+#define HUB_NTP_SERVER "pool.ntp.org"
+#endif
+
+// wss:// needs a CA: arduinoWebSockets' beginSslWithCA() with no CA silently calls setInsecure(), which
+// would accept any certificate. Refuse to build that instead.
+#if HUB_TLS
+static_assert(sizeof(HUB_CA_CERT) > 64, "HUB_TLS is 1 but HUB_CA_CERT is empty: set the PEM of the hub's CA");
+#endif
+
+// Sampling and batching.
+#ifndef HUB_SAMPLE_INTERVAL_MS
+#define HUB_SAMPLE_INTERVAL_MS 10000  // default until the hub's WELCOME or a command says otherwise
+#endif
+#ifndef HUB_BATCH_MS
+#define HUB_BATCH_MS 0  // 0: one frame per sample tick (live dashboards); e.g. 60000 to save airtime
+#endif
+
+// Heartbeat [PROTO-1.5]: ping every 15 s, disconnect after 2 pongs missed by 5 s each.
+#ifndef HUB_PING_INTERVAL_MS
+#define HUB_PING_INTERVAL_MS 15000
+#endif
+#ifndef HUB_PONG_TIMEOUT_MS
+#define HUB_PONG_TIMEOUT_MS 5000
+#endif
+#ifndef HUB_MISSED_PONGS
+#define HUB_MISSED_PONGS 2
+#endif
+
+// The outbox: RAM by default; with HUB_OUTBOX_IN_RTC 1 it lives in RTC memory (RTC_NOINIT_ATTR) and
+// keeps unacknowledged frames across deep sleep, software resets, panics and watchdog resets.
+#ifndef HUB_OUTBOX_IN_RTC
+#define HUB_OUTBOX_IN_RTC 0
+#endif
+#if HUB_OUTBOX_IN_RTC
+#define HUB_OUTBOX_SLOTS 10
+#define HUB_OUTBOX_SLOT_BYTES 512  // 10 × (512 + 12) + 20 bytes: fits the 8 KiB of RTC memory
+#else
+#ifndef HUB_OUTBOX_SLOTS
+#define HUB_OUTBOX_SLOTS 48
+#endif
+#define HUB_OUTBOX_SLOT_BYTES 1024  // the recommended uplink frame limit [PROTO-1.4]
+#endif
+
+// Status LED (see README): a plain GPIO LED, or an addressable RGB LED with HUB_LED_RGB 1.
+#ifndef HUB_LED_PIN
+#define HUB_LED_PIN 2
+#endif
+#ifndef HUB_LED_RGB
+#define HUB_LED_RGB 0
+#endif
+#ifndef HUB_LED_ACTIVE_LOW
+#define HUB_LED_ACTIVE_LOW 0
+#endif
+
+// Optional sensors (each one adds its library in platformio.ini).
+#ifndef HUB_WITH_BME280
+#define HUB_WITH_BME280 0
+#endif
+#ifndef HUB_BME280_ADDRESS
+#define HUB_BME280_ADDRESS 0x76
+#endif
+#ifndef HUB_WITH_DHT22
+#define HUB_WITH_DHT22 0
+#endif
+#ifndef HUB_DHT22_PIN
+#define HUB_DHT22_PIN 4
+#endif
+#if HUB_WITH_BME280 && HUB_WITH_DHT22
+#error "BME280 and DHT22 both report temperature and humidity: enable one of them"
+#endif
+// Battery voltage through a divider into an ADC pin (e.g. -D HUB_BATTERY_ADC_PIN=35 -D HUB_BATTERY_DIVIDER=2.0).
+#ifndef HUB_BATTERY_DIVIDER
+#define HUB_BATTERY_DIVIDER 2.0
+#endif
+// On-chip temperature: only where the chip has a documented sensor (C3, S2, S3, C6). The original
+// ESP32's is undocumented and absent on most revisions, so it is off there.
+#ifndef HUB_CHIP_TEMPERATURE
+#if defined(CONFIG_IDF_TARGET_ESP32C3) || defined(CONFIG_IDF_TARGET_ESP32S2) || defined(CONFIG_IDF_TARGET_ESP32S3) || \
+    defined(CONFIG_IDF_TARGET_ESP32C6)
+#define HUB_CHIP_TEMPERATURE 1
+#else
+#define HUB_CHIP_TEMPERATURE 0
+#endif
+#endif
+
+#ifndef HUB_FIRMWARE_VERSION
+#define HUB_FIRMWARE_VERSION "0.1.0"
+#endif

@@ -1,0 +1,64 @@
+// esp32hub::Transport over Links2004/arduinoWebSockets: one binary message per frame [PROTO-1.3],
+// subprotocol esp32hub.v1 [PROTO-1.1], "Authorization: Bearer <token>" [PROTO-1.2], ping/pong heartbeat
+// [PROTO-1.5], wss:// only with a CA certificate.
+//
+// Reconnects are the session's (exponential backoff with jitter [PROTO-5.6]), not the library's fixed
+// interval: the library is configured once (begin() again would drop its TCP/TLS client without freeing
+// it), its loop() is only called while the session wants a connection, and a finished or failed
+// connection is torn down by us at once, so the library never retries on its own.
+#pragma once
+
+#include <WebSocketsClient.h>
+#include <hub_ports.h>
+
+namespace esp32hub {
+class Session;
+}
+
+class WsTransport : public esp32hub::Transport {
+ public:
+  struct Options {
+    const char* host;
+    uint16_t port;
+    const char* path;
+    bool tls;
+    const char* caCert;  // PEM; required when tls
+    const char* token;
+    uint32_t pingIntervalMs;
+    uint32_t pongTimeoutMs;
+    uint8_t missedPongs;
+  };
+
+  void begin(const Options& options, esp32hub::Session& session);
+  void open() override;
+  void close() override;
+  bool send(const uint8_t* frame, size_t len) override;
+  /** Call from loop(). */
+  void loop();
+  /** The last handshake was refused with HTTP 401/403 (bad or revoked token): shown on the LED. */
+  bool authRefused() const { return authRefused_; }
+
+ private:
+  /** Reaches the library's protected connection state. */
+  class Socket : public WebSocketsClient {
+   public:
+    /** No connection and no attempt under way. */
+    bool idle() const { return _client.status == WSC_NOT_CONNECTED; }
+    /** Closes (with a close frame when connected) and frees the TCP/TLS client, whatever the state. */
+    void teardown() {
+      if (_client.status == WSC_CONNECTED) disconnect();
+      if (_client.tcp != nullptr || _client.status != WSC_NOT_CONNECTED) clientDisconnect(&_client, "closed by the device");
+    }
+  };
+  void onEvent(WStype_t type, uint8_t* payload, size_t length);
+
+  Options options_{};
+  esp32hub::Session* session_ = nullptr;
+  Socket ws_;
+  String authorization_;
+  bool active_ = false;
+  bool inLoop_ = false;
+  bool pendingTeardown_ = false;
+  bool tlsWithoutCa_ = false;
+  bool authRefused_ = false;
+};

@@ -1,0 +1,6 @@
+#pragma once
+class TwoWire {
+ public:
+  bool begin();
+};
+extern TwoWire Wire;
