@@ -142,13 +142,18 @@ describe('forwarding', () => {
     expect(forwarder!.status()).toMatchObject({ state: 'idle', forwardedOffset: 3, lagSeconds: 0 });
   });
 
-  it('wakes on append and sends a partial batch after flushIntervalMs', async () => {
-    start({ batchLines: 5000, flushIntervalMs: 20 });
+  it('sends a partial batch at once after a quiet spell, then holds partial batches for flushIntervalMs', async () => {
+    start({ batchLines: 40, flushIntervalMs: 3_600_000 });
     await until(() => forwarder!.status().state === 'idle');
-    fill(1);
-    await until(() => log.forwarded === 1);
-    expect(influx.requests).toHaveLength(1);
-    expect(influx.requests[0]!.lines).toHaveLength(8);
+    const append = (seq: number) =>
+      log.appendFrame('dev-1', telemetryFrame({ seq, baseTime: T0 + seq * 1000 }), { seq }); // 8 lines
+    append(1);
+    await until(() => log.forwarded === 1); // no wait: nothing was sent in the last hour
+    expect(influx.requests.map((r) => r.lines.length)).toEqual([8]);
+    append(2); // a partial batch now waits (the last request left less than flushIntervalMs ago)…
+    for (let seq = 3; seq <= 6; seq++) append(seq); // …until it is full
+    await until(() => log.forwarded === 6);
+    expect(influx.requests.map((r) => r.lines.length)).toEqual([8, 40]);
   });
 
   it('dead-letters a frame that cannot become lines (status 0) and moves on', async () => {

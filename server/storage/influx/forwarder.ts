@@ -37,12 +37,10 @@ interface Batch {
   lines: string[];
   /** Frames that cannot become lines, dead-lettered before the batch is written. */
   unreadable: { line: string; reason: string }[];
-  /** When the first frame was read into the batch (for `flushIntervalMs`). */
-  startedAtMs: number;
 }
 
 function newBatch(afterOffset: number): Batch {
-  return { afterOffset, lastOffset: afterOffset, lines: [], unreadable: [], startedAtMs: 0 };
+  return { afterOffset, lastOffset: afterOffset, lines: [], unreadable: [] };
 }
 
 export interface ForwarderDeps {
@@ -135,7 +133,6 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     while (batch.lines.length < batchLines) {
       const entries = log.readAfter(batch.lastOffset, READ_CHUNK_FRAMES);
       if (entries.length === 0) return;
-      if (batch.lastOffset === batch.afterOffset) batch.startedAtMs = now();
       for (const entry of entries) {
         const result = appendEntryLines(entry, log.lookupDescriptors, batch.lines);
         if (!result.ok) {
@@ -183,14 +180,19 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       signal.addEventListener('abort', () => resolve('stopped'), { once: true });
     });
     let batch = newBatch(log.forwardedOffset());
+    let lastSendAtMs = Number.NEGATIVE_INFINITY;
 
     while (!signal.aborted) {
       fill(batch);
       const haveFrames = batch.lastOffset > batch.afterOffset;
-      const stale = haveFrames && now() - batch.startedAtMs >= config.flushIntervalMs;
-      if (!(batch.lines.length >= batchLines || stale || (!haveFrames && pendingStats))) {
-        // Nothing due: wait for appends (or the flush interval for a partial batch).
-        const waitMs = haveFrames ? config.flushIntervalMs - (now() - batch.startedAtMs) : config.flushIntervalMs * 4;
+      // A partial batch goes out when the last request left at least `flushIntervalMs` ago: right
+      // away after a quiet spell (low latency), at most once per interval under a trickle of small
+      // appends (few, larger requests). Full batches never wait.
+      const sinceLastSendMs = now() - lastSendAtMs;
+      const due = haveFrames && sinceLastSendMs >= config.flushIntervalMs;
+      if (!(batch.lines.length >= batchLines || due || (!haveFrames && pendingStats))) {
+        // Nothing due: wait for appends (or the rest of the flush interval for a partial batch).
+        const waitMs = haveFrames ? config.flushIntervalMs - sinceLastSendMs : config.flushIntervalMs * 4;
         await waitForWork(Math.max(1, waitMs));
         continue;
       }
@@ -198,6 +200,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       const extra = pendingStats;
       pendingStats = null;
       writing = true;
+      lastSendAtMs = now();
       const sending = send(batch, extra, delivery);
       // While InfluxDB works on this batch, build the next one (synchronous: decode + lines), so the
       // next request leaves as soon as this one is confirmed. At most two batches exist at a time.
