@@ -29,7 +29,11 @@ export interface LiveEndpointOptions {
 export interface LiveEndpoint {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   start(): void;
-  stop(): void;
+  /**
+   * Refuses new handshakes and waits for the open sockets to close (the fan-out sends them 1001);
+   * those still open after `graceMs` are cut.
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 const REASON_PHRASES: Record<number, string> = {
@@ -149,12 +153,28 @@ export function createLiveEndpoint(options: LiveEndpointOptions): LiveEndpoint {
       }, heartbeatMs);
       heartbeat.unref();
     },
-    stop() {
+    async stop(graceMs = 1000) {
       stopped = true;
       if (heartbeat) clearInterval(heartbeat);
       heartbeat = null;
-      alive.clear();
       wss.close();
+      if (alive.size === 0) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          clearInterval(check);
+          for (const ws of alive.keys()) ws.terminate();
+          resolve();
+        }, graceMs);
+        const check = setInterval(() => {
+          if (alive.size > 0) return;
+          clearTimeout(timer);
+          clearInterval(check);
+          resolve();
+        }, 10);
+        timer.unref();
+        check.unref();
+      });
+      alive.clear();
     },
   };
 }

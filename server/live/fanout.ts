@@ -144,7 +144,10 @@ export class LiveFanout {
     this.#sweepTimer.unref();
   }
 
-  /** Stops timers and closes every client with 1001 (going away). */
+  /**
+   * Stops timers and closes every client with 1001 (going away); a client that is not draining could
+   * not take the close frame (ws would wait 30 s for the handshake), so it is cut at once.
+   */
   stop(): void {
     this.#stopped = true;
     for (const t of [this.#timer, this.#drainTimer]) if (t) clearTimeout(t);
@@ -152,7 +155,8 @@ export class LiveFanout {
     this.#timer = this.#drainTimer = this.#sweepTimer = null;
     for (const c of this.#clients) {
       c.closed = true;
-      c.socket.close(1001, 'hub shutting down');
+      if (c.behind !== null || c.socket.bufferedAmount > this.#o.highWaterBytes) c.socket.terminate();
+      else c.socket.close(1001, 'hub shutting down');
     }
     this.#clients.clear();
     this.#o.metrics.liveClients.set(0);

@@ -217,8 +217,9 @@ export function createLive(deps: LiveDeps): Live {
     },
     async stop() {
       for (const [name, fn] of Object.entries(listeners)) events.off(name as keyof HubEvents, fn as never);
-      endpoint.stop();
+      const closed = endpoint.stop();
       fanout.stop();
+      await closed;
     },
   };
 }
