@@ -45,7 +45,11 @@ bool Sensors::begin(const WifiLink& wifi) {
 #endif
 #if HUB_WITH_BME280
   mask_ |= bit(kTemperature) | bit(kHumidity) | bit(kPressure);
-  Wire.begin();
+#if defined(HUB_I2C_SDA) && defined(HUB_I2C_SCL)
+  Wire.begin(HUB_I2C_SDA, HUB_I2C_SCL);
+#else
+  Wire.begin();  // the board's default pins (ESP32 DevKit: SDA 21, SCL 22)
+#endif
   bmeOk = bme.begin(HUB_BME280_ADDRESS, &Wire);
   if (!bmeOk) Serial.printf("[sensors] no BME280 at 0x%02x: its channels send \"missing\"\n", HUB_BME280_ADDRESS);
   ok = ok && bmeOk;

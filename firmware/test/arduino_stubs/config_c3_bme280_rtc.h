@@ -7,3 +7,5 @@
 #define CONFIG_IDF_TARGET_ESP32C3 1
 #define HUB_LED_RGB 1
 #define HUB_LED_PIN 8
+#define HUB_I2C_SDA 4
+#define HUB_I2C_SCL 5
