@@ -457,7 +457,7 @@ export function hubHealth() {
         unit: 'short',
         w: 8,
         h: 8,
-        targets: [{ refId: 'A', query: hubSeries('local_log_frames', 'last'), alias: '$tag_hub' }],
+        targets: [{ refId: 'A', query: hubSeries('local_log_unforwarded_frames', 'last'), alias: '$tag_hub' }],
       },
       {
         title: 'Local log size',
@@ -483,7 +483,7 @@ export function hubHealth() {
         w: 8,
         h: 8,
         description: 'Failed write requests (all statuses), cumulative since the hub started.',
-        targets: [{ refId: 'A', query: hubSeries('write_failures_total', 'last'), alias: '$tag_hub' }],
+        targets: [{ refId: 'A', query: hubSeries('write_failures', 'last'), alias: '$tag_hub' }],
       },
       {
         title: 'Dead-lettered lines',
@@ -492,7 +492,7 @@ export function hubHealth() {
         w: 8,
         h: 8,
         description: 'Lines InfluxDB rejected permanently; inspect them with the admin API.',
-        targets: [{ refId: 'A', query: hubSeries('dead_lettered_total', 'last'), alias: '$tag_hub' }],
+        targets: [{ refId: 'A', query: hubSeries('dead_lettered', 'last'), alias: '$tag_hub' }],
       },
       {
         title: 'Ack latency p99',
