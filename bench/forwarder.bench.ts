@@ -122,7 +122,7 @@ async function forwardRound(influx: InfluxServer, frames: number): Promise<{ rat
     forwarding: true,
     metrics,
     logger,
-    ackAfterFlush: false,
+    // As in production: every commit (appends while filling, the forwarder's cursor) waits for the flush.
   });
   const deadLetters = openDeadLetterStore({ dataDir: dir, metrics });
   try {

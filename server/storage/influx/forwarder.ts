@@ -97,6 +97,8 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   let unsubscribe: (() => void) | null = null;
   let gaugeTimer: NodeJS.Timeout | null = null;
   let pendingStats: string[] | null = null;
+  /** The last confirmed batch's `commitForwarded`, still running (at most one). */
+  let pendingCommit: Promise<void> | null = null;
   const state = newDeliveryState();
   let writer: ReturnType<typeof createLineWriter> | null = null;
 
@@ -159,7 +161,16 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
     // the next start rewrites the batch (identical points overwrite).
     if (delivery.signal.aborted) throw new DeliveryStopped();
-    if (batch.lastOffset > batch.afterOffset) await log.commitForwarded(batch.lastOffset);
+    // The previous batch's cursor write ran while this request was in flight; one at a time, in order.
+    if (pendingCommit) await pendingCommit;
+    pendingCommit = null;
+    if (batch.lastOffset > batch.afterOffset) {
+      // Not awaited here: the durable cursor write (and its disk flush) overlaps the next request.
+      // InfluxDB already holds these lines, so a crash before the write lands only replays them.
+      const commit = log.commitForwarded(batch.lastOffset);
+      commit.catch(() => {}); // observed by the next send() or by stop()
+      pendingCommit = commit;
+    }
   }
 
   async function loop(signal: AbortSignal): Promise<void> {
@@ -256,6 +267,9 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       abort.abort();
       notify();
       await loopDone;
+      // The cursor write of the last confirmed batch; the log must not close under it.
+      await pendingCommit?.catch((err: unknown) => logger.error({ err }, 'forwarder cursor commit failed'));
+      pendingCommit = null;
       writer?.close();
       writer = null;
     },
