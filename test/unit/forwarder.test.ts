@@ -108,6 +108,36 @@ describe('forwarding', () => {
     expect(await counter(metrics.forwardedLines)).toEqual({ '{}': 2000 });
   });
 
+  it('overlaps the cursor write with the next request, one pending commit at a time, in order', async () => {
+    fill(30); // 240 lines: 3 batches of 80
+    const held: (() => void)[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const commit = log.commitForwarded.bind(log);
+    log.commitForwarded = async (offset: number) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise<void>((r) => held.push(r));
+      await commit(offset);
+      inFlight--;
+    };
+    start({ batchLines: 80 });
+    // Batch 2 is written while batch 1's cursor write is still pending…
+    await until(() => influx.storedCount === 160);
+    expect(held).toHaveLength(1);
+    expect(log.commits).toEqual([]);
+    // …and batch 3 waits for it: at most one cursor write is pending.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(influx.requests).toHaveLength(2);
+    while (log.forwarded < 30) {
+      await until(() => held.length > 0);
+      held.shift()!();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    expect(log.commits).toEqual([10, 20, 30]);
+    expect(maxInFlight).toBe(1);
+  });
+
   it('talks to the v2 write API with ms precision and a Token header, and never logs the token', async () => {
     fill(1);
     start();
