@@ -12,25 +12,17 @@ const utf8Encoder = new TextEncoder();
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const TWO_32 = 0x1_0000_0000;
 
-// f32 decoding through a 4-byte scratch: cheaper than a DataView per frame, and not observable
-// (nothing else touches it, and nothing between the writes and the read can interleave).
+// f32 decoding through a 4-byte scratch shared by an Int32Array and a Float32Array: the bits are
+// assembled as an integer (little-endian [PROTO-2]) and stored once, then read back as a float. Both
+// views use the host's byte order, so this is endian-independent; and it is cheaper than a DataView per
+// frame. The scratch is not observable: nothing can run between the store and the load.
 const F32_SCRATCH = new Float32Array(1);
-const F32_BYTES = new Uint8Array(F32_SCRATCH.buffer);
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const F32_BITS = new Int32Array(F32_SCRATCH.buffer);
 
 /** Reads an IEEE 754 binary32 stored little-endian at `p` (bounds checked by the caller). */
 export function f32At(b: Uint8Array, p: number): number {
-  if (LITTLE_ENDIAN_HOST) {
-    F32_BYTES[0] = b[p] as number;
-    F32_BYTES[1] = b[p + 1] as number;
-    F32_BYTES[2] = b[p + 2] as number;
-    F32_BYTES[3] = b[p + 3] as number;
-  } else {
-    F32_BYTES[3] = b[p] as number;
-    F32_BYTES[2] = b[p + 1] as number;
-    F32_BYTES[1] = b[p + 2] as number;
-    F32_BYTES[0] = b[p + 3] as number;
-  }
+  F32_BITS[0] =
+    (b[p] as number) | ((b[p + 1] as number) << 8) | ((b[p + 2] as number) << 16) | ((b[p + 3] as number) << 24);
   return F32_SCRATCH[0] as number;
 }
 

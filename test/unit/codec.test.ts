@@ -1,6 +1,8 @@
 /** Targeted codec tests: descriptor hash, fixed-point scaling, encode-side validation, NaN, strings. */
 import { crc32 } from 'node:zlib';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { crc32 as codecCrc32, SHORT_INPUT_BYTES } from '../../server/codec/crc32.ts';
 import {
   type ChannelDescriptor,
   decodeFrame,
@@ -41,6 +43,25 @@ const f32Block = (values: Telemetry['blocks'][number]['values']) => ({
   valueType: ValueType.F32,
   deltasMs: values.map((_, i) => i),
   values,
+});
+
+describe('CRC-32 [PROTO-2.6]', () => {
+  it('equals zlib.crc32 on any range, on both sides of the JavaScript/zlib switch', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 2 * SHORT_INPUT_BYTES }),
+        fc.nat(16),
+        fc.nat(16),
+        (bytes, cutStart, cutEnd) => {
+          const start = Math.min(cutStart, bytes.length);
+          const end = Math.max(start, bytes.length - cutEnd);
+          expect(codecCrc32(bytes, start, end)).toBe(crc32(bytes.subarray(start, end)));
+        },
+      ),
+      { numRuns: 500 },
+    );
+    expect(codecCrc32(Buffer.from('123456789'))).toBe(0xcbf43926);
+  });
 });
 
 describe('descriptor hash [PROTO-3.3.1]', () => {
