@@ -99,6 +99,15 @@ export class Reader {
     const b = this.bytes;
     const end = this.end;
     let p = this.pos;
+    // Fast path for 2-byte varints (sample tags of deltas 64 ms..8 s): no loop.
+    if (p + 1 < end) {
+      const b0 = b[p] as number;
+      const b1 = b[p + 1] as number;
+      if (b0 >= 0x80 && b1 < 0x80 && b1 !== 0) {
+        this.pos = p + 2;
+        return (b0 & 0x7f) | (b1 << 7);
+      }
+    }
     // Groups 1–4 carry 28 bits: int32 arithmetic is exact for them.
     let result = 0;
     for (let shift = 0; shift < 28; shift += 7) {
