@@ -430,6 +430,38 @@ describe('stop()', () => {
   });
 });
 
+describe('local log trouble', () => {
+  it('a failed cursor write is reported once; later batches commit past it', async () => {
+    const commit = log.commitForwarded.bind(log);
+    let failures = 1;
+    log.commitForwarded = async (offset: number) => {
+      if (failures-- > 0) throw new Error('disk full');
+      await commit(offset);
+    };
+    fill(1);
+    start();
+    await until(() => influx.requests.length === 1);
+    fill(1);
+    await until(() => log.forwarded === 2);
+    expect(logText.match(/forwarder step failed/g)).toHaveLength(1);
+    expect(sleeps).toEqual([30_000]);
+  });
+
+  it('a log read that throws is retried, not fatal', async () => {
+    const readAfter = log.readAfter.bind(log);
+    let failures = 2;
+    log.readAfter = (after: number, max: number) => {
+      if (failures-- > 0) throw new Error('record version 9 is not 1');
+      return readAfter(after, max);
+    };
+    fill(3);
+    start();
+    await until(() => log.forwarded === 3);
+    expect(logText.match(/reading the local log failed/g)?.length).toBeGreaterThanOrEqual(1);
+    expect(influx.storedCount).toBe(24);
+  });
+});
+
 describe('retry policy', () => {
   const fail = (status: number | 'network', retryAfterMs: number | null = null) =>
     ({ ok: false, status, reason: '', retryAfterMs }) as const;

@@ -60,7 +60,7 @@ export interface ForwarderStatus {
   /** Highest log offset InfluxDB has confirmed. */
   forwardedOffset: number;
   headOffset: number;
-  /** Age of the oldest unconfirmed frame, seconds (0 when caught up). */
+  /** Age of the oldest unconfirmed frame, seconds (0 when caught up; NaN when the log cannot be read). */
   lagSeconds: number;
   lastSuccessAtMs: number | null;
   lastError: DeliveryState['lastError'];
@@ -102,12 +102,20 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   const state = newDeliveryState();
   let writer: ReturnType<typeof createLineWriter> | null = null;
 
+  /** Age of the oldest frame InfluxDB has not confirmed, in seconds (0 when caught up). */
+  function lagSeconds(): number {
+    const forwarded = log.forwardedOffset();
+    const oldest = log.headOffset() > forwarded ? log.readAfter(forwarded, 1)[0] : undefined;
+    return oldest ? Math.max(0, now() - oldest.receivedAtMs) / 1000 : 0;
+  }
+
   function refreshGauges(): void {
     // `hub_local_log_unforwarded_frames` is the local log's to set: it knows what it evicted.
-    const forwarded = log.forwardedOffset();
-    const head = log.headOffset();
-    const oldest = head > forwarded ? log.readAfter(forwarded, 1)[0] : undefined;
-    metrics.forwarderLagSeconds.set(oldest ? Math.max(0, now() - oldest.receivedAtMs) / 1000 : 0);
+    try {
+      metrics.forwarderLagSeconds.set(lagSeconds());
+    } catch {
+      // The loop reports an unreadable log; a timer must not throw.
+    }
   }
 
   function notify(): void {
@@ -162,8 +170,9 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     // the next start rewrites the batch (identical points overwrite).
     if (delivery.signal.aborted) throw new DeliveryStopped();
     // The previous batch's cursor write ran while this request was in flight; one at a time, in order.
-    if (pendingCommit) await pendingCommit;
+    const previous = pendingCommit;
     pendingCommit = null;
+    if (previous) await previous; // a failure surfaces once; this batch's commit covers it
     if (batch.lastOffset > batch.afterOffset) {
       // Not awaited here: the durable cursor write (and its disk flush) overlaps the next request.
       // InfluxDB already holds these lines, so a crash before the write lands only replays them.
@@ -194,7 +203,15 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     let lastSendAtMs = Number.NEGATIVE_INFINITY;
 
     while (!signal.aborted) {
-      fill(batch);
+      try {
+        fill(batch);
+      } catch (err) {
+        // The log could not be read (closing, or a record it cannot decode): keep what was read and
+        // try again later rather than let the loop die.
+        logger.error({ err }, 'reading the local log failed; retrying');
+        await delivery.sleep(config.maxRetryDelayMs, signal);
+        continue;
+      }
       const haveFrames = batch.lastOffset > batch.afterOffset;
       // A partial batch goes out when the last request left at least `flushIntervalMs` ago: right
       // away after a quiet spell (low latency), at most once per interval under a trickle of small
@@ -216,7 +233,11 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       // While InfluxDB works on this batch, build the next one (synchronous: decode + lines), so the
       // next request leaves as soon as this one is confirmed. At most two batches exist at a time.
       const next = newBatch(batch.lastOffset);
-      if (batch.lines.length >= batchLines) fill(next);
+      try {
+        if (batch.lines.length >= batchLines) fill(next);
+      } catch {
+        // Read again (and reported) at the top of the loop.
+      }
       try {
         // stop() does not wait for an in-flight request (up to INFLUX_TIMEOUT_MS): it abandons it.
         if ((await Promise.race([sending.then(() => 'sent' as const), stopped])) === 'stopped') {
@@ -275,14 +296,17 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     },
 
     status() {
-      const forwardedOffset = log.forwardedOffset();
-      const headOffset = log.headOffset();
-      const oldest = headOffset > forwardedOffset ? log.readAfter(forwardedOffset, 1)[0] : undefined;
+      let lag = Number.NaN;
+      try {
+        lag = lagSeconds();
+      } catch {
+        // Unreadable log: reported by the loop; the lag is unknown.
+      }
       return {
         state: !running ? 'stopped' : state.retryAtMs !== null ? 'retrying' : writing ? 'writing' : 'idle',
-        forwardedOffset,
-        headOffset,
-        lagSeconds: oldest ? Math.max(0, now() - oldest.receivedAtMs) / 1000 : 0,
+        forwardedOffset: log.forwardedOffset(),
+        headOffset: log.headOffset(),
+        lagSeconds: lag,
         lastSuccessAtMs: state.lastSuccessAtMs,
         lastError: state.lastError,
         retryAtMs: state.retryAtMs,
