@@ -286,9 +286,13 @@ function safeEqual(a: string, b: string): boolean {
   return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
 }
 
+/**
+ * The credential of `Authorization: Bearer <secret>`; '' (never valid) for another scheme. Not only
+ * RFC 6750 token68 characters: a dashboard password may be a passphrase with spaces.
+ */
 function readBearer(header: string | undefined): string | null {
   if (!header) return null;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  const m = /^Bearer +(\S(?:.*\S)?)\s*$/i.exec(header);
   return m ? (m[1] as string) : '';
 }
 

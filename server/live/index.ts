@@ -4,8 +4,9 @@
  * ```ts
  * const live = liveExtension(config);
  * const hub = buildHub(config, {
- *   extensions: [live],                                   // registers /v1/live, serves / and its REST
- *   authorizeCommands: live.authorizeCommands,            // → createCommandRoutes({ authorize })
+ *   extensions: [live],                          // registers /v1/live, serves / and its REST routes
+ *   authorizeCommands: live.authorizeCommands,   // dashboard operators may send commands (CSRF-checked)
+ *   readAccess: live.readAccess,                 // dashboard sessions may read history
  * });
  * ```
  *
@@ -243,7 +244,7 @@ export interface LiveExtensionOptions {
   tickMs?: number;
   heartbeatMs?: number;
   commandsEnabled?: boolean;
-  /** See `LiveDeps.channelsOf`; receives the hub context (e.g. to read the descriptor store). */
+  /** See `LiveDeps.channelsOf`; default: the hub context's `channelsOf` (the descriptor store). */
   channelsOf?: (ctx: HubContext, deviceId: string) => readonly ChannelMeta[] | undefined;
 }
 
@@ -255,6 +256,8 @@ export interface LiveExtension extends HubExtension {
    * working. Usable before the hub starts.
    */
   authorizeCommands(req: IncomingMessage): CommandAuthorization;
+  /** For `buildHub({ readAccess })` (history): dashboard access, as for the page. Usable before start. */
+  readAccess(req: IncomingMessage): CommandAuthorization;
   /** The running unit, after `start`. */
   readonly live: Live | null;
 }
@@ -277,8 +280,15 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
       }
       return { ok: true };
     },
+    readAccess(req) {
+      const access = auth.check(req);
+      return access.ok ? { ok: true } : access;
+    },
     async start(ctx) {
-      const channelsOf = options.channelsOf;
+      const channelsOf =
+        options.channelsOf ??
+        ((c: HubContext, id: string) =>
+          c.channelsOf(id)?.map((d) => ({ key: d.key, unit: d.unit, periodMs: d.periodMs })));
       const created = createLive({
         config: ctx.config,
         events: ctx.bus,
@@ -286,7 +296,7 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
         logger: ctx.logger,
         auth,
         knownDevices: () => (ctx.registry?.list() ?? []).filter((d) => !d.revoked).map((d) => d.id),
-        ...(channelsOf ? { channelsOf: (id: string) => channelsOf(ctx, id) } : {}),
+        channelsOf: (id: string) => channelsOf(ctx, id),
         ...(options.tickMs !== undefined ? { tickMs: options.tickMs } : {}),
         ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
         ...(options.commandsEnabled !== undefined ? { commandsEnabled: options.commandsEnabled } : {}),

@@ -46,11 +46,23 @@ export async function getDevice(id: string): Promise<DeviceView> {
   return (await call<{ device: DeviceView }>(`/api/devices/${encodeURIComponent(id)}`)).device;
 }
 
-/** History of one channel between two Unix-ms times, oldest first, as `[timeMs, value]`. */
+/**
+ * History of one channel between two Unix-ms times, oldest first, as `[timeMs, value]`. The history
+ * route answers the earliest readings first with `truncated` set when more matched: page forward.
+ */
 export async function getHistory(id: string, channel: string, fromMs: number, toMs: number): Promise<Sample[]> {
-  const q = new URLSearchParams({ channel, from: String(fromMs), to: String(toMs) });
-  const body = await call<unknown>(`/api/devices/${encodeURIComponent(id)}/history?${q}`);
-  return toSamples(body);
+  const out: Sample[] = [];
+  let from = fromMs;
+  for (let page = 0; page < 5 && from <= toMs; page++) {
+    const q = new URLSearchParams({ channel, from: String(from), to: String(toMs), limit: '10000' });
+    const body = await call<unknown>(`/api/devices/${encodeURIComponent(id)}/history?${q}`);
+    const samples = toSamples(body);
+    for (const s of samples) out.push(s);
+    const last = samples[samples.length - 1];
+    if ((body as { truncated?: boolean } | null)?.truncated !== true || last === undefined) break;
+    from = last[0] + 1;
+  }
+  return out;
 }
 
 /** Accepts the history route's point shapes: `[t, v]` pairs or `{timeMs|time|t, value|v}` objects. */

@@ -15,6 +15,8 @@ import type { LiveConnection } from './live-client.ts';
 const WINDOW_MS = 10 * 60_000;
 /** Points kept per chart at most (oldest dropped first). */
 const MAX_POINTS = 6000;
+/** Narrowest time axis (s). */
+const MIN_SPAN_S = 60;
 const STATUS = ['ok', 'failed', 'unsupported', 'bad arguments', 'busy'];
 
 interface Chart {
@@ -170,10 +172,7 @@ export function deviceView(root: HTMLElement, live: LiveConnection, deviceId: st
     );
     c = { key, unit, section, title, latest, plotBox, plot: null, xs: [], ys: [], lastMs: 0, pending: [], dirty: true };
     charts.set(key, c);
-    const after = [...charts.keys()].sort().find((k) => k > key);
-    const next = after ? charts.get(after)?.section : undefined;
-    if (next) chartsBox.insertBefore(section, next);
-    else chartsBox.append(section);
+    chartsBox.append(section); // descriptor order, as the hub lists channels
     void backfill(c);
     return c;
   };
@@ -226,25 +225,26 @@ export function deviceView(root: HTMLElement, live: LiveConnection, deviceId: st
   const plotFor = (c: Chart): uPlot => {
     if (c.plot) return c.plot;
     const width = Math.max(240, c.plotBox.clientWidth);
+    const axis = {
+      stroke: '#8b949e',
+      grid: { stroke: 'rgba(139,148,158,0.15)' },
+      ticks: { stroke: 'rgba(139,148,158,0.3)' },
+    };
     const opts: uPlot.Options = {
       width,
       height: 180,
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
+      scales: {
+        // At least a minute wide, so a young chart does not stretch two points over the whole axis.
+        x: { time: true, range: (_u, min, max) => [Math.min(min, max - MIN_SPAN_S), max] },
+        y: { range: (_u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) },
+      },
       series: [
         {},
         { label: c.key, stroke: '#1f6feb', width: 1.5, fill: 'rgba(31,111,235,0.08)', points: { show: false } },
       ],
-      axes: [
-        { stroke: '#8b949e', grid: { stroke: 'rgba(139,148,158,0.15)' }, ticks: { stroke: 'rgba(139,148,158,0.3)' } },
-        {
-          stroke: '#8b949e',
-          grid: { stroke: 'rgba(139,148,158,0.15)' },
-          ticks: { stroke: 'rgba(139,148,158,0.3)' },
-          size: 56,
-        },
-      ],
+      axes: [axis, { ...axis, size: axisWidth }],
     };
     c.plot = new uPlot(opts, [c.xs, c.ys], c.plotBox);
     return c.plot;
@@ -343,4 +343,17 @@ export function deviceView(root: HTMLElement, live: LiveConnection, deviceId: st
       for (const c of charts.values()) c.plot?.destroy();
     },
   };
+}
+
+/** The y axis as wide as its longest label (uPlot's recipe), so 6-digit values are not clipped. */
+function axisWidth(u: uPlot, values: string[], axisIdx: number, cycleNum: number): number {
+  const axis = u.axes[axisIdx] as uPlot.Axis & { _size?: number };
+  if (cycleNum > 1 && axis._size !== undefined) return axis._size;
+  let longest = '';
+  for (const v of values ?? []) if (v.length > longest.length) longest = v;
+  // uPlot keeps the resolved font as [css, size, ...] at run time; the typings say string.
+  const font = Array.isArray(axis.font) ? (axis.font[0] as string) : (axis.font ?? '12px system-ui');
+  u.ctx.font = font;
+  const ticks = (axis.ticks?.size ?? 10) + (axis.gap ?? 5);
+  return Math.ceil(ticks + u.ctx.measureText(longest).width / devicePixelRatio) + 4;
 }

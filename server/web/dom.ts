@@ -33,12 +33,12 @@ export function formatValue(value: number | boolean | null | undefined, unit: st
   if (value === null || value === undefined) return '—';
   if (typeof value === 'boolean') return value ? 'on' : 'off';
   const abs = Math.abs(value);
-  const text =
-    abs !== 0 && (abs >= 1e6 || abs < 1e-3)
+  // Five significant digits, trailing zeros dropped: 23.3 °C, 1011.9 hPa, 3.934 V, 194448 B.
+  const text = Number.isInteger(value)
+    ? String(value)
+    : abs >= 1e6 || abs < 1e-3
       ? value.toExponential(3)
-      : Number.isInteger(value)
-        ? String(value)
-        : value.toFixed(abs >= 100 ? 1 : abs >= 10 ? 2 : 3);
+      : String(Number(value.toPrecision(5)));
   return unit ? `${text} ${unit}` : text;
 }
 
@@ -62,6 +62,8 @@ export const REASONS: Record<string, string> = {
   never_seen: 'not seen since the hub started',
   closed: 'connection closed',
   heartbeat: 'heartbeat lost',
+  connection_lost: 'connection lost',
+  slow_consumer: 'too slow to read the hub',
   replaced: 'replaced by a new connection',
   shutdown: 'hub shutting down',
 };

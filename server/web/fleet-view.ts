@@ -100,10 +100,8 @@ export function fleetView(root: HTMLElement, live: LiveConnection): View {
     row.append(spark.el);
     ch = { key, unit, last: null, row, value, spark, dirty: true };
     c.channels.set(key, ch);
-    const after = [...c.channels.keys()].sort().find((k) => k > key);
-    const next = after ? c.channels.get(after)?.row : undefined;
-    if (next) c.list.insertBefore(row, next);
-    else c.list.append(row);
+    // Order of first appearance: the descriptor order (the hub keeps channels in that order).
+    c.list.append(row);
     return ch;
   };
 

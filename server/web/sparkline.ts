@@ -1,6 +1,7 @@
 /**
  * A sparkline: the last ~60 steps of a channel as an SVG polyline. Points are bucketed per step
- * (latest value wins), the same way the hub builds the trail it serves in `GET /api/devices`.
+ * (latest value wins), the same way the hub builds the trail it serves in `GET /api/devices`, and
+ * kept in time order whatever order they arrive in.
  */
 import type { Sample } from '../live/state.ts';
 import { svg } from './dom.ts';
@@ -28,24 +29,33 @@ export class Sparkline {
     this.el.append(this.#line);
   }
 
-  /** Adds samples (any order within a step); returns true when the line must be redrawn. */
+  /**
+   * Adds samples in any order (a REST trail may arrive after newer live samples); returns true when
+   * the line must be redrawn.
+   */
   push(samples: readonly Sample[]): boolean {
     let changed = false;
+    const pts = this.#points;
     for (const [t, v] of samples) {
       const y = typeof v === 'boolean' ? (v ? 1 : 0) : v;
       if (!Number.isFinite(y)) continue;
-      const tail = this.#points[this.#points.length - 1];
-      if (tail && Math.floor(tail[0] / this.#stepMs) === Math.floor(t / this.#stepMs)) {
-        if (t >= tail[0]) {
-          tail[0] = t;
-          tail[1] = y;
+      const bucket = Math.floor(t / this.#stepMs);
+      // Points are few (≤ max): scan back from the newest.
+      let i = pts.length - 1;
+      while (i >= 0 && Math.floor((pts[i] as [number, number])[0] / this.#stepMs) > bucket) i--;
+      const at = pts[i];
+      if (at && Math.floor(at[0] / this.#stepMs) === bucket) {
+        if (t >= at[0]) {
+          at[0] = t;
+          at[1] = y;
           changed = true;
         }
-      } else if (!tail || t > tail[0]) {
-        this.#points.push([t, y]);
-        if (this.#points.length > this.#max) this.#points.shift();
-        changed = true;
+        continue;
       }
+      if (i < 0 && pts.length >= this.#max) continue; // older than everything kept
+      pts.splice(i + 1, 0, [t, y]);
+      if (pts.length > this.#max) pts.shift();
+      changed = true;
     }
     return changed;
   }
