@@ -259,7 +259,7 @@ describe('forwarder → real InfluxDB', () => {
     expect(temp).toEqual(expected.filter((r) => r.channel === 'temp'));
 
     const all = await history.query({ deviceId: 'esp-1', fromMs: WEEK_B, toMs: WEEK_B + 10_000, limit: 1000 });
-    expect([...all].sort(byTimeThenChannel)).toEqual([...expected].sort(byTimeThenChannel));
+    expect(all).toEqual([...expected].sort(byTimeThenChannel));
 
     const firstTwo = await history.query({
       deviceId: 'esp-1',

@@ -30,7 +30,7 @@ export interface HistoryQuery {
 }
 
 export interface InfluxHistory {
-  /** Readings sorted by time; throws HubError BAD_REQUEST for bad parameters, INTERNAL when InfluxDB fails. */
+  /** Readings sorted by time, then channel; throws HubError BAD_REQUEST for bad parameters, INTERNAL when InfluxDB fails. */
   query(q: HistoryQuery): Promise<Reading[]>;
   /** Runs any InfluxQL read statement (dashboards, tests); returns the parsed JSON `results`. */
   influxQL(statement: string): Promise<InfluxQLResult[]>;
@@ -125,7 +125,10 @@ export function createInfluxHistory(config: InfluxConfig): InfluxHistory {
           });
         }
       }
-      return readings;
+      // InfluxDB orders by time only; ties (several channels sampled together) go by channel key.
+      return readings.sort(
+        (a, b) => a.timeMs - b.timeMs || (a.channel < b.channel ? -1 : a.channel > b.channel ? 1 : 0),
+      );
     },
   };
 }
