@@ -377,8 +377,8 @@ describe('forwarder → real InfluxDB', () => {
       expect(rows.length).toBeGreaterThanOrEqual(2);
       expect(rows[1]).toMatchObject({
         hub: 'hub-it',
-        forwarded_lines_total: expect.any(Number),
-        local_log_frames: expect.any(Number),
+        forwarded_lines: expect.any(Number),
+        local_log_unforwarded_frames: expect.any(Number),
         frames_per_s: expect.any(Number),
         device_sessions: 0,
       });

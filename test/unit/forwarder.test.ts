@@ -532,6 +532,10 @@ describe('hub stats through the same write path', () => {
     metrics.framesIn.inc({ type: 'telemetry' }, 10);
     metrics.framesIn.inc({ type: 'hello' }, 2);
     metrics.readingsStored.inc(300);
+    // 100 acks: 98 under 1 ms, 2 in the (2, 5] ms bucket → rank 99 is halfway into it: 2 + 3 × 0.5 = 3.5 ms.
+    for (let i = 0; i < 98; i++) metrics.ackLatency.observe(0.0008);
+    metrics.ackLatency.observe(0.003);
+    metrics.ackLatency.observe(0.004);
     metrics.logDepthFrames.set(42);
     metrics.logBytes.set(4096);
     metrics.forwarderLagSeconds.set(1.5);
@@ -543,8 +547,8 @@ describe('hub stats through the same write path', () => {
     metrics.deviceSessions.set(7);
     t += 2000;
     expect(await stats.collect()).toBe(
-      'hub_stats,hub=hub\\ a frames_per_s=6,readings_per_s=150,local_log_frames=42,local_log_bytes=4096,' +
-        'forwarder_lag_s=1.5,forwarded_lines_total=1000,write_failures_total=3,dead_lettered_total=4,' +
+      'hub_stats,hub=hub\\ a frames_per_s=6,readings_per_s=150,ack_p99_ms=3.5,local_log_unforwarded_frames=42,' +
+        'local_log_bytes=4096,forwarder_lag_s=1.5,forwarded_lines=1000,write_failures=3,dead_lettered=4,' +
         'live_clients=2,device_sessions=7 1700000002000',
     );
   });

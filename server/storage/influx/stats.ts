@@ -34,16 +34,62 @@ async function total(metric: Summable): Promise<number> {
   return sum;
 }
 
+/** Cumulative bucket counts of a histogram: `le` (upper bound, seconds) → count, ascending. */
+type Buckets = [le: number, count: number][];
+
+type HistogramLike = {
+  get(): Promise<{ values: { value: number; labels: Record<string, unknown>; metricName?: string }[] }>;
+};
+
+async function buckets(h: HistogramLike): Promise<Buckets> {
+  const { values } = await h.get();
+  const out: Buckets = [];
+  for (const v of values) {
+    if (!v.metricName?.endsWith('_bucket')) continue;
+    const le = v.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(v.labels.le);
+    out.push([le, v.value]);
+  }
+  return out.sort((a, b) => a[0] - b[0]);
+}
+
+/**
+ * The q-quantile of the observations made between two snapshots of a histogram, interpolated linearly
+ * inside its bucket as Prometheus' `histogram_quantile` does; null when nothing was observed. A
+ * quantile in the +Inf bucket reports the highest finite bound.
+ */
+export function quantile(q: number, now: Buckets, before: Buckets): number | null {
+  const counts = now.map(([le, c], i) => [le, c - (before[i]?.[1] ?? 0)] as [number, number]);
+  const totalCount = counts.at(-1)?.[1] ?? 0;
+  if (totalCount <= 0) return null;
+  const rank = q * totalCount;
+  let lower = 0;
+  let below = 0;
+  for (const [le, cumulative] of counts) {
+    if (cumulative >= rank) {
+      if (!Number.isFinite(le)) return lower;
+      const inBucket = cumulative - below;
+      return inBucket > 0 ? lower + ((le - lower) * (rank - below)) / inBucket : le;
+    }
+    lower = le;
+    below = cumulative;
+  }
+  return lower;
+}
+
 export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
   const { metrics: m } = opts;
   const now = opts.now ?? Date.now;
   const series = `${STATS_MEASUREMENT},hub=${escapeTag(opts.hubId) || 'hub'}`;
   let timer: NodeJS.Timeout | null = null;
-  let last: { atMs: number; frames: number; readings: number } | null = null;
+  let last: { atMs: number; frames: number; readings: number; ackBuckets: Buckets } | null = null;
 
   async function collect(): Promise<string> {
     const atMs = now();
-    const [frames, readings] = await Promise.all([total(m.framesIn), total(m.readingsStored)]);
+    const [frames, readings, ackBuckets] = await Promise.all([
+      total(m.framesIn),
+      total(m.readingsStored),
+      buckets(m.ackLatency),
+    ]);
     const fields: [string, number][] = [];
     if (last && atMs > last.atMs) {
       const seconds = (atMs - last.atMs) / 1000;
@@ -51,15 +97,17 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
         ['frames_per_s', (frames - last.frames) / seconds],
         ['readings_per_s', (readings - last.readings) / seconds],
       );
+      const p99 = quantile(0.99, ackBuckets, last.ackBuckets);
+      if (p99 !== null) fields.push(['ack_p99_ms', p99 * 1000]);
     }
-    last = { atMs, frames, readings };
+    last = { atMs, frames, readings, ackBuckets };
     fields.push(
-      ['local_log_frames', await total(m.logDepthFrames)],
+      ['local_log_unforwarded_frames', await total(m.logDepthFrames)],
       ['local_log_bytes', await total(m.logBytes)],
       ['forwarder_lag_s', await total(m.forwarderLagSeconds)],
-      ['forwarded_lines_total', await total(m.forwardedLines)],
-      ['write_failures_total', await total(m.writeFailures)],
-      ['dead_lettered_total', await total(m.deadLettered)],
+      ['forwarded_lines', await total(m.forwardedLines)],
+      ['write_failures', await total(m.writeFailures)],
+      ['dead_lettered', await total(m.deadLettered)],
       ['live_clients', await total(m.liveClients)],
       ['device_sessions', await total(m.deviceSessions)],
     );
