@@ -345,12 +345,26 @@ const TYPE_IDS = {
   error: MessageType.ERROR,
 } as const;
 
+let spareWriter: Writer | null = null;
+
 /**
  * Encodes a message into a new frame. Applies the same rules as decoding, so whatever encodes also
  * decodes; an invalid field throws BAD_FIELD, a frame over 4096 bytes TOO_LARGE.
  */
 export function encodeFrame(message: Message): Uint8Array {
-  const w = new Writer(MAX_FRAME_BYTES);
+  // Reuses one 4 KiB scratch writer: allocating and zero-filling 4 KiB per frame cost more than the
+  // encoding of a typical frame. The result is always a fresh copy; a re-entrant call (impossible with
+  // plain message objects) would simply allocate its own writer.
+  const w = spareWriter ?? new Writer(MAX_FRAME_BYTES);
+  spareWriter = null;
+  try {
+    return encodeWith(w, message);
+  } finally {
+    spareWriter = w;
+  }
+}
+
+function encodeWith(w: Writer, message: Message): Uint8Array {
   w.pos = HEADER_BYTES;
   const flags = writePayload(w, message);
   const length = w.pos - HEADER_BYTES;
