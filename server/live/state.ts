@@ -90,9 +90,13 @@ export interface LiveStateOptions {
   stalePeriods?: number;
   /** Lower bound of the stale threshold (ms), so fast channels do not flap on scheduling jitter. */
   minStaleMs?: number;
+  /** Lower bound while fewer than 3 gaps between data arrivals are known (ms). */
+  startupStaleMs?: number;
 }
 
 const GAP_SAMPLES = 9;
+/** Gaps observed before the stale threshold follows them alone. */
+const MIN_GAPS = 3;
 
 export class LiveState {
   readonly devices = new Map<string, DeviceState>();
@@ -102,6 +106,7 @@ export class LiveState {
   readonly #trailStepMs: number;
   readonly #stalePeriods: number;
   readonly #minStaleMs: number;
+  readonly #startupStaleMs: number;
   /** Readings dropped because a device or channel cap was hit. */
   overflow = 0;
 
@@ -112,6 +117,7 @@ export class LiveState {
     this.#trailStepMs = options.trailStepMs ?? 1000;
     this.#stalePeriods = options.stalePeriods ?? 3;
     this.#minStaleMs = options.minStaleMs ?? 1000;
+    this.#startupStaleMs = options.startupStaleMs ?? 5000;
   }
 
   /** The device's state, created (offline, never seen) when the caps allow; undefined otherwise. */
@@ -240,7 +246,10 @@ export class LiveState {
     const observed = median(d.gaps);
     const expected = Math.max(period, observed);
     if (expected <= 0) return null;
-    return Math.max(this.#minStaleMs, this.#stalePeriods * expected);
+    // Until a few gaps are known the sample period says little about how often frames come (a board
+    // batching four 250 ms samples per frame sends every second): allow a grace period.
+    const floor = d.gaps.length >= MIN_GAPS ? this.#minStaleMs : Math.max(this.#minStaleMs, this.#startupStaleMs);
+    return Math.max(floor, this.#stalePeriods * expected);
   }
 
   /** Marks online devices without recent data as stale. Called periodically by the fan-out. */

@@ -236,8 +236,7 @@ export function deviceView(root: HTMLElement, live: LiveConnection, deviceId: st
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: {
-        // At least a minute wide, so a young chart does not stretch two points over the whole axis.
-        x: { time: true, range: (_u, min, max) => [Math.min(min, max - MIN_SPAN_S), max] },
+        x: { time: true },
         y: { range: (_u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) },
       },
       series: [
@@ -273,7 +272,14 @@ export function deviceView(root: HTMLElement, live: LiveConnection, deviceId: st
       c.dirty = false;
       c.section.dataset.points = String(c.xs.length);
       if (c.xs.length === 0) continue;
-      plotFor(c).setData([c.xs, c.ys]);
+      const plot = plotFor(c);
+      const max = c.xs[c.xs.length - 1] as number;
+      // At least a minute wide, so a young chart (or a single point) does not stretch over the axis.
+      const min = Math.min(c.xs[0] as number, max - MIN_SPAN_S);
+      plot.batch(() => {
+        plot.setData([c.xs, c.ys]);
+        plot.setScale('x', { min, max });
+      });
     }
   }
 

@@ -35,7 +35,7 @@ describe('presence', () => {
   });
 
   it('uses the shortest nominal period until data gaps are known, then the larger of the two', () => {
-    const s = new LiveState({ minStaleMs: 0 });
+    const s = new LiveState({ minStaleMs: 0, startupStaleMs: 0 });
     s.online(hello, 0);
     const d = s.devices.get('d1');
     if (!d) throw new Error('device missing');
@@ -52,6 +52,17 @@ describe('presence', () => {
     expect(s.sweep(7900)).toEqual([]);
     expect(s.sweep(8100)).toMatchObject([{ deviceId: 'd1', state: 'stale', reason: 'no_data' }]);
     expect(s.applyReadings('d1', [r('a', 9000, 1)], 9000)).toMatchObject({ state: 'online', reason: 'data_resumed' });
+  });
+
+  it('gives a fresh session a grace period until a few gaps are known', () => {
+    const s = new LiveState();
+    s.online(hello, 0);
+    s.setChannels('d1', [{ key: 'a', unit: '', periodMs: 250 }]);
+    const d = s.devices.get('d1');
+    if (!d) throw new Error('device missing');
+    expect(s.staleAfterMs(d)).toBe(5000); // not 750: frames may batch several samples
+    for (const t of [1000, 2000, 3000, 4000]) s.applyReadings('d1', [r('a', t, 1)], t);
+    expect(s.staleAfterMs(d)).toBe(3000);
   });
 
   it('one outage gap does not move the median', () => {
