@@ -152,6 +152,17 @@ describe('strings [PROTO-2.1, PROTO-2.8]', () => {
   });
 });
 
+describe('encodeFrame results', () => {
+  it('are independent copies: encoding another frame does not change an earlier result', () => {
+    const first = encodeFrame(TYPICAL_TELEMETRY);
+    const snapshot = Buffer.from(first).toString('hex');
+    encodeFrame({ type: 'ack', bootId: 1, seq: 2 });
+    expect(() => encodeFrame({ type: 'ack', bootId: 0, seq: -1 })).toThrow(ProtocolError);
+    expect(Buffer.from(first).toString('hex')).toBe(snapshot);
+    expect(decodeFrame(encodeFrame({ type: 'ack', bootId: 1, seq: 2 }))).toEqual({ type: 'ack', bootId: 1, seq: 2 });
+  });
+});
+
 describe('encode-side validation', () => {
   const hello: Message = {
     type: 'hello',

@@ -1,0 +1,103 @@
+/**
+ * Codec throughput: encode and decode of TELEMETRY frames of three sizes, each next to a bare `crc32`
+ * over the same bytes measured in the same run (every decode and encode computes that CRC, so the ratio
+ * says how much the codec costs on top of the one unavoidable pass). Design bar: decode ≥ 2 M frames/s
+ * per core for the typical frame.
+ */
+import { readFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { decodeFrame, encodeFrame, type Telemetry } from '../server/codec/index.ts';
+import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
+import { formatNumber, measureRate } from './run.ts';
+
+export const name = 'codec';
+
+const DECODE_BAR = 2_000_000;
+const VARIANTS = 16; // distinct frames per size, so the measured loop is not one frame replayed
+
+interface Case {
+  label: string;
+  vector: string;
+  shape: string;
+}
+
+const CASES: Case[] = [
+  {
+    label: 'typical',
+    vector: 'telemetry-typical-8x4',
+    shape: '8 channels × 4 samples, i16 fixed-point + f32 mix',
+  },
+  { label: 'small', vector: 'telemetry-small-1x1', shape: '1 channel × 1 sample' },
+  { label: 'max-size', vector: 'telemetry-exactly-4096-bytes', shape: '8 blocks of u8 samples' },
+];
+
+function loadVector(vectorName: string): Uint8Array {
+  const file = JSON.parse(readFileSync(new URL('../test/vectors/protocol-v1.json', import.meta.url), 'utf8')) as {
+    valid: { name: string; hex: string }[];
+  };
+  const v = file.valid.find((x) => x.name === vectorName);
+  if (!v) throw new Error(`golden vector ${vectorName} not found`);
+  return Uint8Array.from(Buffer.from(v.hex, 'hex'));
+}
+
+/** Variants of a frame: other seq numbers and slightly different integer values, same size and shape. */
+function variants(base: Telemetry): Telemetry[] {
+  return Array.from({ length: VARIANTS }, (_, k) => ({
+    ...base,
+    seq: 1000 + k,
+    blocks: base.blocks.map((b) => ({
+      ...b,
+      values: b.values.map((v) => (typeof v === 'number' && Number.isInteger(v) && v > 0 && v < 100 ? v + (k % 3) : v)),
+    })),
+  }));
+}
+
+const samplesOf = (t: Telemetry) => t.blocks.reduce((n, b) => n + b.values.filter((v) => v !== null).length, 0);
+
+export async function run(options: BenchOptions = { quick: false }): Promise<BenchReport> {
+  const rows: BenchRow[] = [];
+  let typicalWall = 0;
+  const notes: string[] = [];
+  for (const c of CASES) {
+    const base = decodeFrame(loadVector(c.vector)) as Telemetry;
+    const messages = variants(base);
+    const frames = messages.map((m) => encodeFrame(m));
+    const size = frames[0]?.length ?? 0;
+    const readings = samplesOf(base);
+    notes.push(
+      `${c.label}: ${size} bytes, ${readings} reading${readings === 1 ? '' : 's'} (${c.shape}); golden vector ${c.vector}`,
+    );
+
+    const measure = { ...options, clock: 'cpu' } as const;
+    const crc = measureRate((n) => {
+      let acc = 0;
+      for (let i = 0; i < n; i++) acc ^= crc32(frames[i % VARIANTS] as Uint8Array);
+      return acc;
+    }, measure);
+    const decode = measureRate((n) => {
+      let acc = 0;
+      for (let i = 0; i < n; i++) acc += (decodeFrame(frames[i % VARIANTS] as Uint8Array) as Telemetry).seq;
+      return acc;
+    }, measure);
+    const encode = measureRate((n) => {
+      let acc = 0;
+      for (let i = 0; i < n; i++) acc += encodeFrame(messages[i % VARIANTS] as Telemetry).length;
+      return acc;
+    }, measure);
+
+    if (c.label === 'typical') typicalWall = decode.wallMedian;
+    const baseline = { label: `crc32 of the same ${size} B`, value: crc.median };
+    const bar =
+      c.label === 'typical' ? `bar ≥ ${DECODE_BAR / 1e6} M/s: ${decode.median >= DECODE_BAR ? 'met' : 'NOT met'}` : '';
+    rows.push({ metric: `decode ${c.label}`, value: decode.median, unit: 'frames/s', baseline, note: bar });
+    rows.push({ metric: `decode ${c.label}`, value: decode.median * readings, unit: 'readings/s' });
+    rows.push({ metric: `encode ${c.label}`, value: encode.median, unit: 'frames/s', baseline });
+    rows.push({ metric: `encode ${c.label}`, value: encode.median * readings, unit: 'readings/s' });
+  }
+  notes.push(
+    'rates are per CPU-second of this process (process.cpuUsage; median of the rounds after warm-up), so other load on a shared machine does not deflate them',
+    'baseline = zlib.crc32 over the same frame (one native call: the least any receiver does); ratio = codec rate / baseline rate',
+    `wall-clock median of decode typical in the same run: ${formatNumber(typicalWall)} frames/s`,
+  );
+  return { title: 'protocol v1 codec: TELEMETRY encode / decode', rows, notes };
+}
