@@ -108,7 +108,7 @@ describe('forwarding', () => {
     expect(await counter(metrics.forwardedLines)).toEqual({ '{}': 2000 });
   });
 
-  it('overlaps the cursor write with the next request, one pending commit at a time, in order', async () => {
+  it('never makes a request wait for a cursor write: one write at a time, confirmed offsets coalesce', async () => {
     fill(30); // 240 lines: 3 batches of 80
     const held: (() => void)[] = [];
     let inFlight = 0;
@@ -122,19 +122,16 @@ describe('forwarding', () => {
       inFlight--;
     };
     start({ batchLines: 80 });
-    // Batch 2 is written while batch 1's cursor write is still pending…
-    await until(() => influx.storedCount === 160);
+    // All three batches are written while the first cursor write is still pending…
+    await until(() => influx.storedCount === 240);
     expect(held).toHaveLength(1);
     expect(log.commits).toEqual([]);
-    // …and batch 3 waits for it: at most one cursor write is pending.
-    await new Promise((r) => setTimeout(r, 50));
-    expect(influx.requests).toHaveLength(2);
-    while (log.forwarded < 30) {
-      await until(() => held.length > 0);
-      held.shift()!();
-      await new Promise((r) => setTimeout(r, 1));
-    }
-    expect(log.commits).toEqual([10, 20, 30]);
+    // …and batches 2 and 3 are committed by one write, of the highest confirmed offset.
+    held.shift()!();
+    await until(() => held.length === 1);
+    held.shift()!();
+    await until(() => log.forwarded === 30);
+    expect(log.commits).toEqual([10, 30]);
     expect(maxInFlight).toBe(1);
   });
 
@@ -431,7 +428,7 @@ describe('stop()', () => {
 });
 
 describe('local log trouble', () => {
-  it('a failed cursor write is reported once; later batches commit past it', async () => {
+  it('a failed cursor write is reported and retried; requests go on meanwhile', async () => {
     const commit = log.commitForwarded.bind(log);
     let failures = 1;
     log.commitForwarded = async (offset: number) => {
@@ -443,8 +440,10 @@ describe('local log trouble', () => {
     await until(() => influx.requests.length === 1);
     fill(1);
     await until(() => log.forwarded === 2);
-    expect(logText.match(/forwarder step failed/g)).toHaveLength(1);
+    expect(logText.match(/forwarder cursor commit failed/g)).toHaveLength(1);
     expect(sleeps).toEqual([30_000]);
+    expect(log.commits).toEqual([1, 2]);
+    expect(influx.storedCount).toBe(16); // nothing written twice: the batch itself was confirmed
   });
 
   it('a log read that throws is retried, not fatal', async () => {

@@ -97,8 +97,10 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   let unsubscribe: (() => void) | null = null;
   let gaugeTimer: NodeJS.Timeout | null = null;
   let pendingStats: string[] | null = null;
-  /** The last confirmed batch's `commitForwarded`, still running (at most one). */
-  let pendingCommit: Promise<void> | null = null;
+  /** Highest confirmed offset whose cursor write has not started yet (only the latest matters). */
+  let wantedOffset: number | null = null;
+  /** The running cursor writer, at most one. */
+  let committer: Promise<void> | null = null;
   const state = newDeliveryState();
   let writer: ReturnType<typeof createLineWriter> | null = null;
 
@@ -169,17 +171,34 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
     // the next start rewrites the batch (identical points overwrite).
     if (delivery.signal.aborted) throw new DeliveryStopped();
-    // The previous batch's cursor write ran while this request was in flight; one at a time, in order.
-    const previous = pendingCommit;
-    pendingCommit = null;
-    if (previous) await previous; // a failure surfaces once; this batch's commit covers it
-    if (batch.lastOffset > batch.afterOffset) {
-      // Not awaited here: the durable cursor write (and its disk flush) overlaps the next request.
-      // InfluxDB already holds these lines, so a crash before the write lands only replays them.
-      const commit = log.commitForwarded(batch.lastOffset);
-      commit.catch(() => {}); // observed by the next send() or by stop()
-      pendingCommit = commit;
+    if (batch.lastOffset > batch.afterOffset) requestCommit(batch.lastOffset, delivery);
+  }
+
+  /**
+   * Moves the durable cursor to `offset` without making the next request wait for the write and
+   * its disk flush: InfluxDB already holds the lines, so a crash before the write lands only replays
+   * them (identical points overwrite). One write at a time; offsets confirmed meanwhile coalesce into
+   * the next write (only the highest matters), so nothing queues up.
+   */
+  function requestCommit(offset: number, delivery: DeliveryDeps): void {
+    wantedOffset = offset;
+    if (committer === null) committer = commitLoop(delivery);
+  }
+
+  async function commitLoop(delivery: DeliveryDeps): Promise<void> {
+    while (wantedOffset !== null) {
+      const offset = wantedOffset;
+      wantedOffset = null;
+      try {
+        await log.commitForwarded(offset);
+      } catch (err) {
+        logger.error({ err, offset }, 'forwarder cursor commit failed; retrying');
+        wantedOffset ??= offset; // a newer confirmed offset covers this one
+        if (delivery.signal.aborted) break;
+        await delivery.sleep(config.maxRetryDelayMs, delivery.signal);
+      }
     }
+    committer = null;
   }
 
   async function loop(signal: AbortSignal): Promise<void> {
@@ -288,9 +307,8 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       abort.abort();
       notify();
       await loopDone;
-      // The cursor write of the last confirmed batch; the log must not close under it.
-      await pendingCommit?.catch((err: unknown) => logger.error({ err }, 'forwarder cursor commit failed'));
-      pendingCommit = null;
+      // The last confirmed batches' cursor write; the log must not close under it.
+      await committer;
       writer?.close();
       writer = null;
     },
