@@ -217,6 +217,8 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private lastAcked: { bootId: number; seq: number } | null = null;
   /** HTTP status of the latest refused handshake, cleared by a WELCOME. */
   private lastRefusal: number | null = null;
+  /** Simulated Wi-Fi outage end (host ms): no connection before it. */
+  private wifiDownUntil = 0;
   private readonly commandResults = new Map<number, { status: number; message: string } | null>();
 
   private sampleTimer: TimerHandle | null = null;
@@ -306,6 +308,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     if (drainMs > 0 && this.outbox.length > 0 && this._state !== 'off' && !refused) {
       if (this._state === 'waiting' || this._state === 'offline') {
         // Do not sit out a long backoff or a simulated outage while draining.
+        this.wifiDownUntil = 0;
         this.clearTimer('connectTimer');
         this.connect();
       }
@@ -322,22 +325,39 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.shutdown();
   }
 
-  /** Wi-Fi drops for `outageMs`: `silent` abandons the socket (the hub must notice by heartbeat). */
+  /**
+   * Wi-Fi goes away for `outageMs`. Loud: the driver reports it, the board drops its socket at once
+   * and waits for Wi-Fi. `silent`: the link fades without a word (both directions blackholed); the
+   * board keeps sending into the void until its heartbeat notices [PROTO-1.5], and the hub's socket
+   * stays half-open until its own heartbeat or the board's next connection replaces it [PROTO-5.4].
+   * Connection attempts fail until Wi-Fi is back.
+   */
   dropWifi(outageMs: number, silent = false): void {
     if (this._state === 'stopped' || this._state === 'off' || this._state === 'booting') return;
     this.stats.wifiDrops++;
+    this.wifiDownUntil = this.clock.now() + outageMs;
+    if (silent && this.link) {
+      this.link.blackhole();
+      return;
+    }
     this.clearTimer('connectTimer');
     const link = this.link;
     this.detachLink();
-    if (link) {
-      if (silent) link.abandon(120_000);
-      else link.terminate();
-    }
+    link?.terminate();
+    this.waitForWifi();
+  }
+
+  /** Offline until Wi-Fi is back, then a connection attempt (after association, 50–400 ms). */
+  private waitForWifi(): void {
     this.setState('offline');
-    this.connectTimer = this.clock.setTimeout(() => {
-      this.connectTimer = null;
-      if (this._state === 'offline') this.connect();
-    }, outageMs);
+    this.clearTimer('connectTimer');
+    this.connectTimer = this.clock.setTimeout(
+      () => {
+        this.connectTimer = null;
+        if (this._state === 'offline') this.connect();
+      },
+      Math.max(0, this.wifiDownUntil - this.clock.now()) + this.netRng.uniform(50, 400),
+    );
   }
 
   /** Restarts the board: new boot id, seq from 1, unsynced clock. `graceful` seals pending samples first. */
@@ -574,6 +594,10 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
 
   private connect(): void {
     if (this._state === 'stopped') return;
+    if (this.clock.now() < this.wifiDownUntil) {
+      this.waitForWifi();
+      return;
+    }
     const epoch = ++this.epoch;
     this.stats.connectAttempts++;
     this.setState('connecting');

@@ -170,9 +170,7 @@ export class FakeHub {
         if (state === 'closed') return;
         state = 'closed';
         if (session) session.ended();
-        later(() => {
-          if (!silenced) handlers.close({ code, reason, opened: session !== null });
-        });
+        later(() => handlers.close({ code, reason, opened: session !== null }));
       };
       later(() => {
         if (state !== 'connecting') return;
@@ -196,7 +194,7 @@ export class FakeHub {
       });
       return {
         send(data) {
-          if (state !== 'open') return;
+          if (state !== 'open' || silenced) return;
           later(() => {
             if (state === 'open')
               session?.onMessage(typeof data === 'string' ? Buffer.from(data) : data, typeof data !== 'string');
@@ -212,7 +210,7 @@ export class FakeHub {
         terminate() {
           endBoth(1006, '');
         },
-        abandon() {
+        blackhole() {
           silenced = true;
           // The hub side stays open until replaced, as with a real dead Wi-Fi link.
         },

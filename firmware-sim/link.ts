@@ -37,11 +37,12 @@ export interface Link {
   /** Drops the connection at once (a board losing power or its TCP stack resetting). */
   terminate(): void;
   /**
-   * Silently stops using the connection without closing it, as when Wi-Fi vanishes: the hub learns
-   * only from its heartbeat or a replacing connection. No handler runs afterwards; the socket is
-   * destroyed after `afterMs` if the hub has not closed it by then.
+   * The network silently stops carrying this connection, both ways, as when Wi-Fi fades: sends go
+   * nowhere, nothing (messages, pongs) arrives, and neither end is told. The device learns from its
+   * heartbeat; the hub from its own, or from the connection that replaces this one. `close` and
+   * `terminate` still end the link locally and report the close.
    */
-  abandon(afterMs: number): void;
+  blackhole(): void;
 }
 
 export interface ConnectRequest {
@@ -83,6 +84,7 @@ export function wsConnector(options: WsConnectorOptions = {}): Connector {
     ws.on('open', () => {
       opened = true;
       if (!silenced) handlers.open();
+      else ws.pause();
     });
     ws.on('unexpected-response', (_req, res) => {
       httpStatus = res.statusCode;
@@ -108,7 +110,6 @@ export function wsConnector(options: WsConnectorOptions = {}): Connector {
     ws.on('close', (code, reason) => {
       if (closed) return;
       closed = true;
-      if (silenced) return;
       const info: LinkCloseInfo = { code, reason: reason.toString('utf8'), opened };
       if (httpStatus !== undefined) info.httpStatus = httpStatus;
       if (error !== undefined && httpStatus === undefined) info.error = error;
@@ -116,6 +117,10 @@ export function wsConnector(options: WsConnectorOptions = {}): Connector {
     });
     return {
       send(data, done) {
+        if (silenced) {
+          done?.(); // into the void: as far as the board can tell, it went out
+          return;
+        }
         if (ws.readyState !== WebSocket.OPEN) {
           done?.(new Error('not open'));
           return;
@@ -126,7 +131,7 @@ export function wsConnector(options: WsConnectorOptions = {}): Connector {
         return ws.bufferedAmount;
       },
       ping() {
-        if (ws.readyState === WebSocket.OPEN) ws.ping();
+        if (!silenced && ws.readyState === WebSocket.OPEN) ws.ping();
       },
       close(code = 1000, reason = '') {
         if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
@@ -135,11 +140,10 @@ export function wsConnector(options: WsConnectorOptions = {}): Connector {
       terminate() {
         ws.terminate();
       },
-      abandon(afterMs) {
+      blackhole() {
         silenced = true;
-        // Stop reading: pings go unanswered, so the hub's heartbeat sees a dead peer [PROTO-1.5].
+        // Stop reading: the hub's pings go unanswered, so its heartbeat sees a dead peer [PROTO-1.5].
         if (ws.readyState === WebSocket.OPEN) ws.pause();
-        setTimeout(() => ws.terminate(), afterMs).unref();
       },
     };
   };
@@ -224,11 +228,11 @@ export function slowLink(
       ping: () => later(options.latencyMs, () => link.ping()),
       close: (code, reason) => link.close(code, reason),
       terminate: () => link.terminate(),
-      abandon(afterMs) {
-        dead = true;
+      blackhole() {
         for (const t of timers) clock.clearTimeout(t);
         timers.clear();
-        link.abandon(afterMs);
+        queued = 0;
+        link.blackhole();
       },
     };
   };

@@ -434,7 +434,7 @@ describe('connection handling', () => {
         ping() {},
         close() {},
         terminate() {},
-        abandon() {},
+        blackhole() {},
       };
     };
     const device = new SimDevice({ id: ID, token: 't', url: 'ws://x', seed: 1, index: 1, clock, connector: refusing });
@@ -471,6 +471,40 @@ describe('connection handling', () => {
     clock.advance(5000);
     expect(device.state).toBe('online');
     expect(device.stats.sessions).toBe(2);
+  });
+
+  it('keeps sending into a silently dead Wi-Fi link until its heartbeat notices, then replays', async () => {
+    const clock = new FakeClock();
+    const hub = new FakeHub({ clock, heartbeatIntervalSec: 3 });
+    const recorder = new MemoryRecorder();
+    const device = new SimDevice({
+      id: ID,
+      token: 't',
+      url: 'ws://x',
+      seed: 1,
+      index: 1,
+      clock,
+      connector: hub.loopback(3),
+      recorder,
+      backoff: { initialMs: 500, maxMs: 500 },
+    });
+    device.start();
+    clock.advance(5000);
+    const sentBefore = device.stats.framesSent;
+    device.dropWifi(4000, true);
+    clock.advance(2900);
+    expect(device.state).toBe('online'); // it cannot tell yet
+    expect(device.stats.framesSent).toBeGreaterThan(sentBefore); // frames into the void
+    clock.advance(10_000);
+    expect(device.stats.heartbeatTimeouts).toBe(1);
+    expect(device.stats.sessions).toBe(2);
+    expect(device.stats.framesReplayed).toBeGreaterThan(0);
+    expect(device.stats.connectAttempts).toBe(2); // no attempt while Wi-Fi was down
+    const p = device.stop({ drainMs: 3000 });
+    clock.advance(4000);
+    await p;
+    expect(hub.device(ID).gaps).toBe(0);
+    expectExactlyOnce(hub, recorder);
   });
 
   it('sends every malformed kind once per connection and records the coded rejection', async () => {
