@@ -1,0 +1,585 @@
+/**
+ * Live fan-out: 100 live clients subscribed to the fleet while devices stream 10,000 TELEMETRY
+ * frames/s through the real ingest path (decode → durable local-log commit → ACK → `readings` →
+ * per-tick fan-out). Reports device→client latency (p50/p99/max) and the hub's CPU and RSS, with the
+ * hub's CPU at the same ingest rate and no live clients as the baseline.
+ *
+ * Latency: one channel of every frame carries the send time (wall clock with sub-ms precision,
+ * `(timeOrigin + performance.now()) mod 8192` ms, an f32) written just before `ws.send`; a client
+ * computes `now − stamp` for each device's sample in each `data` message it receives. Fleet
+ * subscribers are in `latest` mode (what a fleet page asks for), so a tick carries the newest
+ * frame per device and each delivered update is timed.
+ *
+ * Processes (one machine): the hub (this file, `hub` mode: `buildHub` + the live extension, embedded
+ * mode, temp data dir, ACK after the flushed commit), the devices (`devices` mode: 100 connections,
+ * paced in 10 ms steps), the live clients (`clients` mode: 100 connections; 10 of them parse and time
+ * every message, the other 90 read and count bytes), and the runner. Run as `npm start` runs
+ * (readings after the flushed commit), then without the fsync (`ackAfterFlush: false`) so the
+ * fan-out's own share is visible apart from the disk, then with a 50 ms tick.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocket } from 'ws';
+import {
+  type ChannelDescriptor,
+  decodeFrame,
+  descriptorHash,
+  encodeFrame,
+  SUBPROTOCOL,
+  ValueType,
+} from '../server/codec/index.ts';
+import { loadConfig } from '../server/config/index.ts';
+import { buildHub } from '../server/hub.ts';
+import { liveExtension } from '../server/live/index.ts';
+import { createLogger } from '../server/log/index.ts';
+import { openDeviceRegistry } from '../server/registry/index.ts';
+import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
+
+export const name = 'fanout';
+
+const THIS_FILE = fileURLToPath(import.meta.url);
+const DEVICES = 100;
+const CLIENTS = 100;
+const TIMED_CLIENTS = 10;
+const RATE = 10_000;
+const STAMP_MOD = 8192;
+const SAMPLES = 4;
+/** Seven ordinary channels and the send-time stamp. */
+const CHANNELS: ChannelDescriptor[] = Array.from({ length: 8 }, (_, i) => ({
+  index: i,
+  key: i === 7 ? 'stamp' : `ch${i}`,
+  unit: i % 2 === 0 ? '°C' : 'V',
+  valueType: i === 7 || i % 2 === 1 ? ValueType.F32 : ValueType.I16,
+  scaleExp: i === 7 || i % 2 === 1 ? 0 : -2,
+  periodMs: 250,
+}));
+const HASH = descriptorHash(CHANNELS);
+
+type ToWorker =
+  | { type: 'connect'; url: string; devices?: { id: string; token: string }[]; clients?: number }
+  | { type: 'run'; rate: number; seconds: number }
+  | { type: 'reset' }
+  | { type: 'report' }
+  | { type: 'exit' };
+
+interface DevicesResult {
+  type: 'devices-result';
+  sent: number;
+  achieved: number;
+  acked: number;
+  /** Frame sent → its (cumulative) ACK received: the durable commit the readings wait for. */
+  ackP50: number;
+  ackP99: number;
+}
+interface ClientsResult {
+  type: 'clients-result';
+  latencies: Summary;
+  messages: number;
+  bytes: number;
+  skipped: number;
+  closed: number;
+}
+type FromWorker =
+  | { type: 'ready'; port?: number }
+  | DevicesResult
+  | ClientsResult
+  | { type: 'hub-result'; atEvent: Summary };
+
+// ───────────────────────── orchestration ─────────────────────────
+
+export async function run(options: BenchOptions = { quick: false }): Promise<BenchReport> {
+  const quick = options.quick;
+  const warmSeconds = quick ? 1.5 : 3;
+  const measureSeconds = quick ? 3 : 8;
+  // As `npm start` runs (ACK and readings after the flushed commit), then without the disk flush to
+  // isolate the fan-out path from the disk (the machine's fsync latency dominates otherwise), then a
+  // longer tick.
+  const setups: { tickMs: number; flush: boolean }[] = quick
+    ? [
+        { tickMs: 20, flush: true },
+        { tickMs: 20, flush: false },
+      ]
+    : [
+        { tickMs: 20, flush: true },
+        { tickMs: 20, flush: false },
+        { tickMs: 50, flush: false },
+      ];
+  const dir = mkdtempSync(join(tmpdir(), 'esp32hub-bench-fanout-'));
+  const children: ChildProcess[] = [];
+  const rows: BenchRow[] = [];
+  const notes: string[] = [];
+  try {
+    for (const { tickMs, flush } of setups) {
+      const dataDir = join(dir, `tick-${tickMs}-${flush ? 'flush' : 'noflush'}`);
+      const registry = openDeviceRegistry({ dataDir, logger: createLogger('silent'), watchIntervalMs: 0 });
+      const creds: { id: string; token: string }[] = [];
+      for (let i = 0; i < DEVICES; i++) creds.push({ id: `fan-${i}`, token: (await registry.add(`fan-${i}`)).token });
+      await registry.close();
+
+      const port = await freePort();
+      const hub = fork(THIS_FILE, ['hub', dataDir, String(port), String(tickMs), flush ? '1' : '0'], {
+        execArgv: ['--import', 'tsx'],
+        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      });
+      children.push(hub);
+      await nextMessage(hub, 'ready');
+      const base = `http://127.0.0.1:${port}`;
+
+      const devices = fork(THIS_FILE, ['devices'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+      children.push(devices);
+      devices.send({ type: 'connect', url: `ws://127.0.0.1:${port}/v1/device`, devices: creds } satisfies ToWorker);
+      await nextMessage(devices, 'ready');
+
+      // Phase A: ingest only (no live clients): the baseline CPU.
+      const a = await phase(hub, devices, null, base, warmSeconds, measureSeconds);
+
+      // Phase B: the same load with 100 fleet subscribers.
+      const clients = fork(THIS_FILE, ['clients'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+      children.push(clients);
+      clients.send({ type: 'connect', url: `ws://127.0.0.1:${port}/v1/live`, clients: CLIENTS } satisfies ToWorker);
+      await nextMessage(clients, 'ready');
+      const b = await phase(hub, devices, clients, base, warmSeconds, measureSeconds);
+      const lat = (b.clients as ClientsResult).latencies;
+
+      const label = `tick ${tickMs} ms${flush ? '' : ', no fsync'}`;
+      rows.push(
+        { metric: `device→client latency p50 (${label})`, value: lat.p50, unit: 'ms', note: 'send → live client' },
+        { metric: `device→client latency p99 (${label})`, value: lat.p99, unit: 'ms', note: 'design bar < 10 ms' },
+        { metric: `device→client latency max (${label})`, value: lat.max, unit: 'ms' },
+        {
+          metric: `  of which device→readings event p50 (${label})`,
+          value: b.atEvent.p50,
+          unit: 'ms',
+          note: `p99 ${b.atEvent.p99.toFixed(1)} ms: ingest + commit, before the fan-out`,
+        },
+        {
+          metric: `  device→ACK p50 (${label})`,
+          value: b.devices.ackP50,
+          unit: 'ms',
+          note: `p99 ${b.devices.ackP99.toFixed(1)} ms`,
+        },
+        {
+          metric: `hub CPU, ingest + fan-out (${label})`,
+          value: b.cpuPercent,
+          unit: '% of a core',
+          baseline: { label: 'ingest only', value: a.cpuPercent },
+        },
+        { metric: `hub RSS with ${CLIENTS} clients (${label})`, value: b.rssMb, unit: 'MB' },
+        { metric: `frames/s achieved and acked (${label})`, value: b.devices.acked / measureSeconds, unit: 'frames/s' },
+        {
+          metric: `live messages sent (${label})`,
+          value: b.liveMessages / measureSeconds,
+          unit: 'msg/s',
+          note: `${formatK(b.bytesPerClient / measureSeconds)} B/s per client`,
+        },
+      );
+      notes.push(
+        `${label}: ${lat.count} timed frames; ${(b.clients as ClientsResult).skipped} skipped markers, ` +
+          `${(b.clients as ClientsResult).closed} clients closed, ${b.evictions} evictions, ${b.coalesced} coalesced; ` +
+          `ingest-only run: ${formatK(a.devices.acked / measureSeconds)} frames/s acked at ${a.cpuPercent.toFixed(0)} % CPU.`,
+      );
+
+      clients.send({ type: 'exit' } satisfies ToWorker);
+      devices.send({ type: 'exit' } satisfies ToWorker);
+      hub.kill('SIGTERM');
+      await new Promise((r) => hub.once('exit', r));
+    }
+    notes.push(
+      `${DEVICES} device connections paced at ${RATE} frames/s in total (${CHANNELS.length} channels × ${SAMPLES} samples per frame), ` +
+        `${CLIENTS} live clients subscribed to the fleet (latest mode); ${TIMED_CLIENTS} of them also take every frame's stamp channel (all mode) and time each frame; ` +
+        `${warmSeconds} s warm-up, ${measureSeconds} s measured. Hub, devices, clients and runner are separate processes on this machine.`,
+      'Latency includes the durable commit (flushed) before the readings event, the wait for the tick and the JSON parse in the client.',
+      `Load average at the end: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')} (the machine is shared; figures move with it).`,
+    );
+    return { title: `${CLIENTS} fleet subscribers, ${RATE} frames/s: device→client latency, hub CPU/RSS`, rows, notes };
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface PhaseResult {
+  devices: DevicesResult;
+  atEvent: Summary;
+  clients: ClientsResult | null;
+  cpuPercent: number;
+  rssMb: number;
+  liveMessages: number;
+  bytesPerClient: number;
+  evictions: number;
+  coalesced: number;
+}
+
+async function phase(
+  hub: ChildProcess,
+  devices: ChildProcess,
+  clients: ChildProcess | null,
+  base: string,
+  warmSeconds: number,
+  measureSeconds: number,
+): Promise<PhaseResult> {
+  // Warm-up at the full rate, then the measured run.
+  devices.send({ type: 'run', rate: RATE, seconds: warmSeconds } satisfies ToWorker);
+  await nextMessage(devices, 'devices-result');
+  clients?.send({ type: 'reset' } satisfies ToWorker);
+  hub.send({ type: 'reset' } satisfies ToWorker);
+  const before = await scrape(base);
+  const t0 = performance.now();
+  devices.send({ type: 'run', rate: RATE, seconds: measureSeconds } satisfies ToWorker);
+  const d = (await nextMessage(devices, 'devices-result')) as DevicesResult;
+  const after = await scrape(base);
+  const elapsed = (performance.now() - t0) / 1000;
+  hub.send({ type: 'report' } satisfies ToWorker);
+  const atEvent = ((await nextMessage(hub, 'hub-result')) as { atEvent: Summary }).atEvent;
+  let c: ClientsResult | null = null;
+  if (clients) {
+    clients.send({ type: 'report' } satisfies ToWorker);
+    c = (await nextMessage(clients, 'clients-result')) as ClientsResult;
+  }
+  return {
+    devices: d,
+    atEvent,
+    clients: c,
+    cpuPercent: ((after.cpu - before.cpu) / elapsed) * 100,
+    rssMb: after.rss / 1024 / 1024,
+    liveMessages: after.messages - before.messages,
+    bytesPerClient: c ? c.bytes / CLIENTS : 0,
+    evictions: after.evictions,
+    coalesced: after.coalesced,
+  };
+}
+
+async function scrape(base: string) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  return {
+    cpu: metricValue(text, 'hub_process_process_cpu_seconds_total'),
+    rss: metricValue(text, 'hub_process_process_resident_memory_bytes'),
+    messages: metricValue(text, 'hub_live_messages_sent_total'),
+    evictions: metricValue(text, 'hub_live_evictions_total'),
+    coalesced: metricValue(text, 'hub_live_coalesced_updates_total'),
+  };
+}
+
+// ───────────────────────── workers ─────────────────────────
+
+/** The hub as `npm start` composes it, with the tick under test. */
+async function hubWorker(dataDir: string, port: string, tickMs: number, flush: boolean): Promise<void> {
+  const config = loadConfig({
+    HUB_HOST: '127.0.0.1',
+    HUB_PORT: port,
+    HUB_DATA_DIR: dataDir,
+    HUB_LOG_LEVEL: 'warn',
+    DEVICE_HANDSHAKES_PER_SEC: '10000',
+  });
+  const live = liveExtension(config, { tickMs });
+  const hub = buildHub(config, {
+    extensions: [live],
+    authorizeCommands: live.authorizeCommands,
+    readAccess: live.readAccess,
+    ackAfterFlush: flush,
+  });
+  // Device → `readings` event (after the commit): the part of the latency that is not the fan-out.
+  let atEvent: number[] = [];
+  hub.bus.on('readings', (_id, readings) => {
+    const now = stampNow();
+    for (let i = readings.length - 1; i >= 0; i--) {
+      const r = readings[i];
+      if (r?.channel === 'stamp' && typeof r.value === 'number') {
+        atEvent.push((now - r.value + STAMP_MOD) % STAMP_MOD);
+        break;
+      }
+    }
+  });
+  process.on('message', (msg: ToWorker) => {
+    if (msg.type === 'reset') atEvent = [];
+    else if (msg.type === 'report')
+      process.send?.({ type: 'hub-result', atEvent: summarize(atEvent) } satisfies FromWorker);
+  });
+  await hub.start();
+  process.on('SIGTERM', () => {
+    void hub.stop().then(() => process.exit(0));
+  });
+  process.send?.({ type: 'ready' } satisfies FromWorker);
+}
+
+interface Summary {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+function summarize(values: number[]): Summary {
+  values.sort((a, b) => a - b);
+  const pct = (p: number) => values[Math.min(values.length - 1, Math.floor(p * values.length))] ?? 0;
+  return { count: values.length, p50: pct(0.5), p90: pct(0.9), p99: pct(0.99), max: values.at(-1) ?? 0 };
+}
+
+const stampNow = (): number => (performance.timeOrigin + performance.now()) % STAMP_MOD;
+
+function devicesWorker(): void {
+  const conns: { ws: WebSocket; seq: number; acked: number; bootId: number; sentAt: Map<number, number> }[] = [];
+  let ackLatencies: number[] = [];
+  process.on('message', async (msg: ToWorker) => {
+    if (msg.type === 'exit') {
+      for (const c of conns) c.ws.terminate();
+      process.exit(0);
+    }
+    if (msg.type === 'connect') {
+      for (const [i, d] of (msg.devices ?? []).entries()) {
+        const ws = new WebSocket(msg.url, [SUBPROTOCOL], {
+          headers: { Authorization: `Bearer ${d.token}` },
+          perMessageDeflate: false,
+        });
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+        });
+        const conn = { ws, seq: 0, acked: 0, bootId: 1000 + i, sentAt: new Map<number, number>() };
+        conns.push(conn);
+        const welcome = new Promise<void>((resolve) => {
+          ws.on('message', (data: Buffer) => {
+            const m = decodeFrame(data);
+            if (m.type === 'welcome') resolve();
+            else if (m.type === 'ack') {
+              const now = performance.now();
+              for (let q = conn.acked + 1; q <= m.seq; q++) {
+                const t = conn.sentAt.get(q);
+                if (t !== undefined) {
+                  ackLatencies.push(now - t);
+                  conn.sentAt.delete(q);
+                }
+              }
+              conn.acked = Math.max(conn.acked, m.seq);
+            } else if (m.type === 'error') console.error(`[fanout bench] hub error ${m.code}: ${m.message}`);
+          });
+        });
+        ws.send(
+          encodeFrame({
+            type: 'hello',
+            timeSynced: true,
+            deviceId: d.id,
+            firmwareVersion: 'bench',
+            maxProtocolVersion: 1,
+            bootId: conn.bootId,
+            resetReason: 1,
+            uptimeMs: 3_600_000,
+            descriptorHash: HASH,
+            bufferedFrames: 0,
+            droppedFrames: 0,
+          }),
+        );
+        await welcome;
+        ws.send(encodeFrame({ type: 'descriptors', channels: CHANNELS }));
+      }
+      process.send?.({ type: 'ready' } satisfies FromWorker);
+      return;
+    }
+    if (msg.type !== 'run') return;
+    const { rate, seconds } = msg;
+    const startSeq = conns.map((c) => c.seq);
+    ackLatencies = [];
+    let sent = 0;
+    let rr = 0;
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      const tick = () => {
+        const elapsed = (performance.now() - t0) / 1000;
+        const due = Math.floor(rate * Math.min(elapsed, seconds)) - sent;
+        for (let i = 0; i < due; i++) {
+          const c = conns[rr] as (typeof conns)[number];
+          rr = (rr + 1) % conns.length;
+          c.seq++;
+          c.ws.send(frame(c.bootId, c.seq));
+          c.sentAt.set(c.seq, performance.now());
+          sent++;
+        }
+        if (elapsed >= seconds) resolve();
+        else setTimeout(tick, 10);
+      };
+      tick();
+    });
+    const sendSeconds = (performance.now() - t0) / 1000;
+    const drainStart = performance.now();
+    while (performance.now() - drainStart < 2000 && conns.some((c) => c.acked < c.seq)) await sleep(5);
+    ackLatencies.sort((a, b) => a - b);
+    const pct = (p: number) =>
+      ackLatencies[Math.min(ackLatencies.length - 1, Math.floor(p * ackLatencies.length))] ?? 0;
+    process.send?.({
+      type: 'devices-result',
+      sent,
+      achieved: sent / sendSeconds,
+      acked: conns.reduce((s, c, i) => s + (c.acked - (startSeq[i] as number)), 0),
+      ackP50: pct(0.5),
+      ackP99: pct(0.99),
+    } satisfies FromWorker);
+  });
+}
+
+/** A TELEMETRY frame whose samples end now; the `stamp` channel carries the send time. */
+function frame(bootId: number, seq: number): Uint8Array {
+  const now = Date.now();
+  const deltas = Array.from({ length: SAMPLES }, (_, i) => i * 250);
+  const stamp = stampNow();
+  return encodeFrame({
+    type: 'telemetry',
+    unsynced: false,
+    bootId,
+    seq,
+    descriptorHash: HASH,
+    baseTime: now - (SAMPLES - 1) * 250,
+    blocks: CHANNELS.map((ch) => ({
+      channel: ch.index,
+      valueType: ch.valueType,
+      deltasMs: deltas,
+      values: deltas.map((_, i) =>
+        ch.index === 7 ? stamp : ch.valueType === ValueType.F32 ? 3.3 + ((seq + i) % 10) / 8 : 2000 + ((seq + i) % 50),
+      ),
+    })),
+  });
+}
+
+function clientsWorker(): void {
+  const sockets: WebSocket[] = [];
+  let latencies: number[] = [];
+  let messages = 0;
+  let bytes = 0;
+  let skipped = 0;
+  let closed = 0;
+  process.on('message', async (msg: ToWorker) => {
+    if (msg.type === 'exit') {
+      for (const ws of sockets) ws.terminate();
+      process.exit(0);
+    }
+    if (msg.type === 'reset') {
+      latencies = [];
+      messages = bytes = skipped = 0;
+      return;
+    }
+    if (msg.type === 'report') {
+      latencies.sort((a, b) => a - b);
+      const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+      process.send?.({
+        type: 'clients-result',
+        latencies: {
+          count: latencies.length,
+          p50: pct(0.5),
+          p90: pct(0.9),
+          p99: pct(0.99),
+          max: latencies.at(-1) ?? 0,
+        },
+        messages,
+        bytes,
+        skipped,
+        closed,
+      } satisfies FromWorker);
+      return;
+    }
+    if (msg.type !== 'connect') return;
+    for (let i = 0; i < (msg.clients ?? 0); i++) {
+      const ws = new WebSocket(msg.url, { perMessageDeflate: false });
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      sockets.push(ws);
+      const timed = i < TIMED_CLIENTS;
+      ws.on('close', () => closed++);
+      ws.on('message', (data: Buffer) => {
+        messages++;
+        bytes += data.length;
+        if (!timed) return;
+        const now = stampNow();
+        const m = JSON.parse(data.toString('utf8')) as {
+          type: string;
+          updates?: Record<string, Record<string, [number, number][]>>;
+        };
+        if (m.type === 'skipped') skipped++;
+        if (m.type !== 'data' || !m.updates) return;
+        for (const channels of Object.values(m.updates)) {
+          // Every frame's stamp (4 samples per frame carry the same one: time each frame once).
+          let last = -1;
+          for (const [, v] of channels.stamp ?? []) {
+            if (v !== last) latencies.push((now - v + STAMP_MOD) % STAMP_MOD);
+            last = v;
+          }
+        }
+      });
+      ws.send(JSON.stringify({ type: 'subscribe', sub: 'fleet', mode: 'latest' }));
+      // The timed clients also take every frame's stamp (all mode, one channel), so every frame is
+      // timed, not only the newest of each tick.
+      if (timed) ws.send(JSON.stringify({ type: 'subscribe', sub: 'stamps', channels: ['stamp'], mode: 'all' }));
+    }
+    process.send?.({ type: 'ready' } satisfies FromWorker);
+  });
+}
+
+// ───────────────────────── helpers ─────────────────────────
+
+function nextMessage(child: ChildProcess, type: string, timeoutMs = 120_000): Promise<FromWorker> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no '${type}' message from worker within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onMessage = (m: FromWorker) => {
+      if (m.type !== type) return;
+      cleanup();
+      resolve(m);
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`worker exited (${code}) before '${type}'`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function metricValue(text: string, metric: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (m && m[1] === metric) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+function formatK(v: number): string {
+  return v >= 1e6 ? `${(v / 1e6).toFixed(1)} M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k` : v.toFixed(0);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// Worker entry points: `fork(THIS_FILE, [mode, ...])`.
+const [mode, ...args] = process.argv.slice(2);
+if (process.argv[1] === THIS_FILE && mode !== undefined) {
+  if (mode === 'hub') void hubWorker(args[0] as string, args[1] as string, Number(args[2]), args[3] === '1');
+  else if (mode === 'devices') devicesWorker();
+  else if (mode === 'clients') clientsWorker();
+}
