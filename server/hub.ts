@@ -30,7 +30,13 @@ import { openDeadLetterStore } from './storage/dead-letter.ts';
 import { createInfluxForwarder, createInfluxHistory, createStatsWriter } from './storage/influx/index.ts';
 import { type HistoryQuery, type HistoryResult, type LocalLog, openLocalLog } from './storage/local-log.ts';
 import type { LogReader } from './storage/types.ts';
-import { createSessionTable, DeviceSession, type SessionTable } from './transport/device-session.ts';
+import {
+  createSessionTable,
+  DeviceSession,
+  flushSessionCounts,
+  newSessionCounts,
+  type SessionTable,
+} from './transport/device-session.ts';
 import { type Authenticate, createGateway, type Gateway, type UpgradeHandler } from './transport/gateway.ts';
 
 /** A plain HTTP handler: returns true when it answered the request. */
@@ -145,6 +151,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let forwarder: ForwarderLike | null = null;
   let commands: CommandTracker | null = null;
   let unsubscribeRevoked: (() => void) | null = null;
+  let flushCounts: () => void = () => undefined;
+  let countsTimer: NodeJS.Timeout | null = null;
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   const started: HubExtension[] = [];
 
@@ -209,8 +217,16 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           logger: logger.child({ component: 'ingest' }),
           now,
         });
-        const sessionCtx = { ingest, sessions, commands, config, metrics, bus, logger, now };
-        const health = createHealthRoutes({ metrics, readiness });
+        const counts = newSessionCounts();
+        const sessionCtx = { counts, ingest, sessions, commands, config, metrics, bus, logger, now };
+        // Hot-path counts reach prom-client in bulk: every second and right before each scrape.
+        flushCounts = () => {
+          flushSessionCounts(counts, metrics);
+          ingest.flushCounts();
+        };
+        countsTimer = setInterval(flushCounts, 1000);
+        countsTimer.unref();
+        const health = createHealthRoutes({ metrics, readiness, beforeScrape: () => flushCounts() });
         const commandRoutes = createCommandRoutes({
           commands,
           session: (id) => sessions.get(id),
@@ -334,6 +350,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       if (forwarder) await forwarder.stop().catch((err) => logger.error({ err }, 'forwarder failed to stop'));
       await gateway?.close();
       commands?.close();
+      if (countsTimer) clearInterval(countsTimer);
+      flushCounts();
       bus.off('device:revoked', onRevoked);
       unsubscribeRevoked?.();
       await log?.close();

@@ -14,6 +14,8 @@ export interface Readiness {
 export interface HealthOptions {
   metrics: Metrics;
   readiness: () => Readiness;
+  /** Runs before `/metrics` is rendered (moves hot-path counts into the registry). */
+  beforeScrape?: () => void;
 }
 
 /** Returns a request handler that answers the three paths and returns false for anything else. */
@@ -31,6 +33,7 @@ export function createHealthRoutes(opts: HealthOptions): (req: IncomingMessage, 
       const r = opts.readiness();
       json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', ...r.checks });
     } else {
+      opts.beforeScrape?.();
       opts.metrics.registry.metrics().then(
         (text) => {
           res.writeHead(200, { 'Content-Type': opts.metrics.registry.contentType, 'Cache-Control': 'no-store' });

@@ -8,7 +8,7 @@
  * are queued but not yet committed, so dedupe sees them); every change is also queued into the same
  * log group as the frame it belongs to, so what is on disk is always consistent with the frames there.
  */
-import type { ChannelDescriptor, FrameRef, Hello, Telemetry } from '../codec/index.ts';
+import { type ChannelDescriptor, decodeFrame, type FrameRef, type Hello, type Telemetry } from '../codec/index.ts';
 import type { HubConfig } from '../config/index.ts';
 import { HubError } from '../errors.ts';
 import type { HubEventBus } from '../events.ts';
@@ -17,6 +17,7 @@ import type { Metrics } from '../metrics/index.ts';
 import { type BootState, type DeviceRecord, MAX_BOOTS_PER_DEVICE, newDeviceRecord } from '../storage/device-state.ts';
 import type { LocalLog } from '../storage/local-log.ts';
 import { telemetryToReadings } from './readings.ts';
+import { newTelemetryScan, peekDescriptorHash, scanTelemetry, type TelemetryScan } from './telemetry-scan.ts';
 import { mapFrameTime } from './time-map.ts';
 
 export interface IngestOptions {
@@ -47,17 +48,31 @@ export interface Ingest {
   /** Stores a descriptor set (known immediately; persisted with the next group) [PROTO-3.3]. */
   descriptors(deviceId: string, hash: number, channels: ChannelDescriptor[]): void;
   /**
-   * Accepts a decoded TELEMETRY frame. Throws a HubError synchronously when the frame is refused
-   * (UNKNOWN_DESCRIPTORS, STORAGE_FULL: non-fatal; UNKNOWN_CHANNEL, TYPE_MISMATCH: fatal); otherwise
-   * `done` runs after the durable commit.
+   * Validates a TELEMETRY frame without decoding it into objects (see telemetry-scan.ts). Throws the
+   * frame's coded error (the codec's, in [PROTO-2.7] order), or UNKNOWN_CHANNEL / TYPE_MISMATCH when it
+   * disagrees with its (known) descriptor set. The result is scratch, valid until the next call.
    */
-  telemetry(deviceId: string, frame: Uint8Array, t: Telemetry, receivedAtMs: number, done: TelemetryDone): void;
+  scan(deviceId: string, frame: Uint8Array): Readonly<TelemetryScan>;
+  /**
+   * Stores a scanned frame. Throws a HubError synchronously when it is refused (UNKNOWN_DESCRIPTORS,
+   * STORAGE_FULL: non-fatal); otherwise `done` runs after the durable commit (or, for a duplicate,
+   * once everything queued before it is durable).
+   */
+  store(
+    deviceId: string,
+    frame: Uint8Array,
+    scan: Readonly<TelemetryScan>,
+    receivedAtMs: number,
+    done: TelemetryDone,
+  ): void;
   /** A session of this device ended. */
   release(deviceId: string): void;
   /** The device's current descriptor set (last announced), from memory or the local log. */
   currentChannels(deviceId: string): ChannelDescriptor[] | undefined;
   /** Devices with state held in memory. */
   activeDevices(): number;
+  /** Adds the counts gathered since the last call to the prom-client counters. */
+  flushCounts(): void;
 }
 
 interface DeviceMem {
@@ -70,11 +85,14 @@ interface DeviceMem {
   durableAck: FrameRef | null;
   sessions: number;
   inflight: number;
+  /** The descriptor set the last frame used (almost always the next frame's too). */
+  lastHash: number;
+  lastChannels: ChannelDescriptor[] | undefined;
 }
 
 /** Channel index → descriptor, built once per descriptor set (indexes are 0..127 [PROTO-3.3]). */
 const channelTables = new WeakMap<ChannelDescriptor[], (ChannelDescriptor | undefined)[]>();
-function channelTable(channels: ChannelDescriptor[]): (ChannelDescriptor | undefined)[] {
+export function channelTable(channels: ChannelDescriptor[]): (ChannelDescriptor | undefined)[] {
   let t = channelTables.get(channels);
   if (!t) {
     t = new Array(128);
@@ -118,9 +136,60 @@ export function checkTelemetry(t: Telemetry, channels: ChannelDescriptor[]): Fra
   return { samples, missing, minDeltaMs, maxDeltaMs };
 }
 
+/** Shared result of the common case: a synced frame whose times are plausible (offset 0, no clamp). */
+const PLAIN = { timeOffsetMs: 0, newBootOffsetMs: null, clamp: null, estimated: false, minTimeMs: 0, maxTimeMs: 0 };
+
+/**
+ * The common case of `mapFrameTime` without its allocations: a synced frame within
+ * [firstSeen, now + skew]. Returns null for everything else (then `mapFrameTime` decides).
+ * The result is a shared object: read it before the next call.
+ */
+function plausibleSynced(
+  scan: Readonly<TelemetryScan>,
+  firstSeenMs: number,
+  nowMs: number,
+  maxFutureSkewMs: number,
+): typeof PLAIN | null {
+  if (scan.unsynced) return null;
+  const min = scan.baseTime + scan.minDeltaMs;
+  const max = scan.baseTime + scan.maxDeltaMs;
+  if (max > nowMs + maxFutureSkewMs || min < firstSeenMs) return null;
+  PLAIN.minTimeMs = min;
+  PLAIN.maxTimeMs = max;
+  return PLAIN;
+}
+
+/** Scan result from a decoded message (the slow path; see Ingest.scan). */
+function fillFromDecoded(out: TelemetryScan, t: Telemetry, channels: ChannelDescriptor[] | undefined): void {
+  out.unsynced = t.unsynced;
+  out.bootId = t.bootId;
+  out.seq = t.seq;
+  out.descriptorHash = t.descriptorHash;
+  out.baseTime = t.baseTime;
+  out.mismatch = null;
+  if (channels) {
+    const shape = checkTelemetry(t, channels); // throws UNKNOWN_CHANNEL / TYPE_MISMATCH
+    out.samples = shape.samples;
+    out.missing = shape.missing;
+    out.minDeltaMs = shape.minDeltaMs;
+    out.maxDeltaMs = shape.maxDeltaMs;
+  }
+}
+
+/**
+ * Per-frame counts kept as plain numbers and added to the prom-client counters in bulk by `flush`
+ * (each group commit, and before every /metrics scrape), so the hot path does no metric lookups.
+ */
+export interface IngestCounts {
+  readings: number;
+  missing: number;
+}
+
 export function createIngest(opts: IngestOptions): Ingest {
   const { log, metrics, bus, now } = opts;
   const mem = new Map<string, DeviceMem>();
+  const scratch = newTelemetryScan();
+  const counts: IngestCounts = { readings: 0, missing: 0 };
 
   function load(deviceId: string): DeviceMem {
     let m = mem.get(deviceId);
@@ -131,14 +200,26 @@ export function createIngest(opts: IngestOptions): Ingest {
         boots: loaded.boots,
         helloBootId: 0,
         helloOffsetMs: 0,
-        durableAck: loaded.record?.lastAck ?? null,
+        durableAck: loaded.record?.lastAck ? { ...loaded.record.lastAck } : null,
         sessions: 0,
         inflight: 0,
+        lastHash: -1,
+        lastChannels: undefined,
       };
       mem.set(deviceId, m);
       if (!loaded.record) log.putDevice(deviceId, m.record);
     }
     return m;
+  }
+
+  function descriptorsOf(m: DeviceMem, deviceId: string, hash: number): ChannelDescriptor[] | undefined {
+    if (m.lastHash === hash && m.lastChannels !== undefined) return m.lastChannels;
+    const channels = log.lookupDescriptors(deviceId, hash);
+    if (channels) {
+      m.lastHash = hash;
+      m.lastChannels = channels;
+    }
+    return channels;
   }
 
   function maybeForget(deviceId: string, m: DeviceMem): void {
@@ -173,7 +254,7 @@ export function createIngest(opts: IngestOptions): Ingest {
         m.record = { ...m.record, descriptorHash: hello.descriptorHash };
         log.putDevice(deviceId, m.record);
       }
-      return { lastAck: m.durableAck, descriptorsKnown };
+      return { lastAck: m.durableAck ? { ...m.durableAck } : null, descriptorsKnown };
     },
 
     descriptors(deviceId, hash, channels) {
@@ -188,15 +269,42 @@ export function createIngest(opts: IngestOptions): Ingest {
       });
     },
 
-    telemetry(deviceId, frame, t, receivedAtMs, done) {
-      const m = load(deviceId);
-      const channels = log.lookupDescriptors(deviceId, t.descriptorHash);
-      if (!channels) {
-        throw new HubError('UNKNOWN_DESCRIPTORS', `descriptor set ${t.descriptorHash.toString(16)} is not known`);
+    scan(deviceId, frame) {
+      const hash = peekDescriptorHash(frame);
+      const channels = descriptorsOf(load(deviceId), deviceId, hash);
+      const table = channels ? channelTable(channels) : undefined;
+      if (!scanTelemetry(frame, scratch, table)) {
+        // Malformed: the codec names the fault. (Should the codec accept what the scan refused — the
+        // tests say it does not — the decoded message is measured the slow way instead.)
+        const m = decodeFrame(frame);
+        if (m.type !== 'telemetry') throw new HubError('UNEXPECTED_MESSAGE', `expected TELEMETRY, got ${m.type}`);
+        opts.logger.warn({ deviceId }, 'telemetry scan refused a frame the codec accepts');
+        fillFromDecoded(scratch, m, channels);
       }
-      const shape = checkTelemetry(t, channels);
-      let boot = m.boots.get(t.bootId);
-      if (boot && t.seq <= boot.highestSeq) {
+      if (scratch.mismatch !== null) {
+        throw new HubError(
+          scratch.mismatch,
+          scratch.mismatch === 'UNKNOWN_CHANNEL'
+            ? `channel index ${scratch.mismatchChannel} is not in the descriptor set`
+            : `channel index ${scratch.mismatchChannel}: block type ${scratch.mismatchType} differs from its descriptor`,
+        );
+      }
+      return scratch;
+    },
+
+    store(deviceId, frame, scan, receivedAtMs, done) {
+      const m = load(deviceId);
+      const channels = descriptorsOf(m, deviceId, scan.descriptorHash);
+      if (!channels) {
+        throw new HubError('UNKNOWN_DESCRIPTORS', `descriptor set ${scan.descriptorHash.toString(16)} is not known`);
+      }
+      // Copy out of the scratch scan: the callbacks below run after later frames were scanned.
+      const bootId = scan.bootId;
+      const seq = scan.seq;
+      const samples = scan.samples;
+      const missing = scan.missing;
+      let boot = m.boots.get(bootId);
+      if (boot && seq <= boot.highestSeq) {
         // [PROTO-3.4.2] a replay: not stored again, acknowledged again once everything before is durable.
         metrics.duplicates.inc();
         m.inflight++;
@@ -213,46 +321,50 @@ export function createIngest(opts: IngestOptions): Ingest {
       }
       const nowMs = now();
       const highest = boot?.highestSeq ?? 0;
-      if (t.seq > highest + 1) metrics.gaps.inc(t.seq - highest - 1);
-      const tm = mapFrameTime({
-        baseTime: t.baseTime,
-        unsynced: t.unsynced,
-        minDeltaMs: shape.minDeltaMs,
-        maxDeltaMs: shape.maxDeltaMs,
-        bootOffsetMs: boot?.timeOffsetMs ?? null,
-        helloOffsetMs: t.bootId === m.helloBootId ? m.helloOffsetMs : null,
-        receivedAtMs,
-        nowMs,
-        firstSeenMs: m.record.firstSeenMs,
-        maxFutureSkewMs: opts.devices.maxFutureSkewMs,
-      });
+      if (seq > highest + 1) metrics.gaps.inc(seq - highest - 1);
+      const tm =
+        plausibleSynced(scan, m.record.firstSeenMs, nowMs, opts.devices.maxFutureSkewMs) ??
+        mapFrameTime({
+          baseTime: scan.baseTime,
+          unsynced: scan.unsynced,
+          minDeltaMs: scan.minDeltaMs,
+          maxDeltaMs: scan.maxDeltaMs,
+          bootOffsetMs: boot?.timeOffsetMs ?? null,
+          helloOffsetMs: bootId === m.helloBootId ? m.helloOffsetMs : null,
+          receivedAtMs,
+          nowMs,
+          firstSeenMs: m.record.firstSeenMs,
+          maxFutureSkewMs: opts.devices.maxFutureSkewMs,
+        });
+      const timeOffsetMs = tm.timeOffsetMs;
       if (tm.clamp) metrics.timestampsClamped.inc({ reason: tm.clamp });
       if (tm.estimated) metrics.timestampsClamped.inc({ reason: 'unanchored_boot' });
 
       if (!boot) {
         boot = { highestSeq: 0, timeOffsetMs: null, firstSeenMs: nowMs };
-        m.boots.set(t.bootId, boot);
+        m.boots.set(bootId, boot);
         trimBoots(deviceId, m);
       }
-      boot.highestSeq = t.seq;
+      boot.highestSeq = seq;
       if (tm.newBootOffsetMs !== null) boot.timeOffsetMs = tm.newBootOffsetMs;
-      log.putBoot(deviceId, t.bootId, boot);
+      log.putBoot(deviceId, bootId, boot);
+      // Mutated in place: the log snapshots the record once per group (see LocalLog.putDevice).
+      const rec = m.record;
+      if (rec.lastAck) {
+        rec.lastAck.bootId = bootId;
+        rec.lastAck.seq = seq;
+      } else rec.lastAck = { bootId, seq };
       const span = tm.maxTimeMs - tm.minTimeMs;
-      m.record = {
-        ...m.record,
-        lastAck: { bootId: t.bootId, seq: t.seq },
-        maxSpanMs: Math.max(span, m.record.maxSpanMs),
-      };
-      log.putDevice(deviceId, m.record);
+      if (span > rec.maxSpanMs) rec.maxSpanMs = span;
+      log.putDevice(deviceId, rec);
       m.inflight++;
-      const ack: FrameRef = { bootId: t.bootId, seq: t.seq };
       log.append(
         {
           deviceId,
-          bootId: t.bootId,
-          seq: t.seq,
+          bootId,
+          seq,
           receivedAtMs,
-          timeOffsetMs: tm.timeOffsetMs,
+          timeOffsetMs,
           frame,
           minTimeMs: tm.minTimeMs,
           maxTimeMs: tm.maxTimeMs,
@@ -264,11 +376,17 @@ export function createIngest(opts: IngestOptions): Ingest {
             done(new HubError('INTERNAL', 'local log commit failed', { cause: err }), 'stored');
             return;
           }
-          m.durableAck = ack;
-          metrics.readingsStored.inc(shape.samples);
-          if (shape.missing > 0) metrics.readingsMissing.inc(shape.missing);
+          const durable = m.durableAck;
+          if (durable) {
+            durable.bootId = bootId;
+            durable.seq = seq;
+          } else m.durableAck = { bootId, seq };
+          counts.readings += samples;
+          counts.missing += missing;
           if (bus.listenerCount('readings') > 0) {
-            bus.emit('readings', deviceId, telemetryToReadings(deviceId, t, channels, tm.timeOffsetMs).readings);
+            // Values are needed only now, and only by listeners: decode the stored frame once.
+            const t = decodeFrame(frame) as Telemetry;
+            bus.emit('readings', deviceId, telemetryToReadings(deviceId, t, channels, timeOffsetMs).readings);
           }
           maybeForget(deviceId, m);
           done(null, 'stored');
@@ -291,6 +409,13 @@ export function createIngest(opts: IngestOptions): Ingest {
 
     activeDevices() {
       return mem.size;
+    },
+
+    flushCounts() {
+      if (counts.readings > 0) metrics.readingsStored.inc(counts.readings);
+      if (counts.missing > 0) metrics.readingsMissing.inc(counts.missing);
+      counts.readings = 0;
+      counts.missing = 0;
     },
   };
 }

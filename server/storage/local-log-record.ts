@@ -36,9 +36,20 @@ export interface RecordInput extends LogEntry {
   maxTimeMs: number;
 }
 
+/** Bytes `encodeRecord` produces for `e`. Device ids are ASCII [PROTO-2.8]: one byte per character. */
+export function recordLength(e: RecordInput): number {
+  return FIXED + e.deviceId.length + e.frame.length;
+}
+
 export function encodeRecord(e: RecordInput): Buffer {
-  const idLen = Buffer.byteLength(e.deviceId, 'latin1');
-  const buf = Buffer.allocUnsafe(FIXED + idLen + e.frame.length);
+  const buf = Buffer.allocUnsafe(recordLength(e));
+  encodeRecordInto(buf, e);
+  return buf;
+}
+
+/** Writes the record at the start of `buf` (at least `recordLength(e)` bytes); returns its length. */
+export function encodeRecordInto(buf: Buffer, e: RecordInput): number {
+  const idLen = e.deviceId.length;
   buf[0] = RECORD_VERSION;
   buf[1] = idLen;
   buf.write(e.deviceId, 2, 'latin1');
@@ -51,7 +62,7 @@ export function encodeRecord(e: RecordInput): Buffer {
   buf.writeDoubleLE(e.maxTimeMs, p + 32);
   p += 40;
   buf.set(e.frame, p);
-  return buf;
+  return p + e.frame.length;
 }
 
 export function decodeRecordHeader(buf: Uint8Array): RecordHeader & { frameStart: number } {

@@ -27,7 +27,13 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import { telemetryToReadings } from '../pipeline/readings.ts';
 import type { BootState, DeviceRecord } from './device-state.ts';
-import { decodeRecord, decodeRecordHeader, encodeRecord, type RecordInput } from './local-log-record.ts';
+import {
+  decodeRecord,
+  decodeRecordHeader,
+  encodeRecordInto,
+  type RecordInput,
+  recordLength,
+} from './local-log-record.ts';
 import type { LogReader, Reading, StoredEntry } from './types.ts';
 
 export type FullPolicy = 'backpressure' | 'drop-oldest';
@@ -91,7 +97,11 @@ export interface LocalLogStats {
 export interface LocalLog extends LogReader {
   /** Reads a device's persisted state (synchronous; memory-mapped). */
   loadDevice(deviceId: string): LoadedDevice;
-  /** Queues writes into the current group (committed with the next appends). */
+  /**
+   * Queues a state write into the current group, BY REFERENCE: the object is copied when the group
+   * closes (the next event-loop turn), so callers may keep mutating it frame by frame and the group
+   * persists its value as of the group's last frame — one write per device per group.
+   */
   putDevice(deviceId: string, record: DeviceRecord): void;
   putBoot(deviceId: string, bootId: number, state: BootState): void;
   removeBoot(deviceId: string, bootId: number): void;
@@ -130,15 +140,35 @@ type KvWrite =
   | { db: 'devices' | 'boots' | 'descriptors'; key: Key; remove: true };
 
 interface Group {
-  frames: { offset: number; record: Buffer; deviceId: string; minTimeMs: number; maxTimeMs: number }[];
+  entries: RecordInput[];
+  offsets: number[];
+  /** Append callbacks and barriers, in call order; `doneOffsets[i]` is 0 for a barrier. */
+  dones: AppendCallback[];
+  doneOffsets: number[];
+  /** Keyed writes that are rare (descriptors, boot removals). */
   kv: Map<string, KvWrite>;
-  callbacks: (() => void)[];
-  errbacks: ((err: Error) => void)[];
+  /**
+   * State objects the caller keeps mutating (device records, boot states), by reference: written as
+   * they are when the group closes, so a group costs one state write per device, not one per frame.
+   */
+  refs: Map<object, { db: KvWrite['db']; key: Key }>;
 }
 
 function newGroup(): Group {
-  return { frames: [], kv: new Map(), callbacks: [], errbacks: [] };
+  return { entries: [], offsets: [], dones: [], doneOffsets: [], kv: new Map(), refs: new Map() };
 }
+
+const APPEND = { append: true } as const;
+
+/** Copies a device record or boot state (flat, plus the record's `lastAck` pair). */
+function copyState(obj: object): object {
+  const c = { ...obj } as { lastAck?: { bootId: number; seq: number } | null };
+  if (c.lastAck) c.lastAck = { bootId: c.lastAck.bootId, seq: c.lastAck.seq };
+  return c;
+}
+
+/** Largest record: a 4096-byte frame plus the header with a 64-byte device id. */
+const MAX_RECORD_BYTES = 4096 + 42 + 64;
 
 export function openLocalLog(opts: LocalLogOptions): LocalLog {
   const { metrics, logger } = opts;
@@ -150,7 +180,8 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   const root: RootDatabase = open({ path, maxDbs: 8, noMemInit: true });
   const meta: Database = root.openDB('meta', {});
   const frames: Database<Buffer, number> = root.openDB('frames', { encoding: 'binary' });
-  const byTime: Database<number, [string, number, number]> = root.openDB('by-time', {});
+  // (device, first sample time, offset) → last sample time as a raw f64: the history index.
+  const byTime: Database<Buffer, [string, number, number]> = root.openDB('time-index', { encoding: 'binary' });
   const devices: Database<DeviceRecord, string> = root.openDB('devices', {});
   const boots: Database<BootState, [string, number]> = root.openDB('boots', {});
   const descriptors: Database<ChannelDescriptor[], [string, number]> = root.openDB('descriptors', {});
@@ -197,33 +228,48 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     if (scheduled === null && !closed) scheduled = setImmediate(commitGroup);
   };
 
+  const scratch = Buffer.allocUnsafe(MAX_RECORD_BYTES);
+  const f64 = Buffer.allocUnsafe(8);
+
+  function settle(g: Group, err: Error | null): void {
+    const { dones, doneOffsets } = g;
+    for (let i = 0; i < dones.length; i++) (dones[i] as AppendCallback)(err, doneOffsets[i] as number);
+  }
+
   function commitGroup(): void {
     scheduled = null;
     const g = group;
     group = newGroup();
-    if (g.frames.length === 0 && g.kv.size === 0) {
-      // Nothing to write (e.g. a barrier): resolve after whatever is already in flight.
-      const p = lastGroup.then(
-        () => {
-          for (const cb of g.callbacks) cb();
-        },
-        (err: Error) => {
-          for (const eb of g.errbacks) eb(err);
-        },
+    if (g.entries.length === 0 && g.kv.size === 0 && g.refs.size === 0) {
+      // Nothing to write (barriers only): settle after whatever is already in flight.
+      track(
+        lastGroup.then(
+          () => settle(g, null),
+          (err: Error) => settle(g, err),
+        ),
       );
-      track(p);
       return;
     }
-    // Snapshot the counters now: this transaction persists the state as of this group [PROTO-3.5].
+    // Snapshot now: this transaction persists the state exactly as of this group's last frame, even
+    // though the callback below runs later, when frames of the next group may already be queued.
+    const writes: KvWrite[] = [...g.kv.values()];
+    for (const [obj, { db, key }] of g.refs) writes.push({ db, key, value: copyState(obj) });
     const headSnap = head;
     const bytesSnap = bytes;
     const framesSnap = frameCount;
     const tx = root.transaction(() => {
-      for (const f of g.frames) {
-        frames.putSync(f.offset, f.record);
-        byTime.putSync([f.deviceId, f.minTimeMs, f.offset], f.maxTimeMs);
+      const { entries, offsets } = g;
+      for (let i = 0; i < entries.length; i++) {
+        const e = entries[i] as RecordInput;
+        const offset = offsets[i] as number;
+        // lmdb copies the value inside putSync, so one scratch buffer serves every record.
+        const len = encodeRecordInto(scratch, e);
+        // Offsets only grow: MDB_APPEND skips the tree search.
+        frames.putSync(offset, scratch.subarray(0, len), APPEND);
+        f64.writeDoubleLE(e.maxTimeMs, 0);
+        byTime.putSync([e.deviceId, e.minTimeMs, offset], f64);
       }
-      for (const w of g.kv.values()) {
+      for (const w of writes) {
         if ('remove' in w) dbs[w.db].removeSync(w.key);
         else dbs[w.db].putSync(w.key, w.value);
       }
@@ -236,21 +282,21 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     const done = durable.then(
       () => {
         metrics.logCommits.inc();
-        for (const cb of g.callbacks) cb();
-        if (g.frames.length > 0) for (const l of appendListeners) l();
+        settle(g, null);
+        if (g.entries.length > 0) for (const l of appendListeners) l();
         updateGauges();
         if (bytes > opts.maxBytes * HIGH_WATER) runMaintenance();
       },
       (err: Error) => {
         logger.error({ err }, 'local log commit failed');
-        for (const eb of g.errbacks) eb(err);
+        settle(g, err);
       },
     );
     track(done);
   }
 
-  function entryCost(record: Buffer, deviceId: string): number {
-    return record.length + deviceId.length + ENTRY_OVERHEAD;
+  function entryCost(recordBytes: number, deviceId: string): number {
+    return recordBytes + deviceId.length + ENTRY_OVERHEAD;
   }
 
   function evictable(offset: number): boolean {
@@ -269,7 +315,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     for (const { key, value } of frames.getRange({ start: firstOffset })) {
       if (victims.length >= EVICT_BATCH) break;
       const h = decodeRecordHeader(value);
-      const cost = entryCost(value, h.deviceId);
+      const cost = entryCost(value.length, h.deviceId);
       let reason: string | null = null;
       if (evictable(key)) {
         if (h.receivedAtMs < cutoff) reason = 'retention';
@@ -324,10 +370,6 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   const maintenanceTimer = setInterval(runMaintenance, opts.maintenanceIntervalMs ?? 10_000);
   maintenanceTimer.unref();
 
-  function kvKey(db: string, key: unknown): string {
-    return `${db}\u0000${JSON.stringify(key)}`;
-  }
-
   const log: LocalLog = {
     loadDevice(deviceId) {
       const record = devices.get(deviceId) ?? null;
@@ -338,47 +380,40 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       return { record, boots: map };
     },
     putDevice(deviceId, record) {
-      group.kv.set(kvKey('devices', deviceId), { db: 'devices', key: deviceId, value: { ...record } });
+      if (!group.refs.has(record)) group.refs.set(record, { db: 'devices', key: deviceId });
       schedule();
     },
     putBoot(deviceId, bootId, state) {
-      const key: [string, number] = [deviceId, bootId];
-      group.kv.set(kvKey('boots', key), { db: 'boots', key, value: { ...state } });
+      if (!group.refs.has(state)) group.refs.set(state, { db: 'boots', key: [deviceId, bootId] });
       schedule();
     },
     removeBoot(deviceId, bootId) {
       const key: [string, number] = [deviceId, bootId];
-      group.kv.set(kvKey('boots', key), { db: 'boots', key, remove: true });
+      group.kv.set(`boots\u0000${deviceId}\u0000${bootId}`, { db: 'boots', key, remove: true });
       schedule();
     },
     putDescriptors(deviceId, hash, channels) {
       const key: [string, number] = [deviceId, hash];
       cacheDescriptors(`${deviceId}\u0000${hash}`, channels);
-      group.kv.set(kvKey('descriptors', key), { db: 'descriptors', key, value: channels });
+      group.kv.set(`descriptors\u0000${deviceId}\u0000${hash}`, { db: 'descriptors', key, value: channels });
       schedule();
     },
     isFull() {
       return opts.fullPolicy === 'backpressure' && opts.forwarding && bytes >= opts.maxBytes;
     },
     append(entry, done) {
-      const record = encodeRecord(entry);
       const offset = ++head;
-      bytes += entryCost(record, entry.deviceId);
+      bytes += entryCost(recordLength(entry), entry.deviceId);
       frameCount++;
-      group.frames.push({
-        offset,
-        record,
-        deviceId: entry.deviceId,
-        minTimeMs: entry.minTimeMs,
-        maxTimeMs: entry.maxTimeMs,
-      });
-      group.callbacks.push(() => done(null, offset));
-      group.errbacks.push((err) => done(err, offset));
+      group.entries.push(entry);
+      group.offsets.push(offset);
+      group.dones.push(done);
+      group.doneOffsets.push(offset);
       schedule();
     },
     barrier(done) {
-      group.callbacks.push(() => done(null));
-      group.errbacks.push((err) => done(err));
+      group.dones.push(done);
+      group.doneOffsets.push(0);
       schedule();
     },
     queryHistory(q) {
@@ -391,8 +426,9 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
         start: [q.deviceId, q.fromMs - record.maxSpanMs],
         end: [q.deviceId, q.toMs, Number.MAX_SAFE_INTEGER],
       });
-      for (const { key, value: maxTimeMs } of range) {
+      for (const { key, value } of range) {
         const [, minTimeMs, offset] = key;
+        const maxTimeMs = value.readDoubleLE(0);
         if (maxTimeMs < q.fromMs) continue;
         // Frames come in minTime order: once `limit` readings are held and this frame starts after all
         // of them, no later frame can contribute an earlier reading.

@@ -20,6 +20,7 @@ import {
   HEADER_BYTES,
   MAX_FRAME_BYTES,
   type Message,
+  MessageType,
   PROTOCOL_VERSION,
 } from '../codec/index.ts';
 import type { HubConfig } from '../config/index.ts';
@@ -29,6 +30,7 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { CommandTracker } from '../pipeline/commands.ts';
 import type { Ingest } from '../pipeline/ingest.ts';
+import type { TelemetryScan } from '../pipeline/telemetry-scan.ts';
 import { encodeAck, encodeError } from './outbound.ts';
 
 /** Frames handed to the pipeline and not yet acknowledged, per session, before the socket is paused. */
@@ -38,7 +40,31 @@ export const SEND_HIGH_WATER_BYTES = 256 * 1024;
 /** How long a closing session waits for its in-flight commits so their ACKs go out first. */
 const CLOSE_DRAIN_MS = 1000;
 
+/**
+ * Hot-path counts kept as plain numbers and moved into the prom-client metrics in bulk by
+ * `flushSessionCounts` (every second and before each /metrics scrape): no metric lookups per frame.
+ */
+export interface SessionCounts {
+  telemetryFrames: number;
+  bytes: number;
+  /** TELEMETRY frames handed to the pipeline and not yet durable (a level, not a delta). */
+  inflight: number;
+}
+
+export function newSessionCounts(): SessionCounts {
+  return { telemetryFrames: 0, bytes: 0, inflight: 0 };
+}
+
+export function flushSessionCounts(counts: SessionCounts, metrics: Metrics): void {
+  if (counts.telemetryFrames > 0) metrics.framesIn.inc({ type: 'telemetry' }, counts.telemetryFrames);
+  if (counts.bytes > 0) metrics.bytesIn.inc(counts.bytes);
+  metrics.ingestInflightFrames.set(counts.inflight);
+  counts.telemetryFrames = 0;
+  counts.bytes = 0;
+}
+
 export interface SessionContext {
+  counts: SessionCounts;
   ingest: Ingest;
   sessions: SessionTable;
   commands: CommandTracker;
@@ -214,12 +240,28 @@ export class DeviceSession {
   private onMessage(data: Buffer, isBinary: boolean): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     const receivedAtMs = this.ctx.now();
-    const m = this.ctx.metrics;
-    m.bytesIn.inc(data.length);
+    const counts = this.ctx.counts;
+    counts.bytes += data.length;
     if (!isBinary) {
       this.end('TEXT_FRAME', 'devices send binary frames only [PROTO-1.3]');
       return;
     }
+    // Hot path: TELEMETRY in a ready session is scanned, not decoded into objects (telemetry-scan.ts).
+    if (this.state === 'ready' && data.length > 3 && data[3] === MessageType.TELEMETRY) {
+      try {
+        const scan = this.ctx.ingest.scan(this.deviceId, data);
+        counts.telemetryFrames++;
+        this.onTelemetry(data, scan, receivedAtMs);
+      } catch (err) {
+        if (err instanceof HubError) this.end(err.code, err.message);
+        else {
+          this.log.error({ err }, 'session failure');
+          this.end('INTERNAL', 'internal error');
+        }
+      }
+      return;
+    }
+    const m = this.ctx.metrics;
     let msg: Message;
     try {
       msg = decodeFrame(data);
@@ -237,8 +279,8 @@ export class DeviceSession {
       }
       switch (msg.type) {
         case 'telemetry':
-          this.onTelemetry(data, msg, receivedAtMs);
-          return;
+          // Only reached when the type byte said otherwise than the decoded frame (cannot happen).
+          throw new HubError('UNEXPECTED_MESSAGE', 'TELEMETRY outside the fast path');
         case 'descriptors':
           this.onDescriptors(data, msg.channels);
           return;
@@ -329,10 +371,11 @@ export class DeviceSession {
     if (this.refusal?.code === 'UNKNOWN_DESCRIPTORS') this.refusal = null;
   }
 
-  private onTelemetry(frame: Buffer, t: Extract<Message, { type: 'telemetry' }>, receivedAtMs: number): void {
+  private onTelemetry(frame: Buffer, t: Readonly<TelemetryScan>, receivedAtMs: number): void {
+    const { bootId, seq } = t;
     if (this.refusal) {
       const r = this.refusal;
-      if (t.bootId === r.bootId && t.seq <= r.seq)
+      if (bootId === r.bootId && seq <= r.seq)
         this.refusal = null; // the device is replaying
       else {
         // Refused silently (one ERROR per episode): acknowledging it would cover the refused frame.
@@ -342,13 +385,13 @@ export class DeviceSession {
       }
     }
     const started = performance.now();
-    const { bootId, seq } = t;
+    const counts = this.ctx.counts;
     this.inflight++;
-    this.ctx.metrics.ingestInflightFrames.inc();
+    counts.inflight++;
     try {
-      this.ctx.ingest.telemetry(this.deviceId, frame, t, receivedAtMs, (err) => {
+      this.ctx.ingest.store(this.deviceId, frame, t, receivedAtMs, (err) => {
         this.inflight--;
-        this.ctx.metrics.ingestInflightFrames.dec();
+        counts.inflight--;
         this.ctx.metrics.ackLatency.observe((performance.now() - started) / 1000);
         if (err) {
           this.log.error({ err: err.cause ?? err }, 'frame not stored');
@@ -362,7 +405,7 @@ export class DeviceSession {
       });
     } catch (err) {
       this.inflight--;
-      this.ctx.metrics.ingestInflightFrames.dec();
+      counts.inflight--;
       if (err instanceof HubError && ERRORS[err.code].close === null) {
         // Non-fatal refusal [PROTO-5.2, PROTO-5.5]: no ACK; the device keeps the frame and replays it.
         this.refusal = { bootId, seq, code: err.code };

@@ -1,0 +1,534 @@
+/**
+ * Hub ingest throughput: decode + durable local-log commit (lmdb, flushed) + ACK, measured as the
+ * SUSTAINED paced rate — the highest rate at which every frame is acknowledged and the backlog does
+ * not grow — not a blast. In the same run, the same load against a bare `ws` server that only counts
+ * frames gives the baseline and the ratio (design bar: ≥ 50 %).
+ *
+ * Processes: the hub (`server/main.ts`, embedded mode, temp data dir) in one child; the load generator
+ * (many device connections, paced) in another; the bare server in a third. This file is all three:
+ * imported by the bench runner it orchestrates; run as a child with `load` or `bare` it is a worker.
+ *
+ * Search: the rate doubles from a start value until a step fails, then bisects between the last pass
+ * and the first failure. A step passes when the generator achieved ≥ 95 % of the target, everything
+ * sent was acknowledged (hub) / counted (bare) within 1 s after the step, and (hub) p99 ACK latency
+ * stayed under 1 s.
+ */
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
+import { WebSocket, WebSocketServer } from 'ws';
+import {
+  type ChannelDescriptor,
+  decodeFrame,
+  descriptorHash,
+  encodeFrame,
+  SUBPROTOCOL,
+  type Telemetry,
+  ValueType,
+} from '../server/codec/index.ts';
+import { loadConfig } from '../server/config/index.ts';
+import { buildHub } from '../server/hub.ts';
+import { createLogger } from '../server/log/index.ts';
+import { openDeviceRegistry } from '../server/registry/index.ts';
+import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
+
+export const name = 'ingest';
+
+const BAR = 0.5;
+const THIS_FILE = fileURLToPath(import.meta.url);
+const ROOT = join(dirname(THIS_FILE), '..');
+const HOUR = 3_600_000;
+
+/** The codec bench's "typical" frame: 8 channels × 4 samples (i16 fixed-point and f32). */
+const CHANNELS: ChannelDescriptor[] = Array.from({ length: 8 }, (_, i) => ({
+  index: i,
+  key: `ch${i}`,
+  unit: i % 2 === 0 ? '°C' : 'V',
+  valueType: i % 2 === 0 ? ValueType.I16 : ValueType.F32,
+  scaleExp: i % 2 === 0 ? -2 : 0,
+  periodMs: 250,
+}));
+const SAMPLES = 4;
+const READINGS_PER_FRAME = CHANNELS.length * SAMPLES;
+const HASH = descriptorHash(CHANNELS);
+
+// ───────────────────────── messages between the processes ─────────────────────────
+
+interface DeviceCred {
+  id: string;
+  token: string | null;
+}
+type ToWorker =
+  | { type: 'connect'; url: string; devices: DeviceCred[]; expectAcks: boolean }
+  | { type: 'step'; rate: number; seconds: number }
+  | { type: 'exit' };
+interface StepResult {
+  type: 'result';
+  target: number;
+  sent: number;
+  achieved: number;
+  /** Hub: frames acknowledged by 1 s after the step; bare: 0 (the parent asks the server). */
+  acked: number;
+  drainMs: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+type FromWorker =
+  | { type: 'ready' }
+  | StepResult
+  | { type: 'count'; frames: number; rssBytes: number }
+  | { type: 'cpu'; us: number };
+
+// ───────────────────────── orchestration (bench runner side) ─────────────────────────
+
+export async function run(options: BenchOptions = { quick: false }): Promise<BenchReport> {
+  const quick = options.quick;
+  const devices = quick ? 20 : 50;
+  const stepSeconds = quick ? 1.5 : 3;
+  const startRate = quick ? 5_000 : 10_000;
+  const bisections = quick ? 2 : 4;
+  const dir = mkdtempSync(join(tmpdir(), 'esp32hub-bench-ingest-'));
+  const children: ChildProcess[] = [];
+  const notes: string[] = [];
+  try {
+    // ── Baseline: a bare ws server that only counts frames.
+    const barePort = await freePort();
+    const bare = fork(THIS_FILE, ['bare', String(barePort)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+    children.push(bare);
+    await nextMessage(bare, 'ready');
+    const bareLoad = fork(THIS_FILE, ['load'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+    children.push(bareLoad);
+    bareLoad.send({
+      type: 'connect',
+      url: `ws://127.0.0.1:${barePort}/`,
+      devices: Array.from({ length: devices }, (_, i) => ({ id: `bench-${i}`, token: null })),
+      expectAcks: false,
+    } satisfies ToWorker);
+    await nextMessage(bareLoad, 'ready');
+    let bareCounted = 0;
+    const bareStep = async (rate: number) => {
+      bareLoad.send({ type: 'step', rate, seconds: stepSeconds } satisfies ToWorker);
+      const r = (await nextMessage(bareLoad, 'result')) as StepResult;
+      const target = bareCounted + r.sent;
+      const t0 = performance.now();
+      let counted = bareCounted;
+      while (performance.now() - t0 < 1000) {
+        bare.send({ type: 'count' });
+        counted = ((await nextMessage(bare, 'count')) as { frames: number }).frames;
+        if (counted >= target) break;
+        await sleep(20);
+      }
+      bareCounted = counted;
+      return { ...r, acked: counted >= target ? r.sent : r.sent - (target - counted), drainMs: performance.now() - t0 };
+    };
+    const bareBest = await search(bareStep, startRate, bisections, false);
+    bare.send({ type: 'count' });
+    const bareRss = ((await nextMessage(bare, 'count')) as { rssBytes: number }).rssBytes;
+    bareLoad.send({ type: 'exit' } satisfies ToWorker);
+    bare.kill('SIGTERM');
+
+    // ── The hub: embedded mode, local log on a temp dir, ACK after the flushed commit. Measured twice:
+    // the ingest core (`buildHub` without extensions) and the hub as `npm start` runs it (plus the live
+    // page's state, which turns every reading into an object and keeps the fleet's latest values).
+    const core = await measureHub(join(dir, 'core'), ['--import', 'tsx', THIS_FILE, 'hub']);
+    const full = await measureHub(join(dir, 'full'), ['--import', 'tsx', join(ROOT, 'server/main.ts')]);
+
+    async function measureHub(dataDir: string, args: string[]) {
+      const registry = openDeviceRegistry({ dataDir, logger: createLogger('silent'), watchIntervalMs: 0 });
+      const creds: DeviceCred[] = [];
+      for (let i = 0; i < devices; i++)
+        creds.push({ id: `bench-${i}`, token: (await registry.add(`bench-${i}`)).token });
+      await registry.close();
+      const hubPort = await freePort();
+      const hub = spawn(process.execPath, args, {
+        cwd: ROOT,
+        env: {
+          ...process.env,
+          HUB_HOST: '127.0.0.1',
+          HUB_PORT: String(hubPort),
+          HUB_DATA_DIR: dataDir,
+          HUB_LOG_LEVEL: 'warn',
+          DEVICE_HANDSHAKES_PER_SEC: '10000',
+          INFLUX_URL: '',
+        },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      children.push(hub);
+      await waitReady(`http://127.0.0.1:${hubPort}/readyz`);
+      const hubLoad = fork(THIS_FILE, ['load'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+      children.push(hubLoad);
+      hubLoad.send({
+        type: 'connect',
+        url: `ws://127.0.0.1:${hubPort}/v1/device`,
+        devices: creds,
+        expectAcks: true,
+      } satisfies ToWorker);
+      await nextMessage(hubLoad, 'ready');
+      const hubStep = async (rate: number) => {
+        hubLoad.send({ type: 'step', rate, seconds: stepSeconds } satisfies ToWorker);
+        return (await nextMessage(hubLoad, 'result')) as StepResult;
+      };
+      const best = await search(hubStep, startRate, bisections, true);
+      const metricsText = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
+      hubLoad.send({ type: 'exit' } satisfies ToWorker);
+      hub.kill('SIGTERM');
+      return {
+        best,
+        rss: metricValue(metricsText, 'hub_process_process_resident_memory_bytes'),
+        commits: metricValue(metricsText, 'hub_local_log_commits_total'),
+        acks: metricValue(metricsText, 'hub_acks_sent_total'),
+        frames: metricValue(metricsText, 'hub_frames_received_total', 'type="telemetry"'),
+      };
+    }
+
+    const hubBest = core.best;
+    const rows: BenchRow[] = [
+      {
+        metric: 'hub sustained ingest (core)',
+        value: hubBest.achieved,
+        unit: 'frames/s',
+        baseline: { label: 'bare ws, counts only', value: bareBest.achieved },
+        note: `bar ≥ ${BAR * 100} % of bare`,
+      },
+      { metric: 'hub sustained ingest (core)', value: hubBest.achieved * READINGS_PER_FRAME, unit: 'readings/s' },
+      { metric: 'ACK latency p50 at that rate', value: hubBest.p50Ms, unit: 'ms', note: 'frame sent → ACK received' },
+      { metric: 'ACK latency p99 at that rate', value: hubBest.p99Ms, unit: 'ms' },
+      { metric: 'hub RSS after the run (core)', value: core.rss / 1024 / 1024, unit: 'MB' },
+      {
+        metric: 'hub sustained ingest (npm start: + live state)',
+        value: full.best.achieved,
+        unit: 'frames/s',
+        baseline: { label: 'bare ws, counts only', value: bareBest.achieved },
+      },
+      { metric: 'ACK latency p99 at that rate (npm start)', value: full.best.p99Ms, unit: 'ms' },
+      { metric: 'hub RSS after the run (npm start)', value: full.rss / 1024 / 1024, unit: 'MB' },
+      { metric: 'bare server RSS after the run', value: bareRss / 1024 / 1024, unit: 'MB' },
+      {
+        metric: 'frames per group commit (core, whole run)',
+        value: core.commits > 0 ? core.frames / core.commits : 0,
+        unit: 'frames',
+      },
+      {
+        metric: 'frames per ACK sent (core, whole run)',
+        value: core.acks > 0 ? core.frames / core.acks : 0,
+        unit: 'frames',
+        note: 'cumulative ACKs coalesced per commit',
+      },
+    ];
+    notes.push(
+      `${devices} device connections in one load-generator process, paced in 10 ms ticks; ${READINGS_PER_FRAME} readings per frame (8 channels × 4 samples); ${stepSeconds} s per step.`,
+      `Hub: embedded mode, lmdb local log in a temp dir, ACK only after the commit is flushed to disk; hub, generator and bare server are separate processes on the same machine.`,
+      `Ratio ${(hubBest.achieved / bareBest.achieved).toFixed(2)} (bar ${BAR}). Steps (frames/s → pass?): core ${hubBest.trail}; npm start ${full.best.trail}; bare ${bareBest.trail}.`,
+      `Load average at the end: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')} (the machine is shared; figures move with it).`,
+    );
+    return {
+      title: 'device ingest: decode + durable commit + ACK, sustained paced rate vs a bare ws server',
+      rows,
+      notes,
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface SearchResult extends StepResult {
+  trail: string;
+}
+
+/** Doubling then bisection over paced rates; returns the best passing step. */
+async function search(
+  step: (rate: number) => Promise<StepResult>,
+  start: number,
+  bisections: number,
+  withLatency: boolean,
+): Promise<SearchResult> {
+  const trail: string[] = [];
+  const passes = (r: StepResult) => {
+    const ok = r.achieved >= 0.95 * r.target && r.acked >= r.sent && (!withLatency || r.p99Ms < 1000);
+    if (process.env.BENCH_VERBOSE) console.error(`[ingest bench] ${JSON.stringify(r)} → ${ok ? 'pass' : 'fail'}`);
+    return ok;
+  };
+  await step(Math.min(start, 2000)); // warm-up: JIT, connections, lmdb pages
+  let best: StepResult | null = null;
+  let lo = 0;
+  let hi = 0;
+  for (let rate = start; ; rate *= 2) {
+    const r = await step(rate);
+    const ok = passes(r);
+    trail.push(`${Math.round(rate / 1000)}k ${ok ? '✓' : '✗'}`);
+    if (!ok) {
+      hi = rate;
+      break;
+    }
+    best = r;
+    lo = rate;
+    if (rate >= 1_000_000) break;
+  }
+  for (let i = 0; i < bisections && hi > 0; i++) {
+    const rate = Math.round((lo + hi) / 2);
+    const r = await step(rate);
+    const ok = passes(r);
+    trail.push(`${Math.round(rate / 1000)}k ${ok ? '✓' : '✗'}`);
+    if (ok) {
+      best = r;
+      lo = rate;
+    } else hi = rate;
+  }
+  if (!best) throw new Error(`no step passed (${trail.join(', ')})`);
+  return { ...best, trail: trail.join(', ') };
+}
+
+// ───────────────────────── workers ─────────────────────────
+
+/** Load generator: `devices` connections; paced steps; ACK latency from send to cumulative ACK. */
+function loadWorker(): void {
+  const conns: { ws: WebSocket; seq: number; sentAt: number[]; sentBase: number; acked: number; template: Buffer }[] =
+    [];
+  let expectAcks = true;
+  let latencies: number[] = [];
+  process.on('message', async (msg: ToWorker) => {
+    if (msg.type === 'exit') {
+      for (const c of conns) c.ws.terminate();
+      process.exit(0);
+    }
+    if (msg.type === 'connect') {
+      expectAcks = msg.expectAcks;
+      const bootId = 1 + (Date.now() % 1_000_000);
+      for (const d of msg.devices) {
+        const ws = new WebSocket(msg.url, [SUBPROTOCOL], {
+          headers: d.token ? { Authorization: `Bearer ${d.token}` } : {},
+          perMessageDeflate: false,
+        });
+        await new Promise<void>((resolve, reject) => {
+          ws.once('open', () => resolve());
+          ws.once('error', reject);
+        });
+        const conn = { ws, seq: 0, sentAt: [] as number[], sentBase: 1, acked: 0, template: buildTemplate(bootId) };
+        conns.push(conn);
+        if (expectAcks) {
+          const welcome = new Promise<void>((resolve) => {
+            ws.on('message', (data: Buffer) => {
+              const m = decodeFrame(data);
+              if (m.type === 'welcome') resolve();
+              else if (m.type === 'ack') {
+                const now = performance.now();
+                // Cumulative: every frame up to m.seq is acknowledged.
+                while (conn.acked < m.seq) {
+                  const idx = conn.acked + 1 - conn.sentBase;
+                  const t = conn.sentAt[idx];
+                  if (t !== undefined) latencies.push(now - t);
+                  conn.acked++;
+                }
+                // Drop acknowledged send times from the front now and then.
+                if (conn.acked - conn.sentBase > 4096) {
+                  conn.sentAt.splice(0, conn.acked - conn.sentBase + 1);
+                  conn.sentBase = conn.acked + 1;
+                }
+              } else if (m.type === 'error') console.error(`[ingest bench] hub error ${m.code}: ${m.message}`);
+            });
+          });
+          ws.send(
+            encodeFrame({
+              type: 'hello',
+              timeSynced: true,
+              deviceId: d.id,
+              firmwareVersion: 'bench',
+              maxProtocolVersion: 1,
+              bootId,
+              resetReason: 1,
+              uptimeMs: HOUR,
+              descriptorHash: HASH,
+              bufferedFrames: 0,
+              droppedFrames: 0,
+            }),
+          );
+          await welcome;
+          ws.send(encodeFrame({ type: 'descriptors', channels: CHANNELS }));
+        }
+      }
+      process.send?.({ type: 'ready' } satisfies FromWorker);
+      return;
+    }
+    // A paced step: frames are due at `rate` per second from the start; each 10 ms tick sends what is due.
+    const { rate, seconds } = msg;
+    latencies = [];
+    const startSent = conns.map((c) => c.seq);
+    let sent = 0;
+    let rr = 0;
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      const tick = () => {
+        const elapsed = (performance.now() - t0) / 1000;
+        const due = Math.min(Math.floor(rate * Math.min(elapsed, seconds)), Math.floor(rate * seconds)) - sent;
+        for (let i = 0; i < due; i++) {
+          const c = conns[rr] as (typeof conns)[number];
+          rr = (rr + 1) % conns.length;
+          c.ws.send(nextFrame(c));
+          if (expectAcks) c.sentAt[c.seq - c.sentBase] = performance.now();
+          sent++;
+        }
+        if (elapsed >= seconds) resolve();
+        else setTimeout(tick, 10);
+      };
+      tick();
+    });
+    const sendSeconds = (performance.now() - t0) / 1000;
+    const drainStart = performance.now();
+    if (expectAcks) {
+      while (performance.now() - drainStart < 1000 && conns.some((c) => c.acked < c.seq)) await sleep(5);
+    }
+    const acked = expectAcks ? conns.reduce((s, c, i) => s + (c.acked - (startSent[i] as number)), 0) : 0;
+    latencies.sort((a, b) => a - b);
+    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
+    process.send?.({
+      type: 'result',
+      target: rate,
+      sent,
+      achieved: sent / Math.max(sendSeconds, seconds),
+      acked,
+      drainMs: performance.now() - drainStart,
+      p50Ms: pct(0.5),
+      p99Ms: pct(0.99),
+    } satisfies FromWorker);
+  });
+}
+
+/** One encoded TELEMETRY frame per connection; each send copies it and patches seq + CRC. */
+function buildTemplate(bootId: number): Buffer {
+  const deltas = Array.from({ length: SAMPLES }, (_, i) => i * 250);
+  const t: Telemetry = {
+    type: 'telemetry',
+    unsynced: false,
+    bootId,
+    seq: 1,
+    descriptorHash: HASH,
+    baseTime: Date.now() - 60_000,
+    blocks: CHANNELS.map((ch) => ({
+      channel: ch.index,
+      valueType: ch.valueType,
+      deltasMs: deltas,
+      values: deltas.map((_, i) => (ch.valueType === ValueType.F32 ? 3.3 + i / 8 : 2000 + i * 7)),
+    })),
+  };
+  return Buffer.from(encodeFrame(t));
+}
+
+function nextFrame(c: { seq: number; template: Buffer }): Buffer {
+  const f = Buffer.from(c.template);
+  c.seq++;
+  f.writeUInt32LE(c.seq, 12); // header 8 + bootId 4 [PROTO-3.4]
+  const body = f.length - 4;
+  f.writeUInt32LE(crc32(f.subarray(0, body)), body);
+  return f;
+}
+
+/** The baseline: accepts device connections and counts binary messages, nothing else. */
+function bareServer(port: number): void {
+  let frames = 0;
+  const wss = new WebSocketServer({ port, host: '127.0.0.1', perMessageDeflate: false, maxPayload: 16 * 1024 });
+  wss.on('connection', (ws) => {
+    ws.on('message', () => {
+      frames++;
+    });
+  });
+  wss.on('listening', () => process.send?.({ type: 'ready' } satisfies FromWorker));
+  process.on('message', (msg: { type: string }) => {
+    if (msg.type === 'count') {
+      process.send?.({ type: 'count', frames, rssBytes: process.memoryUsage().rss } satisfies FromWorker);
+    } else if (msg.type === 'cpu') {
+      const c = process.cpuUsage();
+      process.send?.({ type: 'cpu', us: c.user + c.system } satisfies FromWorker);
+    }
+  });
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+// ───────────────────────── helpers ─────────────────────────
+
+function nextMessage(child: ChildProcess, type: string, timeoutMs = 120_000): Promise<FromWorker> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no '${type}' message from worker within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onMessage = (m: FromWorker) => {
+      if (m.type !== type) return;
+      cleanup();
+      resolve(m);
+    };
+    const onExit = (code: number | null) => {
+      cleanup();
+      reject(new Error(`worker exited (${code}) before '${type}'`));
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+    };
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+async function waitReady(url: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const ok = await fetch(url)
+      .then((r) => r.ok)
+      .catch(() => false);
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${url} never became ready`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function metricValue(text: string, metric: string, labels = ''): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(metric)) continue;
+    const m = /^(\w+)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== metric) continue;
+    if (labels && !(m[2] ?? '').includes(labels)) continue;
+    sum += Number(m[3]);
+  }
+  return sum;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The ingest core alone: `buildHub` with no extensions (no live page state), config from the env. */
+async function coreHub(): Promise<void> {
+  const hub = buildHub(loadConfig(process.env));
+  await hub.start();
+  process.on('SIGTERM', () => {
+    void hub.stop().then(() => process.exit(0));
+  });
+}
+
+// Worker entry: only when this file is the process's main module (never on import by the runner).
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const role = process.argv[2];
+  if (role === 'load') loadWorker();
+  else if (role === 'bare') bareServer(Number(process.argv[3]));
+  else if (role === 'hub') void coreHub();
+}
