@@ -491,7 +491,11 @@ export class LiveFanout {
   #catchUp(client: LiveClient, behind: Behind): void {
     client.behind = null;
     const toTick = this.#tick;
-    this.#send(client, { type: 'skipped', fromTick: behind.fromTick, toTick, samples: behind.samples });
+    // The marker only when something was actually dropped (behind for one tick with one sample per
+    // channel loses nothing: the latest values below are all there was).
+    if (behind.samples > 0) {
+      this.#send(client, { type: 'skipped', fromTick: behind.fromTick, toTick, samples: behind.samples });
+    }
     if (behind.latest.size > 0) {
       const updates: DataUpdates = {};
       let any = false;
