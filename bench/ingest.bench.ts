@@ -39,6 +39,8 @@ import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
 export const name = 'ingest';
 
 const BAR = 0.5;
+/** Paced rate of the CPU-per-frame measurement (frames/s). */
+const CPU_RATE = 10_000;
 const THIS_FILE = fileURLToPath(import.meta.url);
 const ROOT = join(dirname(THIS_FILE), '..');
 const HOUR = 3_600_000;
@@ -126,6 +128,14 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       return { ...r, acked: counted >= target ? r.sent : r.sent - (target - counted), drainMs: performance.now() - t0 };
     };
     const bareBest = await search(bareStep, startRate, bisections, false);
+    // CPU per frame at a fixed moderate rate: a figure the machine's other load moves much less.
+    const bareCpu = async () => {
+      bare.send({ type: 'cpu' });
+      return ((await nextMessage(bare, 'cpu')) as { us: number }).us;
+    };
+    const bareCpu0 = await bareCpu();
+    const bareCpuFrames = (await bareStep(CPU_RATE)).sent;
+    const bareCpuPerFrame = ((await bareCpu()) - bareCpu0) / bareCpuFrames;
     bare.send({ type: 'count' });
     const bareRss = ((await nextMessage(bare, 'count')) as { rssBytes: number }).rssBytes;
     bareLoad.send({ type: 'exit' } satisfies ToWorker);
@@ -173,11 +183,22 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         return (await nextMessage(hubLoad, 'result')) as StepResult;
       };
       const best = await search(hubStep, startRate, bisections, true);
+      const cpuSeconds = async () => {
+        const text = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
+        return (
+          metricValue(text, 'hub_process_process_cpu_user_seconds_total') +
+          metricValue(text, 'hub_process_process_cpu_system_seconds_total')
+        );
+      };
+      const cpu0 = await cpuSeconds();
+      const cpuFrames = (await hubStep(CPU_RATE)).sent;
+      const cpuPerFrameUs = (((await cpuSeconds()) - cpu0) * 1e6) / cpuFrames;
       const metricsText = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
       hubLoad.send({ type: 'exit' } satisfies ToWorker);
       hub.kill('SIGTERM');
       return {
         best,
+        cpuPerFrameUs,
         rss: metricValue(metricsText, 'hub_process_process_resident_memory_bytes'),
         commits: metricValue(metricsText, 'hub_local_log_commits_total'),
         acks: metricValue(metricsText, 'hub_acks_sent_total'),
@@ -207,6 +228,19 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       { metric: 'ACK latency p99 at that rate (npm start)', value: full.best.p99Ms, unit: 'ms' },
       { metric: 'hub RSS after the run (npm start)', value: full.rss / 1024 / 1024, unit: 'MB' },
       { metric: 'bare server RSS after the run', value: bareRss / 1024 / 1024, unit: 'MB' },
+      {
+        metric: `CPU per frame at ${CPU_RATE / 1000}k frames/s (core)`,
+        value: core.cpuPerFrameUs,
+        unit: 'µs',
+        baseline: { label: 'bare ws', value: bareCpuPerFrame },
+        note: 'all threads, user + system; less sensitive to the machine’s other load',
+      },
+      {
+        metric: `CPU per frame at ${CPU_RATE / 1000}k frames/s (npm start)`,
+        value: full.cpuPerFrameUs,
+        unit: 'µs',
+        baseline: { label: 'bare ws', value: bareCpuPerFrame },
+      },
       {
         metric: 'frames per group commit (core, whole run)',
         value: core.commits > 0 ? core.frames / core.commits : 0,

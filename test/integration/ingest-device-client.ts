@@ -29,6 +29,8 @@ export const TEST_HASH = descriptorHash(TEST_CHANNELS);
 
 export interface ConnectOptions {
   token?: string | null;
+  /** false: do not answer pings (a dead peer, for heartbeat tests). */
+  autoPong?: boolean;
   protocols?: string[];
   headers?: Record<string, string>;
 }
@@ -75,7 +77,11 @@ export class TestDevice {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = { ...opts.headers };
       if (opts.token) headers.Authorization = `Bearer ${opts.token}`;
-      const ws = new WebSocket(url, opts.protocols ?? [SUBPROTOCOL], { headers, perMessageDeflate: false });
+      const ws = new WebSocket(url, opts.protocols ?? [SUBPROTOCOL], {
+        headers,
+        perMessageDeflate: false,
+        autoPong: opts.autoPong ?? true,
+      });
       ws.once('open', () => resolve(new TestDevice(ws)));
       ws.once('unexpected-response', (_req, res) => {
         let body = '';

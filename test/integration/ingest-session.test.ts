@@ -351,3 +351,36 @@ function helloFor(deviceId: string, bootId: number) {
     droppedFrames: 0,
   };
 }
+
+describe('liveness [PROTO-1.5, PROTO-5.1]', () => {
+  let h: TestHub;
+  beforeAll(async () => {
+    h = await startTestHub({ DEVICE_HEARTBEAT_INTERVAL_SEC: '1', DEVICE_HELLO_TIMEOUT_MS: '300' });
+  });
+  afterAll(async () => {
+    await h?.stop();
+    await h?.dir.remove();
+  });
+
+  it('closes a connection that sends no HELLO in time: ERROR HELLO_TIMEOUT, close 1002', async () => {
+    const d = await TestDevice.connect(h.url, { token: await h.addDevice('esp-silent') });
+    expect(await d.next('error')).toMatchObject({ fatal: true, code: 206 });
+    expect(await d.closed()).toBe(1002);
+  });
+
+  it('terminates a peer that stops answering pings; a peer that answers stays', async () => {
+    const tokenA = await h.addDevice('esp-deaf');
+    const tokenB = await h.addDevice('esp-alive');
+    const deaf = await TestDevice.connect(h.url, { token: tokenA, autoPong: false });
+    const alive = await TestDevice.connect(h.url, { token: tokenB });
+    await deaf.hello('esp-deaf', 1, { uptimeMs: HOUR });
+    await alive.hello('esp-alive', 1, { uptimeMs: HOUR });
+    expect(await deaf.closed()).toBe(1006); // terminated: no close frame
+    expect(alive.closeCode).toBeNull();
+    expect(await h.metricValue('hub_device_disconnects_total', { reason: 'heartbeat' })).toBe(1);
+    alive.send({ type: 'descriptors', channels: TEST_CHANNELS });
+    alive.send(telemetry(1, 1, Date.now() - 1000));
+    await alive.ackOf(1, 1);
+    await alive.close();
+  });
+});
