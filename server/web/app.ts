@@ -35,6 +35,12 @@ async function main(): Promise<void> {
     conn.dataset.state = state;
     conn.textContent = state === 'live' ? 'live' : state;
     conn.title = detail || 'Live connection';
+    // A refused handshake looks like any lost connection from here: if the session expired, log in.
+    if (state === 'offline') {
+      getSession().catch((err: unknown) => {
+        if (err instanceof HttpError && err.status === 401) location.href = '/login';
+      });
+    }
   });
   live.connect();
 
