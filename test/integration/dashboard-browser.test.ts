@@ -208,3 +208,62 @@ describe('built-in dashboard in Chromium', () => {
     await phone.close();
   });
 });
+
+describe('password mode in Chromium', () => {
+  const PASSWORD = 'correct horse battery staple';
+  let pwHub: Hub;
+  let pwBase: string;
+  let pwDir: string;
+
+  beforeAll(async () => {
+    pwDir = mkdtempSync(join(tmpdir(), 'dashboard-pw-'));
+    const config = configFrom({
+      HUB_HOST: '127.0.0.1',
+      HUB_PORT: '0',
+      HUB_DATA_DIR: pwDir,
+      HUB_DASHBOARD_PASSWORD: PASSWORD,
+    });
+    const live = liveExtension(config);
+    pwHub = buildHub(config, {
+      authenticate: () => null,
+      logger: createLogger('silent'),
+      extensions: [live],
+      authorizeCommands: live.authorizeCommands,
+      readAccess: live.readAccess,
+    });
+    pwBase = `http://127.0.0.1:${(await pwHub.start()).port}`;
+  });
+
+  afterAll(async () => {
+    await pwHub?.stop();
+    if (pwDir) rmSync(pwDir, { recursive: true, force: true });
+  });
+
+  it('sends a visitor to the login form; the password (in a POST body) opens a read-only live session', async () => {
+    const context = await browser.newContext();
+    const p = await context.newPage();
+    await p.goto(`${pwBase}/`);
+    expect(new URL(p.url()).pathname).toBe('/login');
+    await p.screenshot({ path: join(RESULTS, 'dashboard-login.png') });
+    await p.fill('#password', 'wrong password!');
+    await p.click('button[type="submit"]');
+    expect(await p.textContent('.problem')).toBe('Wrong password.');
+    await p.fill('#password', PASSWORD);
+    await p.click('button[type="submit"]');
+    await p.waitForSelector('#conn[data-state="live"]', { timeout: WAIT_MS });
+    expect(new URL(p.url()).pathname).toBe('/');
+    expect(new URL(p.url()).search).toBe(''); // the password never appears in a URL
+    expect(await p.textContent('#who')).toBe('read-only');
+    expect(await p.isVisible('#logout')).toBe(true);
+    // The session cookie is HttpOnly: page scripts cannot read it.
+    expect(await p.evaluate(() => document.cookie)).toBe('');
+    const [cookie] = await context.cookies();
+    expect(cookie).toMatchObject({ name: 'hub_session', httpOnly: true, sameSite: 'Strict' });
+    // Logging out ends the session: back to the form.
+    await p.click('#logout button');
+    await p.waitForURL(`${pwBase}/login`);
+    await p.goto(`${pwBase}/`);
+    expect(new URL(p.url()).pathname).toBe('/login');
+    await context.close();
+  });
+});
