@@ -57,6 +57,7 @@ export {
   countReadings,
   countSamples,
   FrameBuilder,
+  FrameLoop,
   type GeneratorOptions,
   Sampler,
   TelemetryGenerator,

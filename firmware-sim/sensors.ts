@@ -67,6 +67,10 @@ const DAY_MS = 24 * HOUR_MS;
 class MeanReverting {
   value: number;
   private lastMs: number | null = null;
+  // Decay factors for the last step length: ticks are regular, so exp/sqrt run once, not per sample.
+  private lastDt = -1;
+  private decay = 0;
+  private spread = 0;
   constructor(
     private readonly mean: number,
     /** Stationary standard deviation. */
@@ -79,8 +83,13 @@ class MeanReverting {
   }
   at(ms: number, rng: Rng): number {
     if (this.lastMs !== null && ms > this.lastMs) {
-      const a = Math.exp(-(ms - this.lastMs) / this.tauMs);
-      this.value = this.mean + (this.value - this.mean) * a + this.sigma * Math.sqrt(1 - a * a) * rng.normal();
+      const dt = ms - this.lastMs;
+      if (dt !== this.lastDt) {
+        this.lastDt = dt;
+        this.decay = Math.exp(-dt / this.tauMs);
+        this.spread = this.sigma * Math.sqrt(1 - this.decay * this.decay);
+      }
+      this.value = this.mean + (this.value - this.mean) * this.decay + this.spread * rng.normal();
     }
     this.lastMs = ms;
     return this.value;
@@ -133,6 +142,8 @@ export class SensorSuite {
   private batteryMs: number | null = null;
   private heapLeak = 0;
   private led = false;
+  private tempAtMs = Number.NaN;
+  private tempC = 0;
   /** Probability that a temperature/humidity read fails (I²C glitch): sent as "missing". */
   missingRate = 0.002;
 
@@ -149,6 +160,14 @@ export class SensorSuite {
 
   /** Air temperature in °C: mean + daily sine peaking mid-afternoon + weather + sensor noise. */
   temperatureC(hostMs: number): number {
+    // Temperature and humidity are read on the same tick: one draw serves both.
+    if (hostMs === this.tempAtMs) return this.tempC;
+    this.tempAtMs = hostMs;
+    this.tempC = this.airTemperature(hostMs);
+    return this.tempC;
+  }
+
+  private airTemperature(hostMs: number): number {
     const p = this.profile;
     const localHours = ((((hostMs + p.utcOffsetHours * HOUR_MS) % DAY_MS) + DAY_MS) % DAY_MS) / HOUR_MS;
     const daily = p.dailyAmplitudeC * Math.sin((2 * Math.PI * (localHours - 9)) / 24); // peak at 15:00

@@ -3,6 +3,8 @@
  * the demos and the ingest benchmark share. `TelemetryGenerator` is the benchmark's entry point: it
  * produces a board's frames on a virtual timeline without sockets or timers.
  */
+
+import { crc32 } from 'node:zlib';
 import {
   type Block,
   type ChannelDescriptor,
@@ -255,6 +257,78 @@ export class TelemetryGenerator {
   /** The DESCRIPTORS frame whose hash the TELEMETRY frames carry. */
   descriptorsFrame(): Uint8Array {
     return encodeFrame({ type: 'descriptors', channels: this.channels });
+  }
+}
+
+/** Byte offsets inside an encoded TELEMETRY frame: 8-byte header, then bootId, seq, hash, baseTime [PROTO-3.4]. */
+const SEQ_OFFSET = 8 + 4;
+const BASE_TIME_OFFSET = 8 + 12;
+
+/**
+ * Realistic frames at copy speed, for load generators that must outrun the hub on a shared machine:
+ * `size` frames from a `TelemetryGenerator`, replayed in a loop. Each `next()` returns a fresh copy
+ * with seq continuing (1, 2, …, so the hub stores every frame rather than deduplicating it) and the
+ * base time moved on by whole loops (so readings never land on earlier timestamps); the copy is
+ * re-sealed with its CRC-32 [PROTO-2.6]. Tests hold the result to the codec.
+ *
+ * @example
+ * const loop = new FrameLoop(new TelemetryGenerator({ seed: 42, index: i }));
+ * ws.send(loop.generator.helloFrame(id)); ws.send(loop.generator.descriptorsFrame());
+ * setInterval(() => ws.send(loop.next()), 10);
+ */
+export class FrameLoop {
+  readonly generator: TelemetryGenerator;
+  /** Readings in one pass over the pool. */
+  readonly readingsPerLoop: number;
+  /** Readings (non-missing samples) handed out so far. */
+  readings = 0;
+  private readonly pool: Uint8Array[];
+  private readonly poolReadings: number[];
+  private readonly spanMs: number;
+  private i = 0;
+  private seq = 1;
+
+  constructor(generator: TelemetryGenerator, size = 256) {
+    if (generator.seq !== 1) throw new RangeError('FrameLoop needs a fresh generator (seq 1)');
+    this.generator = generator;
+    this.pool = [];
+    this.poolReadings = [];
+    let first = 0;
+    for (let k = 0; k < size; k++) {
+      const t = generator.nextTelemetry();
+      if (k === 0) first = t.baseTime;
+      this.pool.push(encodeFrame(t));
+      this.poolReadings.push(countReadings(t));
+    }
+    // One loop later, everything happens `spanMs` later: the time the pool covers.
+    this.spanMs = generator.nextTelemetry().baseTime - first;
+    this.readingsPerLoop = this.poolReadings.reduce((a, b) => a + b, 0);
+  }
+
+  /** Seq the next frame gets. */
+  get nextSeq(): number {
+    return this.seq;
+  }
+
+  next(): Uint8Array {
+    const k = this.i;
+    const src = this.pool[k] as Uint8Array;
+    const loops = Math.floor((this.seq - 1) / this.pool.length);
+    const out = new Uint8Array(src.length);
+    out.set(src);
+    const view = new DataView(out.buffer);
+    view.setUint32(SEQ_OFFSET, this.seq, true);
+    if (loops > 0) {
+      const base = view.getUint32(BASE_TIME_OFFSET, true) + view.getUint32(BASE_TIME_OFFSET + 4, true) * 0x1_0000_0000;
+      const t = base + loops * this.spanMs;
+      view.setUint32(BASE_TIME_OFFSET, t % 0x1_0000_0000, true);
+      view.setUint32(BASE_TIME_OFFSET + 4, Math.floor(t / 0x1_0000_0000), true);
+    }
+    view.setUint32(out.length - 4, crc32(out.subarray(0, out.length - 4)), true);
+    this.readings += this.poolReadings[k] as number;
+    this.seq++;
+    this.i = k + 1 === this.pool.length ? 0 : k + 1;
+    return out;
   }
 }
 
