@@ -159,6 +159,8 @@ function newGroup(): Group {
 }
 
 const APPEND = { append: true } as const;
+/** Groups whose transaction is committing or flushing at once (see `schedule`). */
+const MAX_COMMITS_IN_FLIGHT = 1;
 
 /** Copies a device record or boot state (flat, plus the record's `lastAck` pair). */
 function copyState(obj: object): object {
@@ -224,8 +226,21 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   const unforwardedFrames = () => Math.max(0, head - Math.max(forwarded, firstOffset - 1));
   updateGauges();
 
+  /**
+   * Classic group commit: while a group's transaction is being committed and flushed, new frames
+   * gather in the next group, which goes out as soon as the previous one is durable (at most
+   * `MAX_COMMITS_IN_FLIGHT` groups in flight). An idle log commits on the next turn; a busy one makes
+   * its groups as large as the disk's flush time requires, instead of one fsync per event-loop turn.
+   */
+  let commitsInFlight = 0;
   const schedule = () => {
-    if (scheduled === null && !closed) scheduled = setImmediate(commitGroup);
+    if (scheduled === null && !closed && commitsInFlight < MAX_COMMITS_IN_FLIGHT) {
+      scheduled = setImmediate(commitGroup);
+    }
+  };
+  const groupDone = () => {
+    commitsInFlight--;
+    if (group.dones.length > 0 || group.kv.size > 0 || group.refs.size > 0) schedule();
   };
 
   const scratch = Buffer.allocUnsafe(MAX_RECORD_BYTES);
@@ -279,8 +294,10 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     });
     const durable = tx.then(() => (ackAfterFlush ? root.flushed : true));
     lastGroup = durable;
+    commitsInFlight++;
     const done = durable.then(
       () => {
+        groupDone();
         metrics.logCommits.inc();
         settle(g, null);
         if (g.entries.length > 0) for (const l of appendListeners) l();
@@ -288,6 +305,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
         if (bytes > opts.maxBytes * HIGH_WATER) runMaintenance();
       },
       (err: Error) => {
+        groupDone();
         logger.error({ err }, 'local log commit failed');
         settle(g, err);
       },
@@ -531,13 +549,15 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
 
     async close() {
       if (closed) return;
-      if (scheduled !== null) {
-        clearImmediate(scheduled);
+      closed = true; // no new scheduling; what is queued is committed below
+      clearInterval(maintenanceTimer);
+      if (scheduled !== null) clearImmediate(scheduled);
+      scheduled = null;
+      for (;;) {
+        while (inFlight.size > 0) await Promise.all([...inFlight]);
+        if (group.dones.length === 0 && group.kv.size === 0 && group.refs.size === 0) break;
         commitGroup();
       }
-      closed = true;
-      clearInterval(maintenanceTimer);
-      while (inFlight.size > 0) await Promise.all([...inFlight]);
       await root.flushed;
       await root.close();
     },
