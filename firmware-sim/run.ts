@@ -82,6 +82,9 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
   err(
     `simulating ${opts.devices} board(s) → ${opts.url} · scenario ${opts.scenario} (${fleet.scenario.summary}) · seed ${opts.seed} · ${opts.rate} frame/s each${opts.durationMs ? ` · for ${opts.durationMs / 1000} s` : ' · Ctrl-C to stop'}`,
   );
+  // The library's timers are unref'd (a forgotten board never pins a process); the run itself must
+  // keep the process alive until it has printed its summary, even while every board is booting.
+  const keepAlive = setInterval(() => {}, 3_600_000);
   fleet.start();
   const startedAt = Date.now();
 
@@ -114,6 +117,7 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
   if (pending > 0 && opts.drainMs > 0)
     err(`stopping: waiting up to ${opts.drainMs / 1000} s for ${pending} frame(s) to be acked …`);
   const summary = await fleet.stop({ drainMs: opts.drainMs });
+  clearInterval(keepAlive);
   if (opts.json) io.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else io.stdout.write(summaryTable(summary, { perDevice: opts.perDevice }));
   const t = summary.totals;

@@ -52,7 +52,8 @@ export function channelDescriptors(sampleIntervalMs: number, specs: readonly Cha
       unit: s.unit,
       valueType: s.valueType,
       scaleExp: s.scaleExp,
-      periodMs: s.everyTicks === 0 ? 0 : s.everyTicks * sampleIntervalMs,
+      // Integer ms on the wire; a fractional tick (e.g. 62.5 ms at 4 frames/s) is rounded.
+      periodMs: s.everyTicks === 0 ? 0 : Math.round(s.everyTicks * sampleIntervalMs),
     }),
   );
 }

@@ -223,7 +223,7 @@ export class TelemetryGenerator {
     const b = this.builder;
     for (let t = 0; t < this.ticksPerFrame; t++) {
       if (!b.empty && b.bytes + this.sampler.tickBytesBound > this.maxFrameBytes) break;
-      const timeMs = this.startMs + this.tickIndex * this.sampleIntervalMs;
+      const timeMs = Math.floor(this.startMs + this.tickIndex * this.sampleIntervalMs);
       this.sampler.tick(b, timeMs, timeMs, timeMs - this.startMs + 1000, false);
       this.tickIndex++;
     }
@@ -247,7 +247,7 @@ export class TelemetryGenerator {
       maxProtocolVersion: 1,
       bootId: this.bootId,
       resetReason: ResetReason.POWER_ON,
-      uptimeMs: 1000 + this.tickIndex * this.sampleIntervalMs,
+      uptimeMs: Math.floor(1000 + this.tickIndex * this.sampleIntervalMs),
       descriptorHash: this.descriptorHash,
       bufferedFrames: 0,
       droppedFrames: 0,

@@ -122,6 +122,36 @@ describe('npm run sim', () => {
     }
   }, 120_000);
 
+  it('stops on Ctrl-C (SIGINT): drains, prints the summary and exits 0', async () => {
+    const file = `${dir.path}/devices.tokens`;
+    const child = spawn(
+      TSX,
+      ['firmware-sim/cli.ts', '--url', `ws://127.0.0.1:${port}/v1/device`, '--devices', '2', '--tokens-file', file],
+      {
+        cwd: REPO_ROOT,
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr += c;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const deadline = Date.now() + 30_000;
+    while (!stderr.includes('simulating 2 board(s)') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 2500));
+    child.kill('SIGINT');
+    expect(await exited).toBe(0);
+    expect(stdout).toMatch(/sessions \(WELCOME\)\s+2/);
+    expect(stdout).toMatch(/acked\s+\d+\s+\d+/);
+  }, 60_000);
+
   it('provisions missing devices through the admin API, keeps their tokens, and never prints a secret', async () => {
     const file = `${dir.path}/provisioned.tokens`;
     const args = [

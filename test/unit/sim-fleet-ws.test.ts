@@ -128,6 +128,26 @@ describe('the CLI run loop', () => {
     expect(err.join('')).not.toContain('esp32hub_test_token');
   });
 
+  it('draws the live status line on a terminal', async () => {
+    const file = join(dir, 'tty.tokens');
+    writeFileSync(file, 'sim-0001,esp32hub_test_token_0\n');
+    const { err, io: runIo } = io();
+    const opts = parseCliOptions(
+      ['--url', server.url, '--tokens-file', file, '--duration', '2500ms', '--rate', '4'],
+      {},
+    );
+    const result = await runSimulator(opts, { ...runIo, statusTty: true });
+    expect(result.exitCode).toBe(0);
+    const lines = err
+      .join('')
+      .split('\r\x1b[2K')
+      .filter((l) => l.startsWith('sim steady'));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+    expect(lines.at(-1)).toMatch(
+      /^sim steady 00:0\d · 1\/1 connected · sent [\d.]+\/s · acked [\d.]+\/s · outbox \d+ · reconnects 0 · dropped 0$/,
+    );
+  });
+
   it('stops on interrupt and prints the table; tells how to get missing tokens', async () => {
     const file = join(dir, 'two.tokens');
     writeFileSync(file, 'sim-0001,esp32hub_test_token_0\nsim-0002,esp32hub_test_token_1\n');

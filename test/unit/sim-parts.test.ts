@@ -206,6 +206,13 @@ describe('TelemetryGenerator (shared with the ingest benchmark)', () => {
     expect(frames(3)).not.toEqual(frames(4));
   });
 
+  it('handles fractional sample intervals (e.g. 3 frames/s × 4 ticks = 83.3 ms)', () => {
+    const gen = new TelemetryGenerator({ sampleIntervalMs: 1000 / 12 });
+    expect(gen.channels.every((c) => Number.isInteger(c.periodMs))).toBe(true);
+    for (let i = 0; i < 30; i++) expect(decodeFrame(gen.nextFrame()).type).toBe('telemetry');
+    expect(decodeFrame(gen.helloFrame('x')).type).toBe('hello');
+  });
+
   it('uses the same channel table as the devices', () => {
     const gen = new TelemetryGenerator({ sampleIntervalMs: 250 });
     expect(gen.channels).toEqual(channelDescriptors(250));
