@@ -153,4 +153,15 @@ describe('hub killed with SIGKILL under load', () => {
       expect(per.rows[0]?.n).toBe(finalSeq);
     }
   });
+
+  it('SIGTERM: device sessions get ERROR SHUTTING_DOWN and close 1001, the process exits 0', async () => {
+    const running = hub as ServerProcess;
+    const d = await TestDevice.connect(`ws://127.0.0.1:${port}/v1/device`, { token: tokens[0] as string });
+    await d.hello('esp-crash-0', 100, { uptimeMs: HOUR + 120_000 });
+    await running.stop({ signal: 'SIGTERM' });
+    expect(await d.closed()).toBe(1001);
+    expect(d.history.at(-1)).toMatchObject({ type: 'error', code: 302 });
+    expect(await running.exited).toMatchObject({ code: 0 });
+    hub = null;
+  });
 });

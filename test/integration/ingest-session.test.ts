@@ -79,6 +79,17 @@ describe('device sessions (embedded mode)', () => {
     expect(stored).toEqual(simplify(expected as Reading[]));
     expect(simplify(events)).toEqual(stored);
     expect(await h.metricValue('hub_readings_stored_total')).toBeGreaterThanOrEqual(N * 12);
+    // The same readings through the REST history route (embedded store).
+    const res = await fetch(
+      `${h.http}/api/devices/${id}/history?channel=temperature&from=${base}&to=${base + (N + 1) * 10_000}&limit=10000`,
+      { headers: { Authorization: `Bearer ${'a'.repeat(40)}` } },
+    );
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { readings: { timeMs: number; value: number }[]; truncated: boolean };
+    expect(body.truncated).toBe(false);
+    expect(body.readings.map((r) => [r.timeMs, r.value])).toEqual(
+      stored.filter((r) => r.channel === 'temperature').map((r) => [r.timeMs, r.value]),
+    );
     await d.close();
   });
 
