@@ -179,7 +179,13 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private link: Link | null = null;
   /** Incremented per connection and per boot: callbacks of an older epoch are ignored. */
   private epoch = 0;
+  /** Next outbox index to send on this connection (rewound to 0 to replay). */
   private sendCursor = 0;
+  /**
+   * Leading outbox entries sent on this connection. An ACK may cover any of them, also after a
+   * rewind (an ACK for frames committed before a STORAGE_FULL arrives after the ERROR).
+   */
+  private sentHigh = 0;
   private backoffAttempt = 0;
   private sessionsThisBoot = 0;
 
@@ -527,6 +533,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     if (dropped) {
       // Drop-oldest: the head goes; if it was in flight on this connection, the window shrinks.
       if (this.sendCursor > 0) this.sendCursor--;
+      if (this.sentHigh > 0) this.sentHigh--;
       this.droppedSinceBoot++;
       s.framesDropped++;
       if (dropped.sends === 0) s.framesDroppedUnsent++;
@@ -602,6 +609,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.stats.connectAttempts++;
     this.setState('connecting');
     this.sendCursor = 0;
+    this.sentHigh = 0;
     this.poisoned = false;
     this.awaitingDescriptorAck = false;
     this.pausedUntil = 0;
@@ -694,6 +702,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.epoch++;
     this.link = null;
     this.sendCursor = 0;
+    this.sentHigh = 0;
     this.clearTimer('heartbeatTimer');
     this.clearTimer('ackTimer');
     this.clearTimer('welcomeTimer');
@@ -805,7 +814,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
 
   private onAck(bootId: number, seq: number): void {
     if (this._state !== 'online') return;
-    const n = this.outbox.coveredBy(bootId, seq, this.sendCursor);
+    const n = this.outbox.coveredBy(bootId, seq, this.sentHigh);
     if (n === 0) {
       const prev = this.lastAcked;
       const old = prev && prev.bootId === bootId && seq <= prev.seq;
@@ -813,7 +822,8 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       return;
     }
     this.free(n, true);
-    this.sendCursor -= n;
+    this.sentHigh -= n;
+    this.sendCursor = Math.max(0, this.sendCursor - n);
     this.lastAcked = { bootId, seq };
     this.awaitingDescriptorAck = false;
     this.emit('ack', bootId, seq, n);
@@ -903,10 +913,12 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     const wasIdle = this.sendCursor === 0;
     while (this.sendCursor < this.outbox.length && this.sendCursor < maxInFlight) {
       if (link.bufferedAmount >= highWater) {
+        s.sendStalls++;
         this.schedulePump(20); // `ws` has no client drain event: look again shortly
         break;
       }
       const e = this.outbox.at(this.sendCursor++);
+      if (this.sendCursor > this.sentHigh) this.sentHigh = this.sendCursor;
       if (e.sends > 0) s.framesReplayed++;
       e.sends++;
       e.lastSentAt = now;

@@ -30,6 +30,8 @@ export interface FakeHubOptions {
   sampleIntervalMs?: number;
   /** Device id → token; when set, other tokens are refused (401). */
   tokens?: Map<string, string>;
+  /** Delay between storing a frame and its ACK (a commit), ms; errors go out at once. Default 0. */
+  ackDelayMs?: number;
 }
 
 interface BootState {
@@ -75,6 +77,11 @@ export class FakeHub {
   private nextCommandId = 1;
   /** When true, TELEMETRY is received but not acknowledged (a hub that went quiet). */
   withholdAcks = false;
+  /**
+   * Refuse this many upcoming new TELEMETRY frames with a non-fatal STORAGE_FULL. As the hub does,
+   * later frames of the session are then refused silently until the device replays the refused one.
+   */
+  refuseNext = 0;
 
   constructor(options: FakeHubOptions = {}) {
     this.options = options;
@@ -222,6 +229,7 @@ export class FakeHub {
 export class FakeSession {
   welcomed = false;
   private closed = false;
+  private refusal: { bootId: number; seq: number } | null = null;
   constructor(
     readonly hub: FakeHub,
     readonly deviceId: string,
@@ -306,6 +314,11 @@ export class FakeSession {
         d.descriptors.set(descriptorHash(m.channels), m.channels);
         return;
       case 'telemetry': {
+        if (this.refusal) {
+          const r = this.refusal;
+          if (m.bootId === r.bootId && m.seq <= r.seq) this.refusal = null;
+          else return; // refused silently: an ACK now would cover the refused frame
+        }
         const channels = d.descriptors.get(m.descriptorHash);
         if (!channels) {
           this.close('UNKNOWN_DESCRIPTORS');
@@ -318,6 +331,11 @@ export class FakeSession {
         }
         if (m.seq <= boot.highest) {
           d.duplicates++; // [PROTO-3.4.2] acknowledged again, not stored again
+        } else if (this.hub.refuseNext > 0) {
+          this.hub.refuseNext--;
+          this.refusal = { bootId: m.bootId, seq: m.seq };
+          this.close('STORAGE_FULL');
+          return;
         } else {
           let offset = 0;
           if (m.unsynced) {
@@ -335,7 +353,12 @@ export class FakeSession {
           d.stored.push({ bootId: m.bootId, seq: m.seq });
         }
         d.lastAck = { bootId: m.bootId, seq: m.seq };
-        if (!this.hub.withholdAcks) this.peer.send(encodeFrame({ type: 'ack', bootId: m.bootId, seq: m.seq }));
+        if (!this.hub.withholdAcks) {
+          const ack = encodeFrame({ type: 'ack', bootId: m.bootId, seq: m.seq });
+          const delay = this.hub.options.ackDelayMs ?? 0;
+          if (delay > 0) this.hub.clock.setTimeout(() => this.peer.send(ack), delay);
+          else this.peer.send(ack);
+        }
         return;
       }
       case 'command_accepted':

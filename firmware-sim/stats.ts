@@ -81,6 +81,8 @@ export class DeviceStats {
   /** Connections that never opened (refused, unreachable, timed out). */
   connectFailures = 0;
   heartbeatTimeouts = 0;
+  /** Times sending paused because the socket held more than `highWaterBytes` (backpressure). */
+  sendStalls = 0;
   ackTimeouts = 0;
   /** Disconnects the scenario caused on purpose (Wi-Fi drops). */
   wifiDrops = 0;

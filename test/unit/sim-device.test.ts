@@ -271,6 +271,44 @@ describe('outbox', () => {
     expectExactlyOnce(hub, recorder);
   });
 
+  it('on STORAGE_FULL waits, replays from the refused frame, and still takes ACKs that arrive after the ERROR', async () => {
+    const clock = new FakeClock();
+    const hub = new FakeHub({ clock, ackDelayMs: 40 }); // commits take 40 ms; errors are immediate
+    const recorder = new MemoryRecorder();
+    const device = new SimDevice({
+      id: ID,
+      token: 't',
+      url: 'ws://x',
+      seed: 3,
+      index: 1,
+      clock,
+      connector: hub.loopback(2),
+      recorder,
+      sampleIntervalMs: 10,
+      ticksPerFrame: 1, // 100 frames/s: several in flight when the hub refuses one
+      storageFullRetryMs: 2000,
+    });
+    device.start();
+    clock.advance(3000);
+    hub.refuseNext = 1;
+    clock.advance(500);
+    expect(device.stats.errorsByCode.STORAGE_FULL).toBe(1);
+    expect(hub.errors.map((e) => e.code)).toEqual(['STORAGE_FULL']);
+    // The ACKs of frames committed before the refusal came after the ERROR: they still count.
+    expect(device.stats.acksUnknown).toBe(0);
+    const during = device.stats.framesSent;
+    clock.advance(1000);
+    expect(device.stats.framesSent).toBe(during); // paused
+    clock.advance(3000);
+    const p = device.stop({ drainMs: 3000 });
+    clock.advance(4000);
+    await p;
+    expect(device.outboxDepth).toBe(0);
+    expect(hub.device(ID).duplicates).toBe(0); // the replay started at the refused frame
+    expect(hub.device(ID).gaps).toBe(0);
+    expectExactlyOnce(hub, recorder);
+  });
+
   it('replays unacknowledged frames after a reconnect, each stored exactly once', async () => {
     const clock = new FakeClock();
     const hub = new FakeHub({ clock });
