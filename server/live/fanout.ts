@@ -100,6 +100,7 @@ interface TickEvent {
 }
 
 interface TickChannel {
+  unit: string;
   samples: Sample[];
   latest: Sample;
 }
@@ -113,7 +114,8 @@ export class LiveFanout {
   #timer: NodeJS.Timeout | null = null;
   #drainTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
-  #pendingReadings = new Map<string, Reading[]>();
+  /** Per device, the readings arrays of the frames committed since the last tick (not copied). */
+  #pendingReadings = new Map<string, Reading[][]>();
   #pendingReadingCount = 0;
   #pendingEvents: TickEvent[] = [];
   #stopped = false;
@@ -167,9 +169,10 @@ export class LiveFanout {
   /** Readings of one committed frame [events.ts `readings`]; delivered at the next tick. */
   readings(deviceId: string, readings: Reading[]): void {
     if (this.#stopped || readings.length === 0) return;
+    // Kept by reference: the ingest path builds a fresh array per frame and nobody mutates it.
     const list = this.#pendingReadings.get(deviceId);
-    if (list) for (const r of readings) list.push(r);
-    else this.#pendingReadings.set(deviceId, readings.slice());
+    if (list) list.push(readings);
+    else this.#pendingReadings.set(deviceId, [readings]);
     this.#pendingReadingCount += readings.length;
     // Bounded even when the event loop is too busy for the tick timer: flush early.
     if (this.#pendingReadingCount >= this.#o.maxPendingReadings) this.flush();
@@ -357,26 +360,26 @@ export class LiveFanout {
     const data = new Map<string, Map<string, TickChannel>>();
     const cap = this.#o.maxSamplesPerChannelPerTick;
     let folded = 0;
-    for (const [deviceId, readings] of pendingReadings) {
-      const change = this.#o.state.applyReadings(deviceId, readings, now);
-      let channels = data.get(deviceId);
-      if (!channels) {
-        channels = new Map();
-        data.set(deviceId, channels);
-      }
-      for (const r of readings) {
-        const sample: Sample = [r.timeMs, r.value];
-        const ch = channels.get(r.channel);
-        if (!ch) channels.set(r.channel, { samples: [sample], latest: sample });
-        else {
-          if (ch.samples.length < cap) ch.samples.push(sample);
+    for (const [deviceId, frames] of pendingReadings) {
+      const channels = new Map<string, TickChannel>();
+      data.set(deviceId, channels);
+      for (const readings of frames) {
+        for (const r of readings) {
+          const sample: Sample = [r.timeMs, r.value];
+          const ch = channels.get(r.channel);
+          if (!ch) channels.set(r.channel, { unit: r.unit, samples: [sample], latest: sample });
           else {
-            ch.samples[cap - 1] = sample;
-            folded++;
+            if (ch.samples.length < cap) ch.samples.push(sample);
+            else {
+              ch.samples[cap - 1] = sample;
+              folded++;
+            }
+            if (sample[0] >= ch.latest[0]) ch.latest = sample;
           }
-          if (sample[0] >= ch.latest[0]) ch.latest = sample;
         }
       }
+      // The state takes each channel's samples once per tick (latest value, sparkline trail).
+      const change = this.#o.state.applyTick(deviceId, channels, now);
       if (change) this.#presence(change);
     }
     if (folded > 0) this.#o.metrics.liveCoalesced.inc(folded);

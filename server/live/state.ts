@@ -21,6 +21,15 @@ export interface ChannelMeta {
   periodMs: number;
 }
 
+/** One channel's samples of one tick, as the fan-out groups them. Samples are shared, never mutated. */
+export interface TickSamples {
+  unit: string;
+  /** Arrival order. */
+  samples: Sample[];
+  /** The sample with the greatest time. */
+  latest: Sample;
+}
+
 export interface ChannelState extends ChannelMeta {
   /** Latest sample, null until the first reading. */
   last: Sample | null;
@@ -190,25 +199,55 @@ export class LiveState {
    * when the data brought a stale device back.
    */
   applyReadings(deviceId: string, readings: readonly Reading[], atMs: number): PresenceChange | null {
+    const channels = new Map<string, TickSamples>();
+    for (const r of readings) {
+      const sample: Sample = [r.timeMs, r.value];
+      const ch = channels.get(r.channel);
+      if (!ch) channels.set(r.channel, { unit: r.unit, samples: [sample], latest: sample });
+      else {
+        ch.samples.push(sample);
+        if (sample[0] >= ch.latest[0]) ch.latest = sample;
+      }
+    }
+    return this.applyTick(deviceId, channels, atMs);
+  }
+
+  /**
+   * Applies one tick of a device grouped by channel (what the fan-out builds anyway): per channel the
+   * latest sample and the trail, without copying samples. Returns a presence change when the data
+   * brought a stale device back.
+   */
+  applyTick(deviceId: string, channels: ReadonlyMap<string, TickSamples>, atMs: number): PresenceChange | null {
     const d = this.device(deviceId);
     if (!d) {
-      this.overflow += readings.length;
+      for (const ch of channels.values()) this.overflow += ch.samples.length;
       return null;
     }
-    for (const r of readings) {
-      const ch = this.#channel(d, r.channel, r.unit);
+    const step = this.#trailStepMs;
+    for (const [key, tick] of channels) {
+      const ch = this.#channel(d, key, tick.unit);
       if (!ch) {
-        this.overflow++;
+        this.overflow += tick.samples.length;
         continue;
       }
-      if (ch.last === null || r.timeMs >= ch.last[0]) ch.last = [r.timeMs, r.value];
+      if (ch.last === null || tick.latest[0] >= ch.last[0]) ch.last = tick.latest;
       const trail = ch.trail;
-      const tail = trail[trail.length - 1];
-      if (tail !== undefined && Math.floor(tail[0] / this.#trailStepMs) === Math.floor(r.timeMs / this.#trailStepMs)) {
-        if (r.timeMs >= tail[0]) trail[trail.length - 1] = [r.timeMs, r.value];
-      } else if (tail === undefined || r.timeMs > tail[0]) {
-        trail.push([r.timeMs, r.value]);
-        if (trail.length > this.#trailPoints) trail.shift();
+      let tail = trail[trail.length - 1];
+      let tailStep = tail === undefined ? -1 : Math.floor(tail[0] / step);
+      for (const sample of tick.samples) {
+        const t = sample[0];
+        const sampleStep = Math.floor(t / step);
+        if (tail !== undefined && sampleStep === tailStep) {
+          if (t >= tail[0]) {
+            trail[trail.length - 1] = sample;
+            tail = sample;
+          }
+        } else if (tail === undefined || t > tail[0]) {
+          trail.push(sample);
+          if (trail.length > this.#trailPoints) trail.shift();
+          tail = sample;
+          tailStep = sampleStep;
+        }
       }
     }
     return this.noteData(d, atMs);
