@@ -1,5 +1,12 @@
 /** The protocol v1 codec: pure functions shared by the hub, the simulator and the tests. */
 export { decodeFrame, descriptorHash, descriptorPayload, encodeFrame, readEnvelope } from './frame.ts';
+export {
+  type ChannelTable,
+  newTelemetryScan,
+  peekDescriptorHash,
+  scanTelemetry,
+  type TelemetryScan,
+} from './telemetry-scan.ts';
 export * from './types.ts';
 export { scaledValue } from './values.ts';
 export { isChannelKey, isCommandName, isDeviceId, isFreeText } from './wire.ts';

@@ -8,7 +8,17 @@
  * are queued but not yet committed, so dedupe sees them); every change is also queued into the same
  * log group as the frame it belongs to, so what is on disk is always consistent with the frames there.
  */
-import { type ChannelDescriptor, decodeFrame, type FrameRef, type Hello, type Telemetry } from '../codec/index.ts';
+import {
+  type ChannelDescriptor,
+  decodeFrame,
+  type FrameRef,
+  type Hello,
+  newTelemetryScan,
+  peekDescriptorHash,
+  scanTelemetry,
+  type Telemetry,
+  type TelemetryScan,
+} from '../codec/index.ts';
 import type { HubConfig } from '../config/index.ts';
 import { HubError } from '../errors.ts';
 import type { HubEventBus } from '../events.ts';
@@ -17,7 +27,6 @@ import type { Metrics } from '../metrics/index.ts';
 import { type BootState, type DeviceRecord, MAX_BOOTS_PER_DEVICE, newDeviceRecord } from '../storage/device-state.ts';
 import type { LocalLog } from '../storage/local-log.ts';
 import { telemetryToReadings } from './readings.ts';
-import { newTelemetryScan, peekDescriptorHash, scanTelemetry, type TelemetryScan } from './telemetry-scan.ts';
 import { mapFrameTime } from './time-map.ts';
 
 export interface IngestOptions {

@@ -12,6 +12,7 @@
  */
 import { crc32 } from 'node:zlib';
 import type { WebSocket } from 'ws';
+import type { TelemetryScan } from '../codec/index.ts';
 import {
   type ChannelDescriptor,
   type CommandArg,
@@ -30,7 +31,6 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { CommandTracker } from '../pipeline/commands.ts';
 import type { Ingest } from '../pipeline/ingest.ts';
-import type { TelemetryScan } from '../pipeline/telemetry-scan.ts';
 import { encodeAck, encodeError } from './outbound.ts';
 
 /** Frames handed to the pipeline and not yet acknowledged, per session, before the socket is paused. */

@@ -9,7 +9,8 @@
  * `decodeFrame` to obtain the canonical error code in the [PROTO-2.7] order. Tests hold the two together
  * over the golden vectors and fuzzed mutations (test/unit/pipeline-telemetry-scan.test.ts).
  */
-import { type ChannelDescriptor, Flags, Limits, MessageType, readEnvelope, ValueType } from '../codec/index.ts';
+import { readEnvelope } from './frame.ts';
+import { type ChannelDescriptor, Flags, Limits, MessageType, ValueType } from './types.ts';
 
 /** Channel index → descriptor (sparse, indexes 0..127), as built by the ingest for a descriptor set. */
 export type ChannelTable = readonly (ChannelDescriptor | undefined)[];

@@ -10,14 +10,16 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type ChannelDescriptor,
+  type ChannelTable,
   decodeFrame,
   type Message,
+  newTelemetryScan,
+  scanTelemetry,
   type Telemetry,
   ValueType,
 } from '../../server/codec/index.ts';
 import { HubError } from '../../server/errors.ts';
 import { checkTelemetry } from '../../server/pipeline/ingest.ts';
-import { type ChannelTable, newTelemetryScan, scanTelemetry } from '../../server/pipeline/telemetry-scan.ts';
 
 interface Vector {
   name: string;
