@@ -15,7 +15,9 @@
  * paced in 10 ms steps), the live clients (`clients` mode: 100 connections; 10 of them parse and time
  * every message, the other 90 read and count bytes), and the runner. Run as `npm start` runs
  * (readings after the flushed commit), then without the fsync (`ackAfterFlush: false`) so the
- * fan-out's own share is visible apart from the disk, then with a 50 ms tick.
+ * fan-out's own share is visible apart from the disk, then with a 50 ms tick. In-hub timings split the
+ * latency: device → `readings` event (ingest + commit), event → written to every socket (tick wait +
+ * the tick's work), and the rest (loopback, the client's parse).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -87,7 +89,7 @@ type FromWorker =
   | { type: 'ready'; port?: number }
   | DevicesResult
   | ClientsResult
-  | { type: 'hub-result'; atEvent: Summary };
+  | { type: 'hub-result'; atEvent: Summary; inHub: Summary; work: Summary };
 
 // ───────────────────────── orchestration ─────────────────────────
 
@@ -95,17 +97,16 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
   const quick = options.quick;
   const warmSeconds = quick ? 1.5 : 3;
   const measureSeconds = quick ? 3 : 8;
-  // As `npm start` runs (ACK and readings after the flushed commit), then without the disk flush to
-  // isolate the fan-out path from the disk (the machine's fsync latency dominates otherwise), then a
-  // longer tick.
+  // As `npm start` runs (default 10 ms tick; ACK and readings after the flushed commit), then without
+  // the disk flush to isolate the fan-out path from the disk, then a longer tick for comparison.
   const setups: { tickMs: number; flush: boolean }[] = quick
     ? [
-        { tickMs: 20, flush: true },
-        { tickMs: 20, flush: false },
+        { tickMs: 10, flush: true },
+        { tickMs: 10, flush: false },
       ]
     : [
-        { tickMs: 20, flush: true },
-        { tickMs: 20, flush: false },
+        { tickMs: 10, flush: true },
+        { tickMs: 10, flush: false },
         { tickMs: 50, flush: false },
       ];
   const dir = mkdtempSync(join(tmpdir(), 'esp32hub-bench-fanout-'));
@@ -155,6 +156,18 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
           value: b.atEvent.p50,
           unit: 'ms',
           note: `p99 ${b.atEvent.p99.toFixed(1)} ms: ingest + commit, before the fan-out`,
+        },
+        {
+          metric: `  fan-out in the hub p50 (${label})`,
+          value: b.inHub.p50,
+          unit: 'ms',
+          note: `p99 ${b.inHub.p99.toFixed(1)} ms: readings event → written to every socket`,
+        },
+        {
+          metric: `    of which one tick's work p50 (${label})`,
+          value: b.work.p50,
+          unit: 'ms',
+          note: `p99 ${b.work.p99.toFixed(2)} ms: state, messages, ${CLIENTS} socket writes; the rest is the tick wait`,
         },
         {
           metric: `  device→ACK p50 (${label})`,
@@ -207,6 +220,8 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
 interface PhaseResult {
   devices: DevicesResult;
   atEvent: Summary;
+  inHub: Summary;
+  work: Summary;
   clients: ClientsResult | null;
   cpuPercent: number;
   rssMb: number;
@@ -236,7 +251,11 @@ async function phase(
   const after = await scrape(base);
   const elapsed = (performance.now() - t0) / 1000;
   hub.send({ type: 'report' } satisfies ToWorker);
-  const atEvent = ((await nextMessage(hub, 'hub-result')) as { atEvent: Summary }).atEvent;
+  const { atEvent, inHub, work } = (await nextMessage(hub, 'hub-result')) as {
+    atEvent: Summary;
+    inHub: Summary;
+    work: Summary;
+  };
   let c: ClientsResult | null = null;
   if (clients) {
     clients.send({ type: 'report' } satisfies ToWorker);
@@ -245,6 +264,8 @@ async function phase(
   return {
     devices: d,
     atEvent,
+    inHub,
+    work,
     clients: c,
     cpuPercent: ((after.cpu - before.cpu) / elapsed) * 100,
     rssMb: after.rss / 1024 / 1024,
@@ -296,12 +317,44 @@ async function hubWorker(dataDir: string, port: string, tickMs: number, flush: b
       }
     }
   });
+  // Inside the hub: from the first `readings` event of a tick to the end of the flush that wrote it to
+  // every socket (the tick wait, the state update, building the messages, the socket writes).
+  let inHub: number[] = [];
+  let work: number[] = [];
+  let firstPending: number | null = null;
+  hub.bus.on('readings', () => {
+    firstPending ??= performance.now();
+  });
   process.on('message', (msg: ToWorker) => {
-    if (msg.type === 'reset') atEvent = [];
-    else if (msg.type === 'report')
-      process.send?.({ type: 'hub-result', atEvent: summarize(atEvent) } satisfies FromWorker);
+    if (msg.type === 'reset') {
+      atEvent = [];
+      inHub = [];
+      work = [];
+    } else if (msg.type === 'report') {
+      process.send?.({
+        type: 'hub-result',
+        atEvent: summarize(atEvent),
+        inHub: summarize(inHub),
+        work: summarize(work),
+      } satisfies FromWorker);
+    }
   });
   await hub.start();
+  const fanout = live.live?.fanout;
+  if (fanout) {
+    const flush = fanout.flush.bind(fanout);
+    fanout.flush = () => {
+      const t0 = firstPending;
+      firstPending = null;
+      const started = performance.now();
+      flush();
+      const ended = performance.now();
+      if (t0 !== null) {
+        inHub.push(ended - t0);
+        work.push(ended - started);
+      }
+    };
+  }
   process.on('SIGTERM', () => {
     void hub.stop().then(() => process.exit(0));
   });

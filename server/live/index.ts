@@ -58,7 +58,7 @@ export interface LiveDeps {
   commandsEnabled?: boolean;
   /**
    * Shortest time between two fan-out ticks (ms). A tick runs as soon as an update arrives unless
-   * the previous one ran less than this long ago. Default 20.
+   * the previous one ran less than this long ago. Default 10 (see bench/fanout.bench.ts).
    */
   tickMs?: number;
   /** Live ping period (ms). Default 30 000. */
@@ -98,7 +98,7 @@ export function createLive(deps: LiveDeps): Live {
     state,
     metrics,
     logger,
-    tickMs: deps.tickMs ?? 20,
+    tickMs: deps.tickMs ?? 10,
     highWaterBytes: config.live.highWaterBytes,
     drainTimeoutMs: config.live.drainTimeoutMs,
     maxSubscriptions: config.live.maxSubscriptions,
