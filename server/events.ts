@@ -12,10 +12,23 @@ export interface HubEvents {
   readings: [deviceId: string, readings: Reading[]];
   /** A device session completed HELLO → WELCOME. */
   'device:online': [
-    info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean; atMs: number },
+    info: {
+      deviceId: string;
+      firmwareVersion: string;
+      bootId: number;
+      timeSynced: boolean;
+      /** From HELLO: frames waiting in the device's outbox, and frames it dropped (drop-oldest) this boot. */
+      bufferedFrames: number;
+      droppedFrames: number;
+      atMs: number;
+    },
   ];
   /** A device session ended. `reason` is an error code or 'closed' / 'replaced' / 'heartbeat'. */
   'device:offline': [info: { deviceId: string; reason: string; atMs: number }];
+  /** Frames missing between stored sequence numbers of a boot (lost before reaching the hub). */
+  'device:gap': [deviceId: string, missingFrames: number];
+  /** A frame from the device was rejected with a coded error (counted in `hub_frame_errors_total`). */
+  'device:rejected': [deviceId: string, code: string];
   /** A device's descriptor set was stored. */
   'device:descriptors': [deviceId: string];
   /** A command changed state (sent, accepted, result, timeout). */

@@ -24,6 +24,7 @@ import { createRouter } from './http/router.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
+import { DeviceHealth, type DeviceHealthRow } from './pipeline/device-health.ts';
 import { createIngest, type Ingest } from './pipeline/ingest.ts';
 import { type DeviceRegistry, deviceUrlFrom, openDeviceRegistry } from './registry/index.ts';
 import { openDeadLetterStore } from './storage/dead-letter.ts';
@@ -55,6 +56,8 @@ export interface ForwarderContext {
   dataDir: string;
   metrics: Metrics;
   logger: Logger;
+  /** Per-device health for the `device_status` points written with the hub stats. */
+  fleet: () => DeviceHealthRow[];
 }
 
 /** Everything a plugged-in part may use once the hub has started. */
@@ -69,6 +72,8 @@ export interface HubContext {
   sessions: SessionTable;
   commands: CommandTracker;
   ingest: Ingest;
+  /** Per-device link health; the live view supplies presence to it (`setPresenceProvider`). */
+  health: DeviceHealth;
   /** Routes WebSocket upgrades for an exact path (not `/v1/device`). */
   registerUpgrade(path: string, handler: UpgradeHandler): void;
   /** Embedded-store history (the local log), for the history route in embedded mode. */
@@ -156,6 +161,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   const started: HubExtension[] = [];
 
+  const deviceHealth = new DeviceHealth(bus);
   const onRevoked = (deviceId: string) => {
     sessions.get(deviceId)?.end('REVOKED', 'the device token was revoked or rotated');
   };
@@ -292,6 +298,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           sessions,
           commands,
           ingest,
+          health: deviceHealth,
           registerUpgrade: (path, handler) => gw.registerUpgrade(path, handler),
           queryHistory: (q) => openedLog.queryHistory(q),
           channelsOf: (id) => ingest.currentChannels(id),
@@ -308,6 +315,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
             dataDir: config.storage.dataDir,
             metrics,
             logger,
+            // Registered devices that never connected since start count as offline.
+            fleet: () => deviceHealth.rows(registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? []),
           });
           forwarder.start();
         }
@@ -354,6 +363,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       flushCounts();
       bus.off('device:revoked', onRevoked);
       unsubscribeRevoked?.();
+      deviceHealth.close();
       await log?.close();
       if (ownsRegistry) await registry?.close();
       state = 'stopped';
@@ -390,6 +400,7 @@ export function influxForwarder(ctx: ForwarderContext): ForwarderLike {
           intervalMs: ctx.config.statsIntervalMs,
           submit: (lines) => fwd.submitStats(lines),
           logger: ctx.logger,
+          fleet: ctx.fleet,
         })
       : null;
   return {

@@ -330,7 +330,10 @@ export function createIngest(opts: IngestOptions): Ingest {
       }
       const nowMs = now();
       const highest = boot?.highestSeq ?? 0;
-      if (seq > highest + 1) metrics.gaps.inc(seq - highest - 1);
+      if (seq > highest + 1) {
+        metrics.gaps.inc(seq - highest - 1);
+        bus.emit('device:gap', deviceId, seq - highest - 1);
+      }
       const tm =
         plausibleSynced(scan, m.record.firstSeenMs, nowMs, opts.devices.maxFutureSkewMs) ??
         mapFrameTime({

@@ -176,6 +176,7 @@ export class DeviceSession {
     this.closeReason = code === 'REPLACED' ? 'replaced' : code === 'SHUTTING_DOWN' ? 'shutdown' : code;
     if (opts.count ?? (code !== 'REPLACED' && code !== 'SHUTTING_DOWN' && code !== 'REVOKED')) {
       this.ctx.metrics.frameErrors.inc({ code });
+      this.ctx.bus.emit('device:rejected', this.deviceId, code);
     }
     if (this.helloTimer) {
       clearTimeout(this.helloTimer);
@@ -313,6 +314,7 @@ export class DeviceSession {
   /** A non-fatal coded ERROR frame (the connection stays open). */
   private notice(code: ErrorCode, detail: number | string): void {
     this.ctx.metrics.frameErrors.inc({ code });
+    this.ctx.bus.emit('device:rejected', this.deviceId, code);
     this.send(encodeError(code, `${ERRORS[code].summary} (${detail})`));
   }
 
@@ -359,6 +361,8 @@ export class DeviceSession {
       firmwareVersion: hello.firmwareVersion,
       bootId: hello.bootId,
       timeSynced: hello.timeSynced,
+      bufferedFrames: hello.bufferedFrames,
+      droppedFrames: hello.droppedFrames,
       atMs,
     });
   }
@@ -380,6 +384,7 @@ export class DeviceSession {
       else {
         // Refused silently (one ERROR per episode): acknowledging it would cover the refused frame.
         this.ctx.metrics.frameErrors.inc({ code: r.code });
+        this.ctx.bus.emit('device:rejected', this.deviceId, r.code);
         if (r.code === 'STORAGE_FULL') this.ctx.metrics.logFullRejections.inc();
         return;
       }

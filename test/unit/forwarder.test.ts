@@ -545,10 +545,36 @@ describe('hub stats through the same write path', () => {
     metrics.liveClients.set(2);
     metrics.deviceSessions.set(7);
     t += 2000;
-    expect(await stats.collect()).toBe(
+    expect(await stats.collect()).toEqual([
       'hub_stats,hub=hub\\ a frames_per_s=6,readings_per_s=150,ack_p99_ms=3.5,local_log_unforwarded_frames=42,' +
         'local_log_bytes=4096,forwarder_lag_s=1.5,forwarded_lines=1000,write_failures=3,dead_lettered=4,' +
         'live_clients=2,device_sessions=7 1700000002000',
-    );
+    ]);
+  });
+
+  it('with a fleet, adds presence counts to hub_stats and one device_status point per device', async () => {
+    const row = { gaps: 0, errors: 0, droppedFrames: 0, bufferedFrames: 0, firmwareVersion: '1.0' };
+    const stats = createStatsWriter({
+      metrics,
+      hubId: 'h',
+      intervalMs: 1000,
+      submit: () => {},
+      logger: createLogger('silent'),
+      now: () => 5000,
+      fleet: () => [
+        { ...row, deviceId: 'a', state: 'online', gaps: 3 },
+        { ...row, deviceId: 'b b', state: 'stale', errors: 2, firmwareVersion: 'v"2"' },
+        { ...row, deviceId: 'c', state: 'offline', droppedFrames: 7, bufferedFrames: 9 },
+        { ...row, deviceId: 'd', state: 'online' },
+      ],
+    });
+    const [hubStats, ...devices] = await stats.collect();
+    expect(hubStats).toContain('devices_online=2,devices_stale=1,devices_offline=1 5000');
+    expect(devices).toEqual([
+      'device_status,device=a state_code=2,gaps_total=3,errors_total=0,dropped_frames=0,buffered_frames=0,firmware="1.0" 5000',
+      'device_status,device=b\\ b state_code=1,gaps_total=0,errors_total=2,dropped_frames=0,buffered_frames=0,firmware="v\\"2\\"" 5000',
+      'device_status,device=c state_code=0,gaps_total=0,errors_total=0,dropped_frames=7,buffered_frames=9,firmware="1.0" 5000',
+      'device_status,device=d state_code=2,gaps_total=0,errors_total=0,dropped_frames=0,buffered_frames=0,firmware="1.0" 5000',
+    ]);
   });
 });

@@ -15,6 +15,8 @@ import type { DescriptorLookup, LogEntry, Reading } from '../types.ts';
 
 export const MEASUREMENT = 'telemetry';
 export const STATS_MEASUREMENT = 'hub_stats';
+/** Per-device health written with the hub stats (presence, gaps, rejected frames). */
+export const DEVICE_STATUS_MEASUREMENT = 'device_status';
 /** Numeric channels (every integer type and f32, scaled) share this one float field. */
 export const VALUE_FIELD = 'value';
 /** Bool channels. */

@@ -6,7 +6,11 @@
  */
 import type { Logger } from '../../log/index.ts';
 import type { Metrics } from '../../metrics/index.ts';
-import { escapeTag, STATS_MEASUREMENT } from './line-protocol.ts';
+import type { DeviceHealthRow } from '../../pipeline/device-health.ts';
+import { DEVICE_STATUS_MEASUREMENT, escapeTag, STATS_MEASUREMENT } from './line-protocol.ts';
+
+/** `device_status.state_code`: Grafana maps 2/1/0 to online/stale/offline. */
+const STATE_CODE = { online: 2, stale: 1, offline: 0 } as const;
 
 export interface StatsWriterOptions {
   metrics: Metrics;
@@ -16,13 +20,18 @@ export interface StatsWriterOptions {
   submit: (lines: string[]) => void;
   logger: Logger;
   now?: () => number;
+  /**
+   * Per-device health (presence, gaps, rejected frames, device-side drops). When given, each collection
+   * also writes fleet counts into `hub_stats` and one `device_status` point per device.
+   */
+  fleet?: () => DeviceHealthRow[];
 }
 
 export interface StatsWriter {
   start(): void;
   stop(): void;
-  /** Builds the point for "now" (and advances the rate baseline); exposed for tests. */
-  collect(): Promise<string>;
+  /** Builds the points for "now" (and advances the rate baseline); exposed for tests. */
+  collect(): Promise<string[]>;
 }
 
 type Summable = { get(): Promise<{ values: { value: number }[] }> | { values: { value: number }[] } };
@@ -83,7 +92,7 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
   let timer: NodeJS.Timeout | null = null;
   let last: { atMs: number; frames: number; readings: number; ackBuckets: Buckets } | null = null;
 
-  async function collect(): Promise<string> {
+  async function collect(): Promise<string[]> {
     const atMs = now();
     const [frames, readings, ackBuckets] = await Promise.all([
       total(m.framesIn),
@@ -111,9 +120,18 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
       ['live_clients', await total(m.liveClients)],
       ['device_sessions', await total(m.deviceSessions)],
     );
+    const ts = Math.trunc(atMs);
+    const devices = opts.fleet?.() ?? null;
+    if (devices) {
+      const count = { online: 0, stale: 0, offline: 0 };
+      for (const d of devices) count[d.state]++;
+      fields.push(['devices_online', count.online], ['devices_stale', count.stale], ['devices_offline', count.offline]);
+    }
     // Every field is a float, as in `telemetry`: one type per field key, whatever the source metric.
     const body = fields.map(([k, v]) => `${k}=${Number.isFinite(v) ? v : 0}`).join(',');
-    return `${series} ${body} ${Math.trunc(atMs)}`;
+    const lines = [`${series} ${body} ${ts}`];
+    for (const d of devices ?? []) lines.push(deviceStatusLine(d, ts));
+    return lines;
   }
 
   return {
@@ -123,7 +141,7 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
       collect().catch(() => {});
       timer = setInterval(() => {
         collect().then(
-          (line) => opts.submit([line]),
+          (lines) => opts.submit(lines),
           (err: unknown) => opts.logger.warn({ err }, 'hub stats collection failed'),
         );
       }, opts.intervalMs);
@@ -135,4 +153,14 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
     },
     collect,
   };
+}
+
+/** One device's health as a `device_status` point (docs/storage.md). */
+export function deviceStatusLine(d: DeviceHealthRow, timeMs: number): string {
+  const firmware = d.firmwareVersion.replace(/["\\]/g, (c) => `\\${c}`);
+  return (
+    `${DEVICE_STATUS_MEASUREMENT},device=${escapeTag(d.deviceId)} state_code=${STATE_CODE[d.state]},` +
+    `gaps_total=${d.gaps},errors_total=${d.errors},dropped_frames=${d.droppedFrames},` +
+    `buffered_frames=${d.bufferedFrames},firmware="${firmware}" ${timeMs}`
+  );
 }
