@@ -20,14 +20,11 @@ async function main(): Promise<void> {
 
   // The live fan-out and built-in dashboard plug in as an extension; with INFLUX_* set, buildHub
   // starts the InfluxDB forwarder (server/storage/influx) itself.
-  const live = liveExtension(config, {
-    channelsOf: (ctx, deviceId) =>
-      ctx.channelsOf(deviceId)?.map((c) => ({ key: c.key, unit: c.unit, periodMs: c.periodMs })),
-  });
+  const live = liveExtension(config);
   const hub = buildHub(config, {
     extensions: [live],
     authorizeCommands: live.authorizeCommands,
-    readAccess: (req) => live.live?.authorize(req) ?? { ok: false, code: 'UNAUTHORIZED', message: 'not ready' },
+    readAccess: live.readAccess,
   });
 
   let stopping = false;

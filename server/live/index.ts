@@ -266,6 +266,7 @@ export interface LiveExtension extends HubExtension {
 export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensionOptions = {}): LiveExtension {
   const auth = createDashboardAuth({ config });
   let live: Live | null = null;
+  let detachPresence = () => {};
   return {
     name: 'live',
     get live() {
@@ -303,9 +304,13 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
       });
       await created.start();
       ctx.registerUpgrade(LIVE_PATH, created.handleUpgrade);
+      // One presence for the page and for Grafana (device_status): the live view decides staleness.
+      ctx.health.setPresenceProvider((id) => created.state.devices.get(id)?.state);
+      detachPresence = () => ctx.health.setPresenceProvider(null);
       live = created;
     },
     async stop() {
+      detachPresence();
       await live?.stop();
     },
     handleRequest(req, res) {
