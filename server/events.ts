@@ -1,6 +1,19 @@
 /**
  * Typed in-process events from the ingest path to its consumers (live fan-out, MQTT bus, stats).
- * Emitted only after the fact they report is true: `readings` after the durable commit.
+ * Emitted only after the fact they report is true. Readings come twice, for two kinds of consumer:
+ *
+ * - `readings:accepted` — the hub ACCEPTED the frame (validated, not a duplicate, timestamps mapped,
+ *   handed to the local log's current group), before the durable commit. For views of what devices
+ *   report (the live fan-out): lowest latency, no durability promise. If the commit then fails, the
+ *   frame gets no ACK, its session closes with INTERNAL (1011) and no `readings` follows; the device
+ *   keeps the frame and replays it, and a replay maps to the same timestamps (docs/architecture.md §4).
+ *   Frames refused before acceptance (UNKNOWN_DESCRIPTORS, STORAGE_FULL, duplicates, coded errors)
+ *   never emit it.
+ * - `readings` — after the local log committed (and flushed) the frame, when its ACK may go out: for
+ *   consumers that must only see stored data.
+ *
+ * The ingest decodes a frame only when one of them has listeners, at most once: both events may
+ * carry the same array. Treat it as read-only.
  */
 import { EventEmitter } from 'node:events';
 import type { Reading } from './storage/types.ts';
@@ -8,8 +21,13 @@ import type { Reading } from './storage/types.ts';
 export type PresenceState = 'online' | 'stale' | 'offline';
 
 export interface HubEvents {
-  /** Readings of one TELEMETRY frame, after the local log committed it. */
+  /** Readings of one TELEMETRY frame, after the local log committed it (durable; ACK may follow). */
   readings: [deviceId: string, readings: Reading[]];
+  /**
+   * Readings of one TELEMETRY frame the hub accepted and handed to the local log, before the commit
+   * (not durable yet; see above). Emitted synchronously on the ingest path: listeners must be cheap.
+   */
+  'readings:accepted': [deviceId: string, readings: Reading[]];
   /** A device session completed HELLO → WELCOME. */
   'device:online': [
     info: {

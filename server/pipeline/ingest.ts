@@ -2,7 +2,8 @@
  * The ingest pipeline between device sessions and the local log: per-device state (dedupe by
  * (device, boot, seq), gaps, time mapping, descriptor sets), validation against descriptors, and the
  * hand-off to the log's group commit. Completion callbacks run only after the durable commit, which is
- * when the session may ACK [PROTO-3.5] and when `readings` events are emitted.
+ * when the session may ACK [PROTO-3.5] and when `readings` events are emitted. `readings:accepted`
+ * (views such as the live fan-out) is emitted earlier, when the frame is handed to the log.
  *
  * In-memory device state is the authority while a device is active (it already includes frames that
  * are queued but not yet committed, so dedupe sees them); every change is also queued into the same
@@ -26,6 +27,7 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import { type BootState, type DeviceRecord, MAX_BOOTS_PER_DEVICE, newDeviceRecord } from '../storage/device-state.ts';
 import type { LocalLog } from '../storage/local-log.ts';
+import type { Reading } from '../storage/types.ts';
 import { telemetryToReadings } from './readings.ts';
 import { mapFrameTime } from './time-map.ts';
 
@@ -65,7 +67,8 @@ export interface Ingest {
   /**
    * Stores a scanned frame. Throws a HubError synchronously when it is refused (UNKNOWN_DESCRIPTORS,
    * STORAGE_FULL: non-fatal); otherwise `done` runs after the durable commit (or, for a duplicate,
-   * once everything queued before it is durable).
+   * once everything queued before it is durable). A frame to be stored emits `readings:accepted`
+   * before this returns (when anyone listens) and `readings` after its commit.
    */
   store(
     deviceId: string,
@@ -192,6 +195,16 @@ function fillFromDecoded(out: TelemetryScan, t: Telemetry, channels: ChannelDesc
 export interface IngestCounts {
   readings: number;
   missing: number;
+}
+
+/** Decodes a validated TELEMETRY frame into readings (values scaled, times mapped). */
+function toReadings(
+  deviceId: string,
+  frame: Uint8Array,
+  channels: ChannelDescriptor[],
+  timeOffsetMs: number,
+): Reading[] {
+  return telemetryToReadings(deviceId, decodeFrame(frame) as Telemetry, channels, timeOffsetMs).readings;
 }
 
 export function createIngest(opts: IngestOptions): Ingest {
@@ -370,6 +383,8 @@ export function createIngest(opts: IngestOptions): Ingest {
       if (span > rec.maxSpanMs) rec.maxSpanMs = span;
       log.putDevice(deviceId, rec);
       m.inflight++;
+      // Decoded at most once per frame, and only when someone listens to a readings event.
+      let readings: Reading[] | null = null;
       log.append(
         {
           deviceId,
@@ -397,13 +412,26 @@ export function createIngest(opts: IngestOptions): Ingest {
           counts.missing += missing;
           if (bus.listenerCount('readings') > 0) {
             // Values are needed only now, and only by listeners: decode the stored frame once.
-            const t = decodeFrame(frame) as Telemetry;
-            bus.emit('readings', deviceId, telemetryToReadings(deviceId, t, channels, timeOffsetMs).readings);
+            readings ??= toReadings(deviceId, frame, channels, timeOffsetMs);
+            bus.emit('readings', deviceId, readings);
           }
           maybeForget(deviceId, m);
           done(null, 'stored');
         },
       );
+      // Accepted: validated, not a duplicate, times mapped, queued in the log's group. Views see it
+      // now rather than after the fsync; should the commit fail, no `readings` follows (events.ts).
+      if (bus.listenerCount('readings:accepted') > 0) {
+        const accepted = toReadings(deviceId, frame, channels, timeOffsetMs);
+        // Kept for `readings` only when it has listeners (else the array would live until the commit).
+        if (bus.listenerCount('readings') > 0) readings = accepted;
+        try {
+          bus.emit('readings:accepted', deviceId, accepted);
+        } catch (err) {
+          // The frame is queued and its completion will run: a failing view must not fail the session.
+          opts.logger.error({ err, deviceId }, 'readings:accepted listener failed');
+        }
+      }
     },
 
     release(deviceId) {
