@@ -114,7 +114,7 @@ export class LiveFanout {
   #timer: NodeJS.Timeout | null = null;
   #drainTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
-  /** Per device, the readings arrays of the frames committed since the last tick (not copied). */
+  /** Per device, the readings arrays of the frames accepted since the last tick (not copied). */
   #pendingReadings = new Map<string, Reading[][]>();
   #pendingReadingCount = 0;
   #pendingEvents: TickEvent[] = [];
@@ -166,7 +166,7 @@ export class LiveFanout {
 
   // ───────────── inputs from the hub event bus ─────────────
 
-  /** Readings of one committed frame [events.ts `readings`]; delivered at the next tick. */
+  /** Readings of one accepted frame [events.ts `readings:accepted`]; delivered at the next tick. */
   readings(deviceId: string, readings: Reading[]): void {
     if (this.#stopped || readings.length === 0) return;
     // Kept by reference: the ingest path builds a fresh array per frame and nobody mutates it.

@@ -13,7 +13,8 @@
  * or, without the extension seam, `createLive(deps)` and three calls: `handleUpgrade` for
  * `LIVE_PATH`, `handleRequest` in the request chain, `start()`/`stop()` with the hub.
  *
- * It consumes the `HubEventBus` (readings after commit, presence, descriptors, command updates),
+ * It consumes the `HubEventBus` (readings as soon as the hub accepted them — `readings:accepted`,
+ * before the durable commit —, presence, descriptors, command updates),
  * keeps the fleet's live state, serves `/v1/live` (docs/live-api.md), the page at `/` and its REST
  * routes, and decides who may use them (server/http/dashboard-auth.ts).
  */
@@ -122,7 +123,8 @@ export function createLive(deps: LiveDeps): Live {
   };
 
   const listeners: { [K in keyof HubEvents]?: (...args: HubEvents[K]) => void } = {
-    readings: (deviceId, readings) => fanout.readings(deviceId, readings),
+    // Accepted, not yet committed: the page is a view of what devices report (events.ts).
+    'readings:accepted': (deviceId, readings) => fanout.readings(deviceId, readings),
     'device:online': (info) => {
       fanout.online(info);
       learnChannels(info.deviceId);

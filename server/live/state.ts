@@ -257,7 +257,7 @@ export class LiveState {
   noteData(d: DeviceState, atMs: number): PresenceChange | null {
     if (d.lastDataMs !== null) {
       const gap = atMs - d.lastDataMs;
-      // Several frames committed in one tick arrive together: a 0 gap carries no period information.
+      // Several frames accepted in one tick arrive together: a 0 gap carries no period information.
       if (gap > 0) {
         d.gaps.push(gap);
         if (d.gaps.length > GAP_SAMPLES) d.gaps.shift();
@@ -265,7 +265,7 @@ export class LiveState {
     }
     d.lastDataMs = atMs;
     d.lastSeenMs = atMs;
-    // Data committed after the session ended (the last frames of a closing socket) must not revive it:
+    // Data arriving after the session ended (the last frames of a closing socket) must not revive it:
     // only a new session brings an offline device back.
     if (d.state === 'stale') return this.#transition(d, 'online', 'data_resumed', atMs);
     return null;

@@ -2,7 +2,7 @@
 // kernel buffers fill and the hub's `bufferedAmount` grows) is evicted after the drain timeout, while
 // another client on the same stream receives every single update, in order, with nothing skipped.
 // The hub is the real one (buildHub + the live extension); readings enter through its event bus,
-// exactly where the ingest path emits them after the durable commit.
+// exactly where the ingest path emits them once it has accepted a frame (`readings:accepted`).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,7 +101,7 @@ class Generator {
       }
     }
     this.events++;
-    hub.bus.emit('readings', deviceId, readings);
+    hub.bus.emit('readings:accepted', deviceId, readings);
   }
 }
 
