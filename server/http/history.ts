@@ -12,21 +12,11 @@
  */
 import { isChannelKey, isDeviceId } from '../codec/index.ts';
 import { HubError } from '../errors.ts';
+import type { HistoryQuery } from '../storage/types.ts';
 import { requireAdmin } from './auth.ts';
 import type { Guard, Router } from './router.ts';
 
-/** One history query. Same shape as the local log's and the InfluxDB reader's `HistoryQuery`. */
-export interface HistoryQuery {
-  deviceId: string;
-  /** Channel key; all channels when omitted. */
-  channel?: string | undefined;
-  /** Inclusive, Unix ms. */
-  fromMs: number;
-  /** Inclusive, Unix ms. */
-  toMs: number;
-  /** Most readings to return: the earliest ones in the range. */
-  limit: number;
-}
+export type { HistoryQuery };
 
 /** One reading in a history answer. */
 export interface HistoryPoint {

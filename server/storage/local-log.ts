@@ -34,7 +34,7 @@ import {
   type RecordInput,
   recordLength,
 } from './local-log-record.ts';
-import type { LogReader, Reading, StoredEntry } from './types.ts';
+import type { HistoryQuery, LogReader, Reading, StoredEntry } from './types.ts';
 
 export type FullPolicy = 'backpressure' | 'drop-oldest';
 
@@ -60,17 +60,7 @@ export interface LocalLogOptions {
 /** Called once the append is durable (err null) or failed. */
 export type AppendCallback = (err: Error | null, offset: number) => void;
 
-export interface HistoryQuery {
-  deviceId: string;
-  /** Channel key; all channels when omitted. */
-  channel?: string | undefined;
-  /** Inclusive, Unix ms. */
-  fromMs: number;
-  /** Inclusive, Unix ms. */
-  toMs: number;
-  /** Maximum readings returned (the earliest ones). */
-  limit: number;
-}
+export type { HistoryQuery };
 
 export interface HistoryResult {
   /** Sorted by time, then channel. */

@@ -34,6 +34,19 @@ export interface Reading {
   value: number | boolean;
 }
 
+/** One history query (embedded store, InfluxDB, and the history API all take this shape). */
+export interface HistoryQuery {
+  deviceId: string;
+  /** Channel key; all channels when omitted. */
+  channel?: string | undefined;
+  /** Inclusive, Unix ms. */
+  fromMs: number;
+  /** Inclusive, Unix ms. */
+  toMs: number;
+  /** Most readings to return: the earliest ones in the range. */
+  limit: number;
+}
+
 /** Looks up a device's persisted descriptor set by hash [PROTO-3.3]. */
 export type DescriptorLookup = (deviceId: string, hash: number) => ChannelDescriptor[] | undefined;
 

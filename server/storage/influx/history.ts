@@ -11,23 +11,13 @@
 import { isChannelKey, isDeviceId } from '../../codec/index.ts';
 import type { InfluxConfig } from '../../config/index.ts';
 import { HubError } from '../../errors.ts';
-import type { Reading } from '../types.ts';
+import type { HistoryQuery, Reading } from '../types.ts';
 import { MEASUREMENT, STATE_FIELD, VALUE_FIELD } from './line-protocol.ts';
 
 /** The largest `limit` a history query may ask for. */
 export const MAX_HISTORY_LIMIT = 100_000;
 
-export interface HistoryQuery {
-  deviceId: string;
-  /** Channel key; all channels when omitted. */
-  channel?: string | undefined;
-  /** Inclusive, Unix ms. */
-  fromMs: number;
-  /** Inclusive, Unix ms. */
-  toMs: number;
-  /** Maximum readings returned: the earliest ones in the range. */
-  limit: number;
-}
+export type { HistoryQuery };
 
 export interface InfluxHistory {
   /** Readings sorted by time, then channel; throws HubError BAD_REQUEST for bad parameters, INTERNAL when InfluxDB fails. */
