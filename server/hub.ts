@@ -17,7 +17,7 @@ import type { HubConfig } from './config/index.ts';
 import { HubEventBus } from './events.ts';
 import { registerAdminRoutes } from './http/admin.ts';
 import { type AccessCheck, anyOf, guardFrom, requireAdmin } from './http/auth.ts';
-import { type AuthorizeResult, createCommandRoutes } from './http/commands.ts';
+import { registerCommandRoutes } from './http/commands.ts';
 import { createHealthRoutes, type Readiness } from './http/health.ts';
 import { type HistorySource, registerHistoryRoutes } from './http/history.ts';
 import { createRouter } from './http/router.ts';
@@ -110,7 +110,7 @@ export interface HubDeps {
    * Who may use the commands API; default: the admin token only. E.g. the live extension's
    * `authorizeCommands` (dashboard operators, CSRF checks).
    */
-  authorizeCommands?: (req: IncomingMessage) => AuthorizeResult;
+  authorizeCommands?: AccessCheck;
   /** Who may read history besides the admin token (e.g. a dashboard session check). */
   readAccess?: AccessCheck;
   /** Time from sending a COMMAND to its RESULT before it counts as timed out. Default 30 s. */
@@ -233,14 +233,14 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         countsTimer = setInterval(flushCounts, 1000);
         countsTimer.unref();
         const health = createHealthRoutes({ metrics, readiness, beforeScrape: () => flushCounts() });
-        const commandRoutes = createCommandRoutes({
+        // REST API: commands, admin device routes (registry) and history (embedded log or InfluxDB).
+        const router = createRouter({ logger: logger.child({ component: 'http' }) });
+        const admin = requireAdmin(config.auth.adminToken);
+        registerCommandRoutes(router, {
           commands,
           session: (id) => sessions.get(id),
-          adminToken: config.auth.adminToken,
-          ...(deps.authorizeCommands ? { authorize: deps.authorizeCommands } : {}),
+          guard: deps.authorizeCommands ? guardFrom(deps.authorizeCommands) : admin,
         });
-        // REST API: admin device routes (registry) and history (embedded log or InfluxDB).
-        const router = createRouter({ logger: logger.child({ component: 'http' }) });
         if (registry) {
           registerAdminRoutes(router, {
             registry,
@@ -253,7 +253,6 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         const historySource: HistorySource = config.influx
           ? createInfluxHistory(config.influx)
           : { query: (q) => openLog.queryHistory(q).readings };
-        const admin = requireAdmin(config.auth.adminToken);
         registerHistoryRoutes(router, {
           source: historySource,
           guard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
@@ -262,7 +261,6 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         });
         const handlers: HttpHandler[] = [
           health,
-          commandRoutes,
           (req, res) => router.tryHandle(req, res),
           ...(deps.httpHandlers ?? []),
         ];
