@@ -1,7 +1,7 @@
 /**
  * Live fan-out: 100 live clients subscribed to the fleet while devices stream 10,000 TELEMETRY
- * frames/s through the real ingest path (decode → durable local-log commit → ACK → `readings` →
- * per-tick fan-out). Reports device→client latency (p50/p99/max) and the hub's CPU and RSS, with the
+ * frames/s through the real ingest path (scan → accepted into the local log → `readings:accepted` →
+ * per-tick fan-out; the durable commit and the ACK run beside it). Reports device→client latency (p50/p99/max) and the hub's CPU and RSS, with the
  * hub's CPU at the same ingest rate and no live clients as the baseline.
  *
  * Latency: one channel of every frame carries the send time (wall clock with sub-ms precision,
@@ -13,11 +13,11 @@
  * Processes (one machine): the hub (this file, `hub` mode: `buildHub` + the live extension, embedded
  * mode, temp data dir, ACK after the flushed commit), the devices (`devices` mode: 100 connections,
  * paced in 10 ms steps), the live clients (`clients` mode: 100 connections; 10 of them parse and time
- * every message, the other 90 read and count bytes), and the runner. Run as `npm start` runs
- * (readings after the flushed commit), then without the fsync (`ackAfterFlush: false`) so the
- * fan-out's own share is visible apart from the disk, then with a 50 ms tick. In-hub timings split the
- * latency: device → `readings` event (ingest + commit), event → written to every socket (tick wait +
- * the tick's work), and the rest (loopback, the client's parse).
+ * every message, the other 90 read and count bytes), and the runner. Run as `npm start` runs (ACK
+ * after the flushed commit; the live view fed at acceptance), then without the fsync
+ * (`ackAfterFlush: false`: the disk's share of the event loop apart), then with a 50 ms tick. In-hub
+ * timings split the latency: device → `readings:accepted` (socket read, scan, ingest), event → written
+ * to every socket (tick wait + the tick's work), and the rest (loopback, the client's parse).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -97,8 +97,8 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
   const quick = options.quick;
   const warmSeconds = quick ? 1.5 : 3;
   const measureSeconds = quick ? 3 : 8;
-  // As `npm start` runs (default 10 ms tick; ACK and readings after the flushed commit), then without
-  // the disk flush to isolate the fan-out path from the disk, then a longer tick for comparison.
+  // As `npm start` runs (default 10 ms tick; ACK after the flushed commit, live fed at acceptance),
+  // then without the disk flush (the commit's share of the event loop), then a longer tick.
   const setups: { tickMs: number; flush: boolean }[] = quick
     ? [
         { tickMs: 10, flush: true },
@@ -152,16 +152,16 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         { metric: `device→client latency p99 (${label})`, value: lat.p99, unit: 'ms', note: 'design bar < 10 ms' },
         { metric: `device→client latency max (${label})`, value: lat.max, unit: 'ms' },
         {
-          metric: `  of which device→readings event p50 (${label})`,
+          metric: `  of which device→readings:accepted p50 (${label})`,
           value: b.atEvent.p50,
           unit: 'ms',
-          note: `p99 ${b.atEvent.p99.toFixed(1)} ms: ingest + commit, before the fan-out`,
+          note: `p99 ${b.atEvent.p99.toFixed(1)} ms: socket, scan, ingest; before the fan-out`,
         },
         {
           metric: `  fan-out in the hub p50 (${label})`,
           value: b.inHub.p50,
           unit: 'ms',
-          note: `p99 ${b.inHub.p99.toFixed(1)} ms: readings event → written to every socket`,
+          note: `p99 ${b.inHub.p99.toFixed(1)} ms: readings:accepted → written to every socket`,
         },
         {
           metric: `    of which one tick's work p50 (${label})`,
@@ -173,7 +173,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
           metric: `  device→ACK p50 (${label})`,
           value: b.devices.ackP50,
           unit: 'ms',
-          note: `p99 ${b.devices.ackP99.toFixed(1)} ms`,
+          note: `p99 ${b.devices.ackP99.toFixed(1)} ms: the durable commit (not on the live path)`,
         },
         {
           metric: `hub CPU, ingest + fan-out (${label})`,
@@ -205,7 +205,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       `${DEVICES} device connections paced at ${RATE} frames/s in total (${CHANNELS.length} channels × ${SAMPLES} samples per frame), ` +
         `${CLIENTS} live clients subscribed to the fleet (latest mode); ${TIMED_CLIENTS} of them also take every frame's stamp channel (all mode) and time each frame; ` +
         `${warmSeconds} s warm-up, ${measureSeconds} s measured. Hub, devices, clients and runner are separate processes on this machine.`,
-      'Latency includes the durable commit (flushed) before the readings event, the wait for the tick and the JSON parse in the client.',
+      'Latency: socket read, scan and ingest up to readings:accepted (the frame handed to the local log; the durable commit and the ACK follow beside it), the wait for the tick, the tick, loopback and the JSON parse in the client.',
       `Load average at the end: ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')} (the machine is shared; figures move with it).`,
@@ -305,9 +305,9 @@ async function hubWorker(dataDir: string, port: string, tickMs: number, flush: b
     readAccess: live.readAccess,
     ackAfterFlush: flush,
   });
-  // Device → `readings` event (after the commit): the part of the latency that is not the fan-out.
+  // Device → `readings:accepted` (the live view's input): the part of the latency before the fan-out.
   let atEvent: number[] = [];
-  hub.bus.on('readings', (_id, readings) => {
+  hub.bus.on('readings:accepted', (_id, readings) => {
     const now = stampNow();
     for (let i = readings.length - 1; i >= 0; i--) {
       const r = readings[i];
@@ -317,12 +317,12 @@ async function hubWorker(dataDir: string, port: string, tickMs: number, flush: b
       }
     }
   });
-  // Inside the hub: from the first `readings` event of a tick to the end of the flush that wrote it to
-  // every socket (the tick wait, the state update, building the messages, the socket writes).
+  // Inside the hub: from the first `readings:accepted` of a tick to the end of the flush that wrote it
+  // to every socket (the tick wait, the state update, building the messages, the socket writes).
   let inHub: number[] = [];
   let work: number[] = [];
   let firstPending: number | null = null;
-  hub.bus.on('readings', () => {
+  hub.bus.on('readings:accepted', () => {
     firstPending ??= performance.now();
   });
   process.on('message', (msg: ToWorker) => {
