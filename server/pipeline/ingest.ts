@@ -149,7 +149,15 @@ export function checkTelemetry(t: Telemetry, channels: ChannelDescriptor[]): Fra
 }
 
 /** Shared result of the common case: a synced frame whose times are plausible (offset 0, no clamp). */
-const PLAIN = { timeOffsetMs: 0, newBootOffsetMs: null, clamp: null, estimated: false, minTimeMs: 0, maxTimeMs: 0 };
+const PLAIN = {
+  timeOffsetMs: 0,
+  newBootOffsetMs: null,
+  newBootCorrectionMs: null,
+  clamp: null,
+  estimated: false,
+  minTimeMs: 0,
+  maxTimeMs: 0,
+};
 
 /**
  * The common case of `mapFrameTime` without its allocations: a synced frame within
@@ -347,14 +355,18 @@ export function createIngest(opts: IngestOptions): Ingest {
         metrics.gaps.inc(seq - highest - 1);
         bus.emit('device:gap', deviceId, seq - highest - 1);
       }
+      const correction = boot?.clockCorrectionMs ?? null;
       const tm =
-        plausibleSynced(scan, m.record.firstSeenMs, nowMs, opts.devices.maxFutureSkewMs) ??
+        (correction === null
+          ? plausibleSynced(scan, m.record.firstSeenMs, nowMs, opts.devices.maxFutureSkewMs)
+          : null) ??
         mapFrameTime({
           baseTime: scan.baseTime,
           unsynced: scan.unsynced,
           minDeltaMs: scan.minDeltaMs,
           maxDeltaMs: scan.maxDeltaMs,
           bootOffsetMs: boot?.timeOffsetMs ?? null,
+          bootCorrectionMs: correction,
           helloOffsetMs: bootId === m.helloBootId ? m.helloOffsetMs : null,
           receivedAtMs,
           nowMs,
@@ -372,6 +384,7 @@ export function createIngest(opts: IngestOptions): Ingest {
       }
       boot.highestSeq = seq;
       if (tm.newBootOffsetMs !== null) boot.timeOffsetMs = tm.newBootOffsetMs;
+      if (tm.newBootCorrectionMs !== null) boot.clockCorrectionMs = tm.newBootCorrectionMs;
       log.putBoot(deviceId, bootId, boot);
       // Mutated in place: the log snapshots the record once per group (see LocalLog.putDevice).
       const rec = m.record;

@@ -15,6 +15,11 @@ export interface TimeMapInput {
   /** The offset already persisted for this (device, boot), or null when none is. */
   bootOffsetMs: number | null;
   /**
+   * The clock correction persisted for SYNCED frames of this boot (set by its first implausible
+   * synced frame), or null when none is.
+   */
+  bootCorrectionMs: number | null;
+  /**
    * Estimate from this session's HELLO when it announced the same boot: arrival time − uptimeMs.
    * Null when the frame belongs to another boot (a replay from flash after a reboot).
    */
@@ -31,6 +36,8 @@ export interface TimeMapResult {
   timeOffsetMs: number;
   /** A boot offset to persist now (the first unsynced frame of the boot), else null. */
   newBootOffsetMs: number | null;
+  /** A clock correction to persist now (the first implausible synced frame of the boot), else null. */
+  newBootCorrectionMs: number | null;
   /** Set when the frame was shifted because its times were implausible. */
   clamp: ClampReason | null;
   /**
@@ -42,10 +49,19 @@ export interface TimeMapResult {
   maxTimeMs: number;
 }
 
+/**
+ * Clamping shifts a whole boot, not each frame: a device whose clock is hours off gets ONE correction
+ * for the boot (persisted), so its frames keep their spacing and never land on the same timestamps —
+ * InfluxDB keeps one point per (series, time) and would silently drop the overlap — and a replay maps
+ * identically. A boot's correction is dropped when the device's clock becomes plausible without it.
+ */
 export function mapFrameTime(i: TimeMapInput): TimeMapResult {
   let offset = 0;
   let newBootOffsetMs: number | null = null;
+  let newBootCorrectionMs: number | null = null;
   let estimated = false;
+  const plausible = (o: number) =>
+    i.baseTime + i.maxDeltaMs + o <= i.nowMs + i.maxFutureSkewMs && i.baseTime + i.minDeltaMs + o >= i.firstSeenMs;
   if (i.unsynced) {
     if (i.bootOffsetMs !== null) offset = i.bootOffsetMs;
     else {
@@ -56,6 +72,8 @@ export function mapFrameTime(i: TimeMapInput): TimeMapResult {
       }
       newBootOffsetMs = offset;
     }
+  } else if (i.bootCorrectionMs !== null && plausible(i.bootCorrectionMs)) {
+    offset = i.bootCorrectionMs;
   }
   let minTimeMs = i.baseTime + i.minDeltaMs + offset;
   let maxTimeMs = i.baseTime + i.maxDeltaMs + offset;
@@ -74,5 +92,10 @@ export function mapFrameTime(i: TimeMapInput): TimeMapResult {
     maxTimeMs += shift;
     clamp = 'before_first_seen';
   }
-  return { timeOffsetMs: offset, newBootOffsetMs, clamp, estimated, minTimeMs, maxTimeMs };
+  if (clamp) {
+    // Make the shift the boot's, the first time only: later frames then follow the same timeline.
+    if (newBootOffsetMs !== null) newBootOffsetMs = offset;
+    else if (!i.unsynced && i.bootCorrectionMs === null) newBootCorrectionMs = offset;
+  }
+  return { timeOffsetMs: offset, newBootOffsetMs, newBootCorrectionMs, clamp, estimated, minTimeMs, maxTimeMs };
 }

@@ -14,6 +14,12 @@ export interface BootState {
    * unsynced frame of the boot is stored. Persisted so a replay maps to identical timestamps.
    */
   timeOffsetMs: number | null;
+  /**
+   * Correction (ms) added to every SYNCED frame of this boot whose clock is implausible (hours behind or
+   * ahead); set once by the first such frame, so the boot's samples stay on one timeline. Absent in
+   * records written before it existed.
+   */
+  clockCorrectionMs?: number | null;
   /** Hub wall clock when this boot was first seen (Unix ms); used to trim old boots. */
   firstSeenMs: number;
 }

@@ -221,6 +221,28 @@ describe('device sessions (embedded mode)', () => {
     await d.close();
   });
 
+  it('a board whose clock is hours behind: one correction for the boot, so no two samples share a timestamp; replays map identically', async () => {
+    const id = 'esp-behind';
+    const { d } = await online(h, await token(id), id, 72);
+    const behind = Date.now() - 5 * HOUR;
+    // Frames 3 s apart, three samples 1 s apart each: 30 distinct sample times per channel.
+    for (let s = 1; s <= 10; s++) d.send(telemetry(72, s, behind + s * 3000));
+    await d.ackOf(72, 10);
+    const first = history(h, id);
+    expect(first.length).toBe(10 * expectedReadings(1, 0).length);
+    const times = [...new Set(first.map((r) => r.timeMs))].sort((a, b) => a - b);
+    const spacing = Array.from({ length: 10 }, (_, s) => [0, 1, 2].map((i) => s * 3000 + i * 1000)).flat();
+    expect(times.map((t) => t - (times[0] as number))).toEqual(spacing);
+    expect(times[0]).toBeGreaterThan(Date.now() - 2 * HOUR); // moved up to the earliest plausible time, not 5 h back
+    // A reconnect replaying already-stored frames changes nothing.
+    await d.close();
+    const again = await online(h, await token(id), id, 72);
+    for (let s = 1; s <= 10; s++) again.d.send(telemetry(72, s, behind + s * 3000));
+    await again.d.ackOf(72, 10);
+    expect(history(h, id)).toEqual(first);
+    await again.d.close();
+  });
+
   it('closes with the catalogue codes: type mismatch 1007, unknown channel 1007, mismatch 1008, text 1003, no HELLO first 1002', async () => {
     const id = 'esp-faults';
     const tok = await token(id);

@@ -9,6 +9,7 @@ const base: TimeMapInput = {
   minDeltaMs: 0,
   maxDeltaMs: 2000,
   bootOffsetMs: null,
+  bootCorrectionMs: null,
   helloOffsetMs: null,
   receivedAtMs: NOW,
   nowMs: NOW,
@@ -21,6 +22,7 @@ describe('mapFrameTime', () => {
     expect(mapFrameTime(base)).toEqual({
       timeOffsetMs: 0,
       newBootOffsetMs: null,
+      newBootCorrectionMs: null,
       clamp: null,
       estimated: false,
       minTimeMs: NOW - 10_000,
@@ -75,5 +77,46 @@ describe('mapFrameTime', () => {
     expect(r.clamp).toBe('before_first_seen');
     expect(r.minTimeMs).toBe(base.firstSeenMs);
     expect(r.maxTimeMs).toBe(base.firstSeenMs + 2000);
+  });
+
+  it('gives a boot whose clock is hours behind ONE persisted correction: its frames keep their spacing', () => {
+    const behind = NOW - 3 * 3_600_000 - 3_600_000; // 3 h before first sighting
+    const first = mapFrameTime({ ...base, baseTime: behind });
+    expect(first.clamp).toBe('before_first_seen');
+    expect(first.newBootCorrectionMs).toBe(first.timeOffsetMs);
+    const times = [first.minTimeMs];
+    for (let k = 1; k <= 5; k++) {
+      const r = mapFrameTime({
+        ...base,
+        baseTime: behind + k * 2000,
+        nowMs: NOW + k * 2000,
+        bootCorrectionMs: first.newBootCorrectionMs,
+      });
+      expect(r.clamp).toBeNull();
+      expect(r.newBootCorrectionMs).toBeNull();
+      times.push(r.minTimeMs);
+    }
+    // One timeline: consecutive frames 2 s apart stay 2 s apart (no two frames on the same timestamps).
+    expect(times.map((t) => t - (times[0] as number))).toEqual([0, 2000, 4000, 6000, 8000, 10_000]);
+    // A replay of the first frame, later, maps to the same times.
+    const replay = mapFrameTime({
+      ...base,
+      baseTime: behind,
+      nowMs: NOW + 60_000,
+      bootCorrectionMs: first.newBootCorrectionMs,
+    });
+    expect(replay.minTimeMs).toBe(first.minTimeMs);
+  });
+
+  it('drops the correction once the device clock is right again', () => {
+    const r = mapFrameTime({ ...base, bootCorrectionMs: 4 * 3_600_000 });
+    expect(r.timeOffsetMs).toBe(0);
+    expect(r.clamp).toBeNull();
+  });
+
+  it("folds a clamp of a boot's first unsynced frame into the persisted boot offset", () => {
+    const r = mapFrameTime({ ...base, unsynced: true, baseTime: 50_000, helloOffsetMs: NOW + 3_600_000 });
+    expect(r.clamp).toBe('future');
+    expect(r.newBootOffsetMs).toBe(r.timeOffsetMs);
   });
 });
