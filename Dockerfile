@@ -16,7 +16,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY server ./server
 COPY firmware-sim ./firmware-sim
-RUN mkdir -p /data && chown node:node /data
+RUN mkdir -p /data /sim && chown node:node /data /sim
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
