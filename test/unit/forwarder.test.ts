@@ -124,6 +124,9 @@ describe('forwarding', () => {
     start({ batchLines: 80 });
     // All three batches are written while the first cursor write is still pending…
     await until(() => influx.storedCount === 240);
+    // (stored by the fake server is not yet confirmed to the forwarder: wait until it has taken the
+    // third answer, or its confirmation could come after the cursor writes below.)
+    await until(() => forwarder!.status().state === 'idle');
     expect(held).toHaveLength(1);
     expect(log.commits).toEqual([]);
     // …and batches 2 and 3 are committed by one write, of the highest confirmed offset.
