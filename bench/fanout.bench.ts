@@ -14,8 +14,9 @@
  * mode, temp data dir, ACK after the flushed commit), the devices (`devices` mode: 100 connections,
  * paced in 10 ms steps), the live clients (`clients` mode: 100 connections; 10 of them parse and time
  * every message, the other 90 read and count bytes), and the runner. Run as `npm start` runs (ACK
- * after the flushed commit; the live view fed at acceptance), then without the fsync
- * (`ackAfterFlush: false`: the disk's share of the event loop apart), then with a 50 ms tick. In-hub
+ * after the flushed commit; the live view fed at acceptance; adaptive tick between 1 and 10 ms), then
+ * with a fixed 10 ms tick (`minTickMs: 10`, the cadence before the adaptive tick) for comparison, then
+ * adaptive without the fsync (`ackAfterFlush: false`: the disk's share of the event loop apart). In-hub
  * timings split the latency: device → `readings:accepted` (socket read, scan, ingest), event → written
  * to every socket (tick wait + the tick's work), and the rest (loopback, the client's parse).
  */
@@ -97,35 +98,40 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
   const quick = options.quick;
   const warmSeconds = quick ? 1.5 : 3;
   const measureSeconds = quick ? 3 : 8;
-  // As `npm start` runs (default 10 ms tick; ACK after the flushed commit, live fed at acceptance),
-  // then without the disk flush (the commit's share of the event loop), then a longer tick.
-  const setups: { tickMs: number; flush: boolean }[] = quick
+  // As `npm start` runs (adaptive tick of 1–10 ms; ACK after the flushed commit, live fed at
+  // acceptance), then a fixed 10 ms tick (the cadence before the adaptive one) for comparison, then
+  // adaptive without the disk flush (the commit's share of the event loop).
+  const setups: { tickMs: number; minTickMs: number; flush: boolean }[] = quick
     ? [
-        { tickMs: 10, flush: true },
-        { tickMs: 10, flush: false },
+        { tickMs: 10, minTickMs: 1, flush: true },
+        { tickMs: 10, minTickMs: 10, flush: true },
       ]
     : [
-        { tickMs: 10, flush: true },
-        { tickMs: 10, flush: false },
-        { tickMs: 50, flush: false },
+        { tickMs: 10, minTickMs: 1, flush: true },
+        { tickMs: 10, minTickMs: 10, flush: true },
+        { tickMs: 10, minTickMs: 1, flush: false },
       ];
   const dir = mkdtempSync(join(tmpdir(), 'esp32hub-bench-fanout-'));
   const children: ChildProcess[] = [];
   const rows: BenchRow[] = [];
   const notes: string[] = [];
   try {
-    for (const { tickMs, flush } of setups) {
-      const dataDir = join(dir, `tick-${tickMs}-${flush ? 'flush' : 'noflush'}`);
+    for (const { tickMs, minTickMs, flush } of setups) {
+      const dataDir = join(dir, `tick-${minTickMs}-${tickMs}-${flush ? 'flush' : 'noflush'}`);
       const registry = openDeviceRegistry({ dataDir, logger: createLogger('silent'), watchIntervalMs: 0 });
       const creds: { id: string; token: string }[] = [];
       for (let i = 0; i < DEVICES; i++) creds.push({ id: `fan-${i}`, token: (await registry.add(`fan-${i}`)).token });
       await registry.close();
 
       const port = await freePort();
-      const hub = fork(THIS_FILE, ['hub', dataDir, String(port), String(tickMs), flush ? '1' : '0'], {
-        execArgv: ['--import', 'tsx'],
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      });
+      const hub = fork(
+        THIS_FILE,
+        ['hub', dataDir, String(port), String(tickMs), String(minTickMs), flush ? '1' : '0'],
+        {
+          execArgv: ['--import', 'tsx'],
+          stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+        },
+      );
       children.push(hub);
       await nextMessage(hub, 'ready');
       const base = `http://127.0.0.1:${port}`;
@@ -146,7 +152,8 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       const b = await phase(hub, devices, clients, base, warmSeconds, measureSeconds);
       const lat = (b.clients as ClientsResult).latencies;
 
-      const label = `tick ${tickMs} ms${flush ? '' : ', no fsync'}`;
+      const tick = minTickMs < tickMs ? `tick ${minTickMs}–${tickMs} ms adaptive` : `tick ${tickMs} ms fixed`;
+      const label = `${tick}${flush ? '' : ', no fsync'}`;
       rows.push(
         { metric: `device→client latency p50 (${label})`, value: lat.p50, unit: 'ms', note: 'send → live client' },
         { metric: `device→client latency p99 (${label})`, value: lat.p99, unit: 'ms', note: 'design bar < 10 ms' },
@@ -290,7 +297,13 @@ async function scrape(base: string) {
 // ───────────────────────── workers ─────────────────────────
 
 /** The hub as `npm start` composes it, with the tick under test. */
-async function hubWorker(dataDir: string, port: string, tickMs: number, flush: boolean): Promise<void> {
+async function hubWorker(
+  dataDir: string,
+  port: string,
+  tickMs: number,
+  minTickMs: number,
+  flush: boolean,
+): Promise<void> {
   const config = loadConfig({
     HUB_HOST: '127.0.0.1',
     HUB_PORT: port,
@@ -298,7 +311,7 @@ async function hubWorker(dataDir: string, port: string, tickMs: number, flush: b
     HUB_LOG_LEVEL: 'warn',
     DEVICE_HANDSHAKES_PER_SEC: '10000',
   });
-  const live = liveExtension(config, { tickMs });
+  const live = liveExtension(config, { tickMs, minTickMs });
   const hub = buildHub(config, {
     extensions: [live],
     authorizeCommands: live.authorizeCommands,
@@ -632,7 +645,8 @@ function sleep(ms: number): Promise<void> {
 // Worker entry points: `fork(THIS_FILE, [mode, ...])`.
 const [mode, ...args] = process.argv.slice(2);
 if (process.argv[1] === THIS_FILE && mode !== undefined) {
-  if (mode === 'hub') void hubWorker(args[0] as string, args[1] as string, Number(args[2]), args[3] === '1');
-  else if (mode === 'devices') devicesWorker();
+  if (mode === 'hub') {
+    void hubWorker(args[0] as string, args[1] as string, Number(args[2]), Number(args[3]), args[4] === '1');
+  } else if (mode === 'devices') devicesWorker();
   else if (mode === 'clients') clientsWorker();
 }

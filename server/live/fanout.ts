@@ -31,6 +31,13 @@ import {
 } from './messages.ts';
 import type { ChannelMeta, LiveState, PresenceChange, Sample } from './state.ts';
 
+/**
+ * Adaptive tick: the gap between tick starts is this many times the previous tick's work (within
+ * [minTickMs, tickMs]), so ticks take at most about 1 / TICK_COST_FACTOR of the event loop while the
+ * gap is below `tickMs`. 4 measured best of 2, 3 and 4 in bench/fanout.bench.ts (p99 and its spread).
+ */
+export const TICK_COST_FACTOR = 4;
+
 /** What the fan-out needs from a socket; `ws`'s WebSocket satisfies it. */
 export interface LiveSocket {
   readonly bufferedAmount: number;
@@ -45,8 +52,21 @@ export interface FanoutOptions {
   state: LiveState;
   metrics: Pick<Metrics, 'liveClients' | 'liveMessages' | 'liveCoalesced' | 'liveEvictions'>;
   logger: Logger;
-  /** Shortest time between two flushes (ms). A flush runs as soon as this allows (leading edge). */
+  /**
+   * Longest time between two ticks under load (ms): updates wait at most about this long. A tick runs
+   * on the next event-loop turn when the previous one started at least the current gap ago (leading
+   * edge: a lone update after a quiet spell goes out at once); otherwise updates gather until then.
+   */
   tickMs: number;
+  /**
+   * Shortest gap between two tick starts (ms). Between it and `tickMs` the gap adapts to the cost of
+   * the ticks: `TICK_COST_FACTOR` × the previous tick's work, so cheap ticks run often (low latency)
+   * and expensive ones (many clients, big messages) coalesce more and keep the fan-out's share of the
+   * event loop bounded. Default `tickMs` (a fixed cadence); the live extension uses 1.
+   */
+  minTickMs?: number;
+  /** Clock that times a tick's work (ms, sub-ms precision). Default `performance.now`. */
+  workClock?: () => number;
   /** Per-client `bufferedAmount` above which updates are coalesced instead of sent (bytes). */
   highWaterBytes: number;
   /** A client above the high-water mark this long is evicted (ms). */
@@ -111,7 +131,10 @@ export class LiveFanout {
   #nextId = 1;
   #tick = 0;
   #lastFlushMs = 0;
+  /** Current gap between tick starts (ms), within [minTickMs, tickMs]. */
+  #gapMs: number;
   #timer: NodeJS.Timeout | null = null;
+  #immediate: NodeJS.Immediate | null = null;
   #drainTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   /** Per device, the readings arrays of the frames accepted since the last tick (not copied). */
@@ -128,8 +151,11 @@ export class LiveFanout {
       maxPendingEvents: 10_000,
       sweepIntervalMs: 250,
       now: Date.now,
+      minTickMs: options.tickMs,
+      workClock: () => performance.now(),
       ...options,
     };
+    this.#gapMs = this.#o.minTickMs;
   }
 
   get clientCount(): number {
@@ -153,6 +179,8 @@ export class LiveFanout {
   stop(): void {
     this.#stopped = true;
     for (const t of [this.#timer, this.#drainTimer]) if (t) clearTimeout(t);
+    if (this.#immediate) clearImmediate(this.#immediate);
+    this.#immediate = null;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#timer = this.#drainTimer = this.#sweepTimer = null;
     for (const c of this.#clients) {
@@ -330,12 +358,28 @@ export class LiveFanout {
   }
 
   #schedule(): void {
-    if (this.#timer !== null || this.#stopped) return;
-    const wait = Math.max(0, this.#lastFlushMs + this.#o.tickMs - this.#o.now());
-    this.#timer = setTimeout(() => {
+    if (this.#timer !== null || this.#immediate !== null || this.#stopped) return;
+    const wait = this.#lastFlushMs + this.#gapMs - this.#o.now();
+    // Idle: on the next turn (everything read from the sockets in this turn still joins the tick).
+    if (wait <= 0) this.#immediate = setImmediate(this.#onTimer);
+    else this.#timer = setTimeout(this.#onTimer, wait);
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = null;
+    this.#immediate = null;
+    this.flush();
+  };
+
+  #cancelTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
       this.#timer = null;
-      this.flush();
-    }, wait);
+    }
+    if (this.#immediate !== null) {
+      clearImmediate(this.#immediate);
+      this.#immediate = null;
+    }
   }
 
   #sweep(): void {
@@ -344,14 +388,18 @@ export class LiveFanout {
 
   /** Runs one tick now: applies pending input to the state and sends to every client. */
   flush(): void {
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#cancelTimer();
     const now = this.#o.now();
     this.#lastFlushMs = now;
+    if (this.#pendingReadings.size === 0 && this.#pendingEvents.length === 0) return;
+    const started = this.#o.workClock();
+    this.#tickNow(now);
+    const work = this.#o.workClock() - started;
+    this.#gapMs = Math.min(this.#o.tickMs, Math.max(this.#o.minTickMs, TICK_COST_FACTOR * work));
+  }
+
+  #tickNow(now: number): void {
     const pendingReadings = this.#pendingReadings;
-    if (pendingReadings.size === 0 && this.#pendingEvents.length === 0) return;
     this.#pendingReadings = new Map();
     this.#pendingReadingCount = 0;
     const tick = ++this.#tick;
@@ -386,10 +434,7 @@ export class LiveFanout {
     // Presence changes raised while applying readings join this tick's events (after the data).
     const events = this.#pendingEvents;
     this.#pendingEvents = [];
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#cancelTimer();
 
     const built = new Map<string, Buffer | null>();
     for (const client of this.#clients) {

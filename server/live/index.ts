@@ -58,10 +58,13 @@ export interface LiveDeps {
   /** Whether the commands API accepts dashboard sessions (see `authorize`). Default true. */
   commandsEnabled?: boolean;
   /**
-   * Shortest time between two fan-out ticks (ms). A tick runs as soon as an update arrives unless
-   * the previous one ran less than this long ago. Default 10 (see bench/fanout.bench.ts).
+   * Longest time between two fan-out ticks under load (ms). A tick runs on the next event-loop turn
+   * when an update arrives and the previous tick started at least the current gap ago; the gap adapts
+   * to the ticks' cost between `minTickMs` and this. Default 10 (see bench/fanout.bench.ts).
    */
   tickMs?: number;
+  /** Shortest gap between two tick starts (ms). Default 1; equal to `tickMs` for a fixed cadence. */
+  minTickMs?: number;
   /** Live ping period (ms). Default 30 000. */
   heartbeatMs?: number;
   /** A dashboard auth built earlier (the extension builds it before the hub starts). */
@@ -95,11 +98,13 @@ export function createLive(deps: LiveDeps): Live {
   const { config, events, metrics } = deps;
   const logger = deps.logger.child({ component: 'live' });
   const state = new LiveState();
+  const tickMs = deps.tickMs ?? 10;
   const fanout = new LiveFanout({
     state,
     metrics,
     logger,
-    tickMs: deps.tickMs ?? 10,
+    tickMs,
+    minTickMs: Math.min(tickMs, deps.minTickMs ?? 1),
     highWaterBytes: config.live.highWaterBytes,
     drainTimeoutMs: config.live.drainTimeoutMs,
     maxSubscriptions: config.live.maxSubscriptions,
@@ -244,6 +249,7 @@ export type CommandAuthorization = { ok: true } | { ok: false; code: ErrorCode; 
 
 export interface LiveExtensionOptions {
   tickMs?: number;
+  minTickMs?: number;
   heartbeatMs?: number;
   commandsEnabled?: boolean;
   /** See `LiveDeps.channelsOf`; default: the hub context's `channelsOf` (the descriptor store). */
@@ -301,6 +307,7 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
         knownDevices: () => (ctx.registry?.list() ?? []).filter((d) => !d.revoked).map((d) => d.id),
         channelsOf: (id: string) => channelsOf(ctx, id),
         ...(options.tickMs !== undefined ? { tickMs: options.tickMs } : {}),
+        ...(options.minTickMs !== undefined ? { minTickMs: options.minTickMs } : {}),
         ...(options.heartbeatMs !== undefined ? { heartbeatMs: options.heartbeatMs } : {}),
         ...(options.commandsEnabled !== undefined ? { commandsEnabled: options.commandsEnabled } : {}),
       });

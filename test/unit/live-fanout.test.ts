@@ -1,7 +1,7 @@
 // The live fan-out's decisions, with a socket whose bufferedAmount the test controls and fake timers
 // for the tick and drain clocks. Real-socket behaviour is in test/integration/live-slow-client.test.ts.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LiveFanout, type LiveSocket } from '../../server/live/fanout.ts';
+import { LiveFanout, type LiveSocket, TICK_COST_FACTOR } from '../../server/live/fanout.ts';
 import { LiveState } from '../../server/live/state.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
@@ -314,5 +314,76 @@ describe('limits', () => {
     for (let i = 0; i < 100; i++) fanout.receive(c, JSON.stringify({ type: 'ping' }));
     expect(socket.closed).toEqual({ code: 1008, reason: 'too many messages' });
     expect(await counter('hub_live_evictions_total', { reason: 'inbound_rate' })).toBe(1);
+  });
+});
+
+describe('adaptive tick', () => {
+  /** A fan-out with a 1..TICK ms gap whose ticks each "take" `cost()` ms on the work clock. */
+  function adaptive(cost: () => number): LiveFanout {
+    fanout.stop(); // the default one from beforeEach
+    let t = 0;
+    const f = new LiveFanout({
+      state,
+      metrics,
+      logger: createLogger('silent'),
+      tickMs: TICK,
+      minTickMs: 1,
+      // Called at a tick's start and end: each tick measures exactly `cost()`.
+      workClock: () => {
+        t += cost();
+        return t;
+      },
+      highWaterBytes: HW,
+      drainTimeoutMs: DRAIN,
+      maxSubscriptions: 3,
+    });
+    f.start();
+    fanout = f;
+    return f;
+  }
+
+  it('cheap ticks: the next one may start TICK_COST_FACTOR × the last tick’s work after it', () => {
+    const f = adaptive(() => 2);
+    const c = client([{ sub: 'f', mode: 'all' }]);
+    vi.advanceTimersByTime(10 * TICK);
+    f.readings('d1', [reading('d1', 't', 1, 1)]);
+    vi.advanceTimersByTime(0); // idle: on the next turn
+    expect(c.ofType('data')).toHaveLength(1);
+    f.readings('d1', [reading('d1', 't', 2, 2)]);
+    f.readings('d1', [reading('d1', 't', 3, 3)]);
+    const gap = TICK_COST_FACTOR * 2;
+    vi.advanceTimersByTime(gap - 1);
+    expect(c.ofType('data')).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(c.ofType('data').map((m) => m.updates.d1.t)).toEqual([
+      [[1, 1]],
+      [
+        [2, 2],
+        [3, 3],
+      ],
+    ]);
+  });
+
+  it('expensive ticks coalesce for at most tickMs', () => {
+    const f = adaptive(() => TICK);
+    const c = client([{ sub: 'f' }]);
+    vi.advanceTimersByTime(10 * TICK);
+    f.readings('d1', [reading('d1', 't', 1, 1)]);
+    vi.advanceTimersByTime(0);
+    f.readings('d1', [reading('d1', 't', 2, 2)]);
+    vi.advanceTimersByTime(TICK - 1);
+    expect(c.ofType('data')).toHaveLength(1);
+    vi.advanceTimersByTime(1);
+    expect(c.ofType('data')).toHaveLength(2);
+  });
+
+  it('still builds one buffer per subscription set and sends it to every client', () => {
+    const f = adaptive(() => 0.1);
+    const a = client([{ sub: 'f' }]);
+    const b = client([{ sub: 'g' }]);
+    f.readings('d1', [reading('d1', 't', 1, 20)]);
+    vi.advanceTimersByTime(TICK);
+    expect(a.sent.at(-1)).toBe(b.sent.at(-1));
+    expect(JSON.parse(String(a.sent.at(-1)))).toEqual({ type: 'data', tick: 1, updates: { d1: { t: [[1, 20]] } } });
   });
 });
