@@ -412,7 +412,10 @@ export function createIngest(opts: IngestOptions): Ingest {
         (err) => {
           m.inflight--;
           if (err) {
-            maybeForget(deviceId, m);
+            // The group was rolled back, but this device's in-memory state (highest seq, last ack, boot
+            // offsets) already counts the frame: drop it so the next frame reloads what is durable.
+            // Otherwise the device's replay would be taken for a duplicate, acked, and never stored.
+            if (mem.get(deviceId) === m) mem.delete(deviceId);
             done(new HubError('INTERNAL', 'local log commit failed', { cause: err }), 'stored');
             return;
           }

@@ -193,6 +193,17 @@ describe('readings events of the ingest', () => {
     expect(outcomes[0]?.err?.code).toBe('INTERNAL');
   });
 
+  it('after a failed commit the replay of that frame is stored, not taken for a duplicate', () => {
+    store(1);
+    log.commit(new Error('disk gone'));
+    store(1); // the device replays what was never acknowledged
+    log.commit();
+    expect(outcomes.map((o) => [o.seq, o.err?.code ?? null, o.outcome])).toEqual([
+      [1, 'INTERNAL', 'stored'],
+      [1, null, 'stored'],
+    ]);
+  });
+
   it('frames refused before acceptance (STORAGE_FULL, unknown descriptors, duplicates) emit nothing', () => {
     const accepted: Reading[][] = [];
     bus.on('readings:accepted', (_id, rs) => accepted.push(rs));
