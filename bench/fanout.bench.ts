@@ -41,6 +41,7 @@ import { liveExtension } from '../server/live/index.ts';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
+import { nextMessage } from './workers.ts';
 
 export const name = 'fanout';
 
@@ -133,13 +134,13 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         },
       );
       children.push(hub);
-      await nextMessage(hub, 'ready');
+      await nextMessage<FromWorker>(hub, 'ready');
       const base = `http://127.0.0.1:${port}`;
 
       const devices = fork(THIS_FILE, ['devices'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
       children.push(devices);
       devices.send({ type: 'connect', url: `ws://127.0.0.1:${port}/v1/device`, devices: creds } satisfies ToWorker);
-      await nextMessage(devices, 'ready');
+      await nextMessage<FromWorker>(devices, 'ready');
 
       // Phase A: ingest only (no live clients): the baseline CPU.
       const a = await phase(hub, devices, null, base, warmSeconds, measureSeconds);
@@ -148,7 +149,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       const clients = fork(THIS_FILE, ['clients'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
       children.push(clients);
       clients.send({ type: 'connect', url: `ws://127.0.0.1:${port}/v1/live`, clients: CLIENTS } satisfies ToWorker);
-      await nextMessage(clients, 'ready');
+      await nextMessage<FromWorker>(clients, 'ready');
       const b = await phase(hub, devices, clients, base, warmSeconds, measureSeconds);
       const lat = (b.clients as ClientsResult).latencies;
 
@@ -248,17 +249,17 @@ async function phase(
 ): Promise<PhaseResult> {
   // Warm-up at the full rate, then the measured run.
   devices.send({ type: 'run', rate: RATE, seconds: warmSeconds } satisfies ToWorker);
-  await nextMessage(devices, 'devices-result');
+  await nextMessage<FromWorker>(devices, 'devices-result');
   clients?.send({ type: 'reset' } satisfies ToWorker);
   hub.send({ type: 'reset' } satisfies ToWorker);
   const before = await scrape(base);
   const t0 = performance.now();
   devices.send({ type: 'run', rate: RATE, seconds: measureSeconds } satisfies ToWorker);
-  const d = (await nextMessage(devices, 'devices-result')) as DevicesResult;
+  const d = (await nextMessage<FromWorker>(devices, 'devices-result')) as DevicesResult;
   const after = await scrape(base);
   const elapsed = (performance.now() - t0) / 1000;
   hub.send({ type: 'report' } satisfies ToWorker);
-  const { atEvent, inHub, work } = (await nextMessage(hub, 'hub-result')) as {
+  const { atEvent, inHub, work } = (await nextMessage<FromWorker>(hub, 'hub-result')) as {
     atEvent: Summary;
     inHub: Summary;
     work: Summary;
@@ -266,7 +267,7 @@ async function phase(
   let c: ClientsResult | null = null;
   if (clients) {
     clients.send({ type: 'report' } satisfies ToWorker);
-    c = (await nextMessage(clients, 'clients-result')) as ClientsResult;
+    c = (await nextMessage<FromWorker>(clients, 'clients-result')) as ClientsResult;
   }
   return {
     devices: d,
@@ -588,31 +589,6 @@ function clientsWorker(): void {
 }
 
 // ───────────────────────── helpers ─────────────────────────
-
-function nextMessage(child: ChildProcess, type: string, timeoutMs = 120_000): Promise<FromWorker> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no '${type}' message from worker within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onMessage = (m: FromWorker) => {
-      if (m.type !== type) return;
-      cleanup();
-      resolve(m);
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new Error(`worker exited (${code}) before '${type}'`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

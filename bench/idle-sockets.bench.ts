@@ -20,6 +20,7 @@ import { configFrom } from '../server/config/index.ts';
 import { buildHub } from '../server/hub.ts';
 import { createLogger } from '../server/log/index.ts';
 import type { BenchOptions, BenchReport } from './run.ts';
+import { nextMessage } from './workers.ts';
 
 export const name = 'idle-sockets';
 
@@ -79,18 +80,18 @@ async function measure(kind: 'hub' | 'bare', count: number): Promise<Measurement
   const server = worker([kind, dataDir]);
   const devices = worker(['devices']);
   try {
-    const { port } = (await next(server, 'listening')) as { port: number };
+    const { port } = (await nextMessage<FromWorker>(server, 'listening')) as { port: number };
     const memory = async () => {
       server.send({ type: 'memory' } satisfies ToWorker);
-      const m = (await next(server, 'memory')) as { rss: number; heapUsed: number; sockets: number };
+      const m = (await nextMessage<FromWorker>(server, 'memory')) as { rss: number; heapUsed: number; sockets: number };
       return { rss: m.rss, heapUsed: m.heapUsed, sockets: m.sockets };
     };
     // Warm the server path with a few connections first, so one-time allocations are not counted.
     devices.send({ type: 'connect', port, count: 50, hello: kind === 'hub' } satisfies ToWorker);
-    await next(devices, 'connected', 300_000);
+    await nextMessage<FromWorker>(devices, 'connected', 300_000);
     const before = await memory();
     devices.send({ type: 'connect', port, count, hello: kind === 'hub' } satisfies ToWorker);
-    const done = (await next(devices, 'connected', 600_000)) as { ms: number; failed: number };
+    const done = (await nextMessage<FromWorker>(devices, 'connected', 600_000)) as { ms: number; failed: number };
     await new Promise((r) => setTimeout(r, 1000));
     const after = await memory();
     return { before, after, connectMs: done.ms, failed: done.failed };
@@ -107,23 +108,6 @@ function worker(args: string[]): ChildProcess {
   return fork(THIS_FILE, args, {
     execArgv: ['--import', 'tsx', '--expose-gc'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-}
-
-function next(child: ChildProcess, type: FromWorker['type'], timeoutMs = 120_000): Promise<FromWorker> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`no '${type}' from worker within ${timeoutMs} ms`)), timeoutMs);
-    const onMessage = (m: FromWorker) => m.type === type && done(null, m);
-    const onExit = (code: number | null) => done(new Error(`worker exited (${code}) before '${type}'`));
-    function done(err: Error | null, m?: FromWorker) {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolve(m as FromWorker);
-    }
-    child.on('message', onMessage);
-    child.once('exit', onExit);
   });
 }
 

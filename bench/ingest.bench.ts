@@ -35,6 +35,7 @@ import { buildHub } from '../server/hub.ts';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
+import { nextMessage } from './workers.ts';
 
 export const name = 'ingest';
 
@@ -103,7 +104,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       const barePort = await freePort();
       const bare = fork(THIS_FILE, ['bare', String(barePort)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
       children.push(bare);
-      await nextMessage(bare, 'ready');
+      await nextMessage<FromWorker>(bare, 'ready');
       const bareLoad = fork(THIS_FILE, ['load'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
       children.push(bareLoad);
       bareLoad.send({
@@ -112,17 +113,17 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         devices: Array.from({ length: devices }, (_, i) => ({ id: `bench-${i}`, token: null })),
         expectAcks: false,
       } satisfies ToWorker);
-      await nextMessage(bareLoad, 'ready');
+      await nextMessage<FromWorker>(bareLoad, 'ready');
       let bareCounted = 0;
       const bareStep = async (rate: number) => {
         bareLoad.send({ type: 'step', rate, seconds: stepSeconds } satisfies ToWorker);
-        const r = (await nextMessage(bareLoad, 'result')) as StepResult;
+        const r = (await nextMessage<FromWorker>(bareLoad, 'result')) as StepResult;
         const target = bareCounted + r.sent;
         const t0 = performance.now();
         let counted = bareCounted;
         while (performance.now() - t0 < 1000) {
           bare.send({ type: 'count' });
-          counted = ((await nextMessage(bare, 'count')) as { frames: number }).frames;
+          counted = ((await nextMessage<FromWorker>(bare, 'count')) as { frames: number }).frames;
           if (counted >= target) break;
           await sleep(20);
         }
@@ -137,13 +138,13 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       // CPU per frame at a fixed moderate rate: a figure the machine's other load moves much less.
       const bareCpu = async () => {
         bare.send({ type: 'cpu' });
-        return ((await nextMessage(bare, 'cpu')) as { us: number }).us;
+        return ((await nextMessage<FromWorker>(bare, 'cpu')) as { us: number }).us;
       };
       const bareCpu0 = await bareCpu();
       const bareCpuFrames = (await bareStep(CPU_RATE)).sent;
       const bareCpuPerFrame = ((await bareCpu()) - bareCpu0) / bareCpuFrames;
       bare.send({ type: 'count' });
-      const bareRss = ((await nextMessage(bare, 'count')) as { rssBytes: number }).rssBytes;
+      const bareRss = ((await nextMessage<FromWorker>(bare, 'count')) as { rssBytes: number }).rssBytes;
       bareLoad.send({ type: 'exit' } satisfies ToWorker);
       bare.kill('SIGTERM');
       return { best: bareBest, cpuPerFrame: bareCpuPerFrame, rss: bareRss };
@@ -192,10 +193,10 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         devices: creds,
         expectAcks: true,
       } satisfies ToWorker);
-      await nextMessage(hubLoad, 'ready');
+      await nextMessage<FromWorker>(hubLoad, 'ready');
       const hubStep = async (rate: number) => {
         hubLoad.send({ type: 'step', rate, seconds: stepSeconds } satisfies ToWorker);
-        return (await nextMessage(hubLoad, 'result')) as StepResult;
+        return (await nextMessage<FromWorker>(hubLoad, 'result')) as StepResult;
       };
       const best = await search(hubStep, startRate, bisections, true);
       const cpuSeconds = async () => {
@@ -508,31 +509,6 @@ function bareServer(port: number): void {
 }
 
 // ───────────────────────── helpers ─────────────────────────
-
-function nextMessage(child: ChildProcess, type: string, timeoutMs = 120_000): Promise<FromWorker> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`no '${type}' message from worker within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onMessage = (m: FromWorker) => {
-      if (m.type !== type) return;
-      cleanup();
-      resolve(m);
-    };
-    const onExit = (code: number | null) => {
-      cleanup();
-      reject(new Error(`worker exited (${code}) before '${type}'`));
-    };
-    const cleanup = () => {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
-}
 
 async function waitReady(url: string): Promise<void> {
   const deadline = Date.now() + 60_000;
