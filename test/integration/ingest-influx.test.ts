@@ -120,7 +120,18 @@ describe('ingest into a real InfluxDB', () => {
     const base = Date.now() - 20 * 60_000;
     for (let s = 1; s <= 30; s++) d.send(telemetry(7, s, base + s * 5000));
     await d.ackOf(7, 30); // stored durably in the local log; InfluxDB is unreachable
-    expect(await h.metricValue('hub_local_log_unforwarded_frames')).toBeGreaterThan(0);
+    // The forwarder has met the outage (a failed write) and the frames wait in the local log. Waited
+    // for, not sampled once: the gauges refresh on their own timer.
+    await until(
+      () => h.metricValue('hub_forwarder_write_failures_total'),
+      (n) => n > 0,
+      'a failed write while InfluxDB is down',
+    );
+    await until(
+      () => h.metricValue('hub_local_log_unforwarded_frames'),
+      (n) => n > 0,
+      'unforwarded frames in the local log',
+    );
     await influx.startEngine();
     const got = await until(
       () => rows(id),
@@ -128,7 +139,6 @@ describe('ingest into a real InfluxDB', () => {
       'backlog drained',
     );
     expect(got).toHaveLength(30 * 12);
-    expect(await h.metricValue('hub_forwarder_write_failures_total')).toBeGreaterThan(0);
     await d.close();
   });
 });
