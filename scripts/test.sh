@@ -73,4 +73,11 @@ for project in unit integration; do
     grep -E '^[[:space:]]*(Test Files|Tests|Errors|Duration|No test files found)' ||
     echo "  (no summary: vitest did not finish, see its output above)"
 done
+# One plain closing line over both projects: "tests: N passed, N failed".
+counts() { # word: sum of "N <word>" on vitest's "Tests" lines
+  sed -E 's/\x1b\[[0-9;]*m//g' "$logs/unit.log" "$logs/integration.log" | grep -E '^[[:space:]]*Tests ' |
+    grep -oE "[0-9]+ $1" | awk '{ n += $1 } END { print n + 0 }'
+}
+echo
+echo "tests: $(counts passed) passed, $(counts failed) failed"
 exit "$failed"
