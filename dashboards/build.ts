@@ -153,6 +153,24 @@ const hubTotal = (field: string) =>
 const hubSeries = (field: string, fn = 'mean') =>
   `SELECT ${fn}("${field}") FROM "hub_stats" WHERE $timeFilter GROUP BY time($__interval), "hub" fill(null)`;
 
+/** A fleet-wide count of devices in one presence state; any device in it turns the stat `alert`. */
+function presenceStat(
+  state: 'online' | 'stale' | 'offline',
+  description: string | undefined,
+  alert: string | null,
+): PanelSpec {
+  return {
+    title: `Devices ${state}`,
+    type: 'stat',
+    unit: 'short',
+    w: 4,
+    h: 4,
+    ...(description ? { description } : {}),
+    targets: [{ refId: 'A', query: hubTotal(`devices_${state}`) }],
+    thresholds: [{ color: 'green', value: null }, ...(alert ? [{ color: alert, value: 1 }] : [])],
+  };
+}
+
 export function fleetOverview() {
   return dashboard({
     uid: 'esp32hub-fleet',
@@ -163,41 +181,9 @@ export function fleetOverview() {
     from: 'now-1h',
     links: [link('Device detail', 'device'), link('Hub health', 'hub')],
     panels: [
-      {
-        title: 'Devices online',
-        type: 'stat',
-        unit: 'short',
-        w: 4,
-        h: 4,
-        targets: [{ refId: 'A', query: hubTotal('devices_online') }],
-        thresholds: [{ color: 'green', value: null }],
-      },
-      {
-        title: 'Devices stale',
-        type: 'stat',
-        unit: 'short',
-        w: 4,
-        h: 4,
-        description: 'Connected, but silent for more than three sample periods.',
-        targets: [{ refId: 'A', query: hubTotal('devices_stale') }],
-        thresholds: [
-          { color: 'green', value: null },
-          { color: 'orange', value: 1 },
-        ],
-      },
-      {
-        title: 'Devices offline',
-        type: 'stat',
-        unit: 'short',
-        w: 4,
-        h: 4,
-        description: 'Known devices without a live session.',
-        targets: [{ refId: 'A', query: hubTotal('devices_offline') }],
-        thresholds: [
-          { color: 'green', value: null },
-          { color: 'red', value: 1 },
-        ],
-      },
+      presenceStat('online', undefined, null),
+      presenceStat('stale', 'Connected, but silent for more than three sample periods.', 'orange'),
+      presenceStat('offline', 'Known devices without a live session.', 'red'),
       {
         title: 'Ingest rate',
         type: 'timeseries',
