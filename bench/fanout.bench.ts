@@ -41,7 +41,7 @@ import { liveExtension } from '../server/live/index.ts';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
-import { nextMessage } from './workers.ts';
+import { benchHello, nextMessage } from './workers.ts';
 
 export const name = 'fanout';
 
@@ -428,21 +428,7 @@ function devicesWorker(): void {
             } else if (m.type === 'error') console.error(`[fanout bench] hub error ${m.code}: ${m.message}`);
           });
         });
-        ws.send(
-          encodeFrame({
-            type: 'hello',
-            timeSynced: true,
-            deviceId: d.id,
-            firmwareVersion: 'bench',
-            maxProtocolVersion: 1,
-            bootId: conn.bootId,
-            resetReason: 1,
-            uptimeMs: 3_600_000,
-            descriptorHash: HASH,
-            bufferedFrames: 0,
-            droppedFrames: 0,
-          }),
-        );
+        ws.send(benchHello(d.id, conn.bootId, HASH, 3_600_000));
         await welcome;
         ws.send(encodeFrame({ type: 'descriptors', channels: CHANNELS }));
       }

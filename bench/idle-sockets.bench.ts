@@ -15,12 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
-import { encodeFrame, SUBPROTOCOL } from '../server/codec/index.ts';
+import { SUBPROTOCOL } from '../server/codec/index.ts';
 import { configFrom } from '../server/config/index.ts';
 import { buildHub } from '../server/hub.ts';
 import { createLogger } from '../server/log/index.ts';
 import type { BenchOptions, BenchReport } from './run.ts';
-import { nextMessage } from './workers.ts';
+import { benchHello, nextMessage } from './workers.ts';
 
 export const name = 'idle-sockets';
 
@@ -187,21 +187,7 @@ function connect(port: number, id: string, hello: boolean): Promise<WebSocket | 
     ws.on('error', () => resolve(null));
     ws.once('open', () => {
       if (!hello) return resolve(ws);
-      ws.send(
-        encodeFrame({
-          type: 'hello',
-          timeSynced: true,
-          deviceId: id,
-          firmwareVersion: 'bench',
-          maxProtocolVersion: 1,
-          bootId: 1,
-          resetReason: 1,
-          uptimeMs: 1000,
-          descriptorHash: 0,
-          bufferedFrames: 0,
-          droppedFrames: 0,
-        }),
-      );
+      ws.send(benchHello(id, 1, 0, 1000));
       ws.once('message', () => resolve(ws)); // WELCOME
     });
   });

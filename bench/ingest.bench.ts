@@ -35,7 +35,7 @@ import { buildHub } from '../server/hub.ts';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
-import { nextMessage } from './workers.ts';
+import { benchHello, nextMessage } from './workers.ts';
 
 export const name = 'ingest';
 
@@ -392,21 +392,7 @@ function loadWorker(): void {
               } else if (m.type === 'error') console.error(`[ingest bench] hub error ${m.code}: ${m.message}`);
             });
           });
-          ws.send(
-            encodeFrame({
-              type: 'hello',
-              timeSynced: true,
-              deviceId: d.id,
-              firmwareVersion: 'bench',
-              maxProtocolVersion: 1,
-              bootId,
-              resetReason: 1,
-              uptimeMs: HOUR,
-              descriptorHash: HASH,
-              bufferedFrames: 0,
-              droppedFrames: 0,
-            }),
-          );
+          ws.send(benchHello(d.id, bootId, HASH, HOUR));
           await welcome;
           ws.send(encodeFrame({ type: 'descriptors', channels: CHANNELS }));
         }

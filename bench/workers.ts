@@ -1,5 +1,6 @@
 /** Helpers for benchmarks that run their parts (hub, load, clients) as child processes. */
 import type { ChildProcess } from 'node:child_process';
+import { encodeFrame } from '../server/codec/index.ts';
 
 /**
  * The next IPC message of `type` from `child`. Rejects when the child exits first or nothing comes
@@ -28,5 +29,22 @@ export function nextMessage<M extends { type: string }>(
     }
     child.on('message', onMessage);
     child.once('exit', onExit);
+  });
+}
+
+/** A bench device's HELLO [PROTO-3.1]: synced clock, firmware "bench", nothing buffered or dropped. */
+export function benchHello(deviceId: string, bootId: number, descriptorHash: number, uptimeMs: number): Uint8Array {
+  return encodeFrame({
+    type: 'hello',
+    timeSynced: true,
+    deviceId,
+    firmwareVersion: 'bench',
+    maxProtocolVersion: 1,
+    bootId,
+    resetReason: 1,
+    uptimeMs,
+    descriptorHash,
+    bufferedFrames: 0,
+    droppedFrames: 0,
   });
 }
