@@ -135,6 +135,9 @@ function link(title: string, tag: string) {
   };
 }
 
+/** Restricts a device-detail query to the dashboard's `$device`. */
+const DEVICE_FILTER = 'WHERE "device" =~ /^$device$/';
+
 const STATE_MAPPINGS = [
   {
     type: 'value',
@@ -277,8 +280,24 @@ export function fleetOverview() {
   });
 }
 
+/** The latest value of a per-device counter in `device_status`; any count turns the stat `alert`. */
+function deviceCounterStat(title: string, field: string, alert: string): PanelSpec {
+  return {
+    title,
+    type: 'stat',
+    unit: 'short',
+    w: 6,
+    h: 4,
+    targets: [{ refId: 'A', query: `SELECT last("${field}") FROM "device_status" ${DEVICE_FILTER} AND $timeFilter` }],
+    thresholds: [
+      { color: 'green', value: null },
+      { color: alert, value: 1 },
+    ],
+  };
+}
+
 export function deviceDetail() {
-  const device = 'WHERE "device" =~ /^$device$/';
+  const device = DEVICE_FILTER;
   return dashboard({
     uid: 'esp32hub-device',
     title: 'ESP32 device detail',
@@ -328,30 +347,8 @@ export function deviceDetail() {
           { color: 'green', value: 2 },
         ],
       },
-      {
-        title: 'Sequence gaps',
-        type: 'stat',
-        unit: 'short',
-        w: 6,
-        h: 4,
-        targets: [{ refId: 'A', query: `SELECT last("gaps_total") FROM "device_status" ${device} AND $timeFilter` }],
-        thresholds: [
-          { color: 'green', value: null },
-          { color: 'orange', value: 1 },
-        ],
-      },
-      {
-        title: 'Rejected frames',
-        type: 'stat',
-        unit: 'short',
-        w: 6,
-        h: 4,
-        targets: [{ refId: 'A', query: `SELECT last("errors_total") FROM "device_status" ${device} AND $timeFilter` }],
-        thresholds: [
-          { color: 'green', value: null },
-          { color: 'red', value: 1 },
-        ],
-      },
+      deviceCounterStat('Sequence gaps', 'gaps_total', 'orange'),
+      deviceCounterStat('Rejected frames', 'errors_total', 'red'),
       {
         title: 'Readings per interval',
         type: 'stat',
