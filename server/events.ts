@@ -45,6 +45,13 @@ export interface HubEvents {
   'device:offline': [info: { deviceId: string; reason: string; atMs: number }];
   /** Frames missing between stored sequence numbers of a boot (lost before reaching the hub). */
   'device:gap': [deviceId: string, missingFrames: number];
+  /** A TELEMETRY frame at or below its boot's highest stored seq: re-acknowledged, not stored again [PROTO-3.4.2]. */
+  'device:duplicate': [deviceId: string, bootId: number, seq: number];
+  /**
+   * A HELLO reused a boot id the hub already holds frames of, but its uptime shows a new boot: the new
+   * frames are stored under their own timestamps, not taken for replays [PROTO-3.4.3].
+   */
+  'device:boot-reused': [deviceId: string, bootId: number];
   /** A frame from the device was rejected with a coded error (counted in `hub_frame_errors_total`). */
   'device:rejected': [deviceId: string, code: string];
   /** A device's descriptor set was stored. */

@@ -337,6 +337,7 @@ export function createIngest(opts: IngestOptions): Ingest {
       if (boot && seq <= boot.highestSeq) {
         // [PROTO-3.4.2] a replay: not stored again, acknowledged again once everything before is durable.
         metrics.duplicates.inc();
+        bus.emit('device:duplicate', deviceId, bootId, seq);
         m.inflight++;
         log.barrier((err) => {
           m.inflight--;
