@@ -51,7 +51,12 @@ struct FakeClock : Clock {
   uint64_t unix = 0;  // at uptime `setAt`
   uint64_t setAt = 0;
   uint32_t rng = 42;
-  uint64_t uptimeMs() override { return uptime; }
+  /** Milliseconds that pass at every read, like a real clock while the CPU is busy elsewhere. */
+  uint64_t tickPerRead = 0;
+  uint64_t uptimeMs() override {
+    uptime += tickPerRead;
+    return uptime;
+  }
   bool unixMs(uint64_t& out) override {
     if (!synced) return false;
     out = unix + (uptime - setAt);
@@ -520,7 +525,30 @@ void test_link_states_reported_in_order() {
 
 }  // namespace
 
+// A clock that moves between two reads inside one poll() (a loaded CPU: the process is preempted between
+// them). poll() read the time once, then flush() → pump() stamped "last ACK progress" with a LATER
+// reading; `t - lastAckProgressAt` wrapped around to ~2^64 ≥ ackTimeoutMs, so the frame just sent was
+// taken as unacknowledged for 30 s and sent a second time at once. The firmware end-to-end test saw
+// that as a repeated seq in the uplink when another process used the CPUs.
+void test_a_clock_that_moves_during_poll_does_not_resend() {
+  Rig rig;
+  rig.connect();
+  rig.welcome(true);
+  rig.clock.tickPerRead = 1;
+  for (int i = 0; i < 20; i++) {
+    rig.session->record(channel::kHeapFree, Value::integer(ValueType::U32, 1000 + i));
+    rig.session->poll();  // maxBatchMs 0: the sample is queued and sent from poll()
+    rig.session->poll();
+    rig.ack(rig.session->bootId(), rig.session->lastSeq());
+  }
+  auto seqs = rig.transport.telemetrySeqs();
+  TEST_ASSERT_EQUAL_UINT(20, seqs.size());
+  for (size_t i = 0; i < seqs.size(); i++) TEST_ASSERT_EQUAL_UINT32(i + 1, seqs[i]);
+  TEST_ASSERT_EQUAL_UINT32(0, rig.session->stats().replays);
+}
+
 void run_session_tests() {
+  RUN_TEST(test_a_clock_that_moves_during_poll_does_not_resend);
   RUN_TEST(test_connect_hello_welcome_descriptors_then_telemetry);
   RUN_TEST(test_descriptors_known_are_not_sent_again);
   RUN_TEST(test_ack_frees_the_outbox_cumulatively);

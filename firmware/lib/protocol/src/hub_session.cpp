@@ -50,6 +50,13 @@ bool integerArg(const Command& c, const char* key, bool& present, int64_t& out) 
   return true;
 }
 
+/**
+ * Milliseconds from `since` to `t`, 0 when `since` is later. poll() reads the clock once, but the
+ * handlers it calls stamp their own, later readings (flush() → pump() sets lastAckProgressAt_): an
+ * unsigned `t - since` would then wrap to ~2^64 and fire every timeout at once.
+ */
+uint64_t elapsed(uint64_t since, uint64_t t) { return t > since ? t - since : 0; }
+
 constexpr uint32_t kMinSampleIntervalMs = 100;        // [PROTO-3.6]
 constexpr uint32_t kMaxSampleIntervalMs = 3600000;    // [PROTO-3.6]
 constexpr uint32_t kDefaultIdentifyMs = 5000;         // [PROTO-3.6]
@@ -165,7 +172,7 @@ void Session::poll() {
     rebootPending_ = false;
     hooks_.reboot();
   }
-  if (!builder_.empty() && t - batchStartedAt_ >= config_.maxBatchMs) flush();
+  if (!builder_.empty() && elapsed(batchStartedAt_, t) >= config_.maxBatchMs) flush();
 
   switch (state_) {
     case LinkState::Offline:
@@ -177,13 +184,13 @@ void Session::poll() {
       }
       break;
     case LinkState::Connecting:
-      if (t - stateSince_ >= config_.connectTimeoutMs) connectionLost("connect timeout");
+      if (elapsed(stateSince_, t) >= config_.connectTimeoutMs) connectionLost("connect timeout");
       break;
     case LinkState::AwaitWelcome:
-      if (t - stateSince_ >= config_.welcomeTimeoutMs) connectionLost("no WELCOME");
+      if (elapsed(stateSince_, t) >= config_.welcomeTimeoutMs) connectionLost("no WELCOME");
       break;
     case LinkState::Ready:
-      if (outbox_.inFlight() > 0 && t - lastAckProgressAt_ >= config_.ackTimeoutMs) {
+      if (outbox_.inFlight() > 0 && elapsed(lastAckProgressAt_, t) >= config_.ackTimeoutMs) {
         // Frames went out and no ACK came back: send them again (the hub deduplicates [PROTO-3.4.2]).
         outbox_.rewind();
         stats_.replays++;
