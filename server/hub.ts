@@ -382,7 +382,12 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
 
 /** The real InfluxDB forwarder, its dead-letter store (`<dataDir>/dead-letters`) and `hub_stats` points. */
 export function influxForwarder(ctx: ForwarderContext): ForwarderLike {
-  const deadLetters = openDeadLetterStore({ dataDir: ctx.dataDir, metrics: ctx.metrics });
+  const deadLetters = openDeadLetterStore({
+    dataDir: ctx.dataDir,
+    metrics: ctx.metrics,
+    logger: ctx.logger,
+    ...(ctx.config.deadLetterMaxBytes !== undefined ? { maxBytes: ctx.config.deadLetterMaxBytes } : {}),
+  });
   const fwd = createInfluxForwarder({
     config: ctx.config,
     log: ctx.log,

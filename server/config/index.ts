@@ -48,6 +48,7 @@ export const ENV_SCHEMA = {
   INFLUX_TIMEOUT_MS: int(100, 300_000).default(10_000),
   INFLUX_MAX_RETRY_DELAY_MS: int(100, 600_000).default(30_000),
   INFLUX_STATS_INTERVAL_MS: int(0, 3_600_000).default(5000),
+  INFLUX_DEAD_LETTER_MAX_BYTES: int(1024 * 1024, Number.MAX_SAFE_INTEGER).default(1024 ** 3),
 
   LIVE_MAX_CLIENTS: int(1, 100_000).default(1000),
   LIVE_HIGH_WATER_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
@@ -74,6 +75,11 @@ export interface InfluxConfig {
   timeoutMs: number;
   maxRetryDelayMs: number;
   statsIntervalMs: number;
+  /**
+   * Cap on the dead-letter store, bytes (oldest evicted first, counted and logged). Loaded configs
+   * always set it; default 1 GiB (`DEFAULT_DEAD_LETTER_MAX_BYTES`).
+   */
+  deadLetterMaxBytes?: number;
 }
 
 export interface HubConfig {
@@ -213,6 +219,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
             timeoutMs: e.INFLUX_TIMEOUT_MS,
             maxRetryDelayMs: e.INFLUX_MAX_RETRY_DELAY_MS,
             statsIntervalMs: e.INFLUX_STATS_INTERVAL_MS,
+            deadLetterMaxBytes: e.INFLUX_DEAD_LETTER_MAX_BYTES,
           }
         : null,
     live: {

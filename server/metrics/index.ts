@@ -128,7 +128,33 @@ export function createMetrics() {
     }),
     deadLetterEvicted: new Counter({
       name: 'hub_dead_letter_evicted_lines_total',
-      help: 'Dead-lettered lines removed, oldest first, to keep the dead-letter store within its cap.',
+      help: 'Dead-lettered lines removed, oldest first, to keep the dead-letter store within its byte cap (lost).',
+      registers: r,
+    }),
+    deadLetterLines: new Gauge({
+      name: 'hub_dead_letter_lines',
+      help: 'Lines kept in the dead-letter store.',
+      registers: r,
+    }),
+    deadLetterBytes: new Gauge({
+      name: 'hub_dead_letter_bytes',
+      help: 'Bytes the dead-letter store counts against its cap (INFLUX_DEAD_LETTER_MAX_BYTES).',
+      registers: r,
+    }),
+    deadLetterMaxBytes: new Gauge({
+      name: 'hub_dead_letter_max_bytes',
+      help: 'The dead-letter store cap, bytes (INFLUX_DEAD_LETTER_MAX_BYTES).',
+      registers: r,
+    }),
+    deadLetterReplayed: new Counter({
+      name: 'hub_dead_letter_replayed_lines_total',
+      help: 'Dead-lettered lines replayed by an operator, by outcome: stored (InfluxDB took them) or rejected (kept again).',
+      labelNames: ['outcome'] as const,
+      registers: r,
+    }),
+    deadLetterDropped: new Counter({
+      name: 'hub_dead_letter_dropped_lines_total',
+      help: 'Dead-lettered lines an operator dropped (CLI or admin API).',
       registers: r,
     }),
     statsDropped: new Counter({

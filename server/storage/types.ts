@@ -69,7 +69,13 @@ export interface LogReader {
 
 /** Lines InfluxDB rejected permanently, kept with the reason for inspection and manual replay. */
 export interface DeadLetterStore {
+  /** Keeps `lines` with the reason; resolves once committed (visible), not yet flushed. */
   put(lines: string[], reason: string, status: number): Promise<void>;
+  /**
+   * Resolves once everything put so far is flushed to disk. A reader of the local log must await it
+   * before moving its cursor past lines it dead-lettered (docs/storage.md §4).
+   */
+  flushed(): Promise<void>;
   /** Number of dead-lettered lines. */
   count(): number;
   list(limit: number): { atMs: number; status: number; reason: string; line: string }[];

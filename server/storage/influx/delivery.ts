@@ -56,6 +56,11 @@ export interface DeliveryDeps {
   random: () => number;
   now: () => number;
   state: DeliveryState;
+  /**
+   * Counts dead-lettered lines; default `metrics.deadLettered`. A replay of dead letters counts the
+   * lines rejected again elsewhere (they were counted when first dead-lettered).
+   */
+  deadLetteredCounter?: { inc(n: number): void };
 }
 
 export function newDeliveryState(): DeliveryState {
@@ -142,7 +147,7 @@ async function deadLetter(lines: readonly string[], out: WriteOutcome, d: Delive
   if (out.ok) return;
   const status = typeof out.status === 'number' ? out.status : 0;
   await d.deadLetters.put([...lines], truncate(out.reason, MAX_REASON_CHARS), status);
-  d.metrics.deadLettered.inc(lines.length);
+  (d.deadLetteredCounter ?? d.metrics.deadLettered).inc(lines.length);
   d.logger.warn(
     { status, reason: truncate(out.reason, 300), lines: lines.length, first: truncate(lines[0] ?? '', 200) },
     'influx rejected lines permanently: dead-lettered',

@@ -84,7 +84,20 @@ export interface InfluxForwarder {
 }
 
 export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
-  const { config, log, deadLetters, metrics } = deps;
+  const { config, log, metrics } = deps;
+  /** Set by every dead-letter put; cleared once the store's flush covered it. */
+  let deadLettersUnflushed = false;
+  // Delivery dead-letters through this wrapper so the forwarder knows to await the store's flush
+  // before its cursor passes the rejected lines (a power cut must not leave them nowhere).
+  const deadLetters: DeadLetterStore = {
+    put(lines, reason, status) {
+      deadLettersUnflushed = true;
+      return deps.deadLetters.put(lines, reason, status);
+    },
+    flushed: () => deps.deadLetters.flushed(),
+    count: () => deps.deadLetters.count(),
+    list: (limit) => deps.deadLetters.list(limit),
+  };
   const logger = deps.logger.child({ component: 'influx-forwarder' });
   const now = deps.now ?? Date.now;
   const batchLines = config.batchLines;
@@ -171,6 +184,13 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
     // the next start rewrites the batch (identical points overwrite).
     if (delivery.signal.aborted) throw new DeliveryStopped();
+    if (deadLettersUnflushed) {
+      // Dead letters on disk before the cursor passes them. A failed flush throws: the step is
+      // retried whole (the batch dead-letters its lines again: at least once, never lost).
+      await deadLetters.flushed();
+      deadLettersUnflushed = false;
+      if (delivery.signal.aborted) throw new DeliveryStopped();
+    }
     if (batch.lastOffset > batch.afterOffset) requestCommit(batch.lastOffset, delivery);
   }
 

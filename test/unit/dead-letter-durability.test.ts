@@ -1,0 +1,137 @@
+/**
+ * Dead letters are durable (committed AND flushed to disk) before the forwarder's cursor moves past
+ * the lines they hold: otherwise a power cut after the cursor's flush but before the dead letters'
+ * flush loses ACKed readings for good (the cursor says "done", the store never got them).
+ *
+ * Fault injection at the storage boundary: the real lmdb environment of the dead-letter store, whose
+ * disk flush (`flushed`, what lmdb resolves once a commit is synced) the test holds back or fails.
+ * Commits still happen for real; only the flush is controlled.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '../../server/log/index.ts';
+import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
+import { type OpenDeadLetterStore, openDeadLetterStore } from '../../server/storage/dead-letter.ts';
+import { createInfluxForwarder, type InfluxForwarder } from '../../server/storage/influx/forwarder.ts';
+import { FakeInflux, influxConfig, MemoryLog, telemetryFrame, until } from './forwarder-fakes.ts';
+
+/** What the test does to lmdb's disk flush: hold it until `release`, or fail it with `error`. */
+const flush = vi.hoisted(() => ({
+  hold: null as Promise<void> | null,
+  error: null as Error | null,
+  /** Flush waits started (each `await root.flushed`). */
+  waits: 0,
+}));
+
+vi.mock('lmdb', async (importOriginal) => {
+  const real = await importOriginal<typeof import('lmdb')>();
+  return {
+    ...real,
+    open: (...args: Parameters<typeof real.open>) => {
+      const root = real.open(...args);
+      // `flushed` lives on the environment's store prototype (shared by its child databases).
+      const proto = Object.getPrototypeOf(root) as { flushed: PromiseLike<unknown> };
+      const realFlushed = proto.flushed;
+      Object.defineProperty(proto, 'flushed', {
+        configurable: true,
+        get: () => ({
+          // biome-ignore lint/suspicious/noThenProperty: lmdb's `flushed` is a thenable.
+          then(resolve: (v: unknown) => unknown, reject: (e: unknown) => unknown) {
+            flush.waits++;
+            const held = (async () => {
+              if (flush.hold) await flush.hold;
+              if (flush.error) throw flush.error;
+              return realFlushed;
+            })();
+            return held.then(resolve, reject);
+          },
+        }),
+      });
+      return root;
+    },
+  };
+});
+
+const T0 = Date.UTC(2024, 0, 3, 12);
+/** InfluxDB rejects every `value=` line of channel `temp` (as a field-type conflict would). */
+const CONFLICT =
+  '{"error":"partial write: field type conflict: input field \\"value\\" on measurement \\"telemetry\\" is type float, already exists as type string dropped=1"}';
+
+let influx: FakeInflux;
+let dir: string;
+let log: MemoryLog;
+let metrics: Metrics;
+let deadLetters: OpenDeadLetterStore;
+let forwarder: InfluxForwarder | null = null;
+
+beforeEach(async () => {
+  flush.hold = null;
+  flush.error = null;
+  flush.waits = 0;
+  influx = new FakeInflux();
+  influx.reply = (req) =>
+    req.lines.some((l) => l.includes('channel=temp')) ? { status: 400, body: CONFLICT } : { status: 204 };
+  dir = mkdtempSync(join(tmpdir(), 'dead-letter-durability-'));
+  log = new MemoryLog(['dev-1']);
+  metrics = createMetrics();
+  deadLetters = openDeadLetterStore({ dataDir: dir, metrics });
+});
+
+afterEach(async () => {
+  flush.hold = null;
+  flush.error = null;
+  await forwarder?.stop();
+  forwarder = null;
+  await deadLetters.close();
+  await influx.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function start(): Promise<void> {
+  forwarder = createInfluxForwarder({
+    config: influxConfig(await influx.listen(), { maxRetryDelayMs: 200 }),
+    log,
+    deadLetters,
+    metrics,
+    logger: createLogger('silent'),
+    sleep: async () => {},
+  });
+  forwarder.start();
+}
+
+describe('dead letters are durable before the forwarder cursor passes them', () => {
+  it('holds the cursor while the dead-letter flush is pending, and moves it once the flush lands', async () => {
+    let release!: () => void;
+    flush.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    log.appendFrame('dev-1', telemetryFrame({ seq: 1, baseTime: T0 }));
+    await start();
+    // The rejected lines are committed (visible) and the good ones confirmed by InfluxDB...
+    await until(() => deadLetters.count() === 2 && (flush.waits > 0 || log.commits.length > 0));
+    expect(influx.stored.size).toBeGreaterThan(0);
+    // ...but not flushed yet: the cursor must not pass them (a power cut now would lose them).
+    expect(log.commits).toEqual([]);
+    expect(log.forwardedOffset()).toBe(0);
+
+    release();
+    await until(() => log.forwardedOffset() === 1);
+    expect(deadLetters.list(10).every((d) => d.line.includes('channel=temp'))).toBe(true);
+  });
+
+  it('never moves the cursor past dead letters whose flush failed; retries and moves on once it works', async () => {
+    flush.error = Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+    log.appendFrame('dev-1', telemetryFrame({ seq: 1, baseTime: T0 }));
+    await start();
+    await until(() => flush.waits >= 3 || log.commits.length > 0);
+    expect(log.commits).toEqual([]);
+
+    flush.error = null;
+    await until(() => log.forwardedOffset() === 1);
+    // Retried batches dead-letter the same lines again (at least once): never fewer than the rejected ones.
+    const lines = new Set(deadLetters.list(100).map((d) => d.line));
+    expect(lines.size).toBe(2);
+  });
+});
