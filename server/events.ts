@@ -73,4 +73,27 @@ export interface CommandUpdate {
   atMs: number;
 }
 
-export class HubEventBus extends EventEmitter<HubEvents> {}
+/**
+ * The bus. Every listener runs isolated: one that throws is reported through `onListenerError` (the
+ * hub counts and logs it) and the listeners after it still run, so a faulty consumer can never strand
+ * the others or the frame that emitted the event.
+ */
+export class HubEventBus extends EventEmitter<HubEvents> {
+  onListenerError: (err: unknown, event: string) => void = () => undefined;
+
+  override emit<K extends keyof HubEvents>(event: K, ...args: HubEvents[K]): boolean {
+    const listeners = this.rawListeners(event) as ((...a: HubEvents[K]) => void)[];
+    for (const listener of listeners) {
+      try {
+        listener.apply(this, args);
+      } catch (err) {
+        try {
+          this.onListenerError(err, event);
+        } catch {
+          // Reporting must not throw into the emitter either.
+        }
+      }
+    }
+    return listeners.length > 0;
+  }
+}

@@ -29,7 +29,13 @@ import { createIngest, type Ingest } from './pipeline/ingest.ts';
 import { type DeviceRegistry, deviceUrlFrom, openDeviceRegistry } from './registry/index.ts';
 import { openDeadLetterStore } from './storage/dead-letter.ts';
 import { createInfluxForwarder, createInfluxHistory, createStatsWriter } from './storage/influx/index.ts';
-import { type HistoryQuery, type HistoryResult, type LocalLog, openLocalLog } from './storage/local-log.ts';
+import {
+  type HistoryQuery,
+  type HistoryResult,
+  type LocalLog,
+  openLocalLog,
+  type StorageFaults,
+} from './storage/local-log.ts';
 import type { LogReader } from './storage/types.ts';
 import {
   createSessionTable,
@@ -119,6 +125,10 @@ export interface HubDeps {
   ackAfterFlush?: boolean;
   /** Retention sweep period of the local log (default 10 s). */
   maintenanceIntervalMs?: number;
+  /** Fault injection at the storage boundary (tests and chaos runs only; see local-log.ts). */
+  storageFaults?: StorageFaults;
+  /** Free-space probe for the data directory (tests; default statfs). */
+  freeBytes?: (dir: string) => number;
 }
 
 export interface Hub {
@@ -161,20 +171,27 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   const started: HubExtension[] = [];
 
+  bus.onListenerError = (err, event) => {
+    metrics.callbackErrors.inc({ component: 'bus' });
+    logger.error({ err, event }, 'event listener threw (the other listeners still ran)');
+  };
   const deviceHealth = new DeviceHealth(bus);
   const onRevoked = (deviceId: string) => {
     sessions.get(deviceId)?.end('REVOKED', 'the device token was revoked or rotated');
   };
 
   const readiness = (): Readiness => {
+    const logStats = log?.stats();
     const checks: Record<string, unknown> = {
-      localLog: log ? { open: true, ...log.stats() } : { open: false },
+      localLog: logStats ? { open: true, ...logStats } : { open: false },
       listening: gateway?.listening() ?? false,
       deviceSessions: sessions.size(),
       mode: config.influx ? 'forwarding' : 'embedded',
     };
     if (forwarder) checks.forwarder = forwarder.status?.() ?? 'running';
-    return { ready: state === 'running' && log !== null && (gateway?.listening() ?? false), checks };
+    // STORAGE_FULL makes the hub unready: a load balancer should send devices to an instance that can store.
+    const storing = logStats !== undefined && !logStats.full;
+    return { ready: state === 'running' && storing && (gateway?.listening() ?? false), checks };
   };
 
   const hub: Hub = {
@@ -198,6 +215,9 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           now,
           ...(deps.ackAfterFlush !== undefined ? { ackAfterFlush: deps.ackAfterFlush } : {}),
           ...(deps.maintenanceIntervalMs !== undefined ? { maintenanceIntervalMs: deps.maintenanceIntervalMs } : {}),
+          minFreeBytes: config.storage.minFreeBytes,
+          ...(deps.freeBytes ? { freeBytes: deps.freeBytes } : {}),
+          ...(deps.storageFaults ? { faults: deps.storageFaults } : {}),
         });
         registry = deps.registry ?? null;
         if (!registry && !deps.authenticate) {

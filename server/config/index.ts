@@ -38,6 +38,7 @@ export const ENV_SCHEMA = {
   LOG_MAX_BYTES: int(16 * 1024 * 1024, Number.MAX_SAFE_INTEGER).default(2 * 1024 ** 3),
   LOG_RETENTION_HOURS: int(1, 24 * 3650).default(24 * 7),
   LOG_FULL_POLICY: z.enum(['backpressure', 'drop-oldest']).default('backpressure'),
+  LOG_MIN_FREE_BYTES: int(1024 * 1024, Number.MAX_SAFE_INTEGER).default(64 * 1024 * 1024),
 
   INFLUX_URL: z.url().optional(),
   INFLUX_TOKEN: z.string().min(1).optional(),
@@ -112,6 +113,8 @@ export interface HubConfig {
     maxBytes: number;
     retentionHours: number;
     fullPolicy: 'backpressure' | 'drop-oldest';
+    /** Free space kept on the data directory's filesystem; below it frames are refused (STORAGE_FULL). */
+    minFreeBytes: number;
   };
   influx: InfluxConfig | null;
   live: { maxClients: number; highWaterBytes: number; drainTimeoutMs: number; maxSubscriptions: number };
@@ -206,6 +209,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
       maxBytes: e.LOG_MAX_BYTES,
       retentionHours: e.LOG_RETENTION_HOURS,
       fullPolicy: e.LOG_FULL_POLICY,
+      minFreeBytes: e.LOG_MIN_FREE_BYTES,
     },
     influx:
       e.INFLUX_URL && e.INFLUX_TOKEN && e.INFLUX_ORG && e.INFLUX_BUCKET

@@ -90,7 +90,44 @@ export function createMetrics() {
       help: 'Frames in the local log not yet confirmed by InfluxDB (0 in embedded mode).',
       registers: r,
     }),
-    logBytes: new Gauge({ name: 'hub_local_log_bytes', help: 'Size of the local log on disk.', registers: r }),
+    logBytes: new Gauge({
+      name: 'hub_local_log_bytes',
+      help: 'Logical size of the local log (records, index and key overhead): what LOG_MAX_BYTES caps.',
+      registers: r,
+    }),
+    logStoreBytes: new Gauge({
+      name: 'hub_local_log_store_bytes',
+      help: "Pages the local log's databases occupy (lmdb's own accounting); the cap is scaled by store/logical.",
+      registers: r,
+    }),
+    dataDirFreeBytes: new Gauge({
+      name: 'hub_data_dir_free_bytes',
+      help: "Free bytes on the data directory's filesystem (statfs, checked every second).",
+      registers: r,
+    }),
+    logFull: new Gauge({
+      name: 'hub_local_log_full',
+      help: 'STORAGE_FULL now (1) or not (0), by reason: cap (backpressure policy) or disk (free space below LOG_MIN_FREE_BYTES).',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+    logFullEpisodes: new Counter({
+      name: 'hub_local_log_full_episodes_total',
+      help: 'Times the local log started refusing frames (STORAGE_FULL), by reason.',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+    logCommitFailures: new Counter({
+      name: 'hub_local_log_commit_failures_total',
+      help: 'Group commits that failed (their frames and those queued behind them were not acknowledged).',
+      registers: r,
+    }),
+    callbackErrors: new Counter({
+      name: 'hub_callback_errors_total',
+      help: 'Callbacks or event listeners that threw (isolated: the others still ran), by component.',
+      labelNames: ['component'] as const,
+      registers: r,
+    }),
     logCommits: new Counter({ name: 'hub_local_log_commits_total', help: 'Group commits.', registers: r }),
     logFullRejections: new Counter({
       name: 'hub_local_log_full_rejections_total',

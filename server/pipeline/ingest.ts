@@ -242,6 +242,23 @@ export function createIngest(opts: IngestOptions): Ingest {
     return m;
   }
 
+  /**
+   * After a failed commit nothing queued is on disk: every active device's state goes back to what the
+   * log holds (dedupe positions, last ACK, time anchors), so a replay of the failed frames is stored,
+   * not taken for a duplicate. What the session told us (HELLO's boot and anchor) stays.
+   */
+  log.onCommitFailed(() => {
+    for (const [deviceId, m] of mem) {
+      const loaded = log.loadDevice(deviceId);
+      m.record = loaded.record ?? newDeviceRecord(now());
+      if (!loaded.record) log.putDevice(deviceId, m.record);
+      m.boots = loaded.boots;
+      m.durableAck = loaded.record?.lastAck ? { ...loaded.record.lastAck } : null;
+      m.lastHash = -1;
+      m.lastChannels = undefined;
+    }
+  });
+
   function descriptorsOf(m: DeviceMem, deviceId: string, hash: number): ChannelDescriptor[] | undefined {
     if (m.lastHash === hash && m.lastChannels !== undefined) return m.lastChannels;
     const channels = log.lookupDescriptors(deviceId, hash);
@@ -413,10 +430,8 @@ export function createIngest(opts: IngestOptions): Ingest {
         (err) => {
           m.inflight--;
           if (err) {
-            // The group was rolled back, but this device's in-memory state (highest seq, last ack, boot
-            // offsets) already counts the frame: drop it so the next frame reloads what is durable.
-            // Otherwise the device's replay would be taken for a duplicate, acked, and never stored.
-            if (mem.get(deviceId) === m) mem.delete(deviceId);
+            // Not stored. The log's onCommitFailed (above) reloads this device's state from disk once
+            // every failed callback ran, so its replay is stored, not acked as a duplicate.
             done(new HubError('INTERNAL', 'local log commit failed', { cause: err }), 'stored');
             return;
           }
@@ -430,7 +445,7 @@ export function createIngest(opts: IngestOptions): Ingest {
           if (bus.listenerCount('readings') > 0) {
             // Values are needed only now, and only by listeners: decode the stored frame once.
             readings ??= toReadings(deviceId, frame, channels, timeOffsetMs);
-            bus.emit('readings', deviceId, readings);
+            bus.emit('readings', deviceId, readings); // listeners are isolated by the bus
           }
           maybeForget(deviceId, m);
           done(null, 'stored');
@@ -442,12 +457,8 @@ export function createIngest(opts: IngestOptions): Ingest {
         const accepted = toReadings(deviceId, frame, channels, timeOffsetMs);
         // Kept for `readings` only when it has listeners (else the array would live until the commit).
         if (bus.listenerCount('readings') > 0) readings = accepted;
-        try {
-          bus.emit('readings:accepted', deviceId, accepted);
-        } catch (err) {
-          // The frame is queued and its completion will run: a failing view must not fail the session.
-          opts.logger.error({ err, deviceId }, 'readings:accepted listener failed');
-        }
+        // A failing view cannot fail the frame: the bus isolates its listeners (events.ts).
+        bus.emit('readings:accepted', deviceId, accepted);
       }
     },
 

@@ -27,6 +27,7 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import { telemetryToReadings } from '../pipeline/readings.ts';
 import type { BootState, DeviceRecord } from './device-state.ts';
+import { createDiskSpaceGuard, DEFAULT_MIN_FREE_BYTES } from './disk-space.ts';
 import {
   decodeRecord,
   decodeRecordHeader,
@@ -55,6 +56,26 @@ export interface LocalLogOptions {
   maintenanceIntervalMs?: number;
   /** Wait for the OS to flush each commit before resolving appends (default true: an ACK means on disk). */
   ackAfterFlush?: boolean;
+  /**
+   * Free space to keep on the data directory's filesystem (bytes): below it appends are refused with
+   * STORAGE_FULL until space returns (see disk-space.ts). Default {@link DEFAULT_MIN_FREE_BYTES}.
+   */
+  minFreeBytes?: number;
+  /** Free-space probe (default `statfs` of `dataDir`); injectable for tests. */
+  freeBytes?: (dir: string) => number;
+  /** Fault injection at the storage boundary, for tests and chaos runs only. */
+  faults?: StorageFaults;
+}
+
+/**
+ * Hooks that let tests fail or hold commits exactly where a disk would. Never set in production.
+ */
+export interface StorageFaults {
+  /**
+   * Runs before each group's write transaction. Throw (or reject) to fail the commit as a disk error
+   * would; return a promise to hold the commit until it settles (a crash test kills the hub meanwhile).
+   */
+  beforeCommit?(info: { frames: number }): void | Promise<void>;
 }
 
 /** Called once the append is durable (err null) or failed. */
@@ -82,7 +103,15 @@ export interface LocalLogStats {
   forwardedOffset: number;
   unforwardedFrames: number;
   full: boolean;
+  /** Why appends are refused now: the size cap (backpressure policy) or the disk's free space. */
+  fullReason: FullReason | null;
+  /** Pages the store's databases occupy (lmdb's own accounting), in bytes. */
+  storeBytes: number;
+  /** Free bytes on the data directory's filesystem at the last check. */
+  diskFreeBytes: number;
 }
+
+export type FullReason = 'cap' | 'disk';
 
 export interface LocalLog extends LogReader {
   /** Reads a device's persisted state (synchronous; memory-mapped). */
@@ -105,6 +134,12 @@ export interface LocalLog extends LogReader {
   append(entry: RecordInput, done: AppendCallback): void;
   /** Runs `done` after everything queued so far is durable (used to re-ACK duplicates). */
   barrier(done: (err: Error | null) => void): void;
+  /**
+   * Runs after a failed commit, once the failed groups' callbacks ran. Everything queued behind the
+   * failed group failed with it and nothing of either is on disk: in-memory state derived from those
+   * appends (device state, dedupe positions) must be reloaded from the log.
+   */
+  onCommitFailed(listener: (err: Error) => void): () => void;
   /** Embedded history: readings of one device in a time range, via the (device, time) index. */
   queryHistory(q: HistoryQuery): HistoryResult;
   stats(): LocalLogStats;
@@ -124,6 +159,9 @@ const EVICT_BATCH = 5000;
 /** Eviction starts above this fraction of maxBytes and goes down to LOW_WATER. */
 const HIGH_WATER = 0.95;
 const LOW_WATER = 0.9;
+/** Free space is checked every second, and also after this many bytes were committed. */
+const SPACE_CHECK_BYTES = 4 * 1024 * 1024;
+const EVICTION_LOG_INTERVAL_MS = 60_000;
 
 type KvWrite =
   | { db: 'devices' | 'boots' | 'descriptors'; key: Key; value: unknown }
@@ -135,6 +173,8 @@ interface Group {
   /** Append callbacks and barriers, in call order; `doneOffsets[i]` is 0 for a barrier. */
   dones: AppendCallback[];
   doneOffsets: number[];
+  /** Logical bytes the group's appends added to `bytes` (taken back if the group fails). */
+  addedBytes: number;
   /** Keyed writes that are rare (descriptors, boot removals). */
   kv: Map<string, KvWrite>;
   /**
@@ -145,7 +185,7 @@ interface Group {
 }
 
 function newGroup(): Group {
-  return { entries: [], offsets: [], dones: [], doneOffsets: [], kv: new Map(), refs: new Map() };
+  return { entries: [], offsets: [], dones: [], doneOffsets: [], addedBytes: 0, kv: new Map(), refs: new Map() };
 }
 
 const APPEND = { append: true } as const;
@@ -187,11 +227,29 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   let forwarded: number = meta.get(META_FORWARDED) ?? 0;
   let bytes: number = meta.get(META_BYTES) ?? 0;
   let frameCount: number = meta.get(META_FRAMES) ?? 0;
+  let appendedSinceCheck = 0;
   let firstOffset = head + 1;
   for (const key of frames.getKeys({ limit: 1 })) firstOffset = key;
 
   const descriptorCache = new Map<string, ChannelDescriptor[]>();
+  /** Descriptor sets queued or committing: visible to lookups now, cached only once durable. */
+  const pendingDescriptors = new Map<string, ChannelDescriptor[]>();
   const appendListeners = new Set<() => void>();
+  const failListeners = new Set<(err: Error) => void>();
+  const faults = opts.faults;
+  const dataDir = opts.dataDir;
+  const space = createDiskSpaceGuard({
+    dir: dataDir,
+    minFreeBytes: opts.minFreeBytes ?? DEFAULT_MIN_FREE_BYTES,
+    ...(opts.freeBytes ? { freeBytes: opts.freeBytes } : {}),
+    metrics,
+    logger,
+    now,
+  });
+  /** Pages the databases occupy over the logical bytes counted for them (≥ 1); refreshed by `measure`. */
+  let pageFactor = 1;
+  let storeBytes = 0;
+  let fullReason: FullReason | null = null;
   let group = newGroup();
   let scheduled: NodeJS.Immediate | null = null;
   /** Settles when the most recent append group is durable; barriers chain on it. */
@@ -213,8 +271,63 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     metrics.logBytes.set(bytes);
     metrics.logDepthFrames.set(opts.forwarding ? unforwardedFrames() : 0);
   };
+
+  /** The cap in logical bytes: `maxBytes` scaled down by how much more room lmdb's pages take. */
+  const cap = () => opts.maxBytes / pageFactor;
+
+  /** Real size of the store from lmdb's page counts (what grows the file), and the page factor. */
+  function measure(): void {
+    if (closed) return;
+    let pages = 0;
+    let pageSize = 4096;
+    for (const db of [frames, byTime, devices, boots, descriptors, meta] as Database<unknown, Key>[]) {
+      const st = db.getStats() as {
+        pageSize: number;
+        treeBranchPageCount: number;
+        treeLeafPageCount: number;
+        overflowPages: number;
+      };
+      pageSize = st.pageSize;
+      pages += st.treeBranchPageCount + st.treeLeafPageCount + st.overflowPages;
+    }
+    storeBytes = pages * pageSize;
+    pageFactor = bytes > 1024 * 1024 ? Math.max(1, storeBytes / bytes) : 1;
+    metrics.logStoreBytes.set(storeBytes);
+  }
+
+  /** Re-evaluates why appends are refused; logs and counts every transition (STORAGE_FULL on/off). */
+  function refreshFull(): void {
+    const capFull = opts.fullPolicy === 'backpressure' && opts.forwarding && bytes >= cap();
+    const next: FullReason | null = space.short() ? 'disk' : capFull ? 'cap' : null;
+    if (next === fullReason) return;
+    const prev = fullReason;
+    fullReason = next;
+    metrics.logFull.set({ reason: 'disk' }, next === 'disk' ? 1 : 0);
+    metrics.logFull.set({ reason: 'cap' }, next === 'cap' ? 1 : 0);
+    if (next !== null) {
+      metrics.logFullEpisodes.inc({ reason: next });
+      logger.warn(
+        next === 'disk'
+          ? { code: 'STORAGE_FULL', reason: next, freeBytes: space.freeBytes(), minFreeBytes: space.minFreeBytes }
+          : { code: 'STORAGE_FULL', reason: next, bytes, maxBytes: opts.maxBytes, unforwarded: unforwardedFrames() },
+        next === 'disk'
+          ? `STORAGE_FULL: less than the reserved free space on ${dataDir}; frames are refused (devices keep them) until space returns`
+          : 'STORAGE_FULL: the local log is full of frames InfluxDB has not confirmed; frames are refused (devices keep them) until it drains',
+      );
+    } else {
+      logger.info({ reason: prev }, 'storage available again: frames are accepted');
+    }
+  }
+
+  function onSpaceChecked(): void {
+    measure();
+    refreshFull();
+  }
+  space.onCheck(onSpaceChecked);
   const unforwardedFrames = () => Math.max(0, head - Math.max(forwarded, firstOffset - 1));
   updateGauges();
+  metrics.logFull.set({ reason: 'disk' }, 0);
+  metrics.logFull.set({ reason: 'cap' }, 0);
 
   /**
    * Classic group commit: while a group's transaction is being committed and flushed, new frames
@@ -228,17 +341,76 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       scheduled = setImmediate(commitGroup);
     }
   };
+  /** Maintenance waits for the group in flight (and groups wait for it): one writer sequence, so the
+   * counters each transaction persists are exact (see `commitGroup`). */
+  let maintenanceWanted = false;
   const groupDone = () => {
     commitsInFlight--;
+    if (maintenanceWanted) {
+      maintenanceWanted = false;
+      runMaintenance();
+    }
     if (group.dones.length > 0 || group.kv.size > 0 || group.refs.size > 0) schedule();
   };
 
   const scratch = Buffer.allocUnsafe(MAX_RECORD_BYTES);
   const f64 = Buffer.allocUnsafe(8);
 
+  /** Runs a group's callbacks in order; one that throws is counted and logged, the rest still run. */
   function settle(g: Group, err: Error | null): void {
     const { dones, doneOffsets } = g;
-    for (let i = 0; i < dones.length; i++) (dones[i] as AppendCallback)(err, doneOffsets[i] as number);
+    for (let i = 0; i < dones.length; i++) {
+      try {
+        (dones[i] as AppendCallback)(err, doneOffsets[i] as number);
+      } catch (cbErr) {
+        metrics.callbackErrors.inc({ component: 'local-log' });
+        logger.error({ err: cbErr }, 'append callback threw');
+      }
+    }
+  }
+
+  /**
+   * A group's commit failed. Nothing of it is on disk, and the group queued behind it (appends whose
+   * device state may build on the failed frames) fails with it: no later ACK may cover a frame that
+   * failed [PROTO-3.5]. Counters go back to what is on disk; pending descriptor sets are forgotten;
+   * listeners reload what they derived from the failed appends.
+   */
+  function failGroups(failed: Group, err: Error): void {
+    const behind = group;
+    group = newGroup();
+    if (scheduled !== null) {
+      clearImmediate(scheduled);
+      scheduled = null;
+    }
+    for (const g of [failed, behind]) {
+      bytes -= g.addedBytes;
+      frameCount -= g.entries.length;
+    }
+    const firstFailed = failed.offsets[0] ?? behind.offsets[0];
+    if (firstFailed !== undefined) head = firstFailed - 1;
+    pendingDescriptors.clear();
+    metrics.logCommitFailures.inc();
+    const lost = failed.entries.length + behind.entries.length;
+    logger.error(
+      { err, failedFrames: lost },
+      'local log commit failed: its frames and those queued behind them are not stored (not acknowledged; devices replay them)',
+    );
+    const behindErr = new Error('an earlier local log commit failed', { cause: err });
+    settle(failed, err);
+    settle(behind, behindErr);
+    for (const l of failListeners) isolate('commit-failed listener', () => l(err));
+    updateGauges();
+    space.check();
+  }
+
+  /** Runs one callback or listener: a throw is counted and logged, never strands the ones after it. */
+  function isolate(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      metrics.callbackErrors.inc({ component: 'local-log' });
+      logger.error({ err }, `${what} threw`);
+    }
   }
 
   function commitGroup(): void {
@@ -262,7 +434,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     const headSnap = head;
     const bytesSnap = bytes;
     const framesSnap = frameCount;
-    const tx = root.transaction(() => {
+    const write = () => {
       const { entries, offsets } = g;
       for (let i = 0; i < entries.length; i++) {
         const e = entries[i] as RecordInput;
@@ -281,26 +453,61 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       meta.putSync(META_HEAD, headSnap);
       meta.putSync(META_BYTES, bytesSnap);
       meta.putSync(META_FRAMES, framesSnap);
-    });
+    };
+    const hold = faults?.beforeCommit;
+    const tx = hold
+      ? Promise.resolve()
+          .then(() => hold({ frames: g.entries.length }))
+          .then(() => root.transaction(write))
+      : root.transaction(write);
     const durable = tx.then(() => (ackAfterFlush ? root.flushed : true));
     lastGroup = durable;
     commitsInFlight++;
+    const descriptorKeys = [...g.kv.keys()].filter((k) => k.startsWith('descriptors\u0000'));
     const done = durable.then(
       () => {
-        groupDone();
         metrics.logCommits.inc();
+        for (const k of descriptorKeys) {
+          const channels = pendingDescriptors.get(k);
+          if (channels) {
+            pendingDescriptors.delete(k);
+            cacheDescriptors(k.slice('descriptors\u0000'.length), channels);
+          }
+        }
+        groupDone();
         settle(g, null);
-        if (g.entries.length > 0) for (const l of appendListeners) l();
+        if (g.entries.length > 0) for (const l of appendListeners) isolate('append listener', l);
         updateGauges();
-        if (bytes > opts.maxBytes * HIGH_WATER) runMaintenance();
+        appendedSinceCheck += g.addedBytes;
+        if (appendedSinceCheck >= SPACE_CHECK_BYTES) {
+          appendedSinceCheck = 0;
+          space.check();
+        } else refreshFull();
+        if (bytes > cap() * HIGH_WATER) runMaintenance();
       },
       (err: Error) => {
-        groupDone();
-        logger.error({ err }, 'local log commit failed');
-        settle(g, err);
+        commitsInFlight--;
+        observeCommitError(err);
+        failGroups(g, err);
+        maintenanceWanted = false;
+        if (bytes > cap() * HIGH_WATER) runMaintenance();
       },
     );
     track(done);
+  }
+
+  /**
+   * lmdb rejects a failed commit's promises with an error whose `commitError` is another promise that
+   * rejects with the cause (e.g. ENOSPC) a moment later; unobserved, it would end the process.
+   */
+  function observeCommitError(err: unknown): void {
+    const inner = (err as { commitError?: unknown } | null)?.commitError;
+    if (inner instanceof Promise) {
+      inner.catch((cause: unknown) => {
+        logger.error({ err: cause }, 'local log commit error (cause)');
+        space.check();
+      });
+    }
   }
 
   function entryCost(recordBytes: number, deviceId: string): number {
@@ -314,12 +521,16 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   /** Deletes old frames by retention and size, per the policy; runs until nothing more applies. */
   function runMaintenance(): void {
     if (maintenanceRunning || closed) return;
+    if (commitsInFlight > 0) {
+      maintenanceWanted = true;
+      return;
+    }
     maintenanceRunning = true;
     const cutoff = now() - opts.retentionHours * 3_600_000;
     const victims: { offset: number; deviceId: string; minTimeMs: number; cost: number; reason: string }[] = [];
     let projected = bytes;
-    const target = opts.maxBytes * LOW_WATER;
-    const overHigh = bytes > opts.maxBytes * HIGH_WATER;
+    const target = cap() * LOW_WATER;
+    const overHigh = bytes > cap() * HIGH_WATER;
     for (const { key, value } of frames.getRange({ start: firstOffset })) {
       if (victims.length >= EVICT_BATCH) break;
       const h = decodeRecordHeader(value);
@@ -345,10 +556,14 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       frameCount--;
     }
     const last = victims[victims.length - 1] as (typeof victims)[number];
+    const firstBefore = firstOffset;
     firstOffset = last.offset + 1;
     // A frame dropped while unforwarded moves the forwarder past it: it can never be forwarded.
-    const bytesSnap = bytes;
-    const framesSnap = frameCount;
+    // Appends queued now belong to the next group, whose snapshot will include them; this one's
+    // counts exclude them (they are not on disk yet).
+    const bytesSnap = bytes - group.addedBytes;
+    const framesSnap = frameCount - group.entries.length;
+    commitsInFlight++;
     const tx = root.transaction(() => {
       for (const v of victims) {
         frames.removeSync(v.offset);
@@ -362,20 +577,59 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
         const byReason = new Map<string, number>();
         for (const v of victims) byReason.set(v.reason, (byReason.get(v.reason) ?? 0) + 1);
         for (const [reason, n] of byReason) metrics.logEvicted.inc({ reason }, n);
+        for (const [reason, n] of byReason) evictionsUnlogged.set(reason, (evictionsUnlogged.get(reason) ?? 0) + n);
+        logEvictions(false);
         maintenanceRunning = false;
+        groupDone();
         updateGauges();
+        refreshFull();
         // More to do (a batch limit was hit, or the cap is still exceeded): continue on the next turn.
-        if (victims.length >= EVICT_BATCH || bytes > opts.maxBytes * HIGH_WATER) setImmediate(runMaintenance);
+        if (victims.length >= EVICT_BATCH || bytes > cap() * HIGH_WATER) setImmediate(runMaintenance);
       },
       (err: Error) => {
+        observeCommitError(err);
+        // Nothing was removed: the frames and their bytes are still there.
+        for (const v of victims) {
+          bytes += v.cost;
+          frameCount++;
+        }
+        firstOffset = firstBefore;
         maintenanceRunning = false;
+        groupDone();
         logger.error({ err }, 'local log eviction failed');
       },
     );
     track(done);
   }
 
-  const maintenanceTimer = setInterval(runMaintenance, opts.maintenanceIntervalMs ?? 10_000);
+  /** Evictions since the last log line, by reason: one summary line per reason and minute at most. */
+  const evictionsUnlogged = new Map<string, number>();
+  let evictionsLoggedAtMs = 0;
+  function logEvictions(force: boolean): void {
+    if (evictionsUnlogged.size === 0) return;
+    const t = now();
+    if (!force && t - evictionsLoggedAtMs < EVICTION_LOG_INTERVAL_MS) return;
+    evictionsLoggedAtMs = t;
+    for (const [reason, frames] of evictionsUnlogged) {
+      if (reason === 'drop-oldest') {
+        logger.warn(
+          { reason, frames },
+          'local log full: evicted frames InfluxDB had not confirmed (LOG_FULL_POLICY=drop-oldest); they will never be forwarded',
+        );
+      } else {
+        logger.info(
+          { reason, frames },
+          `local log evicted its oldest frames (${reason === 'size' ? 'size cap' : 'retention'})`,
+        );
+      }
+    }
+    evictionsUnlogged.clear();
+  }
+
+  const maintenanceTimer = setInterval(() => {
+    runMaintenance();
+    logEvictions(false);
+  }, opts.maintenanceIntervalMs ?? 10_000);
   maintenanceTimer.unref();
 
   const log: LocalLog = {
@@ -402,16 +656,25 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     },
     putDescriptors(deviceId, hash, channels) {
       const key: [string, number] = [deviceId, hash];
-      cacheDescriptors(`${deviceId}\u0000${hash}`, channels);
-      group.kv.set(`descriptors\u0000${deviceId}\u0000${hash}`, { db: 'descriptors', key, value: channels });
+      const k = `descriptors\u0000${deviceId}\u0000${hash}`;
+      // Visible to lookups at once (the next frame may use it); cached only once committed.
+      pendingDescriptors.set(k, channels);
+      group.kv.set(k, { db: 'descriptors', key, value: channels });
       schedule();
     },
     isFull() {
-      return opts.fullPolicy === 'backpressure' && opts.forwarding && bytes >= opts.maxBytes;
+      if (fullReason === null && opts.fullPolicy === 'backpressure' && opts.forwarding && bytes >= cap()) refreshFull();
+      return fullReason !== null;
+    },
+    onCommitFailed(listener) {
+      failListeners.add(listener);
+      return () => failListeners.delete(listener);
     },
     append(entry, done) {
       const offset = ++head;
-      bytes += entryCost(recordLength(entry), entry.deviceId);
+      const cost = entryCost(recordLength(entry), entry.deviceId);
+      bytes += cost;
+      group.addedBytes += cost;
       frameCount++;
       group.entries.push(entry);
       group.offsets.push(offset);
@@ -485,7 +748,10 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
         firstOffset,
         forwardedOffset: forwarded,
         unforwardedFrames: unforwardedFrames(),
-        full: log.isFull(),
+        full: fullReason !== null,
+        fullReason,
+        storeBytes,
+        diskFreeBytes: space.freeBytes(),
       };
     },
 
@@ -519,7 +785,8 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       await p;
       updateGauges();
       // Frames just became evictable: a full log may now make room.
-      if (bytes > opts.maxBytes * HIGH_WATER) runMaintenance();
+      refreshFull();
+      if (bytes > cap() * HIGH_WATER) runMaintenance();
     },
     headOffset() {
       return head;
@@ -530,7 +797,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     },
     lookupDescriptors(deviceId, hash) {
       const k = `${deviceId}\u0000${hash}`;
-      const hit = descriptorCache.get(k);
+      const hit = descriptorCache.get(k) ?? pendingDescriptors.get(`descriptors\u0000${k}`);
       if (hit) return hit;
       const stored = descriptors.get([deviceId, hash]);
       if (stored) cacheDescriptors(k, stored);
@@ -541,6 +808,8 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       if (closed) return;
       closed = true; // no new scheduling; what is queued is committed below
       clearInterval(maintenanceTimer);
+      space.stop();
+      logEvictions(true);
       if (scheduled !== null) clearImmediate(scheduled);
       scheduled = null;
       for (;;) {

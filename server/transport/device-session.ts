@@ -132,6 +132,8 @@ export class DeviceSession {
   private ackBoot = 0;
   private ackSeq = 0;
   private ackScheduled = false;
+  /** A frame of this session failed to commit: no ACK may follow, since it would cover that frame. */
+  private storeFailed = false;
   private closeReason: string = 'closed';
 
   constructor(
@@ -399,9 +401,10 @@ export class DeviceSession {
         counts.inflight--;
         this.ctx.metrics.ackLatency.observe((performance.now() - started) / 1000);
         if (err) {
-          this.log.error({ err: err.cause ?? err }, 'frame not stored');
+          if (!this.storeFailed) this.log.error({ err: err.cause ?? err, bootId, seq }, 'frame not stored');
+          this.storeFailed = true;
           this.end(err.code, err.message);
-        } else this.queueAck(bootId, seq);
+        } else if (!this.storeFailed) this.queueAck(bootId, seq);
         if (this.paused && this.inflight < MAX_INFLIGHT_FRAMES / 2) {
           this.paused = false;
           this.ws.resume();

@@ -43,8 +43,11 @@ class HeldLog {
   readonly pending: { done: AppendCallback; offset: number }[] = [];
   #offset = 0;
   readonly #descriptors = new Map<string, ChannelDescriptor[]>();
+  readonly #failListeners: ((err: Error) => void)[] = [];
+  /** Settles every pending append; a failure then runs the commit-failed listeners, as the real log does. */
   commit(err: Error | null = null): void {
     for (const p of this.pending.splice(0)) p.done(err, err ? 0 : p.offset);
+    if (err) for (const l of this.#failListeners) l(err);
   }
   asLog(): LocalLog {
     const partial: Partial<LocalLog> = {
@@ -57,6 +60,10 @@ class HeldLog {
       isFull: () => this.full,
       append: (_entry, done) => void this.pending.push({ done, offset: ++this.#offset }),
       barrier: (done) => void this.pending.push({ done: (err) => done(err), offset: 0 }),
+      onCommitFailed: (listener) => {
+        this.#failListeners.push(listener);
+        return () => undefined;
+      },
     };
     return partial as LocalLog;
   }
