@@ -123,6 +123,7 @@ export const ERRORS = {
 
   // Configuration: the hub refuses to start and lists every problem.
   CONFIG_INVALID: spec(600, 'config', null, null, 'The configuration has one or more invalid values.'),
+  DATA_DIR_LOCKED: spec(601, 'config', null, null, 'Another running hub holds the data directory.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -27,6 +27,7 @@ import { type CommandTracker, createCommandTracker } from './pipeline/commands.t
 import { DeviceHealth, type DeviceHealthRow } from './pipeline/device-health.ts';
 import { createIngest, type Ingest } from './pipeline/ingest.ts';
 import { type DeviceRegistry, deviceUrlFrom, openDeviceRegistry } from './registry/index.ts';
+import { acquireDataDirLock, type DataDirLock } from './storage/data-dir-lock.ts';
 import { openDeadLetterStore } from './storage/dead-letter.ts';
 import { createInfluxForwarder, createInfluxHistory, createStatsWriter } from './storage/influx/index.ts';
 import {
@@ -136,7 +137,7 @@ export interface Hub {
   readonly metrics: Metrics;
   readonly bus: HubEventBus;
   readonly logger: Logger;
-  /** Opens the local log and the registry, starts extensions and the forwarder, listens. */
+  /** Takes the data dir lock, opens the local log and the registry, starts extensions and the forwarder, listens. */
   start(): Promise<{ port: number }>;
   /**
    * Graceful stop: refuse new connections, close device sessions with 1001 after their in-flight
@@ -161,6 +162,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let ctx: HubContext | null = null;
   let gateway: Gateway | null = null;
   let log: LocalLog | null = null;
+  let dirLock: DataDirLock | null = null;
   let registry: DeviceRegistry | null = null;
   let ownsRegistry = false;
   let forwarder: ForwarderLike | null = null;
@@ -204,6 +206,11 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       if (state !== 'new') throw new Error(`hub cannot start from state ${state}`);
       state = 'starting';
       try {
+        // One hub per data directory: refuse before touching the log (DATA_DIR_LOCKED names the holder).
+        dirLock = await acquireDataDirLock({
+          dataDir: config.storage.dataDir,
+          logger: logger.child({ component: 'data-dir' }),
+        });
         log = openLocalLog({
           dataDir: config.storage.dataDir,
           maxBytes: config.storage.maxBytes,
@@ -339,6 +346,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           forwarder.start();
         }
         const { port } = await gateway.listen();
+        dirLock.setPort(port);
         state = 'running';
         return { port };
       } catch (err) {
@@ -384,6 +392,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       deviceHealth.close();
       await log?.close();
       if (ownsRegistry) await registry?.close();
+      dirLock?.release();
+      dirLock = null;
       state = 'stopped';
     },
 

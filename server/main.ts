@@ -3,6 +3,7 @@
  * Embedded mode by default (data in `.data/`); with INFLUX_* set, frames are forwarded to InfluxDB.
  */
 import { ConfigError, loadConfig } from './config/index.ts';
+import { HubError } from './errors.ts';
 import { buildHub } from './hub.ts';
 import { liveExtension } from './live/index.ts';
 
@@ -67,6 +68,14 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`hub failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  // A coded refusal (e.g. DATA_DIR_LOCKED: another hub holds the data directory) is one line that says
+  // what to do; anything else is a bug and gets its stack.
+  const text =
+    err instanceof HubError
+      ? `${err.code}: ${err.message}`
+      : err instanceof Error
+        ? (err.stack ?? err.message)
+        : String(err);
+  process.stderr.write(`hub failed to start: ${text}\n`);
   process.exit(1);
 });
