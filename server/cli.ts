@@ -4,23 +4,26 @@
  * GROUPS.
  */
 import { DEVICES_USAGE, EXIT, runDevicesCli } from './registry/devices-cli.ts';
+import { DEAD_LETTERS_USAGE, runDeadLettersCli } from './storage/dead-letters-cli.ts';
 
 type Group = (args: string[], io: Parameters<typeof runDevicesCli>[1]) => Promise<number>;
 
 const GROUPS: Record<string, { run: Group; summary: string }> = {
   devices: { run: runDevicesCli, summary: 'add, list, revoke and rotate device tokens' },
+  'dead-letters': { run: runDeadLettersCli, summary: 'list, replay and drop lines InfluxDB rejected' },
 };
 
 const USAGE = `Usage: npm run hub -- <group> <command> [options]
 
 Groups:
 ${Object.entries(GROUPS)
-  .map(([name, g]) => `  ${name.padEnd(10)} ${g.summary}`)
+  .map(([name, g]) => `  ${name.padEnd(13)} ${g.summary}`)
   .join('\n')}
 
 Run "npm run hub -- <group> --help" for a group's commands.
 
-${DEVICES_USAGE}`;
+${DEVICES_USAGE}
+${DEAD_LETTERS_USAGE}`;
 
 const [groupName, ...rest] = process.argv.slice(2);
 const io = { env: process.env, stdout: process.stdout, stderr: process.stderr };

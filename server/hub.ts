@@ -18,7 +18,8 @@ import { HubEventBus } from './events.ts';
 import { registerAdminRoutes } from './http/admin.ts';
 import { type AccessCheck, anyOf, guardFrom, requireAdmin } from './http/auth.ts';
 import { registerCommandRoutes } from './http/commands.ts';
-import { createHealthRoutes, type Readiness } from './http/health.ts';
+import { type DeadLetterAdmin, registerDeadLetterRoutes } from './http/dead-letters.ts';
+import { createHealthRoutes, deadLetterCheck, type Readiness } from './http/health.ts';
 import { type HistorySource, registerHistoryRoutes } from './http/history.ts';
 import { createRouter } from './http/router.ts';
 import { createLogger, type Logger } from './log/index.ts';
@@ -30,6 +31,7 @@ import { type DeviceRegistry, deviceUrlFrom, openDeviceRegistry } from './regist
 import { acquireDataDirLock, type DataDirLock } from './storage/data-dir-lock.ts';
 import { openDeadLetterStore } from './storage/dead-letter.ts';
 import { createInfluxForwarder, createInfluxHistory, createStatsWriter } from './storage/influx/index.ts';
+import { createDeadLetterReplayer } from './storage/influx/replay.ts';
 import {
   type HistoryQuery,
   type HistoryResult,
@@ -55,6 +57,8 @@ export interface ForwarderLike {
   start(): void;
   stop(): Promise<void>;
   status?(): unknown;
+  /** Dead-letter store and replay: adds the admin routes and the `deadLetters` check of `/readyz`. */
+  deadLetters?: DeadLetterAdmin;
 }
 
 export interface ForwarderContext {
@@ -191,6 +195,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       mode: config.influx ? 'forwarding' : 'embedded',
     };
     if (forwarder) checks.forwarder = forwarder.status?.() ?? 'running';
+    const dl = state === 'running' ? forwarder?.deadLetters : undefined;
+    if (dl) checks.deadLetters = deadLetterCheck(dl.store.totals(), dl.store.recent());
     // STORAGE_FULL makes the hub unready: a load balancer should send devices to an instance that can store.
     const storing = logStats !== undefined && !logStats.full;
     return { ready: state === 'running' && storing && (gateway?.listening() ?? false), checks };
@@ -344,6 +350,13 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
             fleet: () => deviceHealth.rows(registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? []),
           });
           forwarder.start();
+          if (forwarder.deadLetters) {
+            registerDeadLetterRoutes(router, {
+              admin: forwarder.deadLetters,
+              adminToken: config.auth.adminToken,
+              logger,
+            });
+          }
         }
         const { port } = await gateway.listen();
         dirLock.setPort(port);
@@ -436,11 +449,18 @@ export function influxForwarder(ctx: ForwarderContext): ForwarderLike {
           fleet: ctx.fleet,
         })
       : null;
+  const replayer = createDeadLetterReplayer({
+    config: ctx.config,
+    store: deadLetters,
+    metrics: ctx.metrics,
+    logger: ctx.logger,
+  });
   return {
     start() {
       fwd.start();
       stats?.start();
     },
+    deadLetters: { store: deadLetters, replay: (req) => replayer.replay(req) },
     async stop() {
       stats?.stop();
       await fwd.stop();

@@ -97,6 +97,33 @@ export interface DeadLetterRecord {
   lines: string[];
 }
 
+/** A record as the CLI (`--json`) and the admin API show it. Times are ISO-8601 UTC. */
+export interface DeadLetterView {
+  id: number;
+  at: string;
+  firstAt: string;
+  status: number;
+  reason: string;
+  replays: number;
+  lineCount: number;
+  bytes: number;
+  lines: string[];
+}
+
+export function viewOf(r: DeadLetterRecord): DeadLetterView {
+  return {
+    id: r.id,
+    at: new Date(r.atMs).toISOString(),
+    firstAt: new Date(r.firstAtMs).toISOString(),
+    status: r.status,
+    reason: r.reason,
+    replays: r.replays,
+    lineCount: r.lineCount,
+    bytes: r.bytes,
+    lines: r.lines,
+  };
+}
+
 /** Which records an operation applies to; all given conditions must hold. */
 export interface DeadLetterFilter {
   ids?: readonly number[];
