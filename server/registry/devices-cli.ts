@@ -313,7 +313,8 @@ class Output {
   }
 }
 
-function failed(io: CliIo, json: boolean, err: unknown): number {
+/** Reports `err` on stderr (as JSON with `--json`); returns EXIT.FAILED. */
+export function failed(io: CliIo, json: boolean, err: unknown): number {
   const code = err instanceof HubError ? err.code : 'INTERNAL';
   const message = err instanceof Error ? err.message : String(err);
   if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
@@ -345,7 +346,11 @@ const CLI_ENV = [
   'HUB_TLS_KEY_FILE',
 ] as const;
 
-function pick(env: Record<string, string | undefined>, keys: readonly string[]): Record<string, string | undefined> {
+/** Only `keys` of `env`: a CLI loads just the settings it needs. */
+export function pick(
+  env: Record<string, string | undefined>,
+  keys: readonly string[],
+): Record<string, string | undefined> {
   return Object.fromEntries(keys.map((k) => [k, env[k]]));
 }
 

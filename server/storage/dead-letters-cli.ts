@@ -14,10 +14,9 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, ENV_SCHEMA, loadConfig } from '../config/index.ts';
-import { HubError } from '../errors.ts';
 import { createLogger } from '../log/index.ts';
 import { createMetrics } from '../metrics/index.ts';
-import type { CliIo } from '../registry/devices-cli.ts';
+import { type CliIo, EXIT, failed, pick } from '../registry/devices-cli.ts';
 import {
   type DeadLetterFilter,
   type DeadLetterRecord,
@@ -27,8 +26,8 @@ import {
 } from './dead-letter.ts';
 import { createDeadLetterReplayer, type ReplayResult } from './influx/replay.ts';
 
-/** Exit codes: 0 done, 1 failed (or a replay stopped early), 2 bad usage or configuration. */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
+/** Exit codes (as for `devices`): 0 done, 1 failed (or a replay stopped early), 2 bad usage or configuration. */
+export { EXIT };
 
 export const DEAD_LETTERS_USAGE = `Usage: npm run hub -- dead-letters <command> [options]
 
@@ -227,14 +226,6 @@ class Output {
   }
 }
 
-function failed(io: CliIo, json: boolean, err: unknown): number {
-  const code = err instanceof HubError ? err.code : 'INTERNAL';
-  const message = err instanceof Error ? err.message : String(err);
-  if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
-  else io.stderr.write(`error: ${message}${code === 'INTERNAL' ? '' : ` (${code})`}\n`);
-  return EXIT.FAILED;
-}
-
 function filterOf(values: ReturnType<typeof parse>['values']): DeadLetterFilter {
   const filter: DeadLetterFilter = {};
   if (values.id !== undefined) filter.ids = values.id.map((v) => requiredInt(v, 'id', 1));
@@ -276,7 +267,3 @@ function parse(args: string[]) {
 
 /** Only the settings the CLI needs, so an unrelated bad variable (say LIVE_MAX_CLIENTS) does not block it. */
 const CLI_ENV = ['HUB_CONFIG_FILE', 'HUB_DATA_DIR', ...Object.keys(ENV_SCHEMA).filter((k) => k.startsWith('INFLUX_'))];
-
-function pick(env: Record<string, string | undefined>, keys: readonly string[]): Record<string, string | undefined> {
-  return Object.fromEntries(keys.map((k) => [k, env[k]]));
-}

@@ -16,7 +16,7 @@ import type { Metrics } from '../../metrics/index.ts';
 import type { DeadLetterFilter, DeadLetterRecord, OpenDeadLetterStore, Rejected } from '../dead-letter.ts';
 import type { DeadLetterStore } from '../types.ts';
 import { type DeliveryDeps, deliver, newDeliveryState, type Sleep } from './delivery.ts';
-import { createLineWriter } from './line-writer.ts';
+import { createLineWriter, routeClientLogger } from './line-writer.ts';
 
 /** Records one replay settles at most unless told otherwise. */
 export const DEFAULT_REPLAY_LIMIT = 100_000;
@@ -71,6 +71,8 @@ export function createDeadLetterReplayer(deps: ReplayerDeps): DeadLetterReplayer
     // Ids first: re-rejected lines become new records (higher ids) that this pass must not meet again.
     const ids = store.ids(req.filter, req.limit ?? DEFAULT_REPLAY_LIMIT);
     if (ids.length === 0) return result;
+    // The client's own failure logs go to debug (process-wide; the hub's forwarder does the same).
+    routeClientLogger(deps.logger);
     const capacity = config.batchLines * 2 + 10_000;
     const writer = createLineWriter(config, capacity);
     const rejectedNow = new Map<string, { reason: string; status: number }>();
