@@ -116,6 +116,36 @@ describe('firmware host tests (C++ core built with g++)', () => {
     expect(report.sharedPassed).toBe(report.shared);
   });
 
+  it('flash outbox: power cut at every program/erase step of a scripted run; capacity and wear of the shipped partition', () => {
+    // firmware/test/test_protocol/test_flash_outbox.cpp asserts the promises per cut point; these are its figures.
+    const figures = (tag: string): Record<string, number | number[]> => {
+      const line = output.split('\n').find((l) => l.startsWith(`${tag} `));
+      if (!line) throw new Error(`no ${tag} line in the host test output`);
+      return JSON.parse(line.slice(tag.length + 1)) as Record<string, number | number[]>;
+    };
+    const cut = figures('ESP32HUB-POWERCUT');
+    const flash = figures('ESP32HUB-FLASH');
+    console.info(`firmware flash outbox power-cut test: ${JSON.stringify(cut)}`);
+    console.info(`firmware flash outbox at the default rate: ${JSON.stringify(flash)}`);
+    expect(cut.cutPoints).toBeGreaterThan(5000);
+    expect(cut.sectorErases).toBeGreaterThanOrEqual(8); // the run goes round the ring
+    expect(cut.acksInSectorHeaders).toBeGreaterThan(0);
+    expect(flash.capacityHours).toBeGreaterThanOrEqual(24);
+    const [minErases, maxErases] = flash.minMaxErases as number[];
+    expect((maxErases as number) - (minErases as number)).toBeLessThanOrEqual(1);
+    // The partition the figures assume is the one platformio.ini ships.
+    const ini = readFileSync(join(REPO_ROOT, 'firmware/platformio.ini'), 'utf8');
+    const table = ini.match(/^board_build\.partitions\s*=\s*(\S+)/m)?.[1];
+    expect(table).toBeDefined();
+    const csv = readFileSync(join(REPO_ROOT, 'firmware', table as string), 'utf8');
+    const outbox = csv
+      .split('\n')
+      .find((l) => l.startsWith('outbox'))
+      ?.split(',')
+      .map((c) => c.trim());
+    expect(Number(outbox?.[4])).toBe(flash.partitionBytes);
+  });
+
   it('the Arduino layer (src/) compiles against API stubs in 3 build configurations; wss:// without a CA does not', () => {
     // firmware/test/arduino_stubs/README.md: a syntax and type check, not an ESP32 build.
     const { output } = make('arduino-check');

@@ -14,6 +14,7 @@ void run_outbox_tests();
 void run_backoff_tests();
 void run_telemetry_tests();
 void run_session_tests();
+void run_flash_outbox_tests();
 
 /** Filled by the suites; printed as one JSON line at the end. */
 struct HostReport {

@@ -9,7 +9,7 @@ namespace esp32hub {
 
 bool Outbox::attach(void* storage, size_t bytes, uint16_t slots, uint16_t slotBytes) {
   mem_ = nullptr;
-  sent_ = 0;
+  resetSent();
   if (storage == nullptr || slots == 0 || slotBytes < kFrameOverheadBytes) return false;
   if ((reinterpret_cast<uintptr_t>(storage) & 3u) != 0) return false;
   if (bytes < storageBytes(slots, slotBytes)) return false;
@@ -76,7 +76,7 @@ void Outbox::popFront(uint16_t n, bool countAsDropped) {
   if (n > h->count) n = h->count;
   h->head = physical(n);
   h->count = static_cast<uint16_t>(h->count - n);
-  sent_ = sent_ > n ? static_cast<uint16_t>(sent_ - n) : 0;
+  forgetSent(n);
   if (countAsDropped) {
     h->droppedTotal += n;
     droppedSinceBoot_ += n;
@@ -127,7 +127,7 @@ uint16_t Outbox::dropOldest(uint16_t n) {
   return n;
 }
 
-Outbox::Entry Outbox::at(uint16_t i) const {
+Outbox::Entry Outbox::entry(uint16_t i) const {
   Entry e;
   if (mem_ == nullptr || i >= hdr()->count) return e;
   const SlotHeader* s = slot(physical(i));

@@ -13,16 +13,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hub_frame_queue.h"
+
 namespace esp32hub {
 
-class Outbox {
+class Outbox : public FrameQueue {
  public:
-  struct Entry {
-    const uint8_t* frame = nullptr;
-    uint16_t len = 0;
-    uint32_t bootId = 0;
-    uint32_t seq = 0;
-  };
 
   /** Bytes of storage for `slots` frames of up to `slotBytes` each (header and per-slot metadata included). */
   static constexpr size_t storageBytes(uint16_t slots, uint16_t slotBytes) {
@@ -41,36 +37,27 @@ class Outbox {
    * Appends a frame. When full, drops the oldest first (counted). Returns false, and counts a drop,
    * when the frame is larger than a slot (the telemetry builder never makes one).
    */
-  bool push(const uint8_t* frame, uint16_t len, uint32_t bootId, uint32_t seq);
+  bool push(const uint8_t* frame, uint16_t len, uint32_t bootId, uint32_t seq) override;
 
   /**
    * Cumulative ACK [PROTO-3.5]: frees every frame up to and including the newest one of boot `bootId`
    * with seq ≤ `seq` (and, being older, every frame of earlier boots queued before it). Returns the
    * number freed; 0 for an ACK that covers nothing queued (a repeated ACK).
    */
-  uint16_t ack(uint32_t bootId, uint32_t seq);
+  uint16_t ack(uint32_t bootId, uint32_t seq) override;
 
   /** Drops `n` frames from the front (counted as dropped). */
-  uint16_t dropOldest(uint16_t n);
+  uint16_t dropOldest(uint16_t n) override;
 
-  uint16_t size() const { return hdr() ? hdr()->count : 0; }
+  uint16_t size() const override { return hdr() ? hdr()->count : 0; }
   uint16_t capacity() const { return hdr() ? hdr()->slots : 0; }
   uint16_t slotBytes() const { return hdr() ? hdr()->slotBytes : 0; }
-  bool empty() const { return size() == 0; }
+  uint16_t maxFrameBytes() const override { return slotBytes(); }
   /** Entry `i`, 0 = oldest; `i < size()`. */
-  Entry at(uint16_t i) const;
+  Entry at(uint16_t i) override { return entry(i); }
+  Entry entry(uint16_t i) const;
 
-  // Send tracking: frames [0, inFlight) were sent on the current connection and await an ACK.
-  uint16_t inFlight() const { return sent_; }
-  bool hasUnsent() const { return sent_ < size(); }
-  Entry nextUnsent() const { return at(sent_); }
-  void markSent() {
-    if (sent_ < size()) sent_++;
-  }
-  /** After a reconnect (or a refused frame) everything unacknowledged is sent again, oldest first. */
-  void rewind() { sent_ = 0; }
-
-  uint32_t droppedSinceBoot() const { return droppedSinceBoot_; }
+  uint32_t droppedSinceBoot() const override { return droppedSinceBoot_; }
   /** Dropped since the storage was formatted (survives deep sleep with the storage). */
   uint32_t droppedTotal() const { return hdr() ? hdr()->droppedTotal : 0; }
 
@@ -104,7 +91,6 @@ class Outbox {
   void popFront(uint16_t n, bool countAsDropped);
 
   uint8_t* mem_ = nullptr;
-  uint16_t sent_ = 0;
   uint32_t droppedSinceBoot_ = 0;
 };
 

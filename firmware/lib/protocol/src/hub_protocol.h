@@ -7,6 +7,8 @@
 #include "hub_codec.h"
 #include "hub_crc32.h"
 #include "hub_errors.h"
+#include "hub_flash_outbox.h"
+#include "hub_frame_queue.h"
 #include "hub_outbox.h"
 #include "hub_ports.h"
 #include "hub_session.h"

@@ -64,7 +64,7 @@ constexpr uint32_t kMaxIdentifyMs = 3600000;
 
 }  // namespace
 
-Session::Session(const SessionConfig& config, Transport& transport, Clock& clock, DeviceHooks& hooks, Outbox& outbox)
+Session::Session(const SessionConfig& config, Transport& transport, Clock& clock, DeviceHooks& hooks, FrameQueue& outbox)
     : config_(config),
       transport_(transport),
       clock_(clock),
@@ -310,7 +310,8 @@ bool Session::sendResult(uint32_t commandId, CommandStatus status, const char* m
 void Session::pump() {
   if (state_ != LinkState::Ready || now() < pausedUntil_) return;
   while (state_ == LinkState::Ready && outbox_.inFlight() < config_.maxInFlight && outbox_.hasUnsent()) {
-    Outbox::Entry e = outbox_.nextUnsent();
+    FrameQueue::Entry e = outbox_.nextUnsent();
+    if (e.frame == nullptr) break;  // unreadable (FlashOutbox gave it up, counted)
     if (outbox_.inFlight() == 0) lastAckProgressAt_ = now();
     if (!transport_.send(e.frame, e.len)) {
       connectionLost("send failed");
@@ -326,7 +327,7 @@ void Session::pump() {
 void Session::updateLimit() {
   size_t limit = config_.maxUplinkFrameBytes;
   if (hubMaxFrameBytes_ < limit) limit = hubMaxFrameBytes_;
-  if (outbox_.slotBytes() > 0 && outbox_.slotBytes() < limit) limit = outbox_.slotBytes();
+  if (outbox_.maxFrameBytes() > 0 && outbox_.maxFrameBytes() < limit) limit = outbox_.maxFrameBytes();
   if (sizeof scratch_ < limit) limit = sizeof scratch_;
   builder_.setLimit(limit);
 }
@@ -459,7 +460,7 @@ void Session::handleHubError(const ErrorMsg& e) {
 void Session::handleUnknownDescriptors() {
   // [PROTO-5.2]: the oldest unacknowledged frame was refused. Announce the set it refers to and replay.
   if (!outbox_.empty()) {
-    Outbox::Entry e = outbox_.at(0);
+    FrameQueue::Entry e = outbox_.at(0);
     uint32_t frameHash = e.len >= 20 ? readU32le(e.frame + 16) : 0;  // TELEMETRY: bootId, seq, hash
     if (frameHash != hash_ && previous_.count > 0 && frameHash == previous_.hash) {
       if (!sendDescriptors(previous_)) return;
@@ -468,7 +469,7 @@ void Session::handleUnknownDescriptors() {
       // decoded, so it goes, counted as dropped, instead of blocking the outbox forever.
       uint16_t n = 0;
       while (n < outbox_.size()) {
-        Outbox::Entry f = outbox_.at(n);
+        FrameQueue::Entry f = outbox_.at(n);
         uint32_t h = f.len >= 20 ? readU32le(f.frame + 16) : 0;
         if (h == hash_ || (previous_.count > 0 && h == previous_.hash)) break;
         n++;

@@ -13,7 +13,7 @@
 
 #include "hub_backoff.h"
 #include "hub_codec.h"
-#include "hub_outbox.h"
+#include "hub_frame_queue.h"
 #include "hub_ports.h"
 #include "hub_telemetry.h"
 
@@ -67,7 +67,7 @@ class Session {
   static constexpr size_t kScratchBytes = 1024;
   static constexpr uint8_t kRecentCommands = 8;
 
-  Session(const SessionConfig& config, Transport& transport, Clock& clock, DeviceHooks& hooks, Outbox& outbox);
+  Session(const SessionConfig& config, Transport& transport, Clock& clock, DeviceHooks& hooks, FrameQueue& outbox);
 
   /**
    * Draws the bootId and sets the channel set. Keys and units must outlive the session (string
@@ -103,7 +103,7 @@ class Session {
   uint32_t lastSeq() const { return nextSeq_ - 1; }
   uint32_t descriptorHash() const { return hash_; }
   const SessionStats& stats() const { return stats_; }
-  const Outbox& outbox() const { return outbox_; }
+  const FrameQueue& outbox() const { return outbox_; }
   const TelemetryBuilder& builder() const { return builder_; }
   /** Milliseconds until the next connection attempt while in Backoff. */
   uint64_t backoffRemainingMs();
@@ -147,7 +147,7 @@ class Session {
   Transport& transport_;
   Clock& clock_;
   DeviceHooks& hooks_;
-  Outbox& outbox_;
+  FrameQueue& outbox_;
   Backoff backoff_;
   TelemetryBuilder builder_;
 
