@@ -41,8 +41,11 @@ export interface HubEvents {
       atMs: number;
     },
   ];
-  /** A device session ended. `reason` is an error code or 'closed' / 'replaced' / 'heartbeat'. */
-  'device:offline': [info: { deviceId: string; reason: string; atMs: number }];
+  /**
+   * A device session ended. `reason` is an error code or 'closed' / 'replaced' / 'heartbeat';
+   * `closeCode` is the connection's WebSocket close code (1006: lost without a close frame).
+   */
+  'device:offline': [info: { deviceId: string; reason: string; atMs: number; closeCode?: number }];
   /** Frames missing between stored sequence numbers of a boot (lost before reaching the hub). */
   'device:gap': [deviceId: string, missingFrames: number];
   /** A TELEMETRY frame at or below its boot's highest stored seq: re-acknowledged, not stored again [PROTO-3.4.2]. */

@@ -22,6 +22,7 @@ import { type DeadLetterAdmin, registerDeadLetterRoutes } from './http/dead-lett
 import { createHealthRoutes, deadLetterCheck, type Readiness } from './http/health.ts';
 import { type HistorySource, registerHistoryRoutes } from './http/history.ts';
 import { createRouter } from './http/router.ts';
+import { logDeviceActivity } from './log/device-activity.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
@@ -167,6 +168,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let gateway: Gateway | null = null;
   let log: LocalLog | null = null;
   let dirLock: DataDirLock | null = null;
+  let activity: { close(): void } | null = null;
   let registry: DeviceRegistry | null = null;
   let ownsRegistry = false;
   let forwarder: ForwarderLike | null = null;
@@ -239,6 +241,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         }
         if (registry) unsubscribeRevoked = registry.onRevoked((id) => bus.emit('device:revoked', id));
         bus.on('device:revoked', onRevoked);
+        // Connects, disconnects, gaps, duplicates, rejections at info, rate-limited per device.
+        activity = logDeviceActivity({ bus, logger: logger.child({ component: 'devices' }) });
         const reg = registry;
         const authenticate: Authenticate = deps.authenticate ?? ((token) => (reg ? reg.authenticate(token) : null));
 
@@ -403,6 +407,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       bus.off('device:revoked', onRevoked);
       unsubscribeRevoked?.();
       deviceHealth.close();
+      activity?.close();
+      activity = null;
       await log?.close();
       if (ownsRegistry) await registry?.close();
       dirLock?.release();

@@ -346,7 +346,7 @@ export class DeviceSession {
         maxFrameBytes: MAX_FRAME_BYTES,
       }),
     );
-    this.log.info(
+    this.log.debug(
       {
         bootId: hello.bootId,
         firmwareVersion: hello.firmwareVersion,
@@ -461,7 +461,12 @@ export class DeviceSession {
       sessions.unregister(this);
       ingest.release(this.deviceId);
       metrics.deviceSessions.dec();
-      bus.emit('device:offline', { deviceId: this.deviceId, reason: this.closeReason, atMs: this.ctx.now() });
+      bus.emit('device:offline', {
+        deviceId: this.deviceId,
+        reason: this.closeReason,
+        closeCode: code,
+        atMs: this.ctx.now(),
+      });
     }
     this.log.debug({ code, reason: this.closeReason }, 'device session closed');
   }

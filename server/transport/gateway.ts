@@ -4,7 +4,8 @@
  * Device upgrades (`/v1/device` [PROTO-1.1]) are checked in the `upgrade` handler BEFORE
  * `handleUpgrade`, cheapest check first: shutting down (503), handshake rate (429, token bucket),
  * capacity (503), subprotocol `esp32hub.v1` (400), `Authorization: Bearer` token (401) [PROTO-1.2].
- * A refused request gets a coded HTTP response and never reaches a session or the pipeline.
+ * A refused request gets a coded HTTP response and never reaches a session or the pipeline; it is
+ * counted and logged (code, reason, address, path; never the token), rate-limited per code and address.
  * Other paths are handed to handlers registered with `registerUpgrade` (e.g. the live endpoint).
  * The device `WebSocketServer` runs with `noServer`, `maxPayload` from config (≤ 16 KiB), no
  * permessage-deflate, and no client tracking (sessions are tracked by the hub).
@@ -17,9 +18,18 @@ import type { Duplex } from 'node:stream';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { SUBPROTOCOL } from '../codec/index.ts';
 import type { HubConfig } from '../config/index.ts';
+import type { ErrorCode } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
+import { createLogLimiter } from '../log/rate-limit.ts';
 import type { Metrics } from '../metrics/index.ts';
-import { bearerToken, offeredSubprotocols, refuseUpgrade, requestPath, TokenBucket } from './handshake.ts';
+import {
+  bearerToken,
+  offeredSubprotocols,
+  refusalLogFields,
+  refuseUpgrade,
+  requestPath,
+  TokenBucket,
+} from './handshake.ts';
 
 export const DEVICE_PATH = '/v1/device';
 
@@ -93,6 +103,19 @@ export function createGateway(opts: GatewayOptions): Gateway {
     return serverClosed;
   };
 
+  // Refusals are logged at info/warn, the first per (endpoint, code, address) at once and the rest as a
+  // summary every 10 s, so a flood of bad handshakes cannot flood the log (server/log/rate-limit.ts).
+  const refusals = createLogLimiter({ logger });
+  const refuse = (req: IncomingMessage, socket: Duplex, code: ErrorCode, endpoint: string): void => {
+    const fields = refusalLogFields(req, code, endpoint);
+    refusals.hit('handshake', `${endpoint}|${code}|${fields.remote}`, {
+      level: code === 'SHUTTING_DOWN' || code === 'NOT_FOUND' ? 'info' : 'warn',
+      msg: `handshake refused: ${code}`,
+      fields,
+    });
+    refuseUpgrade(socket, code, endpoint, metrics);
+  };
+
   const sweep = setInterval(() => {
     for (const c of connections) c.heartbeat();
   }, config.devices.heartbeatIntervalSec * 1000);
@@ -113,16 +136,16 @@ export function createGateway(opts: GatewayOptions): Gateway {
     }
     const handler = routes.get(path);
     if (handler) handler(req, socket, head);
-    else refuseUpgrade(socket, 'NOT_FOUND', 'unknown', metrics);
+    else refuse(req, socket, 'NOT_FOUND', 'unknown');
   });
 
   async function deviceUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const endpoint = 'device';
-    if (!accepting) return refuseUpgrade(socket, 'SHUTTING_DOWN', endpoint, metrics);
-    if (!bucket.take()) return refuseUpgrade(socket, 'RATE_LIMITED', endpoint, metrics);
-    if (deviceSockets >= config.devices.maxConnections) return refuseUpgrade(socket, 'AT_CAPACITY', endpoint, metrics);
+    if (!accepting) return refuse(req, socket, 'SHUTTING_DOWN', endpoint);
+    if (!bucket.take()) return refuse(req, socket, 'RATE_LIMITED', endpoint);
+    if (deviceSockets >= config.devices.maxConnections) return refuse(req, socket, 'AT_CAPACITY', endpoint);
     if (!offeredSubprotocols(req.headers['sec-websocket-protocol']).has(SUBPROTOCOL)) {
-      return refuseUpgrade(socket, 'BAD_SUBPROTOCOL', endpoint, metrics);
+      return refuse(req, socket, 'BAD_SUBPROTOCOL', endpoint);
     }
     const token = bearerToken(req.headers.authorization);
     let deviceId: string | null = null;
@@ -131,12 +154,12 @@ export function createGateway(opts: GatewayOptions): Gateway {
         deviceId = await opts.authenticate(token);
       } catch (err) {
         logger.error({ err }, 'device authentication failed internally');
-        return refuseUpgrade(socket, 'INTERNAL', endpoint, metrics);
+        return refuse(req, socket, 'INTERNAL', endpoint);
       }
     }
-    if (deviceId === null) return refuseUpgrade(socket, 'UNAUTHORIZED', endpoint, metrics);
+    if (deviceId === null) return refuse(req, socket, 'UNAUTHORIZED', endpoint);
     if (socket.destroyed) return;
-    if (!accepting) return refuseUpgrade(socket, 'SHUTTING_DOWN', endpoint, metrics);
+    if (!accepting) return refuse(req, socket, 'SHUTTING_DOWN', endpoint);
     // Counted from here until the TCP socket closes, whether or not ws completes the handshake.
     deviceSockets++;
     socket.once('close', () => {
@@ -179,6 +202,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
       await closing;
       isListening = false;
       wss.close();
+      refusals.close();
     },
     deviceConnections: () => deviceSockets,
     listening: () => isListening,

@@ -2,7 +2,7 @@
  * Handshake helpers shared by every WebSocket endpoint (device and live): refusing an upgrade with a
  * proper HTTP response before any WebSocket exists, a token-bucket rate limit, and header parsing.
  */
-import { STATUS_CODES } from 'node:http';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode } from '../errors.ts';
 import type { Metrics } from '../metrics/index.ts';
@@ -39,6 +39,30 @@ export function refuseUpgrade(
   }
   socket.once('finish', () => socket.destroy());
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n${head}\r\n\r\n${body}`);
+}
+
+/**
+ * What the log says about a refused upgrade: code, HTTP status, the catalogue's reason, the peer's
+ * address (and `X-Forwarded-For` when a proxy set it) and the path WITHOUT its query string. Never a
+ * header that may carry a secret (`Authorization`, `Cookie`) and never the query (it may hold a token).
+ */
+export function refusalLogFields(
+  req: IncomingMessage,
+  code: ErrorCode,
+  endpoint: string,
+): { endpoint: string; code: ErrorCode; status: number; reason: string; remote: string; path: string } & {
+  forwardedFor?: string;
+} {
+  const fields = {
+    endpoint,
+    code,
+    status: ERRORS[code].http ?? 400,
+    reason: ERRORS[code].summary,
+    remote: req.socket.remoteAddress ?? 'unknown',
+    path: requestPath(req.url).slice(0, 200),
+  };
+  const xff = req.headers['x-forwarded-for'];
+  return typeof xff === 'string' ? { ...fields, forwardedFor: xff.slice(0, 200) } : fields;
 }
 
 /** Token bucket: `ratePerSec` tokens per second, burst of `burst` (default one second's worth). */
