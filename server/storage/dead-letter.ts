@@ -425,6 +425,14 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
     ids(filter, limit) {
       const ids = filter.ids ? new Set(filter.ids) : null;
       const out: number[] = [];
+      if (filter.reason === undefined && filter.status === undefined) {
+        // Keys only: no record is decoded.
+        for (const key of records.getKeys({ start: 0 })) {
+          if (out.length >= limit) break;
+          if (!ids || ids.has(key)) out.push(key);
+        }
+        return out;
+      }
       for (const { key, value } of records.getRange({ start: 0 })) {
         if (out.length >= limit) break;
         if (matches(key, value, filter, ids)) out.push(key);

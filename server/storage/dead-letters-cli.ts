@@ -212,6 +212,12 @@ class Output {
       `Replayed ${r.records} record(s) to bucket "${bucket}": ${r.storedLines} line(s) stored, ` +
         `${r.rejectedLines} rejected again (kept with the new reason).`,
     ];
+    if (r.skippedRecords > 0) {
+      lines.push(
+        `Skipped ${r.skippedRecords} record(s) of stored frames that could not become lines (status 0); ` +
+          'they are not line protocol: inspect with list --status 0, drop once resolved.',
+      );
+    }
     if (!r.complete) {
       lines.push(
         `Stopped early: InfluxDB answered ${r.stoppedBy?.status ?? '?'}: ${r.stoppedBy?.reason ?? ''}`,

@@ -160,7 +160,14 @@ describe('admin API /api/admin/dead-letters', () => {
         : { status: 204 };
     const res = await call('POST', '/api/admin/dead-letters/replay', {});
     expect(res.status).toBe(200);
-    expect(res.json).toEqual({ records: 3, storedLines: 4, rejectedLines: 2, complete: true, stoppedBy: null });
+    expect(res.json).toEqual({
+      records: 3,
+      storedLines: 4,
+      rejectedLines: 2,
+      skippedRecords: 0,
+      complete: true,
+      stoppedBy: null,
+    });
     expect([...influx.stored].sort()).toEqual(['m,k=a v=1 1', 'm,k=a v=2 2', 'm,k=a v=3 3', 'm,k=b v=4 4']);
     const left = store.query({ limit: 10 }).records;
     expect(left.map((r) => [r.lines, r.status, r.replays])).toEqual([[['m,k=c v=5 5', 'm,k=c v=6 6'], 422, 1]]);
@@ -171,6 +178,16 @@ describe('admin API /api/admin/dead-letters', () => {
     ]);
     // Lines rejected again are not new dead letters: the forwarder's counter is untouched.
     expect((await metrics.deadLettered.get()).values[0]?.value ?? 0).toBe(0);
+  });
+
+  it('never sends stored frames that could not become lines (status 0): they are not line protocol', async () => {
+    await store.put(['# frame device=d boot=1 seq=2 hex=4553'], 'UNKNOWN_DESCRIPTORS: no descriptor set', 0);
+    await store.put(['m,k=a v=1 1'], CONFLICT, 400);
+    await startApi();
+    const res = await call('POST', '/api/admin/dead-letters/replay', {});
+    expect(res.json).toMatchObject({ records: 1, storedLines: 1, skippedRecords: 1, complete: true });
+    expect(influx.requests.flatMap((r) => r.lines)).toEqual(['m,k=a v=1 1']);
+    expect(store.query({ limit: 10 }).records.map((r) => r.status)).toEqual([0]);
   });
 
   it('replays a filter only, to another bucket when asked', async () => {
@@ -193,6 +210,7 @@ describe('admin API /api/admin/dead-letters', () => {
       records: 0,
       storedLines: 0,
       rejectedLines: 0,
+      skippedRecords: 0,
       complete: false,
       stoppedBy: { status: 503, reason: 'overloaded' },
     });

@@ -4,7 +4,8 @@
  * failure policy (`deliver`: bisect 400/422, split 413). Lines InfluxDB now accepts leave the store;
  * lines it rejects again stay, as new records with the new reason (and `replays` + 1).
  *
- * Unlike the forwarder, a replay never waits on a transient failure (network, 5xx, 401/403/404, 429):
+ * Records of stored frames that could not become lines (status 0) are never sent: they are not line
+ * protocol. Unlike the forwarder, a replay never waits on a transient failure (network, 5xx, 401/403/404, 429):
  * it stops at once and reports why, leaving the records it had not settled untouched, so an operator
  * command or an admin request never hangs. Each record is settled (removed, rejected lines re-kept)
  * in one transaction after InfluxDB answered for all of its lines: a crash in between only replays
@@ -36,6 +37,11 @@ export interface ReplayResult {
   storedLines: number;
   /** Lines InfluxDB rejected again: kept with the new reason. */
   rejectedLines: number;
+  /**
+   * Matching records not sent: stored frames that could not become lines (status 0, `# frame …`).
+   * They are not line protocol (InfluxDB would take the comment and store nothing); they stay.
+   */
+  skippedRecords: number;
   /** False when a transient failure stopped the replay; the records not settled are untouched. */
   complete: boolean;
   /** Why the replay stopped early (InfluxDB's status and message). */
@@ -67,7 +73,14 @@ export function createDeadLetterReplayer(deps: ReplayerDeps): DeadLetterReplayer
 
   async function run(req: ReplayRequest): Promise<ReplayResult> {
     const config = req.bucket === undefined ? deps.config : { ...deps.config, bucket: req.bucket };
-    const result: ReplayResult = { records: 0, storedLines: 0, rejectedLines: 0, complete: true, stoppedBy: null };
+    const result: ReplayResult = {
+      records: 0,
+      storedLines: 0,
+      rejectedLines: 0,
+      skippedRecords: 0,
+      complete: true,
+      stoppedBy: null,
+    };
     // Ids first: re-rejected lines become new records (higher ids) that this pass must not meet again.
     const ids = store.ids(req.filter, req.limit ?? DEFAULT_REPLAY_LIMIT);
     if (ids.length === 0) return result;
@@ -123,7 +136,8 @@ export function createDeadLetterReplayer(deps: ReplayerDeps): DeadLetterReplayer
       let lines = 0;
       for (const [i, id] of ids.entries()) {
         const record = store.get(id);
-        if (record) {
+        if (record?.status === 0) result.skippedRecords++;
+        else if (record) {
           batch.push(record);
           lines += record.lineCount;
         }
