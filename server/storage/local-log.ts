@@ -162,6 +162,7 @@ const LOW_WATER = 0.9;
 /** Free space is checked every second, and also after this many bytes were committed. */
 const SPACE_CHECK_BYTES = 4 * 1024 * 1024;
 const EVICTION_LOG_INTERVAL_MS = 60_000;
+const CLOSE_AFTER_FAILURE_MS = 2000;
 
 type KvWrite =
   | { db: 'devices' | 'boots' | 'descriptors'; key: Key; value: unknown }
@@ -209,7 +210,10 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   const path = join(opts.dataDir, 'local-log');
   mkdirSync(path, { recursive: true });
 
-  const root: RootDatabase = open({ path, maxDbs: 8, noMemInit: true });
+  // eventTurnBatching off: with it, lmdb keeps an internal promise per event turn that nobody can
+  // observe, and a failed commit (ENOSPC) rejects it unhandled, which ends the process. The log batches
+  // its own writes (one transaction per group), so the option bought nothing here.
+  const root: RootDatabase = open({ path, maxDbs: 8, noMemInit: true, eventTurnBatching: false });
   const meta: Database = root.openDB('meta', {});
   const frames: Database<Buffer, number> = root.openDB('frames', { encoding: 'binary' });
   // (device, first sample time, offset) → last sample time as a raw f64: the history index.
@@ -336,6 +340,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
    * its groups as large as the disk's flush time requires, instead of one fsync per event-loop turn.
    */
   let commitsInFlight = 0;
+  let lastCommitFailed = false;
   const schedule = () => {
     if (scheduled === null && !closed && commitsInFlight < MAX_COMMITS_IN_FLIGHT) {
       scheduled = setImmediate(commitGroup);
@@ -466,6 +471,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     const descriptorKeys = [...g.kv.keys()].filter((k) => k.startsWith('descriptors\u0000'));
     const done = durable.then(
       () => {
+        lastCommitFailed = false;
         metrics.logCommits.inc();
         for (const k of descriptorKeys) {
           const channels = pendingDescriptors.get(k);
@@ -487,6 +493,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       },
       (err: Error) => {
         commitsInFlight--;
+        lastCommitFailed = true;
         observeCommitError(err);
         failGroups(g, err);
         maintenanceWanted = false;
@@ -817,8 +824,22 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
         if (group.dones.length === 0 && group.kv.size === 0 && group.refs.size === 0) break;
         commitGroup();
       }
-      await root.flushed;
-      await root.close();
+      if (!lastCommitFailed) {
+        await root.flushed;
+        await root.close();
+        return;
+      }
+      // After a failed commit (and until another one succeeds) lmdb's `flushed` and `close()` never
+      // settle. Everything committed before is on disk (each ACK waited for its flush); do not hang.
+      let timer: NodeJS.Timeout | undefined;
+      const closedInTime = await Promise.race([
+        root.close().then(() => true),
+        new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), CLOSE_AFTER_FAILURE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!closedInTime) logger.warn('local log closed without lmdb confirming it (its last commit had failed)');
     },
   };
 
