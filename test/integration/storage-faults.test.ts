@@ -175,7 +175,7 @@ describe.skipIf(tmpfsUnavailable() !== null)(`a full disk (real tmpfs) ${tmpfsUn
       dev.send(telemetry(BOOT, ++seq, base + seq * 60_000, 60));
       const m = await dev.waitFor((x) => x.type === 'ack' || x.type === 'error', 20_000);
       if (m.type === 'ack') acked.add(m.seq);
-      else if (!m.fatal) refused = true;
+      else if (m.type === 'error' && !m.fatal) refused = true;
       else {
         expect(await dev.closed()).toBe(1011);
         dev = await TestDevice.connect(hub.url, { token });
