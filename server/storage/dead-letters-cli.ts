@@ -11,6 +11,8 @@
  * (`/api/admin/dead-letters`) does the same from another machine. `replay` writes with the hub's
  * InfluxDB settings (`INFLUX_*`); `--bucket` sends to another bucket (database) instead.
  */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, ENV_SCHEMA, loadConfig } from '../config/index.ts';
@@ -119,12 +121,20 @@ export async function runDeadLettersCli(args: string[], io: CliIo): Promise<numb
   }
 
   const json = values.json === true;
+  const dataDir = values['data-dir'] ?? config.storage.dataDir;
+  const storePath = join(dataDir, 'dead-letters');
+  if (!existsSync(storePath)) {
+    // Never create a store just to look (a mistyped --data-dir would look like "no dead letters").
+    if (json) io.stdout.write(`${JSON.stringify({ totals: null, records: [], next: null, store: null }, null, 2)}\n`);
+    else io.stdout.write(`No dead-letter store at ${resolve(storePath)}: nothing was ever dead-lettered there.\n`);
+    return EXIT.OK;
+  }
   // Logs (warnings only) go to stderr so `--json` output stays clean.
   const logger = createLogger('warn', pino.destination({ fd: 2, sync: true }));
   let store: OpenDeadLetterStore | undefined;
   try {
     store = openDeadLetterStore({
-      dataDir: values['data-dir'] ?? config.storage.dataDir,
+      dataDir,
       metrics: createMetrics(),
       logger,
       ...(config.influx?.deadLetterMaxBytes !== undefined ? { maxBytes: config.influx.deadLetterMaxBytes } : {}),

@@ -3,7 +3,7 @@
  * replay through the real influxdb-client to a scripted write endpoint), the `deadLetters` check of
  * `/readyz`, and the `dead-letters` CLI run in-process on the same kind of store.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -260,6 +260,18 @@ describe('npm run hub -- dead-letters', () => {
     INFLUX_TOKEN: 'test-token-0123456789abcdef0123456789abcdef',
     INFLUX_ORG: 'org',
     INFLUX_BUCKET: 'telemetry',
+  });
+
+  it('says so, and creates nothing, when the data directory holds no dead-letter store', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'dead-letters-none-'));
+    try {
+      const r = await cli(['list', '--data-dir', empty]);
+      expect(r).toMatchObject({ code: 0, stderr: '' });
+      expect(r.stdout).toContain('No dead-letter store at');
+      expect(readdirSync(empty)).toEqual([]);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 
   it('refuses unclear commands with exit code 2', async () => {
