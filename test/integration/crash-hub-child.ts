@@ -1,0 +1,43 @@
+/**
+ * A hub process for the crash test (ingest-crash.test.ts): `buildHub` with the real configuration from
+ * the environment (as `server/main.ts` does) plus the storage fault seam, driven over IPC:
+ *   parent → child  `{ type: 'hold' }`   from now on every local-log commit is held before its write
+ *                                         transaction (never released: the parent SIGKILLs this process)
+ *   child → parent  `{ type: 'ready', port }`            listening
+ *                   `{ type: 'held', frames, groups }`  a commit is being held (`frames` in its group)
+ * A held commit is the window in which an ACK sent before the commit would acknowledge frames that
+ * are not on disk; kill -9 keeps the page cache, so only holding the commit makes that window real.
+ */
+import { loadConfig } from '../../server/config/index.ts';
+import { buildHub } from '../../server/hub.ts';
+
+type FromParent = { type: 'hold' };
+
+const send = (m: unknown) => process.send?.(m);
+let holding = false;
+let groups = 0;
+
+const hub = buildHub(loadConfig(process.env), {
+  storageFaults: {
+    beforeCommit({ frames }) {
+      if (!holding) return;
+      groups++;
+      send({ type: 'held', frames, groups });
+      return new Promise<void>(() => undefined);
+    },
+  },
+});
+
+process.on('message', (m: FromParent) => {
+  if (m.type === 'hold') holding = true;
+});
+// The test process went away: do not outlive it.
+process.on('disconnect', () => process.exit(1));
+
+hub.start().then(
+  ({ port }) => send({ type: 'ready', port }),
+  (err: unknown) => {
+    process.stderr.write(`crash-hub-child failed to start: ${String(err)}\n`);
+    process.exit(1);
+  },
+);
