@@ -7,11 +7,22 @@
 //   device → harness: 'O' open a connection, 'C' close it, 'S' send this binary frame,
 //                     'E' an event (one JSON object: readings, link states, commands, stats)
 //   harness → device: 'O' connection open, 'C' connection closed, 'M' a binary frame from the hub,
-//                     'P' pause sampling (then flushes what was sampled), 'R' resume, 'Q' quit
+//                     'P' pause sampling (then flushes what was sampled), 'R' resume, 'Q' quit,
+//                     'K' u32 n: cut the power after n more flash program/erase steps (flash mode)
 //
 // Options: --device-id ID  --interval-ms N  --backoff-base-ms N  --backoff-max-ms N  --seed N
+//          --flash-file PATH [--flash-sectors N]: the outbox is the FlashOutbox on a simulated NOR
+//            flash whose bytes are the file (mapped: what was programmed outlives the process, so a
+//            SIGKILL or a 'K' cut is a power cut and the next run finds the flash as it was left)
+//          --nvs-file PATH: the boot counter and key of [PROTO-3.1.1] (like the board's NVS)
+//          --heap-start N: the first heap_free reading (a harness gives each run its own range)
+//
+// A power cut in flash mode ends the process at once with exit code 75, after the torn write.
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +33,7 @@
 #include <vector>
 
 #include "hub_protocol.h"
+#include "sim_flash.h"
 
 #ifndef ESP32HUB_HOST_VERSION
 #define ESP32HUB_HOST_VERSION "0.1.0"
@@ -105,13 +117,84 @@ struct Hooks : DeviceHooks {
 
 // The outbox lives outside the session, like RTC memory on the board: it survives the simulated reboot.
 OutboxStorage<64, 1024> gOutboxMemory;
+SimFlash* gFlash = nullptr;
+FlashOutbox gFlashOutbox;
+
+[[noreturn]] void powerCut() {
+  fflush(stdout);
+  _exit(75);
+}
+
+/** The file's bytes as the flash (created erased, 0xFF, when new). */
+uint8_t* mapFlashFile(const char* path, uint32_t sectors) {
+  size_t bytes = static_cast<size_t>(sectors) * 4096;
+  int fd = open(path, O_RDWR | O_CREAT, 0644);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    perror("flash file");
+    exit(2);
+  }
+  if (static_cast<size_t>(st.st_size) != bytes) {
+    std::vector<uint8_t> erased(bytes, 0xFF);
+    if (ftruncate(fd, 0) != 0 || write(fd, erased.data(), bytes) != static_cast<ssize_t>(bytes)) {
+      perror("flash file");
+      exit(2);
+    }
+  }
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) {
+    perror("mmap");
+    exit(2);
+  }
+  close(fd);
+  return static_cast<uint8_t*>(p);
+}
+
+/**
+ * The board's NVS part of [PROTO-3.1.1]: the boot counter goes up (and is written) before the id is
+ * used; the key is drawn once from the system's random source (the board: esp_random() with its
+ * entropy source on). Returns this boot's id.
+ */
+uint32_t nextBootId(const char* path) {
+  uint32_t counter = 0;
+  uint64_t key = 0;
+  FILE* f = fopen(path, "rb");
+  if (f != nullptr) {
+    uint8_t b[12];
+    if (fread(b, 1, sizeof b, f) == sizeof b) {
+      counter = readU32le(b);
+      key = static_cast<uint64_t>(readU32le(b + 4)) | (static_cast<uint64_t>(readU32le(b + 8)) << 32);
+    }
+    fclose(f);
+  }
+  if (key == 0) {
+    FILE* r = fopen("/dev/urandom", "rb");
+    if (r == nullptr || fread(&key, 1, sizeof key, r) != sizeof key) {
+      perror("/dev/urandom");
+      exit(2);
+    }
+    fclose(r);
+  }
+  counter++;
+  uint8_t b[12];
+  writeU32le(b, counter);
+  writeU32le(b + 4, static_cast<uint32_t>(key));
+  writeU32le(b + 8, static_cast<uint32_t>(key >> 32));
+  f = fopen(path, "wb");
+  if (f == nullptr || fwrite(b, 1, sizeof b, f) != sizeof b || fclose(f) != 0) {
+    perror("nvs file");
+    exit(2);
+  }
+  return bootIdFor(counter, key);
+}
 
 struct HostDevice {
   SessionConfig config;
   PipeTransport transport;
   HostClock clock;
   Hooks hooks;
-  Outbox outbox;
+  Outbox ramOutbox;
+  FrameQueue* outbox = &ramOutbox;
   alignas(Session) unsigned char sessionMemory[sizeof(Session)];
   Session* session = nullptr;
   ChannelDescriptor channels[8];
@@ -129,12 +212,25 @@ struct HostDevice {
 
   explicit HostDevice(uint32_t seed) : clock(seed) { hooks.dev = this; }
 
+  const char* nvsFile = nullptr;
+
   void boot(ResetReason reason) {
     if (session != nullptr) session->~Session();
     config.resetReason = reason;
+    if (nvsFile != nullptr) config.bootId = nextBootId(nvsFile);
     // A kept outbox is how frames of an earlier boot get replayed with their original (bootId, seq).
-    uint16_t kept = outbox.restore(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
-    session = new (sessionMemory) Session(config, transport, clock, hooks, outbox);
+    uint32_t kept = 0;
+    if (gFlash != nullptr) {
+      if (!gFlashOutbox.mount(*gFlash)) {
+        fprintf(stderr, "[device] flash outbox mount failed\n");
+        exit(2);
+      }
+      kept = gFlashOutbox.count();
+      outbox = &gFlashOutbox;
+    } else {
+      kept = ramOutbox.restore(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
+    }
+    session = new (sessionMemory) Session(config, transport, clock, hooks, *outbox);
     channelCount = boardDescriptors(kChannelMask, intervalMs, channels, 8);
     if (session->begin(channels, channelCount) != Err::Ok) {
       fprintf(stderr, "[device] begin failed\n");
@@ -148,9 +244,13 @@ struct HostDevice {
     session->setNetworkUp(true);
   }
 
+  /** flush() after every sample tick: each reading is reported with the frame (seq) that carries it. */
+  bool flushEachTick = false;
+
   void reading(const char* key, const std::string& value) {
-    event(std::string("{\"event\":\"reading\",\"bootId\":") + std::to_string(session->bootId()) + ",\"channel\":" +
-          q(key) + ",\"value\":" + value + "}");
+    std::string seq = flushEachTick ? ",\"seq\":" + std::to_string(session->lastSeq() + 1) : "";
+    event(std::string("{\"event\":\"reading\",\"bootId\":") + std::to_string(session->bootId()) + seq +
+          ",\"channel\":" + q(key) + ",\"value\":" + value + "}");
   }
 
   void recordLed() {
@@ -192,7 +292,10 @@ struct HostDevice {
     uint64_t now = clock.uptimeMs();
     if (sampling && now >= nextSampleAt) {
       sample();
-      nextSampleAt = now + intervalMs;
+      if (flushEachTick) session->flush();
+      // Fixed rate: the next tick is due one interval after this one was due, not after now.
+      nextSampleAt += intervalMs;
+      if (nextSampleAt <= now) nextSampleAt = now + intervalMs;  // ticks missed (stopped): skip them
     }
     if (led && now >= ledOffAt) {
       led = false;
@@ -203,7 +306,7 @@ struct HostDevice {
       lastAcked = session->stats().framesAcked;
       const SessionStats& s = session->stats();
       event("{\"event\":\"acked\",\"framesAcked\":" + std::to_string(s.framesAcked) + ",\"outbox\":" +
-            std::to_string(outbox.size()) + ",\"lastSeq\":" + std::to_string(session->lastSeq()) + "}");
+            std::to_string(outbox->size()) + ",\"lastSeq\":" + std::to_string(session->lastSeq()) + "}");
     }
     if (rebootRequested) {
       rebootRequested = false;
@@ -214,13 +317,13 @@ struct HostDevice {
 
   void stats() {
     const SessionStats& s = session->stats();
-    event("{\"event\":\"stats\",\"outbox\":" + std::to_string(outbox.size()) + ",\"builder\":" +
+    event("{\"event\":\"stats\",\"outbox\":" + std::to_string(outbox->size()) + ",\"builder\":" +
           std::to_string(session->builder().sampleCount()) + ",\"state\":" + q(linkStateName(session->state())) +
           ",\"framesQueued\":" + std::to_string(s.framesQueued) + ",\"framesSent\":" + std::to_string(s.framesSent) +
           ",\"framesAcked\":" + std::to_string(s.framesAcked) + ",\"replays\":" + std::to_string(s.replays) +
           ",\"connects\":" + std::to_string(s.connects) + ",\"commands\":" + std::to_string(s.commands) +
           ",\"duplicateCommands\":" + std::to_string(s.duplicateCommands) + ",\"dropped\":" +
-          std::to_string(outbox.droppedSinceBoot()) + ",\"boots\":" + std::to_string(boots) + "}");
+          std::to_string(outbox->droppedSinceBoot()) + ",\"boots\":" + std::to_string(boots) + "}");
   }
 };
 
@@ -281,8 +384,19 @@ int main(int argc, char** argv) {
   dev.config.backoffBaseMs = argU32(argc, argv, "--backoff-base-ms", 1000);
   dev.config.backoffMaxMs = argU32(argc, argv, "--backoff-max-ms", 60000);
   dev.intervalMs = argU32(argc, argv, "--interval-ms", 1000);
-  // Start from an empty outbox (format), as a power-on does.
-  dev.outbox.format(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
+  dev.heap = argU32(argc, argv, "--heap-start", 200000);
+  dev.nvsFile = argStr(argc, argv, "--nvs-file", nullptr);
+  const char* flashFile = argStr(argc, argv, "--flash-file", nullptr);
+  if (flashFile != nullptr) {
+    uint32_t sectors = argU32(argc, argv, "--flash-sectors", 64);
+    static SimFlash flash(mapFlashFile(flashFile, sectors), sectors);
+    flash.onPowerCut = powerCut;
+    gFlash = &flash;
+    dev.flushEachTick = true;
+  } else {
+    // Start from an empty outbox (format), as a power-on does.
+    dev.ramOutbox.format(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
+  }
   dev.boot(ResetReason::PowerOn);
 
   for (;;) {
@@ -318,6 +432,9 @@ int main(int argc, char** argv) {
         case 'Q':
           dev.stats();
           return 0;
+        case 'K':
+          if (gFlash != nullptr && len >= 4) gFlash->cutAfter(readU32le(payload), readU32le(payload) * 2654435761u);
+          break;
         default:
           fprintf(stderr, "[device] unknown record %c\n", type);
       }

@@ -8,7 +8,9 @@
 //   - an erase is 2 steps; a cut leaves the sector partly erased (all of it, or its second half, with
 //     random bits set to 1, the rest 0xFF).
 //
-// After the cut the flash is "off": every operation fails until powerOn().
+// After the cut the flash is "off": every operation fails until powerOn(), and `onPowerCut` (when set)
+// runs at once (the host device exits there: the CPU stops with the power). The bytes can be the
+// simulator's own or a caller's buffer (the host device maps a file, so the flash outlives the process).
 #pragma once
 
 #include <stdint.h>
@@ -23,26 +25,32 @@ namespace esp32hub {
 class SimFlash : public Flash {
  public:
   SimFlash(uint32_t sectorCount, uint32_t sectorSize = 4096)
-      : size_(sectorSize), count_(sectorCount), mem_(static_cast<size_t>(sectorSize) * sectorCount, 0xFF),
-        erases_(sectorCount, 0) {}
+      : size_(sectorSize), count_(sectorCount), own_(static_cast<size_t>(sectorSize) * sectorCount, 0xFF),
+        mem_(own_.data()), bytes_(own_.size()), erases_(sectorCount, 0) {}
+  /** Over `external` (sectorCount × sectorSize bytes, kept as they are). */
+  SimFlash(uint8_t* external, uint32_t sectorCount, uint32_t sectorSize = 4096)
+      : size_(sectorSize), count_(sectorCount), mem_(external),
+        bytes_(static_cast<size_t>(sectorSize) * sectorCount), erases_(sectorCount, 0) {}
+  SimFlash(const SimFlash&) = delete;
+  SimFlash& operator=(const SimFlash&) = delete;
 
   uint32_t sectorSize() const override { return size_; }
   uint32_t sectorCount() const override { return count_; }
 
   bool read(uint32_t addr, void* out, size_t len) override {
-    if (off_ || addr + len > mem_.size()) return false;
-    memcpy(out, mem_.data() + addr, len);
+    if (off_ || addr + len > bytes_) return false;
+    memcpy(out, mem_ + addr, len);
     return true;
   }
 
   bool program(uint32_t addr, const void* data, size_t len) override {
-    if (off_ || addr + len > mem_.size()) return false;
+    if (off_ || addr + len > bytes_) return false;
     const auto* d = static_cast<const uint8_t*>(data);
     for (size_t w = 0; w < len; w += 4) {
       size_t end = w + 4 < len ? w + 4 : len;
       if (!step()) {
         for (size_t i = w; i < end; i++) mem_[addr + i] &= static_cast<uint8_t>(d[i] | random8());
-        return false;
+        return cut();
       }
       for (size_t i = w; i < end; i++) {
         uint8_t old = mem_[addr + i];
@@ -56,12 +64,12 @@ class SimFlash : public Flash {
 
   bool erase(uint32_t sector) override {
     if (off_ || sector >= count_) return false;
-    uint8_t* s = mem_.data() + static_cast<size_t>(sector) * size_;
+    uint8_t* s = mem_ + static_cast<size_t>(sector) * size_;
     for (int half = 0; half < 2; half++) {
       if (!step()) {
         for (uint32_t i = half == 0 ? 0 : size_ / 2; i < size_; i++) s[i] = static_cast<uint8_t>(s[i] | random8());
         if (half == 1) memset(s, 0xFF, size_ / 2);
-        return false;
+        return cut();
       }
     }
     memset(s, 0xFF, size_);
@@ -85,11 +93,12 @@ class SimFlash : public Flash {
   /** Fills everything with random bytes (a partition that was never erased). */
   void scramble(uint32_t seed) {
     rng_ = seed | 1u;
-    for (uint8_t& b : mem_) b = random8();
+    for (size_t i = 0; i < bytes_; i++) mem_[i] = random8();
   }
 
   uint64_t violations = 0;
   uint64_t bytesProgrammed = 0;
+  void (*onPowerCut)() = nullptr;
 
  private:
   bool step() {
@@ -102,6 +111,10 @@ class SimFlash : public Flash {
     steps_++;
     return true;
   }
+  bool cut() {
+    if (onPowerCut != nullptr) onPowerCut();
+    return false;
+  }
   uint8_t random8() {
     rng_ ^= rng_ << 13;
     rng_ ^= rng_ >> 17;
@@ -111,7 +124,9 @@ class SimFlash : public Flash {
 
   uint32_t size_;
   uint32_t count_;
-  std::vector<uint8_t> mem_;
+  std::vector<uint8_t> own_;
+  uint8_t* mem_;
+  size_t bytes_;
   std::vector<uint32_t> erases_;
   bool off_ = false;
   bool armed_ = false;

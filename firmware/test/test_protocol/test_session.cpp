@@ -2,6 +2,7 @@
 // → TELEMETRY, ACK frees, replay after reconnect, commands and duplicate ids, backoff, downlink errors.
 #include <unity.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -547,7 +548,39 @@ void test_a_clock_that_moves_during_poll_does_not_resend() {
   TEST_ASSERT_EQUAL_UINT32(0, rig.session->stats().replays);
 }
 
+// [PROTO-3.1.1] bootIdFor(counter, key): a permutation of the counters, never 0; another key (another
+// device, or the same one after its NVS was erased) gives unrelated ids.
+void test_boot_ids_never_repeat_and_never_zero() {
+  const uint64_t keys[] = {0x0123456789ABCDEFull, 0xFEDCBA9876543210ull};
+  std::vector<uint32_t> ids[2];
+  for (int k = 0; k < 2; k++) {
+    for (uint32_t c = 1; c <= 300000; c++) ids[k].push_back(bootIdFor(c, keys[k]));
+    std::vector<uint32_t> sorted = ids[k];
+    std::sort(sorted.begin(), sorted.end());
+    TEST_ASSERT_TRUE(std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end());
+    TEST_ASSERT_TRUE(sorted.front() != 0);
+  }
+  uint32_t same = 0;
+  for (size_t i = 0; i < ids[0].size(); i++) same += ids[0][i] == ids[1][i] ? 1 : 0;
+  TEST_ASSERT_TRUE(same < 3);
+  // Consecutive boots do not give neighbouring ids (the hub sees unrelated numbers).
+  TEST_ASSERT_TRUE(ids[0][1] - ids[0][0] != 1);
+
+  // The session takes the id it is given, and starts its seq where it is told (deep sleep resume).
+  Rig rig;
+  SessionConfig cfg = rig.config;
+  cfg.bootId = bootIdFor(7, keys[0]);
+  cfg.firstSeq = 42;
+  Session s(cfg, rig.transport, rig.clock, rig.hooks, rig.outbox);
+  TEST_ASSERT_TRUE(s.begin(rig.channels, rig.channelCount) == Err::Ok);
+  TEST_ASSERT_EQUAL_UINT32(bootIdFor(7, keys[0]), s.bootId());
+  s.record(channel::kHeapFree, Value::integer(ValueType::U32, 5));
+  s.flush();
+  TEST_ASSERT_EQUAL_UINT32(42, s.lastSeq());
+}
+
 void run_session_tests() {
+  RUN_TEST(test_boot_ids_never_repeat_and_never_zero);
   RUN_TEST(test_a_clock_that_moves_during_poll_does_not_resend);
   RUN_TEST(test_connect_hello_welcome_descriptors_then_telemetry);
   RUN_TEST(test_descriptors_known_are_not_sent_again);

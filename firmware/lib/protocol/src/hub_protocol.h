@@ -3,6 +3,7 @@
 #pragma once
 
 #include "hub_backoff.h"
+#include "hub_boot_id.h"
 #include "hub_channels.h"
 #include "hub_codec.h"
 #include "hub_crc32.h"

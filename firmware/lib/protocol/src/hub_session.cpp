@@ -73,10 +73,9 @@ Session::Session(const SessionConfig& config, Transport& transport, Clock& clock
       backoff_(config.backoffBaseMs, config.backoffMaxMs, config.backoffJitterPercent) {}
 
 Err Session::begin(const ChannelDescriptor* channels, uint8_t count) {
-  do {
-    bootId_ = clock_.random32();  // random per boot, never 0 [PROTO-3.1]
-  } while (bootId_ == 0);
-  nextSeq_ = 1;
+  bootId_ = config_.bootId;
+  while (bootId_ == 0) bootId_ = clock_.random32();  // never 0 [PROTO-3.1]
+  nextSeq_ = config_.firstSeq == 0 ? 1 : config_.firstSeq;
   state_ = LinkState::Offline;
   stateSince_ = now();
   Str id = Str::of(config_.deviceId);

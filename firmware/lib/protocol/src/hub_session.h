@@ -24,6 +24,13 @@ struct SessionConfig {
   const char* deviceId = "";
   const char* firmwareVersion = "";
   ResetReason resetReason = ResetReason::Unknown;
+  /**
+   * This boot's id [PROTO-3.1.1]: bootIdFor(NVS boot counter, NVS key) on a board. 0 = draw one from
+   * Clock::random32() (tests; a board must not, see docs/protocol.md).
+   */
+  uint32_t bootId = 0;
+  /** First TELEMETRY seq of this boot: 1, or where the boot stood before a deep sleep (RTC memory). */
+  uint32_t firstSeq = 1;
   /** Reconnect backoff [PROTO-5.6]. */
   uint32_t backoffBaseMs = 1000;
   uint32_t backoffMaxMs = 60000;
