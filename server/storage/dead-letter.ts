@@ -209,6 +209,35 @@ function newestThatFit(lines: readonly string[], reason: string, maxBytes: numbe
   return lines.slice(i);
 }
 
+/**
+ * Stores written before the byte cap kept `{ atMs, status, reason, lines }` records and a meta of
+ * `{ nextId, lines }`: fill in the newer fields and count the bytes, once, in one transaction.
+ */
+function upgrade(root: RootDatabase, records: Database<StoredRecord, number>, metaDb: Database<Meta, string>): void {
+  const old = metaDb.get(META_KEY) as Partial<Meta> | undefined;
+  if (old === undefined || old.bytes !== undefined) return;
+  root.transactionSync(() => {
+    const m: Meta = { ...EMPTY_META, nextId: old.nextId ?? 1 };
+    for (const { key, value } of records.getRange({ start: 0 })) {
+      const r: StoredRecord = {
+        atMs: value.atMs,
+        firstAtMs: value.firstAtMs ?? value.atMs,
+        status: value.status,
+        reason: value.reason,
+        lines: value.lines,
+        bytes: recordBytes(value.lines, value.reason),
+        replays: value.replays ?? 0,
+      };
+      records.putSync(key, r);
+      m.records++;
+      m.lines += r.lines.length;
+      m.bytes += r.bytes;
+      m.nextId = Math.max(m.nextId, key + 1);
+    }
+    metaDb.putSync(META_KEY, m);
+  });
+}
+
 function matches(id: number, r: StoredRecord, f: DeadLetterFilter, ids: Set<number> | null): boolean {
   if (ids && !ids.has(id)) return false;
   if (f.status !== undefined && r.status !== f.status) return false;
@@ -229,6 +258,7 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
   const records: Database<StoredRecord, number> = root.openDB({ name: 'records' });
   const metaDb: Database<Meta, string> = root.openDB({ name: 'meta' });
   const readMeta = (): Meta => ({ ...EMPTY_META, ...metaDb.get(META_KEY) });
+  upgrade(root, records, metaDb);
 
   // Rate of new dead letters and evictions, in 10 s buckets over the last 5 minutes (this process).
   const buckets = new Map<number, { lines: number; evicted: number }>();

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { open } from 'lmdb';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
@@ -222,6 +223,28 @@ describe('dead-letter store (lmdb)', () => {
     expect(await store.settleReplay(1, [])).toBe(false);
     expect(await store.settleReplay(2, [])).toBe(true);
     expect(store.totals()).toMatchObject({ records: 0, lines: 0, bytes: 0 });
+    await store.close();
+  });
+
+  it('upgrades a store written before the byte cap (records without bytes, meta without totals)', async () => {
+    const root = open({ path: join(dir, 'dead-letters', 'data.mdb') });
+    const records = root.openDB({ name: 'records' });
+    const meta = root.openDB({ name: 'meta' });
+    await records.put(1, { atMs: 1000, status: 400, reason: 'conflict', lines: ['a 1', 'b 2'] });
+    await records.put(2, { atMs: 2000, status: 422, reason: 'x', lines: ['c 3'] });
+    await meta.put('meta', { nextId: 3, lines: 3 });
+    await root.close();
+
+    const store = openDeadLetterStore({ dataDir: dir, metrics });
+    expect(store.totals()).toEqual({
+      records: 2,
+      lines: 3,
+      bytes: bytesOf(['a 1', 'b 2'], 'conflict') + bytesOf(['c 3'], 'x'),
+      maxBytes: 1024 ** 3,
+    });
+    expect(store.get(1)).toMatchObject({ firstAtMs: 1000, replays: 0, bytes: bytesOf(['a 1', 'b 2'], 'conflict') });
+    await store.put(['d 4'], 'y', 400);
+    expect(store.query({ limit: 10 }).records.map((r) => r.id)).toEqual([1, 2, 3]);
     await store.close();
   });
 
