@@ -6,6 +6,8 @@ import { ConfigError, loadConfig } from './config/index.ts';
 import { HubError } from './errors.ts';
 import { buildHub } from './hub.ts';
 import { liveExtension } from './live/index.ts';
+import { createLogger, resolveLogFormat } from './log/index.ts';
+import { prettyDestination } from './log/pretty.ts';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -22,7 +24,16 @@ async function main(): Promise<void> {
   // The live fan-out and built-in dashboard plug in as an extension; with INFLUX_* set, buildHub
   // starts the InfluxDB forwarder (server/storage/influx) itself.
   const live = liveExtension(config);
+  // Readable lines on a terminal, JSON lines for files, pipes and log shippers (HUB_LOG_FORMAT).
+  const pretty = resolveLogFormat(config.log.format, process.stdout.isTTY === true) === 'pretty';
+  const logger = createLogger(
+    config.log.level,
+    pretty
+      ? prettyDestination(process.stdout, { colors: process.stdout.isTTY === true && process.stdout.hasColors() })
+      : undefined,
+  );
   const hub = buildHub(config, {
+    logger,
     extensions: [live],
     authorizeCommands: live.authorizeCommands,
     readAccess: live.readAccess,

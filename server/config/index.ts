@@ -26,6 +26,7 @@ export const ENV_SCHEMA = {
   HUB_ADMIN_TOKEN: secret(32).optional(),
   HUB_DASHBOARD_PASSWORD: secret(12).optional(),
   HUB_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HUB_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
 
   DEVICE_MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
   DEVICE_HANDSHAKES_PER_SEC: int(1, 100_000).default(500),
@@ -119,7 +120,8 @@ export interface HubConfig {
   influx: InfluxConfig | null;
   live: { maxClients: number; highWaterBytes: number; drainTimeoutMs: number; maxSubscriptions: number };
   mqtt: { url: string; username: string | undefined; password: string | undefined; topicPrefix: string } | null;
-  log: { level: Env['HUB_LOG_LEVEL'] };
+  /** `format`: auto = human-readable on a terminal, JSON lines otherwise (main.ts decides). */
+  log: { level: Env['HUB_LOG_LEVEL']; format: Env['HUB_LOG_FORMAT'] };
 }
 
 /** Thrown when configuration is invalid; `problems` lists every one of them. */
@@ -235,7 +237,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
     mqtt: e.MQTT_URL
       ? { url: e.MQTT_URL, username: e.MQTT_USERNAME, password: e.MQTT_PASSWORD, topicPrefix: e.MQTT_TOPIC_PREFIX }
       : null,
-    log: { level: e.HUB_LOG_LEVEL },
+    log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },
   };
   return deepFreeze(config);
 }

@@ -28,3 +28,10 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     destination,
   );
 }
+
+/** `HUB_LOG_FORMAT`: auto = pretty on a terminal, JSON lines otherwise (files, pipes, log shippers). */
+export type LogFormat = 'auto' | 'json' | 'pretty';
+
+export function resolveLogFormat(format: LogFormat, stdoutIsTTY: boolean): 'json' | 'pretty' {
+  return format === 'auto' ? (stdoutIsTTY ? 'pretty' : 'json') : format;
+}

@@ -7,12 +7,28 @@
  *   - after kill -9 of the holder, a new hub starts on the stale lock; a graceful stop removes it.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type ServerProcess, startProcess, type TempDir, tempDir, waitForReady } from '../harness/index.ts';
 import { httpProbe } from '../harness/process.ts';
 import { REPO_ROOT, runCli } from './registry-cli.ts';
+
+/** An upgrade request to /v1/device without the subprotocol; resolves when the hub has closed it. */
+function refusedUpgrade(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () =>
+      s.end(
+        'GET /v1/device HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      ),
+    );
+    s.on('data', () => undefined);
+    s.once('error', reject);
+    s.once('close', () => resolve());
+  });
+}
 
 describe('data directory lock', () => {
   let dir: TempDir;
@@ -26,7 +42,7 @@ describe('data directory lock', () => {
     await dir?.remove();
   });
 
-  function spawnHub(label: string, port: number): ServerProcess {
+  function spawnHub(label: string, port: number, env: Record<string, string> = {}): ServerProcess {
     const proc = startProcess({
       name: `hub-${label}`,
       command: process.execPath,
@@ -40,15 +56,19 @@ describe('data directory lock', () => {
         HUB_PORT: String(port),
         HUB_DATA_DIR: dir.path,
         HUB_LOG_LEVEL: 'info',
+        ...env,
       },
     });
     procs.push(proc);
     return proc;
   }
 
-  async function startHub(label: string): Promise<{ proc: ServerProcess; port: number }> {
+  async function startHub(
+    label: string,
+    env: Record<string, string> = {},
+  ): Promise<{ proc: ServerProcess; port: number }> {
     const port = await freePort();
-    const proc = spawnHub(label, port);
+    const proc = spawnHub(label, port, env);
     await waitForReady(proc, () => httpProbe(`http://127.0.0.1:${port}/readyz`), { what: 'GET /readyz' });
     return { proc, port };
   }
@@ -93,10 +113,20 @@ describe('data directory lock', () => {
     expect(listed.stdout).toContain('esp-lock-1');
 
     // kill -9 leaves the lock file behind; the next hub sees its holder is gone and starts.
+    // Its log goes to a file: JSON lines (HUB_LOG_FORMAT=auto, stdout is not a terminal). A refused
+    // handshake is logged at once.
+    await refusedUpgrade(first.port);
+    const refusedLine = /^\{"level":40,.*"msg":"handshake refused: BAD_SUBPROTOCOL"/m;
+    while (!refusedLine.test(readFileSync(first.proc.logFile, 'utf8'))) await new Promise((r) => setTimeout(r, 20));
     await first.proc.stop({ signal: 'SIGKILL' });
     expect(existsSync(join(dir.path, 'hub.lock'))).toBe(true);
-    const third = await startHub('third');
-    expect(readFileSync(third.proc.logFile, 'utf8')).toContain(`pid ${first.proc.pid}`); // says whose lock it broke
+    // (HUB_LOG_FORMAT=pretty: the human-readable form a terminal gets by default.)
+    const third = await startHub('third', { HUB_LOG_FORMAT: 'pretty' });
+    const thirdLog = readFileSync(third.proc.logFile, 'utf8');
+    const tookOver = thirdLog.split('\n').find((l) => l.includes('took over the data directory lock'));
+    expect(tookOver, thirdLog).toMatch(/^\d\d:\d\d:\d\d\.\d{3} WARN {2}\[data-dir\] took over/);
+    expect(tookOver).toContain(`pid ${first.proc.pid}`); // says whose lock it took
+    expect(thirdLog).not.toMatch(/^\{/m);
     await third.proc.stop({ signal: 'SIGTERM' });
     expect((await third.proc.exited).code).toBe(0);
     expect(existsSync(join(dir.path, 'hub.lock'))).toBe(false);

@@ -4,11 +4,16 @@
  *     registered token, refused for its subprotocol, then revoked);
  *   - device connect, frames missing (gap), duplicates, COMMAND_UNKNOWN and the disconnect with its
  *     close code;
- *   - a flood of 10,000 refused handshakes gives a handful of lines whose counts add up to 10,000.
+ *   - a flood of 10,000 refused handshakes gives a handful of lines whose counts add up to 10,000;
+ *   - `npm start` on a terminal (a pseudo-terminal from util-linux `script`) logs readable lines.
  */
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../server/log/index.ts';
+import { freePort, startProcess, tempDir } from '../harness/index.ts';
+import { httpProbe, tryFindExecutable, waitForReady } from '../harness/process.ts';
 import { startTestHub, TEST_CHANNELS, TestDevice, type TestHub, telemetry } from './ingest-device-client.ts';
 
 type Line = Record<string, unknown> & { msg: string; level: number };
@@ -155,4 +160,58 @@ describe('a flood of refused handshakes', () => {
     expect(total).toBe(N);
     expect(log.raw.join('\n')).not.toContain(token);
   });
+});
+
+const SCRIPT = tryFindExecutable('script');
+
+describe('the log on a terminal', () => {
+  it.skipIf(!SCRIPT)(
+    'is human-readable by default (HUB_LOG_FORMAT=auto); skipped without util-linux script',
+    async () => {
+      const dir = await tempDir('pretty-tty');
+      const port = await freePort();
+      const command = `${process.execPath} --import tsx server/main.ts`;
+      const hub = startProcess({
+        name: 'hub-tty',
+        command: SCRIPT as string,
+        // `script` runs the hub on a pseudo-terminal and copies what it prints to our log file.
+        args: ['-qefc', command, '/dev/null'],
+        cwd: join(import.meta.dirname, '..', '..'),
+        logFile: join(dir.path, 'hub.log'),
+        env: {
+          PATH: process.env.PATH ?? '',
+          HOME: process.env.HOME ?? '',
+          TERM: 'dumb',
+          NO_COLOR: '1',
+          HUB_HOST: '127.0.0.1',
+          HUB_PORT: String(port),
+          HUB_DATA_DIR: dir.path,
+        },
+      });
+      try {
+        await waitForReady(hub, () => httpProbe(`http://127.0.0.1:${port}/readyz`), { what: 'GET /readyz' });
+        await new Promise<void>((resolve, reject) => {
+          const s = connect(port, '127.0.0.1', () =>
+            s.end('GET /v1/device HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n'),
+          );
+          s.on('data', () => undefined);
+          s.once('error', reject);
+          s.once('close', () => resolve());
+        });
+        const line = await until('the refusal line', () =>
+          readFileSync(hub.logFile, 'utf8')
+            .split(/\r?\n/)
+            .find((l) => l.includes('handshake refused')),
+        );
+        expect(line).toMatch(
+          /^\d\d:\d\d:\d\d\.\d{3} WARN {2}\[gateway\] handshake refused: BAD_SUBPROTOCOL {2}endpoint=device code=BAD_SUBPROTOCOL status=400 /,
+        );
+        expect(line).toContain('remote=127.0.0.1 path=/v1/device');
+        expect(readFileSync(hub.logFile, 'utf8')).not.toContain('{"level"');
+      } finally {
+        await hub.stop();
+        await dir.remove();
+      }
+    },
+  );
 });

@@ -126,6 +126,11 @@ describe('device activity log', () => {
     activity.close();
     bus.emit('device:gap', 'esp-1', 1);
     expect(lines).toHaveLength(9);
+    // A board that dropped frames from its outbox is a warning.
+    const again = logDeviceActivity({ bus, logger, timer: false });
+    bus.emit('device:online', { ...online, deviceId: 'esp-2', droppedFrames: 12 });
+    expect(lines[9]).toMatchObject({ deviceId: 'esp-2', droppedFrames: 12, level: 40 });
+    again.close();
   });
 
   it('a reconnect storm of 5,000 devices gives a bounded number of lines that add up', () => {
