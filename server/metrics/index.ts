@@ -50,6 +50,11 @@ export function createMetrics() {
       help: 'Samples marked missing (or f32 NaN) by devices; stored as absent.',
       registers: r,
     }),
+    bootIdsReused: new Counter({
+      name: 'hub_boot_ids_reused_total',
+      help: 'HELLOs whose boot id the hub already held frames of, from a boot that started later (stored as a new boot).',
+      registers: r,
+    }),
     duplicates: new Counter({
       name: 'hub_duplicate_frames_total',
       help: 'TELEMETRY frames already stored (replays); acknowledged again, not stored again.',

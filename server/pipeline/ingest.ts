@@ -148,6 +148,15 @@ export function checkTelemetry(t: Telemetry, channels: ChannelDescriptor[]): Fra
   return { samples, missing, minDeltaMs, maxDeltaMs };
 }
 
+/**
+ * How much later than the first stored frame of a boot its start (HELLO arrival − uptime) may seem
+ * before the HELLO counts as a new boot reusing the id [PROTO-3.4.3]: network latency plus the drift
+ * between the device's uptime clock and the hub's (1000 ppm is far beyond any crystal).
+ */
+export function bootReuseToleranceMs(uptimeMs: number): number {
+  return 5000 + uptimeMs / 1000;
+}
+
 /** Shared result of the common case: a synced frame whose times are plausible (offset 0, no clamp). */
 const PLAIN = {
   timeOffsetMs: 0,
@@ -294,6 +303,26 @@ export function createIngest(opts: IngestOptions): Ingest {
       if (m.record.lastAck === null && m.boots.size === 0 && bootStart < m.record.firstSeenMs) {
         m.record = { ...m.record, firstSeenMs: bootStart };
         log.putDevice(deviceId, m.record);
+      }
+      const boot = m.boots.get(hello.bootId);
+      if (boot && bootStart > boot.firstSeenMs + bootReuseToleranceMs(hello.uptimeMs)) {
+        // [PROTO-3.4.3] This boot started after the hub had stored frames of its id: a new boot that
+        // reused the id. Its frames must not be taken for replays (seq restarts), nor its outbox freed by
+        // a last ACK that names the old boot: start the id afresh and report no last ACK.
+        opts.logger.warn(
+          { deviceId, bootId: hello.bootId, storedHighestSeq: boot.highestSeq, uptimeMs: hello.uptimeMs },
+          'device reused a boot id: its new frames are stored as a new boot (devices must draw a fresh boot id per boot)',
+        );
+        metrics.bootIdsReused.inc();
+        boot.highestSeq = 0;
+        boot.timeOffsetMs = null;
+        boot.clockCorrectionMs = null;
+        boot.firstSeenMs = atMs;
+        log.putBoot(deviceId, hello.bootId, boot);
+        m.record.lastAck = null;
+        m.durableAck = null;
+        log.putDevice(deviceId, m.record);
+        bus.emit('device:boot-reused', deviceId, hello.bootId);
       }
       const descriptorsKnown =
         hello.descriptorHash !== 0 && log.lookupDescriptors(deviceId, hello.descriptorHash) !== undefined;
