@@ -2,7 +2,8 @@
 # Makes sure the system programs the tests run for real are installed (see docs/testing.md):
 #   influxd (Debian package influxdb, the 1.x engine), nginx (nginx-light), mosquitto, chromium,
 #   docker-compose (only to validate the compose file), g++ and make (firmware host tests),
-#   setpriv (util-linux; stops test servers if the test process dies).
+#   setpriv (util-linux; stops test servers if the test process dies), gcc-riscv64-unknown-elf and
+#   picolibc-riscv64-unknown-elf (the firmware core's cross-build for the ESP32-C3).
 #
 # - Everything present: prints one line and exits 0 (quick: only `command -v` lookups).
 # - Something missing, root, apt-get available: apt-get update + install, then stops and disables
@@ -13,7 +14,7 @@
 # Idempotent. Usage: bash scripts/ensure-system-deps.sh
 set -euo pipefail
 
-# command:package
+# command:package (a command starting with / is a file that must exist)
 REQUIREMENTS=(
   influxd:influxdb
   nginx:nginx-light
@@ -23,6 +24,8 @@ REQUIREMENTS=(
   g++:g++
   make:make
   setpriv:util-linux
+  riscv64-unknown-elf-g++:gcc-riscv64-unknown-elf
+  /usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs:picolibc-riscv64-unknown-elf
 )
 # Packages that ship a system service the Debian maintainer scripts may start.
 SERVICES=(influxdb nginx mosquitto)
@@ -30,11 +33,15 @@ SERVICES=(influxdb nginx mosquitto)
 # Debian installs nginx and mosquitto in /usr/sbin, which a non-root PATH often lacks.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
+present() {
+  if [[ "$1" == /* ]]; then [[ -e "$1" ]]; else command -v "$1" >/dev/null 2>&1; fi
+}
+
 missing_packages=()
 for requirement in "${REQUIREMENTS[@]}"; do
   command_name="${requirement%%:*}"
   package="${requirement#*:}"
-  if ! command -v "$command_name" >/dev/null 2>&1; then
+  if ! present "$command_name"; then
     missing_packages+=("$package")
   fi
 done
@@ -52,7 +59,7 @@ check_influxd_version() {
 
 if [[ ${#missing_packages[@]} -eq 0 ]]; then
   check_influxd_version
-  echo "ensure-system-deps: all test programs present (influxd, nginx, mosquitto, chromium, docker-compose, g++, make)."
+  echo "ensure-system-deps: all test programs present (influxd, nginx, mosquitto, chromium, docker-compose, g++, make, riscv64-unknown-elf-g++ + picolibc)."
   exit 0
 fi
 
@@ -114,7 +121,7 @@ done
 
 still_missing=()
 for requirement in "${REQUIREMENTS[@]}"; do
-  if ! command -v "${requirement%%:*}" >/dev/null 2>&1; then still_missing+=("${requirement%%:*}"); fi
+  if ! present "${requirement%%:*}"; then still_missing+=("${requirement%%:*}"); fi
 done
 if [[ ${#still_missing[@]} -gt 0 ]]; then
   echo "ensure-system-deps: still missing after install: ${still_missing[*]}" >&2

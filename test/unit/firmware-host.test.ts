@@ -53,6 +53,22 @@ function make(target: string): { ms: number; output: string } {
   return { ms: Math.round(performance.now() - started), output: r.stdout };
 }
 
+/**
+ * Why the ESP32-C3 cross-build cannot run here, or null when it can: Debian's gcc-riscv64-unknown-elf
+ * and picolibc-riscv64-unknown-elf (scripts/ensure-system-deps.sh installs both where it can).
+ */
+function riscvToolchainMissing(): string | null {
+  if (spawnSync('sh', ['-c', 'command -v riscv64-unknown-elf-g++']).status !== 0) {
+    return 'riscv64-unknown-elf-g++ not installed (Debian: apt-get install gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)';
+  }
+  const specs = spawnSync('riscv64-unknown-elf-gcc', ['-print-file-name=picolibc.specs'], { encoding: 'utf8' });
+  if (specs.status !== 0 || !specs.stdout.trim().startsWith('/')) {
+    return 'picolibc for riscv64-unknown-elf not installed (Debian: apt-get install picolibc-riscv64-unknown-elf)';
+  }
+  return null;
+}
+const RISCV_MISSING = riscvToolchainMissing();
+
 const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 let report: HostReport;
@@ -145,6 +161,26 @@ describe('firmware host tests (C++ core built with g++)', () => {
       .map((c) => c.trim());
     expect(Number(outbox?.[4])).toBe(flash.partitionBytes);
   });
+
+  it.skipIf(RISCV_MISSING !== null)(
+    `the core cross-builds for the ESP32-C3 (rv32imc, ilp32, picolibc, -Os, warnings as errors) and links${RISCV_MISSING ? ` (skipped: ${RISCV_MISSING})` : ''}`,
+    () => {
+      const { output } = make('riscv-check');
+      const sizes = Object.fromEntries(
+        output
+          .split('\n')
+          .filter((l) => l.startsWith('RISCV-SIZE '))
+          .map((l) => {
+            const [, what, text, data, bss] = l.split(' ');
+            return [what, { text: Number(text), data: Number(data), bss: Number(bss) }];
+          }),
+      );
+      console.info(`firmware core for the ESP32-C3 (rv32imc -Os): ${JSON.stringify(sizes)}`);
+      expect(sizes['core-objects']?.text).toBeGreaterThan(10_000);
+      expect(sizes['linked-probe']?.text).toBeGreaterThan(10_000);
+    },
+    300_000,
+  );
 
   it('the Arduino layer (src/) compiles against API stubs in 3 build configurations; wss:// without a CA does not', () => {
     // firmware/test/arduino_stubs/README.md: a syntax and type check, not an ESP32 build.
