@@ -101,7 +101,7 @@ export const ERRORS = {
     'storage',
     null,
     507,
-    'The local log is full under the backpressure policy; the frame is not acknowledged.',
+    'The local log is full (backpressure policy) or the disk is short of LOG_MIN_FREE_BYTES; the frame is not acknowledged.',
   ),
   INTERNAL: spec(301, 'storage', 1011, 500, 'The hub failed internally; the frame is not acknowledged.'),
   SHUTTING_DOWN: spec(302, 'storage', 1001, 503, 'The hub is shutting down.'),
