@@ -202,20 +202,6 @@ export async function acquireDataDirLock(opts: DataDirLockOptions): Promise<Data
   };
 }
 
-/** The current holder of a data directory's lock and whether it looks alive (for CLIs and messages). */
-export function inspectDataDirLock(
-  dataDir: string,
-  opts: { staleMs?: number; now?: () => number } = {},
-): { holder: LockHolder | null; alive: boolean } | null {
-  const seen = readLock(join(resolve(dataDir), LOCK_FILE));
-  if (!seen) return null;
-  const self = selfIdentity();
-  const me: LockHolder = { pid: process.pid, host: hostname(), sinceMs: 0, port: null, ...self, nonce: '' };
-  const now = (opts.now ?? Date.now)();
-  const verdict = judge(seen.holder, seen.mtimeMs, me, now, opts.staleMs ?? DEFAULT_STALE_MS);
-  return { holder: seen.holder, alive: verdict === 'alive' || verdict === 'watch' };
-}
-
 type Verdict = 'alive' | 'stale' | 'watch' | 'gone';
 
 /** Decides about a lock found on disk; `watch` = only its heartbeat can tell. */
@@ -230,16 +216,9 @@ function judge(h: LockHolder | null, mtimeMs: number, me: LockHolder, nowMs: num
     if (h.procStart !== null && start !== h.procStart) return 'stale'; // the pid was reused
     return 'alive';
   }
-  // Same host name, rebooted since the lock was taken: the holder died with the old boot.
-  if (h.host === me.host && h.bootId !== null && me.bootId !== null && h.bootId !== me.bootId && sameNsOrUnknown(h, me))
-    return 'stale';
   // No /proc on either side (e.g. macOS), same host: signal 0 says whether the pid exists.
   if (h.host === me.host && h.bootId === null && me.bootId === null && !pidExists(h.pid)) return 'stale';
   return age > staleMs ? 'stale' : 'watch';
-}
-
-function sameNsOrUnknown(h: LockHolder, me: LockHolder): boolean {
-  return h.pidNs === null || me.pidNs === null || h.pidNs === me.pidNs;
 }
 
 /** Waits until the lock's heartbeat moves (alive), it goes stale, or it disappears. */

@@ -4,7 +4,7 @@
  * for one stale lock exactly one wins.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../server/log/index.ts';
@@ -153,6 +153,15 @@ describe('data directory lock', () => {
     const past = new Date(Date.now() - 60_000);
     utimesSync(lockPath(), past, past);
     while (Date.now() - statSync(lockPath()).mtimeMs > 30_000) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+
+  it('says loudly when its lock file is removed while it runs', async () => {
+    const { logger, lines } = capture();
+    held.push(await acquireDataDirLock({ dataDir: dir.path, heartbeatMs: 20, logger }));
+    unlinkSync(lockPath());
+    while (!lines.some((l) => l.level === 50 && String(l.msg).includes('lock file was removed or replaced'))) {
       await new Promise((r) => setTimeout(r, 10));
     }
   });
