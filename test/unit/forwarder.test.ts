@@ -2,7 +2,9 @@
  * The forwarder's batching, cursor and failure policy, driven through the real influxdb-client
  * against a fake write endpoint (an HTTP server on loopback answering scripted statuses). Waits
  * between retries go through an injected `sleep` that records the requested delay and returns at
- * once: the tests check which delay the policy chose, never how long anything took.
+ * once, so most tests check which delay the policy chose without waiting for it. The Retry-After
+ * tests sleep for real and also check that the rewrite came no sooner than the delay (a lower bound
+ * only: a busy machine can only make the wait longer).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +15,7 @@ import type { InfluxConfig } from '../../server/config/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
 import { type OpenDeadLetterStore, openDeadLetterStore } from '../../server/storage/dead-letter.ts';
-import { MIN_RETRY_DELAY_MS, retryDelayMs } from '../../server/storage/influx/delivery.ts';
+import { MIN_RETRY_DELAY_MS, realSleep, retryDelayMs, type Sleep } from '../../server/storage/influx/delivery.ts';
 import { createInfluxForwarder, type InfluxForwarder } from '../../server/storage/influx/forwarder.ts';
 import { appendEntryLines } from '../../server/storage/influx/line-protocol.ts';
 import { parseRetryAfter } from '../../server/storage/influx/line-writer.ts';
@@ -51,7 +53,17 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function start(overrides: Partial<InfluxConfig> = {}, random = () => 0.5): InfluxForwarder {
+/** Records the requested delay and returns at once. */
+const recordSleep: Sleep = async (ms) => {
+  sleeps.push(ms);
+};
+/** Records the requested delay and really waits for it. */
+const recordAndSleep: Sleep = (ms, signal) => {
+  sleeps.push(ms);
+  return realSleep(ms, signal);
+};
+
+function start(overrides: Partial<InfluxConfig> = {}, random = () => 0.5, sleep = recordSleep): InfluxForwarder {
   const sink = new Writable({
     write(chunk, _enc, cb) {
       logText += chunk.toString();
@@ -64,9 +76,7 @@ function start(overrides: Partial<InfluxConfig> = {}, random = () => 0.5): Influ
     deadLetters,
     metrics,
     logger: createLogger('debug', sink),
-    sleep: async (ms) => {
-      sleeps.push(ms);
-    },
+    sleep,
     random,
   });
   forwarder.start();
@@ -304,12 +314,31 @@ describe('transient failures: nothing lost, nothing duplicated', () => {
     return (): Reply => (count++ < n ? reply : { status: 204 });
   }
 
-  it('429 with Retry-After: waits exactly that many seconds, then rewrites the same batch', async () => {
+  /** Scripts `reply` and notes when each write request arrived (performance.now()). */
+  function timed(reply: () => Reply): number[] {
+    const arrivals: number[] = [];
+    influx.reply = () => {
+      arrivals.push(performance.now());
+      return reply();
+    };
+    return arrivals;
+  }
+  /** Gaps between consecutive arrivals, ms. */
+  const gaps = (arrivals: number[]) => arrivals.slice(1).map((t, i) => t - (arrivals[i] as number));
+  /** setTimeout may fire up to 1 ms early against performance.now() (libuv keeps whole ms). */
+  const TIMER_SLACK_MS = 1;
+
+  it('429 with Retry-After: waits that many seconds, then rewrites the same batch', async () => {
     fill(2);
-    influx.reply = failFirst(2, { status: 429, body: '{"code":"too many requests"}', headers: { 'retry-after': '2' } });
-    start();
+    const arrivals = timed(
+      failFirst(2, { status: 429, body: '{"code":"too many requests"}', headers: { 'retry-after': '1' } }),
+    );
+    start({}, undefined, recordAndSleep);
     await until(() => log.forwarded === 2);
-    expect(sleeps).toEqual([2000, 2000]);
+    expect(sleeps).toEqual([1000, 1000]);
+    // The waits happened: each rewrite came at least Retry-After after the 429 before it.
+    expect(arrivals).toHaveLength(3);
+    for (const gap of gaps(arrivals)) expect(gap).toBeGreaterThanOrEqual(1000 - TIMER_SLACK_MS);
     expect(influx.requests.map((r) => r.lines)).toEqual([
       influx.requests[2]!.lines,
       influx.requests[2]!.lines,
@@ -321,10 +350,12 @@ describe('transient failures: nothing lost, nothing duplicated', () => {
 
   it('503 with Retry-After: honoured, but never longer than maxRetryDelayMs', async () => {
     fill(1);
-    influx.reply = failFirst(2, { status: 503, headers: { 'retry-after': '3600' } });
-    start({ maxRetryDelayMs: 5000 });
+    const arrivals = timed(failFirst(2, { status: 503, headers: { 'retry-after': '3600' } }));
+    start({ maxRetryDelayMs: 300 }, undefined, recordAndSleep);
     await until(() => log.forwarded === 1);
-    expect(sleeps).toEqual([5000, 5000]);
+    // The cap is what the policy asked for; the wait for it really happened.
+    expect(sleeps).toEqual([300, 300]);
+    for (const gap of gaps(arrivals)) expect(gap).toBeGreaterThanOrEqual(300 - TIMER_SLACK_MS);
   });
 
   it('5xx and network errors: exponential backoff with jitter, capped, reset after a success', async () => {
