@@ -55,8 +55,11 @@ export interface HubEvents {
    * frames are stored under their own timestamps, not taken for replays [PROTO-3.4.3].
    */
   'device:boot-reused': [deviceId: string, bootId: number];
-  /** A frame from the device was rejected with a coded error (counted in `hub_frame_errors_total`). */
-  'device:rejected': [deviceId: string, code: string];
+  /**
+   * A frame from the device was rejected with a coded error (counted in `hub_frame_errors_total`);
+   * `detail` says what was wrong when the session knows (the text of its ERROR frame).
+   */
+  'device:rejected': [deviceId: string, code: string, detail?: string];
   /** A device's descriptor set was stored. */
   'device:descriptors': [deviceId: string];
   /** A command changed state (sent, accepted, result, timeout). */

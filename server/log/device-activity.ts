@@ -84,14 +84,14 @@ export function logDeviceActivity(opts: DeviceActivityOptions): DeviceActivityLo
       msg: 'the device reused a boot id the hub holds frames of; its new frames are stored as a new boot',
       fields: { deviceId, bootId },
     }),
-    'device:rejected': (deviceId, code) => {
+    'device:rejected': (deviceId, code, detail) => {
       const spec = isErrorCode(code) ? ERRORS[code] : null;
       return {
         key: `${deviceId}|${code}`,
         // Non-fatal notices (COMMAND_UNKNOWN, UNKNOWN_DESCRIPTORS) are information; the rest point at a fault.
         level: spec !== null && spec.close === null && code !== 'STORAGE_FULL' ? 'info' : 'warn',
         msg: `frame rejected: ${code}`,
-        fields: { deviceId, code, reason: spec?.summary ?? code },
+        fields: { deviceId, code, reason: spec?.summary ?? code, ...(detail !== undefined ? { detail } : {}) },
       };
     },
   };

@@ -178,14 +178,16 @@ export class DeviceSession {
     this.closeReason = code === 'REPLACED' ? 'replaced' : code === 'SHUTTING_DOWN' ? 'shutdown' : code;
     if (opts.count ?? (code !== 'REPLACED' && code !== 'SHUTTING_DOWN' && code !== 'REVOKED')) {
       this.ctx.metrics.frameErrors.inc({ code });
-      this.ctx.bus.emit('device:rejected', this.deviceId, code);
+      this.ctx.bus.emit('device:rejected', this.deviceId, code, message);
     }
     if (this.helloTimer) {
       clearTimeout(this.helloTimer);
       this.helloTimer = null;
     }
-    const level = code === 'SHUTTING_DOWN' || code === 'REPLACED' ? 'info' : 'warn';
-    this.log[level]({ code, closeCode }, `closing device session: ${message}`);
+    // At info the operator sees this rate-limited (server/log/device-activity.ts): the rejection with
+    // `message` as detail, and the disconnect with its close code. One line per session here would let
+    // a reconnect loop, or a shutdown with 10,000 devices, flood the log.
+    this.log.debug({ code, closeCode }, `closing device session: ${message}`);
     const finish = () => {
       this.onDrained = null;
       if (this.ws.readyState !== this.ws.OPEN) return;

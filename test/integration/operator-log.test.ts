@@ -111,6 +111,28 @@ describe('operator log at the default level', () => {
       closeCode: 1000,
     });
   });
+
+  it('logs a fatal rejection with what was wrong', async () => {
+    const id = 'esp-log-mismatch';
+    const d = await TestDevice.connect(h.url, { token: await h.addDevice(id) });
+    d.send({
+      type: 'hello',
+      timeSynced: true,
+      deviceId: 'esp-someone-else',
+      firmwareVersion: 'test-1.0.0',
+      maxProtocolVersion: 1,
+      bootId: 1,
+      resetReason: 1,
+      uptimeMs: 1000,
+      descriptorHash: 0,
+      bufferedFrames: 0,
+      droppedFrames: 0,
+    });
+    expect(await d.closed()).toBe(1008);
+    const line = await until('the DEVICE_MISMATCH line', () => find(/DEVICE_MISMATCH/, { deviceId: id }));
+    expect(line).toMatchObject({ code: 'DEVICE_MISMATCH', level: 40 });
+    expect(String(line.detail)).toContain('esp-someone-else');
+  });
 });
 
 describe('a flood of refused handshakes', () => {

@@ -100,7 +100,7 @@ describe('device activity log', () => {
     for (let seq = 1; seq <= 1000; seq++) bus.emit('device:duplicate', 'esp-1', 9, seq);
     bus.emit('device:boot-reused', 'esp-1', 9);
     bus.emit('device:rejected', 'esp-1', 'COMMAND_UNKNOWN');
-    bus.emit('device:rejected', 'esp-1', 'BAD_CRC');
+    bus.emit('device:rejected', 'esp-1', 'BAD_CRC', 'CRC mismatch');
     bus.emit('device:offline', { deviceId: 'esp-1', reason: 'connection_lost', closeCode: 1006, atMs: 0 });
     expect(lines.map((l) => l.msg)).toEqual([
       'device connected',
@@ -115,7 +115,7 @@ describe('device activity log', () => {
     expect(lines[1]).toMatchObject({ deviceId: 'esp-1', missingFrames: 3, level: 40 });
     expect(lines[2]).toMatchObject({ deviceId: 'esp-1', bootId: 9, seq: 1 });
     expect(lines[4]).toMatchObject({ code: 'COMMAND_UNKNOWN', level: 30 });
-    expect(lines[5]).toMatchObject({ code: 'BAD_CRC', level: 40 });
+    expect(lines[5]).toMatchObject({ code: 'BAD_CRC', detail: 'CRC mismatch', level: 40 });
     expect(lines[6]).toMatchObject({ reason: 'connection_lost', closeCode: 1006 });
     activity.flush();
     const summaries = lines.slice(7);
