@@ -200,7 +200,8 @@ struct HostDevice {
   ChannelDescriptor channels[8];
   uint8_t channelCount = 0;
   uint32_t intervalMs = 1000;
-  uint64_t nextSampleAt = 0;
+  TickSchedule ticks;  // fixed rate, as on the board
+  bool ticksStarted = false;
   uint32_t tick = 0;
   uint32_t heap = 200000;
   bool sampling = true;
@@ -290,12 +291,13 @@ struct HostDevice {
 
   void loop() {
     uint64_t now = clock.uptimeMs();
-    if (sampling && now >= nextSampleAt) {
+    if (!ticksStarted) {
+      ticks.start(now, intervalMs);
+      ticksStarted = true;
+    }
+    if (ticks.due(now) && sampling) {
       sample();
       if (flushEachTick) session->flush();
-      // Fixed rate: the next tick is due one interval after this one was due, not after now.
-      nextSampleAt += intervalMs;
-      if (nextSampleAt <= now) nextSampleAt = now + intervalMs;  // ticks missed (stopped): skip them
     }
     if (led && now >= ledOffAt) {
       led = false;
@@ -329,6 +331,7 @@ struct HostDevice {
 
 CommandStatus Hooks::applySampleInterval(uint32_t ms) {
   dev->intervalMs = ms;
+  dev->ticks.setInterval(ms, dev->clock.uptimeMs());
   // Periods in the descriptors follow the interval (as on the board and in the simulator).
   dev->channelCount = boardDescriptors(kChannelMask, ms, dev->channels, 8);
   dev->session->setDescriptors(dev->channels, dev->channelCount);

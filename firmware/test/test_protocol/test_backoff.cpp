@@ -1,6 +1,8 @@
 // Reconnect backoff [PROTO-5.6]: 1 s doubling to 60 s, ±20 % jitter, reset after a session.
 #include <unity.h>
 
+#include <vector>
+
 #include "hub_protocol.h"
 #include "suites.h"
 
@@ -55,9 +57,50 @@ void test_jitter_stays_within_plus_minus_20_percent() {
   }
 }
 
+// Fixed-rate sampling: late ticks do not shift later ones (a `now + interval` loop drifts by the lateness
+// of every tick); a loop held up for whole intervals skips those ticks instead of bursting.
+void test_tick_schedule_is_fixed_rate() {
+  TickSchedule t;
+  t.start(1000, 1000);
+  uint64_t now = 0;
+  std::vector<uint64_t> ticks;
+  for (int i = 0; i < 100; i++) {
+    now += 1000 + 37;  // every turn of the loop comes 37 ms late
+    // …but the schedule keeps the grid: ticks due at 1000, 2000, … run at their first chance.
+    while (t.due(now)) ticks.push_back(now);
+  }
+  // Turns until 103 700 ms: the 103 ticks due by then either ran (one per turn) or were skipped.
+  TEST_ASSERT_EQUAL_UINT(103, ticks.size() + t.skipped());
+  TEST_ASSERT_EQUAL_UINT(100, ticks.size());
+  TEST_ASSERT_EQUAL_UINT64(104000, t.nextDueMs());  // still on the grid: no drift after 100 late turns
+  // With `next = now + interval` the 100th tick would be due at 100 × 1037 + 1000 = 104 700 ms.
+  // Stalled for 10.5 intervals: one tick runs now, the 10 that could not are skipped, the grid holds.
+  TickSchedule s;
+  s.start(0, 1000);
+  TEST_ASSERT_TRUE(s.due(0));
+  TEST_ASSERT_TRUE(s.due(10500));
+  TEST_ASSERT_FALSE(s.due(10600));
+  TEST_ASSERT_EQUAL_UINT32(9, s.skipped());
+  TEST_ASSERT_EQUAL_UINT64(11000, s.nextDueMs());
+  // A new interval counts from the last due tick.
+  s.setInterval(5000, 10600);
+  TEST_ASSERT_EQUAL_UINT64(15000, s.nextDueMs());
+}
+
+void test_sleep_policy_connects_every_n_samples_or_m_minutes() {
+  SleepPolicy p;
+  p.flushEverySamples = 30;
+  p.flushEveryMs = 15 * 60 * 1000;
+  TEST_ASSERT_FALSE(p.shouldConnect(29, 14 * 60 * 1000));
+  TEST_ASSERT_TRUE(p.shouldConnect(30, 0));
+  TEST_ASSERT_TRUE(p.shouldConnect(1, 15 * 60 * 1000));
+}
+
 }  // namespace
 
 void run_backoff_tests() {
+  RUN_TEST(test_tick_schedule_is_fixed_rate);
+  RUN_TEST(test_sleep_policy_connects_every_n_samples_or_m_minutes);
   RUN_TEST(test_nominal_doubles_to_the_cap);
   RUN_TEST(test_jitter_stays_within_plus_minus_20_percent);
 }

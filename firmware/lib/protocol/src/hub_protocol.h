@@ -12,6 +12,7 @@
 #include "hub_frame_queue.h"
 #include "hub_outbox.h"
 #include "hub_ports.h"
+#include "hub_schedule.h"
 #include "hub_session.h"
 #include "hub_telemetry.h"
 #include "hub_types.h"
