@@ -183,10 +183,11 @@ export interface OpenDeadLetterStore extends DeadLetterStore {
   /** Removes the matching records; resolves with what was removed once durable. */
   drop(filter: DeadLetterFilter): Promise<{ records: number; lines: number }>;
   /**
-   * After a replay: removes record `id` and keeps the lines InfluxDB rejected again as new records
-   * (new reason, `replays` + 1), in one transaction. Returns false when the record was already gone.
+   * After a replay: removes each record `id` and keeps the lines InfluxDB rejected again as new
+   * records (new reason, `replays` + 1), all in one transaction, durable when it resolves. Resolves
+   * with, per item, false when that record was already gone.
    */
-  settleReplay(id: number, rejected: readonly Rejected[]): Promise<boolean>;
+  settleReplay(items: readonly { id: number; rejected: readonly Rejected[] }[]): Promise<boolean[]>;
   close(): Promise<void>;
 }
 
@@ -499,49 +500,51 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
       return { records: done.records, lines: done.lines };
     },
 
-    async settleReplay(id, rejected) {
+    async settleReplay(items) {
       const atMs = now();
       const done = await records.transaction(() => {
-        const old = records.get(id);
-        if (!old) return null;
-        records.removeSync(id);
         let m = readMeta();
-        m.records--;
-        m.lines -= old.lines.length;
-        m.bytes -= old.bytes;
         let evictedLines = 0;
         let evictedRecords = 0;
-        for (const r of rejected) {
-          if (r.lines.length === 0) continue;
-          const record: StoredRecord = {
-            atMs,
-            firstAtMs: old.firstAtMs,
-            status: r.status,
-            reason: r.reason,
-            lines: [...r.lines],
-            bytes: recordBytes(r.lines, r.reason),
-            replays: old.replays + 1,
-          };
-          // Rejected lines are a subset of the old record's, so this only evicts when the new reason
-          // is much longer than the old one and the store is full.
-          const room = makeRoom(m, record.bytes);
-          m = room.meta;
-          evictedLines += room.lines;
-          evictedRecords += room.records;
-          records.putSync(m.nextId, record);
-          m.nextId++;
-          m.records++;
-          m.lines += record.lines.length;
-          m.bytes += record.bytes;
-        }
+        const settled = items.map(({ id, rejected }) => {
+          const old = records.get(id);
+          if (!old) return false;
+          records.removeSync(id);
+          m.records--;
+          m.lines -= old.lines.length;
+          m.bytes -= old.bytes;
+          for (const r of rejected) {
+            if (r.lines.length === 0) continue;
+            const record: StoredRecord = {
+              atMs,
+              firstAtMs: old.firstAtMs,
+              status: r.status,
+              reason: r.reason,
+              lines: [...r.lines],
+              bytes: recordBytes(r.lines, r.reason),
+              replays: old.replays + 1,
+            };
+            // Rejected lines are a subset of the old record's, so this only evicts when the new reason
+            // is much longer than the old one and the store is full.
+            const room = makeRoom(m, record.bytes);
+            m = room.meta;
+            evictedLines += room.lines;
+            evictedRecords += room.records;
+            records.putSync(m.nextId, record);
+            m.nextId++;
+            m.records++;
+            m.lines += record.lines.length;
+            m.bytes += record.bytes;
+          }
+          return true;
+        });
         metaDb.putSync(META_KEY, m);
-        return { meta: m, evictedLines, evictedRecords };
+        return { meta: m, evictedLines, evictedRecords, settled };
       });
-      if (!done) return false;
       await root.flushed;
       if (done.evictedLines > 0) evicted(done.evictedLines, done.evictedRecords);
       refreshGauges(done.meta);
-      return true;
+      return done.settled;
     },
 
     async close() {

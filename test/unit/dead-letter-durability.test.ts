@@ -23,6 +23,9 @@ const flush = vi.hoisted(() => ({
   error: null as Error | null,
   /** Flush waits started (each `await root.flushed`). */
   waits: 0,
+  /** When set, write transactions fail (as lmdb's commit does on ENOSPC). */
+  commitError: null as Error | null,
+  commitFailures: 0,
 }));
 
 vi.mock('lmdb', async (importOriginal) => {
@@ -32,7 +35,7 @@ vi.mock('lmdb', async (importOriginal) => {
     open: (...args: Parameters<typeof real.open>) => {
       const root = real.open(...args);
       // `flushed` lives on the environment's store prototype (shared by its child databases).
-      const proto = Object.getPrototypeOf(root) as { flushed: PromiseLike<unknown> };
+      const proto = Object.getPrototypeOf(root) as { flushed: PromiseLike<unknown>; transaction: unknown };
       const realFlushed = proto.flushed;
       Object.defineProperty(proto, 'flushed', {
         configurable: true,
@@ -48,6 +51,17 @@ vi.mock('lmdb', async (importOriginal) => {
             return held.then(resolve, reject);
           },
         }),
+      });
+      const realTransaction = proto.transaction as (this: unknown, fn: () => unknown) => Promise<unknown>;
+      Object.defineProperty(proto, 'transaction', {
+        configurable: true,
+        value(this: unknown, fn: () => unknown) {
+          if (flush.commitError) {
+            flush.commitFailures++;
+            return Promise.reject(flush.commitError);
+          }
+          return realTransaction.call(this, fn);
+        },
       });
       return root;
     },
@@ -70,6 +84,8 @@ beforeEach(async () => {
   flush.hold = null;
   flush.error = null;
   flush.waits = 0;
+  flush.commitError = null;
+  flush.commitFailures = 0;
   influx = new FakeInflux();
   influx.reply = (req) =>
     req.lines.some((l) => l.includes('channel=temp')) ? { status: 400, body: CONFLICT } : { status: 204 };
@@ -82,6 +98,7 @@ beforeEach(async () => {
 afterEach(async () => {
   flush.hold = null;
   flush.error = null;
+  flush.commitError = null;
   await forwarder?.stop();
   forwarder = null;
   await deadLetters.close();
@@ -133,5 +150,20 @@ describe('dead letters are durable before the forwarder cursor passes them', () 
     // Retried batches dead-letter the same lines again (at least once): never fewer than the rejected ones.
     const lines = new Set(deadLetters.list(100).map((d) => d.line));
     expect(lines.size).toBe(2);
+  });
+
+  // The forwarder does not wait for each put's commit while it bisects: a failed commit must still
+  // hold the cursor (it surfaces when the batch waits for its dead letters to be flushed).
+  it('never moves the cursor past dead letters whose commit failed; retries and moves on once it works', async () => {
+    flush.commitError = Object.assign(new Error('MDB_MAP_FULL'), { code: 'MDB_MAP_FULL' });
+    log.appendFrame('dev-1', telemetryFrame({ seq: 1, baseTime: T0 }));
+    await start();
+    await until(() => flush.commitFailures >= 3 || log.commits.length > 0);
+    expect(log.commits).toEqual([]);
+    expect(deadLetters.count()).toBe(0);
+
+    flush.commitError = null;
+    await until(() => log.forwardedOffset() === 1);
+    expect(new Set(deadLetters.list(100).map((d) => d.line)).size).toBe(2);
   });
 });

@@ -204,7 +204,9 @@ describe('dead-letter store (lmdb)', () => {
     const store = openDeadLetterStore({ dataDir: dir, metrics, now: () => t });
     await store.put(['a 1', 'a 2', 'a 3'], 'old reason', 400);
     t = 5000;
-    expect(await store.settleReplay(1, [{ lines: ['a 2'], reason: 'new reason', status: 422 }])).toBe(true);
+    expect(
+      await store.settleReplay([{ id: 1, rejected: [{ lines: ['a 2'], reason: 'new reason', status: 422 }] }]),
+    ).toEqual([true]);
     expect(store.query({ limit: 10 }).records).toEqual([
       {
         id: 2,
@@ -220,8 +222,12 @@ describe('dead-letter store (lmdb)', () => {
     ]);
     expect(store.totals()).toMatchObject({ records: 1, lines: 1, bytes: bytesOf(['a 2'], 'new reason') });
     // Already settled (or dropped meanwhile): nothing happens.
-    expect(await store.settleReplay(1, [])).toBe(false);
-    expect(await store.settleReplay(2, [])).toBe(true);
+    expect(
+      await store.settleReplay([
+        { id: 1, rejected: [] },
+        { id: 2, rejected: [] },
+      ]),
+    ).toEqual([false, true]);
     expect(store.totals()).toMatchObject({ records: 0, lines: 0, bytes: 0 });
     await store.close();
   });

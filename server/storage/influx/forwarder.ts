@@ -85,16 +85,28 @@ export interface InfluxForwarder {
 
 export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   const { config, log, metrics } = deps;
-  /** Set by every dead-letter put; cleared once the store's flush covered it. */
-  let deadLettersUnflushed = false;
-  // Delivery dead-letters through this wrapper so the forwarder knows to await the store's flush
-  // before its cursor passes the rejected lines (a power cut must not leave them nowhere).
+  /**
+   * Dead-letter puts of the current batch not yet known to be flushed. Delivery dead-letters through
+   * the wrapper below, which starts each put without waiting for its commit (bisection goes on while
+   * the store commits, and lmdb groups the queued puts into few commits); `flushed()` waits for them
+   * all and for the disk flush, and the forwarder calls it before its cursor passes the batch (a
+   * power cut must not leave rejected lines nowhere). A failed put surfaces there.
+   */
+  let unflushedPuts: Promise<void>[] = [];
   const deadLetters: DeadLetterStore = {
     put(lines, reason, status) {
-      deadLettersUnflushed = true;
-      return deps.deadLetters.put(lines, reason, status);
+      const put = deps.deadLetters.put(lines, reason, status);
+      put.catch(() => {}); // handled by flushed()
+      unflushedPuts.push(put);
+      return Promise.resolve();
     },
-    flushed: () => deps.deadLetters.flushed(),
+    async flushed() {
+      const puts = unflushedPuts;
+      await Promise.all(puts);
+      await deps.deadLetters.flushed();
+      // Only now are they durable; puts started meanwhile stay for the next call.
+      unflushedPuts = unflushedPuts.filter((p) => !puts.includes(p));
+    },
     count: () => deps.deadLetters.count(),
     list: (limit) => deps.deadLetters.list(limit),
   };
@@ -184,11 +196,15 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
     // the next start rewrites the batch (identical points overwrite).
     if (delivery.signal.aborted) throw new DeliveryStopped();
-    if (deadLettersUnflushed) {
-      // Dead letters on disk before the cursor passes them. A failed flush throws: the step is
-      // retried whole (the batch dead-letters its lines again: at least once, never lost).
-      await deadLetters.flushed();
-      deadLettersUnflushed = false;
+    if (unflushedPuts.length > 0) {
+      // Dead letters on disk before the cursor passes them. A failed put or flush throws: the step
+      // is retried whole (the batch dead-letters its lines again: at least once, never lost).
+      try {
+        await deadLetters.flushed();
+      } catch (err) {
+        unflushedPuts = [];
+        throw err;
+      }
       if (delivery.signal.aborted) throw new DeliveryStopped();
     }
     if (batch.lastOffset > batch.afterOffset) requestCommit(batch.lastOffset, delivery);
@@ -327,8 +343,10 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       abort.abort();
       notify();
       await loopDone;
-      // The last confirmed batches' cursor write; the log must not close under it.
+      // The last confirmed batches' cursor write; the log must not close under it. Dead-letter puts
+      // still committing finish too: the store must not close under them either.
       await committer;
+      await Promise.allSettled(unflushedPuts);
       writer?.close();
       writer = null;
     },

@@ -8,8 +8,8 @@
  * protocol. Unlike the forwarder, a replay never waits on a transient failure (network, 5xx, 401/403/404, 429):
  * it stops at once and reports why, leaving the records it had not settled untouched, so an operator
  * command or an admin request never hangs. Each record is settled (removed, rejected lines re-kept)
- * in one transaction after InfluxDB answered for all of its lines: a crash in between only replays
- * it again, and identical points overwrite.
+ * after InfluxDB answered for all of its lines (the records of one request in one transaction): a
+ * crash in between only replays it again, and identical points overwrite.
  */
 import type { InfluxConfig } from '../../config/index.ts';
 import type { Logger } from '../../log/index.ts';
@@ -120,11 +120,13 @@ export function createDeadLetterReplayer(deps: ReplayerDeps): DeadLetterReplayer
       rejectedNow.clear();
       const lines = batch.flatMap((r) => r.lines);
       for (let i = 0; i < lines.length; i += capacity) await deliver(lines.slice(i, i + capacity), delivery);
-      for (const record of batch) {
-        const rejected = rejectedOf(record, rejectedNow);
+      const items = batch.map((record) => ({ id: record.id, rejected: rejectedOf(record, rejectedNow) }));
+      // One transaction and one flush for the whole batch.
+      const settled = await store.settleReplay(items);
+      for (const [i, record] of batch.entries()) {
         // False: gone meanwhile (dropped, evicted, or replayed by another process): nothing to settle.
-        if (!(await store.settleReplay(record.id, rejected))) continue;
-        const again = rejected.reduce((n, g) => n + g.lines.length, 0);
+        if (!settled[i]) continue;
+        const again = (items[i]?.rejected ?? []).reduce((n, g) => n + g.lines.length, 0);
         result.records++;
         result.rejectedLines += again;
         result.storedLines += record.lineCount - again;
