@@ -361,13 +361,18 @@ function selfIdentity(): Pick<LockHolder, 'procStart' | 'bootId' | 'pidNs'> {
   };
 }
 
-/** Field 22 of `/proc/<pid>/stat` (start time in clock ticks after boot), or null without the process. */
+/**
+ * Field 22 of `/proc/<pid>/stat` (start time in clock ticks after boot), or null when no live process
+ * has that pid. A zombie (state Z or X: killed, not yet reaped by its parent, e.g. right after
+ * `kill -9`) counts as gone: it holds no files and runs no code.
+ */
 export function procStartOf(pid: number): string | null {
   const text = readText(`/proc/${pid}/stat`);
   if (text === null) return null;
   // Field 2 (comm) is in parentheses and may hold spaces or ')'; fields resume after the last ')'.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return rest[19] ?? null; // rest[0] is field 3
+  if (rest[0] === 'Z' || rest[0] === 'X') return null; // rest[0] is field 3, the state
+  return rest[19] ?? null;
 }
 
 function readLinkQuiet(path: string): string | null {

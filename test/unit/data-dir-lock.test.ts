@@ -82,6 +82,26 @@ describe('data directory lock', () => {
     expect(lines.map((l) => l.msg).join('\n')).toContain(`pid ${lock.pid}`);
   });
 
+  it('takes over the lock of a killed process its parent has not reaped yet (a zombie)', async () => {
+    // `sleep` inherits a child that exits at once and never waits for it: the child stays a zombie.
+    const parent = spawn('sh', ['-c', 'sh -c "exit 0" & echo $!; exec sleep 30'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      const pid = Number(await new Promise<string>((r) => parent.stdout.once('data', (b: Buffer) => r(b.toString()))));
+      const state = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+      while (state() !== 'Z') await new Promise((r) => setTimeout(r, 10));
+      const first = await acquireDataDirLock({ dataDir: dir.path });
+      first.release();
+      const start = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19] ?? null;
+      writeFileSync(lockPath(), JSON.stringify({ ...first.holder, pid, procStart: start, nonce: 'zombie' }));
+      held.push(await acquireDataDirLock({ dataDir: dir.path }));
+      expect(selfLock().pid).toBe(process.pid);
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
   it('takes over when the pid is alive but was reused (another start time)', async () => {
     const first = await acquireDataDirLock({ dataDir: dir.path });
     first.release();
