@@ -51,6 +51,21 @@ static_assert(sizeof(HUB_CA_CERT) > 64, "HUB_TLS is 1 but HUB_CA_CERT is empty: 
 #define HUB_BATCH_MS 0  // 0: one frame per sample tick (live dashboards); e.g. 60000 to save airtime
 #endif
 
+// Deep-sleep mode for battery boards (README "Deep sleep"): sample on timer wakes into the flash outbox,
+// connect and flush every HUB_SLEEP_FLUSH_SAMPLES samples or HUB_SLEEP_FLUSH_MINUTES minutes.
+#ifndef HUB_DEEP_SLEEP
+#define HUB_DEEP_SLEEP 0
+#endif
+#ifndef HUB_SLEEP_FLUSH_SAMPLES
+#define HUB_SLEEP_FLUSH_SAMPLES 30
+#endif
+#ifndef HUB_SLEEP_FLUSH_MINUTES
+#define HUB_SLEEP_FLUSH_MINUTES 15
+#endif
+#ifndef HUB_SLEEP_CONNECT_TIMEOUT_MS
+#define HUB_SLEEP_CONNECT_TIMEOUT_MS 30000  // give up a flush (no Wi-Fi, no hub) and sleep; frames stay
+#endif
+
 // Heartbeat [PROTO-1.5]: ping every 15 s, disconnect after 2 pongs missed by 5 s each.
 #ifndef HUB_PING_INTERVAL_MS
 #define HUB_PING_INTERVAL_MS 15000
@@ -62,8 +77,16 @@ static_assert(sizeof(HUB_CA_CERT) > 64, "HUB_TLS is 1 but HUB_CA_CERT is empty: 
 #define HUB_MISSED_PONGS 2
 #endif
 
-// The outbox: RAM by default; with HUB_OUTBOX_IN_RTC 1 it lives in RTC memory (RTC_NOINIT_ATTR) and
-// keeps unacknowledged frames across deep sleep, software resets, panics and watchdog resets.
+// The outbox: the FlashOutbox in the "outbox" partition (partitions-4MB.csv) by default; it keeps
+// unacknowledged frames through power cuts. Without that partition (another partition table), or with
+// HUB_OUTBOX_FLASH 0, a RAM outbox; with HUB_OUTBOX_IN_RTC 1 that one lives in RTC memory
+// (RTC_NOINIT_ATTR) and keeps frames across deep sleep, software resets, panics and watchdog resets.
+#ifndef HUB_OUTBOX_FLASH
+#define HUB_OUTBOX_FLASH 1
+#endif
+#if HUB_DEEP_SLEEP && !HUB_OUTBOX_FLASH
+#error "HUB_DEEP_SLEEP needs the flash outbox (HUB_OUTBOX_FLASH 1)"
+#endif
 #ifndef HUB_OUTBOX_IN_RTC
 #define HUB_OUTBOX_IN_RTC 0
 #endif

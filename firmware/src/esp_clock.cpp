@@ -6,6 +6,7 @@
 #else
 #include <esp_system.h>  // ESP-IDF 4.4 (Arduino core 2.x)
 #endif
+#include <esp_private/esp_clk.h>
 #include <esp_timer.h>
 #include <sys/time.h>
 
@@ -20,7 +21,10 @@ void EspClock::startSntp(const char* server) {
   configTime(0, 0, server);  // UTC; the protocol carries Unix ms
 }
 
-uint64_t EspClock::uptimeMs() { return static_cast<uint64_t>(esp_timer_get_time() / 1000); }
+uint64_t EspClock::uptimeMs() {
+  if (rtcCounter_) return esp_clk_rtc_time() / 1000;
+  return static_cast<uint64_t>(esp_timer_get_time() / 1000);
+}
 
 bool EspClock::unixMs(uint64_t& out) {
   struct timeval tv;

@@ -1,7 +1,6 @@
 #include "sensors.h"
 
 #include <Arduino.h>
-#include <esp_timer.h>
 #include <math.h>
 
 #include "app_config.h"
@@ -68,6 +67,7 @@ uint8_t Sensors::descriptors(esp32hub::ChannelDescriptor* out, uint8_t cap) cons
 void Sensors::setInterval(uint32_t ms, esp32hub::Session& session) {
   if (ms == intervalMs_) return;
   intervalMs_ = ms;
+  if (started_) schedule_.setInterval(ms, lastNowMs_);
   esp32hub::ChannelDescriptor d[esp32hub::Session::kMaxChannels];
   session.setDescriptors(d, descriptors(d, esp32hub::Session::kMaxChannels));
   Serial.printf("[sensors] sample interval %lu ms\n", static_cast<unsigned long>(ms));
@@ -78,12 +78,15 @@ void Sensors::recordLed(bool on, esp32hub::Session& session) {
 }
 
 void Sensors::loop(uint64_t nowMs, esp32hub::Session& session) {
-  if (nowMs < nextAt_) return;
-  nextAt_ = nowMs + intervalMs_;
-  sample(session);
+  lastNowMs_ = nowMs;
+  if (!started_) {
+    schedule_.start(nowMs, intervalMs_);
+    started_ = true;
+  }
+  if (schedule_.due(nowMs)) sample(nowMs, session);
 }
 
-void Sensors::sample(esp32hub::Session& session) {
+void Sensors::sample(uint64_t nowMs, esp32hub::Session& session) {
   uint32_t n = tick_++;
   for (uint8_t i = 0; i < esp32hub::kBoardChannelCount; i++) {
     const esp32hub::ChannelSpec& spec = esp32hub::kBoardChannels[i];
@@ -97,7 +100,7 @@ void Sensors::sample(esp32hub::Session& session) {
         v = ESP.getFreeHeap();
         break;
       case kUptimeS:
-        v = static_cast<double>(esp_timer_get_time() / 1000000);
+        v = static_cast<double>(nowMs / 1000);  // since power-on, deep sleeps included
         break;
 #if HUB_CHIP_TEMPERATURE
       case kChipTemperature:

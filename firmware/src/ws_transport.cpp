@@ -1,10 +1,10 @@
 #include "ws_transport.h"
 
-#include <hub_session.h>
+#include <hub_types.h>
 
-void WsTransport::begin(const Options& options, esp32hub::Session& session) {
+void WsTransport::begin(const Options& options, Listener& listener) {
   options_ = options;
-  session_ = &session;
+  listener_ = &listener;
   authorization_ = String("Bearer ") + options.token;
   if (options_.tls) {
     if (options_.caCert == nullptr || options_.caCert[0] == '\0') {
@@ -26,7 +26,7 @@ void WsTransport::begin(const Options& options, esp32hub::Session& session) {
 
 void WsTransport::open() {
   if (tlsWithoutCa_) {
-    session_->onTransportClosed();
+    listener_->onWsClosed();
     return;
   }
   ws_.teardown();  // leftovers of an earlier attempt go before the new one starts
@@ -54,8 +54,9 @@ void WsTransport::loop() {
   if (!active_) return;
   bool wasIdle = ws_.idle();
   inLoop_ = true;
-  // While idle this makes the TCP (and TLS) connection: the one blocking step, bounded by the
-  // library's WEBSOCKETS_TCP_TIMEOUT (5 s; 2.7.3 fixed it being read as seconds on core 2.x).
+  // While idle this makes the TCP (and TLS) connection: it blocks this (network) task for the DNS
+  // lookup, the TCP connect (bounded by the library's WEBSOCKETS_TCP_TIMEOUT, 5 s; 2.7.3 fixed it being
+  // read as seconds on core 2.x) and the TLS handshake. Sampling runs in the main loop meanwhile.
   ws_.loop();
   inLoop_ = false;
   if (pendingTeardown_) {
@@ -67,7 +68,7 @@ void WsTransport::loop() {
     active_ = false;
     ws_.teardown();
     Serial.println("[ws] connection attempt failed");
-    session_->onTransportClosed();
+    listener_->onWsClosed();
   }
 }
 void WsTransport::onEvent(WStype_t type, uint8_t* payload, size_t length) {
@@ -75,7 +76,7 @@ void WsTransport::onEvent(WStype_t type, uint8_t* payload, size_t length) {
     case WStype_CONNECTED:
       authRefused_ = false;
       Serial.println("[ws] connected");
-      session_->onTransportOpen();
+      listener_->onWsOpen();
       break;
     case WStype_DISCONNECTED: {
       // Since 2.7.1 the payload carries the reason, e.g. "HTTP 401" for a refused handshake.
@@ -84,12 +85,12 @@ void WsTransport::onEvent(WStype_t type, uint8_t* payload, size_t length) {
       Serial.printf("[ws] disconnected %s\n", reason.c_str());
       if (active_) {
         active_ = false;
-        session_->onTransportClosed();
+        listener_->onWsClosed();
       }
       break;
     }
     case WStype_BIN:
-      session_->onTransportMessage(payload, length);
+      listener_->onWsMessage(payload, length);
       break;
     case WStype_TEXT:
       // The hub sends binary frames only [PROTO-1.3]; a text message is ignored.

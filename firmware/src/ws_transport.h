@@ -2,6 +2,9 @@
 // subprotocol esp32hub.v1 [PROTO-1.1], "Authorization: Bearer <token>" [PROTO-1.2], ping/pong heartbeat
 // [PROTO-1.5], wss:// only with a CA certificate.
 //
+// It runs inside the network task (net_task.h): begin(), open(), close(), send() and loop() are only
+// ever called there, and it reports to a Listener there; the session never calls it directly.
+//
 // Reconnects are the session's (exponential backoff with jitter [PROTO-5.6]), not the library's fixed
 // interval: the library is configured once (begin() again would drop its TCP/TLS client without freeing
 // it), its loop() is only called while the session wants a connection, and a finished or failed
@@ -9,14 +12,20 @@
 #pragma once
 
 #include <WebSocketsClient.h>
-#include <hub_ports.h>
+#include <stddef.h>
+#include <stdint.h>
 
-namespace esp32hub {
-class Session;
-}
-
-class WsTransport : public esp32hub::Transport {
+class WsTransport {
  public:
+  /** What the connection reports (from inside loop()). */
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void onWsOpen() = 0;
+    virtual void onWsClosed() = 0;
+    virtual void onWsMessage(const uint8_t* frame, size_t len) = 0;
+  };
+
   struct Options {
     const char* host;
     uint16_t port;
@@ -29,12 +38,13 @@ class WsTransport : public esp32hub::Transport {
     uint8_t missedPongs;
   };
 
-  void begin(const Options& options, esp32hub::Session& session);
-  void open() override;
-  void close() override;
-  bool send(const uint8_t* frame, size_t len) override;
-  /** Call from loop(). */
+  void begin(const Options& options, Listener& listener);
+  void open();
+  void close();
+  bool send(const uint8_t* frame, size_t len);
+  /** Drives the connection. While a connection is being made this blocks (DNS, TCP connect, TLS). */
   void loop();
+  bool active() const { return active_; }
   /** The last handshake was refused with HTTP 401/403 (bad or revoked token): shown on the LED. */
   bool authRefused() const { return authRefused_; }
 
@@ -53,7 +63,7 @@ class WsTransport : public esp32hub::Transport {
   void onEvent(WStype_t type, uint8_t* payload, size_t length);
 
   Options options_{};
-  esp32hub::Session* session_ = nullptr;
+  Listener* listener_ = nullptr;
   Socket ws_;
   String authorization_;
   bool active_ = false;

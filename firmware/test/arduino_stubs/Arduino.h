@@ -45,6 +45,7 @@ void digitalWrite(uint8_t pin, uint8_t val);
 void neopixelWrite(uint8_t pin, uint8_t red, uint8_t green, uint8_t blue);
 uint32_t analogReadMilliVolts(uint8_t pin);
 unsigned long millis();
+void delay(uint32_t ms);
 float temperatureRead();
 void configTime(long gmtOffset_sec, int daylightOffset_sec, const char* server1, const char* server2 = nullptr,
                 const char* server3 = nullptr);

@@ -1,0 +1,2 @@
+#pragma once
+#define RTC_DATA_ATTR __attribute__((section(".rtc.data")))
