@@ -3,8 +3,8 @@
 // brings Wi-Fi up, connects and flushes; then it sleeps until the next tick is due.
 //
 // A wake is not a new boot: RTC memory (which deep sleep keeps) holds the boot id, the next seq, the
-// tick count and the fixed-rate schedule, and uptime is the RTC counter, which runs through deep sleep
-// (EspClock::useRtcCounter). So HELLO's uptime and UNSYNCED sample times keep counting across sleeps,
+// tick count and the fixed-rate schedule, and uptime keeps counting through deep sleep (the RTC counter,
+// then the wall clock minus the boot's start: EspClock::useRtcCounter). So HELLO's uptime and UNSYNCED sample times keep counting across sleeps,
 // the hub sees one boot with consecutive seqs [PROTO-3.1.1], and the NVS boot counter is written only
 // on real boots.
 //

@@ -10,10 +10,27 @@
 #include <esp_timer.h>
 #include <sys/time.h>
 
+#include <esp_attr.h>
+
 namespace {
 // A clock before 2024-01-01 has not been set: the RTC starts at 1970 after power-on.
 constexpr time_t kMinValidEpochS = 1704067200;
+// Deep-sleep mode: Unix ms at which this boot started (0 until the wall clock was first set).
+RTC_DATA_ATTR uint64_t bootStartUnixMs;
 }  // namespace
+
+void EspClock::useRtcCounter(bool resumed) {
+  rtcCounter_ = true;
+  if (!resumed) bootStartUnixMs = 0;
+}
+
+bool EspClock::wallUnix(uint64_t& out) const {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  if (tv.tv_sec < kMinValidEpochS) return false;
+  out = static_cast<uint64_t>(tv.tv_sec) * 1000u + static_cast<uint64_t>(tv.tv_usec / 1000);
+  return true;
+}
 
 void EspClock::startSntp(const char* server) {
   if (sntpStarted_) return;
@@ -22,17 +39,15 @@ void EspClock::startSntp(const char* server) {
 }
 
 uint64_t EspClock::uptimeMs() {
-  if (rtcCounter_) return esp_clk_rtc_time() / 1000;
-  return static_cast<uint64_t>(esp_timer_get_time() / 1000);
+  if (!rtcCounter_) return static_cast<uint64_t>(esp_timer_get_time() / 1000);
+  uint64_t rtc = esp_clk_rtc_time() / 1000;
+  uint64_t wall = 0;
+  if (!wallUnix(wall)) return rtc;
+  if (bootStartUnixMs == 0 && wall > rtc) bootStartUnixMs = wall - rtc;  // first set: continuous here
+  return wall > bootStartUnixMs ? wall - bootStartUnixMs : rtc;
 }
 
-bool EspClock::unixMs(uint64_t& out) {
-  struct timeval tv;
-  gettimeofday(&tv, nullptr);
-  if (tv.tv_sec < kMinValidEpochS) return false;
-  out = static_cast<uint64_t>(tv.tv_sec) * 1000u + static_cast<uint64_t>(tv.tv_usec / 1000);
-  return true;
-}
+bool EspClock::unixMs(uint64_t& out) { return wallUnix(out); }
 
 void EspClock::setUnixMs(uint64_t unixMs) {
   struct timeval tv;

@@ -137,8 +137,8 @@ void setup() {
   config.maxUplinkFrameBytes = HUB_OUTBOX_SLOT_BYTES;
   config.maxBatchMs = HUB_BATCH_MS;
 #if HUB_DEEP_SLEEP
-  espClock.useRtcCounter(true);
   SleepState* st = resumeFromSleep(config.resetReason == esp32hub::ResetReason::DeepSleep);
+  espClock.useRtcCounter(st != nullptr);
   if (st != nullptr) {
     config.bootId = st->bootId;  // the same boot, continued [PROTO-3.1.1]
     config.firstSeq = st->nextSeq;
