@@ -166,4 +166,32 @@ describe('dead letters are durable before the forwarder cursor passes them', () 
     await until(() => log.forwardedOffset() === 1);
     expect(new Set(deadLetters.list(100).map((d) => d.line)).size).toBe(2);
   });
+
+  it('keeps a frame that cannot become lines through a failed commit: it is dead-lettered once the store works', async () => {
+    flush.commitError = Object.assign(new Error('MDB_MAP_FULL'), { code: 'MDB_MAP_FULL' });
+    log.appendFrame('dev-1', telemetryFrame({ seq: 1, baseTime: T0, hash: 0x1234 })); // no such descriptor set
+    log.appendFrame('dev-1', telemetryFrame({ seq: 2, baseTime: T0, channels: [1] })); // accepted
+    await start();
+    await until(() => flush.commitFailures >= 2 || log.commits.length > 0);
+    expect(log.commits).toEqual([]);
+
+    flush.commitError = null;
+    await until(() => log.forwardedOffset() === 2);
+    const kept = deadLetters.list(10);
+    expect(kept.length).toBeGreaterThanOrEqual(1);
+    expect(kept.every((d) => d.status === 0 && d.line.startsWith('# frame device=dev-1 boot=7 seq=0'))).toBe(true);
+  });
+
+  it("stores a batch's run of same-reason rejections as one record: the reason once, not once per line", async () => {
+    // Every other line conflicts, so bisection isolates each bad line.
+    for (let seq = 1; seq <= 10; seq++) {
+      log.appendFrame('dev-1', telemetryFrame({ seq, baseTime: T0 + seq * 10, samples: 1, channels: [0, 1] }));
+    }
+    await start();
+    await until(() => log.forwardedOffset() === 10);
+    const records = deadLetters.query({ limit: 10 }).records;
+    expect(records.map((r) => r.lineCount)).toEqual([10]);
+    expect(records[0]?.lines.every((l) => l.includes('channel=temp'))).toBe(true);
+    expect(influx.stored.size).toBe(10); // the humidity lines
+  });
 });

@@ -13,6 +13,7 @@ import type { InfluxConfig } from '../../config/index.ts';
 import type { Logger } from '../../log/index.ts';
 import type { Metrics } from '../../metrics/index.ts';
 import type { DeadLetterStore, LogReader } from '../types.ts';
+import { createBatchDeadLetters } from './batch-dead-letters.ts';
 import {
   type DeliveryDeps,
   type DeliveryState,
@@ -84,32 +85,9 @@ export interface InfluxForwarder {
 }
 
 export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
-  const { config, log, metrics } = deps;
-  /**
-   * Dead-letter puts of the current batch not yet known to be flushed. Delivery dead-letters through
-   * the wrapper below, which starts each put without waiting for its commit (bisection goes on while
-   * the store commits, and lmdb groups the queued puts into few commits); `flushed()` waits for them
-   * all and for the disk flush, and the forwarder calls it before its cursor passes the batch (a
-   * power cut must not leave rejected lines nowhere). A failed put surfaces there.
-   */
-  let unflushedPuts: Promise<void>[] = [];
-  const deadLetters: DeadLetterStore = {
-    put(lines, reason, status) {
-      const put = deps.deadLetters.put(lines, reason, status);
-      put.catch(() => {}); // handled by flushed()
-      unflushedPuts.push(put);
-      return Promise.resolve();
-    },
-    async flushed() {
-      const puts = unflushedPuts;
-      await Promise.all(puts);
-      await deps.deadLetters.flushed();
-      // Only now are they durable; puts started meanwhile stay for the next call.
-      unflushedPuts = unflushedPuts.filter((p) => !puts.includes(p));
-    },
-    count: () => deps.deadLetters.count(),
-    list: (limit) => deps.deadLetters.list(limit),
-  };
+  const { config, log, deadLetters, metrics } = deps;
+  /** The running loop's dead letters, collected per batch and made durable before the cursor moves. */
+  let batchDeadLetters = createBatchDeadLetters(deadLetters);
   const logger = deps.logger.child({ component: 'influx-forwarder' });
   const now = deps.now ?? Date.now;
   const batchLines = config.batchLines;
@@ -181,32 +159,28 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     }
   }
 
-  /** Dead-letters the batch's unreadable frames, delivers its lines, then moves the durable cursor. */
+  /**
+   * Delivers the batch's lines, makes the batch's dead letters (unreadable frames, rejected lines)
+   * durable, then moves the durable cursor.
+   */
   async function send(batch: Batch, extra: string[] | null, delivery: DeliveryDeps): Promise<void> {
-    while (batch.unreadable.length > 0) {
-      if (delivery.signal.aborted) throw new DeliveryStopped();
-      const u = batch.unreadable[0]!;
-      // A frame that cannot become lines is kept (status 0: never sent), not dropped.
-      await deadLetters.put([u.line], u.reason, 0);
-      batch.unreadable.shift();
-      metrics.deadLettered.inc();
-      logger.error({ reason: u.reason }, 'stored frame cannot be forwarded: dead-lettered');
-    }
+    // A frame that cannot become lines is kept (status 0: never sent), not dropped.
+    for (const u of batch.unreadable) await delivery.deadLetters.put([u.line], u.reason, 0);
     await deliver(extra ? batch.lines.concat(extra) : batch.lines, delivery);
     // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
     // the next start rewrites the batch (identical points overwrite).
     if (delivery.signal.aborted) throw new DeliveryStopped();
-    if (unflushedPuts.length > 0) {
-      // Dead letters on disk before the cursor passes them. A failed put or flush throws: the step
-      // is retried whole (the batch dead-letters its lines again: at least once, never lost).
-      try {
-        await deadLetters.flushed();
-      } catch (err) {
-        unflushedPuts = [];
-        throw err;
-      }
+    if (batchDeadLetters.pendingLines() > 0) {
+      // Dead letters on disk before the cursor passes them (a power cut must not leave them nowhere).
+      // A failed put or flush throws: the step is retried whole (its lines are dead-lettered again).
+      await batchDeadLetters.persist();
       if (delivery.signal.aborted) throw new DeliveryStopped();
     }
+    for (const u of batch.unreadable) {
+      metrics.deadLettered.inc();
+      logger.error({ reason: u.reason }, 'stored frame cannot be forwarded: dead-lettered');
+    }
+    batch.unreadable = [];
     if (batch.lastOffset > batch.afterOffset) requestCommit(batch.lastOffset, delivery);
   }
 
@@ -238,9 +212,10 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   }
 
   async function loop(signal: AbortSignal): Promise<void> {
+    batchDeadLetters = createBatchDeadLetters(deadLetters);
     const delivery: DeliveryDeps = {
       writer: writer!,
-      deadLetters,
+      deadLetters: batchDeadLetters.store,
       metrics,
       logger,
       maxRetryDelayMs: config.maxRetryDelayMs,
@@ -343,10 +318,10 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       abort.abort();
       notify();
       await loopDone;
-      // The last confirmed batches' cursor write; the log must not close under it. Dead-letter puts
-      // still committing finish too: the store must not close under them either.
+      // The last confirmed batches' cursor write; the log must not close under it. Dead letters
+      // still being written finish too: the store must not close under them either.
       await committer;
-      await Promise.allSettled(unflushedPuts);
+      await batchDeadLetters.idle();
       writer?.close();
       writer = null;
     },
