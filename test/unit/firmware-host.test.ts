@@ -160,6 +160,23 @@ describe('firmware host tests (C++ core built with g++)', () => {
       ?.split(',')
       .map((c) => c.trim());
     expect(Number(outbox?.[4])).toBe(flash.partitionBytes);
+    // firmware/README.md quotes these very figures.
+    const readme = readFileSync(join(REPO_ROOT, 'firmware/README.md'), 'utf8');
+    const n = (v: unknown): string => (v as number).toLocaleString('en-US').replaceAll(',', ' ');
+    for (const quoted of [
+      `${n(flash.framesKept)} frames = **${flash.capacityHours} h**`,
+      `**${flash.writeAmplification}** bytes programmed`,
+      `| ${flash.erasesPerSectorPerDay} (min/max erases per sector after a day: ${minErases}/${maxErases})`,
+      `**~${flash.lifeYears} years**`,
+      `${n(flash.partitionBytes)} bytes (${flash.sectors} sectors)`,
+      `averages ${flash.avgFrameBytes}-byte frames, ${flash.recordBytes}-byte records`,
+      `every one of the run's ${n(cut.cutPoints)} steps`,
+      `${cut.frames} frames of varying size`,
+      `${cut.sectorErases} sector erases`,
+      `At most ${cut.maxAckedReplayed} acknowledged frames came back after a cut (${cut.cutsReplayingAckedFrames} of the cuts)`,
+    ]) {
+      expect(readme).toContain(quoted);
+    }
   });
 
   it.skipIf(RISCV_MISSING !== null)(
@@ -182,7 +199,7 @@ describe('firmware host tests (C++ core built with g++)', () => {
     300_000,
   );
 
-  it('the Arduino layer (src/) compiles against API stubs in 3 build configurations; wss:// without a CA does not', () => {
+  it('the Arduino layer (src/) compiles against API stubs in 4 build configurations; wss:// without a CA does not', () => {
     // firmware/test/arduino_stubs/README.md: a syntax and type check, not an ESP32 build.
     const { output } = make('arduino-check');
     if (output !== '') expect(output).not.toMatch(/ARDUINO-CHECK FAIL/);
