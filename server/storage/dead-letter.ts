@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { type Database, open, type RootDatabase } from 'lmdb';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
+import { throttle } from './throttle.ts';
 import type { DeadLetterStore } from './types.ts';
 
 /** Default cap: 1 GiB, about 7 M lines of ~150 bytes, ~4 h of a field-type conflict at 500 lines/s. */
@@ -273,9 +274,7 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
   }
 
   // Eviction warnings: the first at once, then at most one per interval summing the ones in between.
-  let lastWarnAtMs = Number.NEGATIVE_INFINITY;
   let pending = { lines: 0, records: 0 };
-  let warnTimer: NodeJS.Timeout | null = null;
   function warnEvicted(): void {
     if (pending.lines === 0) return;
     const totals = readMeta();
@@ -294,22 +293,14 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
         'or fix the cause and replay (npm run hub -- dead-letters list|replay|drop)',
     );
     pending = { lines: 0, records: 0 };
-    lastWarnAtMs = now();
   }
+  const warnings = throttle(warnEvicted, evictionLogIntervalMs, now);
   function evicted(lines: number, recordCount: number): void {
     metrics.deadLetterEvicted.inc(lines);
     bump('evicted', lines);
     pending.lines += lines;
     pending.records += recordCount;
-    const waitMs = lastWarnAtMs + evictionLogIntervalMs - now();
-    if (waitMs <= 0) warnEvicted();
-    else if (!warnTimer) {
-      warnTimer = setTimeout(() => {
-        warnTimer = null;
-        warnEvicted();
-      }, waitMs);
-      warnTimer.unref();
-    }
+    warnings.poke();
   }
 
   function refreshGauges(m: Meta = readMeta()): void {
@@ -549,9 +540,7 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
 
     async close() {
       clearInterval(gaugeTimer);
-      if (warnTimer) clearTimeout(warnTimer);
-      warnTimer = null;
-      warnEvicted();
+      warnings.close();
       await root.close();
     },
   };

@@ -11,6 +11,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
 import { openDeadLetterStore, RECENT_WINDOW_MS, RECORD_OVERHEAD_BYTES } from '../../server/storage/dead-letter.ts';
+import { createDeadLetterReporter, type PersistedSummary } from '../../server/storage/influx/batch-dead-letters.ts';
 
 let dir: string;
 let metrics: Metrics;
@@ -260,5 +261,39 @@ describe('dead-letter store (lmdb)', () => {
     expect(store.count()).toBe(0);
     await store.close();
     expect(() => openDeadLetterStore({ dataDir: dir, metrics, maxBytes: 10 })).toThrow(RangeError);
+  });
+});
+
+describe('dead-letter warnings of the forwarder', () => {
+  const summary = (lines: number, reason = 'field type conflict', status = 400): PersistedSummary =>
+    new Map([[`${status} ${reason}`, { status, reason, lines, sample: `m v=1 ${lines}` }]]);
+  const refused = () => logLines.filter((l) => l.level === 40 && String(l.msg).includes('refused lines permanently'));
+
+  it('warns for the first batch at once, then sums the batches of the next 10 s into one line', () => {
+    let t = 0;
+    const reporter = createDeadLetterReporter(createLogger('info', sink()), 10_000, () => t);
+    reporter.report(summary(5));
+    expect(refused()).toHaveLength(1);
+    expect(refused()[0]).toMatchObject({ lines: 5, batches: 1, moreReasons: 0 });
+    t = 1000;
+    reporter.report(summary(7));
+    t = 2000;
+    reporter.report(summary(1, 'unable to parse'));
+    reporter.report(summary(2, 'UNKNOWN_DESCRIPTORS: no descriptor set', 0));
+    expect(refused()).toHaveLength(1);
+    reporter.close(); // what is pending is said at close (or when the interval ends)
+    expect(refused()).toHaveLength(2);
+    expect(refused()[1]).toMatchObject({
+      lines: 10,
+      batches: 3,
+      reasons: [
+        { status: 400, reason: 'field type conflict', lines: 7 },
+        { status: 0, reason: 'UNKNOWN_DESCRIPTORS: no descriptor set', lines: 2 },
+        { status: 400, reason: 'unable to parse', lines: 1 },
+      ],
+    });
+    t = 20_000;
+    reporter.report(summary(3));
+    expect(refused()).toHaveLength(3);
   });
 });

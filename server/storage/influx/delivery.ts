@@ -148,7 +148,8 @@ async function deadLetter(lines: readonly string[], out: WriteOutcome, d: Delive
   const status = typeof out.status === 'number' ? out.status : 0;
   await d.deadLetters.put([...lines], truncate(out.reason, MAX_REASON_CHARS), status);
   (d.deadLetteredCounter ?? d.metrics.deadLettered).inc(lines.length);
-  d.logger.warn(
+  // Debug only: the forwarder says at warn what it dead-lettered, summed and rate-limited per batch.
+  d.logger.debug(
     { status, reason: truncate(out.reason, 300), lines: lines.length, first: truncate(lines[0] ?? '', 200) },
     'influx rejected lines permanently: dead-lettered',
   );

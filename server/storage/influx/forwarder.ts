@@ -2,8 +2,9 @@
  * The InfluxDB forwarder: reads TELEMETRY frames from the durable local log after its cursor, turns
  * them into line protocol, writes batches of about `batchLines` lines, and advances the cursor
  * (`commitForwarded`) only after InfluxDB confirmed every line of the batch or the failure policy
- * (delivery.ts) dead-lettered it. The local log is the only buffer that matters: a crash, a stop or
- * an outage loses nothing, it only replays from the cursor, and a replay overwrites identical points.
+ * (delivery.ts) dead-lettered it and those dead letters are on disk (batch-dead-letters.ts). The
+ * local log is the only buffer that matters: a crash, a stop or an outage loses nothing, it only
+ * replays from the cursor, and a replay overwrites identical points.
  *
  * Bounded: at most one batch (`batchLines` plus one frame's readings) is held in memory, and one
  * request is in flight. Backlog stays in the log, whose size policy bounds it; it shows as
@@ -13,7 +14,7 @@ import type { InfluxConfig } from '../../config/index.ts';
 import type { Logger } from '../../log/index.ts';
 import type { Metrics } from '../../metrics/index.ts';
 import type { DeadLetterStore, LogReader } from '../types.ts';
-import { createBatchDeadLetters } from './batch-dead-letters.ts';
+import { createBatchDeadLetters, createDeadLetterReporter } from './batch-dead-letters.ts';
 import {
   type DeliveryDeps,
   type DeliveryState,
@@ -28,6 +29,8 @@ import { createLineWriter, routeClientLogger } from './line-writer.ts';
 
 /** Frames read from the log per `readAfter` call while filling a batch. */
 const READ_CHUNK_FRAMES = 256;
+/** Shortest spacing between two "dead-lettered" warnings (the ones in between are summed). */
+const DEAD_LETTER_LOG_INTERVAL_MS = 10_000;
 /** How often the lag and depth gauges are refreshed when nothing else happens. */
 const GAUGE_REFRESH_MS = 1000;
 
@@ -86,10 +89,11 @@ export interface InfluxForwarder {
 
 export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   const { config, log, deadLetters, metrics } = deps;
-  /** The running loop's dead letters, collected per batch and made durable before the cursor moves. */
-  let batchDeadLetters = createBatchDeadLetters(deadLetters);
   const logger = deps.logger.child({ component: 'influx-forwarder' });
   const now = deps.now ?? Date.now;
+  /** The running loop's dead letters, collected per batch and made durable before the cursor moves. */
+  let batchDeadLetters = createBatchDeadLetters(deadLetters);
+  const deadLetterReporter = createDeadLetterReporter(logger, DEAD_LETTER_LOG_INTERVAL_MS, now);
   const batchLines = config.batchLines;
 
   let running = false;
@@ -173,13 +177,11 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     if (batchDeadLetters.pendingLines() > 0) {
       // Dead letters on disk before the cursor passes them (a power cut must not leave them nowhere).
       // A failed put or flush throws: the step is retried whole (its lines are dead-lettered again).
-      await batchDeadLetters.persist();
+      const summary = await batchDeadLetters.persist();
       if (delivery.signal.aborted) throw new DeliveryStopped();
+      deadLetterReporter.report(summary);
     }
-    for (const u of batch.unreadable) {
-      metrics.deadLettered.inc();
-      logger.error({ reason: u.reason }, 'stored frame cannot be forwarded: dead-lettered');
-    }
+    if (batch.unreadable.length > 0) metrics.deadLettered.inc(batch.unreadable.length);
     batch.unreadable = [];
     if (batch.lastOffset > batch.afterOffset) requestCommit(batch.lastOffset, delivery);
   }
@@ -322,6 +324,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       // still being written finish too: the store must not close under them either.
       await committer;
       await batchDeadLetters.idle();
+      deadLetterReporter.close();
       writer?.close();
       writer = null;
     },
