@@ -117,8 +117,12 @@ export function registerDeadLetterRoutes(router: Router, options: DeadLetterRout
       const q = ctx.query;
       const filter = filterFromQuery(q);
       const all = q.get('all') === 'true';
-      if (!all && filter.ids === undefined && filter.reason === undefined && filter.status === undefined) {
-        throw new HubError('BAD_REQUEST', 'say which dead letters to drop: ?reason=, ?status=, ?ids=1,2 or ?all=true');
+      const filtered = filter.ids !== undefined || filter.reason !== undefined || filter.status !== undefined;
+      if (all === filtered) {
+        throw new HubError(
+          'BAD_REQUEST',
+          'say which dead letters to drop: ?reason=, ?status=, ?ids=1,2, or ?all=true alone',
+        );
       }
       const dropped = await admin.store.drop(filter);
       audit(ctx, 'drop', { filter, all, ...dropped });

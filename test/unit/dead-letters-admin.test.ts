@@ -133,6 +133,7 @@ describe('admin API /api/admin/dead-letters', () => {
     await startApi();
     const refused = await call('DELETE', '/api/admin/dead-letters');
     expect(refused.status).toBe(400);
+    expect((await call('DELETE', '/api/admin/dead-letters?all=true&reason=parse')).status).toBe(400);
     expect(store.totals().lines).toBe(6);
 
     expect((await call('DELETE', '/api/admin/dead-letters?reason=parse')).json).toEqual({
