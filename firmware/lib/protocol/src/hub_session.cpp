@@ -396,7 +396,10 @@ void Session::flush() {
     builder_.clear();
     return;
   }
-  outbox_.push(scratch_, static_cast<uint16_t>(len), bootId_, nextSeq_);
+  if (!outbox_.push(scratch_, static_cast<uint16_t>(len), bootId_, nextSeq_)) {
+    // Not kept (flash write failed twice, or power is going): counted in HELLO's droppedFrames.
+    log("outbox could not keep frame", nullptr, nextSeq_);
+  }
   nextSeq_++;  // per boot, +1 per TELEMETRY frame [PROTO-3.4]
   stats_.framesQueued++;
   builder_.clear();
