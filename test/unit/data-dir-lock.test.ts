@@ -83,10 +83,11 @@ describe('data directory lock', () => {
   });
 
   it('takes over the lock of a killed process its parent has not reaped yet (a zombie)', async () => {
-    // `sleep` inherits a child that exits at once and never waits for it: the child stays a zombie.
-    const parent = spawn('sh', ['-c', 'sh -c "exit 0" & echo $!; exec sleep 30'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
+    // A parent that forks a child which exits at once, and never waits for it: the child stays a
+    // zombie. (Not a shell: sh may reap its background job before it execs, which made this flaky.)
+    const fork =
+      'import os, sys, time\npid = os.fork()\nif pid == 0: os._exit(0)\nprint(pid, flush=True)\ntime.sleep(30)';
+    const parent = spawn('python3', ['-c', fork], { stdio: ['ignore', 'pipe', 'ignore'] });
     try {
       const pid = Number(await new Promise<string>((r) => parent.stdout.once('data', (b: Buffer) => r(b.toString()))));
       const state = () => readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
