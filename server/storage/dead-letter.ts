@@ -256,11 +256,29 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
   const evictionLogIntervalMs = opts.evictionLogIntervalMs ?? 10_000;
   const path = join(opts.dataDir, 'dead-letters');
   mkdirSync(path, { recursive: true });
-  const root: RootDatabase = open({ path: join(path, 'data.mdb') });
+  // eventTurnBatching off: with it lmdb keeps an internal promise per event turn that nobody can
+  // observe, and a failed commit (ENOSPC) rejects it unhandled, which ends the process (the local log
+  // does the same). Puts are few and grouped by the forwarder already.
+  const root: RootDatabase = open({ path: join(path, 'data.mdb'), eventTurnBatching: false });
   const records: Database<StoredRecord, number> = root.openDB({ name: 'records' });
   const metaDb: Database<Meta, string> = root.openDB({ name: 'meta' });
   const readMeta = (): Meta => ({ ...EMPTY_META, ...metaDb.get(META_KEY) });
   upgrade(root, records, metaDb);
+
+  /**
+   * One write transaction. lmdb rejects a failed commit with an error whose `commitError` is another
+   * promise that rejects with the cause (e.g. ENOSPC) a moment later; unobserved, it would end the
+   * process. The caller gets the first error (and retries); the cause is logged.
+   */
+  function write<T>(fn: () => T): Promise<T> {
+    return records.transaction(fn).catch((err: unknown) => {
+      const cause = (err as { commitError?: unknown } | null)?.commitError;
+      if (cause instanceof Promise) {
+        cause.catch((e: unknown) => logger?.error({ err: e }, 'dead-letter store commit failed (cause)'));
+      }
+      throw err;
+    });
+  }
 
   // Rate of new dead letters and evictions, in 10 s buckets over the last 5 minutes (this process).
   const buckets = new Map<number, { lines: number; evicted: number }>();
@@ -375,7 +393,7 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
         bytes: recordBytes(kept, reason),
         replays: 0,
       };
-      const done = await records.transaction(() => {
+      const done = await write(() => {
         const room = makeRoom(readMeta(), record.bytes);
         const m = room.meta;
         records.putSync(m.nextId, record);
@@ -469,7 +487,7 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
 
     async drop(filter) {
       const ids = filter.ids ? new Set(filter.ids) : null;
-      const done = await records.transaction(() => {
+      const done = await write(() => {
         const m = readMeta();
         let removed = 0;
         let lines = 0;
@@ -493,7 +511,7 @@ export function openDeadLetterStore(opts: DeadLetterOptions): OpenDeadLetterStor
 
     async settleReplay(items) {
       const atMs = now();
-      const done = await records.transaction(() => {
+      const done = await write(() => {
         let m = readMeta();
         let evictedLines = 0;
         let evictedRecords = 0;
