@@ -122,7 +122,7 @@ export async function runInfluxOutage(o: InfluxOutageOptions): Promise<ChaosRepo
         ['load', `${o.devices} devices, ${fmtInt(s.fleet.readingsPerSec)} readings/s`],
         ['outage', fmtMs(outageMs)],
         ['readings acknowledged during the outage', fmtInt(ackedDuringOutage)],
-        ['longest time without a new ACK during the outage', fmtMs(stalledMs)],
+        ['longest time without a new ACK during the outage (sampled every 250 ms)', fmtMs(stalledMs)],
         ['largest backlog (unforwarded frames)', fmtInt(maxBacklog)],
         ['InfluxDB back → first successful write (retry backoff)', first ? fmtMs(first.at - upAt) : 'n/a'],
         ['InfluxDB back → backlog drained', fmtMs(done.at - upAt)],
