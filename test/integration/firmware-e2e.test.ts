@@ -569,4 +569,86 @@ describe('firmware core end to end: host device ↔ WebSocket ↔ real hub ↔ r
         `(${lost} in frames a cut caught mid-write), ${replayedFromEarlierBoots} frames sent again by a later boot`,
     );
   }, 180_000);
+  it('deep sleep: timer wakes sample into the flash outbox, every 4th wake connects and flushes; one boot, and the hub stores each sample at the time it was taken', async () => {
+    // host_device --deep-sleep: one run is one wake of the board's HUB_DEEP_SLEEP mode (its RTC memory
+    // is a file). The test is the RTC timer: it starts the next wake when the requested sleep is over.
+    const id = 'fw-host-sleep';
+    const token = await h.addDevice(id);
+    const dir = await tempDir('fw-sleep');
+    const WAKES = 15;
+    const FLUSH_EVERY = 4;
+    const wakes: BridgedDevice[] = [];
+    try {
+      for (let wake = 0; wake < WAKES; wake++) {
+        const last = wake === WAKES - 1; // the last wake flushes whatever is left
+        const d = new BridgedDevice(
+          bin,
+          [
+            ...['--device-id', id, '--interval-ms', '250', '--backoff-base-ms', '100', '--backoff-max-ms', '400'],
+            ...[
+              '--flash-file',
+              join(dir.path, 'flash.bin'),
+              '--flash-sectors',
+              '8',
+              '--nvs-file',
+              join(dir.path, 'nvs'),
+            ],
+            ...['--deep-sleep', join(dir.path, 'rtc'), '--flush-every', last ? '1' : String(FLUSH_EVERY)],
+            ...['--heap-start', '3000000'],
+          ],
+          h.url,
+          token,
+        );
+        wakes.push(d);
+        expect(await d.exited).toBe(0); // the wake ends by itself: it went to sleep
+        const sleepMs = d.events$('sleep')[0]?.sleepMs as number;
+        expect(sleepMs).toBeLessThanOrEqual(250);
+        if (!last) await new Promise((r) => setTimeout(r, sleepMs)); // asleep until the RTC timer fires
+      }
+    } finally {
+      await dir.remove();
+    }
+
+    // One boot across all wakes: its id, resetReason 1 then 6 (deep-sleep wake), consecutive seqs.
+    const boots = wakes.map((d) => d.events$('boot')[0] as DeviceEvent);
+    expect(new Set(boots.map((b) => b.bootId)).size).toBe(1);
+    expect(boots.map((b) => b.resetReason)).toEqual([1, ...Array(WAKES - 1).fill(6)]);
+    // Only every 4th wake (and the last) connected: the others never opened a connection.
+    const connected = wakes.map((d, i) => (d.uplink.some((m) => m.type === 'hello') ? i : -1)).filter((i) => i >= 0);
+    expect(connected).toEqual([0, 4, 8, 12, WAKES - 1]);
+    expect(wakes.filter((d) => d.events$('flushed').length === 1).length).toBe(connected.length);
+    const hellos = wakes.flatMap((d) =>
+      d.uplink.filter((m): m is Extract<Message, { type: 'hello' }> => m.type === 'hello'),
+    );
+    expect(hellos.slice(1).every((m) => m.resetReason === 6 && m.uptimeMs >= (hellos[0]?.uptimeMs ?? 0))).toBe(true);
+    const seqs = [
+      ...new Set(wakes.flatMap((d) => d.uplink.filter((m) => m.type === 'telemetry').map((m) => m.seq))),
+    ].sort((a, b) => a - b);
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+
+    // Every reading is stored once, at the time it was taken (samples of wakes that stayed offline
+    // carry the RTC-kept wall clock; the first wake's, taken before its WELCOME, are UNSYNCED uptime
+    // the hub maps on that wake's HELLO).
+    const readings = wakes.flatMap((d) => d.events$('reading'));
+    const synced = readings.filter((r) => typeof r.timeMs === 'number');
+    expect(synced.length).toBeGreaterThan(readings.length / 2);
+    const query = `SELECT "value", "state" FROM "telemetry" WHERE "device" = '${id}' GROUP BY "channel"`;
+    let rows = (await influx.influxQL(query)).rows;
+    const deadline = Date.now() + 30_000;
+    while (rows.length < readings.length && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      rows = (await influx.influxQL(query)).rows;
+    }
+    expect(rows.length).toBe(readings.length);
+    for (const r of synced) {
+      const at = rows.filter(
+        (row) => row.channel === r.channel && Math.abs((row.time as number) - (r.timeMs as number)) <= 2,
+      );
+      expect(at, `${r.channel} taken at ${r.timeMs}`).toHaveLength(1);
+    }
+    console.info(
+      `firmware deep sleep: ${WAKES} wakes of one boot, ${connected.length} connections, ${seqs.length} frames, ` +
+        `${readings.length} readings stored once (${synced.length} of them on the wall clock kept across sleeps, each stored at its time ±2 ms)`,
+    );
+  }, 120_000);
 });

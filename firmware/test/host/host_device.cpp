@@ -16,6 +16,11 @@
 //            SIGKILL or a 'K' cut is a power cut and the next run finds the flash as it was left)
 //          --nvs-file PATH: the boot counter and key of [PROTO-3.1.1] (like the board's NVS)
 //          --heap-start N: the first heap_free reading (a harness gives each run its own range)
+//          --deep-sleep PATH [--flush-every N]: one run is one deep-sleep wake of the board's
+//            HUB_DEEP_SLEEP mode (src/main.cpp): PATH is its RTC memory (boot id, next seq, tick, the
+//            boot's start on the monotonic clock, the wall clock's offset); the run samples one tick into
+//            the flash outbox, connects and flushes only every N wakes (SleepPolicy), reports
+//            {"event":"sleep","sleepMs":…} and exits 0; the harness starts it again when the sleep is over
 //
 // A power cut in flash mode ends the process at once with exit code 75, after the torn write.
 #include <fcntl.h>
@@ -74,6 +79,13 @@ struct HostClock : Clock {
   int64_t unixOffset = 0;  // unix ms − uptime ms
   uint32_t rng;
   explicit HostClock(uint32_t seed) : rng(seed) {}
+  /** Deep sleep: uptime counts from the boot's start, across runs (the board's RTC counter). */
+  void resumeBoot(int64_t bootStartMonoMs) {
+    start = std::chrono::steady_clock::time_point(std::chrono::milliseconds(bootStartMonoMs));
+  }
+  int64_t bootStartMonoMs() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(start.time_since_epoch()).count();
+  }
   uint64_t uptimeMs() override {
     return static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count());
@@ -214,6 +226,7 @@ struct HostDevice {
   explicit HostDevice(uint32_t seed) : clock(seed) { hooks.dev = this; }
 
   const char* nvsFile = nullptr;
+  bool networkAtBoot = true;  // deep sleep: only when the wake connects
 
   void boot(ResetReason reason) {
     if (session != nullptr) session->~Session();
@@ -242,7 +255,7 @@ struct HostDevice {
     lastAcked = 0;
     event("{\"event\":\"boot\",\"bootId\":" + std::to_string(session->bootId()) + ",\"resetReason\":" +
           std::to_string(static_cast<int>(reason)) + ",\"keptFrames\":" + std::to_string(kept) + "}");
-    session->setNetworkUp(true);
+    if (networkAtBoot) session->setNetworkUp(true);
   }
 
   /** flush() after every sample tick: each reading is reported with the frame (seq) that carries it. */
@@ -250,7 +263,9 @@ struct HostDevice {
 
   void reading(const char* key, const std::string& value) {
     std::string seq = flushEachTick ? ",\"seq\":" + std::to_string(session->lastSeq() + 1) : "";
-    event(std::string("{\"event\":\"reading\",\"bootId\":") + std::to_string(session->bootId()) + seq +
+    uint64_t unix = 0;
+    std::string time = clock.unixMs(unix) ? ",\"timeMs\":" + std::to_string(unix) : "";
+    event(std::string("{\"event\":\"reading\",\"bootId\":") + std::to_string(session->bootId()) + seq + time +
           ",\"channel\":" + q(key) + ",\"value\":" + value + "}");
   }
 
@@ -380,8 +395,133 @@ const char* argStr(int argc, char** argv, const char* name, const char* def) {
 
 }  // namespace
 
+HostDevice* gDev = nullptr;
+
+/** One turn: stdin records, then the device's loop. False when the harness is gone or said 'Q'. */
+bool turn() {
+  HostDevice& dev = *gDev;
+  struct pollfd pfd = {0, POLLIN, 0};
+  int r = poll(&pfd, 1, 5);  // the loop never blocks longer than 5 ms: timers stay on time
+  if (r > 0 && !readStdin()) return false;  // harness gone
+  while (gIn.size() >= 5) {
+    uint32_t len = readU32le(gIn.data() + 1);
+    if (gIn.size() < 5 + static_cast<size_t>(len)) break;
+    char type = static_cast<char>(gIn[0]);
+    const uint8_t* payload = gIn.data() + 5;
+    switch (type) {
+      case 'O':
+        dev.session->onTransportOpen();
+        break;
+      case 'C':
+        dev.session->onTransportClosed();
+        break;
+      case 'M':
+        dev.session->onTransportMessage(payload, len);
+        break;
+      case 'P':
+        dev.sampling = false;
+        dev.session->flush();
+        dev.stats();
+        break;
+      case 'R':
+        dev.sampling = true;
+        break;
+      case 'T':
+        dev.stats();
+        break;
+      case 'Q':
+        dev.stats();
+        return false;
+      case 'K':
+        if (gFlash != nullptr && len >= 4) gFlash->cutAfter(readU32le(payload), readU32le(payload) * 2654435761u);
+        break;
+      default:
+        fprintf(stderr, "[device] unknown record %c\n", type);
+    }
+    gIn.erase(gIn.begin(), gIn.begin() + 5 + len);
+  }
+  dev.loop();
+  return true;
+}
+
+/** The RTC memory of the board's deep-sleep mode (deep_sleep.h), in a file. */
+struct HostSleepState {
+  uint32_t magic;
+  uint32_t bootId;
+  uint32_t nextSeq;
+  uint32_t tick;
+  uint32_t samplesSinceConnect;
+  uint32_t heap;
+  int64_t bootStartMonoMs;
+  int64_t unixOffset;
+  uint64_t nextDueMs;
+  uint32_t synced;
+};
+constexpr uint32_t kSleepMagic = 0x534C5048;  // "SLPH"
+
+/** One deep-sleep wake (see the header comment). Returns the exit code. */
+int deepSleepWake(HostDevice& dev, const char* path, uint32_t flushEvery) {
+  HostSleepState st{};
+  FILE* f = fopen(path, "rb");
+  bool resumed = f != nullptr && fread(&st, sizeof st, 1, f) == 1 && st.magic == kSleepMagic;
+  if (f != nullptr) fclose(f);
+  dev.networkAtBoot = false;
+  dev.sampling = false;  // one tick per wake, taken below
+  if (resumed) {
+    dev.config.bootId = st.bootId;  // the same boot, continued [PROTO-3.1.1]
+    dev.config.firstSeq = st.nextSeq;
+    dev.nvsFile = nullptr;
+    dev.clock.resumeBoot(st.bootStartMonoMs);
+    dev.clock.synced = st.synced != 0;
+    dev.clock.unixOffset = st.unixOffset;
+    dev.heap = st.heap;
+  }
+  dev.boot(resumed ? ResetReason::DeepSleep : ResetReason::PowerOn);
+  if (!resumed) {
+    st.magic = kSleepMagic;
+    st.bootId = dev.session->bootId();
+    st.bootStartMonoMs = dev.clock.bootStartMonoMs();
+    st.samplesSinceConnect = flushEvery;  // connect on the first wake (clock, descriptors)
+    st.nextDueMs = dev.clock.uptimeMs();
+  }
+  dev.tick = st.tick;
+  dev.sample();
+  dev.session->flush();
+  st.samplesSinceConnect++;
+  SleepPolicy policy;
+  policy.flushEverySamples = static_cast<uint16_t>(flushEvery);
+  policy.flushEveryMs = UINT32_MAX;
+  if (policy.shouldConnect(st.samplesSinceConnect, 0)) {
+    dev.session->setNetworkUp(true);
+    bool flushed = false;
+    while (!flushed) {
+      if (!turn()) return 0;
+      flushed = dev.session->state() == LinkState::Ready && dev.outbox->empty() && dev.session->builder().empty();
+    }
+    event("{\"event\":\"flushed\"}");
+    st.samplesSinceConnect = 0;
+    dev.session->setNetworkUp(false);
+  }
+  st.nextSeq = dev.session->lastSeq() + 1;
+  st.tick = dev.tick;
+  st.heap = dev.heap;
+  st.synced = dev.clock.synced ? 1 : 0;
+  st.unixOffset = dev.clock.unixOffset;
+  st.nextDueMs += dev.intervalMs;  // fixed rate
+  uint64_t now = dev.clock.uptimeMs();
+  uint64_t sleepMs = st.nextDueMs > now ? st.nextDueMs - now : 0;
+  f = fopen(path, "wb");
+  if (f == nullptr || fwrite(&st, sizeof st, 1, f) != 1 || fclose(f) != 0) {
+    perror("sleep state");
+    return 2;
+  }
+  event("{\"event\":\"sleep\",\"sleepMs\":" + std::to_string(sleepMs) + "}");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   static HostDevice dev(argU32(argc, argv, "--seed", 0x2545F491u));
+  gDev = &dev;
   dev.config.deviceId = argStr(argc, argv, "--device-id", "host-device");
   dev.config.firmwareVersion = "host-" ESP32HUB_HOST_VERSION;
   dev.config.backoffBaseMs = argU32(argc, argv, "--backoff-base-ms", 1000);
@@ -400,50 +540,16 @@ int main(int argc, char** argv) {
     // Start from an empty outbox (format), as a power-on does.
     dev.ramOutbox.format(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
   }
-  dev.boot(ResetReason::PowerOn);
-
-  for (;;) {
-    struct pollfd pfd = {0, POLLIN, 0};
-    int r = poll(&pfd, 1, 5);  // the loop never blocks longer than 5 ms: timers stay on time
-    if (r > 0 && !readStdin()) break;  // harness gone
-    while (gIn.size() >= 5) {
-      uint32_t len = readU32le(gIn.data() + 1);
-      if (gIn.size() < 5 + static_cast<size_t>(len)) break;
-      char type = static_cast<char>(gIn[0]);
-      const uint8_t* payload = gIn.data() + 5;
-      switch (type) {
-        case 'O':
-          dev.session->onTransportOpen();
-          break;
-        case 'C':
-          dev.session->onTransportClosed();
-          break;
-        case 'M':
-          dev.session->onTransportMessage(payload, len);
-          break;
-        case 'P':
-          dev.sampling = false;
-          dev.session->flush();
-          dev.stats();
-          break;
-        case 'R':
-          dev.sampling = true;
-          break;
-        case 'T':
-          dev.stats();
-          break;
-        case 'Q':
-          dev.stats();
-          return 0;
-        case 'K':
-          if (gFlash != nullptr && len >= 4) gFlash->cutAfter(readU32le(payload), readU32le(payload) * 2654435761u);
-          break;
-        default:
-          fprintf(stderr, "[device] unknown record %c\n", type);
-      }
-      gIn.erase(gIn.begin(), gIn.begin() + 5 + len);
+  const char* sleepFile = argStr(argc, argv, "--deep-sleep", nullptr);
+  if (sleepFile != nullptr) {
+    if (gFlash == nullptr || dev.nvsFile == nullptr) {
+      fprintf(stderr, "[device] --deep-sleep needs --flash-file and --nvs-file\n");
+      return 2;
     }
-    dev.loop();
+    return deepSleepWake(dev, sleepFile, argU32(argc, argv, "--flush-every", 4));
+  }
+  dev.boot(ResetReason::PowerOn);
+  while (turn()) {
   }
   return 0;
 }
