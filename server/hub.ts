@@ -307,7 +307,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           logger: logger.child({ component: 'gateway' }),
           now,
           authenticate,
-          onDeviceSocket: (ws, deviceId) => new DeviceSession(ws, deviceId, sessionCtx),
+          onDeviceSocket: (link, deviceId) => new DeviceSession(link, deviceId, sessionCtx),
           onRequest: (req, res) => {
             try {
               for (const h of handlers) if (h(req, res)) return;

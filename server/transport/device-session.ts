@@ -7,11 +7,13 @@
  *
  * Frames are decoded as they arrive and handed to the pipeline without waiting for earlier commits
  * (pipelining); ACKs go out in order as group commits complete, coalesced per commit into one
- * cumulative ACK [PROTO-3.5]. Per-session in-flight frames are bounded: above the bound the socket is
- * paused (TCP backpressure to the device), and resumed below half of it.
+ * cumulative ACK [PROTO-3.5]. Per-session in-flight frames are bounded: above the bound the link is
+ * paused (backpressure to the device), and resumed below half of it.
+ *
+ * The session talks to a transport-neutral {@link DeviceLink} (link.ts): the WebSocket link
+ * (gateway.ts) and the MQTT link (server/mqtt/device-transport.ts) share this one state machine.
  */
 import { crc32 } from 'node:zlib';
-import type { WebSocket } from 'ws';
 import type { TelemetryScan } from '../codec/index.ts';
 import {
   type ChannelDescriptor,
@@ -31,6 +33,7 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { CommandTracker } from '../pipeline/commands.ts';
 import type { Ingest } from '../pipeline/ingest.ts';
+import type { DeviceLink } from './link.ts';
 import { encodeAck, encodeError } from './outbound.ts';
 
 /** Frames handed to the pipeline and not yet acknowledged, per session, before the socket is paused. */
@@ -135,9 +138,10 @@ export class DeviceSession {
   /** A frame of this session failed to commit: no ACK may follow, since it would cover that frame. */
   private storeFailed = false;
   private closeReason: string = 'closed';
+  private closedCallbacks: (() => void)[] = [];
 
   constructor(
-    private readonly ws: WebSocket,
+    private readonly link: DeviceLink,
     deviceId: string,
     private readonly ctx: SessionContext,
   ) {
@@ -147,12 +151,13 @@ export class DeviceSession {
       () => this.end('HELLO_TIMEOUT', `no HELLO within ${ctx.config.devices.helloTimeoutMs} ms`),
       ctx.config.devices.helloTimeoutMs,
     );
-    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
-    ws.on('pong', () => {
-      this.awaitingPong = false;
+    link.attach({
+      message: (data, isBinary) => this.onMessage(data, isBinary),
+      pong: () => {
+        this.awaitingPong = false;
+      },
+      closed: (code) => this.onClose(code),
     });
-    ws.on('error', (err) => this.log.debug({ err }, 'device socket error'));
-    ws.on('close', (code) => this.onClose(code));
   }
 
   /** Heartbeat sweep step: terminate when the last ping got no pong, else ping again [PROTO-1.5]. */
@@ -160,11 +165,11 @@ export class DeviceSession {
     if (this.state === 'closed') return;
     if (this.awaitingPong) {
       this.closeReason = 'heartbeat';
-      this.ws.terminate();
+      this.link.terminate();
       return;
     }
     this.awaitingPong = true;
-    this.ws.ping();
+    this.link.ping();
   }
 
   /**
@@ -190,10 +195,9 @@ export class DeviceSession {
     this.log.debug({ code, closeCode }, `closing device session: ${message}`);
     const finish = () => {
       this.onDrained = null;
-      if (this.ws.readyState !== this.ws.OPEN) return;
+      if (!this.link.isOpen()) return;
       this.flushAck();
-      this.ws.send(encodeError(code, message));
-      this.ws.close(closeCode, code);
+      this.link.close(closeCode, code, encodeError(code, message));
     };
     if (this.inflight === 0) finish();
     else {
@@ -221,25 +225,30 @@ export class DeviceSession {
     return this.state === 'ready';
   }
 
-  /** Runs `cb` once the socket has closed (at once when it already has). */
+  /** Runs `cb` once the link has closed (at once when it already has). */
   onceClosed(cb: () => void): void {
     if (this.state === 'closed') cb();
-    else this.ws.once('close', () => cb());
+    else this.closedCallbacks.push(cb);
   }
 
   /** Drops the connection without a close handshake (hub stop, after the graceful attempt). */
   terminate(): void {
-    if (this.state !== 'closed') this.ws.terminate();
+    if (this.state !== 'closed') this.link.terminate();
+  }
+
+  /** The link this session talks through (its transport, address). */
+  get transport(): DeviceLink['transport'] {
+    return this.link.transport;
   }
 
   private send(frame: Uint8Array): void {
-    if (this.ws.bufferedAmount > SEND_HIGH_WATER_BYTES) {
+    if (this.link.bufferedAmount > SEND_HIGH_WATER_BYTES) {
       // The device is not reading: everything it would get next is stale; drop the connection.
       this.closeReason = 'slow_consumer';
-      this.ws.terminate();
+      this.link.terminate();
       return;
     }
-    this.ws.send(frame);
+    this.link.send(frame);
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
@@ -302,6 +311,13 @@ export class DeviceSession {
             { wire: msg.code, code: errorCodeFromWire(msg.code) ?? 'unknown', fatal: msg.fatal, text: msg.message },
             'device reported an error',
           );
+          if (msg.fatal) {
+            // [PROTO-3.8] FATAL: the device closes after this frame (over MQTT this is its last will,
+            // published by the broker when the device's connection died): the session ends at once.
+            this.closeReason = 'device_closed';
+            this.state = 'closing';
+            this.link.close(1000, 'DEVICE_CLOSED');
+          }
           return;
         default:
           throw new HubError('UNEXPECTED_MESSAGE', `${msg.type} is not allowed from a device in this state`);
@@ -409,7 +425,7 @@ export class DeviceSession {
         } else if (!this.storeFailed) this.queueAck(bootId, seq);
         if (this.paused && this.inflight < MAX_INFLIGHT_FRAMES / 2) {
           this.paused = false;
-          this.ws.resume();
+          this.link.resume();
         }
         if (this.inflight === 0) this.onDrained?.();
       });
@@ -427,7 +443,7 @@ export class DeviceSession {
     if (!this.paused && this.inflight > MAX_INFLIGHT_FRAMES) {
       this.paused = true;
       this.ctx.metrics.sessionPauses.inc();
-      this.ws.pause();
+      this.link.pause();
     }
   }
 
@@ -444,7 +460,7 @@ export class DeviceSession {
   private flushAck(): void {
     if (!this.ackScheduled) return;
     this.ackScheduled = false;
-    if (this.ws.readyState !== this.ws.OPEN) return;
+    if (!this.link.isOpen()) return;
     this.send(encodeAck(this.ackBoot, this.ackSeq));
     this.ctx.metrics.acksSent.inc();
   }
@@ -471,5 +487,8 @@ export class DeviceSession {
       });
     }
     this.log.debug({ code, reason: this.closeReason }, 'device session closed');
+    const callbacks = this.closedCallbacks;
+    this.closedCallbacks = [];
+    for (const cb of callbacks) cb();
   }
 }

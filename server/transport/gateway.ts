@@ -30,6 +30,7 @@ import {
   requestPath,
   TokenBucket,
 } from './handshake.ts';
+import type { DeviceLink, LinkHandlers } from './link.ts';
 
 export const DEVICE_PATH = '/v1/device';
 
@@ -53,8 +54,8 @@ export interface GatewayOptions {
   logger: Logger;
   now: () => number;
   authenticate: Authenticate;
-  /** Creates the session for an authenticated, upgraded device socket. */
-  onDeviceSocket: (ws: WebSocket, deviceId: string, req: IncomingMessage) => DeviceConnection;
+  /** Creates the session for an authenticated, upgraded device socket (wrapped as a {@link DeviceLink}). */
+  onDeviceSocket: (link: DeviceLink, deviceId: string, req: IncomingMessage) => DeviceConnection;
   /** Plain HTTP requests (health, metrics, REST API, web page). */
   onRequest: (req: IncomingMessage, res: ServerResponse) => void;
 }
@@ -167,7 +168,7 @@ export function createGateway(opts: GatewayOptions): Gateway {
     });
     const id = deviceId;
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = opts.onDeviceSocket(ws, id, req);
+      const conn = opts.onDeviceSocket(new WebSocketLink(ws, req.socket.remoteAddress), id, req);
       connections.add(conn);
       ws.once('close', () => connections.delete(conn));
     });
@@ -207,4 +208,55 @@ export function createGateway(opts: GatewayOptions): Gateway {
     deviceConnections: () => deviceSockets,
     listening: () => isListening,
   };
+}
+
+/** A device WebSocket as a {@link DeviceLink} for the session state machine. */
+export class WebSocketLink implements DeviceLink {
+  readonly transport = 'websocket' as const;
+
+  constructor(
+    private readonly ws: WebSocket,
+    readonly remoteAddress: string | undefined,
+  ) {}
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  attach(h: LinkHandlers): void {
+    this.ws.on('message', (data, isBinary) => h.message(data as Buffer, isBinary));
+    this.ws.on('pong', () => h.pong());
+    // Socket errors end in 'close' (1006); the session counts the disconnect there.
+    this.ws.on('error', () => undefined);
+    this.ws.on('close', (code) => h.closed(code));
+  }
+
+  isOpen(): boolean {
+    return this.ws.readyState === this.ws.OPEN;
+  }
+
+  send(frame: Uint8Array): void {
+    this.ws.send(frame);
+  }
+
+  close(code: number, reason: string, finalFrame?: Uint8Array): void {
+    if (finalFrame) this.ws.send(finalFrame);
+    this.ws.close(code, reason);
+  }
+
+  terminate(): void {
+    this.ws.terminate();
+  }
+
+  ping(): void {
+    this.ws.ping();
+  }
+
+  pause(): void {
+    this.ws.pause();
+  }
+
+  resume(): void {
+    this.ws.resume();
+  }
 }
