@@ -23,11 +23,9 @@ void NetTask::open() {
 }
 
 void NetTask::close() {
-  upScratch_.kind = kClose;
-  upScratch_.generation = generation_;
-  upScratch_.len = 0;
+  // Not through the queue: it may be full of frames for this very connection, and close() must not wait.
+  closed_.store(generation_);
   generation_++;  // whatever the old connection still reports is dropped
-  xQueueSend(up_, &upScratch_, portMAX_DELAY);  // always room soon: the task drains the queue continuously
 }
 
 bool NetTask::send(const uint8_t* frame, size_t len) {
@@ -85,11 +83,9 @@ void NetTask::run() {
           taskGeneration_ = taskUp_.generation;
           ws_.open();
           break;
-        case kClose:
-          if (taskUp_.generation == taskGeneration_) ws_.close();
-          break;
         case kSend:
-          if (taskUp_.generation != taskGeneration_) break;  // for a connection that is gone
+          // For a connection that is gone, or that the session closed: dropped.
+          if (taskUp_.generation != taskGeneration_ || closed_.load() == taskGeneration_) break;
           if (!ws_.send(taskUp_.data, taskUp_.len)) {
             ws_.close();
             report(kClosed, nullptr, 0);  // the session replays what was not acknowledged
@@ -99,6 +95,7 @@ void NetTask::run() {
           break;
       }
     }
+    if (ws_.active() && closed_.load() == taskGeneration_) ws_.close();
     ws_.loop();  // blocks this task only: DNS, TCP connect (≤ 5 s), TLS handshake
     vTaskDelay(1);
   }

@@ -1,13 +1,15 @@
 // The network in its own FreeRTOS task, so DNS, the TCP connect and the TLS handshake — which block
 // inside arduinoWebSockets — never stall sampling in the main loop.
 //
-// The session stays in the main loop. This class is its Transport: open(), close() and send() only
-// put a command on the uplink queue (send() copies the frame; false when the queue is full, which the
-// session treats as a lost link and later replays). The task takes the commands, drives WsTransport
+// The session stays in the main loop. This class is its Transport, and none of its calls waits: open()
+// and send() put a command on the uplink queue (send() copies the frame; false when the queue is full,
+// which the session treats as a lost link and later replays), close() sets an atomic the task reads. The task takes the commands, drives WsTransport
 // and puts what happens (open, closed, a downlink frame) on the downlink queue; poll(), from the main
 // loop, hands those to the session. Every open() starts a new generation: events of an older
 // connection are dropped, so a late "closed" never ends the connection that replaced it.
 #pragma once
+
+#include <atomic>
 
 #include <freertos/FreeRTOS.h>
 #include <freertos/queue.h>
@@ -37,7 +39,7 @@ class NetTask : public esp32hub::Transport, private WsTransport::Listener {
   bool authRefused() const { return ws_.authRefused(); }
 
  private:
-  enum Kind : uint8_t { kOpen, kClose, kSend, kOpened, kClosed, kMessage };
+  enum Kind : uint8_t { kOpen, kSend, kOpened, kClosed, kMessage };
   struct UpItem {
     uint8_t kind;
     uint32_t generation;
@@ -63,6 +65,7 @@ class NetTask : public esp32hub::Transport, private WsTransport::Listener {
   QueueHandle_t up_ = nullptr;
   QueueHandle_t down_ = nullptr;
   uint32_t generation_ = 0;      // main loop: the connection the session wants
+  std::atomic<uint32_t> closed_{0};  // main loop → task: the generation the session closed (no queue: never waits)
   uint32_t taskGeneration_ = 0;  // network task: the connection WsTransport is on
   UpItem upScratch_{};           // main loop's item being filled
   UpItem taskUp_{};              // network task's item being handled
