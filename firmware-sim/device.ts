@@ -1,19 +1,23 @@
 /**
  * A simulated ESP32 board speaking protocol v1 (docs/protocol.md) the way the firmware does:
  *
- * - boots with a random boot id and an unsynced uptime clock; frames taken before the first WELCOME
+ * - boots with a boot id that never repeats (NVS boot counter mixed with OS randomness, see
+ *   boot-id.ts) and an unsynced uptime clock; frames taken before the first WELCOME
  *   carry the UNSYNCED flag and uptime base [PROTO-3.4.1]; WELCOME's server time sets the clock;
  * - samples its sensors on a timer and seals TELEMETRY frames into a bounded, drop-oldest outbox that
- *   survives reconnects and reboots (a board keeps it in flash) and is freed only by cumulative ACKs
- *   [PROTO-3.5]; after reconnect it replays from WELCOME's last acked (boot, seq);
+ *   survives reconnects, reboots and power cuts (written through a `BoardStore`, the board's flash)
+ *   and is freed only by cumulative ACKs [PROTO-3.5]; after reconnect it replays from WELCOME's last
+ *   acked (boot, seq);
+ * - always on, or in deep sleep: wakes to sample into the outbox, connects and flushes every N
+ *   samples or M minutes, then sleeps;
  * - announces its descriptor set only when WELCOME says the hub lacks it [PROTO-3.3], and again on
  *   ERROR UNKNOWN_DESCRIPTORS [PROTO-5.2] or the `send_descriptors` command;
  * - reconnects with exponential backoff and ±20 % jitter [PROTO-5.6]; pings the hub [PROTO-1.5];
  * - runs commands with ACCEPTED then RESULT, ignoring duplicate ids [PROTO-3.6, 3.7].
  *
- * Deterministic: all time comes from the injected `Clock`, all randomness from streams forked off
- * the seed, and nothing here awaits a promise, so with a fake clock and a loopback link the same seed
- * yields the same bytes.
+ * Deterministic: all time comes from the injected `Clock`, all randomness but the boot ids' from
+ * streams forked off the seed, and nothing here awaits a promise, so with a fake clock, a loopback
+ * link and a seeded `entropy` the same seed yields the same bytes.
  */
 import { EventEmitter } from 'node:events';
 import { crc32 } from 'node:zlib';
@@ -32,6 +36,8 @@ import {
   type Welcome,
 } from '../server/codec/index.ts';
 import { type ErrorCode, errorCodeFromWire } from '../server/errors.ts';
+import { type BoardNvs, type BoardStore, MemoryBoardStore } from './board-store.ts';
+import { cryptoEntropy, drawBootId, type Entropy } from './boot-id.ts';
 import { type Clock, systemClock, type TimerHandle } from './clock.ts';
 import type { Connector, Link, LinkCloseInfo } from './link.ts';
 import { wsConnector } from './link.ts';
@@ -50,6 +56,8 @@ export type DeviceState =
   | 'online' // WELCOME received: streaming
   | 'waiting' // backoff before the next attempt
   | 'offline' // Wi-Fi down (scenario)
+  | 'sleeping' // deep sleep between wakes (deep-sleep profile)
+  | 'unpowered' // power cut: RAM gone, back after the outage
   | 'stopped';
 
 /** Deliberately broken frames for the malformed scenario, with the error the hub must answer. */
@@ -84,6 +92,18 @@ export interface ClockFault {
   driftPpm?: number;
   /** Whether WELCOME's server time corrects the clock (default true; false = trusts its RTC). */
   syncFromWelcome?: boolean;
+}
+
+/** The deep-sleep profile: sample on timer wakes into the flash outbox, connect and flush now and then. */
+export interface DeepSleepOptions {
+  /** Connect and flush after this many wakes (samples) since the last flush (default 60). */
+  flushEverySamples?: number;
+  /** …or once this long has passed since the last flush (default 5 min). */
+  flushIntervalMs?: number;
+  /** Stay connected this long after the outbox is empty, for commands (default 1 s). */
+  awakeGraceMs?: number;
+  /** Give up a flush after this long awake (default 30 s): back to sleep, the frames wait in flash. */
+  maxAwakeMs?: number;
 }
 
 export interface DeviceOptions {
@@ -132,6 +152,15 @@ export interface DeviceOptions {
   clockSurvivesReset?: boolean;
   /** Wait after a non-fatal STORAGE_FULL before replaying (default 5 s, as the firmware). */
   storageFullRetryMs?: number;
+  /**
+   * The board's flash and NVS: outbox, boot counter, token, command memory (default: a
+   * `MemoryBoardStore`, which lasts as long as the process; `FileBoardStore` for a state directory).
+   */
+  store?: BoardStore;
+  /** Randomness mixed into boot ids (default: the OS CSPRNG). Tests inject a seeded stream. */
+  entropy?: Entropy;
+  /** Deep-sleep profile; absent or null: always on. */
+  deepSleep?: DeepSleepOptions | null;
 }
 
 export interface DeviceEvents {
@@ -148,6 +177,12 @@ export interface DeviceEvents {
   close: [info: LinkCloseInfo];
   command: [command: Command];
   reboot: [bootId: number, resetReason: number];
+  /** Power lost: RAM gone, back after `offMs`. */
+  powerCut: [offMs: number];
+  /** The hub holds frames of this boot id that this boot never sent: the id had been used before. */
+  bootIdReused: [oldBootId: number, newBootId: number];
+  /** Deep sleep: the radio went off (`flushed`: the outbox was empty). */
+  sleep: [flushed: boolean];
   /** A malformed frame sent on purpose was answered (`code` null: closed without ERROR, or not at all). */
   malformed: [kind: MalformedKind, code: string | null, closeCode: number | null];
 }
@@ -168,12 +203,18 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private readonly opts: DeviceOptions;
   private readonly connector: Connector;
   private readonly backoff: BackoffOptions;
-  /** Boot ids and reconnect jitter. */
+  /** Reconnect jitter. */
   private readonly netRng: Rng;
+  /** Boot delays (boot ids come from `drawBootId`, never from the seed). */
   private readonly bootRng: Rng;
   private readonly sampler: Sampler;
   private readonly builder = new FrameBuilder();
-  readonly outbox: Outbox;
+  private readonly store: BoardStore;
+  private readonly entropy: Entropy;
+  /** The RAM copy of the NVS. */
+  private nvs: BoardNvs;
+  /** The RAM copy of the flash outbox (rebuilt from the store at power-on). */
+  private _outbox: Outbox;
 
   private _state: DeviceState = 'off';
   private link: Link | null = null;
@@ -191,6 +232,8 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
 
   private _bootId = 0;
   private nextSeq = 1;
+  /** Highest seq of this boot that went on the wire (a WELCOME naming a higher one reveals a reused id). */
+  private sentSeqThisBoot = 0;
   private bootAtHost = 0;
   private resetReason: number;
   private droppedSinceBoot = 0;
@@ -225,7 +268,13 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private lastRefusal: number | null = null;
   /** Simulated Wi-Fi outage end (host ms): no connection before it. */
   private wifiDownUntil = 0;
-  private readonly commandResults = new Map<number, { status: number; message: string } | null>();
+  private commandResults = new Map<number, { status: number; message: string } | null>();
+  /** Deep sleep: wakes since the last flush, when it ended, and when the radio came on. */
+  private samplesSinceFlush = 0;
+  private lastFlushAt = 0;
+  private awakeSince = 0;
+  /** Set when the board closes its own session to start a new one at once (boot id reused). */
+  private reconnectSoon = false;
 
   private sampleTimer: TimerHandle | null = null;
   private connectTimer: TimerHandle | null = null;
@@ -235,6 +284,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private pumpTimer: TimerHandle | null = null;
   private ledTimer: TimerHandle | null = null;
   private malformedTimer: TimerHandle | null = null;
+  private powerTimer: TimerHandle | null = null;
+  private sleepTimer: TimerHandle | null = null;
+  private awakeTimer: TimerHandle | null = null;
   private drainWaiters: (() => void)[] = [];
 
   constructor(options: DeviceOptions) {
@@ -251,7 +303,10 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.bootRng = root.fork('boot', options.index);
     this.sensors = new SensorSuite(root.fork('sensors', options.index));
     this.sampler = new Sampler(this.sensors);
-    this.outbox = new Outbox(options.outboxFrames ?? 512);
+    this.store = options.store ?? new MemoryBoardStore();
+    this.entropy = options.entropy ?? cryptoEntropy;
+    this.nvs = { bootCounter: 0, token: null, commandedIntervalMs: null, commandResults: [], descriptorSets: [] };
+    this._outbox = new Outbox(options.outboxFrames ?? 512);
     this.sampleIntervalMs = options.sampleIntervalMs ?? 250;
     this.ticksPerFrame = Math.min(255, Math.max(1, options.ticksPerFrame ?? 4));
     this.frameLimit = options.maxFrameBytes ?? RECOMMENDED_UPLINK_BYTES;
@@ -268,6 +323,10 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   get state(): DeviceState {
     return this._state;
   }
+  /** The RAM copy of the outbox (a new one after each power-on). */
+  get outbox(): Outbox {
+    return this._outbox;
+  }
   get bootId(): number {
     return this._bootId;
   }
@@ -283,9 +342,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   get isSynced(): boolean {
     return this.synced;
   }
-  /** Frames waiting in the outbox (sent or not). */
+  /** Frames waiting in the outbox (sent or not); while the power is off, those in flash. */
   get outboxDepth(): number {
-    return this.outbox.length;
+    return this._state === 'unpowered' ? this.store.depth() : this._outbox.length;
   }
   /** Seq the next TELEMETRY frame will get. */
   get seqNext(): number {
@@ -295,6 +354,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   /** Powers the board on: first boot, sampling, then the first connection attempt. */
   start(): void {
     if (this._state !== 'off') return;
+    this.powerOn();
     this.boot(this.resetReason);
   }
 
@@ -305,15 +365,21 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
    */
   async stop(options: { drainMs?: number } = {}): Promise<void> {
     if (this._state === 'stopped') return;
+    const drainMs = options.drainMs ?? 0;
+    if (this._state === 'unpowered' && drainMs > 0 && this.store.depth() > 0) {
+      // Power comes back now, so the outbox can drain.
+      this.clearTimer('powerTimer');
+      this.powerOn();
+      this.boot(ResetReason.POWER_ON);
+    }
     this.clearTimer('sampleTimer');
     this.clearTimer('ledTimer');
-    this.seal();
-    const drainMs = options.drainMs ?? 0;
+    if (this._state !== 'unpowered') this.seal();
     // Waiting is pointless when the hub refuses this board's credentials (400/401/403).
     const refused = this.lastRefusal !== null && this.lastRefusal >= 400 && this.lastRefusal < 404;
-    if (drainMs > 0 && this.outbox.length > 0 && this._state !== 'off' && !refused) {
-      if (this._state === 'waiting' || this._state === 'offline') {
-        // Do not sit out a long backoff or a simulated outage while draining.
+    if (drainMs > 0 && this.outbox.length > 0 && this._state !== 'off' && this._state !== 'unpowered' && !refused) {
+      if (this._state === 'waiting' || this._state === 'offline' || this._state === 'sleeping') {
+        // Do not sit out a long backoff, a simulated outage or a deep sleep while draining.
         this.wifiDownUntil = 0;
         this.clearTimer('connectTimer');
         this.connect();
@@ -340,6 +406,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
    */
   dropWifi(outageMs: number, silent = false): void {
     if (this._state === 'stopped' || this._state === 'off' || this._state === 'booting') return;
+    if (this._state === 'unpowered' || this._state === 'sleeping') return;
     this.stats.wifiDrops++;
     this.wifiDownUntil = this.clock.now() + outageMs;
     if (silent && this.link) {
@@ -355,6 +422,11 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
 
   /** Offline until Wi-Fi is back, then a connection attempt (after association, 50–400 ms). */
   private waitForWifi(): void {
+    if (this.opts.deepSleep) {
+      // On battery: no waiting with the radio on; the frames wait in flash for the next flush.
+      this.goToSleep();
+      return;
+    }
     this.setState('offline');
     this.clearTimer('connectTimer');
     this.connectTimer = this.clock.setTimeout(
@@ -368,7 +440,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
 
   /** Restarts the board: new boot id, seq from 1, unsynced clock. `graceful` seals pending samples first. */
   reboot(resetReason: number = ResetReason.SOFTWARE, graceful = resetReason === ResetReason.SOFTWARE): void {
-    if (this._state === 'stopped' || this._state === 'off') return;
+    if (this._state === 'stopped' || this._state === 'off' || this._state === 'unpowered') return;
     this.stats.reboots++;
     if (graceful) this.seal();
     else this.discardPending();
@@ -380,6 +452,39 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     }
     this.clearAllTimers();
     this.boot(resetReason);
+  }
+
+  /**
+   * Power is lost for `offMs`: everything in RAM goes — samples not yet sealed into a frame (counted
+   * in `samplesLostOnCrash`), the connection (reset, as a board that vanishes), the clock, the RAM
+   * copy of the outbox, command memory — and only the store (flash, NVS) remains. Power-on then
+   * reloads the outbox and NVS from the store and boots with a new boot id (reset reason power-on).
+   */
+  powerCut(offMs: number): void {
+    if (this._state === 'stopped' || this._state === 'off' || this._state === 'unpowered') return;
+    this.stats.powerCuts++;
+    this.discardPending();
+    const link = this.link;
+    this.detachLink();
+    link?.terminate();
+    this.clearAllTimers();
+    this.synced = false;
+    this.timeOffsetMs = 0;
+    this.lastAcked = null;
+    this.awaitingDescriptorAck = false;
+    this.poisoned = false;
+    this.sensors.setLed(false);
+    this.endAwake();
+    this.reconnectSoon = false;
+    this._outbox = new Outbox(this._outbox.capacity);
+    this.commandResults = new Map();
+    this.setState('unpowered');
+    this.emit('powerCut', offMs);
+    this.powerTimer = this.clock.setTimeout(() => {
+      this.powerTimer = null;
+      this.powerOn();
+      this.boot(ResetReason.POWER_ON);
+    }, offMs);
   }
 
   /**
@@ -421,6 +526,75 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
 
   // ───────────────────────────── boot and time ─────────────────────────────
 
+  /** Power-on: RAM state from the store — NVS settings, descriptor sets, the outbox. */
+  private powerOn(): void {
+    const nvs = this.store.readNvs();
+    this.nvs = nvs;
+    if (this.opts.token && nvs.token !== this.opts.token) {
+      nvs.token = this.opts.token;
+      this.store.writeNvs(nvs);
+    }
+    this.commandedIntervalMs = nvs.commandedIntervalMs;
+    this.commandResults = new Map(nvs.commandResults);
+    this.sampleIntervalMs = this.opts.sampleIntervalMs ?? 250;
+    this.ticksPerFrame = Math.min(255, Math.max(1, this.opts.ticksPerFrame ?? 4));
+    this.descriptorSets.clear();
+    for (const [hash, channels] of nvs.descriptorSets) this.descriptorSets.set(hash, channels);
+    this.channels = channelDescriptors(this.sampleIntervalMs);
+    this.hash = descriptorHash(this.channels);
+    this.descriptorSets.set(this.hash, this.channels);
+    this.samplesSinceFlush = 0;
+    this.lastFlushAt = this.clock.now();
+    const outbox = new Outbox(this._outbox.capacity);
+    this._outbox = outbox;
+    for (const bytes of this.store.readOutbox()) {
+      const m = decodeFrame(bytes);
+      if (m.type !== 'telemetry') continue; // the store holds TELEMETRY frames only
+      this.stats.framesRestored++;
+      const dropped = outbox.push({
+        bootId: m.bootId,
+        seq: m.seq,
+        bytes,
+        samples: countSamples(m),
+        readings: countReadings(m),
+        sends: 0,
+        restored: true,
+        lastSentAt: 0,
+        message: this.opts.recorder ? m : null,
+      });
+      if (dropped) this.dropOldest(dropped); // a smaller --outbox than the state was written with
+    }
+    this.saveDescriptorSets();
+  }
+
+  /** Writes the RAM copy of the NVS settings (boot counter, commands, descriptor sets) to the store. */
+  private saveNvs(): void {
+    this.nvs.commandedIntervalMs = this.commandedIntervalMs;
+    this.nvs.commandResults = [...this.commandResults];
+    this.nvs.descriptorSets = [...this.descriptorSets];
+    this.store.writeNvs(this.nvs);
+  }
+
+  /** Persists the descriptor sets when the NVS lacks one the board uses. */
+  private saveDescriptorSets(): void {
+    const saved = new Set(this.nvs.descriptorSets.map(([h]) => h));
+    for (const h of this.descriptorSets.keys()) {
+      if (!saved.has(h)) {
+        this.saveNvs();
+        return;
+      }
+    }
+  }
+
+  /** A boot id never used before: counter written first, then mixed with fresh randomness (boot-id.ts). */
+  private newBootId(avoid: number[]): number {
+    this.nvs.bootCounter++;
+    this.saveNvs();
+    const inOutbox = new Set<number>(avoid);
+    for (let i = 0; i < this._outbox.length; i++) inOutbox.add(this._outbox.at(i).bootId);
+    return drawBootId(this.id, this.nvs.bootCounter, this.entropy, (id) => inOutbox.has(id));
+  }
+
   private boot(resetReason: number): void {
     // Wall time before the reset, kept by the RTC unless power was lost.
     const keptWall =
@@ -431,8 +605,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
         ? this.uptimeExact() + this.timeOffsetMs
         : null;
     this.epoch++;
-    this._bootId = this.bootRng.nonZeroU32(this._bootId);
+    this._bootId = this.newBootId([this._bootId]);
     this.nextSeq = 1;
+    this.sentSeqThisBoot = 0;
     this.bootAtHost = this.clock.now();
     this.resetReason = resetReason;
     this.droppedSinceBoot = 0;
@@ -455,14 +630,22 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     }
     if (this.commandedIntervalMs !== null) this.sampleIntervalMs = this.commandedIntervalMs;
     this.updateDescriptors();
-    this.setState('booting');
     const [min, max] = this.opts.bootDelayMs ?? [300, 1200];
     const delay = this.bootRng.uniform(min, max);
+    const wifiDelay = this.bootRng.uniform(50, 400);
     this.scheduleTick(delay);
-    this.connectTimer = this.clock.setTimeout(() => {
-      this.connectTimer = null;
-      this.connect();
-    }, delay + this.bootRng.uniform(50, 400)); // Wi-Fi association after the sensors are up
+    if (this.opts.deepSleep) {
+      // Asleep between wakes; the first wake after a boot flushes (clock sync, config), later ones
+      // every N samples or M minutes.
+      this.samplesSinceFlush = Number.POSITIVE_INFINITY;
+      this.setState('sleeping');
+    } else {
+      this.setState('booting');
+      this.connectTimer = this.clock.setTimeout(() => {
+        this.connectTimer = null;
+        this.connect();
+      }, delay + wifiDelay); // Wi-Fi association after the sensors are up
+    }
     this.emit('reboot', this._bootId, resetReason);
   }
 
@@ -496,8 +679,15 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       this.seal();
     }
     this.sampler.tick(b, this.clock.now(), this.deviceTimeMs(), this.uptimeMs(), !this.synced);
-    if (++this.ticksInFrame >= this.ticksPerFrame) this.seal();
     this.scheduleTick(this.sampleIntervalMs);
+    if (this.opts.deepSleep) {
+      // A wake: its samples go to flash before the board sleeps again (RAM does not survive it).
+      this.seal();
+      this.samplesSinceFlush++;
+      if (this._state === 'sleeping' && this.flushDue()) this.connect();
+      return;
+    }
+    if (++this.ticksInFrame >= this.ticksPerFrame) this.seal();
   }
 
   /** Adds one irregular sample (the LED) at the current time. */
@@ -507,12 +697,14 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     b.add(channel, ValueType.BOOL, this.deviceTimeMs(), value, !this.synced);
   }
 
-  /** Seals the pending samples into a TELEMETRY frame in the outbox. */
+  /** Seals the pending samples into a TELEMETRY frame, written to flash (the store), then the outbox. */
   private seal(): void {
     this.ticksInFrame = 0;
     if (this.builder.empty) return;
     const message = this.builder.take(this._bootId, this.nextSeq++, this.hash);
     const bytes = encodeFrame(message);
+    // Buffered once written [PROTO-3.5]: flash first, then the RAM copy.
+    this.store.appendFrame(bytes);
     const samples = countSamples(message);
     const readings = countReadings(message);
     const entry: OutboxEntry = {
@@ -529,29 +721,37 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     s.framesGenerated++;
     s.samplesGenerated += samples;
     s.readingsGenerated += readings;
-    const dropped = this.outbox.push(entry);
-    if (dropped) {
-      // Drop-oldest: the head goes; if it was in flight on this connection, the window shrinks.
-      if (this.sendCursor > 0) this.sendCursor--;
-      if (this.sentHigh > 0) this.sentHigh--;
-      this.droppedSinceBoot++;
-      s.framesDropped++;
-      if (dropped.sends === 0) s.framesDroppedUnsent++;
-      s.samplesDropped += dropped.samples;
-      s.readingsDropped += dropped.readings;
-      if (this.opts.recorder && dropped.message) {
-        this.opts.recorder.dropped(this.recorded(dropped.message), dropped.sends > 0);
-      }
-      this.pruneDescriptorSets();
-    }
+    this.opts.recorder?.sampled?.(this.recorded(message));
+    const dropped = this._outbox.push(entry);
+    if (dropped) this.dropOldest(dropped);
     this.emit('frame', entry);
     this.pump();
   }
 
+  /** The full outbox dropped its head (drop-oldest), in flash too. */
+  private dropOldest(dropped: OutboxEntry): void {
+    this.store.dropFrames(1);
+    // If the head was in flight on this connection, the window shrinks.
+    if (this.sendCursor > 0) this.sendCursor--;
+    if (this.sentHigh > 0) this.sentHigh--;
+    this.droppedSinceBoot++;
+    const s = this.stats;
+    s.framesDropped++;
+    const sent = dropped.sends > 0 || dropped.restored === true;
+    if (!sent) s.framesDroppedUnsent++;
+    s.samplesDropped += dropped.samples;
+    s.readingsDropped += dropped.readings;
+    if (this.opts.recorder && dropped.message) this.opts.recorder.dropped(this.recorded(dropped.message), sent);
+    this.pruneDescriptorSets();
+  }
+
+  /** Samples in RAM that never made it into a frame (a crash or a power cut): lost, counted. */
   private discardPending(): void {
     if (this.builder.empty) return;
     this.stats.samplesLostOnCrash += this.builder.samples;
-    this.builder.take(this._bootId, 1, this.hash);
+    const lost = this.builder.take(this._bootId, 0, this.hash);
+    this.stats.readingsLostOnCrash += countReadings(lost);
+    this.opts.recorder?.lost?.(this.recorded(lost));
     this.ticksInFrame = 0;
   }
 
@@ -574,6 +774,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.hash = hash;
     this.descriptorSets.set(hash, channels);
     this.pruneDescriptorSets();
+    this.saveDescriptorSets();
     if (this._state === 'online') this.sendDescriptors([hash]);
   }
 
@@ -589,6 +790,52 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private hashOf(i: number): number {
     const b = this.outbox.at(i).bytes;
     return ((b[16] as number) | ((b[17] as number) << 8) | ((b[18] as number) << 16) | ((b[19] as number) << 24)) >>> 0;
+  }
+
+  // ───────────────────────────── deep sleep ─────────────────────────────
+
+  private flushDue(): boolean {
+    const p = this.opts.deepSleep;
+    if (!p) return false;
+    return (
+      this.samplesSinceFlush >= (p.flushEverySamples ?? 60) ||
+      this.clock.now() - this.lastFlushAt >= (p.flushIntervalMs ?? 300_000)
+    );
+  }
+
+  /** Deep sleep, online with an empty outbox: sleep after the grace period (commands may come). */
+  private maybeSleep(): void {
+    const p = this.opts.deepSleep;
+    if (!p || this._state !== 'online' || this._outbox.length > 0 || this.sleepTimer) return;
+    if (this.drainWaiters.length > 0) return;
+    this.sleepTimer = this.clock.setTimeout(() => {
+      this.sleepTimer = null;
+      if (this._state === 'online' && this._outbox.length === 0) this.goToSleep();
+    }, p.awakeGraceMs ?? 1000);
+  }
+
+  /** Radio off until the next flush; the outbox waits in flash. */
+  private goToSleep(): void {
+    const flushed = this._outbox.length === 0;
+    const link = this.link;
+    this.detachLink();
+    link?.close(1000, 'deep sleep');
+    this.clearTimer('connectTimer');
+    this.clearTimer('sleepTimer');
+    this.clearTimer('awakeTimer');
+    this.endAwake();
+    if (flushed) this.stats.flushes++;
+    else this.stats.flushesIncomplete++;
+    this.samplesSinceFlush = 0;
+    this.lastFlushAt = this.clock.now();
+    this.setState('sleeping');
+    this.emit('sleep', flushed);
+  }
+
+  private endAwake(): void {
+    if (this.awakeSince === 0) return;
+    this.stats.awakeMs += this.clock.now() - this.awakeSince;
+    this.awakeSince = 0;
   }
 
   // ───────────────────────────── connection ─────────────────────────────
@@ -607,6 +854,15 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     }
     const epoch = ++this.epoch;
     this.stats.connectAttempts++;
+    if (this.opts.deepSleep && this.awakeSince === 0) {
+      // The radio is on: a flush, bounded in time so a missing hub cannot drain the battery.
+      this.awakeSince = this.clock.now();
+      this.clearTimer('awakeTimer');
+      this.awakeTimer = this.clock.setTimeout(() => {
+        this.awakeTimer = null;
+        if (this.drainWaiters.length === 0) this.goToSleep();
+      }, this.opts.deepSleep.maxAwakeMs ?? 30_000);
+    }
     this.setState('connecting');
     this.sendCursor = 0;
     this.sentHigh = 0;
@@ -687,6 +943,12 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.detachLink();
     this.emit('close', info);
     if (this._state === 'stopped') return;
+    if (this.opts.deepSleep && !this.drainWaiters.length && !this.reconnectSoon) {
+      // On battery a failed flush is not retried with the radio on: the frames wait for the next one.
+      this.goToSleep();
+      return;
+    }
+    this.reconnectSoon = false;
     this.setState('waiting');
     const base = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.backoffAttempt);
     this.backoffAttempt = Math.min(this.backoffAttempt + 1, 30);
@@ -764,7 +1026,16 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     const s = this.stats;
     s.sessions++;
     this.lastRefusal = null;
-    if (this.sessionsThisBoot++ > 0) s.reconnects++;
+    const last = w.lastAck;
+    if (last && last.bootId === this._bootId && last.seq > this.sentSeqThisBoot) {
+      // The hub holds a seq of this boot id that this boot never sent: the id was used before (a
+      // board that lost its NVS and drew the same randomness). Its ACKs would answer the old frames,
+      // not ours. Take a new id, restamp this boot's frames (all unsent or unacked), start over.
+      this.onBootIdReused();
+      return;
+    }
+    // A deep-sleep board's planned connections are flushes, not reconnects.
+    if (this.sessionsThisBoot++ > 0 && !this.opts.deepSleep) s.reconnects++;
     this.backoffAttempt = 0;
     if (!this.synced && this.opts.clockFault?.syncFromWelcome !== false) {
       // Frames taken before the sync keep UNSYNCED and uptime base; the hub maps them [PROTO-3.4.1].
@@ -795,6 +1066,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     if (toSend.size > 0) this.sendDescriptors([...toSend]);
     this.emit('online', w);
     this.pump();
+    this.maybeSleep();
   }
 
   private applyWelcomeAck(lastAck: { bootId: number; seq: number } | null): void {
@@ -804,9 +1076,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       this.stats.ackRegressions++;
     }
     if (!lastAck) return;
-    // Only frames that went on the wire at some point can be stored.
+    // Only frames that went on the wire at some point (in this power-on, or before: restored) can be stored.
     let sent = 0;
-    while (sent < this.outbox.length && this.outbox.at(sent).sends > 0) sent++;
+    while (sent < this.outbox.length && (this.outbox.at(sent).sends > 0 || this.outbox.at(sent).restored)) sent++;
     const n = this.outbox.coveredBy(lastAck.bootId, lastAck.seq, sent);
     this.free(n, false);
     if (n > 0) this.lastAcked = { bootId: lastAck.bootId, seq: lastAck.seq };
@@ -829,6 +1101,30 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.emit('ack', bootId, seq, n);
     this.armAckTimer(true);
     this.pump();
+    this.maybeSleep();
+  }
+
+  /** See onWelcome: a new boot id for the frames of this boot, then a new session under it. */
+  private onBootIdReused(): void {
+    const old = this._bootId;
+    this.stats.bootIdReused++;
+    this._bootId = this.newBootId([old]);
+    const frames: Uint8Array[] = [];
+    for (let i = 0; i < this._outbox.length; i++) {
+      const e = this._outbox.at(i);
+      if (e.bootId === old) {
+        const m = decodeFrame(e.bytes) as Telemetry;
+        m.bootId = this._bootId;
+        e.bootId = this._bootId;
+        e.bytes = encodeFrame(m);
+        if (e.message) e.message = m;
+      }
+      frames.push(e.bytes);
+    }
+    this.store.rewriteOutbox(frames);
+    this.emit('bootIdReused', old, this._bootId);
+    this.reconnectSoon = true;
+    this.link?.close(1000, 'boot id reused: new session');
   }
 
   /** Removes `n` acknowledged frames from the head of the outbox. */
@@ -836,6 +1132,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     const s = this.stats;
     const now = this.clock.now();
     const recorder = this.opts.recorder;
+    this.store.dropFrames(n);
     for (let i = 0; i < n; i++) {
       const e = this.outbox.shift() as OutboxEntry;
       s.framesAcked++;
@@ -919,8 +1216,9 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       }
       const e = this.outbox.at(this.sendCursor++);
       if (this.sendCursor > this.sentHigh) this.sentHigh = this.sendCursor;
-      if (e.sends > 0) s.framesReplayed++;
+      if (e.sends > 0 || e.restored) s.framesReplayed++;
       e.sends++;
+      if (e.bootId === this._bootId && e.seq > this.sentSeqThisBoot) this.sentSeqThisBoot = e.seq;
       e.lastSentAt = now;
       s.framesSent++;
       s.bytesSent += e.bytes.byteLength;
@@ -963,9 +1261,11 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       const oldest = this.commandResults.keys().next().value as number;
       this.commandResults.delete(oldest);
     }
+    this.saveNvs(); // the id is remembered (NVS) before the command runs
     this.sendControl({ type: 'command_accepted', commandId: c.commandId });
     const result = (status: number, message: string) => {
       this.commandResults.set(c.commandId, { status, message });
+      this.saveNvs();
       this.sendControl({ type: 'command_result', commandId: c.commandId, status, message });
     };
     const arg = (key: string) => c.args.find((a) => a.key === key)?.value;
@@ -978,6 +1278,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
         }
         this.commandedIntervalMs = v;
         this.setSampling(v, this.ticksPerFrame, true);
+        this.saveNvs();
         result(CommandStatus.OK, `sample interval ${v} ms`);
         return;
       }
@@ -1088,7 +1389,10 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       | 'welcomeTimer'
       | 'pumpTimer'
       | 'ledTimer'
-      | 'malformedTimer',
+      | 'malformedTimer'
+      | 'powerTimer'
+      | 'sleepTimer'
+      | 'awakeTimer',
   ): void {
     const t = this[name];
     if (t) {
@@ -1107,17 +1411,22 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       'pumpTimer',
       'ledTimer',
       'malformedTimer',
+      'powerTimer',
+      'sleepTimer',
+      'awakeTimer',
     ] as const) {
       this.clearTimer(name);
     }
   }
 
   private shutdown(): void {
+    this.endAwake();
     const link = this.link;
     this.detachLink();
     this.clearAllTimers();
     this.setState('stopped');
     link?.close(1000, 'simulator stopped');
+    this.store.close();
     for (const w of [...this.drainWaiters]) w();
   }
 }

@@ -2,6 +2,7 @@
  * A fleet of simulated boards: builds the devices with their scenario, staggers their boots, and
  * sums their counters for the status line and the final summary.
  */
+import { FileBoardStore } from './board-store.ts';
 import { type Clock, systemClock } from './clock.ts';
 import { type DeviceOptions, SimDevice } from './device.ts';
 import { type Connector, wsConnector } from './link.ts';
@@ -18,8 +19,13 @@ export interface FleetOptions {
   /** Device ids are `${idPrefix}${n}` with n zero-padded to 4 digits, from `firstIndex` (default `sim-`, 1). */
   idPrefix?: string;
   firstIndex?: number;
-  /** Device id → token. Every board needs one. */
+  /** Device id → token. Every board needs one (given here, or kept in its state under `stateDir`). */
   tokens: ReadonlyMap<string, string>;
+  /**
+   * Keep each board's flash and NVS (outbox, boot counter, token, command memory) in
+   * `<stateDir>/<deviceId>/`, so it survives the process (see board-store.ts). Default: in memory.
+   */
+  stateDir?: string;
   /** Default 1. The same seed (with the same clock) gives the same frames. */
   seed?: number;
   scenario?: ScenarioName | Scenario;
@@ -75,6 +81,8 @@ export interface FleetSummary {
   outboxDepth: number;
   perDevice: {
     id: string;
+    /** The board's state when the summary was taken (`stopped` after a run, `unpowered`…). */
+    state: string;
     bootId: number;
     framesSent: number;
     framesAcked: number;
@@ -141,6 +149,7 @@ export class Fleet {
           url: options.url,
           seed: this.seed,
           clock: this.clock,
+          ...(options.stateDir ? { store: new FileBoardStore(options.stateDir, id) } : {}),
           connector: extra?.connector ?? connector,
           latency: this.latency,
           ...(options.recorder ? { recorder: options.recorder } : {}),
@@ -245,6 +254,7 @@ export class Fleet {
       outboxDepth: this.devices.reduce((n, d) => n + d.outboxDepth, 0),
       perDevice: this.devices.map((d) => ({
         id: d.id,
+        state: d.state,
         bootId: d.bootId,
         framesSent: d.stats.framesSent,
         framesAcked: d.stats.framesAcked,

@@ -15,14 +15,24 @@ Options:
   --devices <n>            number of boards (default 1)
   --rate <frames/s>        TELEMETRY frames per second per board (default 1)
   --ticks-per-frame <n>    sample ticks per frame (default 4; sample interval = 1000/(rate*ticks) ms)
-  --seed <n>               random seed: same seed, same boards and sensor values (default 1)
+  --seed <n>               random seed: same seed, same boards and sensor values (default 1);
+                           boot ids never repeat, whatever the seed
   --scenario <name>        ${SCENARIO_NAMES.join(' | ')} (default steady)
+  --fault-every <time>     mean time between a board's faults in flaky-wifi, reboot-storm and
+                           power-cut (default 20s)
+  --state-dir <dir>        keep each board's outbox, boot counter and token in <dir>/<id>/ across
+                           power cuts and runs (default: in memory, for this run only)
+  --profile <name>         always-on | deep-sleep (default always-on)
+  --flush-every <n>        deep-sleep: connect and flush after n samples (default 60)
+  --flush-interval <time>  deep-sleep: ... or after this long since the last flush (default 5m)
+  --record <file>          append every reading sampled, lost, acked or dropped to <file> (JSON lines)
   --duration <time>        stop after this long, e.g. 90s, 5m, 1h (default: until Ctrl-C)
   --drain <time>           at the end, wait up to this long for the hub to ack the outboxes (default 10s)
   --id-prefix <text>       device ids are <prefix><nnnn> (default sim-)
   --first-index <n>        number of the first device (default 1)
   --outbox <frames>        outbox capacity per board, drop-oldest beyond (default 512)
   --tokens-file <path>     "id,token" lines, as written by: npm run hub -- devices add <id>... --tokens-file <path>
+                           (with --state-dir, a board keeps its token there for later runs)
   --provision              register boards missing from the tokens file through the hub's admin API
                            (new tokens are appended to --tokens-file when given)
   --admin-url <url>        admin API base URL (default: derived from --url)
@@ -44,6 +54,13 @@ export interface CliOptions {
   ticksPerFrame: number;
   seed: number;
   scenario: ScenarioName;
+  /** Mean ms between a board's scenario faults (null: the scenario's default). */
+  faultEveryMs: number | null;
+  stateDir: string | null;
+  profile: 'always-on' | 'deep-sleep';
+  flushEverySamples: number;
+  flushIntervalMs: number;
+  recordFile: string | null;
   durationMs: number | null;
   drainMs: number;
   idPrefix: string;
@@ -101,6 +118,12 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
       'ticks-per-frame': { type: 'string' },
       seed: { type: 'string' },
       scenario: { type: 'string' },
+      'fault-every': { type: 'string' },
+      'state-dir': { type: 'string' },
+      profile: { type: 'string' },
+      'flush-every': { type: 'string' },
+      'flush-interval': { type: 'string' },
+      record: { type: 'string' },
       duration: { type: 'string' },
       drain: { type: 'string' },
       'id-prefix': { type: 'string' },
@@ -146,6 +169,19 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     durationMs = parseDuration(values.duration);
     if (durationMs === null || durationMs <= 0) problems.push('--duration must be a time like 90s, 5m or 1h');
   }
+  const time = (name: string, raw: string | undefined, def: number | null): number | null => {
+    if (raw === undefined) return def;
+    const v = parseDuration(raw);
+    if (v === null || v <= 0) {
+      problems.push(`--${name} must be a time like 500ms, 20s or 5m`);
+      return def;
+    }
+    return v;
+  };
+  const profile = values.profile ?? 'always-on';
+  if (profile !== 'always-on' && profile !== 'deep-sleep') problems.push('--profile must be always-on or deep-sleep');
+  if (profile !== 'deep-sleep' && (values['flush-every'] !== undefined || values['flush-interval'] !== undefined))
+    problems.push('--flush-every and --flush-interval need --profile deep-sleep');
   let drainMs = 10_000;
   if (values.drain !== undefined) {
     const d = parseDuration(values.drain);
@@ -175,6 +211,12 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     ticksPerFrame: int('ticks-per-frame', values['ticks-per-frame'], 4, 1, 255),
     seed: int('seed', values.seed, 1, 0, 0xffffffff),
     scenario: scenario as ScenarioName,
+    faultEveryMs: time('fault-every', values['fault-every'], null),
+    stateDir: values['state-dir'] ?? null,
+    profile: profile === 'deep-sleep' ? 'deep-sleep' : 'always-on',
+    flushEverySamples: int('flush-every', values['flush-every'], 60, 1, 1_000_000),
+    flushIntervalMs: time('flush-interval', values['flush-interval'], 300_000) as number,
+    recordFile: values.record ?? null,
     durationMs,
     drainMs,
     idPrefix,
@@ -191,8 +233,10 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     quiet: values.quiet === true,
     help: values.help === true,
   };
-  if (!opts.help && !opts.tokensFile && !opts.provision) {
-    problems.push('devices need tokens: pass --tokens-file <path> and/or --provision (see docs/simulator.md)');
+  if (!opts.help && !opts.tokensFile && !opts.provision && !opts.stateDir) {
+    problems.push(
+      'devices need tokens: pass --tokens-file <path> and/or --provision, or a --state-dir that keeps them (see docs/simulator.md)',
+    );
   }
   if (problems.length > 0 && !opts.help) throw new UsageError(problems);
   return opts;

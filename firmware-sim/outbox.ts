@@ -14,8 +14,10 @@ export interface OutboxEntry {
   /** Samples and readings (non-missing samples) in the frame. */
   samples: number;
   readings: number;
-  /** How often the frame went on the wire; > 1 means replayed. */
+  /** How often the frame went on the wire since power-on; > 1 means replayed. */
   sends: number;
+  /** Reloaded from flash at power-on: it may have been sent (and stored) before the power went. */
+  restored?: boolean;
   /** Clock time of the latest send (ack latency is measured from it). */
   lastSentAt: number;
   /** Kept only when a recorder wants the acked samples. */

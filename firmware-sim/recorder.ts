@@ -19,6 +19,10 @@ export interface SampleRecorder {
   acked(frame: RecordedFrame): void;
   /** The full outbox dropped the frame; `wasSent`: it had been on the wire (the hub may hold it). */
   dropped(frame: RecordedFrame, wasSent: boolean): void;
+  /** The frame was sealed and written to the board's flash (the outbox): buffered. */
+  sampled?(frame: RecordedFrame): void;
+  /** Samples still in RAM when the board crashed or lost power (seq 0: they never made a frame). */
+  lost?(frame: RecordedFrame): void;
 }
 
 /** One reading as the hub should store it (missing samples have none). */

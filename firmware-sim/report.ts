@@ -70,6 +70,8 @@ export function summaryTable(s: FleetSummary, options: { perDevice?: boolean } =
       ['replayed', n('framesReplayed'), ''],
       ['dropped (outbox full)', n('framesDropped'), n('readingsDropped')],
       ['  of which never sent', n('framesDroppedUnsent'), ''],
+      ['lost in RAM (crash, power cut)', '', n('readingsLostOnCrash')],
+      ['restored from flash at power-on', n('framesRestored'), ''],
       ['left in outboxes', String(s.outboxDepth), ''],
     ]),
     '',
@@ -83,6 +85,13 @@ export function summaryTable(s: FleetSummary, options: { perDevice?: boolean } =
       ['handshakes refused', n('handshakeRefusals')],
       ['Wi-Fi drops (scenario)', n('wifiDrops')],
       ['reboots', n('reboots')],
+      ['power cuts', n('powerCuts')],
+      ...(t.flushes || t.flushesIncomplete
+        ? [
+            ['deep-sleep flushes (complete / not)', `${n('flushes')} / ${n('flushesIncomplete')}`],
+            ['awake (radio on)', `${((100 * (t.awakeMs ?? 0)) / Math.max(1, s.durationMs * s.devices)).toFixed(1)} %`],
+          ]
+        : []),
       ['heartbeat / ack timeouts', `${n('heartbeatTimeouts')} / ${n('ackTimeouts')}`],
     ]),
     '',
@@ -103,6 +112,10 @@ export function summaryTable(s: FleetSummary, options: { perDevice?: boolean } =
     );
     out.push(`  ${kv(s.malformedByOutcome)}`);
   }
+  if (t.bootIdReused)
+    out.push(
+      `WARNING: ${n('bootIdReused')} boot(s) found their boot id already used at the hub; their frames were restamped with a new one`,
+    );
   if (t.ackRegressions)
     out.push(`WARNING: ${n('ackRegressions')} WELCOME(s) reported less than the hub had acked before`);
   if (options.perDevice) {

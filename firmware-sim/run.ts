@@ -2,10 +2,13 @@
  * One simulator run as the CLI does it: tokens, fleet, live status, summary. Everything from the
  * process (streams, TTY, Ctrl-C) comes in through `RunIo`, so tests drive it in-process.
  */
+import { stateToken } from './board-store.ts';
 import { Fleet, type FleetSummary, type Fleet as FleetType, fleetDeviceIds } from './fleet.ts';
 import { wsConnector } from './link.ts';
 import type { CliOptions } from './options.ts';
+import { FileRecorder } from './record-file.ts';
 import { statusLine, summaryTable } from './report.ts';
+import type { ScenarioParams } from './scenarios.ts';
 import { adminUrlFor, appendTokens, provisionDevices, readTokensFile } from './tokens.ts';
 
 export interface RunIo {
@@ -34,6 +37,14 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
     return { exitCode: 2, summary: null };
   }
   const ids = fleetDeviceIds(opts.devices, opts.idPrefix, opts.firstIndex);
+  if (opts.stateDir) {
+    // A board keeps its token in its state (NVS): a later run needs no tokens file.
+    for (const id of ids) {
+      if (tokens.has(id)) continue;
+      const kept = stateToken(opts.stateDir, id);
+      if (kept) tokens.set(id, kept);
+    }
+  }
   const missing = ids.filter((id) => !tokens.has(id));
   if (missing.length > 0) {
     if (!opts.provision || opts.adminToken === null) {
@@ -65,22 +76,46 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
     if (opts.tokensFile) err(`appended ${issued.size} token(s) to ${opts.tokensFile}`);
   }
 
-  const fleet = new Fleet({
-    url: opts.url,
-    devices: opts.devices,
-    idPrefix: opts.idPrefix,
-    firstIndex: opts.firstIndex,
-    tokens,
-    seed: opts.seed,
-    scenario: opts.scenario,
-    rate: opts.rate,
-    ticksPerFrame: opts.ticksPerFrame,
-    connector: wsConnector(opts.insecure ? { tls: { rejectUnauthorized: false } } : {}),
-    device: { outboxFrames: opts.outboxFrames },
-  });
+  const scenarioParams: Partial<ScenarioParams> = {};
+  if (opts.faultEveryMs !== null) {
+    scenarioParams.flakyMeanUpMs = opts.faultEveryMs;
+    scenarioParams.rebootMeanMs = opts.faultEveryMs;
+    scenarioParams.powerCutMeanMs = opts.faultEveryMs;
+  }
+  let recorder: FileRecorder | null = null;
+  let fleet: Fleet;
+  try {
+    if (opts.recordFile) recorder = new FileRecorder(opts.recordFile);
+    fleet = new Fleet({
+      url: opts.url,
+      devices: opts.devices,
+      idPrefix: opts.idPrefix,
+      firstIndex: opts.firstIndex,
+      tokens,
+      seed: opts.seed,
+      scenario: opts.scenario,
+      scenarioParams,
+      rate: opts.rate,
+      ticksPerFrame: opts.ticksPerFrame,
+      connector: wsConnector(opts.insecure ? { tls: { rejectUnauthorized: false } } : {}),
+      ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
+      ...(recorder ? { recorder } : {}),
+      device: {
+        outboxFrames: opts.outboxFrames,
+        deepSleep:
+          opts.profile === 'deep-sleep'
+            ? { flushEverySamples: opts.flushEverySamples, flushIntervalMs: opts.flushIntervalMs }
+            : null,
+      },
+    });
+  } catch (e) {
+    recorder?.close();
+    err(`error: ${(e as Error).message}`);
+    return { exitCode: 2, summary: null };
+  }
   io.onFleet?.(fleet);
   err(
-    `simulating ${opts.devices} board(s) → ${opts.url} · scenario ${opts.scenario} (${fleet.scenario.summary}) · seed ${opts.seed} · ${opts.rate} frame/s each${opts.durationMs ? ` · for ${opts.durationMs / 1000} s` : ' · Ctrl-C to stop'}`,
+    `simulating ${opts.devices} board(s) → ${opts.url} · scenario ${opts.scenario} (${fleet.scenario.summary}) · ${opts.profile}${opts.stateDir ? ` · state in ${opts.stateDir}` : ''} · seed ${opts.seed} · ${opts.rate} frame/s each${opts.durationMs ? ` · for ${opts.durationMs / 1000} s` : ' · Ctrl-C to stop'}`,
   );
   // The library's timers are unref'd (a forgotten board never pins a process); the run itself must
   // keep the process alive until it has printed its summary, even while every board is booting.
@@ -117,6 +152,7 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
   if (pending > 0 && opts.drainMs > 0)
     err(`stopping: waiting up to ${opts.drainMs / 1000} s for ${pending} frame(s) to be acked …`);
   const summary = await fleet.stop({ drainMs: opts.drainMs });
+  recorder?.close();
   clearInterval(keepAlive);
   if (opts.json) io.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else io.stdout.write(summaryTable(summary, { perDevice: opts.perDevice }));

@@ -17,6 +17,7 @@ export const SCENARIO_NAMES = [
   'slow-link',
   'malformed',
   'reboot-storm',
+  'power-cut',
 ] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
@@ -50,6 +51,9 @@ export interface ScenarioParams {
   burstFactor: number;
   /** reboot-storm: mean time between crashes per board (ms, exponential). */
   rebootMeanMs: number;
+  /** power-cut: mean time between power cuts per board (ms, exponential), and how long power stays off (ms range). */
+  powerCutMeanMs: number;
+  powerOffMs: [number, number];
   /** malformed: delay after each WELCOME before the broken frame (ms range). */
   malformedDelayMs: [number, number];
   /** malformed: kinds to cycle through (default: all). */
@@ -67,6 +71,8 @@ export const DEFAULT_SCENARIO_PARAMS: ScenarioParams = {
   burstLengthMs: 5000,
   burstFactor: 10,
   rebootMeanMs: 20_000,
+  powerCutMeanMs: 20_000,
+  powerOffMs: [200, 2000],
   malformedDelayMs: [1000, 4000],
   malformedKinds: Object.keys(MALFORMED_KINDS) as MalformedKind[],
   slowLatencyMs: [150, 800],
@@ -210,6 +216,19 @@ export function createScenario(name: ScenarioName, overrides: Partial<ScenarioPa
             clock,
             () => rng.exponential(p.rebootMeanMs),
             () => device.reboot(rng.pick(reasons), false),
+          );
+        },
+      };
+
+    case 'power-cut':
+      return {
+        name,
+        summary: `boards lose power about every ${p.powerCutMeanMs / 1000} s for ${p.powerOffMs[0] / 1000}–${p.powerOffMs[1] / 1000} s: RAM (unsealed samples, clock, connection) is lost, the outbox, boot counter and token come back from flash (--state-dir)`,
+        attach(device, { clock, rng }) {
+          return every(
+            clock,
+            () => rng.exponential(p.powerCutMeanMs),
+            () => device.powerCut(rng.uniform(p.powerOffMs[0], p.powerOffMs[1])),
           );
         },
       };

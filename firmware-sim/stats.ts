@@ -69,8 +69,18 @@ export class DeviceStats {
   framesDroppedUnsent = 0;
   samplesDropped = 0;
   readingsDropped = 0;
-  /** Samples taken but lost in RAM by a crash before their frame was sealed. */
+  /** Samples (and readings) taken but lost in RAM by a crash or power cut before their frame was sealed. */
   samplesLostOnCrash = 0;
+  readingsLostOnCrash = 0;
+  /** Power cuts (RAM lost, the store kept) and frames reloaded from the store at power-on. */
+  powerCuts = 0;
+  framesRestored = 0;
+  /** WELCOMEs that named a seq of the current boot id this boot never sent: the id had been used before. */
+  bootIdReused = 0;
+  /** Deep sleep: flushes that emptied the outbox, flushes that did not (no hub, time up), ms awake. */
+  flushes = 0;
+  flushesIncomplete = 0;
+  awakeMs = 0;
   /** Connection attempts; `reconnects` excludes each boot's first attempt. */
   connectAttempts = 0;
   reconnects = 0;

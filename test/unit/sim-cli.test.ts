@@ -210,6 +210,7 @@ describe('report', () => {
     perDevice: [
       {
         id: 'sim-0001',
+        state: 'stopped',
         bootId: 0xabc,
         framesSent: 65,
         framesAcked: 60,

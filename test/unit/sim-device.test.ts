@@ -3,12 +3,14 @@
  * (docs/protocol.md) checked frame by frame, deterministically, without sockets or real time.
  */
 import { describe, expect, it } from 'vitest';
+import { type Entropy, seededEntropy } from '../../firmware-sim/boot-id.ts';
 import { FakeClock } from '../../firmware-sim/clock.ts';
-import { type DeviceOptions, MALFORMED_KINDS, type MalformedKind, SimDevice } from '../../firmware-sim/device.ts';
+import { MALFORMED_KINDS, type MalformedKind, SimDevice } from '../../firmware-sim/device.ts';
 import { FakeHub } from '../../firmware-sim/fake-hub.ts';
 import { Fleet, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
 import type { Connector } from '../../firmware-sim/link.ts';
-import { MemoryRecorder, type RecordedReading } from '../../firmware-sim/recorder.ts';
+import { MemoryRecorder } from '../../firmware-sim/recorder.ts';
+import { Rng } from '../../firmware-sim/rng.ts';
 import {
   type Command,
   CommandStatus,
@@ -20,76 +22,11 @@ import {
   ValueType,
 } from '../../server/codec/index.ts';
 import { ERRORS } from '../../server/errors.ts';
-
-const ID = 'sim-0001';
-
-interface Rig {
-  clock: FakeClock;
-  hub: FakeHub;
-  recorder: MemoryRecorder;
-  device: SimDevice;
-}
-
-function rig(options: Partial<DeviceOptions> = {}, hubTokens?: Map<string, string>): Rig {
-  const clock = new FakeClock();
-  const hub = new FakeHub({ clock, ...(hubTokens ? { tokens: hubTokens } : {}) });
-  const recorder = new MemoryRecorder();
-  const device = new SimDevice({
-    id: ID,
-    token: 'token-1',
-    url: 'ws://fake/v1/device',
-    seed: 42,
-    index: 1,
-    clock,
-    connector: hub.loopback(3),
-    recorder,
-    ...options,
-  });
-  return { clock, hub, recorder, device };
-}
-
-/** Messages the hub received from the device, decoded (malformed ones skipped). */
-function received(hub: FakeHub, deviceId = ID): Message[] {
-  const out: Message[] = [];
-  for (const r of hub.received) {
-    if (r.deviceId !== deviceId) continue;
-    try {
-      out.push(decodeFrame(r.bytes));
-    } catch {
-      // deliberately broken frames
-    }
-  }
-  return out;
-}
-
-const ofType = <T extends Message['type']>(ms: Message[], type: T) =>
-  ms.filter((m): m is Extract<Message, { type: T }> => m.type === type);
-
-/** An acked reading as the hub must have stored it: unsynced times mapped with the hub's boot offset. */
-function expectedKey(hub: FakeHub, r: RecordedReading): string {
-  let t = r.deviceTimeMs;
-  if (r.unsynced) {
-    const offset = hub.device(r.deviceId).boots.get(r.bootId)?.offsetMs;
-    if (offset === null || offset === undefined) throw new Error(`no offset for boot ${r.bootId}`);
-    t += offset;
-  }
-  return `${r.deviceId}|${r.channel}|${t}|${r.value}`;
-}
-
-function storedKeys(hub: FakeHub, deviceId = ID): string[] {
-  return hub.device(deviceId).readings.map((r) => `${r.deviceId}|${r.channel}|${r.timeMs}|${r.value}`);
-}
-
-/** Every acked reading is stored exactly once, and the hub stores nothing else. */
-function expectExactlyOnce(hub: FakeHub, recorder: MemoryRecorder, deviceId = ID): void {
-  const stored = storedKeys(hub, deviceId).sort();
-  const acked = recorder.ackedReadings(deviceId).map((r) => expectedKey(hub, r));
-  expect(new Set(stored).size).toBe(stored.length);
-  expect(stored).toEqual(acked.sort());
-}
+import { expectExactlyOnce, ID, ofType, received, rig } from './sim-helpers.ts';
 
 describe('determinism', () => {
-  function run(seed: number): string[] {
+  /** `entropy`: boot ids draw on the OS CSPRNG unless a test injects a seeded stream. */
+  function run(seed: number, entropy: Entropy | null = seededEntropy(new Rng(seed))): string[] {
     const clock = new FakeClock();
     const hub = new FakeHub({ clock });
     const ids = fleetDeviceIds(3);
@@ -103,7 +40,7 @@ describe('determinism', () => {
       scenarioParams: { flakyMeanUpMs: 8000, flakyOutageMs: [200, 3000] },
       clock,
       connector: hub.loopback(4),
-      device: { backoff: { initialMs: 200, maxMs: 2000 } },
+      device: { backoff: { initialMs: 200, maxMs: 2000 }, ...(entropy ? { entropy } : {}) },
     });
     fleet.start();
     clock.advance(60_000);
@@ -131,6 +68,20 @@ describe('determinism', () => {
     const a = run(42);
     const b = run(43);
     expect(b).not.toEqual(a);
+  });
+
+  it('never repeats a boot id for the same seed: the seed drives sensor values, not boots', () => {
+    const decode = (lines: string[]) =>
+      lines.map((line) => decodeFrame(Buffer.from(line.split(' ')[1] as string, 'hex')));
+    const a = decode(run(42, null));
+    const b = decode(run(42, null));
+    const boots = (ms: Message[]) => new Set(ofType(ms, 'hello').map((h) => h.bootId));
+    expect(boots(a).size).toBe(4);
+    expect(boots(b).size).toBe(4);
+    for (const id of boots(b)) expect(boots(a).has(id)).toBe(false);
+    // Same values at the same times: only the boot ids differ.
+    const strip = (ms: Message[]) => ofType(ms, 'telemetry').map((t) => JSON.stringify({ ...t, bootId: 0 }));
+    expect(strip(b)).toEqual(strip(a));
   });
 });
 
