@@ -140,12 +140,14 @@ describe('firmware host tests (C++ core built with g++)', () => {
       return JSON.parse(line.slice(tag.length + 1)) as Record<string, number | number[]>;
     };
     const cut = figures('ESP32HUB-POWERCUT');
+    const full = figures('ESP32HUB-POWERCUT-FULL');
     const flash = figures('ESP32HUB-FLASH');
-    console.info(`firmware flash outbox power-cut test: ${JSON.stringify(cut)}`);
+    console.info(`firmware flash outbox power-cut test: ${JSON.stringify(cut)}; full ring: ${JSON.stringify(full)}`);
     console.info(`firmware flash outbox at the default rate: ${JSON.stringify(flash)}`);
     expect(cut.cutPoints).toBeGreaterThan(5000);
     expect(cut.sectorErases).toBeGreaterThanOrEqual(8); // the run goes round the ring
     expect(cut.acksInSectorHeaders).toBeGreaterThan(0);
+    expect(full.droppedInRun).toBeGreaterThan(0); // the second run reaches drop-oldest
     expect(flash.capacityHours).toBeGreaterThanOrEqual(24);
     const [minErases, maxErases] = flash.minMaxErases as number[];
     expect((maxErases as number) - (minErases as number)).toBeLessThanOrEqual(1);
@@ -174,6 +176,8 @@ describe('firmware host tests (C++ core built with g++)', () => {
       `${cut.frames} frames of varying size`,
       `${cut.sectorErases} sector erases`,
       `At most ${cut.maxAckedReplayed} acknowledged frames came back after a cut (${cut.cutsReplayingAckedFrames} of the cuts)`,
+      `${full.sectors}-sector ring with ${full.frames} unacknowledged-at-first frames`,
+      `(${full.droppedInRun} dropped), and is cut at every one of its ${n(full.cutPoints)} steps`,
     ]) {
       expect(readme).toContain(quoted);
     }

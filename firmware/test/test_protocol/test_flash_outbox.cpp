@@ -135,7 +135,17 @@ void test_flash_outbox_mounts_a_never_erased_partition_as_empty() {
 
 // ───────────────────────────── power cut at every step ─────────────────────────────
 
-constexpr uint32_t kScriptFrames = 120;
+/** A scripted run: its flash, its frames, and from which frame on it acknowledges. */
+struct Scenario {
+  uint32_t sectors;
+  uint32_t frames;
+  uint32_t acksFrom;
+};
+/** Round a 4-sector ring about three times, acknowledging as it goes. */
+constexpr Scenario kLaps{4, 120, 1};
+/** A 3-sector ring filled with unacknowledged frames first, so opening sectors drops the oldest. */
+constexpr Scenario kFull{3, 70, 45};
+constexpr uint32_t kScriptFrames = kLaps.frames;
 
 /** Samples per seq in the scripted run (the script picks some sizes from the flash's state). */
 std::vector<uint32_t> gScriptSamples;
@@ -146,19 +156,27 @@ struct ScriptState {
   uint32_t pushedOk = 0;   // frames 1..pushedOk were kept (push returned true)
   uint32_t inProgress = 0; // the frame being pushed when power went (0: none)
   uint32_t ackedUpTo = 0;  // ack() ran for 1..ackedUpTo
+  uint32_t goneUpTo = 0;   // 1..goneUpTo were acknowledged or dropped (drop-oldest) when power went
   FlashOutboxStats stats;  // of the run
+  uint32_t dropped = 0;
+  /** The uncut run records, per seq, goneUpTo right after its push (a push can drop older frames). */
+  std::vector<uint32_t>* goneAfterPush = nullptr;
 };
+
+/** What has left the ring: everything before its oldest frame. */
+uint32_t goneBefore(FlashOutbox& box, uint32_t newest) { return box.count() > 0 ? box.at(0).seq - 1 : newest; }
 
 /**
  * The scripted run: frames of varying size, ACKs lagging 2 frames behind every 3rd frame (so ACK
  * records, sector changes and ring laps all happen: ~2 laps of a 4-sector ring). Stops when the flash
  * loses power.
  */
-void runScript(SimFlash& flash, ScriptState& st) {
+void runScript(SimFlash& flash, ScriptState& st, const Scenario& sc) {
   FlashOutbox box;
   if (!box.mount(flash)) return;
-  gScriptSamples.assign(kScriptFrames + 1, 0);
-  for (uint32_t s = 1; s <= kScriptFrames; s++) {
+  gScriptSamples.assign(sc.frames + 1, 0);
+  if (st.goneAfterPush != nullptr) st.goneAfterPush->assign(sc.frames + 1, 0);
+  for (uint32_t s = 1; s <= sc.frames; s++) {
     uint32_t samples = samplesFor(s);
     if (s % 7 == 0) {
       // Fill the open sector to within 20 bytes, so the ACK that follows does not fit and is left to
@@ -183,17 +201,18 @@ void runScript(SimFlash& flash, ScriptState& st) {
     TEST_ASSERT_TRUE(ok);
     st.pushedOk = s;
     st.inProgress = 0;
-    if (s % 3 == 0) {
-      box.ack(kBoot, s - 2);
+    st.goneUpTo = goneBefore(box, s);
+    if (st.goneAfterPush != nullptr) (*st.goneAfterPush)[s] = st.goneUpTo;
+    uint32_t upTo = s < sc.acksFrom ? 0 : s % 3 == 0 ? s - 2 : s % 7 == 0 ? s - 1 : 0;
+    if (upTo > 0) {
+      box.ack(kBoot, upTo);
       if (flash.off()) return;
-      st.ackedUpTo = s - 2;
-    } else if (s % 7 == 0) {
-      box.ack(kBoot, s - 1);
-      if (flash.off()) return;
-      st.ackedUpTo = s - 1;
+      st.ackedUpTo = upTo;
+      st.goneUpTo = goneBefore(box, s);
     }
   }
   st.stats = box.stats();
+  st.dropped = box.droppedSinceBoot();
 }
 
 struct CutFigures {
@@ -204,11 +223,11 @@ struct CutFigures {
 };
 
 /** One cut: run, lose power, restart, check every promise, then keep using the ring and check again. */
-void checkCut(uint64_t cut, CutFigures& fig) {
-  SimFlash flash(4);
+void checkCut(const Scenario& sc, const std::vector<uint32_t>& goneAfterPush, uint64_t cut, CutFigures& fig) {
+  SimFlash flash(sc.sectors);
   ScriptState st;
   flash.cutAfter(cut, static_cast<uint32_t>(cut * 2654435761u));
-  runScript(flash, st);
+  runScript(flash, st, sc);
   TEST_ASSERT_TRUE_MESSAGE(flash.off(), "the cut point lies inside the run");
   flash.powerOn();
 
@@ -234,8 +253,11 @@ void checkCut(uint64_t cut, CutFigures& fig) {
     present.insert(seq);
     prev = seq;
   }
-  // Every frame kept and not acknowledged is there.
-  for (uint32_t s = st.ackedUpTo + 1; s <= st.pushedOk; s++) TEST_ASSERT_TRUE_MESSAGE(present.count(s) == 1, msg);
+  // Every frame kept, not acknowledged and not dropped by drop-oldest is there. (A push the cut caught
+  // may have been dropping older frames: those may be gone too, as the uncut run shows.)
+  uint32_t gone = st.goneUpTo;
+  if (st.inProgress != 0 && goneAfterPush[st.inProgress] > gone) gone = goneAfterPush[st.inProgress];
+  for (uint32_t s = gone + 1; s <= st.pushedOk; s++) TEST_ASSERT_TRUE_MESSAGE(present.count(s) == 1, msg);
   // Acknowledged frames that come back are replayed harmlessly (the hub answers them as duplicates).
   uint32_t ackedBack = 0;
   for (uint32_t s : present)
@@ -243,7 +265,9 @@ void checkCut(uint64_t cut, CutFigures& fig) {
   if (ackedBack > fig.maxAckedReplayed) fig.maxAckedReplayed = ackedBack;
   if (ackedBack > 0) fig.ackedReplayCuts++;
 
-  // The ring keeps working after the recovery: more frames, all acknowledged, then empty for good.
+  // The ring keeps working after the recovery: what it kept is acknowledged, more frames come and are
+  // acknowledged, then it is empty for good.
+  if (prev > 0) box.ack(kBoot, prev);
   uint32_t next = st.pushedOk + 1 > prev + 1 ? st.pushedOk + 1 : prev + 1;
   for (uint32_t s = next; s < next + 40; s++) {
     auto f = makeFrame(kBoot, s, samplesFor(s));
@@ -262,10 +286,13 @@ void checkCut(uint64_t cut, CutFigures& fig) {
 }
 
 void test_flash_outbox_power_cut_at_every_program_and_erase_step() {
-  SimFlash whole(4);
+  SimFlash whole(kLaps.sectors);
   ScriptState st;
-  runScript(whole, st);
+  std::vector<uint32_t> goneAfterPush;
+  st.goneAfterPush = &goneAfterPush;
+  runScript(whole, st, kLaps);
   TEST_ASSERT_EQUAL_UINT32(kScriptFrames, st.pushedOk);
+  TEST_ASSERT_EQUAL_UINT32(0, st.dropped);
   TEST_ASSERT_EQUAL_UINT64(0, whole.violations);
   TEST_ASSERT_TRUE(st.stats.ackRecords > 0 && st.stats.ackRecordsSkipped > 0);  // both ways of freeing happen
   CutFigures fig;
@@ -273,11 +300,26 @@ void test_flash_outbox_power_cut_at_every_program_and_erase_step() {
   uint32_t laps = 0;
   for (uint32_t s = 0; s < 4; s++) laps += whole.erases(s);
   TEST_ASSERT_TRUE(laps >= 8);  // the run goes round the ring at least twice
-  for (uint64_t cut = 0; cut < fig.cutPoints; cut++) checkCut(cut, fig);
+  for (uint64_t cut = 0; cut < fig.cutPoints; cut++) checkCut(kLaps, goneAfterPush, cut, fig);
   printf("ESP32HUB-POWERCUT {\"cutPoints\":%llu,\"frames\":%u,\"sectorErases\":%u,\"maxAckedReplayed\":%u,"
          "\"ackRecords\":%u,\"acksInSectorHeaders\":%u,\"cutsReplayingAckedFrames\":%u,\"sectorsSealedAfterTornWrites\":%u}\n",
          static_cast<unsigned long long>(fig.cutPoints), kScriptFrames, laps, fig.maxAckedReplayed,
          st.stats.ackRecords, st.stats.ackRecordsSkipped, fig.ackedReplayCuts, fig.tornSectorsSealed);
+}
+
+void test_flash_outbox_power_cut_at_every_step_of_a_full_ring() {
+  SimFlash whole(kFull.sectors);
+  ScriptState st;
+  std::vector<uint32_t> goneAfterPush;
+  st.goneAfterPush = &goneAfterPush;
+  runScript(whole, st, kFull);
+  TEST_ASSERT_EQUAL_UINT32(kFull.frames, st.pushedOk);
+  TEST_ASSERT_TRUE(st.dropped > 0);  // the scenario does reach drop-oldest
+  CutFigures fig;
+  fig.cutPoints = whole.steps();
+  for (uint64_t cut = 0; cut < fig.cutPoints; cut++) checkCut(kFull, goneAfterPush, cut, fig);
+  printf("ESP32HUB-POWERCUT-FULL {\"cutPoints\":%llu,\"frames\":%u,\"sectors\":%u,\"droppedInRun\":%u}\n",
+         static_cast<unsigned long long>(fig.cutPoints), kFull.frames, kFull.sectors, st.dropped);
 }
 
 // ───────────────────────────── figures at the default rate ─────────────────────────────
@@ -372,5 +414,6 @@ void run_flash_outbox_tests() {
   RUN_TEST(test_flash_outbox_drops_the_oldest_when_full_and_counts_it);
   RUN_TEST(test_flash_outbox_mounts_a_never_erased_partition_as_empty);
   RUN_TEST(test_flash_outbox_power_cut_at_every_program_and_erase_step);
+  RUN_TEST(test_flash_outbox_power_cut_at_every_step_of_a_full_ring);
   RUN_TEST(test_flash_outbox_capacity_and_wear_at_the_default_rate);
 }
