@@ -321,15 +321,21 @@ async function hubWorker(
   });
   // Device → `readings:accepted` (the live view's input): the part of the latency before the fan-out.
   let atEvent: number[] = [];
-  hub.bus.on('readings:accepted', (_id, readings) => {
+  // Every 8th frame is decoded for its stamp (decoding all of them would add the very cost the live
+  // view no longer pays per frame).
+  let seen = 0;
+  let stamp = -1;
+  const stampSink = {
+    sample(channel: string, _unit: string, _t: number, value: number | boolean) {
+      if (channel === 'stamp' && typeof value === 'number') stamp = value;
+    },
+  };
+  hub.bus.on('readings:accepted', (_id, frame) => {
+    if (seen++ % 8 !== 0) return;
     const now = stampNow();
-    for (let i = readings.length - 1; i >= 0; i--) {
-      const r = readings[i];
-      if (r?.channel === 'stamp' && typeof r.value === 'number') {
-        atEvent.push((now - r.value + STAMP_MOD) % STAMP_MOD);
-        break;
-      }
-    }
+    stamp = -1;
+    frame.forEachSample(stampSink);
+    if (stamp >= 0) atEvent.push((now - stamp + STAMP_MOD) % STAMP_MOD);
   });
   // Inside the hub: from the first `readings:accepted` of a tick to the end of the flush that wrote it
   // to every socket (the tick wait, the state update, building the messages, the socket writes).

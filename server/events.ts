@@ -8,15 +8,41 @@
  *   frame gets no ACK, its session closes with INTERNAL (1011) and no `readings` follows; the device
  *   keeps the frame and replays it, and a replay maps to the same timestamps (docs/architecture.md §4).
  *   Frames refused before acceptance (UNKNOWN_DESCRIPTORS, STORAGE_FULL, duplicates, coded errors)
- *   never emit it.
+ *   never emit it. It carries the frame as accepted ({@link AcceptedFrame}), NOT decoded: it is
+ *   emitted synchronously on the hot path for every accepted frame, so a listener that only needs some
+ *   frames' values (the live view decodes, per tick, only what someone subscribed to) pays nothing for
+ *   the others.
  * - `readings` — after the local log committed (and flushed) the frame, when its ACK may go out: for
- *   consumers that must only see stored data.
- *
- * The ingest decodes a frame only when one of them has listeners, at most once: both events may
- * carry the same array. Treat it as read-only.
+ *   consumers that must only see stored data. Decoded only when it has listeners, at most once per
+ *   frame (the same array `AcceptedFrame.readings()` returned, if a listener already asked for it).
+ *   Treat it as read-only.
  */
 import { EventEmitter } from 'node:events';
 import type { Reading } from './storage/types.ts';
+
+/**
+ * Receives a frame's samples without reading objects (`AcceptedFrame.forEachSample`): one call per
+ * sample with a value (missing ones and f32 NaN/±Infinity are skipped, as in the readings), block by
+ * block in frame order; `value` is scaled (fixed point) and `timeMs` mapped to the hub's clock.
+ */
+export interface SampleSink {
+  sample(channel: string, unit: string, timeMs: number, value: number | boolean): void;
+}
+
+/** One TELEMETRY frame the hub accepted, as `readings:accepted` carries it: decoded only on demand. */
+export interface AcceptedFrame {
+  readonly deviceId: string;
+  /** Hub time (Unix ms) the frame arrived. */
+  readonly receivedAtMs: number;
+  /** Samples with a value: the length of `readings()`. */
+  readonly samples: number;
+  /** Channels of its descriptor set (a frame holds at most these). */
+  readonly channelCount: number;
+  /** The frame's readings (decoded at the first call, then cached; the same array every time). */
+  readings(): Reading[];
+  /** Feeds every sample with a value to `sink` without building reading objects (decodes each call). */
+  forEachSample(sink: SampleSink): void;
+}
 
 export type PresenceState = 'online' | 'stale' | 'offline';
 
@@ -24,10 +50,11 @@ export interface HubEvents {
   /** Readings of one TELEMETRY frame, after the local log committed it (durable; ACK may follow). */
   readings: [deviceId: string, readings: Reading[]];
   /**
-   * Readings of one TELEMETRY frame the hub accepted and handed to the local log, before the commit
-   * (not durable yet; see above). Emitted synchronously on the ingest path: listeners must be cheap.
+   * One TELEMETRY frame the hub accepted and handed to the local log, before the commit (not durable
+   * yet; see above). Emitted synchronously on the ingest path for every accepted frame: listeners must
+   * be cheap (keep the reference, decode later and only what is needed).
    */
-  'readings:accepted': [deviceId: string, readings: Reading[]];
+  'readings:accepted': [deviceId: string, accepted: AcceptedFrame];
   /** A device session completed HELLO → WELCOME. */
   'device:online': [
     info: {

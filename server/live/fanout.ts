@@ -11,7 +11,14 @@
  * - Ordering: within a tick, `data` precedes events (presence, channels, command). State (for
  *   snapshots and `GET /api/devices`) is updated at the tick too, so a snapshot never overlaps the
  *   deltas that follow it.
+ * - Off the ingest hot path: an accepted frame arrives as a reference (`AcceptedFrame`, not decoded).
+ *   Per frame the fan-out notes the arrival (presence) and keeps the reference: in the tick's list
+ *   when some client covers the device, else as the device's newest frame in the state (decoded only
+ *   when read, see state.ts). At the tick it decodes only the covered devices' frames, and keeps one
+ *   object per sample only for channels some client takes in `all` mode; for the others the newest
+ *   frames suffice (latest value per channel).
  */
+import type { AcceptedFrame, SampleSink } from '../events.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { Reading } from '../storage/types.ts';
@@ -29,7 +36,14 @@ import {
   type Subscription,
   type SubscriptionMode,
 } from './messages.ts';
-import type { ChannelMeta, LiveState, PresenceChange, Sample } from './state.ts';
+import {
+  type ChannelMeta,
+  type LiveState,
+  type PresenceChange,
+  type Sample,
+  TickCollector,
+  type TickSamples,
+} from './state.ts';
 
 /**
  * Adaptive tick: the gap between tick starts is this many times the previous tick's work (within
@@ -74,7 +88,7 @@ export interface FanoutOptions {
   maxSubscriptions: number;
   /** Samples kept per (device, channel) per tick; more are folded into the latest and counted. */
   maxSamplesPerChannelPerTick?: number;
-  /** Readings waiting for the next tick at most; reaching it flushes at once. */
+  /** Samples waiting for the next tick at most (frames kept by reference); reaching it flushes at once. */
   maxPendingReadings?: number;
   /** Inbound messages per second per client (token bucket, burst 2×); beyond it the client is closed. */
   inboundPerSec?: number;
@@ -119,10 +133,41 @@ interface TickEvent {
   buffer: Buffer;
 }
 
-interface TickChannel {
-  unit: string;
-  samples: Sample[];
-  latest: Sample;
+type TickChannel = TickSamples;
+
+/** Which devices some client covers, and which channels someone takes in full (`all` mode). */
+interface Coverage {
+  fleet: boolean;
+  /** Channels fleet subscriptions take in `all` mode (`true`: every channel). */
+  fleetAll: Set<string> | true | null;
+  /** Per device covered by a device subscription: the channels taken in `all` mode. */
+  devices: Map<string, Set<string> | true | null>;
+}
+
+/** An accepted frame given as readings (producers other than the ingest, tests). */
+class ReadingsFrame implements AcceptedFrame {
+  constructor(
+    readonly deviceId: string,
+    readonly receivedAtMs: number,
+    private readonly list: Reading[],
+  ) {}
+  get samples(): number {
+    return this.list.length;
+  }
+  get channelCount(): number {
+    return new Set(this.list.map((r) => r.channel)).size;
+  }
+  readings(): Reading[] {
+    return this.list;
+  }
+  forEachSample(sink: SampleSink): void {
+    for (const r of this.list) sink.sample(r.channel, r.unit, r.timeMs, r.value);
+  }
+}
+
+/** Wraps readings already decoded as an `AcceptedFrame` (for `readings:accepted` from other producers). */
+export function readingsFrame(deviceId: string, readings: Reading[], receivedAtMs = Date.now()): AcceptedFrame {
+  return new ReadingsFrame(deviceId, receivedAtMs, readings);
 }
 
 export class LiveFanout {
@@ -137,8 +182,10 @@ export class LiveFanout {
   #immediate: NodeJS.Immediate | null = null;
   #drainTimer: NodeJS.Timeout | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
-  /** Per device, the readings arrays of the frames accepted since the last tick (not copied). */
-  #pendingReadings = new Map<string, Reading[][]>();
+  /** Per covered device, the frames accepted since the last tick (references, not decoded). */
+  #pendingReadings = new Map<string, AcceptedFrame[]>();
+  /** Rebuilt lazily after a subscription change (null: stale). */
+  #coverage: Coverage | null = null;
   #pendingReadingCount = 0;
   #pendingEvents: TickEvent[] = [];
   #stopped = false;
@@ -194,17 +241,38 @@ export class LiveFanout {
 
   // ───────────── inputs from the hub event bus ─────────────
 
-  /** Readings of one accepted frame [events.ts `readings:accepted`]; delivered at the next tick. */
-  readings(deviceId: string, readings: Reading[]): void {
-    if (this.#stopped || readings.length === 0) return;
-    // Kept by reference: the ingest path builds a fresh array per frame and nobody mutates it.
+  /**
+   * One accepted frame [events.ts `readings:accepted`], by reference. Per frame: the arrival is noted
+   * (presence, gaps) and the reference kept — for the next tick when a client covers the device, else
+   * as the device's newest frame in the state. Nothing is decoded here.
+   */
+  accepted(deviceId: string, frame: AcceptedFrame): void {
+    if (this.#stopped || frame.samples === 0) return;
+    const state = this.#o.state;
+    const d = state.device(deviceId);
+    if (d === undefined) {
+      state.overflow += frame.samples;
+      return;
+    }
+    const change = state.noteData(d, frame.receivedAtMs);
+    if (change) this.#presence(change);
+    const coverage = this.#coverage ?? this.#buildCoverage();
+    if (!coverage.fleet && !coverage.devices.has(deviceId)) {
+      state.defer(d, frame);
+      return;
+    }
     const list = this.#pendingReadings.get(deviceId);
-    if (list) list.push(readings);
-    else this.#pendingReadings.set(deviceId, [readings]);
-    this.#pendingReadingCount += readings.length;
+    if (list) list.push(frame);
+    else this.#pendingReadings.set(deviceId, [frame]);
+    this.#pendingReadingCount += frame.samples;
     // Bounded even when the event loop is too busy for the tick timer: flush early.
     if (this.#pendingReadingCount >= this.#o.maxPendingReadings) this.flush();
     else this.#schedule();
+  }
+
+  /** Readings of one accepted frame, already decoded (see `readingsFrame`). */
+  readings(deviceId: string, readings: Reading[]): void {
+    if (readings.length > 0) this.accepted(deviceId, readingsFrame(deviceId, readings, this.#o.now()));
   }
 
   online(info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean; atMs: number }): void {
@@ -266,6 +334,7 @@ export class LiveFanout {
   removeClient(client: LiveClient): void {
     client.closed = true;
     if (this.#clients.delete(client)) this.#o.metrics.liveClients.set(this.#clients.size);
+    this.#coverage = null;
   }
 
   /** Handles one inbound text message of a client. */
@@ -404,31 +473,33 @@ export class LiveFanout {
     this.#pendingReadingCount = 0;
     const tick = ++this.#tick;
 
-    // Group once per tick: device → channel → samples (arrival order) and the latest sample.
+    // Group once per tick: device → channel → samples (arrival order) and the latest sample, decoding
+    // only the frames of covered devices, and keeping every sample only where a client wants them all.
     const data = new Map<string, Map<string, TickChannel>>();
     const cap = this.#o.maxSamplesPerChannelPerTick;
+    const coverage = this.#coverage ?? this.#buildCoverage();
+    const state = this.#o.state;
     let folded = 0;
     for (const [deviceId, frames] of pendingReadings) {
-      const channels = new Map<string, TickChannel>();
-      data.set(deviceId, channels);
-      for (const readings of frames) {
-        for (const r of readings) {
-          const sample: Sample = [r.timeMs, r.value];
-          const ch = channels.get(r.channel);
-          if (!ch) channels.set(r.channel, { unit: r.unit, samples: [sample], latest: sample });
-          else {
-            if (ch.samples.length < cap) ch.samples.push(sample);
-            else {
-              ch.samples[cap - 1] = sample;
-              folded++;
-            }
-            if (sample[0] >= ch.latest[0]) ch.latest = sample;
-          }
+      const every = allChannels(coverage, deviceId);
+      const collector = new TickCollector(every, cap);
+      if (every !== null) for (const f of frames) f.forEachSample(collector);
+      else {
+        // Latest values only: the newest frames hold them (a frame usually carries every channel).
+        const wanted = (frames[frames.length - 1] as AcceptedFrame).channelCount;
+        for (let i = frames.length - 1; i >= 0 && collector.size < wanted; i--) {
+          (frames[i] as AcceptedFrame).forEachSample(collector);
         }
       }
-      // The state takes each channel's samples once per tick (latest value, sparkline trail).
-      const change = this.#o.state.applyTick(deviceId, channels, now);
-      if (change) this.#presence(change);
+      folded += collector.folded;
+      const channels = collector.finish();
+      data.set(deviceId, channels);
+      // The state takes each channel's samples once per tick (latest value, sparkline trail), after
+      // the frame it kept while nobody covered the device.
+      const d = state.device(deviceId);
+      if (d === undefined) continue;
+      state.materialize(d);
+      state.applyValues(d, channels);
     }
     if (folded > 0) this.#o.metrics.liveCoalesced.inc(folded);
     // Presence changes raised while applying readings join this tick's events (after the data).
@@ -605,7 +676,43 @@ export class LiveFanout {
     }
     // Sorted and de-duplicated: two clients with the same subscriptions (ids aside) share messages.
     client.key = [...new Set(parts)].sort().join(';');
+    this.#coverage = null;
   }
+
+  /** Which devices the clients cover and which channels they take in full (after any change). */
+  #buildCoverage(): Coverage {
+    const coverage: Coverage = { fleet: false, fleetAll: null, devices: new Map() };
+    for (const client of this.#clients) {
+      for (const s of client.subs.values()) {
+        if (s.device === null) {
+          coverage.fleet = true;
+          if (s.mode === 'all') coverage.fleetAll = addChannels(coverage.fleetAll, s.channels);
+        } else {
+          const all = coverage.devices.get(s.device) ?? null;
+          coverage.devices.set(s.device, s.mode === 'all' ? addChannels(all, s.channels) : all);
+        }
+      }
+    }
+    this.#coverage = coverage;
+    return coverage;
+  }
+}
+
+function addChannels(set: Set<string> | true | null, channels: ReadonlySet<string> | null): Set<string> | true {
+  if (set === true || channels === null) return true;
+  const out = set ?? new Set<string>();
+  for (const c of channels) out.add(c);
+  return out;
+}
+
+/** The channels of a device some client takes in `all` mode (`true`: all of them), or null. */
+function allChannels(coverage: Coverage, deviceId: string): ReadonlySet<string> | true | null {
+  const own = coverage.devices.get(deviceId) ?? null;
+  const fleet = coverage.fleetAll;
+  if (own === null) return fleet;
+  if (fleet === null) return own;
+  if (own === true || fleet === true) return true;
+  return new Set([...own, ...fleet]);
 }
 
 /** The client's subscriptions that cover a device, or null. */

@@ -13,8 +13,9 @@
  * or, without the extension seam, `createLive(deps)` and three calls: `handleUpgrade` for
  * `LIVE_PATH`, `handleRequest` in the request chain, `start()`/`stop()` with the hub.
  *
- * It consumes the `HubEventBus` (readings as soon as the hub accepted them — `readings:accepted`,
- * before the durable commit —, presence, descriptors, command updates),
+ * It consumes the `HubEventBus` (frames as soon as the hub accepted them — `readings:accepted`,
+ * before the durable commit, decoded only for what clients cover —, presence, descriptors, command
+ * updates),
  * keeps the fleet's live state, serves `/v1/live` (docs/live-api.md), the page at `/` and its REST
  * routes, and decides who may use them (server/http/dashboard-auth.ts).
  */
@@ -37,6 +38,9 @@ import type { Metrics } from '../metrics/index.ts';
 import { type AssetTable, buildAssets, sendAsset } from '../web/assets.ts';
 import { createLiveEndpoint } from './endpoint.ts';
 import { LiveFanout } from './fanout.ts';
+
+export { readingsFrame } from './fanout.ts';
+
 import { type ChannelMeta, LiveState } from './state.ts';
 
 /** The live endpoint's path. */
@@ -128,8 +132,9 @@ export function createLive(deps: LiveDeps): Live {
   };
 
   const listeners: { [K in keyof HubEvents]?: (...args: HubEvents[K]) => void } = {
-    // Accepted, not yet committed: the page is a view of what devices report (events.ts).
-    'readings:accepted': (deviceId, readings) => fanout.readings(deviceId, readings),
+    // Accepted, not yet committed: the page is a view of what devices report (events.ts). A reference
+    // to the frame; decoded at the tick, and only for what live clients cover (fanout.ts).
+    'readings:accepted': (deviceId, accepted) => fanout.accepted(deviceId, accepted),
     'device:online': (info) => {
       fanout.online(info);
       learnChannels(info.deviceId);

@@ -1,14 +1,22 @@
 /**
  * The live view of the fleet: per device its presence, identity and the latest value of every
- * channel, plus a short downsampled trail for sparklines. Fed by the fan-out at each tick (so a
- * snapshot is always "the state as of the last tick" and later deltas never repeat it), read by
- * snapshots and by `GET /api/devices`. Bounded: devices, channels per device and trail length.
+ * channel, plus a short downsampled trail for sparklines. Read by snapshots and by `GET /api/devices`.
+ * Bounded: devices, channels per device and trail length.
+ *
+ * Fed lazily, so that a frame nobody watches costs no decode: the fan-out records each accepted frame's
+ * arrival (`noteData`, presence and gap statistics: a few numbers per frame) and
+ * - for a device some live client covers, applies the tick's values at the tick (`applyValues`), so
+ *   the state is "as of the last tick" and the deltas after a snapshot never repeat it;
+ * - for a device nobody covers, only keeps a reference to its newest frame (`defer`), decoded when the
+ *   state is read (`view`), at the presence sweep (every 250 ms, which keeps the sparkline trail), or
+ *   when a client starts covering it. Its snapshot holds everything accepted so far and the deltas
+ *   after it only later frames.
  *
  * Presence [docs/live-api.md §4]: `online` after HELLO → WELCOME; `stale` when a connected device has
  * sent no data for ~3 of its sample periods; `offline` when its session ends (with the session's
  * reason: 'closed', 'heartbeat', 'replaced', an error code...).
  */
-import type { PresenceState } from '../events.ts';
+import type { AcceptedFrame, PresenceState, SampleSink } from '../events.ts';
 import type { Reading } from '../storage/types.ts';
 
 /** A sample as live clients see it: `[timeMs, value]`. */
@@ -54,6 +62,8 @@ export interface DeviceState {
   channels: Map<string, ChannelState>;
   /** Recent gaps between data arrivals (ms), newest last; the stale threshold follows their median. */
   gaps: number[];
+  /** The newest frame not yet applied to `channels` (nobody covered the device when it came). */
+  deferred: AcceptedFrame | null;
 }
 
 /** A device as the REST API and snapshots present it (plain JSON). */
@@ -146,6 +156,7 @@ export class LiveState {
         timeSynced: null,
         channels: new Map(),
         gaps: [],
+        deferred: null,
       };
       this.devices.set(deviceId, d);
     }
@@ -223,6 +234,30 @@ export class LiveState {
       for (const ch of channels.values()) this.overflow += ch.samples.length;
       return null;
     }
+    this.applyValues(d, channels);
+    return this.noteData(d, atMs);
+  }
+
+  /**
+   * Keeps a reference to the device's newest frame instead of decoding it (nobody covers the device);
+   * applied when the state is read, swept, or the device gets covered (`materialize`).
+   */
+  defer(d: DeviceState, frame: AcceptedFrame): void {
+    d.deferred = frame;
+  }
+
+  /** Applies the device's deferred frame, if any: latest value per channel, one trail point each. */
+  materialize(d: DeviceState): void {
+    const frame = d.deferred;
+    if (frame === null) return;
+    d.deferred = null;
+    const collector = new TickCollector(null, Number.POSITIVE_INFINITY);
+    frame.forEachSample(collector);
+    this.applyValues(d, collector.finish());
+  }
+
+  /** Applies one tick's values of a device (latest value, trail); `noteData` records the arrival. */
+  applyValues(d: DeviceState, channels: ReadonlyMap<string, TickSamples>): void {
     const step = this.#trailStepMs;
     for (const [key, tick] of channels) {
       const ch = this.#channel(d, key, tick.unit);
@@ -250,7 +285,6 @@ export class LiveState {
         }
       }
     }
-    return this.noteData(d, atMs);
   }
 
   /** Records that data arrived now (gap statistics, last seen); stale → online. */
@@ -295,6 +329,8 @@ export class LiveState {
   sweep(nowMs: number): PresenceChange[] {
     const changes: PresenceChange[] = [];
     for (const d of this.devices.values()) {
+      // The sparkline trail keeps a point per sweep of a device nobody watches (see the top).
+      if (d.deferred !== null) this.materialize(d);
       if (d.state !== 'online') continue;
       const since = d.lastDataMs ?? d.sinceMs;
       const limit = this.staleAfterMs(d);
@@ -307,6 +343,7 @@ export class LiveState {
   }
 
   view(d: DeviceState, withTrail: boolean, channelFilter?: ReadonlySet<string>): DeviceView {
+    this.materialize(d);
     const channels: ChannelView[] = [];
     for (const ch of d.channels.values()) {
       if (channelFilter && !channelFilter.has(ch.key)) continue;
@@ -358,6 +395,72 @@ export class LiveState {
       firmwareVersion: d.firmwareVersion,
       bootId: d.bootId,
     };
+  }
+}
+
+interface Gathered {
+  unit: string;
+  /** Every sample (arrival order), or null when only the latest is kept. */
+  samples: Sample[] | null;
+  t: number;
+  v: number | boolean;
+  /** The latest sample's object when `samples` holds it. */
+  s: Sample | null;
+}
+
+/**
+ * Gathers frames' samples by channel into what a tick applies and sends (`TickSamples`): every sample
+ * of the channels `every` names (`true`: all channels), only the latest (greatest time) of the others,
+ * kept as numbers until `finish` so a channel nobody wants in full costs no object per sample. At most
+ * `cap` samples per channel: beyond it the newest replaces the last kept one (`folded` counts them).
+ */
+export class TickCollector implements SampleSink {
+  readonly #gathered = new Map<string, Gathered>();
+  folded = 0;
+  constructor(
+    private readonly every: ReadonlySet<string> | true | null,
+    private readonly cap: number,
+  ) {}
+
+  /** Channels seen so far. */
+  get size(): number {
+    return this.#gathered.size;
+  }
+
+  sample(channel: string, unit: string, timeMs: number, value: number | boolean): void {
+    let g = this.#gathered.get(channel);
+    if (g === undefined) {
+      const every = this.every;
+      const all = every === true || every?.has(channel) === true;
+      g = { unit, samples: all ? [] : null, t: Number.NEGATIVE_INFINITY, v: 0, s: null };
+      this.#gathered.set(channel, g);
+    }
+    const list = g.samples;
+    if (list !== null) {
+      const s: Sample = [timeMs, value];
+      if (list.length < this.cap) list.push(s);
+      else {
+        list[this.cap - 1] = s;
+        this.folded++;
+      }
+      if (timeMs >= g.t) {
+        g.t = timeMs;
+        g.v = value;
+        g.s = s;
+      }
+    } else if (timeMs >= g.t) {
+      g.t = timeMs;
+      g.v = value;
+    }
+  }
+
+  finish(): Map<string, TickSamples> {
+    const out = new Map<string, TickSamples>();
+    for (const [key, g] of this.#gathered) {
+      const latest: Sample = g.s ?? [g.t, g.v];
+      out.set(key, { unit: g.unit, samples: g.samples ?? [latest], latest });
+    }
+    return out;
   }
 }
 

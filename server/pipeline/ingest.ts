@@ -3,7 +3,8 @@
  * (device, boot, seq), gaps, time mapping, descriptor sets), validation against descriptors, and the
  * hand-off to the log's group commit. Completion callbacks run only after the durable commit, which is
  * when the session may ACK [PROTO-3.5] and when `readings` events are emitted. `readings:accepted`
- * (views such as the live fan-out) is emitted earlier, when the frame is handed to the log.
+ * (views such as the live fan-out) is emitted earlier, when the frame is handed to the log, with the
+ * frame itself (`AcceptedTelemetry`): nothing is decoded on the hot path.
  *
  * In-memory device state is the authority while a device is active (it already includes frames that
  * are queued but not yet committed, so dedupe sees them); every change is also queued into the same
@@ -16,13 +17,14 @@ import {
   type Hello,
   newTelemetryScan,
   peekDescriptorHash,
+  scaledValue,
   scanTelemetry,
   type Telemetry,
   type TelemetryScan,
 } from '../codec/index.ts';
 import type { HubConfig } from '../config/index.ts';
 import { HubError } from '../errors.ts';
-import type { HubEventBus } from '../events.ts';
+import type { AcceptedFrame, HubEventBus, SampleSink } from '../events.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import { type BootState, type DeviceRecord, MAX_BOOTS_PER_DEVICE, newDeviceRecord } from '../storage/device-state.ts';
@@ -222,6 +224,58 @@ function toReadings(
   timeOffsetMs: number,
 ): Reading[] {
   return telemetryToReadings(deviceId, decodeFrame(frame) as Telemetry, channels, timeOffsetMs).readings;
+}
+
+/**
+ * A frame as `readings:accepted` carries it: the raw frame (which the log's group holds anyway), its
+ * descriptor set and time offset. Values are decoded only when a listener asks, so the event costs
+ * one small object per frame.
+ */
+export class AcceptedTelemetry implements AcceptedFrame {
+  #readings: Reading[] | null = null;
+  constructor(
+    readonly deviceId: string,
+    readonly frame: Uint8Array,
+    readonly channels: ChannelDescriptor[],
+    readonly timeOffsetMs: number,
+    readonly receivedAtMs: number,
+    readonly samples: number,
+  ) {}
+
+  get channelCount(): number {
+    return this.channels.length;
+  }
+
+  /** True once `readings()` was called (its array is cached). */
+  get decoded(): boolean {
+    return this.#readings !== null;
+  }
+
+  readings(): Reading[] {
+    this.#readings ??= toReadings(this.deviceId, this.frame, this.channels, this.timeOffsetMs);
+    return this.#readings;
+  }
+
+  forEachSample(sink: SampleSink): void {
+    // The frame was validated against its descriptors when it was accepted (scan): no checks here.
+    const t = decodeFrame(this.frame) as Telemetry;
+    const table = channelTable(this.channels);
+    const base = t.baseTime + this.timeOffsetMs;
+    for (const block of t.blocks) {
+      const ch = table[block.channel] as ChannelDescriptor;
+      const { deltasMs, values } = block;
+      for (let i = 0; i < values.length; i++) {
+        const raw = values[i];
+        if (raw === null || raw === undefined || (typeof raw === 'number' && !Number.isFinite(raw))) continue;
+        sink.sample(
+          ch.key,
+          ch.unit,
+          base + (deltasMs[i] as number),
+          typeof raw === 'boolean' ? raw : scaledValue(raw, ch.scaleExp),
+        );
+      }
+    }
+  }
 }
 
 export function createIngest(opts: IngestOptions): Ingest {
@@ -443,8 +497,8 @@ export function createIngest(opts: IngestOptions): Ingest {
       if (span > rec.maxSpanMs) rec.maxSpanMs = span;
       log.putDevice(deviceId, rec);
       m.inflight++;
-      // Decoded at most once per frame, and only when someone listens to a readings event.
-      let readings: Reading[] | null = null;
+      // The accepted frame, when `readings:accepted` has listeners: a reference, not a decode.
+      let accepted: AcceptedTelemetry | null = null;
       log.append(
         {
           deviceId,
@@ -472,8 +526,11 @@ export function createIngest(opts: IngestOptions): Ingest {
           counts.readings += samples;
           counts.missing += missing;
           if (bus.listenerCount('readings') > 0) {
-            // Values are needed only now, and only by listeners: decode the stored frame once.
-            readings ??= toReadings(deviceId, frame, channels, timeOffsetMs);
+            // Values are needed only now, and only by listeners: decode the stored frame at most once
+            // (a view may already have asked the accepted frame for its readings).
+            const readings = accepted?.decoded
+              ? accepted.readings()
+              : toReadings(deviceId, frame, channels, timeOffsetMs);
             bus.emit('readings', deviceId, readings); // listeners are isolated by the bus
           }
           maybeForget(deviceId, m);
@@ -482,10 +539,9 @@ export function createIngest(opts: IngestOptions): Ingest {
       );
       // Accepted: validated, not a duplicate, times mapped, queued in the log's group. Views see it
       // now rather than after the fsync; should the commit fail, no `readings` follows (events.ts).
+      // The event carries the frame, not its readings: a view decodes what it needs, when it needs it.
       if (bus.listenerCount('readings:accepted') > 0) {
-        const accepted = toReadings(deviceId, frame, channels, timeOffsetMs);
-        // Kept for `readings` only when it has listeners (else the array would live until the commit).
-        if (bus.listenerCount('readings') > 0) readings = accepted;
+        accepted = new AcceptedTelemetry(deviceId, frame, channels, timeOffsetMs, receivedAtMs, samples);
         // A failing view cannot fail the frame: the bus isolates its listeners (events.ts).
         bus.emit('readings:accepted', deviceId, accepted);
       }

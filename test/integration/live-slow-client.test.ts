@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { configFrom } from '../../server/config/index.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
-import { liveExtension } from '../../server/live/index.ts';
+import { liveExtension, readingsFrame } from '../../server/live/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import type { Reading } from '../../server/storage/types.ts';
 
@@ -101,7 +101,7 @@ class Generator {
       }
     }
     this.events++;
-    hub.bus.emit('readings:accepted', deviceId, readings);
+    hub.bus.emit('readings:accepted', deviceId, readingsFrame(deviceId, readings));
   }
 }
 

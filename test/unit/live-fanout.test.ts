@@ -1,7 +1,8 @@
 // The live fan-out's decisions, with a socket whose bufferedAmount the test controls and fake timers
 // for the tick and drain clocks. Real-socket behaviour is in test/integration/live-slow-client.test.ts.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { LiveFanout, type LiveSocket, TICK_COST_FACTOR } from '../../server/live/fanout.ts';
+import type { AcceptedFrame, SampleSink } from '../../server/events.ts';
+import { LiveFanout, type LiveSocket, readingsFrame, TICK_COST_FACTOR } from '../../server/live/fanout.ts';
 import { LiveState } from '../../server/live/state.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
@@ -151,6 +152,7 @@ describe('broadcast once', () => {
 
 describe('snapshot then deltas', () => {
   it('a snapshot reflects the last tick and the next data message holds only later samples', () => {
+    client([{ sub: 'watch', device: 'd1' }]); // another viewer: d1's frames go through the ticks
     fanout.online({ deviceId: 'd1', firmwareVersion: '1.0', bootId: 7, timeSynced: true, atMs: Date.now() });
     fanout.readings('d1', [reading('d1', 't', 1, 10)]);
     vi.advanceTimersByTime(TICK);
@@ -165,6 +167,17 @@ describe('snapshot then deltas', () => {
     expect(c.ofType('data').map((m) => m.updates.d1.t)).toEqual([[[2, 20]]]);
   });
 
+  it('a device nobody watched: its snapshot holds everything accepted so far, the deltas only later frames', () => {
+    fanout.online({ deviceId: 'd1', firmwareVersion: '1.0', bootId: 7, timeSynced: true, atMs: Date.now() });
+    fanout.readings('d1', [reading('d1', 't', 1, 10)]);
+    vi.advanceTimersByTime(TICK);
+    fanout.readings('d1', [reading('d1', 't', 2, 20)]);
+    const c = client([{ sub: 's', device: 'd1' }]);
+    expect(c.ofType('snapshot')[0].devices[0].channels).toEqual([{ key: 't', unit: 'u', periodMs: 0, last: [2, 20] }]);
+    fanout.readings('d1', [reading('d1', 't', 3, 30)]);
+    vi.advanceTimersByTime(TICK);
+    expect(c.ofType('data').map((m) => m.updates.d1.t)).toEqual([[[3, 30]]]);
+  });
   it('answers subscribed before the snapshot, and unsubscribe stops deltas', () => {
     const socket = new RecordingSocket();
     const c = fanout.addClient(socket, 'viewer');
@@ -292,6 +305,73 @@ describe('slow clients', () => {
     socket.bufferedAmount = 0;
     vi.advanceTimersByTime(TICK);
     expect(socket.ofType('snapshot').map((m) => m.sub)).toEqual(['a', 'b']);
+  });
+});
+
+/** An accepted frame that counts how often it was decoded. */
+function countingFrame(deviceId: string, readings: Reading[]): AcceptedFrame & { decodes: number } {
+  const inner = readingsFrame(deviceId, readings, Date.now());
+  const f = {
+    decodes: 0,
+    deviceId,
+    receivedAtMs: inner.receivedAtMs,
+    samples: inner.samples,
+    channelCount: inner.channelCount,
+    readings: () => inner.readings(),
+    forEachSample(sink: SampleSink) {
+      f.decodes++;
+      inner.forEachSample(sink);
+    },
+  };
+  return f;
+}
+
+describe('decoding off the hot path', () => {
+  it('decodes nothing per frame while nobody covers the device; a read decodes only its newest frame', () => {
+    client([{ sub: 'other', device: 'd2' }]);
+    const frames = [1, 2, 3].map((t) => countingFrame('d1', [reading('d1', 't', t, t * 10)]));
+    for (const f of frames) fanout.accepted('d1', f);
+    vi.advanceTimersByTime(TICK);
+    expect(frames.map((f) => f.decodes)).toEqual([0, 0, 0]);
+    // The state still knows the device had data (presence), and its latest value when read.
+    const d = state.devices.get('d1');
+    expect(d?.lastDataMs).toBe(Date.now() - TICK);
+    expect(state.view(d as NonNullable<typeof d>, false).channels[0]?.last).toEqual([3, 30]);
+    expect(frames.map((f) => f.decodes)).toEqual([0, 0, 1]);
+  });
+
+  it('latest mode decodes only the newest frame of a tick when it holds every channel; all mode decodes each', () => {
+    const latest = client([{ sub: 'f' }]);
+    const frames = [1, 2, 3].map((t) => countingFrame('d1', [reading('d1', 't', t, t), reading('d1', 'h', t, -t)]));
+    for (const f of frames) fanout.accepted('d1', f);
+    vi.advanceTimersByTime(TICK);
+    expect(frames.map((f) => f.decodes)).toEqual([0, 0, 1]);
+    expect(latest.ofType('data')[0].updates).toEqual({ d1: { t: [[3, 3]], h: [[3, -3]] } });
+
+    const all = client([{ sub: 'a', device: 'd1', channels: ['t'], mode: 'all' }]);
+    const more = [4, 5].map((t) => countingFrame('d1', [reading('d1', 't', t, t), reading('d1', 'h', t, -t)]));
+    for (const f of more) fanout.accepted('d1', f);
+    vi.advanceTimersByTime(TICK);
+    expect(more.map((f) => f.decodes)).toEqual([1, 1]);
+    expect(all.ofType('data')[0].updates).toEqual({
+      d1: {
+        t: [
+          [4, 4],
+          [5, 5],
+        ],
+      },
+    });
+    expect(latest.ofType('data')[1].updates).toEqual({ d1: { t: [[5, 5]], h: [[5, -5]] } });
+  });
+
+  it('keeps the sparkline trail of a device nobody watches through the presence sweep', () => {
+    for (let t = 0; t < 3; t++) {
+      fanout.readings('d1', [reading('d1', 't', Date.now(), t)]);
+      vi.advanceTimersByTime(1000);
+    }
+    const d = state.devices.get('d1') as NonNullable<ReturnType<typeof state.devices.get>>;
+    expect(d.deferred).toBeNull(); // applied by the sweep, not by a read
+    expect(state.view(d, true).channels[0]?.trail?.map((s) => s[1])).toEqual([0, 1, 2]);
   });
 });
 

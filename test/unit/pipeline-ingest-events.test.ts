@@ -1,7 +1,8 @@
 // The ingest's two readings events with a local log whose group commits the test completes by hand:
 // `readings:accepted` when a frame is handed to the log (commit still pending), `readings` only after
 // the commit, nothing early for refused frames, nothing after a failed commit, and no decoding at all
-// when nobody listens. Deterministic: no timers, no disk.
+// when nobody listens or when the accepted frame's listener does not ask for its values (the live view
+// keeps a reference and decodes later, only what is subscribed). Deterministic: no timers, no disk.
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type ChannelDescriptor,
@@ -14,7 +15,7 @@ import {
 } from '../../server/codec/index.ts';
 import { configFrom } from '../../server/config/index.ts';
 import type { HubError } from '../../server/errors.ts';
-import { HubEventBus } from '../../server/events.ts';
+import { type AcceptedFrame, HubEventBus } from '../../server/events.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics } from '../../server/metrics/index.ts';
 import { createIngest, type Ingest, type TelemetryDone } from '../../server/pipeline/ingest.ts';
@@ -149,9 +150,9 @@ describe('readings events of the ingest', () => {
   it('emits readings:accepted while the commit is pending, readings (the same values) after it', () => {
     const accepted: Reading[][] = [];
     const committed: Reading[][] = [];
-    bus.on('readings:accepted', (id, rs) => {
+    bus.on('readings:accepted', (id, frame) => {
       trail.push(`accepted ${id}`);
-      accepted.push(rs);
+      accepted.push(frame.readings());
     });
     bus.on('readings', (id, rs) => {
       trail.push(`readings ${id}`);
@@ -187,10 +188,36 @@ describe('readings events of the ingest', () => {
     expect(telemetryToReadings).not.toHaveBeenCalled();
   });
 
+  it('readings:accepted carries the frame undecoded: a listener that keeps it costs no decode', () => {
+    const kept: unknown[] = [];
+    bus.on('readings:accepted', (_id, frame) => kept.push(frame));
+    store(1);
+    store(2);
+    log.commit();
+    expect(kept).toHaveLength(2);
+    expect(outcomes.map((o) => o.outcome)).toEqual(['stored', 'stored']);
+    expect(telemetryToReadings).not.toHaveBeenCalled();
+  });
+
+  it('the accepted frame decodes on demand: the same samples as its readings, with arrival time and counts', () => {
+    const frames: AcceptedFrame[] = [];
+    bus.on('readings:accepted', (_id, frame) => frames.push(frame));
+    store(1);
+    const f = frames[0] as AcceptedFrame;
+    expect(f).toMatchObject({ deviceId: DEVICE, receivedAtMs: NOW, samples: expected(1).length, channelCount: 2 });
+    const visited: Reading[] = [];
+    f.forEachSample({
+      sample: (channel, unit, timeMs, value) => visited.push({ deviceId: DEVICE, channel, unit, timeMs, value }),
+    });
+    expect(visited).toEqual(expected(1));
+    expect(f.readings()).toEqual(expected(1));
+    expect(f.readings()).toBe(f.readings()); // cached
+  });
+
   it('a failed commit: the early event was emitted, no readings follow, the frame fails with INTERNAL', () => {
     const accepted: Reading[][] = [];
     const committed: Reading[][] = [];
-    bus.on('readings:accepted', (_id, rs) => accepted.push(rs));
+    bus.on('readings:accepted', (_id, frame) => accepted.push(frame.readings()));
     bus.on('readings', (_id, rs) => committed.push(rs));
     store(1);
     expect(accepted).toEqual([expected(1)]);
@@ -213,7 +240,7 @@ describe('readings events of the ingest', () => {
 
   it('frames refused before acceptance (STORAGE_FULL, unknown descriptors, duplicates) emit nothing', () => {
     const accepted: Reading[][] = [];
-    bus.on('readings:accepted', (_id, rs) => accepted.push(rs));
+    bus.on('readings:accepted', (_id, frame) => accepted.push(frame.readings()));
     store(1);
     log.commit();
     expect(accepted).toHaveLength(1);
