@@ -15,7 +15,6 @@
 import {
   closeSync,
   existsSync,
-  fstatSync,
   fsyncSync,
   ftruncateSync,
   mkdirSync,
@@ -48,8 +47,6 @@ export function emptyNvs(): BoardNvs {
 }
 
 export interface BoardStore {
-  /** Whether the state outlives the process (a state directory). */
-  readonly durable: boolean;
   readNvs(): BoardNvs;
   writeNvs(nvs: BoardNvs): void;
   /** The buffered frames, oldest first (a torn last record is discarded). */
@@ -68,7 +65,6 @@ export interface BoardStore {
 
 /** Flash and NVS that last as long as the process. */
 export class MemoryBoardStore implements BoardStore {
-  readonly durable = false;
   private nvs: BoardNvs = emptyNvs();
   private frames: Uint8Array[] = [];
   private head = 0;
@@ -140,12 +136,12 @@ function writeThenRename(path: string, data: string | Uint8Array, mode: number):
  * (the process killed mid-write) is detected on load (length, then the frame's CRC) and cut off.
  */
 export class FileBoardStore implements BoardStore {
-  readonly durable = true;
   readonly dir: string;
   private readonly nvsPath: string;
   private readonly logPath: string;
   private readonly lockPath: string;
-  private fd: number | null = null;
+  /** Whether the counters below reflect the log (read at power-on, or stat'ed at the first write). */
+  private known = false;
   /** Live frames' sizes, oldest first, and the log's size: decide when to compact. */
   private liveSizes: number[] = [];
   private liveHead = 0;
@@ -196,7 +192,6 @@ export class FileBoardStore implements BoardStore {
 
   readOutbox(): Uint8Array[] {
     this.lock();
-    this.closeLog();
     const frames: Uint8Array[] = [];
     let head = 0;
     let good = 0;
@@ -229,6 +224,7 @@ export class FileBoardStore implements BoardStore {
     this.liveHead = 0;
     this.liveBytes = this.liveSizes.reduce((a, b) => a + b, 0);
     this.logBytes = good;
+    this.known = true;
     if (good < data.length) {
       // Cut the torn tail so later appends follow the last good record.
       const fd = openSync(this.logPath, 'r+');
@@ -246,13 +242,20 @@ export class FileBoardStore implements BoardStore {
     return this.liveSizes.length - this.liveHead;
   }
 
-  private log(): number {
-    if (this.fd === null) {
-      this.lock();
-      this.fd = openSync(this.logPath, 'a', 0o600);
-      this.logBytes = fstatSync(this.fd).size;
+  /**
+   * Appends one record. The log is opened per write rather than held open: a fleet of thousands of
+   * boards with a state directory would otherwise hold one descriptor per board.
+   */
+  private append(rec: Buffer): void {
+    this.lock();
+    if (!this.known) this.readOutbox();
+    const fd = openSync(this.logPath, 'a', 0o600);
+    try {
+      writeSync(fd, rec);
+    } finally {
+      closeSync(fd);
     }
-    return this.fd;
+    this.logBytes += rec.length;
   }
 
   appendFrame(frame: Uint8Array): void {
@@ -260,8 +263,7 @@ export class FileBoardStore implements BoardStore {
     rec[0] = REC_FRAME;
     rec.writeUInt32LE(frame.byteLength, 1);
     rec.set(frame, 5);
-    writeSync(this.log(), rec);
-    this.logBytes += rec.length;
+    this.append(rec);
     this.liveSizes.push(rec.length);
     this.liveBytes += rec.length;
   }
@@ -271,8 +273,7 @@ export class FileBoardStore implements BoardStore {
     const rec = Buffer.allocUnsafe(5);
     rec[0] = REC_DROP;
     rec.writeUInt32LE(n, 1);
-    writeSync(this.log(), rec);
-    this.logBytes += 5;
+    this.append(rec);
     for (let i = 0; i < n && this.liveHead < this.liveSizes.length; i++) {
       this.liveBytes -= this.liveSizes[this.liveHead++] as number;
     }
@@ -290,7 +291,6 @@ export class FileBoardStore implements BoardStore {
 
   rewriteOutbox(frames: readonly Uint8Array[]): void {
     this.lock();
-    this.closeLog();
     const parts: Buffer[] = [];
     for (const f of frames) {
       const h = Buffer.allocUnsafe(5);
@@ -304,17 +304,19 @@ export class FileBoardStore implements BoardStore {
     this.liveHead = 0;
     this.liveBytes = data.length;
     this.logBytes = data.length;
-  }
-
-  private closeLog(): void {
-    if (this.fd === null) return;
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    this.fd = null;
+    this.known = true;
   }
 
   close(): void {
-    this.closeLog();
+    if (existsSync(this.logPath)) {
+      const fd = openSync(this.logPath, 'r');
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+    this.known = false;
     if (this.locked) {
       try {
         unlinkSync(this.lockPath);

@@ -315,12 +315,24 @@ describe('npm run sim, run twice', () => {
     if (!s1) throw new Error('unreachable');
     expect(s1.totals.powerCuts).toBeGreaterThan(0);
     expect(s1.outboxDepth).toBeGreaterThan(0);
-    // Run 2: no tokens file (the boards kept their tokens), the same power cuts, then a drain.
-    const second = await run('firmware-sim/cli.ts', [...common, '--drain', '30s']);
+    // Run 2: no tokens file (the boards kept their tokens), the same power cuts, now on battery
+    // (deep sleep: a frame per wake, flushed every 8 wakes), then a drain.
+    const second = await run('firmware-sim/cli.ts', [
+      ...common,
+      '--profile',
+      'deep-sleep',
+      '--ticks-per-frame',
+      '1',
+      '--flush-every',
+      '8',
+      '--drain',
+      '30s',
+    ]);
     expect(second.code, second.stderr).toBe(0);
     const s2 = JSON.parse(second.stdout) as FleetSummary;
     summaries.push(s2);
     expect(s2.totals.powerCuts).toBeGreaterThan(0);
+    expect(s2.totals.flushes).toBeGreaterThan(2);
     expect(s2.totals.framesRestored).toBeGreaterThanOrEqual(s1.outboxDepth);
     expect(s2.outboxDepth).toBe(0);
 

@@ -90,6 +90,57 @@ describe('flags', () => {
     expect(() => parseCliOptions(['--tokens-file', 'f', '--admin-token', 'secret'], {})).toThrow(UsageError);
   });
 
+  it('take the state directory, the power profile and the fault pace; a state directory may hold the tokens', () => {
+    const o = parseCliOptions(['--state-dir', 'state'], {}); // no tokens file: the boards keep theirs
+    expect(o).toMatchObject({
+      stateDir: 'state',
+      profile: 'always-on',
+      faultEveryMs: null,
+      flushEverySamples: 60,
+      flushIntervalMs: 300_000,
+      recordFile: null,
+    });
+    const p = parseCliOptions(
+      [
+        '--state-dir',
+        'state',
+        '--scenario',
+        'power-cut',
+        '--fault-every',
+        '1500ms',
+        '--profile',
+        'deep-sleep',
+        '--flush-every',
+        '10',
+        '--flush-interval',
+        '2m',
+        '--record',
+        'r.jsonl',
+      ],
+      {},
+    );
+    expect(p).toMatchObject({
+      scenario: 'power-cut',
+      faultEveryMs: 1500,
+      profile: 'deep-sleep',
+      flushEverySamples: 10,
+      flushIntervalMs: 120_000,
+      recordFile: 'r.jsonl',
+    });
+    const problems = (argv: string[]) => {
+      try {
+        parseCliOptions(['--tokens-file', 't', ...argv], {});
+        return '';
+      } catch (err) {
+        return (err as UsageError).problems.join('\n');
+      }
+    };
+    expect(problems(['--profile', 'hibernate'])).toContain('--profile');
+    expect(problems(['--flush-every', '5'])).toContain('need --profile deep-sleep');
+    expect(problems(['--fault-every', 'often'])).toContain('--fault-every');
+    expect(problems(['--profile', 'deep-sleep', '--flush-every', '0'])).toContain('--flush-every');
+  });
+
   it('parse durations', () => {
     expect(parseDuration('250ms')).toBe(250);
     expect(parseDuration('90')).toBe(90_000);
