@@ -2,9 +2,10 @@
  * The durable local log: every accepted TELEMETRY frame, in arrival order, in an `lmdb` environment.
  *
  * - **Group commit.** Appends (and the device-state writes that go with them) queue into the current
- *   group; the group is written in ONE lmdb transaction on the next event-loop turn, and every
- *   append's callback runs only after that transaction is committed AND flushed to disk. The session
- *   sends ACK from that callback, so an ACK is never ahead of durable data [PROTO-3.5].
+ *   group; the group is written in ONE lmdb transaction once it is `commitWindowMs` old or holds
+ *   `commitWindowBytes` (whichever first) and the previous group is durable, and every append's
+ *   callback runs only after that transaction is committed AND flushed to disk. The session sends ACK
+ *   from that callback, so an ACK is never ahead of durable data [PROTO-3.5].
  * - **State with data.** Device state (last ack, per-boot highest seq and time offset, descriptors) is
  *   written in the same transaction as the frames it describes: after a crash, state and frames agree.
  * - **Bounded.** `maxBytes` (logical bytes: records plus index and key overhead) and `retentionHours`
@@ -56,6 +57,14 @@ export interface LocalLogOptions {
   maintenanceIntervalMs?: number;
   /** Wait for the OS to flush each commit before resolving appends (default true: an ACK means on disk). */
   ackAfterFlush?: boolean;
+  /**
+   * The commit window: a group is committed once its first write is this old (ms) or it holds
+   * `commitWindowBytes`, whichever comes first (never while the previous group is in flight). Default
+   * {@link COMMIT_WINDOW_MS}; 0 commits on the next event-loop turn.
+   */
+  commitWindowMs?: number;
+  /** See `commitWindowMs`: logical bytes of frames that close a group early. Default {@link COMMIT_WINDOW_BYTES}. */
+  commitWindowBytes?: number;
   /**
    * Free space to keep on the data directory's filesystem (bytes): below it appends are refused with
    * STORAGE_FULL until space returns (see disk-space.ts). Default {@link DEFAULT_MIN_FREE_BYTES}.
@@ -190,6 +199,16 @@ function newGroup(): Group {
 }
 
 const APPEND = { append: true } as const;
+/**
+ * The commit window at light load (the one place it is set; docs/architecture.md §4). Without it an
+ * idle log committed on the next event-loop turn: at 10 k frames/s that is a transaction, an fsync and
+ * an ACK per session for every one or two frames. Waiting ≤ 2 ms groups them (ACKs are coalesced per
+ * session per commit) for at most 2 ms more ACK latency; under load the previous commit's flush takes
+ * longer than the window, so busy groups are unchanged. 256 KiB of records (~1,000 typical frames)
+ * closes a group early.
+ */
+export const COMMIT_WINDOW_MS = 2;
+export const COMMIT_WINDOW_BYTES = 256 * 1024;
 /** Groups whose transaction is committing or flushing at once (see `schedule`). */
 const MAX_COMMITS_IN_FLIGHT = 1;
 
@@ -256,6 +275,12 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   let fullReason: FullReason | null = null;
   let group = newGroup();
   let scheduled: NodeJS.Immediate | null = null;
+  /** The window timer of the current group (see `schedule`). */
+  let windowTimer: NodeJS.Timeout | null = null;
+  /** When the current group got its first write (performance.now() ms); -1 while empty. */
+  let groupOpenedAt = -1;
+  const windowMs = opts.commitWindowMs ?? COMMIT_WINDOW_MS;
+  const windowBytes = opts.commitWindowBytes ?? COMMIT_WINDOW_BYTES;
   /** Settles when the most recent append group is durable; barriers chain on it. */
   let lastGroup: Promise<unknown> = Promise.resolve();
   /** Every write still in flight (groups, evictions, forwarder cursor); close() waits for them. */
@@ -336,15 +361,34 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   /**
    * Classic group commit: while a group's transaction is being committed and flushed, new frames
    * gather in the next group, which goes out as soon as the previous one is durable (at most
-   * `MAX_COMMITS_IN_FLIGHT` groups in flight). An idle log commits on the next turn; a busy one makes
-   * its groups as large as the disk's flush time requires, instead of one fsync per event-loop turn.
+   * `MAX_COMMITS_IN_FLIGHT` groups in flight). A group goes out once it is `windowMs` old or holds
+   * `windowBytes` of frames (an idle log: a few ms of frames per commit instead of one or two); a busy
+   * log makes its groups as large as the disk's flush time requires, instead of one fsync per turn.
    */
   let commitsInFlight = 0;
   let lastCommitFailed = false;
   const schedule = () => {
-    if (scheduled === null && !closed && commitsInFlight < MAX_COMMITS_IN_FLIGHT) {
+    if (groupOpenedAt < 0) groupOpenedAt = performance.now();
+    if (scheduled !== null || closed || commitsInFlight >= MAX_COMMITS_IN_FLIGHT) return;
+    const wait = windowMs - (performance.now() - groupOpenedAt);
+    if (wait <= 0 || group.addedBytes >= windowBytes) {
+      if (windowTimer !== null) clearTimeout(windowTimer);
+      windowTimer = null;
       scheduled = setImmediate(commitGroup);
+    } else if (windowTimer === null) {
+      windowTimer = setTimeout(onWindow, wait);
     }
+  };
+  const onWindow = () => {
+    windowTimer = null;
+    schedule();
+  };
+  /** Drops whatever is scheduled for the current group (it failed, or the log closes). */
+  const unschedule = () => {
+    if (scheduled !== null) clearImmediate(scheduled);
+    if (windowTimer !== null) clearTimeout(windowTimer);
+    scheduled = null;
+    windowTimer = null;
   };
   /** Maintenance waits for the group in flight (and groups wait for it): one writer sequence, so the
    * counters each transaction persists are exact (see `commitGroup`). */
@@ -383,10 +427,8 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   function failGroups(failed: Group, err: Error): void {
     const behind = group;
     group = newGroup();
-    if (scheduled !== null) {
-      clearImmediate(scheduled);
-      scheduled = null;
-    }
+    groupOpenedAt = -1;
+    unschedule();
     for (const g of [failed, behind]) {
       bytes -= g.addedBytes;
       frameCount -= g.entries.length;
@@ -419,9 +461,10 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   }
 
   function commitGroup(): void {
-    scheduled = null;
+    unschedule();
     const g = group;
     group = newGroup();
+    groupOpenedAt = -1;
     if (g.entries.length === 0 && g.kv.size === 0 && g.refs.size === 0) {
       // Nothing to write (barriers only): settle after whatever is already in flight.
       track(
@@ -817,8 +860,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       clearInterval(maintenanceTimer);
       space.stop();
       logEvictions(true);
-      if (scheduled !== null) clearImmediate(scheduled);
-      scheduled = null;
+      unschedule();
       for (;;) {
         while (inFlight.size > 0) await Promise.all([...inFlight]);
         if (group.dones.length === 0 && group.kv.size === 0 && group.refs.size === 0) break;

@@ -110,6 +110,27 @@ describe('local log', () => {
     expect(new Uint8Array(entries[0]?.frame ?? [])).toEqual(frame(3, T0 + 30_000).bytes);
   });
 
+  it('light load: frames appended in separate event-loop turns within the commit window share one commit', async () => {
+    // A long window makes the grouping independent of the machine's speed; the default is 2 ms.
+    const { log, metrics } = open(tmp(), { commitWindowMs: 60_000, commitWindowBytes: 1024 * 1024 });
+    const turn = () => new Promise((r) => setImmediate(r));
+    const ps: Promise<number>[] = [];
+    for (let s = 1; s <= 3; s++) {
+      ps.push(append(log, 'dev-a', s, T0 + s * 10_000));
+      await turn();
+      await turn();
+    }
+    expect(await counter(metrics, 'hub_local_log_commits_total')).toBe(0); // still gathering
+    // The window closes the group; a size of a few records does too: here the bytes close it.
+    const closing = open(tmp(), { commitWindowMs: 60_000, commitWindowBytes: 1 });
+    await append(closing.log, 'dev-b', 1, T0); // would wait 60 s for the window
+    expect(await counter(closing.metrics, 'hub_local_log_commits_total')).toBe(1);
+    await log.close(); // commits what is queued: one transaction for the three frames
+    logs.splice(logs.indexOf(log), 1);
+    expect(await Promise.all(ps)).toEqual([1, 2, 3]);
+    expect(await counter(metrics, 'hub_local_log_commits_total')).toBe(1);
+  });
+
   it('persists device state, boots and descriptors with the frames across a reopen', async () => {
     const dir = tmp();
     const first = open(dir).log;
