@@ -5,7 +5,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { type InfluxServer, type ServerProcess, startProcess, waitForReady } from '../../test/harness/index.ts';
+import {
+  type InfluxServer,
+  influxEnv,
+  type ServerProcess,
+  startProcess,
+  waitForReady,
+} from '../../test/harness/index.ts';
 import { metricFromText } from '../../test/integration/ingest-device-client.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -56,15 +62,7 @@ export function startHubProcess(o: HubProcessOptions): HubProcess {
     HUB_DATA_DIR: o.dataDir,
     HUB_LOG_LEVEL: 'info',
     HUB_ADMIN_TOKEN: o.adminToken,
-    ...(o.influx
-      ? {
-          INFLUX_URL: o.influx.url,
-          INFLUX_TOKEN: o.influx.token,
-          INFLUX_ORG: o.influx.org,
-          INFLUX_BUCKET: o.influx.bucket,
-          INFLUX_STATS_INTERVAL_MS: '0',
-        }
-      : {}),
+    ...(o.influx ? { ...influxEnv(o.influx), INFLUX_STATS_INTERVAL_MS: '0' } : {}),
     ...o.env,
   };
   const proc = startProcess({

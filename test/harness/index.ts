@@ -19,6 +19,7 @@ export {
   type InfluxQLResult,
   type InfluxQLSeries,
   type InfluxServer,
+  influxEnv,
   quoteIdent,
   type StartInfluxOptions,
   startInflux,

@@ -314,6 +314,11 @@ interface QueryResponse {
   }>;
 }
 
+/** The hub's InfluxDB settings (`INFLUX_URL`, `_TOKEN`, `_ORG`, `_BUCKET`) for a harness InfluxDB. */
+export function influxEnv(influx: Pick<InfluxServer, 'url' | 'token' | 'org' | 'bucket'>): Record<string, string> {
+  return { INFLUX_URL: influx.url, INFLUX_TOKEN: influx.token, INFLUX_ORG: influx.org, INFLUX_BUCKET: influx.bucket };
+}
+
 /** Quotes an InfluxQL identifier. */
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;

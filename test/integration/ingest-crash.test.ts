@@ -27,6 +27,7 @@ import { openDeviceRegistry } from '../../server/registry/index.ts';
 import {
   freePort,
   type InfluxServer,
+  influxEnv,
   registerCleanup,
   type ServerProcess,
   startInflux,
@@ -82,10 +83,7 @@ describe('hub killed with SIGKILL while a commit is held', () => {
     HUB_PORT: String(port),
     HUB_DATA_DIR: dir.path,
     HUB_LOG_LEVEL: 'warn',
-    INFLUX_URL: influx.url,
-    INFLUX_TOKEN: influx.token,
-    INFLUX_ORG: influx.org,
-    INFLUX_BUCKET: influx.bucket,
+    ...influxEnv(influx),
     INFLUX_FLUSH_INTERVAL_MS: '50',
     INFLUX_STATS_INTERVAL_MS: '0',
   });
