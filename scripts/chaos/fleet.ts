@@ -73,6 +73,8 @@ export interface FleetCounters {
   closes: Map<number, number>;
   /** Frames sent, replays included. */
   framesSent: number;
+  /** Frames from the hub that did not decode. */
+  undecodable: number;
 }
 
 interface OutboxEntry {
@@ -210,7 +212,7 @@ class ChaosDevice {
       try {
         m = decodeFrame(new Uint8Array(data));
       } catch {
-        this.fleet.count(this.fleet.counters.errors, -1); // an undecodable frame from the hub
+        this.fleet.counters.undecodable++;
         return;
       }
       this.onMessage(m);
@@ -372,6 +374,7 @@ export class ChaosFleet {
     connectFailures: 0,
     closes: new Map(),
     framesSent: 0,
+    undecodable: 0,
   };
   readonly samplePeriodMs: number;
   private readonly devices: ChaosDevice[];

@@ -38,9 +38,11 @@ export function addFleetFigures(r: ChaosReport, c: FleetCounters): void {
     ['frames sent (replays included)', fmtInt(c.framesSent)],
     ['WELCOME behind an ACK already received', fmtInt(c.welcomeBehindAck)],
     ['ACK for a frame never sent', fmtInt(c.ackBeyondSent)],
+    ['frames from the hub that did not decode', fmtInt(c.undecodable)],
   );
   if (c.welcomeBehindAck > 0) r.failures.push(`${c.welcomeBehindAck} WELCOMEs forgot an ACK the device had received`);
   if (c.ackBeyondSent > 0) r.failures.push(`${c.ackBeyondSent} ACKs named frames that were never sent`);
+  if (c.undecodable > 0) r.failures.push(`${c.undecodable} frames from the hub did not decode`);
 }
 
 /** Adds the reconciliation's figures and turns any discrepancy into a failure. */
