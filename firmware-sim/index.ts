@@ -4,10 +4,13 @@
  * Benchmarks that only need frames use `TelemetryGenerator` (no sockets, no timers); load tests that
  * need real device behaviour (outbox, acks, reconnects) use `Fleet` / `SimDevice`.
  */
+export { type BoardNvs, type BoardStore, FileBoardStore, MemoryBoardStore, stateToken } from './board-store.ts';
+export { cryptoEntropy, drawBootId, type Entropy, seededEntropy } from './boot-id.ts';
 export { type Clock, FakeClock, systemClock, type TimerHandle } from './clock.ts';
 export {
   type BackoffOptions,
   type ClockFault,
+  type DeepSleepOptions,
   type DeviceEvents,
   type DeviceOptions,
   type DeviceState,
@@ -34,6 +37,7 @@ export {
   wsConnector,
 } from './link.ts';
 export { Outbox, type OutboxEntry } from './outbox.ts';
+export { FileRecorder, type RecordEvent, type RecordLine, readRecord } from './record-file.ts';
 export {
   MemoryRecorder,
   type RecordedFrame,

@@ -1,7 +1,8 @@
 /**
  * Seeded pseudo-random numbers for the simulator. Everything random a simulated device does (sensor
- * noise, boot ids, backoff jitter, scenario events) comes from an `Rng` derived from the fleet seed,
- * so the same seed with the same clock gives the same frames byte for byte.
+ * noise, boot delays, backoff jitter, scenario events) comes from an `Rng` derived from the fleet
+ * seed — except its boot ids, which must never repeat across runs (boot-id.ts) — so the same seed
+ * with the same clock and a seeded boot-id entropy gives the same frames byte for byte.
  *
  * Generator: sfc32 (Chris Doty-Humphrey's Small Fast Counter), seeded through splitmix32. It passes
  * PractRand to multi-terabyte sizes, needs only 32-bit integer math and is far cheaper per draw than
