@@ -74,12 +74,17 @@ export function createMetrics() {
     acksSent: new Counter({ name: 'hub_acks_sent_total', help: 'ACK frames sent to devices.', registers: r }),
     ingestInflightFrames: new Gauge({
       name: 'hub_ingest_inflight_frames',
-      help: 'TELEMETRY frames handed to the local log and not yet durable (bounded per session).',
+      help: 'TELEMETRY frames handed to the local log and not yet durable, hub-wide.',
+      registers: r,
+    }),
+    ingestInflightBytes: new Gauge({
+      name: 'hub_ingest_inflight_bytes',
+      help: 'Peak since the previous scrape of the bytes of TELEMETRY frames in flight (not yet durable), hub-wide, counted with a per-frame overhead; above its bound (16 MiB) device links are paused.',
       registers: r,
     }),
     sessionPauses: new Counter({
       name: 'hub_device_session_pauses_total',
-      help: 'Times a device socket was paused because its in-flight frames reached the per-session bound.',
+      help: 'Times a device link was paused because the bytes in flight hub-wide exceeded their bound (backpressure to the device).',
       registers: r,
     }),
     ackLatency: new Histogram({

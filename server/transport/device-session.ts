@@ -7,8 +7,9 @@
  *
  * Frames are decoded as they arrive and handed to the pipeline without waiting for earlier commits
  * (pipelining); ACKs go out in order as group commits complete, coalesced per commit into one
- * cumulative ACK [PROTO-3.5]. Per-session in-flight frames are bounded: above the bound the link is
- * paused (backpressure to the device), and resumed below half of it.
+ * cumulative ACK [PROTO-3.5]. In-flight frames are bounded hub-wide by bytes (inflight-budget.ts):
+ * above the bound the link a frame arrived on is paused (backpressure to the device), and paused links
+ * resume in turn below half of it.
  *
  * The session talks to a transport-neutral {@link DeviceLink} (link.ts): the WebSocket link
  * (gateway.ts) and the MQTT link (server/mqtt/device-transport.ts) share this one state machine.
@@ -33,11 +34,10 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { CommandTracker } from '../pipeline/commands.ts';
 import type { Ingest } from '../pipeline/ingest.ts';
+import { InflightBudget } from './inflight-budget.ts';
 import type { DeviceLink } from './link.ts';
 import { encodeAck, encodeError } from './outbound.ts';
 
-/** Frames handed to the pipeline and not yet acknowledged, per session, before the socket is paused. */
-export const MAX_INFLIGHT_FRAMES = 512;
 /** Bytes queued for sending to a device beyond which it is disconnected (it is not reading). */
 export const SEND_HIGH_WATER_BYTES = 256 * 1024;
 /** How long a closing session waits for its in-flight commits so their ACKs go out first. */
@@ -50,18 +50,24 @@ const CLOSE_DRAIN_MS = 1000;
 export interface SessionCounts {
   telemetryFrames: number;
   bytes: number;
-  /** TELEMETRY frames handed to the pipeline and not yet durable (a level, not a delta). */
-  inflight: number;
+  /**
+   * TELEMETRY frames handed to the pipeline and not yet durable, hub-wide, and the bound on their
+   * bytes that pauses links (a level, not a delta).
+   */
+  inflight: InflightBudget;
 }
 
-export function newSessionCounts(): SessionCounts {
-  return { telemetryFrames: 0, bytes: 0, inflight: 0 };
+/** `budget`: the hub-wide in-flight bound (default {@link InflightBudget}'s, 16 MiB). */
+export function newSessionCounts(budget: InflightBudget = new InflightBudget()): SessionCounts {
+  return { telemetryFrames: 0, bytes: 0, inflight: budget };
 }
 
 export function flushSessionCounts(counts: SessionCounts, metrics: Metrics): void {
   if (counts.telemetryFrames > 0) metrics.framesIn.inc({ type: 'telemetry' }, counts.telemetryFrames);
   if (counts.bytes > 0) metrics.bytesIn.inc(counts.bytes);
-  metrics.ingestInflightFrames.set(counts.inflight);
+  metrics.ingestInflightFrames.set(counts.inflight.frames);
+  // The peak since the last flush: a gauge read every few seconds would miss short bursts.
+  metrics.ingestInflightBytes.set(counts.inflight.takePeak());
   counts.telemetryFrames = 0;
   counts.bytes = 0;
 }
@@ -128,7 +134,6 @@ export class DeviceSession {
   private awaitingPong = false;
   private registered = false;
   private inflight = 0;
-  private paused = false;
   private onDrained: (() => void) | null = null;
   /** A refused frame (UNKNOWN_DESCRIPTORS / STORAGE_FULL): later frames are refused until it is replayed. */
   private refusal: { bootId: number; seq: number; code: ErrorCode } | null = null;
@@ -410,28 +415,25 @@ export class DeviceSession {
       }
     }
     const started = performance.now();
-    const counts = this.ctx.counts;
+    const budget = this.ctx.counts.inflight;
+    const cost = InflightBudget.cost(frame.length);
     this.inflight++;
-    counts.inflight++;
+    const over = budget.take(cost);
     try {
       this.ctx.ingest.store(this.deviceId, frame, t, receivedAtMs, (err) => {
         this.inflight--;
-        counts.inflight--;
+        budget.release(cost);
         this.ctx.metrics.ackLatency.observe((performance.now() - started) / 1000);
         if (err) {
           if (!this.storeFailed) this.log.error({ err: err.cause ?? err, bootId, seq }, 'frame not stored');
           this.storeFailed = true;
           this.end(err.code, err.message);
         } else if (!this.storeFailed) this.queueAck(bootId, seq);
-        if (this.paused && this.inflight < MAX_INFLIGHT_FRAMES / 2) {
-          this.paused = false;
-          this.link.resume();
-        }
         if (this.inflight === 0) this.onDrained?.();
       });
     } catch (err) {
       this.inflight--;
-      counts.inflight--;
+      budget.release(cost);
       if (err instanceof HubError && ERRORS[err.code].close === null) {
         // Non-fatal refusal [PROTO-5.2, PROTO-5.5]: no ACK; the device keeps the frame and replays it.
         this.refusal = { bootId, seq, code: err.code };
@@ -440,11 +442,9 @@ export class DeviceSession {
       }
       throw err;
     }
-    if (!this.paused && this.inflight > MAX_INFLIGHT_FRAMES) {
-      this.paused = true;
-      this.ctx.metrics.sessionPauses.inc();
-      this.link.pause();
-    }
+    // The hub holds more in flight than its bound: this link waits (backpressure stays in the
+    // kernel's socket buffers and on the device) until the budget resumes it.
+    if (over && budget.pause(this.link)) this.ctx.metrics.sessionPauses.inc();
   }
 
   /** One cumulative ACK per commit group: the latest (boot, seq) wins [PROTO-3.5]. */
@@ -471,6 +471,7 @@ export class DeviceSession {
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.helloTimer = null;
     this.onDrained = null;
+    this.ctx.counts.inflight.forget(this.link);
     if (this.closeReason === 'closed' && code === 1006) this.closeReason = 'connection_lost';
     const { metrics, bus, ingest, sessions } = this.ctx;
     metrics.deviceDisconnects.inc({ reason: this.closeReason });

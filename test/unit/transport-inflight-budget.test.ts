@@ -1,0 +1,231 @@
+// The hub-wide in-flight bound (server/transport/inflight-budget.ts): frames handed to the pipeline
+// and not yet durable are counted in bytes across every session; over the bound the link a frame came
+// on is paused, and paused links resume in turn below half of it. Sessions here are real
+// (DeviceSession over a link the test drives); the ingest holds each frame's completion until the
+// test commits it, as the local log does until its group is durable.
+import { beforeEach, describe, expect, it } from 'vitest';
+import { encodeFrame, type Hello, newTelemetryScan } from '../../server/codec/index.ts';
+import { configFrom } from '../../server/config/index.ts';
+import { HubEventBus } from '../../server/events.ts';
+import { createLogger } from '../../server/log/index.ts';
+import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
+import { createCommandTracker } from '../../server/pipeline/commands.ts';
+import type { Ingest, TelemetryDone } from '../../server/pipeline/ingest.ts';
+import {
+  createSessionTable,
+  DeviceSession,
+  newSessionCounts,
+  type SessionContext,
+} from '../../server/transport/device-session.ts';
+import {
+  INFLIGHT_FRAME_OVERHEAD_BYTES,
+  InflightBudget,
+  type Pausable,
+} from '../../server/transport/inflight-budget.ts';
+import type { DeviceLink, LinkHandlers } from '../../server/transport/link.ts';
+
+/** A link that records pause/resume; the test delivers frames through its handlers. */
+class TestLink implements DeviceLink {
+  readonly transport = 'websocket' as const;
+  readonly remoteAddress = '127.0.0.1';
+  readonly bufferedAmount = 0;
+  handlers: LinkHandlers | null = null;
+  paused = false;
+  pauses = 0;
+  sent: Uint8Array[] = [];
+  constructor(
+    readonly name: string,
+    private readonly order: string[],
+  ) {}
+  attach(h: LinkHandlers): void {
+    this.handlers = h;
+  }
+  isOpen(): boolean {
+    return true;
+  }
+  send(frame: Uint8Array): void {
+    this.sent.push(frame);
+  }
+  close(): void {}
+  terminate(): void {}
+  ping(): void {}
+  pause(): void {
+    this.paused = true;
+    this.pauses++;
+    this.order.push(`pause ${this.name}`);
+  }
+  resume(): void {
+    this.paused = false;
+    this.order.push(`resume ${this.name}`);
+  }
+  deliver(frame: Uint8Array): void {
+    this.handlers?.message(Buffer.from(frame), true);
+  }
+}
+
+const FRAME_BYTES = 200;
+
+/** A TELEMETRY-typed frame of FRAME_BYTES (the stub ingest below reads only its type byte and seq). */
+function telemetry(seq: number): Uint8Array {
+  const f = new Uint8Array(FRAME_BYTES);
+  f[3] = 0x04; // MessageType.TELEMETRY: takes the session's fast path
+  new DataView(f.buffer).setUint32(12, seq, true);
+  return f;
+}
+
+let metrics: Metrics;
+let pending: TelemetryDone[];
+let order: string[];
+
+/** An ingest that accepts every frame and completes it when the test calls `commit`. */
+function heldIngest(): Ingest {
+  const scan = newTelemetryScan();
+  return {
+    hello: () => ({ lastAck: null, descriptorsKnown: true }),
+    descriptors: () => undefined,
+    scan: (_id, frame) => {
+      scan.bootId = 1;
+      scan.seq = new DataView(frame.buffer, frame.byteOffset).getUint32(12, true);
+      return scan;
+    },
+    store: (_id, _frame, _scan, _at, done) => {
+      pending.push(done);
+    },
+    release: () => undefined,
+    currentChannels: () => undefined,
+    activeDevices: () => 0,
+    flushCounts: () => undefined,
+  };
+}
+
+/** Completes the `n` oldest frames in flight (durable). */
+function commit(n = pending.length): void {
+  for (const done of pending.splice(0, n)) done(null, 'stored');
+}
+
+function hub(budget: InflightBudget) {
+  const config = configFrom({});
+  const bus = new HubEventBus();
+  const ctx: SessionContext = {
+    counts: newSessionCounts(budget),
+    ingest: heldIngest(),
+    sessions: createSessionTable(),
+    commands: createCommandTracker({ metrics, bus, now: Date.now }),
+    config,
+    metrics,
+    bus,
+    logger: createLogger('silent'),
+    now: Date.now,
+  };
+  const connect = (name: string): TestLink => {
+    const link = new TestLink(name, order);
+    new DeviceSession(link, name, ctx);
+    const hello: Hello = {
+      type: 'hello',
+      timeSynced: true,
+      deviceId: name,
+      firmwareVersion: 'test',
+      maxProtocolVersion: 1,
+      bootId: 1,
+      resetReason: 1,
+      uptimeMs: 1000,
+      descriptorHash: 1,
+      bufferedFrames: 0,
+      droppedFrames: 0,
+    };
+    link.deliver(encodeFrame(hello));
+    return link;
+  };
+  return { ctx, connect };
+}
+
+async function pausesCounted(): Promise<number> {
+  const m = await metrics.registry.getSingleMetric('hub_device_session_pauses_total')?.get();
+  return m?.values[0]?.value ?? 0;
+}
+
+const COST = FRAME_BYTES + INFLIGHT_FRAME_OVERHEAD_BYTES;
+
+beforeEach(() => {
+  metrics = createMetrics();
+  pending = [];
+  order = [];
+});
+
+describe('hub-wide in-flight bound', () => {
+  it('bounds the bytes in flight across sessions, not frames per session: many devices cannot add up', async () => {
+    // Room for 10 frames hub-wide; 5 devices × 4 frames each would be 20 (far below any per-session cap).
+    const budget = new InflightBudget(10 * COST, COST);
+    const { connect } = hub(budget);
+    const links = ['a', 'b', 'c', 'd', 'e'].map(connect);
+    let seq = 0;
+    for (let round = 0; round < 4; round++) {
+      for (const link of links) if (!link.paused) link.deliver(telemetry(++seq));
+    }
+    // Every frame that arrived was taken, and the session that crossed the bound paused; the others
+    // paused at their next frame: the bytes in flight never exceed the bound by more than one frame
+    // per link (a socket read in flight when the bound was crossed).
+    expect(budget.frames).toBe(pending.length);
+    expect(budget.bytes).toBeLessThanOrEqual(10 * COST + links.length * COST);
+    expect(links.every((l) => l.paused)).toBe(true);
+    expect(budget.pausedLinks).toBe(5);
+    expect(await pausesCounted()).toBe(5);
+  });
+
+  it('resumes paused links in the order they were paused, below half the bound, as many as the room allows', () => {
+    const budget = new InflightBudget(10 * COST, 2 * COST);
+    const { connect } = hub(budget);
+    const links = ['a', 'b', 'c', 'd', 'e'].map(connect);
+    let seq = 0;
+    for (let i = 0; i < 3; i++) for (const link of links) if (!link.paused) link.deliver(telemetry(++seq));
+    expect(order.filter((o) => o.startsWith('pause'))).toEqual(['pause a', 'pause b', 'pause c', 'pause d', 'pause e']);
+    const inFlight = pending.length;
+    // Above half the bound nothing resumes.
+    commit(inFlight - 6);
+    expect(order.filter((o) => o.startsWith('resume'))).toEqual([]);
+    // At half (5 frames): room for 5 frames = two reads of 2 frames each → a, b.
+    commit(1);
+    expect(order.filter((o) => o.startsWith('resume'))).toEqual(['resume a', 'resume b']);
+    // Everything durable: the rest resume, still in order.
+    commit();
+    expect(order.filter((o) => o.startsWith('resume'))).toEqual([
+      'resume a',
+      'resume b',
+      'resume c',
+      'resume d',
+      'resume e',
+    ]);
+    expect(budget.bytes).toBe(0);
+    expect(budget.frames).toBe(0);
+  });
+
+  it('a closed link is no longer waiting; acknowledgements still go out after a pause', () => {
+    const budget = new InflightBudget(2 * COST, COST);
+    const { connect } = hub(budget);
+    const a = connect('a');
+    for (let s = 1; s <= 3; s++) a.deliver(telemetry(s));
+    expect(a.paused).toBe(true);
+    const acksBefore = a.sent.length;
+    commit();
+    expect(a.paused).toBe(false);
+    return Promise.resolve().then(() => {
+      expect(a.sent.length).toBe(acksBefore + 1); // one cumulative ACK for the group
+      const b = connect('b');
+      for (let s = 1; s <= 3; s++) b.deliver(telemetry(s));
+      expect(budget.isPaused(b as Pausable)).toBe(true);
+      b.handlers?.closed(1006);
+      expect(budget.isPaused(b as Pausable)).toBe(false);
+      commit();
+      expect(budget.pausedLinks).toBe(0);
+    });
+  });
+
+  it('records the peak between flushes (a scrape every few seconds still sees a burst)', () => {
+    const budget = new InflightBudget(100 * COST);
+    expect(budget.take(COST)).toBe(false);
+    budget.take(COST);
+    budget.release(COST);
+    expect(budget.takePeak()).toBe(2 * COST);
+    expect(budget.takePeak()).toBe(COST);
+  });
+});
