@@ -53,7 +53,7 @@ describe('boot identity', () => {
     const clock = new FakeClock();
     const hub = new FakeHub({ clock });
     const boots: number[] = [];
-    const device = (store: FileBoardStore) => board(clock, hub, { token: 'tok-1', store });
+    const device = (store: FileBoardStore, token = 'tok-1') => board(clock, hub, { token, store });
     const a = device(new FileBoardStore(dir.path, ID));
     a.on('reboot', (id) => boots.push(id));
     a.start();
@@ -67,8 +67,9 @@ describe('boot identity', () => {
     expect(nvs.bootCounter).toBe(3);
     expect(stateToken(dir.path, ID)).toBe('tok-1');
     expect(statSync(join(dir.path, ID, 'nvs.json')).mode & 0o777).toBe(0o600); // it holds the token
-    // A new process (a new device object) on the same state continues the count.
-    const b = device(new FileBoardStore(dir.path, ID));
+    // A new process (a new device object) on the same state continues the count; a token given to
+    // it (rotated) replaces the kept one.
+    const b = device(new FileBoardStore(dir.path, ID), 'tok-2');
     b.on('reboot', (id) => boots.push(id));
     b.start();
     clock.advance(3000);
@@ -76,6 +77,7 @@ describe('boot identity', () => {
     expect(
       (JSON.parse(readFileSync(join(dir.path, ID, 'nvs.json'), 'utf8')) as { bootCounter: number }).bootCounter,
     ).toBe(4);
+    expect(stateToken(dir.path, ID)).toBe('tok-2');
     expect(new Set(boots).size).toBe(4);
     expect(ofType(received(hub), 'hello').map((h) => h.bootId)).toEqual(boots);
   });
