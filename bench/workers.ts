@@ -1,5 +1,6 @@
 /** Helpers for benchmarks that run their parts (hub, load, clients) as child processes. */
 import type { ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { encodeFrame } from '../server/codec/index.ts';
 
 /**
@@ -46,5 +47,69 @@ export function benchHello(deviceId: string, bootId: number, descriptorHash: num
     descriptorHash,
     bufferedFrames: 0,
     droppedFrames: 0,
+  });
+}
+
+/** Resolves once `url` answers 2xx; throws after 60 s. */
+export async function waitReady(url: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (
+      await fetch(url).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return;
+    await sleep(100);
+  }
+  throw new Error(`${url} never became ready`);
+}
+
+/** A free TCP port on loopback (the OS picks it; closed again before returning). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The sum of every sample of `metric` in a Prometheus text exposition. */
+export function metricValue(text: string, metric: string): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (m && m[1] === metric) sum += Number(m[3]);
+  }
+  return sum;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Paced load: calls `sendOne` so that `rate` calls per second are due from the start, in 10 ms ticks
+ * (each tick sends what is due), for `seconds`. Resolves with the calls made and the time it took.
+ */
+export function paced(rate: number, seconds: number, sendOne: () => void): Promise<{ sent: number; seconds: number }> {
+  let sent = 0;
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const tick = () => {
+      const elapsed = (performance.now() - t0) / 1000;
+      const due = Math.floor(rate * Math.min(elapsed, seconds)) - sent;
+      for (let i = 0; i < due; i++) {
+        sendOne();
+        sent++;
+      }
+      if (elapsed >= seconds) resolve({ sent, seconds: (performance.now() - t0) / 1000 });
+      else setTimeout(tick, 10);
+    };
+    tick();
   });
 }

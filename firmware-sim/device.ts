@@ -36,7 +36,7 @@ import {
   type Welcome,
 } from '../server/codec/index.ts';
 import { type ErrorCode, errorCodeFromWire } from '../server/errors.ts';
-import { type BoardNvs, type BoardStore, MemoryBoardStore } from './board-store.ts';
+import { type BoardNvs, type BoardStore, emptyNvs, MemoryBoardStore } from './board-store.ts';
 import { cryptoEntropy, drawBootId, type Entropy } from './boot-id.ts';
 import { type Clock, systemClock, type TimerHandle } from './clock.ts';
 import type { Connector, Link, LinkCloseInfo } from './link.ts';
@@ -305,7 +305,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.sampler = new Sampler(this.sensors);
     this.store = options.store ?? new MemoryBoardStore();
     this.entropy = options.entropy ?? cryptoEntropy;
-    this.nvs = { bootCounter: 0, token: null, commandedIntervalMs: null, commandResults: [], descriptorSets: [] };
+    this.nvs = emptyNvs();
     this._outbox = new Outbox(options.outboxFrames ?? 512);
     this.sampleIntervalMs = options.sampleIntervalMs ?? 250;
     this.ticksPerFrame = Math.min(255, Math.max(1, options.ticksPerFrame ?? 4));

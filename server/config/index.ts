@@ -47,6 +47,7 @@ export const ENV_SCHEMA = {
   INFLUX_BUCKET: z.string().min(1).optional(),
   INFLUX_BATCH_LINES: int(1, 100_000).default(5000),
   INFLUX_FLUSH_INTERVAL_MS: int(10, 60_000).default(250),
+  INFLUX_MAX_IN_FLIGHT_WRITES: int(1, 16).default(2),
   INFLUX_TIMEOUT_MS: int(100, 300_000).default(10_000),
   INFLUX_MAX_RETRY_DELAY_MS: int(100, 600_000).default(30_000),
   INFLUX_STATS_INTERVAL_MS: int(0, 3_600_000).default(5000),
@@ -82,7 +83,15 @@ export interface InfluxConfig {
    * always set it; default 1 GiB (`DEFAULT_DEAD_LETTER_MAX_BYTES`).
    */
   deadLetterMaxBytes?: number;
+  /**
+   * Write requests the forwarder keeps in flight at once (`INFLUX_MAX_IN_FLIGHT_WRITES`, default 2,
+   * `DEFAULT_MAX_IN_FLIGHT_WRITES`); the cursor still moves only over batches confirmed in order.
+   */
+  maxInFlightWrites?: number;
 }
+
+/** Write requests in flight when a config does not say (docs/storage.md §3). */
+export const DEFAULT_MAX_IN_FLIGHT_WRITES = 2;
 
 export interface HubConfig {
   server: {
@@ -226,6 +235,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
             maxRetryDelayMs: e.INFLUX_MAX_RETRY_DELAY_MS,
             statsIntervalMs: e.INFLUX_STATS_INTERVAL_MS,
             deadLetterMaxBytes: e.INFLUX_DEAD_LETTER_MAX_BYTES,
+            maxInFlightWrites: e.INFLUX_MAX_IN_FLIGHT_WRITES,
           }
         : null,
     live: {

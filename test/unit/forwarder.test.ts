@@ -131,7 +131,8 @@ describe('forwarding', () => {
       await commit(offset);
       inFlight--;
     };
-    start({ batchLines: 80 });
+    // One write in flight, so the batches are confirmed in a known order (offsets 10, 20, 30).
+    start({ batchLines: 80, maxInFlightWrites: 1 });
     // All three batches are written while the first cursor write is still pending…
     await until(() => influx.storedCount === 240);
     // (stored by the fake server is not yet confirmed to the forwarder: wait until it has taken the
@@ -146,6 +147,50 @@ describe('forwarding', () => {
     await until(() => log.forwarded === 30);
     expect(log.commits).toEqual([10, 30]);
     expect(maxInFlight).toBe(1);
+  });
+
+  it('keeps two writes in flight; when the first fails and the second succeeds, the cursor waits for the first', async () => {
+    fill(20); // 160 lines: batch 1 = frames 1–10, batch 2 = frames 11–20
+    const firstBatchLine = expectedLines()[0]!;
+    let secondAnswered!: () => void;
+    const second = new Promise<void>((r) => {
+      secondAnswered = r;
+    });
+    let firstAttempts = 0;
+    influx.reply = async (req) => {
+      if (!req.lines.includes(firstBatchLine)) {
+        setImmediate(secondAnswered); // after this answer is sent
+        return { status: 204 };
+      }
+      if (firstAttempts++ > 0) return { status: 204 };
+      // The first write is still in flight when the second one arrives, and fails after it succeeded.
+      await second;
+      return { status: 503, body: '{"code":"unavailable","message":"engine overloaded"}' };
+    };
+    let retry!: () => void;
+    const retryWait: Sleep = (ms, signal) => {
+      sleeps.push(ms);
+      return new Promise<void>((resolve) => {
+        retry = resolve;
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+    };
+    start({ batchLines: 80, maxInFlightWrites: 2 }, undefined, retryWait);
+    // The second batch is confirmed and the first is waiting to be retried...
+    await until(() => sleeps.length === 1);
+    await until(() => forwarder!.status().lastSuccessAtMs !== null);
+    expect(await counter(metrics.forwardedLines)).toEqual({ '{}': 80 });
+    expect(influx.requests).toHaveLength(2);
+    // ...so the cursor has not moved: passing batch 2 would pass batch 1's unconfirmed lines.
+    expect(log.commits).toEqual([]);
+    expect(log.forwarded).toBe(0);
+    expect(forwarder!.status()).toMatchObject({ state: 'retrying', forwardedOffset: 0 });
+
+    retry();
+    await until(() => log.forwarded === 20);
+    // One cursor write, over both batches, once the first was confirmed.
+    expect(log.commits).toEqual([20]);
+    expect(influx.stored.size).toBe(160);
   });
 
   it('talks to the v2 write API with ms precision and a Token header, and never logs the token', async () => {

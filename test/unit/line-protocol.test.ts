@@ -1,12 +1,21 @@
 import { Point } from '@influxdata/influxdb-client';
 import { describe, expect, it } from 'vitest';
-import { encodeFrame } from '../../server/codec/index.ts';
+import {
+  type ChannelDescriptor,
+  decodeFrame,
+  encodeFrame,
+  type Telemetry,
+  ValueType,
+} from '../../server/codec/index.ts';
+import { telemetryToReadings } from '../../server/pipeline/readings.ts';
 import {
   appendEntryLines,
   appendReadingLines,
   escapeTag,
   frameDeadLetterLine,
+  frameText,
   readingToLine,
+  SeriesPrefixCache,
 } from '../../server/storage/influx/line-protocol.ts';
 import type { LogEntry, Reading } from '../../server/storage/types.ts';
 import { CHANNELS, HASH, MemoryLog, telemetryFrame } from './forwarder-fakes.ts';
@@ -171,5 +180,72 @@ describe('stored frame → lines', () => {
     const frame = telemetryFrame({ seq: 9, baseTime: 1 });
     const line = frameDeadLetterLine({ ...entry(frame), seq: 9 });
     expect(line).toBe(`# frame device=dev-1 boot=7 seq=9 hex=${Buffer.from(frame).toString('hex')}`);
+  });
+});
+
+describe('frame text with cached series prefixes', () => {
+  const entry = (frame: Uint8Array, deviceId: string, timeOffsetMs = 0): LogEntry => ({
+    deviceId,
+    bootId: 7,
+    seq: 1,
+    receivedAtMs: 0,
+    timeOffsetMs,
+    frame,
+  });
+  /** Every value type, scales, units that need escaping, a unit with a trailing backslash, no unit. */
+  const channels: ChannelDescriptor[] = [
+    { index: 0, key: 'temp', unit: '°C', valueType: ValueType.I16, scaleExp: -2, periodMs: 1000 },
+    { index: 1, key: 'u8', unit: 'a b,c=d', valueType: ValueType.U8, scaleExp: 1, periodMs: 1000 },
+    { index: 2, key: 'relay', unit: '', valueType: ValueType.BOOL, scaleExp: 0, periodMs: 0 },
+    { index: 3, key: 'vbat', unit: 'V\\', valueType: ValueType.F32, scaleExp: 0, periodMs: 1000 },
+    { index: 5, key: 'big', unit: 'Wh', valueType: ValueType.U32, scaleExp: -3, periodMs: 1000 },
+  ];
+  const frame = (seq: number) =>
+    encodeFrame({
+      type: 'telemetry',
+      unsynced: false,
+      bootId: 7,
+      seq,
+      descriptorHash: 42,
+      baseTime: 1_700_000_000_000 + seq,
+      blocks: channels.map((c) => ({
+        channel: c.index,
+        valueType: c.valueType,
+        deltasMs: [0, 3, 250],
+        values:
+          c.valueType === ValueType.BOOL
+            ? [true, null, false]
+            : c.valueType === ValueType.F32
+              ? [Math.fround(0.1 * seq), Number.NaN, -1e-9]
+              : [(seq * 7) % 200, null, seq],
+      })),
+    });
+
+  it('builds exactly the lines of the readings path, for many frames and devices through one cache', () => {
+    const cache = new SeriesPrefixCache(3); // smaller than the devices: entries are evicted and rebuilt
+    const lookup = (_d: string, hash: number) => (hash === 42 ? channels : undefined);
+    for (let seq = 1; seq <= 40; seq++) {
+      const deviceId = `dev-${seq % 5}`;
+      const e = entry(frame(seq), deviceId, seq * 1000);
+      const expected: string[] = [];
+      const { readings } = telemetryToReadings(deviceId, decodeFrame(e.frame) as Telemetry, channels, seq * 1000);
+      appendReadingLines(readings, expected);
+      const got = frameText(e, lookup, cache);
+      expect(got).toEqual({ ok: true, text: expected.join('\n'), lines: expected.length });
+    }
+    expect(cache.size).toBe(3);
+  });
+
+  it('asks the log for a descriptor set once while it is cached', () => {
+    const cache = new SeriesPrefixCache(10);
+    let lookups = 0;
+    const lookup = () => {
+      lookups++;
+      return channels;
+    };
+    for (let seq = 1; seq <= 20; seq++) expect(frameText(entry(frame(seq), 'dev-1'), lookup, cache).ok).toBe(true);
+    expect(lookups).toBe(1);
+    expect(frameText(entry(frame(1), 'dev-2'), lookup, cache).ok).toBe(true);
+    expect(lookups).toBe(2);
   });
 });

@@ -67,15 +67,21 @@ export function newDeliveryState(): DeliveryState {
   return { consecutiveFailures: 0, lastError: null, lastSuccessAtMs: null, retryAtMs: null };
 }
 
-/** Writes `lines` under the failure policy above. */
-export async function deliver(lines: readonly string[], d: DeliveryDeps): Promise<void> {
+/**
+ * Writes `lines` under the failure policy above. An element may hold several lines joined by `\n`
+ * (one stored frame's lines, built once: the forwarder's first attempt and its retries send those
+ * strings as they are); `lineCount` is then the number of lines in all. A batch InfluxDB rejects
+ * (400/422/413) is split into single lines before it is bisected, so a rejection always isolates
+ * lines, never frames.
+ */
+export async function deliver(lines: readonly string[], d: DeliveryDeps, lineCount = lines.length): Promise<void> {
   if (lines.length === 0) return;
   let attempt = 0;
   for (;;) {
     if (d.signal.aborted) throw new DeliveryStopped();
     const out = await d.writer.write(lines);
     if (out.ok) {
-      d.metrics.forwardedLines.inc(lines.length);
+      d.metrics.forwardedLines.inc(lineCount);
       d.state.consecutiveFailures = 0;
       d.state.lastSuccessAtMs = d.now();
       return;
@@ -86,23 +92,24 @@ export async function deliver(lines: readonly string[], d: DeliveryDeps): Promis
 
     if (out.status === 400 || out.status === 422 || out.status === 413) {
       if (d.signal.aborted) throw new DeliveryStopped();
-      if (lines.length === 1 || (out.status !== 413 && droppedAll(out.reason, lines.length))) {
-        await deadLetter(lines, out, d);
+      const single = lineCount === lines.length ? lines : splitLines(lines);
+      if (single.length === 1 || (out.status !== 413 && droppedAll(out.reason, single.length))) {
+        await deadLetter(single, out, d);
         return;
       }
       // Bisect. On InfluxDB 1.x a 400 "partial write" has already stored the good lines; writing
       // them again is harmless because identical series + timestamp overwrite (docs/storage.md).
-      const mid = lines.length >>> 1;
-      d.logger.debug({ status: out.status, lines: lines.length }, 'influx rejected a batch: bisecting');
-      await deliver(lines.slice(0, mid), d);
-      await deliver(lines.slice(mid), d);
+      const mid = single.length >>> 1;
+      d.logger.debug({ status: out.status, lines: single.length }, 'influx rejected a batch: bisecting');
+      await deliver(single.slice(0, mid), d);
+      await deliver(single.slice(mid), d);
       return;
     }
 
     attempt++;
     const waitMs = retryDelayMs(out, attempt, d.maxRetryDelayMs, d.random);
     d.logger.warn(
-      { status: out.status, reason: truncate(out.reason, 300), attempt, retryInMs: waitMs, lines: lines.length },
+      { status: out.status, reason: truncate(out.reason, 300), attempt, retryInMs: waitMs, lines: lineCount },
       'influx write failed: will retry',
     );
     d.state.retryAtMs = d.now() + waitMs;
@@ -112,6 +119,13 @@ export async function deliver(lines: readonly string[], d: DeliveryDeps): Promis
       d.state.retryAtMs = null;
     }
   }
+}
+
+/** Elements that may hold several `\n`-joined lines, as one line per element. */
+function splitLines(records: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const r of records) for (const line of r.split('\n')) out.push(line);
+  return out;
 }
 
 /**

@@ -11,6 +11,7 @@
  * `hub_forwarder_lag_seconds` (set here) and `hub_local_log_unforwarded_frames` (set by the log).
  */
 import type { InfluxConfig } from '../../config/index.ts';
+import { DEFAULT_MAX_IN_FLIGHT_WRITES } from '../../config/index.ts';
 import type { Logger } from '../../log/index.ts';
 import type { Metrics } from '../../metrics/index.ts';
 import type { DeadLetterStore, LogReader } from '../types.ts';
@@ -24,7 +25,7 @@ import {
   realSleep,
   type Sleep,
 } from './delivery.ts';
-import { appendEntryLines, frameDeadLetterLine } from './line-protocol.ts';
+import { frameDeadLetterLine, frameText, SeriesPrefixCache } from './line-protocol.ts';
 import { createLineWriter, routeClientLogger } from './line-writer.ts';
 
 /** Frames read from the log per `readAfter` call while filling a batch. */
@@ -33,18 +34,25 @@ const READ_CHUNK_FRAMES = 256;
 const DEAD_LETTER_LOG_INTERVAL_MS = 10_000;
 /** How often the lag and depth gauges are refreshed when nothing else happens. */
 const GAUGE_REFRESH_MS = 1000;
+/** (device, descriptor set) pairs whose series prefixes are kept (line-protocol.ts). */
+const SERIES_CACHE_ENTRIES = 10_000;
 
 /** Lines of the frames in (afterOffset, lastOffset], built from the log and not yet confirmed. */
 interface Batch {
   afterOffset: number;
   lastOffset: number;
-  lines: string[];
+  /** One string per frame: its lines joined by `\n`, built once, sent as they are (retries too). */
+  records: string[];
+  /** Lines in `records`. */
+  lines: number;
   /** Frames that cannot become lines, dead-lettered before the batch is written. */
   unreadable: { line: string; reason: string }[];
+  /** Confirmed (and its dead letters on disk): the cursor may pass it once every earlier batch is. */
+  done: boolean;
 }
 
 function newBatch(afterOffset: number): Batch {
-  return { afterOffset, lastOffset: afterOffset, lines: [], unreadable: [] };
+  return { afterOffset, lastOffset: afterOffset, records: [], lines: 0, unreadable: [], done: false };
 }
 
 export interface ForwarderDeps {
@@ -91,19 +99,26 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   const { config, log, deadLetters, metrics } = deps;
   const logger = deps.logger.child({ component: 'influx-forwarder' });
   const now = deps.now ?? Date.now;
-  /** The running loop's dead letters, collected per batch and made durable before the cursor moves. */
-  let batchDeadLetters = createBatchDeadLetters(deadLetters);
   const deadLetterReporter = createDeadLetterReporter(logger, DEAD_LETTER_LOG_INTERVAL_MS, now);
   const batchLines = config.batchLines;
+  const maxInFlight = Math.max(1, config.maxInFlightWrites ?? DEFAULT_MAX_IN_FLIGHT_WRITES);
+  const seriesCache = new SeriesPrefixCache(SERIES_CACHE_ENTRIES);
 
   let running = false;
-  let writing = false;
   let abort = new AbortController();
   let loopDone: Promise<void> = Promise.resolve();
   let wake: (() => void) | null = null;
   let unsubscribe: (() => void) | null = null;
   let gaugeTimer: NodeJS.Timeout | null = null;
   let pendingStats: string[] | null = null;
+  /**
+   * Batches written and not yet passed by the cursor, oldest first: in flight, or confirmed but
+   * behind one that is not. At most `maxInFlight`, so a batch stuck in retries holds back at most
+   * `maxInFlight - 1` confirmed ones (the window), never an unbounded queue.
+   */
+  let window: Batch[] = [];
+  /** Dead letters of batches being made durable; stop() waits for them before the store closes. */
+  const persisting = new Set<Promise<unknown>>();
   /** Highest confirmed offset whose cursor write has not started yet (only the latest matters). */
   let wantedOffset: number | null = null;
   /** The running cursor writer, at most one. */
@@ -133,7 +148,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     w?.();
   }
 
-  /** Resolves on the next append, stats submission or stop, or after `ms`. */
+  /** Resolves on the next append, stats submission, confirmed batch or stop, or after `ms`. */
   function waitForWork(ms: number): Promise<void> {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
@@ -149,41 +164,88 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
 
   /** Reads frames after the batch's last offset until it holds `batchLines` lines or the log is drained. */
   function fill(batch: Batch): void {
-    while (batch.lines.length < batchLines) {
+    while (batch.lines < batchLines) {
       const entries = log.readAfter(batch.lastOffset, READ_CHUNK_FRAMES);
       if (entries.length === 0) return;
       for (const entry of entries) {
-        const result = appendEntryLines(entry, log.lookupDescriptors, batch.lines);
+        const result = frameText(entry, log.lookupDescriptors, seriesCache);
         if (!result.ok) {
           batch.unreadable.push({ line: frameDeadLetterLine(entry), reason: `${result.code}: ${result.reason}` });
+        } else if (result.lines > 0) {
+          batch.records.push(result.text);
+          batch.lines += result.lines;
         }
         batch.lastOffset = entry.offset;
-        if (batch.lines.length >= batchLines) return;
+        if (batch.lines >= batchLines) return;
       }
     }
   }
 
   /**
    * Delivers the batch's lines, makes the batch's dead letters (unreadable frames, rejected lines)
-   * durable, then moves the durable cursor.
+   * durable, then marks it done. Each batch collects its own dead letters, so batches in flight at
+   * the same time never persist (or lose) each other's.
    */
   async function send(batch: Batch, extra: string[] | null, delivery: DeliveryDeps): Promise<void> {
+    const collected = createBatchDeadLetters(deadLetters);
+    const d: DeliveryDeps = { ...delivery, deadLetters: collected.store };
     // A frame that cannot become lines is kept (status 0: never sent), not dropped.
-    for (const u of batch.unreadable) await delivery.deadLetters.put([u.line], u.reason, 0);
-    await deliver(extra ? batch.lines.concat(extra) : batch.lines, delivery);
+    for (const u of batch.unreadable) await d.deadLetters.put([u.line], u.reason, 0);
+    const records = extra ? batch.records.concat(extra) : batch.records;
+    await deliver(records, d, batch.lines + (extra?.length ?? 0));
     // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
     // the next start rewrites the batch (identical points overwrite).
-    if (delivery.signal.aborted) throw new DeliveryStopped();
-    if (batchDeadLetters.pendingLines() > 0) {
+    if (d.signal.aborted) throw new DeliveryStopped();
+    if (collected.pendingLines() > 0) {
       // Dead letters on disk before the cursor passes them (a power cut must not leave them nowhere).
       // A failed put or flush throws: the step is retried whole (its lines are dead-lettered again).
-      const summary = await batchDeadLetters.persist();
-      if (delivery.signal.aborted) throw new DeliveryStopped();
-      deadLetterReporter.report(summary);
+      const persisted = collected.persist();
+      persisting.add(persisted);
+      try {
+        deadLetterReporter.report(await persisted);
+      } finally {
+        persisting.delete(persisted);
+      }
+      if (d.signal.aborted) throw new DeliveryStopped();
     }
     if (batch.unreadable.length > 0) metrics.deadLettered.inc(batch.unreadable.length);
     batch.unreadable = [];
-    if (batch.lastOffset > batch.afterOffset) requestCommit(batch.lastOffset, delivery);
+  }
+
+  /**
+   * Runs one batch to confirmation: a step that fails (the local log or the dead-letter store, never
+   * InfluxDB: delivery retries that itself) is retried whole after a pause, in its own slot, while
+   * the batches after it go on; the cursor waits for it (`advance`).
+   */
+  async function runBatch(batch: Batch, extra: string[] | null, delivery: DeliveryDeps): Promise<void> {
+    for (;;) {
+      try {
+        await send(batch, extra, delivery);
+        break;
+      } catch (err) {
+        if (err instanceof DeliveryStopped || delivery.signal.aborted) return;
+        logger.error({ err }, 'forwarder step failed; retrying');
+        await delivery.sleep(config.maxRetryDelayMs, delivery.signal);
+        if (delivery.signal.aborted) return;
+      }
+    }
+    batch.done = true;
+    advance(delivery);
+    notify();
+  }
+
+  /**
+   * Moves the cursor over the confirmed batches at the front of the window, in order: a batch
+   * confirmed before an earlier one waits for it, so the cursor never passes an unconfirmed line.
+   */
+  function advance(delivery: DeliveryDeps): void {
+    let passed = 0;
+    while (passed < window.length && (window[passed] as Batch).done) passed++;
+    if (passed === 0) return;
+    const last = window[passed - 1] as Batch;
+    window = window.slice(passed);
+    if (last.lastOffset > log.forwardedOffset()) requestCommit(last.lastOffset, delivery);
+    refreshGauges();
   }
 
   /**
@@ -214,10 +276,9 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   }
 
   async function loop(signal: AbortSignal): Promise<void> {
-    batchDeadLetters = createBatchDeadLetters(deadLetters);
     const delivery: DeliveryDeps = {
       writer: writer!,
-      deadLetters: batchDeadLetters.store,
+      deadLetters,
       metrics,
       logger,
       maxRetryDelayMs: config.maxRetryDelayMs,
@@ -227,10 +288,8 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       now,
       state,
     };
-    const stopped = new Promise<'stopped'>((resolve) => {
-      if (signal.aborted) resolve('stopped');
-      signal.addEventListener('abort', () => resolve('stopped'), { once: true });
-    });
+    window = [];
+    /** The next batch, built while earlier ones are in flight; it leaves when a slot is free. */
     let batch = newBatch(log.forwardedOffset());
     let lastSendAtMs = Number.NEGATIVE_INFINITY;
 
@@ -245,50 +304,32 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
         continue;
       }
       const haveFrames = batch.lastOffset > batch.afterOffset;
+      const slotFree = window.length < maxInFlight;
       // A partial batch goes out when the last request left at least `flushIntervalMs` ago: right
       // away after a quiet spell (low latency), at most once per interval under a trickle of small
-      // appends (few, larger requests). Full batches never wait.
+      // appends (few, larger requests). Full batches never wait for the interval, only for a slot.
+      // Stats alone go only when nothing is in flight: they never take a slot from readings.
       const sinceLastSendMs = now() - lastSendAtMs;
-      const due = haveFrames && sinceLastSendMs >= config.flushIntervalMs;
-      if (!(batch.lines.length >= batchLines || due || (!haveFrames && pendingStats))) {
-        // Nothing due: wait for appends (or the rest of the flush interval for a partial batch).
-        const waitMs = haveFrames ? config.flushIntervalMs - sinceLastSendMs : config.flushIntervalMs * 4;
+      const full = batch.lines >= batchLines;
+      const due = haveFrames && (full || sinceLastSendMs >= config.flushIntervalMs);
+      const statsOnly = !haveFrames && pendingStats !== null && window.length === 0;
+      if (!(slotFree && (due || statsOnly))) {
+        // Nothing to send now: wait for a confirmed batch (a free slot), appends, or the rest of the
+        // flush interval for a partial batch.
+        const waitMs = slotFree && haveFrames ? config.flushIntervalMs - sinceLastSendMs : config.flushIntervalMs * 4;
         await waitForWork(Math.max(1, waitMs));
         continue;
       }
 
       const extra = pendingStats;
       pendingStats = null;
-      writing = true;
       lastSendAtMs = now();
-      const sending = send(batch, extra, delivery);
-      // While InfluxDB works on this batch, build the next one (synchronous: decode + lines), so the
-      // next request leaves as soon as this one is confirmed. At most two batches exist at a time.
-      const next = newBatch(batch.lastOffset);
-      try {
-        if (batch.lines.length >= batchLines) fill(next);
-      } catch {
-        // Read again (and reported) at the top of the loop.
-      }
-      try {
-        // stop() does not wait for an in-flight request (up to INFLUX_TIMEOUT_MS): it abandons it.
-        if ((await Promise.race([sending.then(() => 'sent' as const), stopped])) === 'stopped') {
-          sending.catch(() => {});
-          break;
-        }
-      } catch (err) {
-        if (err instanceof DeliveryStopped) break;
-        // Only the log or the dead-letter store can land here (delivery never throws otherwise):
-        // keep the batch, wait, and try the whole step again.
-        logger.error({ err }, 'forwarder step failed; retrying');
-        if (extra && !pendingStats) pendingStats = extra;
-        await delivery.sleep(config.maxRetryDelayMs, signal);
-        continue;
-      } finally {
-        writing = false;
-      }
-      batch = next;
-      refreshGauges();
+      window.push(batch);
+      // Not awaited: the loop goes on to build the next batch. runBatch ends only confirmed or stopped.
+      runBatch(batch, extra, delivery).catch((err: unknown) => logger.error({ err }, 'forwarder batch failed'));
+      // While InfluxDB works on this batch, build the next one (synchronous: decode + lines) so it
+      // leaves as soon as a slot is free. At most `maxInFlight` + 1 batches exist at a time.
+      batch = newBatch(batch.lastOffset);
     }
   }
 
@@ -298,7 +339,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       running = true;
       routeClientLogger(deps.logger);
       abort = new AbortController();
-      writer = createLineWriter(config, batchLines * 2 + 10_000);
+      writer = createLineWriter(config, batchLines * 2 + 10_000, maxInFlight);
       unsubscribe = log.onAppend(notify);
       gaugeTimer = setInterval(refreshGauges, GAUGE_REFRESH_MS);
       gaugeTimer.unref();
@@ -307,7 +348,10 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       loopDone = loop(signal).catch((err: unknown) => {
         logger.fatal({ err }, 'forwarder loop crashed');
       });
-      logger.info({ url: config.url, bucket: config.bucket, batchLines }, 'forwarding to InfluxDB');
+      logger.info(
+        { url: config.url, bucket: config.bucket, batchLines, maxInFlightWrites: maxInFlight },
+        'forwarding to InfluxDB',
+      );
     },
 
     async stop() {
@@ -317,16 +361,19 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       unsubscribe = null;
       if (gaugeTimer) clearInterval(gaugeTimer);
       gaugeTimer = null;
+      // In-flight requests are abandoned (up to INFLUX_TIMEOUT_MS each): their batches never commit
+      // and are written again after the next start.
       abort.abort();
       notify();
       await loopDone;
       // The last confirmed batches' cursor write; the log must not close under it. Dead letters
       // still being written finish too: the store must not close under them either.
       await committer;
-      await batchDeadLetters.idle();
+      while (persisting.size > 0) await Promise.allSettled([...persisting]);
       deadLetterReporter.close();
       writer?.close();
       writer = null;
+      window = [];
     },
 
     status() {
@@ -336,6 +383,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       } catch {
         // Unreadable log: reported by the loop; the lag is unknown.
       }
+      const writing = window.some((b) => !b.done);
       return {
         state: !running ? 'stopped' : state.retryAtMs !== null ? 'retrying' : writing ? 'writing' : 'idle',
         forwardedOffset: log.forwardedOffset(),
@@ -351,7 +399,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     submitStats(statLines) {
       if (pendingStats) metrics.statsDropped.inc();
       pendingStats = statLines;
-      if (!writing) notify();
+      notify();
     },
   };
   return forwarder;

@@ -8,9 +8,8 @@
  * `Point.toLineProtocol()` for every reading shape, so the client stays the reference serializer.
  * Pure: no I/O.
  */
-import { decodeFrame } from '../../codec/index.ts';
+import { decodeFrame, scaledValue, ValueType } from '../../codec/index.ts';
 import { HubError } from '../../errors.ts';
-import { telemetryToReadings } from '../../pipeline/readings.ts';
 import type { DescriptorLookup, LogEntry, Reading } from '../types.ts';
 
 export const MEASUREMENT = 'telemetry';
@@ -88,29 +87,134 @@ export function appendReadingLines(readings: readonly Reading[], out: string[]):
 /** The outcome of turning one stored frame into lines. */
 export type EntryLines = { ok: true; readings: number } | { ok: false; code: string; reason: string };
 
+/** One channel of a (device, descriptor set): its series prefix, built once, and how to read its values. */
+interface SeriesChannel {
+  /** `telemetry,channel=…,device=…[,unit=…] value=` (or ` state=`): everything before the value. */
+  prefix: string;
+  key: string;
+  valueType: number;
+  scaleExp: number;
+}
+
 /**
- * Decodes a stored TELEMETRY frame and appends its lines to `out`, applying the entry's persisted
- * time offset. A frame that cannot be turned into readings (descriptors gone, not TELEMETRY, codec
- * error) appends nothing and reports why, so the caller can dead-letter it rather than drop it.
+ * Series prefixes (measurement + escaped tags + field key) per (device, descriptor set), built once
+ * and reused for every frame of that set instead of once per reading. Keyed by the descriptor hash:
+ * a set never changes under its hash [PROTO-3.3], so an entry never goes stale. Bounded: past
+ * `maxEntries` sets the oldest entry is dropped (and rebuilt if its device sends again), so a fleet
+ * of any size costs at most `maxEntries` × one set's prefixes.
  */
-export function appendEntryLines(entry: LogEntry, lookup: DescriptorLookup, out: string[]): EntryLines {
+export class SeriesPrefixCache {
+  private readonly byDevice = new Map<string, Map<number, (SeriesChannel | undefined)[]>>();
+  private readonly order: [deviceId: string, hash: number][] = [];
+  private head = 0;
+
+  constructor(private readonly maxEntries = 10_000) {}
+
+  /** The set's channels by index, or undefined when the log holds no such descriptor set. */
+  get(deviceId: string, hash: number, lookup: DescriptorLookup): (SeriesChannel | undefined)[] | undefined {
+    const sets = this.byDevice.get(deviceId);
+    const hit = sets?.get(hash);
+    if (hit) return hit;
+    const channels = lookup(deviceId, hash);
+    if (!channels) return undefined;
+    const table: (SeriesChannel | undefined)[] = [];
+    for (const ch of channels) {
+      const field = ch.valueType === ValueType.BOOL ? STATE_FIELD : VALUE_FIELD;
+      // An index listed twice keeps its first descriptor, as telemetryToReadings' scan does.
+      table[ch.index] ??= {
+        prefix: `${seriesKey(deviceId, ch.key, ch.unit)} ${field}=`,
+        key: ch.key,
+        valueType: ch.valueType,
+        scaleExp: ch.scaleExp,
+      };
+    }
+    if (this.order.length - this.head >= this.maxEntries) this.evictOldest();
+    if (sets) sets.set(hash, table);
+    else this.byDevice.set(deviceId, new Map([[hash, table]]));
+    this.order.push([deviceId, hash]);
+    return table;
+  }
+
+  get size(): number {
+    return this.order.length - this.head;
+  }
+
+  private evictOldest(): void {
+    const [deviceId, hash] = this.order[this.head] as [string, number];
+    this.head++;
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order.splice(0, this.head);
+      this.head = 0;
+    }
+    const sets = this.byDevice.get(deviceId);
+    sets?.delete(hash);
+    if (sets?.size === 0) this.byDevice.delete(deviceId);
+  }
+}
+
+/** One stored frame as line protocol: its lines joined by `\n`, built once and sent as they are. */
+export type FrameText = { ok: true; text: string; lines: number } | { ok: false; code: string; reason: string };
+
+/**
+ * Decodes a stored TELEMETRY frame into its lines, applying the entry's persisted time offset, with
+ * the series prefixes from `cache`. The same lines, in the same order, as `telemetryToReadings` +
+ * `appendReadingLines` (unit tests hold them equal), without a reading object per value. A frame
+ * that cannot become lines (descriptors gone, not TELEMETRY, codec error, a block that disagrees
+ * with its descriptors) yields nothing and says why, so the caller can dead-letter it.
+ */
+export function frameText(entry: LogEntry, lookup: DescriptorLookup, cache: SeriesPrefixCache): FrameText {
   try {
     const message = decodeFrame(entry.frame);
     if (message.type !== 'telemetry') {
       return { ok: false, code: 'UNEXPECTED_MESSAGE', reason: `stored frame is ${message.type}, not telemetry` };
     }
-    const channels = lookup(entry.deviceId, message.descriptorHash);
-    if (!channels) {
+    const table = cache.get(entry.deviceId, message.descriptorHash, lookup);
+    if (!table) {
       const hash = message.descriptorHash.toString(16).padStart(8, '0');
       return { ok: false, code: 'UNKNOWN_DESCRIPTORS', reason: `no descriptor set ${hash} for ${entry.deviceId}` };
     }
-    const { readings } = telemetryToReadings(entry.deviceId, message, channels, entry.timeOffsetMs);
-    appendReadingLines(readings, out);
-    return { ok: true, readings: readings.length };
+    const base = message.baseTime + entry.timeOffsetMs;
+    let text = '';
+    let lines = 0;
+    for (const block of message.blocks) {
+      const ch = table[block.channel];
+      if (!ch) throw new HubError('UNKNOWN_CHANNEL', `channel index ${block.channel} is not in the descriptor set`);
+      if (ch.valueType !== block.valueType) {
+        throw new HubError('TYPE_MISMATCH', `channel ${ch.key} is type ${ch.valueType}, block says ${block.valueType}`);
+      }
+      const { deltasMs, values } = block;
+      for (let i = 0; i < values.length; i++) {
+        const raw = values[i];
+        let field: string;
+        if (typeof raw === 'boolean') field = raw ? 'T' : 'F';
+        else if (typeof raw === 'number' && Number.isFinite(raw)) field = formatFloat(scaledValue(raw, ch.scaleExp));
+        else continue; // missing: counted at ingest, not stored
+        const line = `${ch.prefix}${field} ${Math.trunc(base + (deltasMs[i] as number))}`;
+        text = lines === 0 ? line : `${text}\n${line}`;
+        lines++;
+      }
+    }
+    return { ok: true, text, lines };
   } catch (err) {
     const code = err instanceof HubError ? err.code : 'INTERNAL';
     return { ok: false, code, reason: (err as Error).message };
   }
+}
+
+/**
+ * Decodes a stored TELEMETRY frame and appends its lines to `out` (one string per line). A frame that
+ * cannot be turned into readings appends nothing and reports why (see `frameText`).
+ */
+export function appendEntryLines(
+  entry: LogEntry,
+  lookup: DescriptorLookup,
+  out: string[],
+  cache: SeriesPrefixCache = new SeriesPrefixCache(1),
+): EntryLines {
+  const result = frameText(entry, lookup, cache);
+  if (!result.ok) return result;
+  if (result.lines > 0) out.push(...result.text.split('\n'));
+  return { ok: true, readings: result.lines };
 }
 
 /** How an undecodable frame is kept in the dead-letter store: a comment line that names it. */

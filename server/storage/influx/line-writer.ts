@@ -33,7 +33,10 @@ export type WriteOutcome =
     };
 
 export interface LineWriter {
-  /** Sends `lines` as one request; never throws, never retries. */
+  /**
+   * Sends `lines` as one request (elements may hold several `\n`-joined lines); never throws, never
+   * retries. Up to `slots` calls may be in flight at once.
+   */
   write(lines: readonly string[]): Promise<WriteOutcome>;
   /** Drops the client; an in-flight request finishes on its own and its result is ignored. */
   close(): void;
@@ -46,7 +49,12 @@ export interface LineWriter {
  */
 export const GZIP_THRESHOLD_BYTES = Number.MAX_SAFE_INTEGER;
 
-export function createLineWriter(config: InfluxConfig, maxLinesPerWrite: number): LineWriter {
+/**
+ * `slots` WriteApis, one per request that may be in flight: a WriteApi's buffer holds the lines of
+ * one `flush()`, so two concurrent writes must never share one (their lines would mix). The
+ * forwarder never has more than `slots` writes pending; a call beyond that is a bug and throws.
+ */
+export function createLineWriter(config: InfluxConfig, maxLinesPerWrite: number, slots = 1): LineWriter {
   const client = new InfluxDB({ url: config.url, token: config.token, timeout: config.timeoutMs });
   const writeOptions = {
     batchSize: maxLinesPerWrite + 1,
@@ -56,15 +64,16 @@ export function createLineWriter(config: InfluxConfig, maxLinesPerWrite: number)
     maxBatchBytes: Number.MAX_SAFE_INTEGER,
     gzipThreshold: GZIP_THRESHOLD_BYTES,
   };
-  let api: WriteApi | null = client.getWriteApi(config.org, config.bucket, PRECISION, writeOptions);
-  // One request at a time: the forwarder awaits each write, and sharing the WriteApi's buffer between
-  // two concurrent writes would mix their lines.
-  let busy = false;
+  let free: WriteApi[] = Array.from({ length: Math.max(1, slots) }, () =>
+    client.getWriteApi(config.org, config.bucket, PRECISION, writeOptions),
+  );
+  const all = [...free];
+  let closed = false;
   return {
     async write(lines) {
-      if (!api) return { ok: false, status: 'network', reason: 'writer closed', retryAfterMs: null };
-      if (busy) throw new Error('LineWriter.write called while a write is in flight');
-      busy = true;
+      if (closed) return { ok: false, status: 'network', reason: 'writer closed', retryAfterMs: null };
+      const api = free.pop();
+      if (!api) throw new Error(`LineWriter.write called with ${all.length} writes already in flight`);
       try {
         api.writeRecords(lines as string[]);
         await api.flush();
@@ -72,12 +81,13 @@ export function createLineWriter(config: InfluxConfig, maxLinesPerWrite: number)
       } catch (err) {
         return toOutcome(err);
       } finally {
-        busy = false;
+        if (!closed) free.push(api);
       }
     },
     close() {
-      api?.dispose();
-      api = null;
+      closed = true;
+      for (const api of all) void api.dispose();
+      free = [];
     },
   };
 }
