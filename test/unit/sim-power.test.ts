@@ -11,6 +11,7 @@ import { drawBootId, seededEntropy } from '../../firmware-sim/boot-id.ts';
 import { FakeClock } from '../../firmware-sim/clock.ts';
 import { FakeHub } from '../../firmware-sim/fake-hub.ts';
 import { Fleet, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
+import type { Connector } from '../../firmware-sim/link.ts';
 import { MemoryRecorder, type RecordedFrame, readingsOf } from '../../firmware-sim/recorder.ts';
 import { Rng } from '../../firmware-sim/rng.ts';
 import { decodeFrame, encodeFrame, ResetReason } from '../../server/codec/index.ts';
@@ -325,5 +326,46 @@ describe('deep sleep', () => {
     expectExactlyOnce(hub, recorder);
     const sampled = recorder.sampledFrames.flatMap(readingsOf).map((r) => expectedKey(hub, r));
     expect(storedKeys(hub).sort()).toEqual(sampled.sort());
+  });
+
+  it('gives up a flush after 30 s awake, or at once when it cannot connect: the frames wait in flash', () => {
+    const { clock, hub, device } = rig({
+      sampleIntervalMs: 5000,
+      deepSleep: { flushEverySamples: 3, flushIntervalMs: 3_600_000 },
+    });
+    hub.withholdAcks = true; // a hub that takes frames but never acknowledges them
+    device.start();
+    clock.advance(2000); // the first wake flushes
+    expect(device.state).toBe('online');
+    clock.advance(29_000);
+    expect(device.state).not.toBe('sleeping');
+    clock.advance(2000);
+    expect(device.state).toBe('sleeping');
+    expect(device.stats.flushesIncomplete).toBe(1);
+    expect(device.stats.flushes).toBe(0);
+    expect(device.outboxDepth).toBeGreaterThan(0);
+    hub.withholdAcks = false;
+    clock.advance(16_000); // the flush after three more wakes delivers them
+    expect(device.stats.flushes).toBe(1);
+    expect(hub.device(ID).stored.length).toBe(device.stats.framesGenerated - device.outboxDepth);
+
+    // A hub that cannot be reached: one attempt per due flush, then straight back to sleep.
+    const attempts: number[] = [];
+    const refusing: Connector = (_req, handlers) => {
+      attempts.push(clock.now());
+      clock.setTimeout(() => handlers.close({ code: 1006, reason: '', opened: false, error: 'ECONNREFUSED' }), 1);
+      return { send() {}, bufferedAmount: 0, ping() {}, close() {}, terminate() {}, blackhole() {} };
+    };
+    const offline = board(clock, hub, {
+      connector: refusing,
+      sampleIntervalMs: 5000,
+      deepSleep: { flushEverySamples: 3, flushIntervalMs: 3_600_000 },
+    });
+    offline.start();
+    clock.advance(61_000); // 12 wakes: the first, then every third
+    expect(attempts.length).toBe(4);
+    expect(offline.state).toBe('sleeping');
+    expect(offline.stats.flushesIncomplete).toBe(4);
+    expect(offline.outboxDepth).toBe(12);
   });
 });
