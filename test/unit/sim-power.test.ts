@@ -3,7 +3,8 @@
  * ids that never repeat, power cuts that keep only the store, a state directory that outlives the
  * process, and the deep-sleep profile — on the fake hub and fake clock.
  */
-import { appendFileSync, readFileSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { appendFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FileBoardStore, MemoryBoardStore, stateToken } from '../../firmware-sim/board-store.ts';
@@ -87,6 +88,10 @@ describe('boot identity', () => {
     const first = new FileBoardStore(dir.path, ID);
     expect(() => new FileBoardStore(dir.path, ID)).toThrow(/in use by process/);
     first.close();
+    expect(() => new FileBoardStore(dir.path, ID).close()).not.toThrow();
+    // A lock left by a simulator that is gone (killed) is taken over.
+    const gone = spawnSync('true').pid as number;
+    writeFileSync(join(dir.path, ID, 'lock'), String(gone));
     expect(() => new FileBoardStore(dir.path, ID).close()).not.toThrow();
   });
 
