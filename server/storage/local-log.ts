@@ -85,6 +85,12 @@ export interface StorageFaults {
    * would; return a promise to hold the commit until it settles (a crash test kills the hub meanwhile).
    */
   beforeCommit?(info: { frames: number }): void | Promise<void>;
+  /**
+   * Runs after a group's transaction committed, before the wait for the disk flush (`ackAfterFlush`).
+   * Return a promise to hold the flush: no append callback (so no ACK) may run meanwhile, which is how
+   * a test catches an ACK sent before the flush (kill -9 keeps the page cache, so a crash cannot).
+   */
+  beforeFlush?(info: { frames: number }): void | Promise<void>;
 }
 
 /** Called once the append is durable (err null) or failed. */
@@ -508,7 +514,12 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
           .then(() => hold({ frames: g.entries.length }))
           .then(() => root.transaction(write))
       : root.transaction(write);
-    const durable = tx.then(() => (ackAfterFlush ? root.flushed : true));
+    const holdFlush = faults?.beforeFlush;
+    const durable = tx.then(() => {
+      if (!ackAfterFlush) return true;
+      if (holdFlush) return Promise.resolve(holdFlush({ frames: g.entries.length })).then(() => root.flushed);
+      return root.flushed;
+    });
     lastGroup = durable;
     commitsInFlight++;
     const descriptorKeys = [...g.kv.keys()].filter((k) => k.startsWith('descriptors\u0000'));

@@ -251,6 +251,33 @@ describe('a failed commit at the storage boundary', () => {
   });
 });
 
+describe('the flush', () => {
+  it('no append callback (so no ACK) runs before the flush of its commit; the flush is waited for', async () => {
+    let releaseFlush: (() => void) | null = null;
+    let flushesHeld = 0;
+    const gate = new CommitGate();
+    gate.faults.beforeFlush = () => {
+      flushesHeld++;
+      return new Promise<void>((resolve) => {
+        releaseFlush = resolve;
+      });
+    };
+    const { ingest } = setup(gate);
+    ingest.hello('dev-a', HELLO, NOW);
+    ingest.descriptors('dev-a', HASH, CHANNELS);
+    const out: Outcome[] = [];
+    storeFrame(ingest, 'dev-a', 1, out);
+    // The commit happened and its flush is held: the log must be waiting for it, with nothing settled.
+    for (let i = 0; i < 500 && flushesHeld === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(flushesHeld).toBe(1);
+    for (let turn = 0; turn < 20; turn++) await new Promise((r) => setImmediate(r));
+    expect(out).toEqual([]);
+    (releaseFlush as (() => void) | null)?.();
+    await settled(out, 1);
+    expect(out[0]?.err).toBeNull();
+  });
+});
+
 describe('isolated callbacks', () => {
   it('a throwing completion callback does not strand the other frames of its group', async () => {
     const gate = new CommitGate();
