@@ -339,7 +339,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       running = true;
       routeClientLogger(deps.logger);
       abort = new AbortController();
-      writer = createLineWriter(config, batchLines * 2 + 10_000, maxInFlight);
+      writer = createLineWriter(config, maxInFlight);
       unsubscribe = log.onAppend(notify);
       gaugeTimer = setInterval(refreshGauges, GAUGE_REFRESH_MS);
       gaugeTimer.unref();

@@ -87,7 +87,7 @@ export function createDeadLetterReplayer(deps: ReplayerDeps): DeadLetterReplayer
     // The client's own failure logs go to debug (process-wide; the hub's forwarder does the same).
     routeClientLogger(deps.logger);
     const capacity = config.batchLines * 2 + 10_000;
-    const writer = createLineWriter(config, capacity);
+    const writer = createLineWriter(config);
     const rejectedNow = new Map<string, { reason: string; status: number }>();
     const collector: DeadLetterStore = {
       async put(lines, reason, status) {
