@@ -39,6 +39,8 @@ export interface ConnectOptions {
 export interface Refusal {
   status: number;
   body: string;
+  /** The Retry-After header (seconds), when the hub sent one. */
+  retryAfter: string | null;
 }
 
 export class TestDevice {
@@ -89,7 +91,13 @@ export class TestDevice {
           body += c.toString();
         });
         res.on('end', () =>
-          reject(Object.assign(new Error(`refused ${res.statusCode}`), { status: res.statusCode, body })),
+          reject(
+            Object.assign(new Error(`refused ${res.statusCode}`), {
+              status: res.statusCode,
+              body,
+              retryAfter: res.headers['retry-after'] ?? null,
+            }),
+          ),
         );
       });
       ws.once('error', reject);
@@ -102,8 +110,8 @@ export class TestDevice {
       const d = await TestDevice.connect(url, opts);
       d.ws.terminate();
     } catch (err) {
-      const e = err as { status?: number; body?: string };
-      if (e.status !== undefined) return { status: e.status, body: e.body ?? '' };
+      const e = err as { status?: number; body?: string; retryAfter?: string | null };
+      if (e.status !== undefined) return { status: e.status, body: e.body ?? '', retryAfter: e.retryAfter ?? null };
       throw err;
     }
     throw new Error('handshake was accepted');

@@ -99,11 +99,16 @@ describe('handshake rate and capacity limits', () => {
     await h?.dir.remove();
   });
 
-  it('answers 429 once the handshake bucket is empty, with Retry-After semantics in the body', async () => {
-    const statuses: number[] = [];
-    for (let i = 0; i < 5; i++) statuses.push((await TestDevice.refused(h.url, { token: 'wrong' })).status);
+  it('answers 429 with Retry-After once the handshake bucket is empty', async () => {
+    const refusals = [];
+    for (let i = 0; i < 5; i++) refusals.push(await TestDevice.refused(h.url, { token: 'wrong' }));
     // Burst of one per second: most of five back-to-back attempts are rate limited before auth runs.
-    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(3);
+    const limited = refusals.filter((r) => r.status === 429);
+    expect(limited.length).toBeGreaterThanOrEqual(3);
+    for (const r of limited) {
+      expect(Number(r.retryAfter)).toBeGreaterThanOrEqual(1); // whole seconds to wait (RFC 9110 §10.2.3)
+      expect(r.body).toMatch(/^RATE_LIMITED: /);
+    }
     expect(await h.metricValue('hub_handshakes_rejected_total', { code: 'RATE_LIMITED' })).toBeGreaterThanOrEqual(3);
   });
 
