@@ -5,7 +5,7 @@
  */
 
 /** Where an error is detected. */
-export type ErrorLayer = 'frame' | 'session' | 'storage' | 'handshake' | 'http' | 'config';
+export type ErrorLayer = 'frame' | 'session' | 'storage' | 'handshake' | 'http' | 'config' | 'mqtt';
 
 export interface ErrorSpec {
   /** u16 code carried in ERROR frames [PROTO-3.8]. */
@@ -94,6 +94,13 @@ export const ERRORS = {
     null,
     'COMMAND_ACCEPTED or COMMAND_RESULT names a command id the hub did not send.',
   ),
+  CONNECTION_LOST: spec(
+    210,
+    'session',
+    null,
+    null,
+    "The device's connection ended without a close: over MQTT its last will, a FATAL ERROR on its up topic.",
+  ),
 
   // Storage layer.
   STORAGE_FULL: spec(
@@ -124,6 +131,30 @@ export const ERRORS = {
   // Configuration: the hub refuses to start and lists every problem.
   CONFIG_INVALID: spec(600, 'config', null, null, 'The configuration has one or more invalid values.'),
   DATA_DIR_LOCKED: spec(601, 'config', null, null, 'Another running hub holds the data directory.'),
+
+  // MQTT: the hub's own broker connection (device frames over MQTT use the codes above).
+  MQTT_UNREACHABLE: spec(700, 'mqtt', null, null, 'The MQTT broker (MQTT_URL) cannot be reached.'),
+  MQTT_NOT_AUTHORIZED: spec(
+    701,
+    'mqtt',
+    null,
+    null,
+    'The MQTT broker refused the hub: bad MQTT_USERNAME/MQTT_PASSWORD or missing permissions.',
+  ),
+  MQTT_BROKER_ACCESS: spec(
+    702,
+    'mqtt',
+    null,
+    null,
+    "A change to a device's broker credentials or ACLs failed (dynamic-security command refused or unanswered).",
+  ),
+  MQTT_QUEUE_FULL: spec(
+    703,
+    'mqtt',
+    null,
+    null,
+    'A frame for a device was dropped: the hub held MQTT_OFFLINE_QUEUE_MAX frames waiting for the broker.',
+  ),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

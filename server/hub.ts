@@ -25,6 +25,7 @@ import { createRouter } from './http/router.ts';
 import { logDeviceActivity } from './log/device-activity.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
+import { createHubMqtt, type HubMqtt, withBrokerGrants } from './mqtt/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
 import { DeviceHealth, type DeviceHealthRow } from './pipeline/device-health.ts';
 import { createIngest, type Ingest } from './pipeline/ingest.ts';
@@ -92,6 +93,8 @@ export interface HubContext {
   queryHistory(q: HistoryQuery): HistoryResult;
   /** A device's current descriptor set (what its last DESCRIPTORS or known HELLO announced). */
   channelsOf(deviceId: string): ChannelDescriptor[] | undefined;
+  /** The MQTT side (client, topics, broker access) when MQTT_URL is set, else null. */
+  mqtt: HubMqtt | null;
 }
 
 export interface HubExtension {
@@ -135,6 +138,8 @@ export interface HubDeps {
   storageFaults?: StorageFaults;
   /** Free-space probe for the data directory (tests; default statfs). */
   freeBytes?: (dir: string) => number;
+  /** MQTT reconnect backoff bounds, ms (tests; default 1000 doubling to 30,000). */
+  mqttRetryMs?: { min: number; max: number };
 }
 
 export interface Hub {
@@ -166,6 +171,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
 
   let ctx: HubContext | null = null;
   let gateway: Gateway | null = null;
+  let mqtt: HubMqtt | null = null;
   let log: LocalLog | null = null;
   let dirLock: DataDirLock | null = null;
   let activity: { close(): void } | null = null;
@@ -186,6 +192,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   const deviceHealth = new DeviceHealth(bus);
   const onRevoked = (deviceId: string) => {
     sessions.get(deviceId)?.end('REVOKED', 'the device token was revoked or rotated');
+    // Over MQTT the broker login goes too: the broker disconnects the device at once.
+    mqtt?.revokeDevice(deviceId).catch(() => undefined);
   };
 
   const readiness = (): Readiness => {
@@ -197,11 +205,14 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       mode: config.influx ? 'forwarding' : 'embedded',
     };
     if (forwarder) checks.forwarder = forwarder.status?.() ?? 'running';
+    // MQTT configured but not connected (unreachable, refused): not ready; WebSocket devices still work.
+    if (mqtt) checks.mqtt = mqtt.status();
+    const mqttOk = mqtt === null || mqtt.client.isConnected();
     const dl = state === 'running' ? forwarder?.deadLetters : undefined;
     if (dl) checks.deadLetters = deadLetterCheck(dl.store.totals(), dl.store.recent());
     // STORAGE_FULL makes the hub unready: a load balancer should send devices to an instance that can store.
     const storing = logStats !== undefined && !logStats.full;
-    return { ready: state === 'running' && storing && (gateway?.listening() ?? false), checks };
+    return { ready: state === 'running' && storing && mqttOk && (gateway?.listening() ?? false), checks };
   };
 
   const hub: Hub = {
@@ -278,9 +289,21 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           session: (id) => sessions.get(id),
           guard: deps.authorizeCommands ? guardFrom(deps.authorizeCommands) : admin,
         });
-        if (registry) {
-          registerAdminRoutes(router, {
+        if (config.mqtt) {
+          mqtt = createHubMqtt({
+            config: config.mqtt,
+            session: sessionCtx,
             registry,
+            metrics,
+            logger: logger.child({ component: 'mqtt' }),
+            ...(deps.mqttRetryMs ? { minRetryMs: deps.mqttRetryMs.min, maxRetryMs: deps.mqttRetryMs.max } : {}),
+          });
+        }
+        // With broker access managed by the hub, tokens issued through the API are granted on the broker too.
+        const adminRegistry = registry && mqtt ? withBrokerGrants(registry, mqtt) : registry;
+        if (adminRegistry) {
+          registerAdminRoutes(router, {
+            registry: adminRegistry,
             adminToken: config.auth.adminToken,
             deviceUrl: deviceUrlFrom(config.server.publicUrl),
             logger,
@@ -329,7 +352,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           bus,
           now,
           log: openedLog,
-          registry,
+          registry: adminRegistry,
           sessions,
           commands,
           ingest,
@@ -337,6 +360,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           registerUpgrade: (path, handler) => gw.registerUpgrade(path, handler),
           queryHistory: (q) => openedLog.queryHistory(q),
           channelsOf: (id) => ingest.currentChannels(id),
+          mqtt,
         };
         for (const ext of extensions) {
           await ext.start(ctx);
@@ -363,6 +387,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           }
         }
         const { port } = await gateway.listen();
+        // In the background: an unreachable broker makes /readyz not ready, never a failed start.
+        mqtt?.start();
         dirLock.setPort(port);
         state = 'running';
         return { port };
@@ -382,6 +408,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         return;
       }
       gateway?.stopAccepting();
+      mqtt?.stopAccepting();
       // Close device sessions with 1001 once their in-flight frames are committed (ACKs first).
       const closing = [...sessions.values()].map(
         (s) =>
@@ -399,6 +426,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         }
       }
       started.length = 0;
+      // After the extensions, so they may still publish; the broker keeps the hub's session.
+      await mqtt?.stop().catch((err) => logger.error({ err }, 'MQTT failed to stop'));
       if (forwarder) await forwarder.stop().catch((err) => logger.error({ err }, 'forwarder failed to stop'));
       await gateway?.close();
       commands?.close();

@@ -45,7 +45,7 @@ export const ENV_SCHEMA = {
   INFLUX_TOKEN: z.string().min(1).optional(),
   INFLUX_ORG: z.string().min(1).optional(),
   INFLUX_BUCKET: z.string().min(1).optional(),
-  INFLUX_BATCH_LINES: int(1, 100_000).default(5000),
+  INFLUX_BATCH_LINES: int(1, 100_000).default(20_000),
   INFLUX_FLUSH_INTERVAL_MS: int(10, 60_000).default(250),
   INFLUX_MAX_IN_FLIGHT_WRITES: int(1, 16).default(2),
   INFLUX_TIMEOUT_MS: int(100, 300_000).default(10_000),
@@ -61,7 +61,19 @@ export const ENV_SCHEMA = {
   MQTT_URL: z.url().optional(),
   MQTT_USERNAME: z.string().optional(),
   MQTT_PASSWORD: z.string().optional(),
-  MQTT_TOPIC_PREFIX: z.string().min(1).default('esp32hub'),
+  MQTT_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'must be topic levels without wildcards, e.g. esp32hub')
+    .default('esp32hub'),
+  MQTT_CLIENT_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -')
+    .default('esp32hub-hub'),
+  MQTT_SESSION_EXPIRY_SEC: int(0, 4_294_967_295).default(7 * 24 * 3600),
+  MQTT_DEVICE_ACCESS: z.enum(['none', 'dynsec']).default('none'),
+  MQTT_DEVICE_IDLE_SEC: int(5, 86_400).default(120),
+  MQTT_MAX_INFLIGHT: int(1, 65_535).default(1000),
+  MQTT_OFFLINE_QUEUE_MAX: int(0, 10_000_000).default(10_000),
 } as const;
 
 export type EnvName = keyof typeof ENV_SCHEMA;
@@ -92,6 +104,27 @@ export interface InfluxConfig {
 
 /** Write requests in flight when a config does not say (docs/storage.md §3). */
 export const DEFAULT_MAX_IN_FLIGHT_WRITES = 2;
+
+export interface MqttConfig {
+  url: string;
+  username: string | undefined;
+  /** Never logged. */
+  password: string | undefined;
+  /** Topics are `<prefix>/v1/<deviceId>/up` and `.../down` [PROTO-1.6]. */
+  topicPrefix: string;
+  /** The hub's client id: stable, so its persistent session survives restarts. */
+  clientId: string;
+  /** MQTT 5 session expiry: how long the broker keeps the hub's session (and queues frames) while it is away. */
+  sessionExpirySec: number;
+  /** `dynsec`: the hub issues per-device broker credentials and ACLs (Mosquitto); `none`: the operator does. */
+  deviceAccess: 'none' | 'dynsec';
+  /** A device session with no frame for this long ends (`reason="heartbeat"`). */
+  deviceIdleSec: number;
+  /** QoS 1 messages in flight each way (hub → broker publishes awaiting PUBACK; broker → hub, MQTT 5 receive maximum). */
+  maxInflight: number;
+  /** Frames to devices held while the broker is unreachable or the in-flight window is full; beyond it the oldest is dropped. */
+  offlineQueueMax: number;
+}
 
 export interface HubConfig {
   server: {
@@ -128,7 +161,8 @@ export interface HubConfig {
   };
   influx: InfluxConfig | null;
   live: { maxClients: number; highWaterBytes: number; drainTimeoutMs: number; maxSubscriptions: number };
-  mqtt: { url: string; username: string | undefined; password: string | undefined; topicPrefix: string } | null;
+  /** The MQTT device transport (server/mqtt/); null when MQTT_URL is unset. */
+  mqtt: MqttConfig | null;
   /** `format`: auto = human-readable on a terminal, JSON lines otherwise (main.ts decides). */
   log: { level: Env['HUB_LOG_LEVEL']; format: Env['HUB_LOG_FORMAT'] };
 }
@@ -180,6 +214,12 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
   if (influxSet.length > 0 && influxSet.length < influxKeys.length) {
     const missing = influxKeys.filter((k) => raw[k] === undefined);
     problems.push(`${missing.join(', ')}: required when ${influxSet.join(', ')} is set`);
+  }
+  if (raw.MQTT_URL !== undefined && !/^(mqtts?|wss?):\/\//.test(String(raw.MQTT_URL))) {
+    problems.push('MQTT_URL: must start with mqtt://, mqtts://, ws:// or wss://');
+  }
+  if (raw.MQTT_URL === undefined && raw.MQTT_DEVICE_ACCESS === 'dynsec') {
+    problems.push('MQTT_DEVICE_ACCESS: dynsec needs MQTT_URL');
   }
   if ((raw.HUB_TLS_CERT_FILE === undefined) !== (raw.HUB_TLS_KEY_FILE === undefined)) {
     problems.push('HUB_TLS_CERT_FILE, HUB_TLS_KEY_FILE: set both or neither');
@@ -245,7 +285,18 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
       maxSubscriptions: e.LIVE_MAX_SUBSCRIPTIONS,
     },
     mqtt: e.MQTT_URL
-      ? { url: e.MQTT_URL, username: e.MQTT_USERNAME, password: e.MQTT_PASSWORD, topicPrefix: e.MQTT_TOPIC_PREFIX }
+      ? {
+          url: e.MQTT_URL,
+          username: e.MQTT_USERNAME,
+          password: e.MQTT_PASSWORD,
+          topicPrefix: e.MQTT_TOPIC_PREFIX,
+          clientId: e.MQTT_CLIENT_ID,
+          sessionExpirySec: e.MQTT_SESSION_EXPIRY_SEC,
+          deviceAccess: e.MQTT_DEVICE_ACCESS,
+          deviceIdleSec: e.MQTT_DEVICE_IDLE_SEC,
+          maxInflight: e.MQTT_MAX_INFLIGHT,
+          offlineQueueMax: e.MQTT_OFFLINE_QUEUE_MAX,
+        }
       : null,
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },
   };

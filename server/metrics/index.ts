@@ -240,8 +240,40 @@ export function createMetrics() {
     // MQTT.
     mqttMessages: new Counter({
       name: 'hub_mqtt_messages_total',
-      help: 'MQTT messages, by direction and outcome.',
+      help: 'MQTT messages, by direction (in, out) and outcome (in: delivered, no_session, unknown_device, bad_topic; out: sent, dropped, failed).',
       labelNames: ['direction', 'outcome'] as const,
+      registers: r,
+    }),
+    mqttConnected: new Gauge({
+      name: 'hub_mqtt_connected',
+      help: "1 while the hub's MQTT client is connected to the broker (MQTT_URL), else 0.",
+      registers: r,
+    }),
+    mqttConnectFailures: new Counter({
+      name: 'hub_mqtt_connect_failures_total',
+      help: 'Failed or lost broker connections, by reason (unreachable, not_authorized, lost).',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
+    mqttInflight: new Gauge({
+      name: 'hub_mqtt_inflight_messages',
+      help: 'QoS 1 messages published to the broker and not yet acknowledged by it (bounded by MQTT_MAX_INFLIGHT).',
+      registers: r,
+    }),
+    mqttQueued: new Gauge({
+      name: 'hub_mqtt_queued_messages',
+      help: 'Messages waiting for the broker (offline or in-flight window full); bounded by MQTT_OFFLINE_QUEUE_MAX.',
+      registers: r,
+    }),
+    mqttInputPaused: new Gauge({
+      name: 'hub_mqtt_input_paused',
+      help: '1 while the hub holds back PUBACKs to the broker because device sessions are paused (backpressure).',
+      registers: r,
+    }),
+    mqttBrokerAccess: new Counter({
+      name: 'hub_mqtt_broker_access_total',
+      help: 'Broker credential and ACL changes (dynamic security), by action (grant, revoke, setup) and outcome (ok, failed).',
+      labelNames: ['action', 'outcome'] as const,
       registers: r,
     }),
   };

@@ -1,0 +1,230 @@
+/**
+ * Devices over MQTT [PROTO-1.6]: the same frames, the same session state machine (DeviceSession),
+ * the same pipeline as over WebSocket. What a "connection" is over MQTT:
+ *
+ * - A HELLO on `<prefix>/v1/<id>/up` starts a session (an {@link MqttLink}); the hub answers on
+ *   `.../down`. A new HELLO while a session exists replaces it (the old one ends with `REPLACED`
+ *   without an ERROR on the shared down topic, since the device itself started the new one).
+ * - Any other frame with no session (the hub restarted, the session timed out or was closed) is
+ *   answered with a FATAL ERROR `UNEXPECTED_MESSAGE` (at most once a second per device) and not
+ *   stored: the device says HELLO again and replays what is not acknowledged.
+ * - Closing a session (fault, revoked, shutdown) sends the FATAL ERROR on down; nothing else closes.
+ * - Presence: the device's last will is a FATAL ERROR frame (`CONNECTION_LOST`) on its up topic, so a
+ *   dead device is offline as soon as the broker notices (1.5 × its keepalive); and a session that
+ *   receives nothing for MQTT_DEVICE_IDLE_SEC ends (`reason="heartbeat"`).
+ * - Backpressure: a paused session holds the hub's input (PUBACKs withheld; the broker stops after
+ *   MQTT_MAX_INFLIGHT unacknowledged messages): hub-wide, as the hub has one connection to the broker.
+ *
+ * The device id is the topic's: the broker's ACLs (dynsec.ts, or the operator's) make sure only that
+ * device can publish there. Frames for ids the registry does not hold as active are dropped, counted.
+ */
+import { MessageType } from '../codec/index.ts';
+import type { MqttConfig } from '../config/index.ts';
+import { ERRORS } from '../errors.ts';
+import type { Logger } from '../log/index.ts';
+import { createLogLimiter } from '../log/rate-limit.ts';
+import type { Metrics } from '../metrics/index.ts';
+import { DeviceSession, type SessionContext } from '../transport/device-session.ts';
+import type { DeviceLink, LinkHandlers } from '../transport/link.ts';
+import { encodeError } from '../transport/outbound.ts';
+import type { HubMqttClient } from './client.ts';
+import type { Topics } from './topics.ts';
+
+/** Least time between two "say HELLO" ERRORs to one device without a session. */
+const NUDGE_INTERVAL_MS = 1000;
+
+export interface MqttDeviceTransportOptions {
+  client: HubMqttClient;
+  topics: Topics;
+  config: Readonly<MqttConfig>;
+  session: SessionContext;
+  /** Whether frames from this device id are taken (registered and not revoked). */
+  isActive: (deviceId: string) => boolean;
+  metrics: Metrics;
+  logger: Logger;
+}
+
+export interface MqttDeviceTransport {
+  /** Subscribes to every device's up topic and starts the idle sweep. */
+  start(): void;
+  /** Takes no new sessions (hub stopping); frames not taken stay with the broker. */
+  stopAccepting(): void;
+  /** Stops the sweep and drops every remaining link. */
+  close(): void;
+  /** Open MQTT device links. */
+  size(): number;
+}
+
+/** One device's session over MQTT, as a {@link DeviceLink}. */
+export class MqttLink implements DeviceLink {
+  readonly transport = 'mqtt' as const;
+  readonly remoteAddress = undefined;
+  /** The broker buffers per device; the hub's own queue is bounded hub-wide (client.ts). */
+  readonly bufferedAmount = 0;
+  session: DeviceSession | null = null;
+  private handlers: LinkHandlers | null = null;
+  private open = true;
+  /** Replaced by a new HELLO on the same topic: the final ERROR is not sent (the device started anew). */
+  private retired = false;
+
+  constructor(
+    readonly deviceId: string,
+    private readonly publishDown: (frame: Uint8Array) => void,
+    private readonly hold: (link: MqttLink, held: boolean) => void,
+    private readonly detach: (link: MqttLink) => void,
+  ) {}
+
+  attach(h: LinkHandlers): void {
+    this.handlers = h;
+  }
+
+  isOpen(): boolean {
+    return this.open;
+  }
+
+  /** A frame from the device: any frame also answers the liveness probe. */
+  deliver(payload: Buffer): void {
+    if (!this.open) return;
+    this.handlers?.pong();
+    this.handlers?.message(payload, true);
+  }
+
+  retire(): void {
+    this.retired = true;
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.open) this.publishDown(frame);
+  }
+
+  close(code: number, _reason: string, finalFrame?: Uint8Array): void {
+    if (!this.open) return;
+    if (finalFrame && !this.retired) this.publishDown(finalFrame);
+    this.finish(code);
+  }
+
+  terminate(): void {
+    this.finish(1006);
+  }
+
+  /** Over MQTT the probe is implicit: any frame from the device between two sweeps answers it. */
+  ping(): void {}
+
+  pause(): void {
+    this.hold(this, true);
+  }
+
+  resume(): void {
+    this.hold(this, false);
+  }
+
+  private finish(code: number): void {
+    if (!this.open) return;
+    this.open = false;
+    this.hold(this, false);
+    this.detach(this);
+    // Asynchronous like a socket's 'close', so a session never sees its own close mid-call.
+    setImmediate(() => this.handlers?.closed(code));
+  }
+}
+
+export function createMqttDeviceTransport(opts: MqttDeviceTransportOptions): MqttDeviceTransport {
+  const { client, topics, metrics } = opts;
+  const logger = opts.logger;
+  const links = new Map<string, MqttLink>();
+  const lastNudge = new Map<string, number>();
+  const refusals = createLogLimiter({ logger });
+  let accepting = true;
+  let sweep: NodeJS.Timeout | null = null;
+
+  const count = (outcome: string) => metrics.mqttMessages.inc({ direction: 'in', outcome });
+
+  const hold = (link: MqttLink, held: boolean) => {
+    if (held) client.holdInput(link);
+    else client.releaseInput(link);
+  };
+  const detach = (link: MqttLink) => {
+    if (links.get(link.deviceId) === link) links.delete(link.deviceId);
+  };
+
+  function onUp(topic: string, payload: Buffer): void {
+    const deviceId = topics.deviceOfUp(topic);
+    if (deviceId === null) {
+      count('bad_topic');
+      return;
+    }
+    if (!opts.isActive(deviceId)) {
+      count('unknown_device');
+      refusals.hit('mqtt', `unknown|${deviceId}`, {
+        level: 'warn',
+        msg: 'MQTT frame from a device that is not registered or is revoked: dropped',
+        fields: { code: 'UNAUTHORIZED', deviceId, topic },
+      });
+      return;
+    }
+    if (!accepting) return;
+    const isHello = payload.length > 3 && payload[3] === MessageType.HELLO;
+    let link = links.get(deviceId);
+    if (isHello && link) {
+      // [PROTO-5.4] over MQTT: the device's new HELLO replaces its session.
+      link.retire();
+      links.delete(deviceId);
+      link = undefined;
+    }
+    if (!link) {
+      if (!isHello) {
+        nudge(deviceId);
+        return;
+      }
+      lastNudge.delete(deviceId);
+      const l = new MqttLink(
+        deviceId,
+        (frame) => client.publish(topics.down(deviceId), frame, { qos: 1 }),
+        hold,
+        detach,
+      );
+      links.set(deviceId, l);
+      l.session = new DeviceSession(l, deviceId, opts.session);
+      link = l;
+    }
+    count('delivered');
+    link.deliver(payload);
+  }
+
+  /** A frame with no session: ask for HELLO (FATAL ERROR), at most once a second per device. */
+  function nudge(deviceId: string): void {
+    count('no_session');
+    const now = Date.now();
+    const last = lastNudge.get(deviceId);
+    if (last !== undefined && now - last < NUDGE_INTERVAL_MS) return;
+    lastNudge.set(deviceId, now);
+    if (lastNudge.size > 100_000) lastNudge.clear();
+    metrics.frameErrors.inc({ code: 'UNEXPECTED_MESSAGE' });
+    client.publish(
+      topics.down(deviceId),
+      encodeError('UNEXPECTED_MESSAGE', `${ERRORS.UNEXPECTED_MESSAGE.summary} No session: send HELLO [PROTO-1.6]`),
+      { qos: 1 },
+    );
+  }
+
+  return {
+    start() {
+      client.subscribe(topics.allUp, onUp);
+      // A session that received nothing for a whole sweep period is ended by its next sweep.
+      sweep = setInterval(() => {
+        for (const link of links.values()) link.session?.heartbeat();
+      }, opts.config.deviceIdleSec * 1000);
+      sweep.unref();
+    },
+    stopAccepting() {
+      accepting = false;
+    },
+    close() {
+      accepting = false;
+      if (sweep) clearInterval(sweep);
+      for (const link of [...links.values()]) link.terminate();
+      refusals.close();
+    },
+    size: () => links.size,
+  };
+}
