@@ -37,6 +37,8 @@ export class MqttTestDevice {
   private bootId = 0;
   private rehelloTimer: NodeJS.Timeout | null = null;
   helloCount = 0;
+  /** Between HELLO and WELCOME the device publishes nothing new [PROTO-1.6]: frames wait in the outbox. */
+  private awaitingWelcome = false;
 
   private constructor(
     readonly client: MqttClient,
@@ -148,7 +150,7 @@ export class MqttTestDevice {
   produce(seq: number, baseTime: number, n = 3): void {
     const frame = encodeFrame(telemetry(this.bootId, seq, baseTime, n));
     this.outbox?.set(seq, frame);
-    this.client.publish(this.up, Buffer.from(frame), { qos: 1 });
+    if (!this.awaitingWelcome) this.client.publish(this.up, Buffer.from(frame), { qos: 1 });
   }
 
   /** Frames still waiting for an ACK (outbox mode). */
@@ -162,6 +164,7 @@ export class MqttTestDevice {
     if (m.type === 'ack' && m.bootId === this.bootId) {
       for (const seq of outbox.keys()) if (seq <= m.seq) outbox.delete(seq);
     } else if (m.type === 'welcome') {
+      this.awaitingWelcome = false;
       if (m.lastAck && m.lastAck.bootId === this.bootId) {
         for (const seq of outbox.keys()) if (seq <= m.lastAck.seq) outbox.delete(seq);
       }
@@ -178,6 +181,7 @@ export class MqttTestDevice {
       this.rehelloTimer = setTimeout(() => {
         this.rehelloTimer = null;
         this.helloCount++;
+        this.awaitingWelcome = true;
         if (!this.closed)
           this.client.publish(this.up, Buffer.from(encodeFrame(this.helloFrame(this.bootId))), { qos: 1 });
       }, 50);
