@@ -86,15 +86,13 @@ describe('a failed commit, seen by the device', () => {
     expect((await dev.hello(DEVICE, BOOT)).lastAck).toEqual({ bootId: BOOT, seq: 1 });
     for (const seq of [2, 3, 4]) dev.send(telemetry(BOOT, seq, base + (seq - 1) * 3000));
     await dev.ackOf(BOOT, 4);
-    const stored = hub.hub
-      .context()
-      .log.queryHistory({
-        deviceId: DEVICE,
-        fromMs: base - 1,
-        toMs: base + 60_000,
-        limit: 1000,
-        channel: 'temperature',
-      });
+    const stored = hub.hub.context().log.queryHistory({
+      deviceId: DEVICE,
+      fromMs: base - 1,
+      toMs: base + 60_000,
+      limit: 1000,
+      channel: 'temperature',
+    });
     expect(stored.readings.map((r) => r.value)).toEqual(
       [1, 2, 3, 4].flatMap((seq) => [0, 1, 2].map((i) => (2000 + seq * 10 + i) / 100)),
     );
