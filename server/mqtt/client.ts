@@ -230,7 +230,12 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
       clientId: config.clientId,
       protocolVersion: 5,
       clean: false,
-      properties: { sessionExpiryInterval: config.sessionExpirySec, receiveMaximum: config.maxInflight },
+      // The broker does not forward messages above 16 KiB to the hub (frames are ≤ 4096 bytes [PROTO-1.4]).
+      properties: {
+        sessionExpiryInterval: config.sessionExpirySec,
+        receiveMaximum: config.maxInflight,
+        maximumPacketSize: 16 * 1024 + 512,
+      },
       reconnectPeriod: 0,
       connectTimeout: opts.connectTimeoutMs ?? 10_000,
       queueQoSZero: false,
