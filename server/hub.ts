@@ -25,6 +25,7 @@ import { createRouter } from './http/router.ts';
 import { logDeviceActivity } from './log/device-activity.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
+import { createMqttBridgeExtension } from './mqtt/bridge-extension.ts';
 import { createHubMqtt, type HubMqtt, withBrokerGrants } from './mqtt/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
 import { DeviceHealth, type DeviceHealthRow } from './pipeline/device-health.ts';
@@ -167,7 +168,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   const now = deps.now ?? Date.now;
   const sessions = createSessionTable();
   const pendingUpgrades = new Map<string, UpgradeHandler>();
-  const extensions = deps.extensions ?? [];
+  // The MQTT readings bridge and Home Assistant discovery (MQTT_BRIDGE=on) run as an extension.
+  const extensions = [...(deps.extensions ?? []), ...(config.mqttBridge ? [createMqttBridgeExtension()] : [])];
 
   let ctx: HubContext | null = null;
   let gateway: Gateway | null = null;

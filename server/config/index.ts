@@ -74,6 +74,13 @@ export const ENV_SCHEMA = {
   MQTT_DEVICE_IDLE_SEC: int(5, 86_400).default(120),
   MQTT_MAX_INFLIGHT: int(1, 65_535).default(1000),
   MQTT_OFFLINE_QUEUE_MAX: int(0, 10_000_000).default(10_000),
+  MQTT_BRIDGE: z.enum(['off', 'on']).default('off'),
+  MQTT_BRIDGE_INTERVAL_MS: int(100, 3_600_000).default(1000),
+  MQTT_HA_DISCOVERY: z.enum(['off', 'on']).default('off'),
+  MQTT_HA_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'must be topic levels without wildcards, e.g. homeassistant')
+    .default('homeassistant'),
 } as const;
 
 export type EnvName = keyof typeof ENV_SCHEMA;
@@ -163,6 +170,11 @@ export interface HubConfig {
   live: { maxClients: number; highWaterBytes: number; drainTimeoutMs: number; maxSubscriptions: number };
   /** The MQTT device transport (server/mqtt/); null when MQTT_URL is unset. */
   mqtt: MqttConfig | null;
+  /**
+   * The readings bridge (server/mqtt/bridge.ts) and Home Assistant discovery (ha-discovery.ts); null
+   * when MQTT_URL is unset or MQTT_BRIDGE is off.
+   */
+  mqttBridge: { intervalMs: number; haDiscovery: { prefix: string } | null } | null;
   /** `format`: auto = human-readable on a terminal, JSON lines otherwise (main.ts decides). */
   log: { level: Env['HUB_LOG_LEVEL']; format: Env['HUB_LOG_FORMAT'] };
 }
@@ -220,6 +232,12 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
   }
   if (raw.MQTT_URL === undefined && raw.MQTT_DEVICE_ACCESS === 'dynsec') {
     problems.push('MQTT_DEVICE_ACCESS: dynsec needs MQTT_URL');
+  }
+  if (raw.MQTT_URL === undefined && raw.MQTT_BRIDGE === 'on') problems.push('MQTT_BRIDGE: on needs MQTT_URL');
+  if (raw.MQTT_HA_DISCOVERY === 'on' && raw.MQTT_BRIDGE !== 'on') {
+    problems.push(
+      "MQTT_HA_DISCOVERY: on needs MQTT_BRIDGE=on (the entities read the bridge's state and status topics)",
+    );
   }
   if ((raw.HUB_TLS_CERT_FILE === undefined) !== (raw.HUB_TLS_KEY_FILE === undefined)) {
     problems.push('HUB_TLS_CERT_FILE, HUB_TLS_KEY_FILE: set both or neither');
@@ -298,6 +316,13 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
           offlineQueueMax: e.MQTT_OFFLINE_QUEUE_MAX,
         }
       : null,
+    mqttBridge:
+      e.MQTT_URL && e.MQTT_BRIDGE === 'on'
+        ? {
+            intervalMs: e.MQTT_BRIDGE_INTERVAL_MS,
+            haDiscovery: e.MQTT_HA_DISCOVERY === 'on' ? { prefix: e.MQTT_HA_PREFIX } : null,
+          }
+        : null,
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },
   };
   return deepFreeze(config);

@@ -1,0 +1,78 @@
+/**
+ * Plugs the readings bridge and Home Assistant discovery into the hub (as a {@link HubExtension})
+ * when MQTT_URL is set and MQTT_BRIDGE=on. Both publish through the hub's one MQTT client
+ * (`ctx.mqtt.client`); they are given `room()`: at most half of the client's offline queue, so that
+ * the other half (and the in-flight window) stays for frames to devices (WELCOME, ACK, COMMAND).
+ */
+import type { HubContext, HubExtension } from '../hub.ts';
+import { parseCommandRequest } from '../pipeline/commands.ts';
+import { createReadingsBridge, type ReadingsBridge } from './bridge.ts';
+import { createHaDiscovery, type HaDiscovery } from './ha-discovery.ts';
+
+export function createMqttBridgeExtension(): HubExtension & {
+  parts(): { bridge: ReadingsBridge | null; ha: HaDiscovery | null };
+} {
+  let bridge: ReadingsBridge | null = null;
+  let ha: HaDiscovery | null = null;
+  return {
+    name: 'mqtt-bridge',
+    start(ctx: HubContext) {
+      const cfg = ctx.config.mqttBridge;
+      const mqttConfig = ctx.config.mqtt;
+      const mqtt = ctx.mqtt;
+      if (!cfg || !mqttConfig || !mqtt) return;
+      const client = mqtt.client;
+      const half = Math.floor(mqttConfig.offlineQueueMax / 2);
+      const room = () => {
+        const s = client.status();
+        return s.queued > 0 ? Math.max(0, half - s.queued) : Math.max(0, mqttConfig.maxInflight - s.inflight) + half;
+      };
+      const logger = ctx.logger.child({ component: 'mqtt-bridge' });
+      const b = createReadingsBridge({
+        publisher: client,
+        bus: ctx.bus,
+        topicPrefix: mqttConfig.topicPrefix,
+        intervalMs: cfg.intervalMs,
+        room,
+        metrics: ctx.metrics,
+        logger,
+      });
+      bridge = b;
+      b.start();
+      if (!cfg.haDiscovery) return;
+      ha = createHaDiscovery({
+        publisher: client,
+        bus: ctx.bus,
+        naming: { topicPrefix: mqttConfig.topicPrefix, haPrefix: cfg.haDiscovery.prefix, bridge: b.topics },
+        channelsOf: (id) => ctx.channelsOf(id),
+        isRemoved: (id) => (ctx.registry ? ctx.registry.get(id)?.revoked !== false : false),
+        sendCommand: (id, name, args) => {
+          const session = ctx.sessions.get(id);
+          if (!session?.isReady()) return 'offline';
+          let request: ReturnType<typeof parseCommandRequest>;
+          try {
+            request = parseCommandRequest({ name, args });
+          } catch {
+            return 'invalid';
+          }
+          const commandId = ctx.commands.nextId();
+          session.sendCommand(commandId, request.name, request.args);
+          ctx.commands.record(id, commandId, request.name, request.args);
+          return 'sent';
+        },
+        onRemoved: (id) => b.clearDevice(id),
+        room,
+        intervalMs: cfg.intervalMs,
+        metrics: ctx.metrics,
+        logger: ctx.logger.child({ component: 'mqtt-ha' }),
+      });
+      ha.start();
+    },
+    stop() {
+      ha?.stop();
+      ha?.flush();
+      bridge?.stop();
+    },
+    parts: () => ({ bridge, ha }),
+  };
+}
