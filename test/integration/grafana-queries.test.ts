@@ -101,6 +101,7 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
     await new Promise((r) => setTimeout(r, 4000));
     const summary = await fleet.stop({ drainMs: 2000 });
     expect(summary.totals.framesAcked).toBeGreaterThan(0);
+    const stoppedAtMs = Date.now();
 
     // Wait until InfluxDB holds what was acked and the stats have written a few points (rates start
     // with the second point).
@@ -108,10 +109,18 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
     for (;;) {
       const stats = await run('SELECT count("device_sessions") FROM "hub_stats"');
       const status = await run('SELECT count("state_code") FROM "device_status"');
+      // Stats written after the fleet stopped: the presence checked below is the one after it left
+      // (points from while it ran say online; a stats write can be in flight as it stops, so two).
+      const after = await run(`SELECT count("device_sessions") FROM "hub_stats" WHERE time > ${stoppedAtMs}ms`);
       const depth = (await hub.metrics.logDepthFrames.get()).values[0]?.value ?? 1;
       const statPoints = Number(stats[0]?.values[0]?.[1] ?? 0);
-      if (depth === 0 && statPoints >= 3 && status.length > 0) break;
-      if (Date.now() > deadline) throw new Error(`hub never caught up: depth ${depth}, hub_stats points ${statPoints}`);
+      const afterStop = Number(after[0]?.values[0]?.[1] ?? 0);
+      if (depth === 0 && statPoints >= 3 && afterStop >= 2 && status.length > 0) break;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `hub never caught up: depth ${depth}, hub_stats points ${statPoints} (${afterStop} after the stop)`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
     range.toMs = Date.now() + 1000;
