@@ -8,8 +8,8 @@
  * - for a device some live client covers, applies the tick's values at the tick (`applyValues`), so
  *   the state is "as of the last tick" and the deltas after a snapshot never repeat it;
  * - for a device nobody covers, only keeps a reference to its newest frame (`defer`), decoded when the
- *   state is read (`view`), at the presence sweep (every 250 ms, which keeps the sparkline trail), or
- *   when a client starts covering it. Its snapshot holds everything accepted so far and the deltas
+ *   state is read (`view`), by the presence sweep (every 250 ms, at most once per trail step: that
+ *   keeps the sparkline trail), or when a client starts covering it. Its snapshot holds everything accepted so far and the deltas
  *   after it only later frames.
  *
  * Presence [docs/live-api.md §4]: `online` after HELLO → WELCOME; `stale` when a connected device has
@@ -64,6 +64,8 @@ export interface DeviceState {
   gaps: number[];
   /** The newest frame not yet applied to `channels` (nobody covered the device when it came). */
   deferred: AcceptedFrame | null;
+  /** Arrival time of the last deferred frame applied (the sweep decodes at most one per trail step). */
+  materializedAtMs: number;
 }
 
 /** A device as the REST API and snapshots present it (plain JSON). */
@@ -157,6 +159,7 @@ export class LiveState {
         channels: new Map(),
         gaps: [],
         deferred: null,
+        materializedAtMs: Number.NEGATIVE_INFINITY,
       };
       this.devices.set(deviceId, d);
     }
@@ -251,6 +254,7 @@ export class LiveState {
     const frame = d.deferred;
     if (frame === null) return;
     d.deferred = null;
+    d.materializedAtMs = frame.receivedAtMs;
     const collector = new TickCollector(null, Number.POSITIVE_INFINITY);
     frame.forEachSample(collector);
     this.applyValues(d, collector.finish());
@@ -329,8 +333,10 @@ export class LiveState {
   sweep(nowMs: number): PresenceChange[] {
     const changes: PresenceChange[] = [];
     for (const d of this.devices.values()) {
-      // The sparkline trail keeps a point per sweep of a device nobody watches (see the top).
-      if (d.deferred !== null) this.materialize(d);
+      // The sparkline trail of a device nobody watches: at most one decode per trail step (see the top).
+      if (d.deferred !== null && d.deferred.receivedAtMs - d.materializedAtMs >= this.#trailStepMs) {
+        this.materialize(d);
+      }
       if (d.state !== 'online') continue;
       const since = d.lastDataMs ?? d.sinceMs;
       const limit = this.staleAfterMs(d);
