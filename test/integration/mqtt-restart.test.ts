@@ -193,6 +193,31 @@ describe('the hub MQTT client (real Mosquitto)', () => {
     console.log(`kill -9: ${publishedWhileAway} frames published while no hub ran, delivered to the next hub`);
   });
 
+  it('without broker ACLs managed by the hub, frames of unregistered or revoked devices are dropped', async () => {
+    const broker = await startMosquitto();
+    cleanup.push(() => broker.stop());
+    const h = await startTestHub({ MQTT_URL: broker.url, MQTT_CLIENT_ID: 'hub-unknown-test' }, retry);
+    cleanup.push(() => h.stop());
+    await until('hub ready', async () => (await fetch(`${h.http}/readyz`)).status === 200);
+    const dropped = () => h.metricValue('hub_mqtt_messages_total', { direction: 'in', outcome: 'unknown_device' });
+    const stranger = await MqttTestDevice.connect(broker.url, { deviceId: 'mq-stranger' });
+    cleanup.push(() => stranger.close());
+    await stranger.send(stranger.helloFrame(1));
+    await until('the stranger dropped', async () => (await dropped()) >= 1);
+    expect(stranger.history).toEqual([]);
+    expect(h.hub.context().sessions.get('mq-stranger')).toBeUndefined();
+
+    await h.addDevice('mq-known');
+    const known = await MqttTestDevice.connect(broker.url, { deviceId: 'mq-known' });
+    cleanup.push(() => known.close());
+    await known.hello(2);
+    await h.registry.revoke('mq-known');
+    expect(await known.next('error')).toMatchObject({ fatal: true, code: 208 }); // REVOKED
+    await known.send(known.helloFrame(3));
+    await until('the revoked device dropped', async () => (await dropped()) >= 2);
+    expect(known.history.filter((m) => m.type === 'welcome')).toHaveLength(1);
+  });
+
   it('an unreachable broker: the hub starts, /readyz is 503 with the reason, one error line', async () => {
     const port = await freePort('127.0.0.1');
     const { lines, logger } = captureLog();
