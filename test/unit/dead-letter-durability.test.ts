@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { InfluxConfig } from '../../server/config/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
 import { type OpenDeadLetterStore, openDeadLetterStore } from '../../server/storage/dead-letter.ts';
@@ -106,9 +107,9 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function start(): Promise<void> {
+async function start(overrides: Partial<InfluxConfig> = {}): Promise<void> {
   forwarder = createInfluxForwarder({
-    config: influxConfig(await influx.listen(), { maxRetryDelayMs: 200 }),
+    config: influxConfig(await influx.listen(), { maxRetryDelayMs: 200, ...overrides }),
     log,
     deadLetters,
     metrics,
@@ -136,6 +137,26 @@ describe('dead letters are durable before the forwarder cursor passes them', () 
     release();
     await until(() => log.forwardedOffset() === 1);
     expect(deadLetters.list(10).every((d) => d.line.includes('channel=temp'))).toBe(true);
+  });
+
+  it('with two writes in flight, a later batch confirmed first does not move the cursor past dead letters not yet flushed', async () => {
+    let release!: () => void;
+    flush.hold = new Promise<void>((r) => {
+      release = r;
+    });
+    // Batch 1 (frame 1): a conflicting temp line and a humidity line. Batch 2 (frame 2): humidity only.
+    log.appendFrame('dev-1', telemetryFrame({ seq: 1, baseTime: T0, samples: 1, channels: [0, 1] }));
+    log.appendFrame('dev-1', telemetryFrame({ seq: 2, baseTime: T0 + 10, samples: 1, channels: [1] }));
+    await start({ batchLines: 2, maxInFlightWrites: 2 });
+    // Batch 2 is confirmed; batch 1's rejected line is committed to the store but its flush is held.
+    await until(() => influx.stored.size === 2 && deadLetters.count() === 1 && flush.waits > 0);
+    expect(log.commits).toEqual([]);
+    expect(log.forwardedOffset()).toBe(0);
+
+    release();
+    await until(() => log.forwardedOffset() === 2);
+    expect(log.commits).toEqual([2]);
+    expect(deadLetters.list(10).map((d) => d.line.split(',')[1])).toEqual(['channel=temp']);
   });
 
   it('never moves the cursor past dead letters whose flush failed; retries and moves on once it works', async () => {
