@@ -36,6 +36,7 @@ export {
   slowLink,
   wsConnector,
 } from './link.ts';
+export { CONNECTION_LOST_FRAME, type MqttConnectorOptions, mqttConnector } from './mqtt-link.ts';
 export { Outbox, type OutboxEntry } from './outbox.ts';
 export { FileRecorder, type RecordEvent, type RecordLine, readRecord } from './record-file.ts';
 export {

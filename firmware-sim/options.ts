@@ -11,7 +11,10 @@ export const USAGE = `Usage: npm run sim -- [options]
 A fleet of simulated ESP32 boards speaking protocol v1 to a hub.
 
 Options:
-  --url <ws-url>           hub device endpoint (default ws://localhost:8080/v1/device)
+  --url <url>              hub device endpoint (default ws://localhost:8080/v1/device), or with
+                           --transport mqtt the broker (default mqtt://localhost:1883)
+  --transport <ws|mqtt>    WebSocket to the hub, or MQTT through the broker [PROTO-1.6] (default ws)
+  --mqtt-prefix <text>     the hub's MQTT_TOPIC_PREFIX (default esp32hub)
   --devices <n>            number of boards (default 1)
   --rate <frames/s>        TELEMETRY frames per second per board (default 1)
   --ticks-per-frame <n>    sample ticks per frame (default 4; sample interval = 1000/(rate*ticks) ms)
@@ -35,9 +38,10 @@ Options:
                            (with --state-dir, a board keeps its token there for later runs)
   --provision              register boards missing from the tokens file through the hub's admin API
                            (new tokens are appended to --tokens-file when given)
-  --admin-url <url>        admin API base URL (default: derived from --url)
+  --admin-url <url>        admin API base URL (default: derived from --url; required with
+                           --transport mqtt and --provision)
   --admin-token-env <var>  environment variable holding the admin token (default HUB_ADMIN_TOKEN)
-  --insecure               accept a self-signed certificate (wss:// test hubs)
+  --insecure               accept a self-signed certificate (wss:// hubs, mqtts:// brokers)
   --json                   print the summary as JSON on stdout
   --per-device             add one row per board to the summary table
   --quiet                  no live status line
@@ -49,6 +53,10 @@ Ctrl-C stops the run, drains, and prints the summary; a second Ctrl-C exits at o
 
 export interface CliOptions {
   url: string;
+  /** `ws`: WebSocket to the hub; `mqtt`: through the broker at `url` [PROTO-1.6]. */
+  transport: 'ws' | 'mqtt';
+  /** The hub's MQTT_TOPIC_PREFIX. */
+  mqttPrefix: string;
   devices: number;
   rate: number;
   ticksPerFrame: number;
@@ -113,6 +121,8 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     strict: true,
     options: {
       url: { type: 'string' },
+      transport: { type: 'string' },
+      'mqtt-prefix': { type: 'string' },
       devices: { type: 'string' },
       rate: { type: 'string' },
       'ticks-per-frame': { type: 'string' },
@@ -150,10 +160,19 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     }
     return v;
   };
-  const url = values.url ?? 'ws://localhost:8080/v1/device';
+  const transport = values.transport ?? 'ws';
+  if (transport !== 'ws' && transport !== 'mqtt') problems.push('--transport must be ws or mqtt');
+  const mqttTransport = transport === 'mqtt';
+  const url = values.url ?? (mqttTransport ? 'mqtt://localhost:1883' : 'ws://localhost:8080/v1/device');
+  const mqttPrefix = values['mqtt-prefix'] ?? 'esp32hub';
+  if (!/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/.test(mqttPrefix))
+    problems.push('--mqtt-prefix must be topic levels without wildcards, e.g. esp32hub');
+  if (values['mqtt-prefix'] !== undefined && !mqttTransport) problems.push('--mqtt-prefix needs --transport mqtt');
   try {
     const u = new URL(url);
-    if (u.protocol !== 'ws:' && u.protocol !== 'wss:') problems.push('--url must be a ws:// or wss:// URL');
+    if (mqttTransport) {
+      if (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:') problems.push('--url must be a mqtt:// or mqtts:// URL');
+    } else if (u.protocol !== 'ws:' && u.protocol !== 'wss:') problems.push('--url must be a ws:// or wss:// URL');
     if (u.username || u.password || u.search)
       problems.push('--url must not carry credentials or a query (tokens never travel in URLs)');
   } catch {
@@ -194,6 +213,9 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
   const adminTokenEnv = values['admin-token-env'] ?? 'HUB_ADMIN_TOKEN';
   const adminToken = env[adminTokenEnv] || null;
   const provision = values.provision === true;
+  if (provision && mqttTransport && values['admin-url'] === undefined) {
+    problems.push('--provision with --transport mqtt needs --admin-url (the hub, not the broker)');
+  }
   if (provision && adminToken === null) {
     problems.push(`--provision needs the admin token in the environment variable ${adminTokenEnv}`);
   }
@@ -206,6 +228,8 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
   }
   const opts: CliOptions = {
     url,
+    transport: mqttTransport ? 'mqtt' : 'ws',
+    mqttPrefix,
     devices: int('devices', values.devices, 1, 1, 100_000),
     rate,
     ticksPerFrame: int('ticks-per-frame', values['ticks-per-frame'], 4, 1, 255),

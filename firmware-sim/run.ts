@@ -5,6 +5,7 @@
 import { stateToken } from './board-store.ts';
 import { Fleet, type FleetSummary, type Fleet as FleetType, fleetDeviceIds } from './fleet.ts';
 import { wsConnector } from './link.ts';
+import { mqttConnector } from './mqtt-link.ts';
 import type { CliOptions } from './options.ts';
 import { FileRecorder } from './record-file.ts';
 import { statusLine, summaryTable } from './report.ts';
@@ -97,7 +98,13 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
       scenarioParams,
       rate: opts.rate,
       ticksPerFrame: opts.ticksPerFrame,
-      connector: wsConnector(opts.insecure ? { tls: { rejectUnauthorized: false } } : {}),
+      connector:
+        opts.transport === 'mqtt'
+          ? mqttConnector({
+              topicPrefix: opts.mqttPrefix,
+              ...(opts.insecure ? { tls: { rejectUnauthorized: false } } : {}),
+            })
+          : wsConnector(opts.insecure ? { tls: { rejectUnauthorized: false } } : {}),
       ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
       ...(recorder ? { recorder } : {}),
       device: {

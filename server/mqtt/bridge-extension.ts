@@ -7,7 +7,31 @@
 import type { HubContext, HubExtension } from '../hub.ts';
 import { parseCommandRequest } from '../pipeline/commands.ts';
 import { createReadingsBridge, type ReadingsBridge } from './bridge.ts';
+import { CONTROL_TOPIC, HUB_ROLE } from './dynsec.ts';
 import { createHaDiscovery, type HaDiscovery } from './ha-discovery.ts';
+
+/**
+ * With MQTT_DEVICE_ACCESS=dynsec the hub's broker role allows only the device transport's topics;
+ * the bridge and discovery need more: publish state, status and HA configs, subscribe to the HA
+ * command topics and HA's status. Added to the role on every connect, before the subscriptions
+ * (`addRoleACL` of an ACL the role already has is refused by the plugin and changes nothing; the
+ * plugin applies role ACL changes at once, without disconnecting anyone).
+ */
+export function bridgeRoleAcls(topicPrefix: string, haPrefix: string | null): Record<string, unknown>[] {
+  const acls: [acltype: string, topic: string][] = [
+    ['publishClientSend', `${topicPrefix}/v1/+/state`],
+    ['publishClientSend', `${topicPrefix}/v1/+/status`],
+  ];
+  if (haPrefix !== null) {
+    acls.push(
+      ['publishClientSend', `${haPrefix}/#`],
+      ['subscribePattern', `${haPrefix}/status`],
+      ['subscribePattern', `${topicPrefix}/v1/+/cmd/+`],
+      ['publishClientReceive', `${topicPrefix}/v1/+/cmd/+`],
+    );
+  }
+  return acls.map(([acltype, topic]) => ({ command: 'addRoleACL', rolename: HUB_ROLE, acltype, topic, allow: true }));
+}
 
 export function createMqttBridgeExtension(): HubExtension & {
   parts(): { bridge: ReadingsBridge | null; ha: HaDiscovery | null };
@@ -38,6 +62,10 @@ export function createMqttBridgeExtension(): HubExtension & {
         logger,
       });
       bridge = b;
+      if (mqttConfig.deviceAccess === 'dynsec') {
+        const commands = bridgeRoleAcls(mqttConfig.topicPrefix, cfg.haDiscovery?.prefix ?? null);
+        client.onConnect(() => client.publish(CONTROL_TOPIC, JSON.stringify({ commands }), { qos: 1 }));
+      }
       b.start();
       if (!cfg.haDiscovery) return;
       ha = createHaDiscovery({

@@ -2,15 +2,19 @@
  * Test helpers for retained MQTT messages on a real broker. `readRetained` subscribes with a fresh
  * client and returns what the broker holds retained under a filter: Mosquitto queues a
  * subscription's retained messages while handling the SUBSCRIBE, so once the SUBACK of a second,
- * later subscription has arrived, every retained message of the first one has too (one TCP stream,
+ * later subscription (the same filter again) has arrived, every retained message of the first one has too (one TCP stream,
  * packets handled in order). No sleeps.
  */
 import mqtt from 'mqtt';
 import type { MqttPublisher } from '../../server/mqtt/bridge.ts';
 import type { HaPublisher } from '../../server/mqtt/ha-discovery.ts';
 
-export async function readRetained(url: string, filter: string): Promise<Map<string, string>> {
-  const c = await mqtt.connectAsync(url, { clean: true, reconnectPeriod: 0 });
+export async function readRetained(
+  url: string,
+  filter: string,
+  login: { username: string; password: string } | Record<string, never> = {},
+): Promise<Map<string, string>> {
+  const c = await mqtt.connectAsync(url, { clean: true, reconnectPeriod: 0, ...login });
   const got = new Map<string, string>();
   c.on('message', (topic, payload, packet) => {
     if (packet.retain) got.set(topic, payload.toString('utf8'));
@@ -18,7 +22,8 @@ export async function readRetained(url: string, filter: string): Promise<Map<str
   try {
     // QoS 0: each message is emitted as its packet is parsed, before the next packet (the SUBACK).
     await c.subscribeAsync(filter, { qos: 0 });
-    await c.subscribeAsync(`retained-probe/${Math.random().toString(36).slice(2)}`, { qos: 1 });
+    // The same filter again (a login may be allowed no other): its SUBACK follows the first's messages.
+    await c.subscribeAsync(filter, { qos: 0 });
     // Messages of the first subscription arrived before the second SUBACK; let their handlers run.
     await new Promise((r) => setImmediate(r));
     return got;
