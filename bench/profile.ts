@@ -113,6 +113,8 @@ async function main(): Promise<void> {
       rate: { type: 'string', default: '20000' },
       seconds: { type: 'string', default: '10' },
       devices: { type: 'string', default: '50' },
+      // The ingest core (`buildHub` without extensions: no live view) instead of `npm start`.
+      core: { type: 'boolean', default: false },
     },
   });
   const root = resolve(values.root);
@@ -131,7 +133,13 @@ async function main(): Promise<void> {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
     const hub = spawn(
       process.execPath,
-      ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--import', 'tsx', join(root, 'server/main.ts')],
+      [
+        '--cpu-prof',
+        `--cpu-prof-dir=${profDir}`,
+        '--import',
+        'tsx',
+        ...(values.core ? [join(root, 'bench/ingest.bench.ts'), 'hub'] : [join(root, 'server/main.ts')]),
+      ],
       {
         cwd: root,
         env: {
@@ -182,7 +190,7 @@ async function main(): Promise<void> {
     });
     const perK = (ms: number) => ((ms * 1000) / Math.max(1, result.sent)).toFixed(1);
     console.log(
-      `hub ${root}: ${result.sent} frames sent, ${result.acked} acked, at ${rate} frames/s for ${seconds} s, ` +
+      `hub ${root}${values.core ? ' (core, no live view)' : ' (npm start)'}: ${result.sent} frames sent, ${result.acked} acked, at ${rate} frames/s for ${seconds} s, ` +
         `${devices} devices; load average ${loadavg()
           .map((l) => l.toFixed(2))
           .join(' ')}`,

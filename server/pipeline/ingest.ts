@@ -541,9 +541,12 @@ export function createIngest(opts: IngestOptions): Ingest {
       // now rather than after the fsync; should the commit fail, no `readings` follows (events.ts).
       // The event carries the frame, not its readings: a view decodes what it needs, when it needs it.
       if (bus.listenerCount('readings:accepted') > 0) {
-        accepted = new AcceptedTelemetry(deviceId, frame, channels, timeOffsetMs, receivedAtMs, samples);
+        const frameView = new AcceptedTelemetry(deviceId, frame, channels, timeOffsetMs, receivedAtMs, samples);
+        // Kept until the commit only for `readings` listeners (else it would outlive young-generation
+        // collections for nothing).
+        if (bus.listenerCount('readings') > 0) accepted = frameView;
         // A failing view cannot fail the frame: the bus isolates its listeners (events.ts).
-        bus.emit('readings:accepted', deviceId, accepted);
+        bus.emit('readings:accepted', deviceId, frameView);
       }
     },
 

@@ -9,7 +9,8 @@
  * (pipelining); ACKs go out in order as group commits complete, coalesced per commit into one
  * cumulative ACK [PROTO-3.5]. In-flight frames are bounded hub-wide by bytes (inflight-budget.ts):
  * above the bound the link a frame arrived on is paused (backpressure to the device), and paused links
- * resume in turn below half of it.
+ * resume in turn below half of it. A session also holds at most MAX_INFLIGHT_FRAMES itself (resumed
+ * below half), so one busy device cannot take the whole hub's budget.
  *
  * The session talks to a transport-neutral {@link DeviceLink} (link.ts): the WebSocket link
  * (gateway.ts) and the MQTT link (server/mqtt/device-transport.ts) share this one state machine.
@@ -34,10 +35,18 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { CommandTracker } from '../pipeline/commands.ts';
 import type { Ingest } from '../pipeline/ingest.ts';
-import { InflightBudget } from './inflight-budget.ts';
+import { InflightBudget, type Pausable } from './inflight-budget.ts';
 import type { DeviceLink } from './link.ts';
 import { encodeAck, encodeError } from './outbound.ts';
 
+/**
+ * Frames one session may have in flight before its link is paused (resumed below half): a fairness
+ * bound under the hub-wide byte bound (inflight-budget.ts), which is what bounds memory.
+ */
+export const MAX_INFLIGHT_FRAMES = 512;
+/** Why a link is paused: its own session's bound, the hub-wide budget (a bit each). */
+const HOLD_SESSION = 1;
+const HOLD_BUDGET = 2;
 /** Bytes queued for sending to a device beyond which it is disconnected (it is not reading). */
 export const SEND_HIGH_WATER_BYTES = 256 * 1024;
 /** How long a closing session waits for its in-flight commits so their ACKs go out first. */
@@ -134,6 +143,13 @@ export class DeviceSession {
   private awaitingPong = false;
   private registered = false;
   private inflight = 0;
+  /** HOLD_* bits: the link is paused while any is set. */
+  private holds = 0;
+  /** What the hub-wide budget pauses and resumes: this session's budget hold. */
+  private readonly budgetHold: Pausable = {
+    pause: () => this.hold(HOLD_BUDGET, true),
+    resume: () => this.hold(HOLD_BUDGET, false),
+  };
   private onDrained: (() => void) | null = null;
   /** A refused frame (UNKNOWN_DESCRIPTORS / STORAGE_FULL): later frames are refused until it is replayed. */
   private refusal: { bootId: number; seq: number; code: ErrorCode } | null = null;
@@ -429,6 +445,9 @@ export class DeviceSession {
           this.storeFailed = true;
           this.end(err.code, err.message);
         } else if (!this.storeFailed) this.queueAck(bootId, seq);
+        if ((this.holds & HOLD_SESSION) !== 0 && this.inflight < MAX_INFLIGHT_FRAMES / 2) {
+          this.hold(HOLD_SESSION, false);
+        }
         if (this.inflight === 0) this.onDrained?.();
       });
     } catch (err) {
@@ -444,7 +463,19 @@ export class DeviceSession {
     }
     // The hub holds more in flight than its bound: this link waits (backpressure stays in the
     // kernel's socket buffers and on the device) until the budget resumes it.
-    if (over && budget.pause(this.link)) this.ctx.metrics.sessionPauses.inc();
+    if (over && budget.pause(this.budgetHold)) this.ctx.metrics.sessionPauses.inc();
+    if (this.inflight > MAX_INFLIGHT_FRAMES && (this.holds & HOLD_SESSION) === 0) {
+      this.hold(HOLD_SESSION, true);
+      this.ctx.metrics.sessionPauses.inc();
+    }
+  }
+
+  /** Sets or clears one reason to pause; the link is paused while any reason holds. */
+  private hold(bit: number, on: boolean): void {
+    const before = this.holds;
+    this.holds = on ? before | bit : before & ~bit;
+    if (before === 0 && this.holds !== 0) this.link.pause();
+    else if (before !== 0 && this.holds === 0) this.link.resume();
   }
 
   /** One cumulative ACK per commit group: the latest (boot, seq) wins [PROTO-3.5]. */
@@ -471,7 +502,7 @@ export class DeviceSession {
     if (this.helloTimer) clearTimeout(this.helloTimer);
     this.helloTimer = null;
     this.onDrained = null;
-    this.ctx.counts.inflight.forget(this.link);
+    this.ctx.counts.inflight.forget(this.budgetHold);
     if (this.closeReason === 'closed' && code === 1006) this.closeReason = 'connection_lost';
     const { metrics, bus, ingest, sessions } = this.ctx;
     metrics.deviceDisconnects.inc({ reason: this.closeReason });

@@ -14,14 +14,11 @@ import type { Ingest, TelemetryDone } from '../../server/pipeline/ingest.ts';
 import {
   createSessionTable,
   DeviceSession,
+  MAX_INFLIGHT_FRAMES,
   newSessionCounts,
   type SessionContext,
 } from '../../server/transport/device-session.ts';
-import {
-  INFLIGHT_FRAME_OVERHEAD_BYTES,
-  InflightBudget,
-  type Pausable,
-} from '../../server/transport/inflight-budget.ts';
+import { INFLIGHT_FRAME_OVERHEAD_BYTES, InflightBudget } from '../../server/transport/inflight-budget.ts';
 import type { DeviceLink, LinkHandlers } from '../../server/transport/link.ts';
 
 /** A link that records pause/resume; the test delivers frames through its handlers. */
@@ -212,12 +209,42 @@ describe('hub-wide in-flight bound', () => {
       expect(a.sent.length).toBe(acksBefore + 1); // one cumulative ACK for the group
       const b = connect('b');
       for (let s = 1; s <= 3; s++) b.deliver(telemetry(s));
-      expect(budget.isPaused(b as Pausable)).toBe(true);
+      expect(b.paused).toBe(true);
+      expect(budget.pausedLinks).toBe(1);
       b.handlers?.closed(1006);
-      expect(budget.isPaused(b as Pausable)).toBe(false);
+      expect(budget.pausedLinks).toBe(0); // no longer waiting to be resumed
       commit();
-      expect(budget.pausedLinks).toBe(0);
+      expect(budget.bytes).toBe(0);
     });
+  });
+
+  it('one device alone may hold at most MAX_INFLIGHT_FRAMES: paused, resumed below half (fairness under the budget)', async () => {
+    const budget = new InflightBudget(); // 16 MiB: far from reached by one device here
+    const { connect } = hub(budget);
+    const a = connect('a');
+    for (let s = 1; s <= MAX_INFLIGHT_FRAMES; s++) a.deliver(telemetry(s));
+    expect(a.paused).toBe(false);
+    a.deliver(telemetry(MAX_INFLIGHT_FRAMES + 1));
+    expect(a.paused).toBe(true);
+    expect(budget.pausedLinks).toBe(0); // the session's own bound, not the hub's
+    commit(MAX_INFLIGHT_FRAMES / 2 + 1); // 256 left in flight: not below half yet
+    expect(a.paused).toBe(true);
+    commit(1);
+    expect(a.paused).toBe(false);
+    expect(await pausesCounted()).toBe(1);
+  });
+
+  it('a link paused for both reasons resumes only when neither holds', () => {
+    const budget = new InflightBudget(MAX_INFLIGHT_FRAMES * COST, COST);
+    const { connect } = hub(budget);
+    const a = connect('a');
+    for (let s = 1; s <= MAX_INFLIGHT_FRAMES + 1; s++) a.deliver(telemetry(s));
+    expect(a.paused).toBe(true);
+    expect(budget.pausedLinks).toBe(1);
+    // Below half of the budget (and of the session's bound): both holds end, one resume.
+    commit(MAX_INFLIGHT_FRAMES / 2 + 2);
+    expect(a.paused).toBe(false);
+    expect(order).toEqual(['pause a', 'resume a']);
   });
 
   it('records the peak between flushes (a scrape every few seconds still sees a burst)', () => {
