@@ -79,7 +79,7 @@ export function createMetrics() {
     }),
     ingestInflightBytes: new Gauge({
       name: 'hub_ingest_inflight_bytes',
-      help: 'Peak since the previous scrape of the bytes of TELEMETRY frames in flight (not yet durable), hub-wide, counted with a per-frame overhead; above its bound (16 MiB) device links are paused.',
+      help: 'Highest bytes of TELEMETRY frames in flight (not yet durable), hub-wide, over the last second or since the previous scrape, each frame counted with a 512 B overhead; above 16 MiB device links are paused.',
       registers: r,
     }),
     sessionPauses: new Counter({
