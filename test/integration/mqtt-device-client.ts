@@ -153,6 +153,12 @@ export class MqttTestDevice {
     if (!this.awaitingWelcome) this.client.publish(this.up, Buffer.from(frame), { qos: 1 });
   }
 
+  /** Outbox mode: like `produce`, with a frame built by the caller (its seq must be `seq`). */
+  produceFrame(seq: number, frame: Uint8Array): void {
+    this.outbox?.set(seq, frame);
+    if (!this.awaitingWelcome) this.client.publish(this.up, Buffer.from(frame), { qos: 1 });
+  }
+
   /** Frames still waiting for an ACK (outbox mode). */
   pending(): number {
     return this.outbox?.size ?? 0;

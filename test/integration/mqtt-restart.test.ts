@@ -8,11 +8,13 @@ import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { encodeFrame, ValueType } from '../../server/codec/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { openDeviceRegistry } from '../../server/registry/index.ts';
+import { INFLIGHT_MAX_BYTES } from '../../server/transport/inflight-budget.ts';
 import { type MosquittoServer, startMosquitto, type TempDir, tempDir } from '../harness/index.ts';
 import { freePort } from '../harness/ports.ts';
-import { expectedReadings, startTestHub, type TestHub } from './ingest-device-client.ts';
+import { expectedReadings, startTestHub, TEST_HASH, type TestHub } from './ingest-device-client.ts';
 import { MqttTestDevice } from './mqtt-device-client.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -216,6 +218,52 @@ describe('the hub MQTT client (real Mosquitto)', () => {
     await known.send(known.helloFrame(3));
     await until('the revoked device dropped', async () => (await dropped()) >= 2);
     expect(known.history.filter((m) => m.type === 'welcome')).toHaveLength(1);
+  });
+
+  it('backpressure: a paused session holds the hub MQTT input, and everything is acknowledged after', async () => {
+    const broker = await startMosquitto({ extraConfig: ['max_queued_messages 100000'] });
+    cleanup.push(() => broker.stop());
+    let release: () => void = () => undefined;
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let holding = true;
+    const h = await startTestHub(
+      { MQTT_URL: broker.url, MQTT_CLIENT_ID: 'hub-pause-test' },
+      // Commits wait until released: in-flight frames pile up past the session's bound.
+      { ...retry, storageFaults: { beforeCommit: () => (holding ? released : undefined) } },
+    );
+    cleanup.push(() => h.stop());
+    await until('hub ready', async () => (await fetch(`${h.http}/readyz`)).status === 200);
+    await h.addDevice('mq-pause');
+    const d = await MqttTestDevice.connect(broker.url, { deviceId: 'mq-pause' });
+    cleanup.push(() => d.close());
+    d.useOutbox(41);
+    await d.hello(41);
+    // Large frames (two blocks of 255 samples, ~2.8 KB) so the hub-wide in-flight byte bound is passed.
+    const deltas = Array.from({ length: 255 }, (_, i) => i * 1000);
+    const frameOf = (seq: number) =>
+      encodeFrame({
+        type: 'telemetry',
+        unsynced: false,
+        bootId: 41,
+        seq,
+        descriptorHash: TEST_HASH,
+        baseTime: Date.now(),
+        blocks: [
+          { channel: 2, valueType: ValueType.BOOL, deltasMs: deltas, values: deltas.map((_, i) => i % 2 === 0) },
+          { channel: 3, valueType: ValueType.F32, deltasMs: deltas, values: deltas.map(() => 3.25) },
+        ],
+      });
+    const total = Math.ceil((INFLIGHT_MAX_BYTES * 1.2) / frameOf(1).length);
+    for (let seq = 1; seq <= total; seq++) d.produceFrame(seq, frameOf(seq));
+    await until('the hub to hold its MQTT input', async () => (await h.metricValue('hub_mqtt_input_paused')) === 1);
+    expect(await h.metricValue('hub_device_session_pauses_total')).toBeGreaterThanOrEqual(1);
+    holding = false;
+    release();
+    await until('every frame acknowledged', () => d.pending() === 0, 60_000);
+    expect(await h.metricValue('hub_mqtt_input_paused')).toBe(0);
+    expect(await h.metricValue('hub_frames_received_total', { type: 'telemetry' })).toBeGreaterThanOrEqual(total);
   });
 
   it('an unreachable broker: the hub starts, /readyz is 503 with the reason, one error line', async () => {
