@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { loadConfig } from '../../server/config/index.ts';
 
 const root = join(import.meta.dirname, '../..');
 const composeFile = join(root, 'docker-compose.yml');
@@ -29,8 +30,10 @@ const services = compose.services as Record<string, Service>;
 const required = [...new Set([...composeText.matchAll(/\$\{(\w+):\?/g)].map((m) => m[1] as string))];
 const referenced = [...new Set([...composeText.matchAll(/\$\{(\w+)/g)].map((m) => m[1] as string))];
 
+const PROFILES = ['--profile', 'sim', '--profile', 'mqtt'];
+
 function compose_(envFile: string, ...args: string[]) {
-  return spawnSync('docker-compose', ['--env-file', envFile, '-f', composeFile, '--profile', 'sim', ...args], {
+  return spawnSync('docker-compose', ['--env-file', envFile, '-f', composeFile, ...PROFILES, ...args], {
     cwd: root,
     encoding: 'utf8',
   });
@@ -47,7 +50,7 @@ describe('docker-compose.yml', () => {
     expect(result.status).toBe(0);
     const services_ = execFileSync(
       'docker-compose',
-      ['--env-file', env, '-f', composeFile, '--profile', 'sim', 'config', '--services'],
+      ['--env-file', env, '-f', composeFile, ...PROFILES, 'config', '--services'],
       {
         cwd: root,
         encoding: 'utf8',
@@ -66,13 +69,7 @@ describe('docker-compose.yml', () => {
 
   it('requires every secret from .env and writes none in the file', () => {
     expect(required).toEqual(
-      expect.arrayContaining([
-        'INFLUX_TOKEN',
-        'INFLUXDB_ADMIN_PASSWORD',
-        'GRAFANA_ADMIN_PASSWORD',
-        'HUB_ADMIN_TOKEN',
-        'MQTT_PASSWORD',
-      ]),
+      expect.arrayContaining(['INFLUX_TOKEN', 'INFLUXDB_ADMIN_PASSWORD', 'GRAFANA_ADMIN_PASSWORD', 'HUB_ADMIN_TOKEN']),
     );
     for (const [name, service] of Object.entries(services)) {
       for (const [key, value] of Object.entries(service.environment ?? {})) {
@@ -104,6 +101,7 @@ describe('docker-compose.yml', () => {
       }
     }
     expect(services.sim?.profiles).toEqual(['sim']);
+    expect(services.mosquitto?.profiles).toEqual(['mqtt']);
     expect(services.sim?.ports).toBeUndefined();
   });
 
@@ -114,5 +112,74 @@ describe('docker-compose.yml', () => {
     for (const image of froms) expect(image).toMatch(/:\d+\.\d+\.\d+/);
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/^HEALTHCHECK /m);
+  });
+
+  /** Each service's environment as the real compose implementation resolves it from `env` (plus the secrets). */
+  function resolvedEnvironments(env: Record<string, string>): Record<string, Record<string, string>> {
+    const file = join(dir, 'resolved.env');
+    const secrets = required.map((n) => [n, `placeholder-${n.toLowerCase()}-0123456789abcdef0123456789`]);
+    const all = { ...Object.fromEntries(secrets), ...env };
+    writeFileSync(
+      file,
+      Object.entries(all)
+        .map(([k, v]) => `${k}=${v}`)
+        .join('\n'),
+    );
+    const result = compose_(file, 'config');
+    expect(result.stderr).toBe('');
+    const parsed = parseYaml(result.stdout) as {
+      services: Record<string, { environment?: Record<string, string | number | null> }>;
+    };
+    return Object.fromEntries(
+      Object.entries(parsed.services).map(([name, svc]) => [
+        name,
+        Object.fromEntries(Object.entries(svc.environment ?? {}).map(([k, v]) => [k, v === null ? '' : String(v)])),
+      ]),
+    );
+  }
+  const hubEnvironment = (env: Record<string, string>) => resolvedEnvironments(env).hub ?? {};
+
+  it('without MQTT_URL asks for no MQTT setting, and the hub runs without MQTT', () => {
+    const env = hubEnvironment({});
+    expect(env.MQTT_URL).toBe('');
+    const config = loadConfig(env);
+    expect(config.mqtt).toBeNull();
+    expect(config.mqttBridge).toBeNull();
+  });
+
+  it('with MQTT_URL the hub uses the stack’s broker, its login from .env, and manages device logins', () => {
+    const env = hubEnvironment({
+      MQTT_URL: 'mqtt://mosquitto:1883',
+      MQTT_PASSWORD: 'broker-secret-from-env',
+      MQTT_DEVICE_ACCESS: 'dynsec',
+      MQTT_BRIDGE: 'on',
+      MQTT_HA_DISCOVERY: 'on',
+    });
+    const config = loadConfig(env);
+    expect(config.mqtt).toMatchObject({
+      url: 'mqtt://mosquitto:1883',
+      username: 'esp32hub',
+      password: 'broker-secret-from-env',
+      deviceAccess: 'dynsec',
+    });
+    expect(config.mqttBridge?.haDiscovery).not.toBeNull();
+    // The broker's administrator is the same login, from the same .env entries.
+    expect(resolvedEnvironments({ MQTT_PASSWORD: 'broker-secret-from-env' }).mosquitto).toMatchObject({
+      MQTT_USERNAME: 'esp32hub',
+      MQTT_PASSWORD: 'broker-secret-from-env',
+    });
+  });
+
+  it('the broker refuses to start without MQTT_PASSWORD, naming it; its config turns on dynamic security', () => {
+    const run = spawnSync('sh', [join(root, 'docker/mosquitto/start.sh')], {
+      env: { PATH: process.env.PATH ?? '', MQTT_USERNAME: 'esp32hub' },
+      encoding: 'utf8',
+    });
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(/set MQTT_PASSWORD in \.env/);
+    const conf = readFileSync(join(root, 'docker/mosquitto/mosquitto.conf'), 'utf8');
+    expect(conf).toMatch(/^allow_anonymous false$/m);
+    expect(conf).toMatch(/^plugin \S+mosquitto_dynamic_security\.so$/m);
+    expect(conf).toMatch(/^plugin_opt_config_file \/mosquitto\/data\/dynamic-security\.json$/m);
   });
 });
