@@ -127,6 +127,22 @@ export function createDynsecAccess(opts: DynsecOptions): BrokerAccess & { setup(
 
   const roleOf = (deviceId: string) => `${DEVICE_ROLE_PREFIX}${deviceId}`;
 
+  // Grants and revokes run one after the other: a rotation revokes the old login (from the registry's
+  // revoked event) and grants the new one; interleaved, the revoke's deleteRole could land between the
+  // grant's createRole and createClient.
+  let chain: Promise<unknown> = Promise.resolve();
+  const serial = (op: () => Promise<void>): Promise<void> => {
+    const result = chain.then(op, op);
+    chain = result.catch(() => undefined);
+    return result;
+  };
+  const revokeNow = (deviceId: string) =>
+    audited('revoke', deviceId, async () => {
+      // Deleting the client disconnects it at once.
+      check(await run({ command: 'deleteClient', username: deviceId }), ['not found']);
+      check(await run({ command: 'deleteRole', rolename: roleOf(deviceId) }), ['not found']);
+    });
+
   return {
     kind: 'dynsec',
 
@@ -156,39 +172,37 @@ export function createDynsecAccess(opts: DynsecOptions): BrokerAccess & { setup(
     },
 
     grant(deviceId, password) {
-      return audited('grant', deviceId, async () => {
-        check(
-          await run({
-            command: 'createRole',
-            rolename: roleOf(deviceId),
-            acls: [
-              { acltype: 'publishClientSend', topic: topics.up(deviceId), allow: true },
-              { acltype: 'subscribePattern', topic: topics.down(deviceId), allow: true },
-            ],
-          }),
-          ['already exists'],
-        );
-        const created = await run({
-          command: 'createClient',
-          username: deviceId,
-          clientid: deviceId,
-          password,
-          roles: [{ rolename: roleOf(deviceId) }],
-        });
-        if (created.error?.includes('already exists')) {
-          // A rotated token: the new password replaces the old one (the plugin kicks the old login).
-          check(await run({ command: 'setClientPassword', username: deviceId, password }));
-          check(await run({ command: 'enableClient', username: deviceId }));
-        } else check(created);
-      });
+      return serial(() =>
+        audited('grant', deviceId, async () => {
+          check(
+            await run({
+              command: 'createRole',
+              rolename: roleOf(deviceId),
+              acls: [
+                { acltype: 'publishClientSend', topic: topics.up(deviceId), allow: true },
+                { acltype: 'subscribePattern', topic: topics.down(deviceId), allow: true },
+              ],
+            }),
+            ['already exists'],
+          );
+          const created = await run({
+            command: 'createClient',
+            username: deviceId,
+            clientid: deviceId,
+            password,
+            roles: [{ rolename: roleOf(deviceId) }],
+          });
+          if (created.error?.includes('already exists')) {
+            // A rotated token: the new password replaces the old one (the plugin kicks the old login).
+            check(await run({ command: 'setClientPassword', username: deviceId, password }));
+            check(await run({ command: 'enableClient', username: deviceId }));
+          } else check(created);
+        }),
+      );
     },
 
     revoke(deviceId) {
-      return audited('revoke', deviceId, async () => {
-        // Deleting the client disconnects it at once.
-        check(await run({ command: 'deleteClient', username: deviceId }), ['not found']);
-        check(await run({ command: 'deleteRole', rolename: roleOf(deviceId) }), ['not found']);
-      });
+      return serial(() => revokeNow(deviceId));
     },
 
     async reconcile(active) {
@@ -205,7 +219,7 @@ export function createDynsecAccess(opts: DynsecOptions): BrokerAccess & { setup(
         onBroker.add(name);
         if (!active.has(name)) {
           logger.info({ deviceId: name }, 'removing the broker login of a device that is revoked or unknown');
-          await this.revoke(name).catch(() => undefined);
+          await serial(() => revokeNow(name)).catch(() => undefined);
         }
       }
       return [...active].filter((id) => !onBroker.has(id));

@@ -197,6 +197,21 @@ describe('devices over MQTT (real Mosquitto with dynamic security)', () => {
     expect(other?.revoked).toBe(false);
   });
 
+  it('rotating a token replaces the broker login: the old one is cut off, the new one works', async () => {
+    const { d, token: oldToken } = await device('mq-rotate');
+    await d.hello(13);
+    const closed = new Promise<void>((resolve) => d.client.once('close', () => resolve()));
+    const { token: newToken } = await h.hub.context().registry!.rotate('mq-rotate');
+    await closed;
+    await expect(MqttTestDevice.connect(broker.url, { deviceId: 'mq-rotate', password: oldToken })).rejects.toThrow(
+      /Bad User Name or Password|Not authorized/i,
+    );
+    const again = await MqttTestDevice.connect(broker.url, { deviceId: 'mq-rotate', password: newToken });
+    devices.push(again);
+    expect((await again.hello(14)).acceptedVersion).toBe(1);
+    expect(await h.metricValue('hub_mqtt_broker_access_total', { outcome: 'failed' })).toBe(0);
+  });
+
   it('readiness reports the broker; configuration asks nothing about MQTT when MQTT_URL is unset', async () => {
     const ready = (await (await fetch(`${h.http}/readyz`)).json()) as {
       mqtt?: { state: string; deviceAccess: string };
