@@ -14,7 +14,7 @@ import { openDeviceRegistry } from '../../server/registry/index.ts';
 import { INFLIGHT_MAX_BYTES } from '../../server/transport/inflight-budget.ts';
 import { type MosquittoServer, startMosquitto, type TempDir, tempDir } from '../harness/index.ts';
 import { freePort } from '../harness/ports.ts';
-import { expectedReadings, startTestHub, TEST_HASH, type TestHub } from './ingest-device-client.ts';
+import { expectedReadings, startTestHub, TEST_HASH, type TestHub, telemetry } from './ingest-device-client.ts';
 import { MqttTestDevice } from './mqtt-device-client.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -264,6 +264,31 @@ describe('the hub MQTT client (real Mosquitto)', () => {
     await until('every frame acknowledged', () => d.pending() === 0, 60_000);
     expect(await h.metricValue('hub_mqtt_input_paused')).toBe(0);
     expect(await h.metricValue('hub_frames_received_total', { type: 'telemetry' })).toBeGreaterThanOrEqual(total);
+  });
+
+  it('heartbeat over MQTT: a silent session ends (reason heartbeat) and its next frame is asked for HELLO', async () => {
+    const broker = await startMosquitto();
+    cleanup.push(() => broker.stop());
+    const h = await startTestHub(
+      { MQTT_URL: broker.url, MQTT_CLIENT_ID: 'hub-idle-test', MQTT_DEVICE_IDLE_SEC: '5' },
+      retry,
+    );
+    cleanup.push(() => h.stop());
+    await until('hub ready', async () => (await fetch(`${h.http}/readyz`)).status === 200);
+    await h.addDevice('mq-idle');
+    const d = await MqttTestDevice.connect(broker.url, { deviceId: 'mq-idle' });
+    cleanup.push(() => d.close());
+    const offline = new Promise<{ reason: string }>((resolve) =>
+      h.hub.bus.on('device:offline', (e) => {
+        if (e.deviceId === 'mq-idle') resolve(e);
+      }),
+    );
+    await d.hello(51);
+    // Silent from here: the MQTT connection stays up (keepalive), but no frame reaches the hub.
+    expect((await offline).reason).toBe('heartbeat');
+    expect(h.hub.context().sessions.get('mq-idle')).toBeUndefined();
+    await d.send(telemetry(51, 1, Date.now()));
+    expect(await d.next('error')).toMatchObject({ fatal: true, code: 201 });
   });
 
   it('an unreachable broker: the hub starts, /readyz is 503 with the reason, one error line', async () => {
