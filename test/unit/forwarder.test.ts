@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { InfluxConfig } from '../../server/config/index.ts';
+import { type InfluxConfig, loadConfig } from '../../server/config/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
 import { type OpenDeadLetterStore, openDeadLetterStore } from '../../server/storage/dead-letter.ts';
@@ -655,5 +655,39 @@ describe('hub stats through the same write path', () => {
       'device_status,device=c state_code=0,gaps_total=0,errors_total=0,dropped_frames=7,buffered_frames=9,firmware="1.0" 5000',
       'device_status,device=d state_code=2,gaps_total=0,errors_total=0,dropped_frames=0,buffered_frames=0,firmware="1.0" 5000',
     ]);
+  });
+});
+
+describe('configuration', () => {
+  const influxEnv = { INFLUX_URL: 'http://127.0.0.1:8086', INFLUX_TOKEN: 't', INFLUX_ORG: 'o', INFLUX_BUCKET: 'b' };
+
+  it('defaults to two writes in flight and 20000-line requests; INFLUX_MAX_IN_FLIGHT_WRITES sets 1–16', () => {
+    expect(loadConfig(influxEnv).influx).toMatchObject({ maxInFlightWrites: 2, batchLines: 20_000 });
+    expect(loadConfig({ ...influxEnv, INFLUX_MAX_IN_FLIGHT_WRITES: '1' }).influx?.maxInFlightWrites).toBe(1);
+    expect(loadConfig({ ...influxEnv, INFLUX_MAX_IN_FLIGHT_WRITES: '16' }).influx?.maxInFlightWrites).toBe(16);
+    expect(() => loadConfig({ ...influxEnv, INFLUX_MAX_IN_FLIGHT_WRITES: '0' })).toThrow(/INFLUX_MAX_IN_FLIGHT_WRITES/);
+    expect(() => loadConfig({ ...influxEnv, INFLUX_MAX_IN_FLIGHT_WRITES: '17' })).toThrow(
+      /INFLUX_MAX_IN_FLIGHT_WRITES/,
+    );
+  });
+
+  it('keeps at most INFLUX_MAX_IN_FLIGHT_WRITES requests in flight', async () => {
+    fill(40); // 320 lines: 8 batches of 40
+    let inFlight = 0;
+    let most = 0;
+    influx.reply = async () => {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      // Answer once three are in flight (or after a while, so a forwarder that sends fewer finishes).
+      const deadline = Date.now() + 500;
+      while (inFlight < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 5));
+      inFlight--;
+      return { status: 204 };
+    };
+    start({ batchLines: 40, maxInFlightWrites: 3 });
+    await until(() => log.forwarded === 40);
+    expect(most).toBe(3);
+    expect(influx.stored.size).toBe(320);
   });
 });
