@@ -12,6 +12,10 @@
 #define HUB_PATH "/v1/device"
 #define HUB_TLS 0
 
+// Over MQTT instead (pio run -e esp32dev-mqtt, or -D HUB_TRANSPORT_MQTT=1; README "MQTT"): the broker.
+// The login is HUB_DEVICE_ID with HUB_DEVICE_TOKEN as password; HUB_HOST/PORT/PATH are then unused.
+// #define HUB_MQTT_URI "mqtt://192.168.1.10:1883"
+
 // The device id the token was issued for (npm run hub -- devices add <id>). Leave "" to use
 // "esp32-<MAC>"; the serial log prints it at boot.
 #define HUB_DEVICE_ID ""

@@ -66,6 +66,24 @@ static_assert(sizeof(HUB_CA_CERT) > 64, "HUB_TLS is 1 but HUB_CA_CERT is empty: 
 #define HUB_SLEEP_CONNECT_TIMEOUT_MS 30000  // give up a flush (no Wi-Fi, no hub) and sleep; frames stay
 #endif
 
+// Transport: 0 = WebSocket to the hub (HUB_HOST, HUB_PORT, HUB_PATH), 1 = MQTT through a broker
+// [PROTO-1.6] (README "MQTT"): login = the device id and its hub token, same frames, same session.
+#ifndef HUB_TRANSPORT_MQTT
+#define HUB_TRANSPORT_MQTT 0
+#endif
+#ifndef HUB_MQTT_URI
+#define HUB_MQTT_URI ""  // e.g. "mqtt://192.168.1.10:1883", or "mqtts://broker.example.net:8883" (needs HUB_CA_CERT)
+#endif
+#ifndef HUB_MQTT_TOPIC_PREFIX
+#define HUB_MQTT_TOPIC_PREFIX "esp32hub"  // the hub's MQTT_TOPIC_PREFIX
+#endif
+#ifndef HUB_MQTT_KEEPALIVE_SEC
+#define HUB_MQTT_KEEPALIVE_SEC 30  // the broker publishes the will after 1.5 × this of silence
+#endif
+#if HUB_TRANSPORT_MQTT
+static_assert(sizeof(HUB_MQTT_URI) > 8, "HUB_TRANSPORT_MQTT is 1 but HUB_MQTT_URI is empty: set the broker, e.g. mqtt://host:1883");
+#endif
+
 // Heartbeat [PROTO-1.5]: ping every 15 s, disconnect after 2 pongs missed by 5 s each.
 #ifndef HUB_PING_INTERVAL_MS
 #define HUB_PING_INTERVAL_MS 15000

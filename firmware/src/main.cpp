@@ -170,9 +170,14 @@ void setup() {
   esp32hub::Err err = s.begin(channels, sensors.descriptors(channels, esp32hub::Session::kMaxChannels));
   if (err != esp32hub::Err::Ok) Serial.printf("[boot] bad configuration: %s\n", esp32hub::errName(err));
 
-  WsTransport::Options ws = {HUB_HOST, HUB_PORT,  HUB_PATH,           HUB_TLS != 0,      HUB_CA_CERT,
-                             HUB_DEVICE_TOKEN, HUB_PING_INTERVAL_MS, HUB_PONG_TIMEOUT_MS, HUB_MISSED_PONGS};
-  if (!net.begin(ws, s)) Serial.println("[boot] network task not started (out of memory)");
+#if HUB_TRANSPORT_MQTT
+  MqttTransport::Options link = {HUB_MQTT_URI, resolveDeviceId(), HUB_DEVICE_TOKEN, HUB_MQTT_TOPIC_PREFIX, HUB_CA_CERT,
+                                 HUB_MQTT_KEEPALIVE_SEC};
+#else
+  WsTransport::Options link = {HUB_HOST, HUB_PORT,  HUB_PATH,           HUB_TLS != 0,      HUB_CA_CERT,
+                               HUB_DEVICE_TOKEN, HUB_PING_INTERVAL_MS, HUB_PONG_TIMEOUT_MS, HUB_MISSED_PONGS};
+#endif
+  if (!net.begin(link, s)) Serial.println("[boot] network task not started (out of memory)");
 #if HUB_DEEP_SLEEP
   deepSleepWake(*st, s);
 #else

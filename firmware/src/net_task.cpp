@@ -4,12 +4,12 @@
 #include <hub_session.h>
 #include <string.h>
 
-bool NetTask::begin(const WsTransport::Options& options, esp32hub::Session& session) {
+bool NetTask::begin(const HubLink::Options& options, esp32hub::Session& session) {
   session_ = &session;
   up_ = xQueueCreate(kUpDepth, sizeof(UpItem));
   down_ = xQueueCreate(kDownDepth, sizeof(DownItem));
   if (up_ == nullptr || down_ == nullptr) return false;
-  ws_.begin(options, *this);
+  if (!ws_.begin(options, *this)) return false;
   // Priority 1 like loop(); either core (the Wi-Fi stack runs at a higher priority anyway).
   return xTaskCreatePinnedToCore(taskMain, "hub-net", 12 * 1024, this, 1, nullptr, tskNO_AFFINITY) == pdPASS;
 }

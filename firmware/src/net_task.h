@@ -3,7 +3,7 @@
 //
 // The session stays in the main loop. This class is its Transport, and none of its calls waits: open()
 // and send() put a command on the uplink queue (send() copies the frame; false when the queue is full,
-// which the session treats as a lost link and later replays), close() sets an atomic the task reads. The task takes the commands, drives WsTransport
+// which the session treats as a lost link and later replays), close() sets an atomic the task reads. The task takes the commands, drives the link (WsTransport or MqttTransport)
 // and puts what happens (open, closed, a downlink frame) on the downlink queue; poll(), from the main
 // loop, hands those to the session. Every open() starts a new generation: events of an older
 // connection are dropped, so a late "closed" never ends the connection that replaced it.
@@ -16,13 +16,20 @@
 #include <freertos/task.h>
 #include <hub_ports.h>
 
+#include "app_config.h"
+#if HUB_TRANSPORT_MQTT
+#include "mqtt_transport.h"
+using HubLink = MqttTransport;  // [PROTO-1.6]
+#else
 #include "ws_transport.h"
+using HubLink = WsTransport;
+#endif
 
 namespace esp32hub {
 class Session;
 }
 
-class NetTask : public esp32hub::Transport, private WsTransport::Listener {
+class NetTask : public esp32hub::Transport, private HubLink::Listener {
  public:
   static constexpr size_t kUpFrameBytes = 1024;    // the largest uplink frame (the outbox's limit)
   static constexpr size_t kDownFrameBytes = 2048;  // downlink frames the device takes (WELCOME, ACK, COMMAND)
@@ -30,7 +37,7 @@ class NetTask : public esp32hub::Transport, private WsTransport::Listener {
   static constexpr uint8_t kDownDepth = 4;
 
   /** Creates the queues and starts the task (priority 1, 12 KiB stack: mbedTLS needs it). */
-  bool begin(const WsTransport::Options& options, esp32hub::Session& session);
+  bool begin(const HubLink::Options& options, esp32hub::Session& session);
   void open() override;
   void close() override;
   bool send(const uint8_t* frame, size_t len) override;
@@ -56,17 +63,17 @@ class NetTask : public esp32hub::Transport, private WsTransport::Listener {
   static void taskMain(void* self);
   void run();
   void report(uint8_t kind, const uint8_t* data, size_t len);
-  void onWsOpen() override { report(kOpened, nullptr, 0); }
-  void onWsClosed() override { report(kClosed, nullptr, 0); }
-  void onWsMessage(const uint8_t* frame, size_t len) override { report(kMessage, frame, len); }
+  void onLinkOpen() override { report(kOpened, nullptr, 0); }
+  void onLinkClosed() override { report(kClosed, nullptr, 0); }
+  void onLinkMessage(const uint8_t* frame, size_t len) override { report(kMessage, frame, len); }
 
-  WsTransport ws_;
+  HubLink ws_;  // WsTransport, or MqttTransport with HUB_TRANSPORT_MQTT
   esp32hub::Session* session_ = nullptr;
   QueueHandle_t up_ = nullptr;
   QueueHandle_t down_ = nullptr;
   uint32_t generation_ = 0;      // main loop: the connection the session wants
   std::atomic<uint32_t> closed_{0};  // main loop → task: the generation the session closed (no queue: never waits)
-  uint32_t taskGeneration_ = 0;  // network task: the connection WsTransport is on
+  uint32_t taskGeneration_ = 0;  // network task: the connection the link is on
   UpItem upScratch_{};           // main loop's item being filled
   UpItem taskUp_{};              // network task's item being handled
   DownItem taskDown_{};          // network task's item being reported

@@ -2,7 +2,7 @@
 
 #include <hub_types.h>
 
-void WsTransport::begin(const Options& options, Listener& listener) {
+bool WsTransport::begin(const Options& options, Listener& listener) {
   options_ = options;
   listener_ = &listener;
   authorization_ = String("Bearer ") + options.token;
@@ -11,7 +11,7 @@ void WsTransport::begin(const Options& options, Listener& listener) {
       // With no CA the library would call setInsecure() and accept any certificate. Never connect so.
       Serial.println("[ws] wss:// needs a CA certificate (HUB_CA_CERT): not connecting");
       tlsWithoutCa_ = true;
-      return;
+      return true;
     }
     ws_.beginSslWithCA(options_.host, options_.port, options_.path, options_.caCert, esp32hub::kSubprotocol);
   } else {
@@ -22,11 +22,12 @@ void WsTransport::begin(const Options& options, Listener& listener) {
   ws_.setReconnectInterval(0);                   // attempt as soon as loop() runs; the session paces attempts
   ws_.enableHeartbeat(options_.pingIntervalMs, options_.pongTimeoutMs, options_.missedPongs);
   ws_.onEvent([this](WStype_t type, uint8_t* payload, size_t length) { onEvent(type, payload, length); });
+  return true;
 }
 
 void WsTransport::open() {
   if (tlsWithoutCa_) {
-    listener_->onWsClosed();
+    listener_->onLinkClosed();
     return;
   }
   ws_.teardown();  // leftovers of an earlier attempt go before the new one starts
@@ -68,7 +69,7 @@ void WsTransport::loop() {
     active_ = false;
     ws_.teardown();
     Serial.println("[ws] connection attempt failed");
-    listener_->onWsClosed();
+    listener_->onLinkClosed();
   }
 }
 void WsTransport::onEvent(WStype_t type, uint8_t* payload, size_t length) {
@@ -76,7 +77,7 @@ void WsTransport::onEvent(WStype_t type, uint8_t* payload, size_t length) {
     case WStype_CONNECTED:
       authRefused_ = false;
       Serial.println("[ws] connected");
-      listener_->onWsOpen();
+      listener_->onLinkOpen();
       break;
     case WStype_DISCONNECTED: {
       // Since 2.7.1 the payload carries the reason, e.g. "HTTP 401" for a refused handshake.
@@ -85,12 +86,12 @@ void WsTransport::onEvent(WStype_t type, uint8_t* payload, size_t length) {
       Serial.printf("[ws] disconnected %s\n", reason.c_str());
       if (active_) {
         active_ = false;
-        listener_->onWsClosed();
+        listener_->onLinkClosed();
       }
       break;
     }
     case WStype_BIN:
-      listener_->onWsMessage(payload, length);
+      listener_->onLinkMessage(payload, length);
       break;
     case WStype_TEXT:
       // The hub sends binary frames only [PROTO-1.3]; a text message is ignored.

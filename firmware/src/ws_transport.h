@@ -21,9 +21,9 @@ class WsTransport {
   class Listener {
    public:
     virtual ~Listener() = default;
-    virtual void onWsOpen() = 0;
-    virtual void onWsClosed() = 0;
-    virtual void onWsMessage(const uint8_t* frame, size_t len) = 0;
+    virtual void onLinkOpen() = 0;
+    virtual void onLinkClosed() = 0;
+    virtual void onLinkMessage(const uint8_t* frame, size_t len) = 0;
   };
 
   struct Options {
@@ -38,7 +38,8 @@ class WsTransport {
     uint8_t missedPongs;
   };
 
-  void begin(const Options& options, Listener& listener);
+  /** Configures the library once (true: a wss:// without a CA is refused later, at open()). */
+  bool begin(const Options& options, Listener& listener);
   void open();
   void close();
   bool send(const uint8_t* frame, size_t len);
