@@ -4,7 +4,7 @@
  * refuses the hub's credentials is one log line and a not-ready /readyz, never a failed start.
  */
 import { fork } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -289,6 +289,40 @@ describe('the hub MQTT client (real Mosquitto)', () => {
     expect(h.hub.context().sessions.get('mq-idle')).toBeUndefined();
     await d.send(telemetry(51, 1, Date.now()));
     expect(await d.next('error')).toMatchObject({ fatal: true, code: 201 });
+  });
+
+  it('dynsec at start: logins of devices revoked meanwhile are deleted, active devices without one are named', async () => {
+    const broker = await startMosquitto({ dynsec: { adminUser: HUB_USER, adminPassword: HUB_PASSWORD } });
+    cleanup.push(() => broker.stop());
+    const dir = await tempDir('mqtt-reconcile');
+    cleanup.push(() => dir.remove());
+    const h1 = await startTestHub(mqttEnv(broker), retry, dir);
+    await until('hub 1 ready', async () => (await fetch(`${h1.http}/readyz`)).status === 200);
+    const { token } = await h1.hub.context().registry!.add('mq-kept');
+    await h1.hub.context().registry!.add('mq-gone');
+    await h1.stop();
+    // While no hub runs: one device revoked, one added, both by another process (as the CLI does).
+    const registry = openDeviceRegistry({ dataDir: dir.path, logger: createLogger('silent'), watchIntervalMs: 0 });
+    await registry.revoke('mq-gone');
+    await registry.add('mq-cli');
+    await registry.close();
+    const loginOf = (id: string) =>
+      new RegExp(`"username":\\s*"${id}"`).test(readFileSync(broker.dynsecFile as string, 'utf8'));
+    expect(loginOf('mq-gone')).toBe(true);
+
+    const { lines, logger } = captureLog();
+    const h2 = await startTestHub(mqttEnv(broker), { ...retry, logger }, dir);
+    cleanup.push(() => h2.stop());
+    await until('the revoked device login deleted', () => !loginOf('mq-gone'));
+    const warning = await until('the warning', () =>
+      lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('devices without a broker login')),
+    );
+    expect(warning).toMatchObject({ devices: 1, first: ['mq-cli'] });
+    expect(loginOf('mq-kept')).toBe(true);
+    const kept = await MqttTestDevice.connect(broker.url, { deviceId: 'mq-kept', password: token });
+    cleanup.push(() => kept.close());
+    await until('hub 2 ready', async () => (await fetch(`${h2.http}/readyz`)).status === 200);
+    expect((await kept.hello(61)).acceptedVersion).toBe(1);
   });
 
   it('an unreachable broker: the hub starts, /readyz is 503 with the reason, one error line', async () => {
