@@ -177,4 +177,26 @@ describe('Home Assistant MQTT discovery (real Mosquitto)', () => {
     // dev-1 keeps its entities.
     expect((await readRetained(broker.url, 'homeassistant/+/esp32hub_dev-1/+/config')).size).toBe(3);
   });
+
+  it('sends every config again when Home Assistant announces itself (it may have lost them)', async () => {
+    await settled();
+    const before = pub.sent();
+    const c = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+    try {
+      await c.publishAsync('homeassistant/status', 'online', { qos: 1 });
+    } finally {
+      await c.endAsync();
+    }
+    // dev-1's three entities (dev-2 was revoked): sent again although unchanged.
+    await until('the configs sent again', () => pub.sent() - before === 3);
+    await settled();
+    expect((await readRetained(broker.url, 'homeassistant/+/esp32hub_dev-1/+/config')).size).toBe(3);
+  });
+
+  it('sends every config again after the client (re)connects (a broker without persistence lost them)', async () => {
+    await settled();
+    const before = pub.sent();
+    await pub.reconnected();
+    await until('the configs sent again', () => pub.sent() - before === 3);
+  });
 });

@@ -48,17 +48,23 @@ export async function until<T>(what: string, probe: () => T | Promise<T>, timeou
  * count the messages handed over and the broker's PUBACKs; `subscribed()` resolves once the broker
  * answered every subscription.
  */
-export async function rawPublisher(
-  url: string,
-): Promise<
+export async function rawPublisher(url: string): Promise<
   HaPublisher &
-    MqttPublisher & { acked(): number; sent(): number; subscribed(): Promise<unknown>; close(): Promise<void> }
+    MqttPublisher & {
+      acked(): number;
+      sent(): number;
+      subscribed(): Promise<unknown>;
+      /** Runs the connect hooks, as the hub's client does after each (re)connect. */
+      reconnected(): Promise<void>;
+      close(): Promise<void>;
+    }
 > {
   const c = await mqtt.connectAsync(url, { clean: true, reconnectPeriod: 0, protocolVersion: 5 });
   const handlers: [string, (t: string, p: Buffer) => void][] = [];
   let sent = 0;
   let acked = 0;
   const subscriptions: Promise<unknown>[] = [];
+  const hooks: ((sessionPresent: boolean) => Promise<void> | void)[] = [];
   c.on('message', (topic, payload) => {
     for (const [filter, h] of handlers) if (matches(filter, topic)) h(topic, payload);
   });
@@ -74,7 +80,12 @@ export async function rawPublisher(
       handlers.push([filter, handler]);
       subscriptions.push(c.subscribeAsync(filter, { qos: 1 }));
     },
-    onConnect() {},
+    onConnect(hook) {
+      hooks.push(hook);
+    },
+    async reconnected() {
+      for (const hook of hooks) await hook(false);
+    },
     acked: () => acked,
     subscribed: () => Promise.all(subscriptions),
     sent: () => sent,
