@@ -8,15 +8,18 @@
  *   identify button reaches a board as a command and comes back done;
  * - boards that stop say so (their last frame), and their status turns offline.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Fleet, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
+import { Fleet, type FleetSummary, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
 import { mqttConnector } from '../../firmware-sim/mqtt-link.ts';
 import { MemoryRecorder } from '../../firmware-sim/recorder.ts';
 import type { CommandUpdate } from '../../server/events.ts';
 import { type MosquittoServer, startMosquitto, type TempDir, tempDir } from '../harness/index.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';
 import { readRetained, until } from './mqtt-retained.ts';
+import { runScript } from './run-script.ts';
 
 const HUB_USER = 'hub';
 const HUB_PASSWORD = 'hub-broker-password-2';
@@ -184,4 +187,39 @@ describe('simulator over MQTT → Mosquitto → hub', () => {
       return IDS.every((id) => held.get(`esp32hub/v1/${id}/status`) === 'offline');
     });
   }, 240_000);
+
+  it('npm run sim -- --transport mqtt: the CLI runs boards through the broker and the hub stores what they saw acked', async () => {
+    const ids = fleetDeviceIds(2, 'mq-cli-');
+    const lines: string[] = [];
+    for (const id of ids) lines.push(`${id},${(await h.hub.context().registry?.add(id))?.token ?? ''}`);
+    const file = join(dir.path, 'cli.tokens');
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const sim = await runScript('firmware-sim/cli.ts', [
+      '--transport',
+      'mqtt',
+      '--url',
+      broker.url,
+      '--id-prefix',
+      'mq-cli-',
+      '--devices',
+      '2',
+      '--rate',
+      '2',
+      '--tokens-file',
+      file,
+      '--duration',
+      '3s',
+      '--json',
+    ]);
+    expect(sim.code, sim.stderr).toBe(0);
+    const summary = JSON.parse(sim.stdout) as FleetSummary;
+    expect(summary.totals.framesAcked).toBeGreaterThan(4);
+    expect(summary.outboxDepth).toBe(0);
+    for (const d of summary.perDevice) {
+      const stored = h.hub
+        .context()
+        .queryHistory({ deviceId: d.id, fromMs: 0, toMs: Date.now() + 3_600_000, limit: 1_000_000 });
+      expect(stored.readings.length).toBe(d.readingsAcked);
+    }
+  }, 120_000);
 });
