@@ -8,5 +8,5 @@ export {
   type TelemetryScan,
 } from './telemetry-scan.ts';
 export * from './types.ts';
-export { scaledValue } from './values.ts';
+export { checkedChannel, scaledValue } from './values.ts';
 export { isChannelKey, isCommandName, isDeviceId, isFreeText } from './wire.ts';

@@ -12,6 +12,7 @@
  */
 import {
   type ChannelDescriptor,
+  checkedChannel,
   decodeFrame,
   type FrameRef,
   type Hello,
@@ -131,11 +132,7 @@ export function checkTelemetry(t: Telemetry, channels: ChannelDescriptor[]): Fra
   let minDeltaMs = Number.POSITIVE_INFINITY;
   let maxDeltaMs = 0;
   for (const block of t.blocks) {
-    const ch = table[block.channel];
-    if (!ch) throw new HubError('UNKNOWN_CHANNEL', `channel index ${block.channel} is not in the descriptor set`);
-    if (ch.valueType !== block.valueType) {
-      throw new HubError('TYPE_MISMATCH', `channel ${ch.key} is type ${ch.valueType}, block says ${block.valueType}`);
-    }
+    checkedChannel(table[block.channel], block);
     const { deltasMs, values } = block;
     for (let i = 0; i < values.length; i++) {
       const d = deltasMs[i] as number;

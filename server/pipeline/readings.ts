@@ -3,8 +3,7 @@
  * the ingest path (live fan-out), the InfluxDB forwarder and embedded history queries so all three
  * see the same values and the same timestamps.
  */
-import { type ChannelDescriptor, scaledValue, type Telemetry } from '../codec/index.ts';
-import { HubError } from '../errors.ts';
+import { type ChannelDescriptor, checkedChannel, scaledValue, type Telemetry } from '../codec/index.ts';
 import type { Reading } from '../storage/types.ts';
 
 export interface ReadingsResult {
@@ -27,11 +26,7 @@ export function telemetryToReadings(
   let missing = 0;
   const base = telemetry.baseTime + timeOffsetMs;
   for (const block of telemetry.blocks) {
-    const ch = findChannel(channels, block.channel);
-    if (!ch) throw new HubError('UNKNOWN_CHANNEL', `channel index ${block.channel} is not in the descriptor set`);
-    if (ch.valueType !== block.valueType) {
-      throw new HubError('TYPE_MISMATCH', `channel ${ch.key} is type ${ch.valueType}, block says ${block.valueType}`);
-    }
+    const ch = checkedChannel(findChannel(channels, block.channel), block);
     const { deltasMs, values } = block;
     for (let i = 0; i < values.length; i++) {
       const raw = values[i];

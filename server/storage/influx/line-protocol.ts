@@ -8,7 +8,7 @@
  * `Point.toLineProtocol()` for every reading shape, so the client stays the reference serializer.
  * Pure: no I/O.
  */
-import { decodeFrame, scaledValue, ValueType } from '../../codec/index.ts';
+import { checkedChannel, decodeFrame, scaledValue, ValueType } from '../../codec/index.ts';
 import { HubError } from '../../errors.ts';
 import type { DescriptorLookup, LogEntry, Reading } from '../types.ts';
 
@@ -178,11 +178,7 @@ export function frameText(entry: LogEntry, lookup: DescriptorLookup, cache: Seri
     // text with `+=` makes a rope that every request would have to flatten: ~2× the join's time).
     const lines: string[] = [];
     for (const block of message.blocks) {
-      const ch = table[block.channel];
-      if (!ch) throw new HubError('UNKNOWN_CHANNEL', `channel index ${block.channel} is not in the descriptor set`);
-      if (ch.valueType !== block.valueType) {
-        throw new HubError('TYPE_MISMATCH', `channel ${ch.key} is type ${ch.valueType}, block says ${block.valueType}`);
-      }
+      const ch = checkedChannel(table[block.channel], block);
       const { deltasMs, values } = block;
       for (let i = 0; i < values.length; i++) {
         const raw = values[i];
