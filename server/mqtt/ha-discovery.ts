@@ -163,7 +163,8 @@ export function haConfigsFor(naming: HaNaming, device: HaDevice): HaEntityConfig
   const topic = (component: HaComponent, objectId: string) => `${haPrefix}/${component}/${node}/${objectId}/config`;
   const out: HaEntityConfig[] = [];
   for (const ch of device.channels) {
-    const value = `value_json.channels.${ch.key}.value`;
+    // Subscripts, not attributes: a channel named e.g. `items` or `values` would be a dict method in Jinja.
+    const value = `value_json['channels']['${ch.key}']['value']`;
     if (ch.valueType === ValueType.BOOL) {
       out.push({
         component: 'binary_sensor',

@@ -82,7 +82,7 @@ describe('Home Assistant discovery payloads', () => {
       ]);
       if (c.component === 'sensor' || c.component === 'binary_sensor') {
         expect(p.state_topic).toBe('esp32hub/v1/dev-1/state');
-        expect(p.value_template).toContain(`value_json.channels.${c.topic.split('/')[3]}.value`);
+        expect(p.value_template).toContain(`value_json['channels']['${c.topic.split('/')[3]}']['value']`);
       }
     }
     const button = configs.find((c) => c.component === 'button')?.payload;
@@ -125,5 +125,14 @@ describe('Home Assistant discovery payloads', () => {
     for (const c of haConfigsFor(naming, { deviceId: 'a.b', firmwareVersion: '', channels: CHANNELS })) {
       expect(c.topic).toMatch(DISCOVERY_TOPIC);
     }
+  });
+
+  it('read channel values by subscript, so a channel named like a dict method (items, values) works in Jinja', () => {
+    const [items] = haConfigsFor(naming, {
+      deviceId: 'dev-1',
+      firmwareVersion: '',
+      channels: [ch(0, 'items', '', ValueType.U32)],
+    });
+    expect(items?.payload.value_template).toBe("{{ value_json['channels']['items']['value'] }}");
   });
 });
