@@ -12,15 +12,16 @@
  * topic). Adding a role to a connected client makes the plugin disconnect it, so the very first start
  * costs one reconnect.
  *
- * The registry keeps token hashes only, so credentials are granted when a token is issued in the hub
- * process (admin API); see `docs/architecture.md` §9 for tokens issued by the CLI.
+ * The registry keeps token hashes only, so credentials are granted where a token is issued: in the hub
+ * process (admin API) and in the `devices` CLI ({@link connectDynsecAdmin}); see `docs/architecture.md` §9.
  */
 import { randomUUID } from 'node:crypto';
+import type { MqttConfig } from '../config/index.ts';
 import { HubError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
-import type { HubMqttClient } from './client.ts';
-import type { Topics } from './topics.ts';
+import { createHubMqttClient, type HubMqttClient } from './client.ts';
+import { type Topics, topicsFor } from './topics.ts';
 
 export const CONTROL_TOPIC = '$CONTROL/dynamic-security/v1';
 export const RESPONSE_TOPIC = '$CONTROL/dynamic-security/v1/response';
@@ -225,4 +226,48 @@ export function createDynsecAccess(opts: DynsecOptions): BrokerAccess & { setup(
       return [...active].filter((id) => !onBroker.has(id));
     },
   };
+}
+
+/**
+ * A short-lived administrative connection for another process (the `devices` CLI): the hub's broker
+ * login under its own client id (`<MQTT_CLIENT_ID>-admin-<random>`, no persistent session, so the
+ * hub's connection and session are untouched). Resolves once connected; rejects with
+ * `MQTT_BROKER_ACCESS` if the broker cannot be reached or refuses the login within `timeoutMs`.
+ */
+export async function connectDynsecAdmin(opts: {
+  config: Readonly<MqttConfig>;
+  metrics: Metrics;
+  logger: Logger;
+  timeoutMs?: number;
+}): Promise<{ access: BrokerAccess; close(): Promise<void> }> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const config = {
+    ...opts.config,
+    clientId: `${opts.config.clientId}-admin-${randomUUID().slice(0, 8)}`,
+    sessionExpirySec: 0,
+  };
+  const client = createHubMqttClient({ ...opts, config, connectTimeoutMs: timeoutMs, minRetryMs: timeoutMs });
+  const access = createDynsecAccess({
+    client,
+    topics: topicsFor(config.topicPrefix),
+    hubUsername: config.username,
+    metrics: opts.metrics,
+    logger: opts.logger,
+  });
+  let connected = false;
+  client.onConnect(() => {
+    connected = true;
+  });
+  client.start();
+  const deadline = Date.now() + timeoutMs;
+  while (!client.isConnected()) {
+    const { state, lastError } = client.status();
+    if ((!connected && (state === 'unreachable' || state === 'not_authorized')) || Date.now() > deadline) {
+      await client.stop(0);
+      const cause = lastError?.message ?? `no connection within ${timeoutMs} ms`;
+      throw new HubError('MQTT_BROKER_ACCESS', `MQTT broker ${client.status().broker}: ${cause}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return { access, close: () => client.stop(1000) };
 }

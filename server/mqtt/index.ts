@@ -35,7 +35,12 @@ export interface HubMqtt {
   status(): MqttStatus & { deviceLinks: number; deviceAccess: BrokerAccess['kind'] };
   /** Gives a device its broker login (its token as password), when the hub manages broker access. */
   grantDevice(deviceId: string, token: string): Promise<void>;
-  /** Removes a device's broker login; the broker disconnects it. */
+  /**
+   * Removes a device's broker login (the broker disconnects it) once the device is no longer active in
+   * the registry. A rotated token (still active) keeps its login: whoever issued the new token replaces
+   * the password (this process's admin API, or the `devices` CLI in another one), which makes the
+   * broker drop the old login; deleting it here as well could undo a CLI's replacement that landed first.
+   */
   revokeDevice(deviceId: string): Promise<void>;
 }
 
@@ -85,7 +90,7 @@ export function createHubMqtt(opts: HubMqttOptions): HubMqtt {
       if (missing.length > 0) {
         logger.warn(
           { devices: missing.length, first: missing.slice(0, 10) },
-          'devices without a broker login cannot use MQTT: their tokens were issued outside this hub process; rotate them through the admin API',
+          'devices without a broker login cannot use MQTT (their tokens were issued without MQTT_DEVICE_ACCESS=dynsec or while the broker was unreachable): rotate them with `npm run hub -- devices rotate <id>` (with the MQTT settings) or the admin API',
         );
       }
     });
@@ -115,7 +120,9 @@ export function createHubMqtt(opts: HubMqttOptions): HubMqtt {
     },
     status: () => ({ ...client.status(), deviceLinks: transport.size(), deviceAccess: access.kind }),
     grantDevice: (id, token) => access.grant(id, token),
-    revokeDevice: (id) => access.revoke(id),
+    revokeDevice: async (id) => {
+      if (registry?.get(id)?.revoked !== false) await access.revoke(id);
+    },
   };
 }
 

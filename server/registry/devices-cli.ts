@@ -1,16 +1,20 @@
 /**
  * `npm run hub -- devices <add|list|revoke|rotate>`: the operator's side of the registry. Works on
  * the same store file as a running hub (see store.ts); a revoke or rotate here closes the device's
- * live socket in the hub within a second. Side-effect free at import: `server/cli.ts` calls
+ * live socket in the hub within a second. With MQTT_DEVICE_ACCESS=dynsec it also creates, replaces or
+ * deletes the device's broker login (server/mqtt/dynsec.ts), as the hub's admin API does; a broker it
+ * cannot reach leaves the registry change in place and exits 1 naming the retry. Side-effect free at import: `server/cli.ts` calls
  * {@link runDevicesCli} with argv, env and the standard streams.
  */
 import { closeSync, fchmodSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { ConfigError, loadConfig } from '../config/index.ts';
+import { ConfigError, loadConfig, type MqttConfig } from '../config/index.ts';
 import { HubError } from '../errors.ts';
-import { createLogger } from '../log/index.ts';
+import { createLogger, type Logger } from '../log/index.ts';
+import { createMetrics } from '../metrics/index.ts';
+import { type BrokerAccess, connectDynsecAdmin } from '../mqtt/dynsec.ts';
 import { deviceUrlFrom } from './device-url.ts';
 import { type DeviceInfo, type DeviceRegistry, type IssuedToken, openDeviceRegistry } from './registry.ts';
 
@@ -78,10 +82,12 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   // Only the settings the CLI needs, so an unrelated bad variable (say INFLUX_URL) does not block it.
   let dataDir: string;
   let deviceUrl: string;
+  let mqtt: MqttConfig | null;
   try {
     const config = loadConfig(pick(io.env, CLI_ENV));
     dataDir = values['data-dir'] ?? config.storage.dataDir;
     deviceUrl = deviceUrlFrom(config.server.publicUrl);
+    mqtt = config.mqtt?.deviceAccess === 'dynsec' ? config.mqtt : null;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     io.stderr.write(`error: ${err.message}\n`);
@@ -91,20 +97,25 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   // Logs (warnings only) go to stderr so `--json` output stays clean; tokens are never logged.
   const logger = createLogger('warn', pino.destination({ fd: 2, sync: true }));
   let registry: DeviceRegistry | undefined;
+  const broker = new BrokerLogins(mqtt, io, json);
   try {
     registry = openDeviceRegistry({ dataDir, logger, watchIntervalMs: 0 });
     const out = new Output(io, json, registry.file, deviceUrl);
     switch (command) {
       case 'add':
-        return await add(registry, ids, values['tokens-file'], out);
+        return worst(await add(registry, ids, values['tokens-file'], out, broker), broker.status);
       case 'list':
         out.list(registry.list());
         return EXIT.OK;
-      case 'revoke':
-        out.revoked(await registry.revoke(ids[0] as string));
-        return EXIT.OK;
+      case 'revoke': {
+        const id = ids[0] as string;
+        out.revoked(await registry.revoke(id));
+        // Also when it was already revoked: a second revoke retries a broker delete that failed.
+        await broker.revoke(id);
+        return broker.status;
+      }
       case 'rotate':
-        return await rotate(registry, ids[0] as string, values['tokens-file'], out);
+        return worst(await rotate(registry, ids[0] as string, values['tokens-file'], out, broker), broker.status);
       default:
         return usage(`unknown command "${command satisfies never}"`);
     }
@@ -112,6 +123,66 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
     return failed(io, json, err);
   } finally {
     await registry?.close();
+    await broker.close();
+  }
+}
+
+const worst = (a: number, b: number): number => Math.max(a, b);
+
+/**
+ * The devices' broker logins when the hub manages them (MQTT_DEVICE_ACCESS=dynsec; otherwise it does
+ * nothing): one administrative connection, opened at the first change. A failure is reported on stderr
+ * (naming the retry) and makes the exit code 1; the registry change stands.
+ */
+class BrokerLogins {
+  status: number = EXIT.OK;
+  private admin: ReturnType<typeof connectDynsecAdmin> | null = null;
+  private readonly logger: Logger = createLogger('silent');
+
+  constructor(
+    private readonly config: MqttConfig | null,
+    private readonly io: CliIo,
+    private readonly json: boolean,
+  ) {}
+
+  grant(id: string, token: string, rotated: boolean): Promise<void> {
+    return this.apply(
+      (a) => a.grant(id, token),
+      `the broker login of ${id} was NOT ${rotated ? 'replaced' : 'created'}`,
+      [
+        rotated
+          ? 'it cannot use MQTT with the new token, and the broker still accepts its old one'
+          : 'it can use WebSocket but not MQTT',
+        `once the broker is reachable, retry with: npm run hub -- devices rotate ${id}`,
+      ],
+    );
+  }
+
+  revoke(id: string): Promise<void> {
+    return this.apply((a) => a.revoke(id), `the broker login of ${id} was NOT deleted`, [
+      'a hub connected to the broker deletes it when it notices the revoke, and at its next start',
+      `to retry now: npm run hub -- devices revoke ${id}`,
+    ]);
+  }
+
+  async close(): Promise<void> {
+    const admin = await this.admin?.catch(() => null);
+    await admin?.close();
+  }
+
+  private async apply(op: (a: BrokerAccess) => Promise<void>, what: string, hints: string[]): Promise<void> {
+    if (!this.config) return;
+    this.admin ??= connectDynsecAdmin({ config: this.config, metrics: createMetrics(), logger: this.logger });
+    try {
+      await op((await this.admin).access);
+    } catch (err) {
+      const cause = err instanceof Error ? err.message : String(err);
+      this.status = failed(
+        this.io,
+        this.json,
+        new HubError('MQTT_BROKER_ACCESS', `${what} (${cause}); ${hints.join('; ')}`),
+      );
+    }
   }
 }
 
@@ -120,6 +191,7 @@ async function add(
   ids: string[],
   tokensFile: string | undefined,
   out: Output,
+  broker: BrokerLogins,
 ): Promise<number> {
   const issued: IssuedToken[] = [];
   let failure: unknown;
@@ -140,6 +212,7 @@ async function add(
     }
   }
   out.added(issued, fileError === undefined ? tokensFile : undefined);
+  for (const t of issued) await broker.grant(t.device.id, t.token, false);
   if (fileError !== undefined) return tokensFileFailed(out, tokensFile as string, fileError);
   return failure === undefined ? EXIT.OK : failed(out.io, out.json, failure);
 }
@@ -149,6 +222,7 @@ async function rotate(
   id: string,
   tokensFile: string | undefined,
   out: Output,
+  broker: BrokerLogins,
 ): Promise<number> {
   const issued = await registry.rotate(id);
   let fileError: unknown;
@@ -160,6 +234,7 @@ async function rotate(
     }
   }
   out.rotated(issued, fileError === undefined ? tokensFile : undefined);
+  await broker.grant(id, issued.token, true);
   return fileError === undefined ? EXIT.OK : tokensFileFailed(out, tokensFile as string, fileError);
 }
 
@@ -344,6 +419,13 @@ const CLI_ENV = [
   'HUB_PUBLIC_URL',
   'HUB_TLS_CERT_FILE',
   'HUB_TLS_KEY_FILE',
+  // The broker logins of devices, when the hub manages them (MQTT_DEVICE_ACCESS=dynsec).
+  'MQTT_URL',
+  'MQTT_USERNAME',
+  'MQTT_PASSWORD',
+  'MQTT_TOPIC_PREFIX',
+  'MQTT_CLIENT_ID',
+  'MQTT_DEVICE_ACCESS',
 ] as const;
 
 /** Only `keys` of `env`: a CLI loads just the settings it needs. */
