@@ -1,9 +1,10 @@
 /**
  * The simulator over MQTT (`--transport mqtt`, firmware-sim/mqtt-link.ts) → a real Mosquitto (dynamic
- * security: per-device logins the hub grants) → a real hub → its durable local log, with the readings
- * bridge and Home Assistant discovery on:
- * - every reading the boards saw acknowledged is stored exactly once, across a hub restart while the
- *   boards keep publishing (the broker holds their frames for the hub's persistent session);
+ * security: per-device logins the hub grants) → a real hub → its durable local log → a real InfluxDB,
+ * with the readings bridge and Home Assistant discovery on:
+ * - every reading the boards saw acknowledged is stored exactly once, in the local log and in InfluxDB
+ *   by value, across a hub restart while the boards keep publishing (the broker holds their frames for
+ *   the hub's persistent session);
  * - the bridge's retained state and presence, and the HA entities, describe the boards; a press on the
  *   identify button reaches a board as a command and comes back done;
  * - boards that stop say so (their last frame), and their status turns offline.
@@ -16,7 +17,15 @@ import { Fleet, type FleetSummary, fleetDeviceIds } from '../../firmware-sim/fle
 import { mqttConnector } from '../../firmware-sim/mqtt-link.ts';
 import { MemoryRecorder } from '../../firmware-sim/recorder.ts';
 import type { CommandUpdate } from '../../server/events.ts';
-import { type MosquittoServer, startMosquitto, type TempDir, tempDir } from '../harness/index.ts';
+import {
+  type InfluxServer,
+  influxEnv,
+  type MosquittoServer,
+  startInflux,
+  startMosquitto,
+  type TempDir,
+  tempDir,
+} from '../harness/index.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';
 import { readRetained, until } from './mqtt-retained.ts';
 import { runScript } from './run-script.ts';
@@ -68,6 +77,7 @@ async function createHaLogin(url: string): Promise<void> {
 
 describe('simulator over MQTT → Mosquitto → hub', () => {
   let broker: MosquittoServer;
+  let influx: InfluxServer;
   let dir: TempDir;
   let h: TestHub;
   const tokens = new Map<string, string>();
@@ -83,6 +93,9 @@ describe('simulator over MQTT → Mosquitto → hub', () => {
         MQTT_BRIDGE: 'on',
         MQTT_BRIDGE_INTERVAL_MS: '100',
         MQTT_HA_DISCOVERY: 'on',
+        ...influxEnv(influx),
+        INFLUX_FLUSH_INTERVAL_MS: '50',
+        INFLUX_STATS_INTERVAL_MS: '0',
       },
       { mqttRetryMs: { min: 100, max: 1000 } },
       dir,
@@ -92,6 +105,7 @@ describe('simulator over MQTT → Mosquitto → hub', () => {
 
   beforeAll(async () => {
     broker = await startMosquitto({ dynsec: { adminUser: HUB_USER, adminPassword: HUB_PASSWORD } });
+    influx = await startInflux({ bucket: 'sim-mqtt' });
     dir = await tempDir('sim-mqtt');
     await startHub();
     // Registered through the hub, which grants each board its broker login.
@@ -102,6 +116,7 @@ describe('simulator over MQTT → Mosquitto → hub', () => {
   afterAll(async () => {
     await h?.stop();
     await broker?.stop();
+    await influx?.stop();
     await dir?.remove();
   });
 
@@ -179,6 +194,31 @@ describe('simulator over MQTT → Mosquitto → hub', () => {
         .context()
         .queryHistory({ deviceId: id, fromMs: 0, toMs: Date.now() + 3_600_000, limit: 1_000_000 });
       expect(stored.readings.length).toBe(recorder.ackedReadings(id).length);
+    }
+
+    // And in InfluxDB: per (board, channel) the same number of points as acked readings (a lost reading,
+    // or two collapsed onto one timestamp, lowers it) with the same values (a changed one differs).
+    await until(
+      'the forwarder to write the local log to InfluxDB',
+      async () => {
+        return (await h.metricValue('hub_local_log_unforwarded_frames')) === 0;
+      },
+      60_000,
+    );
+    for (const id of IDS) {
+      const byChannel = new Map<string, (number | boolean)[]>();
+      for (const r of recorder.ackedReadings(id))
+        byChannel.set(r.channel, [...(byChannel.get(r.channel) ?? []), r.value]);
+      for (const [channel, values] of byChannel) {
+        const rows = (
+          await influx.influxQL(
+            `SELECT "value", "state" FROM "telemetry" WHERE "device" = '${id}' AND "channel" = '${channel}'`,
+          )
+        ).rows;
+        const stored = rows.map((row) => (row.value ?? row.state) as number | boolean);
+        const order = (a: number | boolean, b: number | boolean) => Number(a) - Number(b);
+        expect([...stored].sort(order), `${id} ${channel}`).toEqual([...values].sort(order));
+      }
     }
 
     // Boards that stopped said so: offline, retained.
