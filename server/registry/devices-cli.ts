@@ -44,6 +44,8 @@ Options:
   -h, --help            show this help
 
 Device ids: 1-64 characters of A-Z a-z 0-9 . _ -
+With MQTT_URL and MQTT_DEVICE_ACCESS=dynsec (and the hub's MQTT_USERNAME/MQTT_PASSWORD), add and
+rotate also create or replace the device's broker login, and revoke deletes it.
 Exit codes: 0 ok, 1 refused or failed (unknown id, duplicate, I/O), 2 usage or configuration error.
 `;
 

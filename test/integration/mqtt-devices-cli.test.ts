@@ -85,6 +85,11 @@ describe('devices CLI with broker access managed by the hub (real Mosquitto with
     expect(JSON.parse(list.stdout).devices).toContainEqual(
       expect.objectContaining({ id: 'cli-offline', revoked: false }),
     );
+    // A broker that refuses the hub's login: the same.
+    const refused = await runCli(['devices', 'add', 'cli-refused'], { ...env, MQTT_PASSWORD: 'wrong' });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/broker login of cli-refused was NOT created/);
+    expect(refused.stderr).not.toMatch(/wrong/); // never the password
     // The retry the message names works once the broker is reachable.
     const retry = await runCli(['devices', 'rotate', 'cli-offline', '--json'], env);
     expect(retry.code).toBe(0);
