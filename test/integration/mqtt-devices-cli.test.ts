@@ -96,5 +96,19 @@ describe('devices CLI with broker access managed by the hub (real Mosquitto with
     const d = await connect('cli-offline', JSON.parse(retry.stdout).token);
     await h.registry.refresh();
     await d.hello(1);
+
+    // A rotation the broker did not see: the old login still works there until a retry succeeds.
+    const rotated = await runCli(['devices', 'rotate', 'cli-offline'], { ...env, MQTT_URL: down });
+    expect(rotated.code).toBe(1);
+    expect(rotated.stderr).toMatch(/broker login of cli-offline was NOT replaced/);
+    expect(d.closed).toBe(false);
+    // A revoke the broker did not see leaves the device connected; the revoke again deletes the login.
+    const revoked = await runCli(['devices', 'revoke', 'cli-offline'], { ...env, MQTT_URL: down });
+    expect(revoked.code).toBe(1);
+    expect(revoked.stderr).toMatch(/broker login of cli-offline was NOT deleted/);
+    expect(revoked.stderr).toMatch(/npm run hub -- devices revoke cli-offline/);
+    expect(d.closed).toBe(false);
+    expect((await runCli(['devices', 'revoke', 'cli-offline'], env)).code).toBe(0);
+    await until('the revoked device disconnected', () => d.closed);
   });
 });
