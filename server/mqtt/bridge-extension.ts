@@ -60,6 +60,8 @@ export function createMqttBridgeExtension(): HubExtension & {
         room,
         metrics: ctx.metrics,
         logger,
+        offlineAtStart: () =>
+          (ctx.registry?.list() ?? []).filter((d) => !d.revoked && !ctx.sessions.get(d.id)?.isReady()).map((d) => d.id),
       });
       bridge = b;
       if (mqttConfig.deviceAccess === 'dynsec') {

@@ -6,7 +6,8 @@
  *   `{"deviceId","timeMs","channels":{"<key>":{"value","unit","timeMs"}}}`, from the bus's `readings`
  *   event (after the durable commit: nothing the hub did not store is bridged).
  * - `<prefix>/v1/<deviceId>/status` (retained, QoS 1): `online` / `offline`, from `device:online` /
- *   `device:offline` (a session replaced by a newer one is not an offline).
+ *   `device:offline` (a session replaced by a newer one is not an offline); at start, `offline` for
+ *   every registered device without a session (what a crashed hub left retained may say `online`).
  *
  * Bounded by design: per device the bridge holds one entry (its channels' last values and a pending
  * presence), and publishes at most one state and one status message per device per interval
@@ -51,6 +52,11 @@ export interface ReadingsBridgeOptions {
   intervalMs: number;
   /** Messages the client may take now without crowding out device frames (e.g. from its queue depth). */
   room: () => number;
+  /**
+   * Devices to publish `offline` for at start (registered, no live session): a hub that crashed left
+   * their last retained status, `online`, behind, and no `device:offline` will come for them.
+   */
+  offlineAtStart?: () => Iterable<string>;
   metrics: Metrics;
   logger: Logger;
 }
@@ -189,6 +195,11 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
   return {
     topics,
     start() {
+      for (const id of opts.offlineAtStart?.() ?? []) {
+        const e = entry(id);
+        if (e.status === null) e.status = 'offline';
+        mark(id);
+      }
       bus.on('readings', onReadings);
       bus.on('device:online', onOnline);
       bus.on('device:offline', onOffline);

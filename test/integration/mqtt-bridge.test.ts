@@ -127,6 +127,30 @@ describe('MQTT readings bridge (real Mosquitto)', () => {
     expect(again.channels.led.value).toBe(true);
   });
 
+  it('says offline at start for known devices without a session (a crashed hub left them online)', async () => {
+    // What a hub that died without a clean stop leaves retained.
+    const stale = `${prefix}/v1/left-online/status`;
+    pub.publish(stale, 'online', { qos: 1, retain: true });
+    await until(
+      'the stale status to be retained',
+      async () => (await readRetained(broker.url, stale)).get(stale) === 'online',
+    );
+    const restarted = createReadingsBridge({
+      publisher: pub,
+      bus: new HubEventBus(),
+      topicPrefix: prefix,
+      intervalMs: 3_600_000,
+      room: () => room,
+      metrics: createMetrics(),
+      logger: createLogger('silent'),
+      offlineAtStart: () => ['left-online'],
+    });
+    restarted.start();
+    restarted.flush();
+    await until('offline retained', async () => (await readRetained(broker.url, stale)).get(stale) === 'offline');
+    restarted.stop();
+  });
+
   it('publishes offline when the session ends, but not when a newer session replaced it', async () => {
     online('d2');
     await flushed();
