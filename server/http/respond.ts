@@ -6,10 +6,12 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { type ErrorCode, HubError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
+import { type FieldIssue, InvalidRequestError } from './validate.ts';
 
 /** The body of every error response. */
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string };
+  /** `details`: only on a 400 from a route's schemas, one entry per bad field. */
+  error: { code: ErrorCode; message: string; details?: readonly FieldIssue[] };
 }
 
 /**
@@ -33,6 +35,9 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 
 /** The status and body an error maps to. Errors that are not HubErrors become a bare 500 INTERNAL. */
 export function errorResponse(err: unknown): { status: number; body: ErrorBody } {
+  if (err instanceof InvalidRequestError) {
+    return { status: 400, body: { error: { code: err.code, message: err.message, details: err.details } } };
+  }
   if (err instanceof HubError) {
     return { status: err.httpStatus ?? 500, body: { error: { code: err.code, message: err.message } } };
   }

@@ -11,14 +11,30 @@
  * ```
  */
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { z } from 'zod';
 import { HubError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
 import { readJsonBody, sendError, sendJson } from './respond.ts';
+import { validateInput } from './validate.ts';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
+/** Validated inputs of a request: what the route's `params`, `query` and `body` schemas produced. */
+export interface RouteInput {
+  readonly params: unknown;
+  readonly query: unknown;
+  readonly body: unknown;
+}
+
+/** The `ctx.input` type of a route declared with options `O` (each part `undefined` without its schema). */
+export type InputOf<O> = {
+  readonly params: O extends { params: z.ZodType } ? z.output<O['params']> : undefined;
+  readonly query: O extends { query: z.ZodType } ? z.output<O['query']> : undefined;
+  readonly body: O extends { body: z.ZodType } ? z.output<O['body']> : undefined;
+};
+
 /** What a handler or guard gets for one request. */
-export interface RequestContext {
+export interface RequestContext<I extends RouteInput = RouteInput> {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   /** The request method; HEAD requests run the GET route (Node drops the body). */
@@ -37,6 +53,12 @@ export interface RequestContext {
    * sent as `application/json`.
    */
   body(): Promise<unknown>;
+  /**
+   * The inputs validated by the route's schemas (`params`, `query`, `body` options), set before the
+   * handler runs (guards see `undefined` parts). A request that fails a schema never reaches the
+   * handler: it is answered 400 BAD_REQUEST naming each bad field (see docs/http-api.md).
+   */
+  readonly input: I;
 }
 
 /**
@@ -44,7 +66,7 @@ export interface RequestContext {
  * answering yourself (e.g. `sendJson(ctx.res, 201, …)`, or streaming). Throw a `HubError` to answer
  * with its status and code; anything else thrown becomes a logged 500 INTERNAL.
  */
-export type Handler = (ctx: RequestContext) => unknown;
+export type Handler<I extends RouteInput = RouteInput> = (ctx: RequestContext<I>) => unknown;
 
 /**
  * Runs before the handler; throws a `HubError` to refuse (UNAUTHORIZED 401, NOT_FOUND …). It may
@@ -52,7 +74,35 @@ export type Handler = (ctx: RequestContext) => unknown;
  */
 export type Guard = (ctx: RequestContext) => void | Promise<void>;
 
+/** A documented response: a JSON body schema, or a description with an optional schema and media type. */
+export type ResponseSpec = z.ZodType | { description: string; schema?: z.ZodType; contentType?: string };
+
 export interface RouteOptions {
+  /** One line for the API reference (OpenAPI `summary`). */
+  summary?: string;
+  /** Longer text for the API reference (Markdown). */
+  description?: string;
+  /** Groups in the API reference (e.g. `['admin']`). */
+  tags?: readonly string[];
+  /**
+   * Schema of the `:params`/`*splats` (strings, percent-decoded); its output is `ctx.input.params`.
+   * The path is documented from the pattern even without one.
+   */
+  params?: z.ZodType;
+  /**
+   * Schema of the query string, seen as an object of strings (a repeated key gives an array of
+   * strings); its output is `ctx.input.query`. Use `z.strictObject` so unknown parameters are refused.
+   */
+  query?: z.ZodType;
+  /**
+   * Schema of the JSON body: the router reads and validates it (after the guards) and hands its
+   * output to the handler as `ctx.input.body`. Use `z.strictObject` so unknown fields are refused.
+   */
+  body?: z.ZodType;
+  /** Responses by status, for the API reference (not checked at run time). */
+  responses?: Readonly<Record<number, ResponseSpec>>;
+  /** Left out of the OpenAPI document (e.g. static web assets). */
+  hidden?: boolean;
   /** Guards, run in order; the first to throw refuses the request. See `requireAdmin`, `anyOf`. */
   guard?: Guard | readonly Guard[];
   /** Headers set on every answer of this route, errors included (e.g. `cache-control: no-store`). */
@@ -73,14 +123,33 @@ export interface RouterOptions {
   fallback?: Handler;
 }
 
+/** Registers a route; the handler's `ctx.input` is typed from the schemas in `options`. */
+type Register = <O extends RouteOptions = RouteOptions>(
+  pattern: string,
+  handler: Handler<InputOf<O>>,
+  options?: O,
+) => Router;
+
+/** A registered route as `routes()` lists it. */
+export interface RouteInfo {
+  readonly method: HttpMethod;
+  readonly pattern: string;
+  readonly options: Readonly<RouteOptions>;
+}
+
 export interface Router {
-  get(pattern: string, handler: Handler, options?: RouteOptions): Router;
-  post(pattern: string, handler: Handler, options?: RouteOptions): Router;
-  put(pattern: string, handler: Handler, options?: RouteOptions): Router;
-  patch(pattern: string, handler: Handler, options?: RouteOptions): Router;
-  delete(pattern: string, handler: Handler, options?: RouteOptions): Router;
+  get: Register;
+  post: Register;
+  put: Register;
+  patch: Register;
+  delete: Register;
   /** Registers a route. Throws if the same method and pattern shape is already registered. */
-  route(method: HttpMethod, pattern: string, handler: Handler, options?: RouteOptions): Router;
+  route<O extends RouteOptions = RouteOptions>(
+    method: HttpMethod,
+    pattern: string,
+    handler: Handler<InputOf<O>>,
+    options?: O,
+  ): Router;
   /** Answers one request; never rejects. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
   /**
@@ -93,6 +162,8 @@ export interface Router {
   readonly listener: (req: IncomingMessage, res: ServerResponse) => void;
   /** The registered routes, in registration order. */
   routes(): { method: HttpMethod; pattern: string }[];
+  /** The registered routes with their options (schemas, summary …), in registration order. */
+  describe(): RouteInfo[];
 }
 
 type Segment = { kind: 0; text: string } | { kind: 1; name: string } | { kind: 2; name: string };
@@ -101,10 +172,12 @@ interface Route {
   method: HttpMethod;
   pattern: string;
   segments: Segment[];
-  handler: Handler;
+  // biome-ignore lint/suspicious/noExplicitAny: each route's handler has its own input type
+  handler: Handler<any>;
   guards: readonly Guard[];
   headers: OutgoingHttpHeaders;
   maxBodyBytes: number;
+  options: RouteOptions;
 }
 
 const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
@@ -123,7 +196,8 @@ export function createRouter(options: RouterOptions = {}): Router {
     patch: (p, h, o) => router.route('PATCH', p, h, o),
     delete: (p, h, o) => router.route('DELETE', p, h, o),
 
-    route(method, pattern, handler, routeOptions = {}) {
+    route(method, pattern, handler, given) {
+      const routeOptions: RouteOptions = given ?? {};
       const segments = compile(pattern);
       const shape = shapeOf(segments);
       if (routes.some((r) => r.method === method && shapeOf(r.segments) === shape)) {
@@ -138,6 +212,7 @@ export function createRouter(options: RouterOptions = {}): Router {
         guards: guard === undefined ? [] : typeof guard === 'function' ? [guard] : guard,
         headers: routeOptions.headers ?? {},
         maxBodyBytes: routeOptions.maxBodyBytes ?? defaultMaxBody,
+        options: routeOptions,
       });
       return router;
     },
@@ -162,6 +237,7 @@ export function createRouter(options: RouterOptions = {}): Router {
     },
 
     routes: () => routes.map((r) => ({ method: r.method, pattern: r.pattern })),
+    describe: () => routes.map((r) => ({ method: r.method, pattern: r.pattern, options: r.options })),
   };
 
   async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -193,7 +269,9 @@ export function createRouter(options: RouterOptions = {}): Router {
 
     let bodyPromise: Promise<unknown> | undefined;
     const maxBody = best?.route.maxBodyBytes ?? defaultMaxBody;
+    const input = { params: undefined as unknown, query: undefined as unknown, body: undefined as unknown };
     const ctx: RequestContext = {
+      input,
       req,
       res,
       method,
@@ -214,6 +292,10 @@ export function createRouter(options: RouterOptions = {}): Router {
     const { route } = best;
     for (const [name, value] of Object.entries(route.headers)) if (value !== undefined) res.setHeader(name, value);
     for (const guard of route.guards) await guard(ctx);
+    const o = route.options;
+    if (o.params !== undefined || o.query !== undefined || o.body !== undefined) {
+      Object.assign(input, await validateInput(ctx, o));
+    }
     finish(ctx, await route.handler(ctx));
   }
 
