@@ -5,7 +5,7 @@
  */
 
 /** Where an error is detected. */
-export type ErrorLayer = 'frame' | 'session' | 'storage' | 'handshake' | 'http' | 'config' | 'mqtt';
+export type ErrorLayer = 'frame' | 'session' | 'storage' | 'handshake' | 'http' | 'config' | 'mqtt' | 'enroll';
 
 export interface ErrorSpec {
   /** u16 code carried in ERROR frames [PROTO-3.8]. */
@@ -154,6 +154,30 @@ export const ERRORS = {
     null,
     null,
     'A frame for a device was dropped: the hub held MQTT_OFFLINE_QUEUE_MAX frames waiting for the broker.',
+  ),
+
+  // Enrollment: the /v1/enroll endpoint [PROTO-8].
+  ENROLL_SECRET_INVALID: spec(
+    800,
+    'enroll',
+    1008,
+    null,
+    'The enrollment request carried a fleet secret that does not match (or none where one is required).',
+  ),
+  ENROLL_REJECTED: spec(801, 'enroll', 1008, null, 'An operator rejected this board (hardware id and enroll key).'),
+  ENROLL_PENDING_FULL: spec(
+    802,
+    'enroll',
+    1013,
+    null,
+    'The pending enrollment list holds ENROLL_MAX_PENDING requests; retry later.',
+  ),
+  ENROLL_KEY_MISMATCH: spec(
+    803,
+    'enroll',
+    1008,
+    null,
+    'The hardware id was approved for another enroll key (another board, or a factory-reset one).',
   ),
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -81,6 +81,16 @@ export const ENV_SCHEMA = {
     .string()
     .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'must be topic levels without wildcards, e.g. homeassistant')
     .default('homeassistant'),
+
+  ENROLL_MODE: z.enum(['off', 'approve', 'secret']).default('approve'),
+  ENROLL_FLEET_SECRET: secret(16)
+    .max(64, 'must be at most 64 characters')
+    .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces')
+    .optional(),
+  ENROLL_MAX_PENDING: int(1, 100_000).default(1000),
+  ENROLL_PENDING_TTL_SEC: int(60, 365 * 86_400).default(7 * 86_400),
+  ENROLL_MAX_CONNECTIONS: int(1, 100_000).default(1000),
+  ENROLL_HANDSHAKES_PER_MIN_PER_IP: int(1, 100_000).default(60),
 } as const;
 
 export type EnvName = keyof typeof ENV_SCHEMA;
@@ -175,6 +185,19 @@ export interface HubConfig {
    * when MQTT_URL is unset or MQTT_BRIDGE is off.
    */
   mqttBridge: { intervalMs: number; haDiscovery: { prefix: string } | null } | null;
+  /** Self-enrollment of boards over `/v1/enroll` [PROTO-8] (server/enroll/). */
+  enroll: {
+    /** off: the endpoint answers 404; approve: an operator (or the fleet secret) approves; secret: only the fleet secret. */
+    mode: 'off' | 'approve' | 'secret';
+    /** Auto-approves requests that carry it. Compared in constant time, never logged. */
+    fleetSecret: string | null;
+    maxPending: number;
+    pendingTtlSec: number;
+    /** Open enrollment sockets at most; more are refused with 503 AT_CAPACITY. */
+    maxConnections: number;
+    /** Enrollment handshakes per remote address per minute (burst of as many); more get 429. */
+    handshakesPerMinPerIp: number;
+  };
   /** `format`: auto = human-readable on a terminal, JSON lines otherwise (main.ts decides). */
   log: { level: Env['HUB_LOG_LEVEL']; format: Env['HUB_LOG_FORMAT'] };
 }
@@ -238,6 +261,9 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
     problems.push(
       "MQTT_HA_DISCOVERY: on needs MQTT_BRIDGE=on (the entities read the bridge's state and status topics)",
     );
+  }
+  if (raw.ENROLL_MODE === 'secret' && raw.ENROLL_FLEET_SECRET === undefined) {
+    problems.push('ENROLL_MODE: secret needs ENROLL_FLEET_SECRET');
   }
   if ((raw.HUB_TLS_CERT_FILE === undefined) !== (raw.HUB_TLS_KEY_FILE === undefined)) {
     problems.push('HUB_TLS_CERT_FILE, HUB_TLS_KEY_FILE: set both or neither');
@@ -323,6 +349,14 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
             haDiscovery: e.MQTT_HA_DISCOVERY === 'on' ? { prefix: e.MQTT_HA_PREFIX } : null,
           }
         : null,
+    enroll: {
+      mode: e.ENROLL_MODE,
+      fleetSecret: e.ENROLL_FLEET_SECRET ?? null,
+      maxPending: e.ENROLL_MAX_PENDING,
+      pendingTtlSec: e.ENROLL_PENDING_TTL_SEC,
+      maxConnections: e.ENROLL_MAX_CONNECTIONS,
+      handshakesPerMinPerIp: e.ENROLL_HANDSHAKES_PER_MIN_PER_IP,
+    },
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },
   };
   return deepFreeze(config);

@@ -19,6 +19,20 @@ export function createMetrics() {
       registers: r,
     }),
     deviceSessions: new Gauge({ name: 'hub_device_sessions', help: 'Live device sessions.', registers: r }),
+    // Enrollment [PROTO-8.3.9].
+    enrollRequests: new Counter({
+      name: 'hub_enroll_requests_total',
+      help: 'Enrollment decisions: pending, approved (operator), auto_approved (fleet secret), handed_over, confirmed, rejected.',
+      labelNames: ['outcome'] as const,
+      registers: r,
+    }),
+    enrollPending: new Gauge({ name: 'hub_enroll_pending', help: 'Pending enrollment requests.', registers: r }),
+    enrollRefused: new Counter({
+      name: 'hub_enroll_refused_total',
+      help: 'Enrollment requests and handshakes refused, by reason (error code).',
+      labelNames: ['reason'] as const,
+      registers: r,
+    }),
     framesIn: new Counter({
       name: 'hub_frames_received_total',
       help: 'Frames received from devices, by message type.',

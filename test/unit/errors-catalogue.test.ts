@@ -96,7 +96,7 @@ describe('docs/errors.md ↔ server/errors.ts', () => {
     for (const code of codes) {
       const { wire, close, http } = ERRORS[code];
       expect(Number.isInteger(wire) && wire >= 0 && wire <= 0xffff, code).toBe(true);
-      if (close !== null) expect([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 4001], code).toContain(close);
+      if (close !== null) expect([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 4001], code).toContain(close);
       if (http !== null) expect(http >= 400 && http <= 599, code).toBe(true);
     }
   });
