@@ -30,7 +30,7 @@ import {
 import { f32At, isChannelKey, isCommandName, isDeviceId, isFreeText, Reader, Writer } from './wire.ts';
 
 /** Flag bits defined per type; everything else must be 0 [PROTO-2.4]. */
-const ALLOWED_FLAGS: Record<number, number> = {
+export const ALLOWED_FLAGS: Readonly<Record<number, number>> = {
   [MessageType.HELLO]: Flags.HELLO_TIME_SYNCED,
   [MessageType.WELCOME]: Flags.WELCOME_HAS_LAST_ACK | Flags.WELCOME_DESCRIPTORS_KNOWN,
   [MessageType.DESCRIPTORS]: 0,
@@ -44,8 +44,14 @@ const ALLOWED_FLAGS: Record<number, number> = {
 
 // ───────────────────────────── decode ─────────────────────────────
 
-/** Validates the frame envelope and returns the message type, flags and payload bounds. */
-export function readEnvelope(bytes: Uint8Array): { type: number; flags: number; start: number; end: number } {
+/**
+ * Validates the frame envelope and returns the message type, flags and payload bounds. `allowedFlags`
+ * names the types the endpoint knows and their flag bits (default: the device endpoint's [PROTO-3]).
+ */
+export function readEnvelope(
+  bytes: Uint8Array,
+  allowedFlags: Readonly<Record<number, number>> = ALLOWED_FLAGS,
+): { type: number; flags: number; start: number; end: number } {
   const size = bytes.length;
   if (size < HEADER_BYTES) throw new ProtocolError('TRUNCATED', `frame has ${size} bytes, header needs 8`);
   if (bytes[0] !== MAGIC[0] || bytes[1] !== MAGIC[1]) throw new ProtocolError('BAD_MAGIC');
@@ -67,7 +73,7 @@ export function readEnvelope(bytes: Uint8Array): { type: number; flags: number; 
     0;
   if (crc32(bytes, 0, body) !== expected) throw new ProtocolError('BAD_CRC');
   const type = bytes[3] as number;
-  const allowed = ALLOWED_FLAGS[type];
+  const allowed = allowedFlags[type];
   if (allowed === undefined) throw new ProtocolError('UNKNOWN_TYPE', `message type ${type} is not defined`);
   const flags = bytes[4] as number;
   if (bytes[5] !== 0 || (flags & ~allowed) !== 0) throw new ProtocolError('BAD_FLAGS');
@@ -367,13 +373,21 @@ export function encodeFrame(message: Message): Uint8Array {
 function encodeWith(w: Writer, message: Message): Uint8Array {
   w.pos = HEADER_BYTES;
   const flags = writePayload(w, message);
+  return sealFrame(w, TYPE_IDS[message.type], flags);
+}
+
+/**
+ * Writes the header and CRC around the payload written at `w.bytes[8..w.pos)` and returns a copy of
+ * the whole frame [PROTO-2]. Shared by the device and the enrollment encoders.
+ */
+export function sealFrame(w: Writer, type: number, flags: number): Uint8Array {
   const length = w.pos - HEADER_BYTES;
   if (w.pos + CRC_BYTES > MAX_FRAME_BYTES) throw new ProtocolError('TOO_LARGE', 'encoded frame exceeds 4096 bytes');
   const b = w.bytes;
   b[0] = MAGIC[0];
   b[1] = MAGIC[1];
   b[2] = PROTOCOL_VERSION;
-  b[3] = TYPE_IDS[message.type];
+  b[3] = type;
   b[4] = flags;
   b[5] = 0;
   w.view.setUint16(6, length, true);
