@@ -621,13 +621,15 @@ describe('hub stats through the same write path', () => {
     metrics.writeFailures.inc({ status: '503' }, 2);
     metrics.writeFailures.inc({ status: 'network' });
     metrics.deadLettered.inc(4);
+    // What the dead-letter store holds now (the alert rule reads it: lines waiting for an operator).
+    metrics.deadLetterLines.set(9);
     metrics.liveClients.set(2);
     metrics.deviceSessions.set(7);
     t += 2000;
     expect(await stats.collect()).toEqual([
       'hub_stats,hub=hub\\ a frames_per_s=6,readings_per_s=150,ack_p99_ms=3.5,local_log_unforwarded_frames=42,' +
         'local_log_bytes=4096,forwarder_lag_s=1.5,forwarded_lines=1000,write_failures=3,dead_lettered=4,' +
-        'live_clients=2,device_sessions=7 1700000002000',
+        'dead_letter_lines=9,live_clients=2,device_sessions=7 1700000002000',
     ]);
   });
 

@@ -117,6 +117,7 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
       ['forwarded_lines', await total(m.forwardedLines)],
       ['write_failures', await total(m.writeFailures)],
       ['dead_lettered', await total(m.deadLettered)],
+      ['dead_letter_lines', await total(m.deadLetterLines)],
       ['live_clients', await total(m.liveClients)],
       ['device_sessions', await total(m.deviceSessions)],
     );
