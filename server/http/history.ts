@@ -8,10 +8,25 @@
  * - `limit`: 1..10,000, default 1,000; the earliest readings in the range come first and
  *   `truncated` says whether more matched.
  * - `channel`: one channel key [PROTO-2.8]; all channels when omitted.
+ * - `buckets`: 1..8,000 — downsampled instead of raw: the range cut into that many equal buckets (the
+ *   page sends its chart's width in pixels) with min/mean/max/count per channel and non-empty bucket
+ *   ({@link DownsampledResponse}); `limit` does not apply. One pass over the embedded store
+ *   (`scan`), or an InfluxQL `GROUP BY time()` query on InfluxDB (`downsample`).
+ * - `format=csv`: every raw reading in the range as CSV (`time,time_ms,channel,unit,value`),
+ *   streamed, as a download; with `buckets`, the buckets instead (`time,time_ms,channel,unit,min,mean,max,count`).
  * Anything else (unknown parameters too) is 400 BAD_REQUEST naming the problem.
  */
+
+import type { ServerResponse } from 'node:http';
 import { isChannelKey, isDeviceId } from '../codec/index.ts';
 import { HubError } from '../errors.ts';
+import {
+  type Downsampled,
+  type DownsampleQuery,
+  Downsampler,
+  MAX_BUCKETS,
+  type SeriesBuckets,
+} from '../storage/downsample.ts';
 import type { HistoryQuery } from '../storage/types.ts';
 import { requireAdmin } from './auth.ts';
 import type { Guard, Router } from './router.ts';
@@ -36,6 +51,26 @@ export interface HistoryPoint {
  */
 export interface HistorySource {
   query(q: HistoryQuery): Promise<readonly HistoryPoint[]> | readonly HistoryPoint[];
+  /**
+   * Every reading in the range in one pass, without a limit (the embedded store): used to downsample
+   * and for CSV. Without it (and without `downsample`) the route pages through `query`.
+   */
+  scan?(q: Omit<HistoryQuery, 'limit'>, visit: (r: HistoryPoint) => void): void;
+  /** Downsampled history computed by the source itself (InfluxDB's `GROUP BY time()`). */
+  downsample?(q: DownsampleQuery): Promise<Downsampled> | Downsampled;
+}
+
+/** The answer with `buckets`. */
+export interface DownsampledResponse {
+  deviceId: string;
+  channel: string | null;
+  from: string;
+  to: string;
+  buckets: number;
+  /** Bucket i covers [from + i·bucketMs, from + (i+1)·bucketMs). */
+  bucketMs: number;
+  /** Per channel (sorted by key) its non-empty buckets, column-wise. */
+  series: SeriesBuckets[];
 }
 
 /** The answer's body. */
@@ -87,7 +122,9 @@ export interface HistoryRoutesOptions {
 }
 
 export const HISTORY_ROUTE = '/api/devices/:id/history';
-const PARAMS = new Set(['channel', 'from', 'to', 'limit']);
+const PARAMS = new Set(['channel', 'from', 'to', 'limit', 'buckets', 'format']);
+/** Page size when the route pages through `query` (sources without `scan`). */
+const PAGE = 10_000;
 
 /** Registers the history route on `router`. */
 export function registerHistoryRoutes(router: Router, options: HistoryRoutesOptions): void {
@@ -96,14 +133,45 @@ export function registerHistoryRoutes(router: Router, options: HistoryRoutesOpti
   const guard = options.guard ?? requireAdmin(options.adminToken ?? null);
   router.get(
     HISTORY_ROUTE,
-    async (ctx): Promise<HistoryResponse> => {
+    async (ctx): Promise<HistoryResponse | DownsampledResponse | undefined> => {
       const deviceId = ctx.params.id as string;
       if (!isDeviceId(deviceId)) {
         throw new HubError('BAD_REQUEST', 'the device id is invalid: 1-64 characters of A-Z a-z 0-9 . _ - [PROTO-2.8]');
       }
       const q = parseHistoryParams(ctx.query, deviceId, now(), limits);
+      const buckets = parseBuckets(ctx.query.get('buckets'));
+      const format = ctx.query.get('format') ?? 'json';
+      if (format !== 'json' && format !== 'csv') throw new HubError('BAD_REQUEST', 'format must be json or csv');
       if (options.deviceExists && !options.deviceExists(deviceId)) {
         throw new HubError('NOT_FOUND', `no device ${deviceId} is registered`);
+      }
+      if (buckets !== null) {
+        const dq: DownsampleQuery = { deviceId, channel: q.channel, fromMs: q.fromMs, toMs: q.toMs, buckets };
+        const result = await downsample(options.source, dq);
+        const body: DownsampledResponse = {
+          deviceId,
+          channel: q.channel ?? null,
+          from: new Date(q.fromMs).toISOString(),
+          to: new Date(q.toMs).toISOString(),
+          buckets,
+          bucketMs: result.bucketMs,
+          series: result.series,
+        };
+        if (format === 'csv') {
+          await sendCsv(ctx.res, csvName(deviceId, q), (write) => writeBucketsCsv(body.series, write));
+          return undefined;
+        }
+        return body;
+      }
+      if (format === 'csv') {
+        const { fromMs, toMs, channel } = q;
+        await sendCsv(ctx.res, csvName(deviceId, q), async (write) => {
+          write('time,time_ms,channel,unit,value\n');
+          await eachReading(options.source, { deviceId, channel, fromMs, toMs }, (r) => {
+            write(`${new Date(r.timeMs).toISOString()},${r.timeMs},${r.channel},${csvField(r.unit)},${r.value}\n`);
+          });
+        });
+        return undefined;
       }
       // One more than asked for tells whether the answer is truncated.
       const rows = await options.source.query({ ...q, limit: q.limit + 1 });
@@ -126,6 +194,109 @@ export function registerHistoryRoutes(router: Router, options: HistoryRoutesOpti
   );
 }
 
+function parseBuckets(raw: string | null): number | null {
+  if (raw === null) return null;
+  const n = /^\d{1,9}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(n >= 1 && n <= MAX_BUCKETS))
+    throw new HubError('BAD_REQUEST', `buckets must be an integer in 1..${MAX_BUCKETS}`);
+  return n;
+}
+
+/** Downsamples with the source's own query, its one-pass scan, or by paging through `query`. */
+async function downsample(source: HistorySource, q: DownsampleQuery): Promise<Downsampled> {
+  if (source.downsample) return source.downsample(q);
+  const ds = new Downsampler(q.fromMs, q.toMs, q.buckets);
+  await eachReading(source, q, (r) => ds.add(r.channel, r.unit, r.timeMs, r.value));
+  return ds.finish();
+}
+
+/** Every reading in the range: one scan when the source has it, else pages of `query`. */
+async function eachReading(
+  source: HistorySource,
+  q: Omit<HistoryQuery, 'limit'>,
+  visit: (r: HistoryPoint) => void,
+): Promise<void> {
+  if (source.scan) {
+    source.scan(q, visit);
+    return;
+  }
+  let from = q.fromMs;
+  // Readings at one time may straddle a page boundary: the next page starts at the last page's
+  // last time and skips what was already seen at that time.
+  let seenAtLast = new Set<string>();
+  for (;;) {
+    const rows = await source.query({ ...q, fromMs: from, limit: PAGE });
+    const last = rows[rows.length - 1];
+    const lastTime = last?.timeMs;
+    const seen = new Set<string>();
+    for (const r of rows) {
+      const key = `${r.timeMs}\u0000${r.channel}`;
+      if (r.timeMs === from && seenAtLast.has(key)) continue;
+      if (r.timeMs === lastTime) seen.add(key);
+      visit(r);
+    }
+    if (rows.length < PAGE || lastTime === undefined) return;
+    if (lastTime === from && seen.size >= PAGE) return; // a page of one instant: cannot progress
+    from = lastTime;
+    seenAtLast = seen;
+  }
+}
+
+type Write = (chunk: string) => void;
+
+function csvName(deviceId: string, q: HistoryQuery): string {
+  const stamp = (ms: number) => new Date(ms).toISOString().replace(/[:.]/g, '-');
+  return `${deviceId}${q.channel ? `-${q.channel}` : ''}-${stamp(q.fromMs)}-${stamp(q.toMs)}.csv`;
+}
+
+/** Units are free text from the device's descriptors: quoted when they hold a separator or a quote. */
+function csvField(text: string): string {
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function writeBucketsCsv(series: readonly SeriesBuckets[], write: Write): void {
+  write('time,time_ms,channel,unit,min,mean,max,count\n');
+  for (const s of series) {
+    for (let i = 0; i < s.t.length; i++) {
+      const t = s.t[i] as number;
+      write(
+        `${new Date(t).toISOString()},${t},${s.channel},${csvField(s.unit)},${s.min[i]},${s.mean[i]},${s.max[i]},${s.count[i]}\n`,
+      );
+    }
+  }
+}
+
+/** Streams a CSV download; writes are gathered into ~64 KiB chunks. */
+function sendCsv(
+  res: ServerResponse,
+  filename: string,
+  produce: (write: Write) => void | Promise<void>,
+): Promise<void> {
+  res.writeHead(200, {
+    'content-type': 'text/csv; charset=utf-8',
+    'content-disposition': `attachment; filename="${filename}"`,
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
+  let buf = '';
+  const write: Write = (chunk) => {
+    buf += chunk;
+    if (buf.length >= 65_536) {
+      res.write(buf);
+      buf = '';
+    }
+  };
+  return Promise.resolve(produce(write)).then(
+    () => {
+      res.end(buf);
+    },
+    (err: unknown) => {
+      // Headers are gone: cut the download so it cannot pass for complete.
+      res.destroy(err instanceof Error ? err : new Error(String(err)));
+    },
+  );
+}
+
 /**
  * Validates the query string into a {@link HistoryQuery}; throws BAD_REQUEST naming the first
  * problem. Exported for tests and for other routes that take the same parameters.
@@ -138,7 +309,10 @@ export function parseHistoryParams(
 ): HistoryQuery {
   for (const key of new Set(query.keys())) {
     if (!PARAMS.has(key)) {
-      throw new HubError('BAD_REQUEST', `unknown query parameter "${key.slice(0, 40)}" (use channel, from, to, limit)`);
+      throw new HubError(
+        'BAD_REQUEST',
+        `unknown query parameter "${key.slice(0, 40)}" (use channel, from, to, limit, buckets, format)`,
+      );
     }
     if (query.getAll(key).length > 1) throw new HubError('BAD_REQUEST', `query parameter "${key}" is repeated`);
   }

@@ -23,7 +23,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Database, type Key, open, type RootDatabase } from 'lmdb';
 import type { ChannelDescriptor } from '../codec/index.ts';
-import { decodeFrame, type Telemetry } from '../codec/index.ts';
+import { decodeFrame } from '../codec/index.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import { telemetryToReadings } from '../pipeline/readings.ts';
@@ -157,6 +157,12 @@ export interface LocalLog extends LogReader {
   onCommitFailed(listener: (err: Error) => void): () => void;
   /** Embedded history: readings of one device in a time range, via the (device, time) index. */
   queryHistory(q: HistoryQuery): HistoryResult;
+  /** Every reading of one device in a time range (and channel), in one pass, nothing kept (downsampling). */
+  scanHistory(q: Omit<HistoryQuery, 'limit'>, visit: (r: Reading) => void): void;
+  /** The readings of a device's newest stored frame (by sample time) and when it arrived; null when none. */
+  lastReadings(deviceId: string): { receivedAtMs: number; readings: Reading[] } | null;
+  /** Ids of every device with state in the log. */
+  deviceIds(): string[];
   stats(): LocalLogStats;
   /** Commits what is queued, stops maintenance and closes the environment. */
   close(): Promise<void>;
@@ -693,6 +699,53 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   }, opts.maintenanceIntervalMs ?? 10_000);
   maintenanceTimer.unref();
 
+  /** A stored frame's readings, or null when it cannot be decoded (never fails a query). */
+  const frameReadings = (deviceId: string, frame: Uint8Array, timeOffsetMs: number): Reading[] | null => {
+    try {
+      const m = decodeFrame(frame);
+      if (m.type !== 'telemetry') return null;
+      const channels = log.lookupDescriptors(deviceId, m.descriptorHash);
+      if (!channels) return null;
+      return telemetryToReadings(deviceId, m, channels, timeOffsetMs).readings;
+    } catch {
+      return null; // cannot happen for stored frames (decoded before append)
+    }
+  };
+
+  /**
+   * One pass over a device's frames overlapping [fromMs, toMs] via the (device, time) index, in
+   * frame minTime order: `visit` gets each reading in the range (and channel); `next(minTimeMs)`
+   * returning false stops before the frame.
+   */
+  const scanHistory = (
+    q: Omit<HistoryQuery, 'limit'>,
+    next: (minTimeMs: number) => boolean,
+    visit: (r: Reading) => void,
+  ): void => {
+    const record = devices.get(q.deviceId);
+    if (!record || q.toMs < q.fromMs) return;
+    const range = byTime.getRange({
+      start: [q.deviceId, q.fromMs - record.maxSpanMs],
+      end: [q.deviceId, q.toMs, Number.MAX_SAFE_INTEGER],
+    });
+    for (const { key, value } of range) {
+      const [, minTimeMs, offset] = key;
+      const maxTimeMs = value.readDoubleLE(0);
+      if (maxTimeMs < q.fromMs) continue;
+      if (!next(minTimeMs)) break;
+      const raw = frames.get(offset);
+      if (!raw) continue; // evicted between index and frame read
+      const rec = decodeRecord(raw);
+      const readings = frameReadings(q.deviceId, rec.frame, rec.timeOffsetMs);
+      if (!readings) continue;
+      for (const r of readings) {
+        if (r.timeMs < q.fromMs || r.timeMs > q.toMs) continue;
+        if (q.channel !== undefined && r.channel !== q.channel) continue;
+        visit(r);
+      }
+    }
+  };
+
   const log: LocalLog = {
     loadDevice(deviceId) {
       const record = devices.get(deviceId) ?? null;
@@ -749,57 +802,52 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       schedule();
     },
     queryHistory(q) {
-      const record = devices.get(q.deviceId);
-      if (!record || q.limit <= 0 || q.toMs < q.fromMs) return { readings: [], truncated: false };
+      if (q.limit <= 0) return { readings: [], truncated: false };
       const out: Reading[] = [];
       let maxCollected = Number.NEGATIVE_INFINITY;
       let truncated = false;
-      const range = byTime.getRange({
-        start: [q.deviceId, q.fromMs - record.maxSpanMs],
-        end: [q.deviceId, q.toMs, Number.MAX_SAFE_INTEGER],
-      });
-      for (const { key, value } of range) {
-        const [, minTimeMs, offset] = key;
-        const maxTimeMs = value.readDoubleLE(0);
-        if (maxTimeMs < q.fromMs) continue;
+      scanHistory(
+        q,
         // Frames come in minTime order: once `limit` readings are held and this frame starts after all
         // of them, no later frame can contribute an earlier reading.
-        if (out.length >= q.limit && minTimeMs > maxCollected) {
-          truncated = true;
-          break;
-        }
-        const raw = frames.get(offset);
-        if (!raw) continue; // evicted between index and frame read
-        const rec = decodeRecord(raw);
-        let telemetry: Telemetry;
-        try {
-          const m = decodeFrame(rec.frame);
-          if (m.type !== 'telemetry') continue;
-          telemetry = m;
-        } catch {
-          continue; // cannot happen for stored frames (decoded before append); never fail a query on it
-        }
-        const channels = log.lookupDescriptors(q.deviceId, telemetry.descriptorHash);
-        if (!channels) continue;
-        let readings: Reading[];
-        try {
-          readings = telemetryToReadings(q.deviceId, telemetry, channels, rec.timeOffsetMs).readings;
-        } catch {
-          continue;
-        }
-        for (const r of readings) {
-          if (r.timeMs < q.fromMs || r.timeMs > q.toMs) continue;
-          if (q.channel !== undefined && r.channel !== q.channel) continue;
+        (minTimeMs) => {
+          if (out.length >= q.limit && minTimeMs > maxCollected) {
+            truncated = true;
+            return false;
+          }
+          return true;
+        },
+        (r) => {
           out.push(r);
           if (r.timeMs > maxCollected) maxCollected = r.timeMs;
-        }
-      }
+        },
+      );
       out.sort((a, b) => a.timeMs - b.timeMs || (a.channel < b.channel ? -1 : a.channel > b.channel ? 1 : 0));
       if (out.length > q.limit) {
         truncated = true;
         out.length = q.limit;
       }
       return { readings: out, truncated };
+    },
+    scanHistory(q, visit) {
+      scanHistory(q, () => true, visit);
+    },
+    lastReadings(deviceId) {
+      for (const { key } of byTime.getRange({
+        start: [deviceId, Number.MAX_SAFE_INTEGER],
+        end: [deviceId],
+        reverse: true,
+      })) {
+        const raw = frames.get(key[2]);
+        if (!raw) continue;
+        const rec = decodeRecord(raw);
+        const readings = frameReadings(deviceId, rec.frame, rec.timeOffsetMs);
+        if (readings) return { receivedAtMs: rec.receivedAtMs, readings };
+      }
+      return null;
+    },
+    deviceIds() {
+      return [...devices.getKeys()] as string[];
     },
     stats() {
       return {
