@@ -18,6 +18,7 @@
  *   Treat it as read-only.
  */
 import { EventEmitter } from 'node:events';
+import type { AlertEvent } from './alerts/types.ts';
 import type { Reading } from './storage/types.ts';
 
 /**
@@ -49,6 +50,12 @@ export type PresenceState = 'online' | 'stale' | 'offline';
 export interface HubEvents {
   /** Readings of one TELEMETRY frame, after the local log committed it (durable; ACK may follow). */
   readings: [deviceId: string, readings: Reading[]];
+  /**
+   * The same frame as `readings`, after the commit, NOT decoded: for consumers that need the values
+   * of some devices only (alert rules, server/alerts/), so that the others' frames cost a lookup.
+   * Emitted only when it has listeners; the same object `readings:accepted` carried, when it had any.
+   */
+  'readings:stored': [deviceId: string, stored: AcceptedFrame];
   /**
    * One TELEMETRY frame the hub accepted and handed to the local log, before the commit (not durable
    * yet; see above). Emitted synchronously on the ingest path for every accepted frame: listeners must
@@ -93,6 +100,8 @@ export interface HubEvents {
   'command:update': [update: CommandUpdate];
   /** A device's token was revoked or rotated: its live session must close. */
   'device:revoked': [deviceId: string];
+  /** An alert fired or resolved (server/alerts/, docs/alerts.md): one event per transition. */
+  alert: [event: AlertEvent];
 }
 
 export interface CommandUpdate {

@@ -5,6 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { ALERT_ENV_SCHEMA, alertsConfigFrom, loadAlertRules } from '../alerts/config.ts';
+import type { AlertsConfig } from '../alerts/types.ts';
 import { HubError } from '../errors.ts';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -91,6 +93,9 @@ export const ENV_SCHEMA = {
   ENROLL_PENDING_TTL_SEC: int(60, 365 * 86_400).default(7 * 86_400),
   ENROLL_MAX_CONNECTIONS: int(1, 100_000).default(1000),
   ENROLL_HANDSHAKES_PER_MIN_PER_IP: int(1, 100_000).default(60),
+
+  // Built-in alerts (docs/alerts.md): ALERT_OFFLINE_AFTER_SEC, ALERT_RULES_FILE, ALERT_WEBHOOK_*.
+  ...ALERT_ENV_SCHEMA,
 } as const;
 
 export type EnvName = keyof typeof ENV_SCHEMA;
@@ -198,6 +203,8 @@ export interface HubConfig {
     /** Enrollment handshakes per remote address per minute (burst of as many); more get 429. */
     handshakesPerMinPerIp: number;
   };
+  /** Built-in alert rules and their sinks (server/alerts/, docs/alerts.md). */
+  alerts: AlertsConfig;
   /** `format`: auto = human-readable on a terminal, JSON lines otherwise (main.ts decides). */
   log: { level: Env['HUB_LOG_LEVEL']; format: Env['HUB_LOG_FORMAT'] };
 }
@@ -273,6 +280,8 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
     if (!/^https?:\/\/[^/]+$/.test(origin))
       problems.push(`HUB_ALLOWED_ORIGINS: ${origin} is not an origin like https://host:port`);
   }
+  // The alert rules file is read and checked here, so its problems are listed with the others.
+  const alertRules = loadAlertRules(raw, problems);
   if (!parsed.success || problems.length > 0) throw new ConfigError(problems);
   const e = parsed.data;
 
@@ -357,6 +366,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
       maxConnections: e.ENROLL_MAX_CONNECTIONS,
       handshakesPerMinPerIp: e.ENROLL_HANDSHAKES_PER_MIN_PER_IP,
     },
+    alerts: alertsConfigFrom(e, alertRules),
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },
   };
   return deepFreeze(config);

@@ -23,6 +23,7 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { Reading } from '../storage/types.ts';
 import {
+  type AlertMessage,
   type ChannelsMessage,
   type CommandMessage,
   type DataUpdates,
@@ -295,6 +296,11 @@ export class LiveFanout {
 
   command(update: CommandMessage): void {
     this.#event(update.device, `k:${update.device}:${update.commandId}`, update);
+  }
+
+  /** An alert transition: to every client with a subscription (coalesced per alert when behind). */
+  alert(message: AlertMessage): void {
+    this.#event(EVERY_CLIENT, `a:${message.rule}:${message.device}`, message);
   }
 
   // ───────────── clients ─────────────
@@ -722,8 +728,11 @@ function subsFor(client: LiveClient, deviceId: string): Subscription[] | null {
   return own ? [...client.fleet, ...own] : client.fleet;
 }
 
+/** The `device` of events for every client (no device id is empty). */
+const EVERY_CLIENT = '';
+
 function covers(client: LiveClient, deviceId: string): boolean {
-  return client.fleet.length > 0 || client.byDevice.has(deviceId);
+  return deviceId === EVERY_CLIENT || client.fleet.length > 0 || client.byDevice.has(deviceId);
 }
 
 /** 'all' when any covering subscription wants every sample of the channel. */

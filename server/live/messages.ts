@@ -3,6 +3,7 @@
  * docs/live-api.md. Inbound messages are parsed here by hand: they are tiny, the shapes are few, and
  * every rejection names its field.
  */
+import type { AlertEvent } from '../alerts/types.ts';
 import { isChannelKey, isDeviceId } from '../codec/index.ts';
 import type { CommandUpdate, PresenceState } from '../events.ts';
 import type { DeviceView, Sample } from './state.ts';
@@ -149,6 +150,14 @@ export interface CommandMessage extends Omit<CommandUpdate, 'deviceId'> {
   device: string;
 }
 
+/**
+ * An alert fired or resolved (server/alerts/, docs/alerts.md): sent to every client that has a
+ * subscription, whatever devices it covers; a client behind gets the latest state of each alert.
+ */
+export interface AlertMessage extends AlertEvent {
+  type: 'alert';
+}
+
 export interface ErrorReply {
   type: 'error';
   code: 'BAD_REQUEST' | 'NOT_FOUND';
@@ -164,6 +173,7 @@ export type ServerMessage =
   | PresenceMessage
   | ChannelsMessage
   | CommandMessage
+  | AlertMessage
   | ErrorReply
   | { type: 'subscribed'; sub: string }
   | { type: 'unsubscribed'; sub: string }

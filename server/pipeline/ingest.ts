@@ -530,6 +530,14 @@ export function createIngest(opts: IngestOptions): Ingest {
               : toReadings(deviceId, frame, channels, timeOffsetMs);
             bus.emit('readings', deviceId, readings); // listeners are isolated by the bus
           }
+          if (bus.listenerCount('readings:stored') > 0) {
+            // Not decoded: its listeners (alert rules) decode only the frames of devices they watch.
+            bus.emit(
+              'readings:stored',
+              deviceId,
+              accepted ?? new AcceptedTelemetry(deviceId, frame, channels, timeOffsetMs, receivedAtMs, samples),
+            );
+          }
           maybeForget(deviceId, m);
           done(null, 'stored');
         },
@@ -541,7 +549,7 @@ export function createIngest(opts: IngestOptions): Ingest {
         const frameView = new AcceptedTelemetry(deviceId, frame, channels, timeOffsetMs, receivedAtMs, samples);
         // Kept until the commit only for `readings` listeners (else it would outlive young-generation
         // collections for nothing).
-        if (bus.listenerCount('readings') > 0) accepted = frameView;
+        if (bus.listenerCount('readings') > 0 || bus.listenerCount('readings:stored') > 0) accepted = frameView;
         // A failing view cannot fail the frame: the bus isolates its listeners (events.ts).
         bus.emit('readings:accepted', deviceId, frameView);
       }
