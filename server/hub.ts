@@ -7,10 +7,9 @@
  * - `registry` (device tokens; default: `openDeviceRegistry` in the data dir) or `authenticate` (tests);
  * - `createForwarder` (InfluxDB forwarder; called only when `config.influx` is set);
  * - `extensions` (live fan-out, MQTT bus, ...): started with a `HubContext`, may register upgrade
- *   paths (`ctx.registerUpgrade('/v1/live', handler)`) and HTTP handlers;
- * - `httpHandlers` (REST router, web page): tried in order after health, metrics and commands.
+ *   paths (`ctx.registerUpgrade('/v1/live', handler)`) and HTTP routes on the one router (`ctx.router`,
+ *   docs/http-api.md).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import type { ChannelDescriptor } from './codec/index.ts';
 import type { HubConfig } from './config/index.ts';
@@ -19,9 +18,10 @@ import { registerAdminRoutes } from './http/admin.ts';
 import { type AccessCheck, anyOf, guardFrom, requireAdmin } from './http/auth.ts';
 import { registerCommandRoutes } from './http/commands.ts';
 import { type DeadLetterAdmin, registerDeadLetterRoutes } from './http/dead-letters.ts';
-import { createHealthRoutes, deadLetterCheck, type Readiness } from './http/health.ts';
+import { deadLetterCheck, type Readiness, registerHealthRoutes } from './http/health.ts';
 import { type HistorySource, registerHistoryRoutes } from './http/history.ts';
-import { createRouter } from './http/router.ts';
+import { registerOpenApiRoutes } from './http/openapi.ts';
+import { createRouter, type Router } from './http/router.ts';
 import { logDeviceActivity } from './log/device-activity.ts';
 import { createLogger, type Logger } from './log/index.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
@@ -51,9 +51,6 @@ import {
   type SessionTable,
 } from './transport/device-session.ts';
 import { type Authenticate, createGateway, type Gateway, type UpgradeHandler } from './transport/gateway.ts';
-
-/** A plain HTTP handler: returns true when it answered the request. */
-export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
 /** What a forwarder must offer the hub (the InfluxDB forwarder satisfies it). */
 export interface ForwarderLike {
@@ -96,14 +93,14 @@ export interface HubContext {
   channelsOf(deviceId: string): ChannelDescriptor[] | undefined;
   /** The MQTT side (client, topics, broker access) when MQTT_URL is set, else null. */
   mqtt: HubMqtt | null;
+  /** The hub's one HTTP router: register routes with schemas here (docs/http-api.md). */
+  router: Router;
 }
 
 export interface HubExtension {
   name: string;
   start(ctx: HubContext): void | Promise<void>;
   stop?(): void | Promise<void>;
-  /** Optional HTTP handler tried after the core routes. */
-  handleRequest?: HttpHandler;
 }
 
 export interface HubDeps {
@@ -121,7 +118,6 @@ export interface HubDeps {
    */
   createForwarder?: (ctx: ForwarderContext) => ForwarderLike;
   extensions?: HubExtension[];
-  httpHandlers?: HttpHandler[];
   /**
    * Who may use the commands API; default: the admin token only. E.g. the live extension's
    * `authorizeCommands` (dashboard operators, CSRF checks).
@@ -282,9 +278,11 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         };
         countsTimer = setInterval(flushCounts, 1000);
         countsTimer.unref();
-        const health = createHealthRoutes({ metrics, readiness, beforeScrape: () => flushCounts() });
-        // REST API: commands, admin device routes (registry) and history (embedded log or InfluxDB).
+        // Every HTTP route is on this router: health, REST API (commands, admin device routes, history),
+        // the API reference, and what extensions register (the page and its API).
         const router = createRouter({ logger: logger.child({ component: 'http' }) });
+        registerHealthRoutes(router, { metrics, readiness, beforeScrape: () => flushCounts() });
+        registerOpenApiRoutes(router, { title: 'ESP32 telemetry hub', version: '1.0.0' });
         const admin = requireAdmin(config.auth.adminToken);
         registerCommandRoutes(router, {
           commands,
@@ -321,11 +319,6 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           ...(registry ? { deviceExists: (id: string) => registry?.get(id) !== undefined } : {}),
           now,
         });
-        const handlers: HttpHandler[] = [
-          health,
-          (req, res) => router.tryHandle(req, res),
-          ...(deps.httpHandlers ?? []),
-        ];
         gateway = createGateway({
           config,
           metrics,
@@ -333,16 +326,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           now,
           authenticate,
           onDeviceSocket: (link, deviceId) => new DeviceSession(link, deviceId, sessionCtx),
-          onRequest: (req, res) => {
-            try {
-              for (const h of handlers) if (h(req, res)) return;
-              for (const ext of started) if (ext.handleRequest?.(req, res)) return;
-              notFound(res);
-            } catch (err) {
-              logger.error({ err }, 'HTTP handler failed');
-              if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain' }).end('internal error\n');
-            }
-          },
+          onRequest: router.listener,
         });
         for (const [path, handler] of pendingUpgrades) gateway.registerUpgrade(path, handler);
         const openedLog = log;
@@ -363,6 +347,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           queryHistory: (q) => openedLog.queryHistory(q),
           channelsOf: (id) => ingest.currentChannels(id),
           mqtt,
+          router,
         };
         for (const ext of extensions) {
           await ext.start(ctx);
@@ -505,12 +490,6 @@ export function influxForwarder(ctx: ForwarderContext): ForwarderLike {
     },
     status: () => fwd.status(),
   };
-}
-
-function notFound(res: ServerResponse): void {
-  const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } });
-  res.writeHead(404, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
-  res.end(body);
 }
 
 function delay(ms: number): Promise<void> {

@@ -9,9 +9,11 @@
  * (or, when evicting, lost) whatever instance a load balancer picks, so taking this one out of
  * rotation would not help; an operator has to fix the cause (docs/storage.md §4).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
 import type { Metrics } from '../metrics/index.ts';
 import type { DeadLetterRecent, DeadLetterTotals } from '../storage/dead-letter.ts';
+import { sendJson } from './respond.ts';
+import type { Router } from './router.ts';
 
 export interface Readiness {
   ready: boolean;
@@ -25,44 +27,55 @@ export interface HealthOptions {
   beforeScrape?: () => void;
 }
 
-/** Returns a request handler that answers the three paths and returns false for anything else. */
-export function createHealthRoutes(opts: HealthOptions): (req: IncomingMessage, res: ServerResponse) => boolean {
-  return (req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') return false;
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' }).end('method not allowed\n');
-      return true;
-    }
-    if (path === '/healthz') {
-      json(res, 200, { status: 'ok' });
-    } else if (path === '/readyz') {
-      const r = opts.readiness();
-      json(res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', ...r.checks });
-    } else {
-      opts.beforeScrape?.();
-      opts.metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'Content-Type': opts.metrics.registry.contentType, 'Cache-Control': 'no-store' });
-          res.end(text);
-        },
-        (err: Error) => {
-          res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`metrics failed: ${err.message}\n`);
-        },
-      );
-    }
-    return true;
-  };
-}
+const headers = { 'cache-control': 'no-store' };
 
-function json(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-    'Cache-Control': 'no-store',
+/**
+ * Registers `GET /healthz`, `GET /readyz` and `GET /metrics`: public, like any probe endpoint, and a
+ * query string is ignored (some probes add one).
+ */
+export function registerHealthRoutes(router: Router, opts: HealthOptions): void {
+  router.get('/healthz', () => ({ status: 'ok' }), {
+    summary: 'Liveness: the process is up',
+    tags: ['health'],
+    headers,
+    responses: { 200: z.object({ status: z.literal('ok') }) },
   });
-  res.end(body);
+  router.get(
+    '/readyz',
+    (ctx) => {
+      const r = opts.readiness();
+      sendJson(ctx.res, r.ready ? 200 : 503, { status: r.ready ? 'ready' : 'not ready', ...r.checks });
+    },
+    {
+      summary:
+        'Readiness: the local log is open and can store, the server listens (and MQTT is connected when configured)',
+      description: 'Also reports the forwarder, MQTT and dead-letter checks (docs/storage.md).',
+      tags: ['health'],
+      headers,
+      responses: {
+        200: z.looseObject({ status: z.literal('ready') }).describe('Ready, with each check'),
+        503: z.looseObject({ status: z.literal('not ready') }).describe('Not ready, with each check'),
+      },
+    },
+  );
+  router.get(
+    '/metrics',
+    async (ctx) => {
+      opts.beforeScrape?.();
+      const text = await opts.metrics.registry.metrics();
+      ctx.res.writeHead(200, {
+        'content-type': opts.metrics.registry.contentType,
+        'content-length': Buffer.byteLength(text),
+      });
+      ctx.res.end(text);
+    },
+    {
+      summary: 'Prometheus metrics (text exposition format)',
+      tags: ['health'],
+      headers,
+      responses: { 200: { description: 'Prometheus text', contentType: 'text/plain' } },
+    },
+  );
 }
 
 /** Store usage from which the `deadLetters` check warns even without new dead letters. */

@@ -101,8 +101,6 @@ export interface RouteOptions {
   body?: z.ZodType;
   /** Responses by status, for the API reference (not checked at run time). */
   responses?: Readonly<Record<number, ResponseSpec>>;
-  /** Left out of the OpenAPI document (e.g. static web assets). */
-  hidden?: boolean;
   /** Guards, run in order; the first to throw refuses the request. See `requireAdmin`, `anyOf`. */
   guard?: Guard | readonly Guard[];
   /** Headers set on every answer of this route, errors included (e.g. `cache-control: no-store`). */
@@ -116,11 +114,6 @@ export interface RouterOptions {
   maxBodyBytes?: number;
   /** For 5xx errors only; request headers are never logged. */
   logger?: Logger;
-  /**
-   * Called when no route matches the path (e.g. static files). Default: 404 NOT_FOUND. Its return
-   * value is handled like a handler's.
-   */
-  fallback?: Handler;
 }
 
 /** Registers a route; the handler's `ctx.input` is typed from the schemas in `options`. */
@@ -152,12 +145,6 @@ export interface Router {
   ): Router;
   /** Answers one request; never rejects. */
   handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
-  /**
-   * For handler chains of the `(req, res) => boolean` kind (`HubDeps.httpHandlers`): when a route's
-   * path matches (whatever the method), answers the request (asynchronously) and returns true;
-   * otherwise returns false without touching it, so the chain goes on.
-   */
-  tryHandle(req: IncomingMessage, res: ServerResponse): boolean;
   /** `handle` as a `node:http` request listener: `http.createServer(router.listener)`. */
   readonly listener: (req: IncomingMessage, res: ServerResponse) => void;
   /** The registered routes, in registration order. */
@@ -225,13 +212,6 @@ export function createRouter(options: RouterOptions = {}): Router {
       }
     },
 
-    tryHandle(req, res) {
-      const parts = pathParts(req.url);
-      if (parts === undefined || !routes.some((r) => matchesShape(r.segments, parts))) return false;
-      void router.handle(req, res);
-      return true;
-    },
-
     listener: (req, res) => {
       void router.handle(req, res);
     },
@@ -285,10 +265,7 @@ export function createRouter(options: RouterOptions = {}): Router {
       },
     };
 
-    if (!best) {
-      if (options.fallback) return finish(ctx, await options.fallback(ctx));
-      throw new HubError('NOT_FOUND', `no route for ${method} ${url.pathname}`);
-    }
+    if (!best) throw new HubError('NOT_FOUND', `no route for ${method} ${url.pathname}`);
     const { route } = best;
     for (const [name, value] of Object.entries(route.headers)) if (value !== undefined) res.setHeader(name, value);
     for (const guard of route.guards) await guard(ctx);
@@ -322,21 +299,6 @@ function parseUrl(target: string | undefined): URL | undefined {
 
 function splitPath(pathname: string): string[] {
   return pathname.split('/').filter((s) => s !== '');
-}
-
-function pathParts(target: string | undefined): string[] | undefined {
-  const url = parseUrl(target);
-  return url === undefined ? undefined : splitPath(url.pathname);
-}
-
-/** Whether `parts` fit the pattern's shape, without decoding anything (cannot throw). */
-function matchesShape(segments: Segment[], parts: string[]): boolean {
-  for (const [i, segment] of segments.entries()) {
-    if (segment.kind === 2) return true;
-    const part = parts[i];
-    if (part === undefined || (segment.kind === 0 && part !== segment.text)) return false;
-  }
-  return parts.length === segments.length;
 }
 
 function compile(pattern: string): Segment[] {

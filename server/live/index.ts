@@ -11,7 +11,7 @@
  * ```
  *
  * or, without the extension seam, `createLive(deps)` and three calls: `handleUpgrade` for
- * `LIVE_PATH`, `handleRequest` in the request chain, `start()`/`stop()` with the hub.
+ * `LIVE_PATH`, `registerRoutes(router)` on the hub's router, `start()`/`stop()` with the hub.
  *
  * It consumes the `HubEventBus` (frames as soon as the hub accepted them — `readings:accepted`,
  * before the durable commit, decoded only for what clients cover —, presence, descriptors, command
@@ -32,6 +32,8 @@ import {
   PAGE_HEADERS,
   sendError,
 } from '../http/dashboard-auth.ts';
+import { registerDashboardRoutes } from '../http/dashboard-routes.ts';
+import type { Router } from '../http/router.ts';
 import type { HubContext, HubExtension } from '../hub.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
@@ -42,6 +44,8 @@ import { LiveFanout } from './fanout.ts';
 export { readingsFrame } from './fanout.ts';
 
 import { type ChannelMeta, LiveState } from './state.ts';
+
+type ChannelReadings = Parameters<LiveState['restore']>[2];
 
 /** The live endpoint's path. */
 export const LIVE_PATH = '/v1/live';
@@ -59,6 +63,14 @@ export interface LiveDeps {
   channelsOf?: (deviceId: string) => readonly ChannelMeta[] | undefined;
   /** Device ids the hub knows (registered tokens): listed as offline before they first connect. */
   knownDevices?: () => Iterable<string>;
+  /**
+   * The store's devices and the newest readings of each (the local log): restored at start, so the
+   * fleet shows last values and last-seen times after a hub restart before boards reconnect.
+   */
+  stored?: {
+    deviceIds(): Iterable<string>;
+    lastReadings(deviceId: string): { receivedAtMs: number; readings: ChannelReadings } | null;
+  };
   /** Whether the commands API accepts dashboard sessions (see `authorize`). Default true. */
   commandsEnabled?: boolean;
   /**
@@ -82,10 +94,10 @@ export interface Live {
   /** For the hub's `upgrade` handler when the path is `LIVE_PATH`. Always consumes the socket. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /**
-   * Serves `/`, `/app.js`, `/app.css`, `/favicon.svg`, `/login`, `/logout`, `/api/session`,
-   * `GET /api/devices` and `GET /api/devices/:id`. Returns false (touching nothing) for other paths.
+   * Registers `/`, `/app.js`, `/app.css`, `/favicon.svg`, `/login`, `/logout`, `/api/session`,
+   * `GET /api/devices` and `GET /api/devices/:id` on the hub's router.
    */
-  handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
+  registerRoutes(router: Router): void;
   /**
    * For other routes the page calls (history, commands): who the caller is. `write: true` adds the
    * CSRF checks for state-changing requests (Origin required for cookie sessions). Commands need
@@ -172,57 +184,30 @@ export function createLive(deps: LiveDeps): Live {
     authorize(req, opts) {
       return opts?.write ? auth.checkWrite(req) : auth.check(req);
     },
-    handleRequest(req, res) {
-      const url = new URL(req.url ?? '/', 'http://hub.invalid');
-      const path = url.pathname;
-      const method = req.method ?? 'GET';
-      const read = method === 'GET' || method === 'HEAD';
-      if (path === '/login') {
-        auth.handleLogin(req, res);
-        return true;
-      }
-      if (path === '/logout') {
-        auth.handleLogout(req, res);
-        return true;
-      }
-      if (!read) return false;
-      if (path === '/' || path === '/index.html') {
-        page(req, res);
-        return true;
-      }
-      if (path === '/app.js' || path === '/app.css' || path === '/favicon.svg') {
-        // Public: the code and styles hold no data, and the login page needs the CSS.
-        const asset = assets?.get(path);
-        if (asset) sendAsset(req, res, asset);
-        else sendError(res, 'SHUTTING_DOWN', 'the dashboard is not started');
-        return true;
-      }
-      if (path === '/api/session') {
-        api.session(req, res);
-        return true;
-      }
-      if (path === '/api/devices') {
-        api.listDevices(req, res);
-        return true;
-      }
-      const m = /^\/api\/devices\/([^/]+)$/.exec(path);
-      if (m) {
-        let id: string;
-        try {
-          id = decodeURIComponent(m[1] as string);
-        } catch {
-          id = '';
-        }
-        api.getDevice(req, res, id);
-        return true;
-      }
-      return false;
+    registerRoutes(router) {
+      registerDashboardRoutes(router, {
+        auth,
+        api,
+        page,
+        asset: (req, res, path) => {
+          // Public: the code and styles hold no data, and the login page needs the CSS.
+          const asset = assets?.get(path);
+          if (asset) sendAsset(req, res, asset);
+          else sendError(res, 'SHUTTING_DOWN', 'the dashboard is not started');
+        },
+      });
     },
     async start() {
       assets = await buildAssets();
       for (const id of deps.knownDevices?.() ?? []) {
         state.device(id);
         learnChannels(id);
+      }
+      for (const id of deps.stored?.deviceIds() ?? []) {
+        const last = deps.stored?.lastReadings(id);
+        if (!last) continue;
+        learnChannels(id);
+        state.restore(id, last.receivedAtMs, last.readings);
       }
       for (const [name, fn] of Object.entries(listeners)) events.on(name as keyof HubEvents, fn as never);
       fanout.start();
@@ -310,6 +295,7 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
         logger: ctx.logger,
         auth,
         knownDevices: () => (ctx.registry?.list() ?? []).filter((d) => !d.revoked).map((d) => d.id),
+        stored: ctx.log,
         channelsOf: (id: string) => channelsOf(ctx, id),
         ...(options.tickMs !== undefined ? { tickMs: options.tickMs } : {}),
         ...(options.minTickMs !== undefined ? { minTickMs: options.minTickMs } : {}),
@@ -318,6 +304,7 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
       });
       await created.start();
       ctx.registerUpgrade(LIVE_PATH, created.handleUpgrade);
+      created.registerRoutes(ctx.router);
       // One presence for the page and for Grafana (device_status): the live view decides staleness.
       ctx.health.setPresenceProvider((id) => created.state.devices.get(id)?.state);
       detachPresence = () => ctx.health.setPresenceProvider(null);
@@ -326,9 +313,6 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
     async stop() {
       detachPresence();
       await live?.stop();
-    },
-    handleRequest(req, res) {
-      return live?.handleRequest(req, res) ?? false;
     },
   };
 }

@@ -95,37 +95,6 @@ describe('router matching', () => {
       { method: 'POST', pattern: '/d/:id' },
     ]);
   });
-
-  it('tryHandle claims only paths it has routes for, so a handler chain can go on', async () => {
-    const router = createRouter();
-    router.get('/api/devices/:id/history', (ctx) => ({ id: ctx.params.id }));
-    const { createServer } = await import('node:http');
-    const server = createServer((req, res) => {
-      if (router.tryHandle(req, res)) return;
-      res.statusCode = 299;
-      res.end('next handler');
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as import('node:net').AddressInfo;
-    try {
-      expect((await request(port, 'GET', '/api/devices/d1/history')).json).toEqual({ id: 'd1' });
-      expect((await request(port, 'POST', '/api/devices/d1/history')).status).toBe(405);
-      const other = await request(port, 'GET', '/healthz');
-      expect([other.status, other.text]).toEqual([299, 'next handler']);
-      expect((await request(port, 'GET', '/api/devices/d1')).status).toBe(299);
-    } finally {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    }
-  });
-
-  it('hands unmatched paths to the fallback when one is given', async () => {
-    const port = await start((r) => r.get('/api/x', () => ({ api: true })), {
-      fallback: (ctx) => ({ fallback: ctx.path }),
-    });
-    expect((await request(port, 'GET', '/index.html')).json).toEqual({ fallback: '/index.html' });
-    expect((await request(port, 'GET', '/api/x')).json).toEqual({ api: true });
-  });
 });
 
 describe('router bodies', () => {
