@@ -166,6 +166,23 @@ export class LiveState {
     return d;
   }
 
+  /**
+   * Brings back what the store kept of a device after a hub restart (its newest stored readings and
+   * when they arrived), so the fleet view shows last values and "seen … ago" before the board
+   * reconnects. Never overrides newer live state; the device stays offline (`never_seen`: not seen
+   * since the hub started) until a session brings it online.
+   */
+  restore(deviceId: string, lastSeenMs: number, readings: readonly Reading[]): void {
+    const d = this.device(deviceId);
+    if (!d) return;
+    if (d.lastSeenMs === null || lastSeenMs > d.lastSeenMs) d.lastSeenMs = lastSeenMs;
+    for (const r of readings) {
+      const ch = this.#channel(d, r.channel, r.unit);
+      if (!ch) continue;
+      if (ch.last === null || r.timeMs > ch.last[0]) ch.last = [r.timeMs, r.value];
+    }
+  }
+
   /** A session completed HELLO → WELCOME. Returns the presence change. */
   online(
     info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean },
