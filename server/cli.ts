@@ -1,8 +1,10 @@
 /**
  * The operator CLI: `npm run hub -- <group> <command> ...`. A separate entry point from `main.ts`
  * (it reads argv and sets the exit code). Each group lives with its module; add new groups to
- * GROUPS.
+ * GROUPS. Like `npm start` it reads its settings (HUB_DATA_DIR, INFLUX_*, MQTT_*) from the
+ * environment over `.env` (or `--env-file <path>` / `ENV_FILE`), so both see the same data directory.
  */
+import { takeEnvFileArg, withEnvFile } from './config/env-file.ts';
 import { DEVICES_USAGE, EXIT, runDevicesCli } from './registry/devices-cli.ts';
 import { DEAD_LETTERS_USAGE, runDeadLettersCli } from './storage/dead-letters-cli.ts';
 
@@ -13,7 +15,7 @@ const GROUPS: Record<string, { run: Group; summary: string }> = {
   'dead-letters': { run: runDeadLettersCli, summary: 'list, replay and drop lines InfluxDB rejected' },
 };
 
-const USAGE = `Usage: npm run hub -- <group> <command> [options]
+const USAGE = `Usage: npm run hub -- [--env-file <path>] <group> <command> [options]
 
 Groups:
 ${Object.entries(GROUPS)
@@ -25,10 +27,18 @@ Run "npm run hub -- <group> --help" for a group's commands.
 ${DEVICES_USAGE}
 ${DEAD_LETTERS_USAGE}`;
 
-const [groupName, ...rest] = process.argv.slice(2);
-const io = { env: process.env, stdout: process.stdout, stderr: process.stderr };
+const args = takeEnvFileArg(process.argv.slice(2));
+const [groupName, ...rest] = args.rest;
+const settings = withEnvFile(process.env, { cwd: process.cwd(), envFile: args.envFile });
+const io = { env: settings.env, stdout: process.stdout, stderr: process.stderr };
 const group = groupName === undefined ? undefined : GROUPS[groupName];
-if (groupName === '--help' || groupName === '-h') {
+if (args.problem !== undefined) {
+  process.stderr.write(`error: ${args.problem}\n\n${USAGE}`);
+  process.exitCode = EXIT.USAGE;
+} else if (settings.problems.length > 0) {
+  process.stderr.write(`error: invalid configuration:\n  - ${settings.problems.join('\n  - ')}\n`);
+  process.exitCode = EXIT.USAGE;
+} else if (groupName === '--help' || groupName === '-h') {
   process.stdout.write(USAGE);
   process.exitCode = EXIT.OK;
 } else if (group === undefined) {

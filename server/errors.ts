@@ -131,6 +131,14 @@ export const ERRORS = {
   // Configuration: the hub refuses to start and lists every problem.
   CONFIG_INVALID: spec(600, 'config', null, null, 'The configuration has one or more invalid values.'),
   DATA_DIR_LOCKED: spec(601, 'config', null, null, 'Another running hub holds the data directory.'),
+  PORT_IN_USE: spec(602, 'config', null, null, 'Another program listens on the port set by HUB_PORT.'),
+  LISTEN_FAILED: spec(
+    603,
+    'config',
+    null,
+    null,
+    'The hub cannot listen on HUB_HOST:HUB_PORT (a port below 1024 without privileges, or an address not of this machine).',
+  ),
 
   // MQTT: the hub's own broker connection (device frames over MQTT use the codes above).
   MQTT_UNREACHABLE: spec(700, 'mqtt', null, null, 'The MQTT broker (MQTT_URL) cannot be reached.'),

@@ -1,9 +1,14 @@
-/** Runs a repository script with tsx as `npm run …` would (a minimal environment), collecting its output. */
+/**
+ * Runs a repository script with tsx as `npm run …` would (a minimal environment), collecting its
+ * output. The one script runner of the integration tests.
+ */
 import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/** The tsx launcher: `TSX <script>` runs a TypeScript entry point from any directory. */
+export const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 
 export interface ScriptRun {
   code: number | null;
@@ -11,10 +16,26 @@ export interface ScriptRun {
   stderr: string;
 }
 
-export function runScript(script: string, args: string[], env: Record<string, string> = {}): Promise<ScriptRun> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [script, ...args], {
-      cwd: REPO_ROOT,
+export interface RunScriptOptions {
+  /** Working directory (default: the repository root, where `npm run` runs scripts). */
+  cwd?: string;
+  /**
+   * Kills the script (SIGKILL, code null) if it has not exited by then: for scripts expected to exit
+   * at once, such as a hub that must refuse to start, so a regression fails instead of hanging.
+   */
+  killAfterMs?: number;
+}
+
+/** `script` is relative to the repository root; `env` is added to PATH and HOME only. */
+export function runScript(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+  options: RunScriptOptions = {},
+): Promise<ScriptRun> {
+  return new Promise((done, reject) => {
+    const child = spawn(TSX, [resolve(REPO_ROOT, script), ...args], {
+      cwd: options.cwd ?? REPO_ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -26,7 +47,11 @@ export function runScript(script: string, args: string[], env: Record<string, st
     child.stderr.on('data', (c: Buffer) => {
       stderr += c;
     });
+    const killer = options.killAfterMs ? setTimeout(() => child.kill('SIGKILL'), options.killAfterMs) : undefined;
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      done({ code, stdout, stderr });
+    });
   });
 }
