@@ -157,6 +157,8 @@ export function createLive(deps: LiveDeps): Live {
       const { deviceId, ...rest } = u;
       fanout.command({ type: 'command', device: deviceId, ...rest });
     },
+    // Built-in alerts (server/alerts/): every client with a subscription gets each transition.
+    alert: (event) => fanout.alert({ type: 'alert', ...event }),
   };
 
   const page = (req: IncomingMessage, res: ServerResponse): void => {
