@@ -13,6 +13,7 @@
 import { hostname } from 'node:os';
 import type { ChannelDescriptor } from './codec/index.ts';
 import type { HubConfig } from './config/index.ts';
+import { ENROLL_PATH, type Enrollment, startEnrollment } from './enroll/index.ts';
 import { HubEventBus } from './events.ts';
 import { registerAdminRoutes } from './http/admin.ts';
 import { type AccessCheck, anyOf, guardFrom, requireAdmin } from './http/auth.ts';
@@ -33,6 +34,7 @@ import { createIngest, type Ingest } from './pipeline/ingest.ts';
 import { type DeviceRegistry, deviceUrlFrom, openDeviceRegistry } from './registry/index.ts';
 import { acquireDataDirLock, type DataDirLock } from './storage/data-dir-lock.ts';
 import { openDeadLetterStore } from './storage/dead-letter.ts';
+import { influxDownsample } from './storage/influx/downsample.ts';
 import { createInfluxForwarder, createInfluxHistory, createStatsWriter } from './storage/influx/index.ts';
 import { createDeadLetterReplayer } from './storage/influx/replay.ts';
 import {
@@ -178,6 +180,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let forwarder: ForwarderLike | null = null;
   let commands: CommandTracker | null = null;
   let unsubscribeRevoked: (() => void) | null = null;
+  let enrollment: Enrollment | null = null;
   let flushCounts: () => void = () => undefined;
   let countsTimer: NodeJS.Timeout | null = null;
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -310,9 +313,11 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           });
         }
         const openLog = log;
-        const historySource: HistorySource = config.influx
-          ? createInfluxHistory(config.influx)
-          : { query: (q) => openLog.queryHistory(q).readings };
+        // Downsampling (the page's charts): InfluxQL GROUP BY time() on InfluxDB, one scan of the local log.
+        const influxHistory = config.influx ? createInfluxHistory(config.influx) : null;
+        const historySource: HistorySource = influxHistory
+          ? { query: (q) => influxHistory.query(q), downsample: (q) => influxDownsample(influxHistory, q) }
+          : { query: (q) => openLog.queryHistory(q).readings, scan: (q, visit) => openLog.scanHistory(q, visit) };
         registerHistoryRoutes(router, {
           source: historySource,
           guard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
@@ -329,6 +334,20 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           onRequest: router.listener,
         });
         for (const [path, handler] of pendingUpgrades) gateway.registerUpgrade(path, handler);
+        // Self-enrollment of boards [PROTO-8]: the API always, /v1/enroll unless ENROLL_MODE=off.
+        if (adminRegistry) {
+          enrollment = await startEnrollment({
+            config,
+            registry: adminRegistry,
+            router,
+            metrics,
+            logger,
+            now,
+            guard: deps.authorizeCommands ? guardFrom(deps.authorizeCommands) : admin,
+            readGuard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
+          });
+          if (config.enroll.mode !== 'off') gateway.registerUpgrade(ENROLL_PATH, enrollment.handleUpgrade);
+        }
         const openedLog = log;
         const gw = gateway;
         ctx = {
@@ -395,6 +414,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         return;
       }
       gateway?.stopAccepting();
+      await enrollment?.stop();
+      enrollment = null;
       mqtt?.stopAccepting();
       // Close device sessions with 1001 once their in-flight frames are committed (ACKs first).
       const closing = [...sessions.values()].map(
