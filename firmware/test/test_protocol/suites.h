@@ -15,6 +15,8 @@ void run_backoff_tests();
 void run_telemetry_tests();
 void run_session_tests();
 void run_flash_outbox_tests();
+void run_config_tests();
+void run_improv_tests();
 
 /** Filled by the suites; printed as one JSON line at the end. */
 struct HostReport {
