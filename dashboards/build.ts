@@ -9,12 +9,15 @@
  * mapping, and on 3.x — and our tests execute every one of them against a real engine. The
  * measurements they read are documented in docs/storage.md.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const DATASOURCE_UID = 'esp32hub-influxql';
-const DS = { type: 'influxdb', uid: DATASOURCE_UID } as const;
+import { alertRulesYaml, contactPointsYaml, policiesYaml } from './alerts.ts';
+import { DATASOURCE_UID, INFLUX_DATASOURCE as DS } from './influxql.ts';
+
+export { DATASOURCE_UID };
+
 const ROOT = dirname(fileURLToPath(import.meta.url));
 export const GRAFANA_DIR = join(ROOT, 'grafana');
 
@@ -543,6 +546,9 @@ export function renderAll(): Map<string, string> {
   }
   files.set(join('provisioning', 'datasources', 'influxdb.yml'), DATASOURCE_YAML);
   files.set(join('provisioning', 'dashboards', 'esp32hub.yml'), PROVIDER_YAML);
+  files.set(join('provisioning', 'alerting', 'rules.yaml'), alertRulesYaml());
+  files.set(join('provisioning', 'alerting', 'contact-points.yaml'), contactPointsYaml());
+  files.set(join('provisioning', 'alerting', 'policies.yaml'), policiesYaml());
   return files;
 }
 
@@ -560,6 +566,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       console.error(`stale: dashboards/grafana/${rel} (run: npx tsx dashboards/build.ts)`);
       stale++;
     } else {
+      mkdirSync(dirname(path), { recursive: true });
       writeFileSync(path, content);
       console.log(`wrote dashboards/grafana/${rel}`);
     }

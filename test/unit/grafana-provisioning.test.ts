@@ -11,6 +11,7 @@ import { Ajv } from 'ajv';
 import { createGenerator } from 'ts-json-schema-generator';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
+import { CONTACT_POINT, CONTACT_POINT_ENV } from '../../dashboards/alerts.ts';
 import { DATASOURCE_UID, GRAFANA_DIR, renderAll } from '../../dashboards/build.ts';
 
 const require = createRequire(import.meta.url);
@@ -131,5 +132,128 @@ describe('Grafana provisioning YAML', () => {
   it('the variables Grafana interpolates are given to the Grafana container', () => {
     const env = compose.services.grafana.environment;
     for (const name of ['INFLUX_URL', 'INFLUX_BUCKET', 'INFLUX_TOKEN']) expect(env[name], name).toBeDefined();
+  });
+});
+
+describe('Grafana alerting provisioning', () => {
+  const alertingDir = join(GRAFANA_DIR, 'provisioning/alerting');
+  const read = (file: string) => parseYaml(readFileSync(join(alertingDir, file), 'utf8'));
+  const rulesDoc = read('rules.yaml');
+  const contactDoc = read('contact-points.yaml');
+  const policyDoc = read('policies.yaml');
+  const compose = parseYaml(readFileSync(join(GRAFANA_DIR, '../../docker-compose.yml'), 'utf8'), { merge: true });
+  const providers = parseYaml(readFileSync(join(GRAFANA_DIR, 'provisioning/dashboards/esp32hub.yml'), 'utf8'));
+  const datasources = parseYaml(readFileSync(join(GRAFANA_DIR, 'provisioning/datasources/influxdb.yml'), 'utf8'));
+  const envExample = readFileSync(join(GRAFANA_DIR, '../../.env.example'), 'utf8');
+  const rules: Json[] = rulesDoc.groups.flatMap((g: Json) => g.rules as Json[]);
+  /** Prometheus-style durations, as Grafana parses `for` and `interval`. */
+  const DURATION = /^(\d+(ms|s|m|h|d|w|y))+$/;
+
+  it('every file is provisioning apiVersion 1 with the top-level key Grafana reads', () => {
+    expect(readdirSync(alertingDir).sort()).toEqual(['contact-points.yaml', 'policies.yaml', 'rules.yaml']);
+    for (const [doc, key] of [
+      [rulesDoc, 'groups'],
+      [contactDoc, 'contactPoints'],
+      [policyDoc, 'policies'],
+    ] as const) {
+      expect(doc.apiVersion).toBe(1);
+      expect(Array.isArray(doc[key]), key).toBe(true);
+      expect(doc[key].length, key).toBeGreaterThan(0);
+    }
+  });
+
+  it('rule groups name a group, the dashboards folder and an interval', () => {
+    for (const g of rulesDoc.groups) {
+      expect(g.orgId).toBe(1);
+      expect(g.name).toMatch(/\S/);
+      expect(g.folder).toBe(providers.providers[0].folder);
+      expect(g.interval).toMatch(DURATION);
+      expect(g.rules.length).toBeGreaterThan(0);
+    }
+  });
+
+  const datasourceUids = new Set([...datasources.datasources.map((d: Json) => d.uid), '__expr__']);
+
+  /** What Grafana would refuse in a rule, or what would leave it without data; empty when fine. */
+  function ruleProblems(r: Json): string[] {
+    const problems: string[] = [];
+    const check = (ok: boolean, what: string) => ok || problems.push(what);
+    check(/^[a-zA-Z0-9_-]{1,40}$/.test(String(r.uid)), 'uid');
+    check(/\S/.test(String(r.title ?? '')), 'title');
+    check(['OK', 'Alerting', 'NoData', 'KeepLast'].includes(String(r.noDataState)), 'noDataState');
+    check(['OK', 'Alerting', 'Error', 'KeepLast'].includes(String(r.execErrState)), 'execErrState');
+    check(DURATION.test(String(r.for)), 'for');
+    check(/\S/.test(String((r.annotations as Json | undefined)?.summary ?? '')), 'annotations.summary');
+    const data = (r.data as Json[] | undefined) ?? [];
+    check(data.length > 0, 'data');
+    const refIds = data.map((q) => q.refId);
+    check(refIds.includes(r.condition), `condition ${String(r.condition)} names no query`);
+    for (const q of data) {
+      const at = `data ${String(q.refId)}`;
+      check(datasourceUids.has(q.datasourceUid), `${at}: datasourceUid ${String(q.datasourceUid)} is not provisioned`);
+      const range = (q.relativeTimeRange as Json | undefined) ?? {};
+      check(Number(range.from) > Number(range.to ?? 0), `${at}: relativeTimeRange`);
+      const model = (q.model as Json | undefined) ?? {};
+      check(model.refId === q.refId, `${at}: model.refId`);
+      if (q.datasourceUid === '__expr__') {
+        check(refIds.includes(model.expression), `${at}: expression ${String(model.expression)} names no query`);
+      } else {
+        check(model.rawQuery === true, `${at}: rawQuery`);
+        check(
+          /^SELECT .* WHERE .*\$timeFilter.* GROUP BY "(device|hub)"$/.test(String(model.query)),
+          `${at}: InfluxQL with $timeFilter, grouped by device or hub`,
+        );
+      }
+    }
+    return problems;
+  }
+
+  it('every rule has the fields Grafana requires, and its condition and datasources resolve', () => {
+    const uids = rules.map((r) => r.uid);
+    expect(new Set(uids).size).toBe(uids.length);
+    for (const r of rules) expect(ruleProblems(r), String(r.title)).toEqual([]);
+  });
+
+  it('the rule check is not vacuous: a broken rule fails it', () => {
+    const [first] = rules as [Json];
+    const data = (first.data as Json[]).map((q, i) => (i === 0 ? { ...q, datasourceUid: 'no-such-uid' } : q));
+    expect(ruleProblems({ ...first, condition: 'Z', for: 'soon', data })).toEqual([
+      'for',
+      'condition Z names no query',
+      'data A: datasourceUid no-such-uid is not provisioned',
+    ]);
+  });
+
+  it('the contact point takes its webhook and email from the environment; the policy sends to it', () => {
+    const [cp] = contactDoc.contactPoints;
+    expect(cp.name).toBe(CONTACT_POINT);
+    const byType = Object.fromEntries((cp.receivers as Json[]).map((r) => [r.type, r]));
+    expect(Object.keys(byType).sort()).toEqual(['email', 'webhook']);
+    expect((byType.webhook?.settings as Json).url).toBe(interpolated('GRAFANA_ALERT_WEBHOOK_URL'));
+    expect((byType.email?.settings as Json).addresses).toBe(interpolated('GRAFANA_ALERT_EMAIL'));
+    for (const r of cp.receivers as Json[]) expect(r.uid).toMatch(/^[a-zA-Z0-9_-]{1,40}$/);
+    const [policy] = policyDoc.policies;
+    expect(policy.receiver).toBe(cp.name);
+  });
+
+  it('every variable a provisioning file interpolates is documented in .env.example and given to Grafana', () => {
+    const env = compose.services.grafana.environment as Record<string, string>;
+    const files = [
+      ...['rules.yaml', 'contact-points.yaml', 'policies.yaml'].map((f) => join(alertingDir, f)),
+      join(GRAFANA_DIR, 'provisioning/datasources/influxdb.yml'),
+    ];
+    const names = new Set(
+      files.flatMap((f) =>
+        [...readFileSync(f, 'utf8').matchAll(/\$\{([A-Z][A-Z0-9_]*)\}/g)].map((m) => m[1] as string),
+      ),
+    );
+    expect([...names]).toEqual(expect.arrayContaining([...CONTACT_POINT_ENV]));
+    for (const name of names) {
+      expect(env[name], `${name} passed to the grafana service`).toBeDefined();
+      expect(envExample, `${name} in .env.example`).toMatch(new RegExp(`^${name}=`, 'm'));
+    }
+    // Email needs SMTP: the settings that make it deliver are passed too.
+    for (const name of ['GF_SMTP_ENABLED', 'GF_SMTP_HOST', 'GF_SMTP_FROM_ADDRESS'])
+      expect(env[name], name).toBeDefined();
   });
 });
