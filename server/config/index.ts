@@ -59,6 +59,7 @@ export const ENV_SCHEMA = {
   LIVE_HIGH_WATER_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
   LIVE_DRAIN_TIMEOUT_MS: int(100, 600_000).default(10_000),
   LIVE_MAX_SUBSCRIPTIONS: int(1, 10_000).default(100),
+  GRAFANA_URL: z.url().optional(),
 
   MQTT_URL: z.url().optional(),
   MQTT_USERNAME: z.string().optional(),
@@ -182,7 +183,14 @@ export interface HubConfig {
     minFreeBytes: number;
   };
   influx: InfluxConfig | null;
-  live: { maxClients: number; highWaterBytes: number; drainTimeoutMs: number; maxSubscriptions: number };
+  live: {
+    maxClients: number;
+    highWaterBytes: number;
+    drainTimeoutMs: number;
+    maxSubscriptions: number;
+    /** Grafana's base URL as browsers reach it (GRAFANA_URL): the device page links to its dashboard; null = no link. */
+    grafanaUrl: string | null;
+  };
   /** The MQTT device transport (server/mqtt/); null when MQTT_URL is unset. */
   mqtt: MqttConfig | null;
   /**
@@ -336,6 +344,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
       highWaterBytes: e.LIVE_HIGH_WATER_BYTES,
       drainTimeoutMs: e.LIVE_DRAIN_TIMEOUT_MS,
       maxSubscriptions: e.LIVE_MAX_SUBSCRIPTIONS,
+      grafanaUrl: e.GRAFANA_URL ? e.GRAFANA_URL.replace(/\/+$/, '') : null,
     },
     mqtt: e.MQTT_URL
       ? {
