@@ -13,12 +13,14 @@
  * Every answer carries `Cache-Control: no-store` (tokens must not sit in caches). Tokens are never
  * logged; the audit log line names the device, the action and the peer address.
  */
+import { z } from 'zod';
 import { HubError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
 import type { DeviceInfo, DeviceRegistry } from '../registry/index.ts';
 import { requireAdmin } from './auth.ts';
 import { sendJson } from './respond.ts';
 import type { RequestContext, Router } from './router.ts';
+import { deviceId, noQuery } from './schemas.ts';
 
 /** A device as the admin API shows it. Times are ISO-8601 UTC. */
 export interface AdminDevice {
@@ -51,27 +53,35 @@ export function registerAdminRoutes(router: Router, options: AdminRoutesOptions)
     guard: requireAdmin(options.adminToken),
     headers: { 'cache-control': 'no-store' },
     maxBodyBytes: MAX_BODY_BYTES,
+    tags: ['admin'],
+    query: noQuery,
   };
+  // The registry checks the [PROTO-2.8] alphabet (and answers 404 for an unknown id).
+  const idParams = z.strictObject({ id: z.string() });
   const audit = (ctx: RequestContext, action: string, deviceId: string) =>
     logger?.info({ action, deviceId, remoteAddress: ctx.req.socket.remoteAddress }, 'admin API changed a device');
 
-  router.get(`${ADMIN_PREFIX}/devices`, () => ({ devices: registry.list().map(toAdminDevice) }), route);
+  router.get(`${ADMIN_PREFIX}/devices`, () => ({ devices: registry.list().map(toAdminDevice) }), {
+    ...route,
+    summary: 'Every registered device (revoked ones too)',
+    responses: { 200: z.object({ devices: z.array(adminDevice) }) },
+  });
 
   router.get(
     `${ADMIN_PREFIX}/devices/:id`,
     (ctx) => {
-      const id = ctx.params.id as string;
+      const { id } = ctx.input.params;
       const device = registry.get(id);
       if (!device) throw new HubError('NOT_FOUND', `no device ${id} is registered`);
       return toAdminDevice(device);
     },
-    route,
+    { ...route, summary: 'One registered device', params: idParams, responses: { 200: adminDevice } },
   );
 
   router.post(
     `${ADMIN_PREFIX}/devices`,
     async (ctx) => {
-      const id = parseAddBody(await ctx.body());
+      const { id } = ctx.input.body;
       const { token, device } = await registry.add(id);
       audit(ctx, 'add', id);
       sendJson(
@@ -81,7 +91,13 @@ export function registerAdminRoutes(router: Router, options: AdminRoutesOptions)
         { location: `${ADMIN_PREFIX}/devices/${encodeURIComponent(id)}` },
       );
     },
-    route,
+    {
+      ...route,
+      summary: 'Register a device and issue its token (the only time the token is shown)',
+      description: '409 DEVICE_EXISTS when the id is taken; 400 when it is not a valid device id [PROTO-2.8].',
+      body: z.strictObject({ id: deviceId }),
+      responses: { 201: issued.extend({ createdAt: z.string() }).describe('Registered; Location names the device') },
+    },
   );
 
   router.post(
@@ -92,7 +108,12 @@ export function registerAdminRoutes(router: Router, options: AdminRoutesOptions)
       audit(ctx, 'rotate', id);
       return { id, token, rotatedAt: iso(device.rotatedAtMs as number), deviceUrl };
     },
-    route,
+    {
+      ...route,
+      summary: "Rotate a device's token (the old one stops working at once)",
+      params: idParams,
+      responses: { 200: issued.extend({ rotatedAt: z.string() }) },
+    },
   );
 
   router.delete(
@@ -103,20 +124,24 @@ export function registerAdminRoutes(router: Router, options: AdminRoutesOptions)
       audit(ctx, 'revoke', id);
       return toAdminDevice(device);
     },
-    route,
+    {
+      ...route,
+      summary: "Revoke a device's token (its session ends at once)",
+      params: idParams,
+      responses: { 200: adminDevice.describe('The device, revoked') },
+    },
   );
 }
 
-function parseAddBody(body: unknown): string {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new HubError('BAD_REQUEST', 'the body must be a JSON object like {"id":"greenhouse-1"}');
-  }
-  const extra = Object.keys(body).filter((k) => k !== 'id');
-  if (extra.length > 0) throw new HubError('BAD_REQUEST', `unknown field(s): ${extra.slice(0, 5).join(', ')}`);
-  const { id } = body as { id?: unknown };
-  if (typeof id !== 'string') throw new HubError('BAD_REQUEST', '"id" is required and must be a string');
-  return id; // the registry checks the [PROTO-2.8] alphabet
-}
+const adminDevice = z.object({
+  id: z.string(),
+  revoked: z.boolean(),
+  createdAt: z.string().describe('ISO-8601 UTC'),
+  rotatedAt: z.string().nullable(),
+  revokedAt: z.string().nullable(),
+});
+
+const issued = z.object({ id: z.string(), token: z.string(), deviceUrl: z.string() });
 
 export function toAdminDevice(device: DeviceInfo): AdminDevice {
   return {

@@ -6,12 +6,13 @@
  * Who may use them is the `guard`: the admin token by default, or the dashboard's operator check.
  * Errors are `{ error: { code, message } }` with the catalogue's HTTP status (the router's).
  */
-import { isDeviceId } from '../codec/index.ts';
+import { z } from 'zod';
 import { HubError } from '../errors.ts';
 import { type CommandRecord, type CommandTracker, parseCommandRequest } from '../pipeline/commands.ts';
 import type { DeviceSession } from '../transport/device-session.ts';
 import { sendJson } from './respond.ts';
 import type { Guard, Router } from './router.ts';
+import { commandName, deviceId, deviceIdParams, noQuery } from './schemas.ts';
 
 /** A command request body is a name and a few arguments. */
 const MAX_BODY_BYTES = 16 * 1024;
@@ -24,39 +25,80 @@ export interface CommandRoutesOptions {
   guard: Guard;
 }
 
+const commandBody = z.strictObject({
+  name: commandName,
+  args: z
+    .record(z.string(), z.union([z.number(), z.boolean(), z.string()]))
+    .nullable()
+    .optional()
+    .describe('At most 16 arguments; keys are channel-key shaped; known commands check their arguments'),
+});
+
+const commandView = z.object({
+  deviceId: z.string(),
+  commandId: z.number().int(),
+  name: z.string(),
+  args: z.record(z.string(), z.union([z.number(), z.boolean(), z.string()])),
+  state: z.enum(['sent', 'accepted', 'done', 'failed', 'timeout']),
+  status: z.number().nullable(),
+  message: z.string().nullable(),
+  createdAtMs: z.number(),
+  updatedAtMs: z.number(),
+});
+
 export function registerCommandRoutes(router: Router, opts: CommandRoutesOptions): void {
-  const options = { guard: opts.guard, headers: { 'cache-control': 'no-store' }, maxBodyBytes: MAX_BODY_BYTES };
+  const options = {
+    guard: opts.guard,
+    headers: { 'cache-control': 'no-store' },
+    maxBodyBytes: MAX_BODY_BYTES,
+    tags: ['commands'],
+  };
 
   router.post(
     '/api/devices/:id/commands',
-    async (ctx) => {
-      const deviceId = checkedDeviceId(ctx.params.id);
-      const { name, args } = parseCommandRequest(await ctx.body());
-      const session = opts.session(deviceId);
-      if (!session?.isReady()) throw new HubError('DEVICE_OFFLINE', `${deviceId} is not connected`);
+    (ctx) => {
+      const { id } = ctx.input.params;
+      const { name, args } = parseCommandRequest(ctx.input.body);
+      const session = opts.session(id);
+      if (!session?.isReady()) throw new HubError('DEVICE_OFFLINE', `${id} is not connected`);
       const commandId = opts.commands.nextId();
       session.sendCommand(commandId, name, args);
-      sendJson(ctx.res, 202, view(opts.commands.record(deviceId, commandId, name, args)));
+      sendJson(ctx.res, 202, view(opts.commands.record(id, commandId, name, args)));
     },
-    options,
+    {
+      ...options,
+      summary: 'Send a command to a connected device [PROTO-3.6]',
+      description: '409 DEVICE_OFFLINE when the device has no live session.',
+      params: deviceIdParams,
+      query: noQuery,
+      body: commandBody,
+      responses: { 202: commandView.describe('Sent; follow it with the GET route') },
+    },
   );
 
   router.get(
     '/api/devices/:id/commands/:commandId',
     (ctx) => {
-      const deviceId = checkedDeviceId(ctx.params.id);
-      const commandId = /^\d{1,10}$/.test(ctx.params.commandId ?? '') ? Number(ctx.params.commandId) : Number.NaN;
-      const rec = Number.isSafeInteger(commandId) ? opts.commands.get(deviceId, commandId) : undefined;
+      const { id, commandId } = ctx.input.params;
+      const rec = opts.commands.get(id, commandId);
       if (!rec) throw new HubError('NOT_FOUND', 'no such command (unknown, or dropped from the bounded table)');
       return view(rec);
     },
-    options,
+    {
+      ...options,
+      summary: "A command's state: sent, accepted, done, failed or timeout",
+      params: z.strictObject({
+        id: deviceId,
+        commandId: z
+          .string()
+          .regex(/^\d{1,10}$/, 'a command id is a decimal number')
+          .transform(Number)
+          .pipe(z.number().int().max(0xffffffff)),
+      }),
+      query: noQuery,
+      responses: { 200: commandView },
+    },
   );
-}
-
-function checkedDeviceId(id: string | undefined): string {
-  if (id === undefined || !isDeviceId(id)) throw new HubError('BAD_REQUEST', 'invalid device id');
-  return id;
 }
 
 function view(rec: CommandRecord) {

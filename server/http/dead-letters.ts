@@ -16,15 +16,10 @@
  * `complete: false` and `stoppedBy` (the records not settled are untouched). Replays and drops are
  * audit-logged with the peer address.
  */
+import { z } from 'zod';
 import { HubError } from '../errors.ts';
 import type { Logger } from '../log/index.ts';
-import type {
-  DeadLetterFilter,
-  DeadLetterRecent,
-  DeadLetterTotals,
-  DeadLetterView,
-  OpenDeadLetterStore,
-} from '../storage/dead-letter.ts';
+import type { DeadLetterFilter, OpenDeadLetterStore } from '../storage/dead-letter.ts';
 import { viewOf } from '../storage/dead-letter.ts';
 import type { ReplayRequest, ReplayResult } from '../storage/influx/replay.ts';
 import { ADMIN_PREFIX } from './admin.ts';
@@ -49,6 +44,42 @@ const MAX_PAGE = 1000;
 const DEFAULT_PAGE = 50;
 const DEFAULT_LINES_PER_RECORD = 20;
 
+/** A record id: a positive decimal integer. */
+const recordId = z
+  .string()
+  .regex(/^[1-9]\d{0,15}$/, 'a record id is a positive integer')
+  .transform(Number);
+/** An integer query parameter in [min, max]. */
+const intText = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, `an integer from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+const filterQuery = {
+  reason: z.string().optional().describe('Records whose reason contains this text (case-insensitive)'),
+  status: intText(0, 999).optional().describe("InfluxDB's HTTP status"),
+  ids: z
+    .string()
+    .transform((text, ctx) => {
+      const ids = text.split(',').map((t) => recordId.safeParse(t));
+      if (ids.every((r) => r.success)) return ids.map((r) => r.data as number);
+      ctx.addIssue({ code: 'custom', message: 'a comma-separated list of record ids' });
+      return z.NEVER;
+    })
+    .optional()
+    .describe('Comma-separated record ids'),
+};
+const replayBody = z.strictObject({
+  ids: z.array(z.number().int().positive()).optional(),
+  reason: z.string().min(1).optional(),
+  status: z.number().int().optional(),
+  limit: z.number().int().positive().optional(),
+  bucket: z.string().min(1).optional().describe('Another bucket/database to replay into'),
+});
+const deadLetterRecord = z.looseObject({ id: z.number(), reason: z.string(), status: z.number() });
+const dropped = z.object({ dropped: z.object({ records: z.number(), lines: z.number() }) });
+
 export function registerDeadLetterRoutes(router: Router, options: DeadLetterRoutesOptions): void {
   const { admin } = options;
   const logger = options.logger?.child({ component: 'admin-api' });
@@ -56,67 +87,90 @@ export function registerDeadLetterRoutes(router: Router, options: DeadLetterRout
     guard: requireAdmin(options.adminToken),
     headers: { 'cache-control': 'no-store' },
     maxBodyBytes: 64 * 1024,
+    tags: ['admin', 'dead letters'],
   };
+  const idParams = z.strictObject({ id: recordId });
   const audit = (ctx: RequestContext, action: string, detail: object) =>
     logger?.info({ action, ...detail, remoteAddress: ctx.req.socket.remoteAddress }, 'admin API changed dead letters');
 
   router.get(
     DEAD_LETTERS_PATH,
     (ctx) => {
-      const q = ctx.query;
-      const filter = filterFromQuery(q);
-      const limit = intParam(q, 'limit', 1, MAX_PAGE) ?? DEFAULT_PAGE;
-      const lines = intParam(q, 'lines', 0, 1_000_000) ?? DEFAULT_LINES_PER_RECORD;
-      const afterId = intParam(q, 'after', 0, Number.MAX_SAFE_INTEGER) ?? 0;
-      const page = admin.store.query({ ...filter, afterId, limit, maxLinesPerRecord: lines });
+      const { limit, lines, after, ...q } = ctx.input.query;
+      const page = admin.store.query({ ...filterOf(q), afterId: after, limit, maxLinesPerRecord: lines });
       return {
         totals: admin.store.totals(),
         recent: admin.store.recent(),
         records: page.records.map(viewOf),
         next: page.nextAfterId,
-      } satisfies {
-        totals: DeadLetterTotals;
-        recent: DeadLetterRecent;
-        records: DeadLetterView[];
-        next: number | null;
       };
     },
-    route,
+    {
+      ...route,
+      summary: 'Dead letters: totals, the recent rate and a page of records',
+      query: z.strictObject({
+        ...filterQuery,
+        limit: intText(1, MAX_PAGE).default(DEFAULT_PAGE).describe('Records per page'),
+        lines: intText(0, 1_000_000).default(DEFAULT_LINES_PER_RECORD).describe('Lines shown per record'),
+        after: intText(0, Number.MAX_SAFE_INTEGER).default(0).describe('The `next` of the previous page'),
+      }),
+      responses: {
+        200: z.object({
+          totals: z.looseObject({ lines: z.number(), bytes: z.number(), maxBytes: z.number() }),
+          recent: z.looseObject({ windowMs: z.number(), lines: z.number(), evictedLines: z.number() }),
+          records: z.array(deadLetterRecord),
+          next: z.number().nullable(),
+        }),
+      },
+    },
   );
 
   router.get(
     `${DEAD_LETTERS_PATH}/:id`,
     (ctx) => {
-      const id = idParam(ctx.params.id as string);
+      const { id } = ctx.input.params;
       const record = admin.store.get(id);
       if (!record) throw new HubError('NOT_FOUND', `no dead-letter record ${id} (replayed, dropped or evicted)`);
       return viewOf(record);
     },
-    route,
+    {
+      ...route,
+      summary: 'One dead-letter record with all its lines',
+      params: idParams,
+      query: z.strictObject({}),
+      responses: { 200: deadLetterRecord },
+    },
   );
 
   router.post(
     `${DEAD_LETTERS_PATH}/replay`,
     async (ctx) => {
       // `{}` replays every record.
-      const { filter, limit, bucket } = parseReplayBody(await ctx.body());
+      const { limit, bucket, ...filter } = ctx.input.body;
       const result = await admin.replay({
-        filter,
+        filter: filterOf(filter),
         ...(limit !== undefined ? { limit } : {}),
         ...(bucket !== undefined ? { bucket } : {}),
       });
       audit(ctx, 'replay', { filter, bucket, ...result });
       return result;
     },
-    route,
+    {
+      ...route,
+      summary: 'Replay dead letters into InfluxDB (`{}`: all of them)',
+      description:
+        'Lines rejected again stay, with the new reason. A transient failure stops the replay with `complete: false` and `stoppedBy`.',
+      query: z.strictObject({}),
+      body: replayBody,
+      responses: { 200: z.looseObject({ records: z.number(), storedLines: z.number(), complete: z.boolean() }) },
+    },
   );
 
   router.delete(
     DEAD_LETTERS_PATH,
     async (ctx) => {
-      const q = ctx.query;
-      const filter = filterFromQuery(q);
-      const all = q.get('all') === 'true';
+      const { all, ...q } = ctx.input.query;
+      const filter = filterOf(q);
       const filtered = filter.ids !== undefined || filter.reason !== undefined || filter.status !== undefined;
       if (all === filtered) {
         throw new HubError(
@@ -124,85 +178,52 @@ export function registerDeadLetterRoutes(router: Router, options: DeadLetterRout
           'say which dead letters to drop: ?reason=, ?status=, ?ids=1,2, or ?all=true alone',
         );
       }
-      const dropped = await admin.store.drop(filter);
-      audit(ctx, 'drop', { filter, all, ...dropped });
-      return { dropped };
+      const result = await admin.store.drop(filter);
+      audit(ctx, 'drop', { filter, all, ...result });
+      return { dropped: result };
     },
-    route,
+    {
+      ...route,
+      summary: 'Drop dead letters by filter, or all of them with `all=true` alone',
+      query: z.strictObject({
+        ...filterQuery,
+        all: z
+          .enum(['true', 'false'])
+          .optional()
+          .transform((v) => v === 'true'),
+      }),
+      responses: { 200: dropped },
+    },
   );
 
   router.delete(
     `${DEAD_LETTERS_PATH}/:id`,
     async (ctx) => {
-      const id = idParam(ctx.params.id as string);
-      const dropped = await admin.store.drop({ ids: [id] });
-      if (dropped.records === 0) throw new HubError('NOT_FOUND', `no dead-letter record ${id}`);
-      audit(ctx, 'drop', { id, ...dropped });
-      return { dropped };
+      const { id } = ctx.input.params;
+      const result = await admin.store.drop({ ids: [id] });
+      if (result.records === 0) throw new HubError('NOT_FOUND', `no dead-letter record ${id}`);
+      audit(ctx, 'drop', { id, ...result });
+      return { dropped: result };
     },
-    route,
+    {
+      ...route,
+      summary: 'Drop one dead-letter record',
+      params: idParams,
+      query: z.strictObject({}),
+      responses: { 200: dropped },
+    },
   );
 }
 
-function idParam(text: string): number {
-  if (!/^[1-9]\d{0,15}$/.test(text)) throw new HubError('BAD_REQUEST', `"${text.slice(0, 20)}" is not a record id`);
-  return Number(text);
-}
-
-function intParam(q: URLSearchParams, name: string, min: number, max: number): number | undefined {
-  const text = q.get(name);
-  if (text === null) return undefined;
-  const n = Number(text);
-  if (text === '' || !Number.isInteger(n) || n < min || n > max) {
-    throw new HubError('BAD_REQUEST', `"${name}" must be an integer from ${min} to ${max}`);
-  }
-  return n;
-}
-
-function filterFromQuery(q: URLSearchParams): DeadLetterFilter {
+/** The store's filter from the parsed query or body (an empty reason filters nothing). */
+function filterOf(q: {
+  reason?: string | undefined;
+  status?: number | undefined;
+  ids?: number[] | undefined;
+}): DeadLetterFilter {
   const filter: DeadLetterFilter = {};
-  const reason = q.get('reason');
-  if (reason !== null && reason !== '') filter.reason = reason;
-  const status = intParam(q, 'status', 0, 999);
-  if (status !== undefined) filter.status = status;
-  const ids = q.get('ids');
-  if (ids !== null) filter.ids = ids.split(',').map(idParam);
+  if (q.reason !== undefined && q.reason !== '') filter.reason = q.reason;
+  if (q.status !== undefined) filter.status = q.status;
+  if (q.ids !== undefined) filter.ids = q.ids;
   return filter;
-}
-
-const REPLAY_FIELDS = new Set(['ids', 'reason', 'status', 'limit', 'bucket']);
-
-function parseReplayBody(body: unknown): { filter: DeadLetterFilter; limit?: number; bucket?: string } {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new HubError('BAD_REQUEST', 'the body must be a JSON object like {"reason":"field type conflict"}');
-  }
-  const extra = Object.keys(body).filter((k) => !REPLAY_FIELDS.has(k));
-  if (extra.length > 0) throw new HubError('BAD_REQUEST', `unknown field(s): ${extra.slice(0, 5).join(', ')}`);
-  const b = body as Record<string, unknown>;
-  const out: { filter: DeadLetterFilter; limit?: number; bucket?: string } = { filter: {} };
-  if (b.ids !== undefined) {
-    if (!Array.isArray(b.ids) || !b.ids.every((i) => Number.isSafeInteger(i) && (i as number) > 0)) {
-      throw new HubError('BAD_REQUEST', '"ids" must be an array of record ids');
-    }
-    out.filter.ids = b.ids as number[];
-  }
-  if (b.reason !== undefined) {
-    if (typeof b.reason !== 'string' || b.reason === '') throw new HubError('BAD_REQUEST', '"reason" must be a string');
-    out.filter.reason = b.reason;
-  }
-  if (b.status !== undefined) {
-    if (!Number.isInteger(b.status)) throw new HubError('BAD_REQUEST', '"status" must be an HTTP status');
-    out.filter.status = b.status as number;
-  }
-  if (b.limit !== undefined) {
-    if (!Number.isInteger(b.limit) || (b.limit as number) < 1) {
-      throw new HubError('BAD_REQUEST', '"limit" must be a positive integer');
-    }
-    out.limit = b.limit as number;
-  }
-  if (b.bucket !== undefined) {
-    if (typeof b.bucket !== 'string' || b.bucket === '') throw new HubError('BAD_REQUEST', '"bucket" must be a string');
-    out.bucket = b.bucket;
-  }
-  return out;
 }
