@@ -11,6 +11,8 @@
  *   docs/http-api.md).
  */
 import { hostname } from 'node:os';
+import { type Alerts, createAlerts } from './alerts/index.ts';
+import { registerAlertRoutes } from './alerts/routes.ts';
 import type { ChannelDescriptor } from './codec/index.ts';
 import type { HubConfig } from './config/index.ts';
 import { ENROLL_PATH, type Enrollment, startEnrollment } from './enroll/index.ts';
@@ -139,6 +141,8 @@ export interface HubDeps {
   freeBytes?: (dir: string) => number;
   /** MQTT reconnect backoff bounds, ms (tests; default 1000 doubling to 30,000). */
   mqttRetryMs?: { min: number; max: number };
+  /** Alert webhook retry backoff bounds, ms (tests; default 1000 doubling to 60,000). */
+  alertWebhookRetryMs?: { min: number; max: number };
 }
 
 export interface Hub {
@@ -180,6 +184,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let forwarder: ForwarderLike | null = null;
   let commands: CommandTracker | null = null;
   let unsubscribeRevoked: (() => void) | null = null;
+  let alerts: Alerts | null = null;
   let enrollment: Enrollment | null = null;
   let flushCounts: () => void = () => undefined;
   let countsTimer: NodeJS.Timeout | null = null;
@@ -324,6 +329,30 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           ...(registry ? { deviceExists: (id: string) => registry?.get(id) !== undefined } : {}),
           now,
         });
+        // Built-in alerts (docs/alerts.md): offline and threshold rules → live page, webhook, MQTT.
+        alerts = createAlerts({
+          config: config.alerts,
+          bus,
+          metrics,
+          logger,
+          now,
+          mqtt:
+            mqtt && config.mqtt
+              ? {
+                  client: mqtt.client,
+                  topicPrefix: config.mqtt.topicPrefix,
+                  dynsec: config.mqtt.deviceAccess === 'dynsec',
+                }
+              : null,
+          isOnline: (id) => sessions.get(id)?.isReady() === true,
+          knownDevices: () => registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? [],
+          isRevoked: (id) => registry?.get(id)?.revoked !== false,
+          ...(deps.alertWebhookRetryMs ? { webhookRetryMs: deps.alertWebhookRetryMs } : {}),
+        });
+        registerAlertRoutes(router, {
+          alerts,
+          guard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
+        });
         gateway = createGateway({
           config,
           metrics,
@@ -372,6 +401,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           await ext.start(ctx);
           started.push(ext);
         }
+        alerts.start();
         if (config.influx) {
           const create = deps.createForwarder ?? influxForwarder;
           forwarder = create({
@@ -434,6 +464,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
         }
       }
       started.length = 0;
+      // Before MQTT: the last transitions may still be published; the webhook gets up to 2 s.
+      await alerts?.stop().catch((err) => logger.error({ err }, 'alerts failed to stop'));
       // After the extensions, so they may still publish; the broker keeps the hub's session.
       await mqtt?.stop().catch((err) => logger.error({ err }, 'MQTT failed to stop'));
       if (forwarder) await forwarder.stop().catch((err) => logger.error({ err }, 'forwarder failed to stop'));
