@@ -18,6 +18,7 @@
  */
 
 import type { ServerResponse } from 'node:http';
+import { z } from 'zod';
 import { isChannelKey, isDeviceId } from '../codec/index.ts';
 import { HubError } from '../errors.ts';
 import {
@@ -30,6 +31,7 @@ import {
 import type { HistoryQuery } from '../storage/types.ts';
 import { requireAdmin } from './auth.ts';
 import type { Guard, Router } from './router.ts';
+import { deviceIdParams } from './schemas.ts';
 
 export type { HistoryQuery };
 
@@ -190,7 +192,34 @@ export function registerHistoryRoutes(router: Router, options: HistoryRoutesOpti
         readings,
       };
     },
-    { guard, headers: { 'cache-control': 'no-store' } },
+    {
+      guard,
+      headers: { 'cache-control': 'no-store' },
+      summary: "A device's stored readings, raw or downsampled (min/mean/max per bucket), as JSON or CSV",
+      description:
+        '`from`/`to`: Unix ms or ISO-8601 with `Z` or an offset, both ends inclusive; default the last hour, at most 31 days apart. Without `buckets`: the earliest `limit` readings, `truncated` saying whether more matched.',
+      tags: ['history'],
+      params: deviceIdParams,
+      query: z.strictObject({
+        channel: z.string().optional().describe('One channel key; all channels when omitted'),
+        from: z.string().optional().describe('Start: Unix ms or ISO-8601'),
+        to: z.string().optional().describe('End: Unix ms or ISO-8601; default now'),
+        limit: z.string().optional().describe('1..10000 readings, default 1000 (without buckets)'),
+        buckets: z.string().optional().describe(`Downsample into 1..${MAX_BUCKETS} time buckets`),
+        format: z.enum(['json', 'csv']).optional().describe('csv: a download of the same data'),
+      }),
+      responses: {
+        200: {
+          description: 'The readings, or with `buckets` the series of buckets per channel; text/csv with format=csv',
+          schema: z.looseObject({
+            deviceId: z.string(),
+            channel: z.string().nullable(),
+            from: z.string(),
+            to: z.string(),
+          }),
+        },
+      },
+    },
   );
 }
 

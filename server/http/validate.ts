@@ -91,7 +91,12 @@ function toIssues(where: InputLocation, zodIssues: readonly z.core.$ZodIssue[]):
   for (const issue of zodIssues) {
     const base = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p));
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) out.push(entry(where, [...base, key], issue.code, 'unknown field'));
+      for (const key of issue.keys) {
+        const message = where === 'query' ? `unknown query parameter "${key}"` : 'unknown field';
+        out.push(entry(where, [...base, key], issue.code, message));
+      }
+    } else if (where === 'query' && issue.code === 'invalid_type' && Array.isArray(issue.input)) {
+      out.push(entry(where, base, issue.code, 'repeated: give this parameter once'));
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
       out.push(entry(where, base, issue.code, base.length === 0 ? `a ${where} is required` : 'required'));
     } else {

@@ -91,6 +91,16 @@ describe('route schemas', () => {
     expect(res.status).toBe(400);
     const fields = (res.json as ErrorReply).error.details?.map((d) => d.field);
     expect(fields).toEqual(['params.id', 'query.verbose']);
+    expect((res.json as ErrorReply).error.message).toContain('query.verbose: unknown query parameter "verbose"');
+  });
+
+  it('names a repeated query parameter', async () => {
+    const port = await start();
+    const res = await request(port, 'POST', '/things/1?dry=1&dry=0', { headers: json, body: '{"name":"a"}' });
+    expect(res.status).toBe(400);
+    expect((res.json as ErrorReply).error.message).toBe(
+      'invalid request: query.dry: repeated: give this parameter once',
+    );
   });
 
   it('leaves routes without schemas as they were', async () => {
