@@ -95,7 +95,7 @@ function toIssues(where: InputLocation, zodIssues: readonly z.core.$ZodIssue[]):
         const message = where === 'query' ? `unknown query parameter "${key}"` : 'unknown field';
         out.push(entry(where, [...base, key], issue.code, message));
       }
-    } else if (where === 'query' && issue.code === 'invalid_type' && Array.isArray(issue.input)) {
+    } else if (where === 'query' && base.length === 1 && Array.isArray(issue.input)) {
       out.push(entry(where, base, issue.code, 'repeated: give this parameter once'));
     } else if (issue.code === 'invalid_type' && issue.input === undefined) {
       out.push(entry(where, base, issue.code, base.length === 0 ? `a ${where} is required` : 'required'));
