@@ -8,13 +8,19 @@ import { isDeviceId } from '../codec/index.ts';
 import type { LiveState } from '../live/state.ts';
 import type { DashboardAuth } from './dashboard-auth.ts';
 import { sendError } from './dashboard-auth.ts';
+import { sendJson as send } from './respond.ts';
 
 export interface DashboardApiOptions {
   state: LiveState;
   auth: DashboardAuth;
   /** Whether the commands API is available to dashboard sessions (shown to the page). */
   commandsEnabled: boolean;
+  /** Grafana's base URL (GRAFANA_URL): the device page links to its Grafana dashboard. */
+  grafanaUrl?: string | null;
 }
+
+/** The uid of the provisioned Grafana device dashboard (dashboards/grafana/dashboards/device-detail.json). */
+export const GRAFANA_DEVICE_DASHBOARD_UID = 'esp32hub-device';
 
 export interface DashboardApi {
   /** `GET /api/devices`: every device the hub knows, sorted by id. */
@@ -63,18 +69,14 @@ export function createDashboardApi(options: DashboardApiOptions): DashboardApi {
         role: access.principal.role,
         via: access.principal.via,
         commands: options.commandsEnabled && access.principal.role === 'operator',
+        grafana: options.grafanaUrl
+          ? { url: options.grafanaUrl, deviceDashboardUid: GRAFANA_DEVICE_DASHBOARD_UID }
+          : null,
       });
     },
   };
 }
 
-export function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-    'Cache-Control': 'no-store',
-    'X-Content-Type-Options': 'nosniff',
-  });
-  res.end(body);
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  send(res, status, value, { 'cache-control': 'no-store' });
 }

@@ -24,6 +24,8 @@ import type { Duplex } from 'node:stream';
 import type { HubConfig } from '../config/index.ts';
 import type { ErrorCode } from '../errors.ts';
 import type { HubEventBus, HubEvents } from '../events.ts';
+import { guardFrom } from '../http/auth.ts';
+import { registerChannelLabelRoutes } from '../http/channel-labels.ts';
 import { createDashboardApi } from '../http/dashboard-api.ts';
 import {
   type AccessResult,
@@ -37,6 +39,7 @@ import type { Router } from '../http/router.ts';
 import type { HubContext, HubExtension } from '../hub.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
+import { openChannelLabels } from '../storage/channel-labels.ts';
 import { type AssetTable, buildAssets, sendAsset } from '../web/assets.ts';
 import { createLiveEndpoint } from './endpoint.ts';
 import { LiveFanout } from './fanout.ts';
@@ -135,7 +138,12 @@ export function createLive(deps: LiveDeps): Live {
     maxClients: config.live.maxClients,
     ...(deps.heartbeatMs !== undefined ? { heartbeatMs: deps.heartbeatMs } : {}),
   });
-  const api = createDashboardApi({ state, auth, commandsEnabled: deps.commandsEnabled ?? true });
+  const api = createDashboardApi({
+    state,
+    auth,
+    commandsEnabled: deps.commandsEnabled ?? true,
+    grafanaUrl: config.live.grafanaUrl,
+  });
   let assets: AssetTable | null = null;
 
   const learnChannels = (deviceId: string): void => {
@@ -307,6 +315,12 @@ export function liveExtension(config: Readonly<HubConfig>, options: LiveExtensio
       await created.start();
       ctx.registerUpgrade(LIVE_PATH, created.handleUpgrade);
       created.registerRoutes(ctx.router);
+      // Operator-editable channel names, kept in the data dir.
+      registerChannelLabelRoutes(ctx.router, {
+        labels: openChannelLabels({ dataDir: ctx.config.storage.dataDir, logger: ctx.logger }),
+        read: guardFrom(this.readAccess),
+        write: guardFrom(this.authorizeCommands),
+      });
       // One presence for the page and for Grafana (device_status): the live view decides staleness.
       ctx.health.setPresenceProvider((id) => created.state.devices.get(id)?.state);
       detachPresence = () => ctx.health.setPresenceProvider(null);
