@@ -18,6 +18,7 @@ export {
   type MalformedKind,
   SimDevice,
 } from './device.ts';
+export { type EnrollBoardOptions, type EnrollOutcome, enrollBoard, enrollKeyFor, enrollUrlFor } from './enroll.ts';
 export { FakeHub, type FakeHubOptions, type FakeWsHub, startFakeWsHub } from './fake-hub.ts';
 export {
   deviceId,

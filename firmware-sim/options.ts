@@ -36,6 +36,10 @@ Options:
   --outbox <frames>        outbox capacity per board, drop-oldest beyond (default 512)
   --tokens-file <path>     "id,token" lines, as written by: npm run hub -- devices add <id>... --tokens-file <path>
                            (with --state-dir, a board keeps its token there for later runs)
+  --enroll                 boards without a token enroll over /v1/enroll [PROTO-8] and wait until an
+                           operator approves them (npm run hub -- devices approve <id>), then stream;
+                           with --state-dir they keep their enroll key and token for later runs
+  --fleet-secret <secret>  with --enroll: present the hub's ENROLL_FLEET_SECRET (auto-approval)
   --provision              register boards missing from the tokens file through the hub's admin API
                            (new tokens are appended to --tokens-file when given)
   --admin-url <url>        admin API base URL (default: derived from --url; required with
@@ -76,6 +80,10 @@ export interface CliOptions {
   outboxFrames: number;
   tokensFile: string | null;
   provision: boolean;
+  /** Boards without a token enroll [PROTO-8]. */
+  enroll: boolean;
+  /** With `enroll`: the fleet secret presented; never printed. */
+  fleetSecret: string | null;
   adminUrl: string | null;
   /** The admin token's value, read from the environment; never printed. */
   adminToken: string | null;
@@ -141,6 +149,8 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
       outbox: { type: 'string' },
       'tokens-file': { type: 'string' },
       provision: { type: 'boolean' },
+      enroll: { type: 'boolean' },
+      'fleet-secret': { type: 'string' },
       'admin-url': { type: 'string' },
       'admin-token-env': { type: 'string' },
       insecure: { type: 'boolean' },
@@ -226,6 +236,10 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
       problems.push('--admin-url is not a URL');
     }
   }
+  const enroll = values.enroll === true;
+  if (values['fleet-secret'] !== undefined && !enroll) problems.push('--fleet-secret needs --enroll');
+  if (enroll && mqttTransport) problems.push('--enroll needs --transport ws (boards enroll over the hub WebSocket)');
+  if (enroll && provision) problems.push('--enroll and --provision are two ways to get tokens: pick one');
   const opts: CliOptions = {
     url,
     transport: mqttTransport ? 'mqtt' : 'ws',
@@ -248,6 +262,8 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     outboxFrames: int('outbox', values.outbox, 512, 1, 1_000_000),
     tokensFile: values['tokens-file'] ?? null,
     provision,
+    enroll,
+    fleetSecret: values['fleet-secret'] ?? null,
     adminUrl: values['admin-url'] ?? null,
     adminToken,
     adminTokenEnv,
@@ -257,9 +273,9 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     quiet: values.quiet === true,
     help: values.help === true,
   };
-  if (!opts.help && !opts.tokensFile && !opts.provision && !opts.stateDir) {
+  if (!opts.help && !opts.tokensFile && !opts.provision && !opts.stateDir && !opts.enroll) {
     problems.push(
-      'devices need tokens: pass --tokens-file <path> and/or --provision, or a --state-dir that keeps them (see docs/simulator.md)',
+      'devices need tokens: pass --tokens-file <path> and/or --provision or --enroll, or a --state-dir that keeps them (see docs/simulator.md)',
     );
   }
   if (problems.length > 0 && !opts.help) throw new UsageError(problems);

@@ -3,6 +3,7 @@
  * process (streams, TTY, Ctrl-C) comes in through `RunIo`, so tests drive it in-process.
  */
 import { stateToken } from './board-store.ts';
+import { enrollBoard, enrollUrlFor } from './enroll.ts';
 import { Fleet, type FleetSummary, type Fleet as FleetType, fleetDeviceIds } from './fleet.ts';
 import { wsConnector } from './link.ts';
 import { mqttConnector } from './mqtt-link.ts';
@@ -47,7 +48,10 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
     }
   }
   const missing = ids.filter((id) => !tokens.has(id));
-  if (missing.length > 0) {
+  if (missing.length > 0 && opts.enroll) {
+    const code = await enrollMissing(missing, tokens, opts, io);
+    if (code !== 0) return { exitCode: code, summary: null };
+  } else if (missing.length > 0) {
     if (!opts.provision || opts.adminToken === null) {
       err(
         `error: no token for ${missing.length} device(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}).`,
@@ -174,4 +178,60 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
     return { exitCode: 1, summary };
   }
   return { exitCode: 0, summary };
+}
+
+/**
+ * `--enroll`: every board without a token enrolls [PROTO-8] and waits for its approval (Ctrl-C gives
+ * up). Approved tokens go into `tokens` (and the boards' state dirs); exit code 0 when all got one.
+ */
+async function enrollMissing(
+  missing: string[],
+  tokens: Map<string, string>,
+  opts: CliOptions,
+  io: RunIo,
+): Promise<number> {
+  const err = (line: string) => io.stderr.write(`${line}\n`);
+  const url = enrollUrlFor(opts.url);
+  err(
+    `${missing.length} board(s) enrolling at ${url}${opts.fleetSecret ? ' with the fleet secret' : ''}; approve them with: npm run hub -- devices approve <hardwareId>`,
+  );
+  const announced = new Set<string>();
+  const keepAlive = setInterval(() => {}, 3_600_000);
+  const results = await Promise.all(
+    missing.map((id) =>
+      enrollBoard({
+        url,
+        hardwareId: id,
+        stateDir: opts.stateDir,
+        ...(opts.fleetSecret ? { fleetSecret: opts.fleetSecret } : {}),
+        signal: io.interrupt,
+        ...(opts.insecure ? { tls: { rejectUnauthorized: false } } : {}),
+        onStatus: (status) => {
+          if (status === 'pending' && !announced.has(id)) {
+            announced.add(id);
+            err(`${id}: pending (waiting for an operator)`);
+          }
+        },
+      }),
+    ),
+  );
+  clearInterval(keepAlive);
+  let failed = 0;
+  for (const r of results) {
+    if (r.outcome === 'approved' && r.deviceId === r.hardwareId) {
+      tokens.set(r.deviceId, r.token);
+      err(
+        `${r.hardwareId}: approved, token stored${opts.stateDir ? ` in ${opts.stateDir}/${r.deviceId}` : ' (in memory)'}`,
+      );
+    } else if (r.outcome === 'approved') {
+      failed++;
+      err(
+        `${r.hardwareId}: approved as ${r.deviceId}; the simulator streams under its hardware id only (approve without --id)`,
+      );
+    } else {
+      failed++;
+      err(`${r.hardwareId}: ${r.outcome}${r.reason ? ` (${r.reason})` : ''}`);
+    }
+  }
+  return failed === 0 ? 0 : 1;
 }

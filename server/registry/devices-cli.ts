@@ -1,5 +1,6 @@
 /**
- * `npm run hub -- devices <add|list|revoke|rotate>`: the operator's side of the registry. Works on
+ * `npm run hub -- devices <add|list|revoke|rotate|pending|approve|reject|forget>`: the operator's side of
+ * the registry and of board enrollment (server/enroll/cli.ts). Works on
  * the same store file as a running hub (see store.ts); a revoke or rotate here closes the device's
  * live socket in the hub within a second. With MQTT_DEVICE_ACCESS=dynsec it also creates, replaces or
  * deletes the device's broker login (server/mqtt/dynsec.ts), as the hub's admin API does; a broker it
@@ -11,6 +12,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type MqttConfig } from '../config/index.ts';
+import { ENROLL_COMMANDS, ENROLL_USAGE, type EnrollCommand, runEnrollCommand } from '../enroll/cli.ts';
 import { HubError } from '../errors.ts';
 import { createLogger, type Logger } from '../log/index.ts';
 import { createMetrics } from '../metrics/index.ts';
@@ -35,11 +37,13 @@ Commands:
   list               list devices: id, status, created, last rotated, revoked
   revoke <id>        revoke a device's token; a running hub closes its connection within 1 s
   rotate <id>        issue a new token and invalidate the old one (re-enables a revoked device)
+${ENROLL_USAGE}
 
 Options:
   --data-dir <dir>      the hub's data directory (default: HUB_DATA_DIR, else .data)
   --tokens-file <path>  with add or rotate: also append "id,token" lines to <path> (created with
                         mode 0600), e.g. for the simulator; readers take the last line for an id
+  --id <deviceId>       with approve: the device id to give the board
   --json                machine-readable output on stdout
   -h, --help            show this help
 
@@ -70,9 +74,13 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
     return EXIT.USAGE;
   };
   if (command === undefined) return usage('missing command');
-  if (command !== 'add' && command !== 'list' && command !== 'revoke' && command !== 'rotate') {
+  const enrollCommand = (ENROLL_COMMANDS as readonly string[]).includes(command) ? (command as EnrollCommand) : null;
+  if (command !== 'add' && command !== 'list' && command !== 'revoke' && command !== 'rotate' && !enrollCommand) {
     return usage(`unknown command "${command}"`);
   }
+  if (command === 'pending' && ids.length > 0) return usage('pending takes no arguments');
+  if (enrollCommand && command !== 'pending' && ids.length !== 1) return usage(`${command} needs one hardware id`);
+  if (values.id !== undefined && command !== 'approve') return usage('--id only applies to approve');
   if (command === 'list' && ids.length > 0) return usage('list takes no arguments');
   if (command === 'add' && ids.length === 0) return usage('add needs at least one device id');
   if ((command === 'revoke' || command === 'rotate') && ids.length !== 1)
@@ -85,8 +93,10 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   let dataDir: string;
   let deviceUrl: string;
   let mqtt: MqttConfig | null;
+  let enrollTtlSec: number;
   try {
     const config = loadConfig(pick(io.env, CLI_ENV));
+    enrollTtlSec = config.enroll.pendingTtlSec;
     dataDir = values['data-dir'] ?? config.storage.dataDir;
     deviceUrl = deviceUrlFrom(config.server.publicUrl);
     mqtt = config.mqtt?.deviceAccess === 'dynsec' ? config.mqtt : null;
@@ -103,6 +113,15 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   try {
     registry = openDeviceRegistry({ dataDir, logger, watchIntervalMs: 0 });
     const out = new Output(io, json, registry.file, deviceUrl);
+    if (enrollCommand) {
+      const hardwareId = ids[0];
+      await runEnrollCommand(
+        enrollCommand,
+        { json, ...(hardwareId ? { hardwareId } : {}), ...(values.id !== undefined ? { deviceId: values.id } : {}) },
+        { dataDir, ttlSec: enrollTtlSec, registry, logger, io },
+      );
+      return EXIT.OK;
+    }
     switch (command) {
       case 'add':
         return worst(await add(registry, ids, values['tokens-file'], out, broker), broker.status);
@@ -119,7 +138,7 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
       case 'rotate':
         return worst(await rotate(registry, ids[0] as string, values['tokens-file'], out, broker), broker.status);
       default:
-        return usage(`unknown command "${command satisfies never}"`);
+        return usage(`unknown command "${command}"`);
     }
   } catch (err) {
     return failed(io, json, err);
@@ -407,6 +426,7 @@ function parse(args: string[]) {
     options: {
       'data-dir': { type: 'string' },
       'tokens-file': { type: 'string' },
+      id: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -428,6 +448,8 @@ const CLI_ENV = [
   'MQTT_TOPIC_PREFIX',
   'MQTT_CLIENT_ID',
   'MQTT_DEVICE_ACCESS',
+  // Enrollment requests expire after this (devices pending|approve|reject|forget).
+  'ENROLL_PENDING_TTL_SEC',
 ] as const;
 
 /** Only `keys` of `env`: a CLI loads just the settings it needs. */

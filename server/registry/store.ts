@@ -123,11 +123,19 @@ export async function storeSignature(file: string): Promise<string> {
 }
 
 /** Atomically replaces the file (temp file + fsync + rename + directory fsync); mode 0600. */
-export async function writeStore(file: string, records: Map<string, DeviceRecord>): Promise<void> {
+export function writeStore(file: string, records: Map<string, DeviceRecord>): Promise<void> {
+  return writeTextAtomic(file, serializeStore(records));
+}
+
+/**
+ * Atomically replaces `file` with `text` (temp file + fsync + rename + directory fsync), mode 0600: a
+ * reader or a crash sees the old content or the new, never half. Also used by the enrollment store.
+ */
+export async function writeTextAtomic(file: string, text: string): Promise<void> {
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   const handle = await open(tmp, 'wx', 0o600);
   try {
-    await handle.writeFile(serializeStore(records), 'utf8');
+    await handle.writeFile(text, 'utf8');
     await handle.sync();
   } catch (err) {
     await handle.close();
@@ -198,7 +206,7 @@ export async function acquireLock(
     if (Date.now() > deadline) {
       throw new HubError(
         'INTERNAL',
-        `the device registry is locked by another process (${lockPath}); retry, or delete the lock file if no hub CLI is running`,
+        `${file} is locked by another process (${lockPath}); retry, or delete the lock file if no hub CLI is running`,
       );
     }
     await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
