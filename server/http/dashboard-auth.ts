@@ -19,6 +19,7 @@ import { ERRORS, type ErrorCode } from '../errors.ts';
 import { createOriginPolicy, isLoopbackAddress, type OriginPolicy } from '../live/origin.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
+import { sendJson } from './respond.ts';
 
 export type DashboardRole = 'viewer' | 'operator';
 
@@ -335,14 +336,7 @@ function readSmallBody(req: IncomingMessage, limit: number, done: (err: Error | 
 
 /** JSON error body `{ error: { code, message } }` with the catalogue's HTTP status. */
 export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
-  const body = JSON.stringify({ error: { code, message } });
-  res.writeHead(ERRORS[code].http ?? 500, {
-    'Content-Type': 'application/json; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-    'Cache-Control': 'no-store',
-    'X-Content-Type-Options': 'nosniff',
-  });
-  res.end(body);
+  sendJson(res, ERRORS[code].http ?? 500, { error: { code, message } }, { 'cache-control': 'no-store' });
 }
 
 /** Strict CSP for hub-served HTML: nothing inline, nothing from elsewhere. */
