@@ -166,6 +166,20 @@ Err decodeCommandResult(Reader& r, CommandResult& m) {
 }  // namespace
 
 Err readEnvelope(const uint8_t* b, size_t size, Envelope& out) {
+  uint8_t type = 0;
+  size_t body = 0;
+  HUB_TRY(readEnvelopeBytes(b, size, type, body));
+  if (type >= sizeof kAllowedFlags || kAllowedFlags[type] == kUndefined) return Err::UnknownType;
+  uint8_t fl = b[4];
+  if (b[5] != 0 || (fl & ~kAllowedFlags[type]) != 0) return Err::BadFlags;
+  out.type = static_cast<MsgType>(type);
+  out.flags = fl;
+  out.payloadStart = kHeaderBytes;
+  out.payloadEnd = body;
+  return Err::Ok;
+}
+
+Err readEnvelopeBytes(const uint8_t* b, size_t size, uint8_t& type, size_t& payloadEnd) {
   if (size < kHeaderBytes) return Err::Truncated;
   if (b[0] != kMagic0 || b[1] != kMagic1) return Err::BadMagic;
   if (b[2] != kProtocolVersion) return Err::BadVersion;
@@ -178,14 +192,8 @@ Err readEnvelope(const uint8_t* b, size_t size, Envelope& out) {
   if (size > total) return Err::BadLength;
   size_t body = kHeaderBytes + length;
   if (crc32(b, body) != readU32le(b + body)) return Err::BadCrc;
-  uint8_t type = b[3];
-  if (type >= sizeof kAllowedFlags || kAllowedFlags[type] == kUndefined) return Err::UnknownType;
-  uint8_t fl = b[4];
-  if (b[5] != 0 || (fl & ~kAllowedFlags[type]) != 0) return Err::BadFlags;
-  out.type = static_cast<MsgType>(type);
-  out.flags = fl;
-  out.payloadStart = kHeaderBytes;
-  out.payloadEnd = body;
+  type = b[3];
+  payloadEnd = body;
   return Err::Ok;
 }
 

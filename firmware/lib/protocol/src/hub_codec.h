@@ -21,6 +21,11 @@ struct Envelope {
 
 /** Steps 1–8 of [PROTO-2.7]: size, magic, version, limits, length, CRC, type, flags. */
 Err readEnvelope(const uint8_t* frame, size_t len, Envelope& out);
+/**
+ * Steps 1–6 of [PROTO-2.7] (size, magic, version, limits, length, CRC) for an endpoint with its own
+ * type table (enrollment [PROTO-8.1.3]): the type byte and the end of the payload (it starts at 8).
+ */
+Err readEnvelopeBytes(const uint8_t* frame, size_t len, uint8_t& type, size_t& payloadEnd);
 
 /** One channel of a decoded DESCRIPTORS payload; strings point into the frame. */
 class DescriptorsView {

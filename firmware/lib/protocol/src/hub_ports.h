@@ -25,6 +25,15 @@ class Transport {
   virtual bool send(const uint8_t* frame, size_t len) = 0;
 };
 
+/** Who hears the transport's events: the Session on /v1/device, the EnrollClient on /v1/enroll. */
+class TransportListener {
+ public:
+  virtual ~TransportListener() = default;
+  virtual void onTransportOpen() = 0;
+  virtual void onTransportClosed() = 0;
+  virtual void onTransportMessage(const uint8_t* frame, size_t len) = 0;
+};
+
 class Clock {
  public:
   virtual ~Clock() = default;

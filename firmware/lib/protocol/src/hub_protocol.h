@@ -8,6 +8,7 @@
 #include "hub_codec.h"
 #include "hub_config.h"
 #include "hub_crc32.h"
+#include "hub_enroll.h"
 #include "hub_errors.h"
 #include "hub_flash_outbox.h"
 #include "hub_frame_queue.h"

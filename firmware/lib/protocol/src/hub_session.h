@@ -68,7 +68,7 @@ struct SessionStats {
   uint32_t samplesRejected = 0;
 };
 
-class Session {
+class Session : public TransportListener {
  public:
   static constexpr uint8_t kMaxChannels = 16;
   static constexpr size_t kScratchBytes = 1024;
@@ -92,9 +92,9 @@ class Session {
   void poll();
 
   // Transport events.
-  void onTransportOpen();
-  void onTransportClosed();
-  void onTransportMessage(const uint8_t* frame, size_t len);
+  void onTransportOpen() override;
+  void onTransportClosed() override;
+  void onTransportMessage(const uint8_t* frame, size_t len) override;
 
   // Telemetry. The value's type must be the channel's; time comes from the clock.
   bool record(uint8_t channel, const Value& value);
