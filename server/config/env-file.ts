@@ -27,10 +27,10 @@ export const DEFAULT_ENV_FILE = '.env';
  * not know is a typo (HUB_PROT) and refused. Other names (the compose-only INFLUXDB_*, GRAFANA_*,
  * SIM_* of `.env.example`) are left alone: the same file serves docker compose.
  */
-const HUB_PREFIXES = ['HUB_', 'DEVICE_', 'LOG_', 'INFLUX_', 'LIVE_', 'MQTT_'];
+const HUB_PREFIXES = ['HUB_', 'DEVICE_', 'LOG_', 'INFLUX_', 'LIVE_', 'MQTT_', 'ENROLL_', 'ALERT_'];
 
-/** Names the hub reads besides ENV_SCHEMA's. */
-const OTHER_HUB_NAMES = new Set(['HUB_CONFIG_FILE', 'ENV_FILE']);
+/** Names with a hub prefix that are not ENV_SCHEMA's: read by the hub itself, or by docker-compose.yml. */
+const OTHER_HUB_NAMES = new Set(['HUB_CONFIG_FILE', 'ENV_FILE', 'HUB_TLS_DIR', 'HUB_CONFIG_DIR']);
 
 export interface ParsedEnvFile {
   values: Record<string, string>;

@@ -3,13 +3,15 @@
  * parses and validates without an engine) plus the rules the file must keep: pinned images, no
  * secret written in it, health checks and depends_on conditions, a non-root multi-stage Dockerfile.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig } from '../../server/config/index.ts';
+import { ENV_SCHEMA, loadConfig } from '../../server/config/index.ts';
+import { findExecutable, type TempDir, tempDir } from '../harness/index.ts';
+import { startTestHub } from './ingest-device-client.ts';
 
 const root = join(import.meta.dirname, '../..');
 const composeFile = join(root, 'docker-compose.yml');
@@ -114,8 +116,12 @@ describe('docker-compose.yml', () => {
     expect(dockerfile).toMatch(/^HEALTHCHECK /m);
   });
 
-  /** Each service's environment as the real compose implementation resolves it from `env` (plus the secrets). */
-  function resolvedEnvironments(env: Record<string, string>): Record<string, Record<string, string>> {
+  type Resolved = Record<
+    string,
+    { environment?: Record<string, string | number | null>; volumes?: string[]; ports?: string[] }
+  >;
+  /** The services as the real compose implementation resolves them from `env` (plus the secrets). */
+  function resolvedServices(env: Record<string, string>): Resolved {
     const file = join(dir, 'resolved.env');
     const secrets = required.map((n) => [n, `placeholder-${n.toLowerCase()}-0123456789abcdef0123456789`]);
     const all = { ...Object.fromEntries(secrets), ...env };
@@ -127,11 +133,12 @@ describe('docker-compose.yml', () => {
     );
     const result = compose_(file, 'config');
     expect(result.stderr).toBe('');
-    const parsed = parseYaml(result.stdout) as {
-      services: Record<string, { environment?: Record<string, string | number | null> }>;
-    };
+    return (parseYaml(result.stdout) as { services: Resolved }).services;
+  }
+  /** Each service's environment as the real compose implementation resolves it from `env` (plus the secrets). */
+  function resolvedEnvironments(env: Record<string, string>): Record<string, Record<string, string>> {
     return Object.fromEntries(
-      Object.entries(parsed.services).map(([name, svc]) => [
+      Object.entries(resolvedServices(env)).map(([name, svc]) => [
         name,
         Object.fromEntries(Object.entries(svc.environment ?? {}).map(([k, v]) => [k, v === null ? '' : String(v)])),
       ]),
@@ -170,6 +177,44 @@ describe('docker-compose.yml', () => {
     });
   });
 
+  it('every hub setting set in .env reaches the hub container as set; HUB_HOST:HUB_PORT is where it is published', () => {
+    const stackOwned = ['HUB_HOST', 'HUB_DATA_DIR', 'INFLUX_URL'];
+    const env: Record<string, string> = { HUB_HOST: '127.0.0.1', HUB_PORT: '9443' };
+    for (const key of Object.keys(ENV_SCHEMA)) env[key] ??= `from-dotenv-${key.toLowerCase()}`;
+    const hub = resolvedServices(env).hub;
+    const environment = hub?.environment ?? {};
+    for (const key of Object.keys(ENV_SCHEMA)) {
+      if (stackOwned.includes(key)) continue;
+      expect(String(environment[key]), key).toBe(env[key]);
+    }
+    expect(environment).toMatchObject({
+      HUB_HOST: '0.0.0.0',
+      HUB_DATA_DIR: '/data',
+      INFLUX_URL: 'http://influxdb:8086',
+    });
+    expect(hub?.ports).toEqual(['127.0.0.1:9443:9443/tcp']);
+    // The simulator follows the port.
+    expect(JSON.stringify(resolvedServices(env).sim)).toContain('ws://hub:9443/v1/device');
+  });
+
+  it('TLS: the certificate directory is mounted read-only at /tls and the hub serves https on it', () => {
+    const services = resolvedServices({
+      HUB_TLS_DIR: '/srv/hub-certs',
+      HUB_TLS_CERT_FILE: '/tls/fullchain.pem',
+      HUB_TLS_KEY_FILE: '/tls/privkey.pem',
+      HUB_PORT: '8443',
+    });
+    expect(services.hub?.volumes).toContain('/srv/hub-certs:/tls:ro');
+    const env = Object.fromEntries(
+      Object.entries(services.hub?.environment ?? {}).map(([k, v]) => [k, v === null ? '' : String(v)]),
+    );
+    const config = loadConfig(env);
+    expect(config.server.tls).toEqual({ certFile: '/tls/fullchain.pem', keyFile: '/tls/privkey.pem' });
+    expect(config.server.publicUrl).toBe('https://localhost:8443');
+    // Unset, the default directory in the repository is mounted (its keys are git-ignored).
+    expect(resolvedServices({}).hub?.volumes).toContain(`${join(root, 'docker/tls')}:/tls:ro`);
+  });
+
   it('the broker refuses to start without MQTT_PASSWORD, naming it; its config turns on dynamic security', () => {
     const run = spawnSync('sh', [join(root, 'docker/mosquitto/start.sh')], {
       env: { PATH: process.env.PATH ?? '', MQTT_USERNAME: 'esp32hub' },
@@ -181,5 +226,58 @@ describe('docker-compose.yml', () => {
     expect(conf).toMatch(/^allow_anonymous false$/m);
     expect(conf).toMatch(/^plugin \S+mosquitto_dynamic_security\.so$/m);
     expect(conf).toMatch(/^plugin_opt_config_file \/mosquitto\/data\/dynamic-security\.json$/m);
+  });
+});
+
+/**
+ * The container's health check (docker/healthcheck.mjs) against a real hub: ready over http and, with
+ * the TLS settings, over https on the configured port; not ready when nothing answers.
+ */
+describe('docker/healthcheck.mjs', () => {
+  let dir: TempDir;
+  beforeAll(async () => {
+    dir = await tempDir('healthcheck');
+  });
+  afterAll(async () => {
+    await dir?.remove();
+  });
+
+  /** Runs the check as Docker does, asynchronously: the hub under test answers from this process. */
+  const check = (env: Record<string, string>) =>
+    new Promise<{ status: number | null }>((resolve, reject) => {
+      const child = spawn(process.execPath, [join(root, 'docker/healthcheck.mjs')], {
+        env: { PATH: process.env.PATH ?? '', ...env },
+        stdio: 'ignore',
+      });
+      child.on('error', reject);
+      child.on('close', (status) => resolve({ status }));
+    });
+
+  it('passes on a ready hub over http and over https, fails when nothing listens', async () => {
+    const plain = await startTestHub();
+    try {
+      expect((await check({ HUB_PORT: String(plain.port) })).status).toBe(0);
+      // The same port asked over https: the check speaks the scheme the settings say.
+      expect((await check({ HUB_PORT: String(plain.port), HUB_TLS_CERT_FILE: '/tls/cert.pem' })).status).toBe(1);
+    } finally {
+      await plain.stop();
+      await plain.dir.remove();
+    }
+    expect((await check({ HUB_PORT: String(plain.port) })).status).toBe(1);
+
+    const cert = join(dir.path, 'cert.pem');
+    const key = join(dir.path, 'key.pem');
+    execFileSync(
+      findExecutable('openssl'),
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=hub'],
+      { stdio: 'ignore' },
+    );
+    const tls = await startTestHub({ HUB_TLS_CERT_FILE: cert, HUB_TLS_KEY_FILE: key });
+    try {
+      expect((await check({ HUB_PORT: String(tls.port), HUB_TLS_CERT_FILE: cert })).status).toBe(0);
+    } finally {
+      await tls.stop();
+      await tls.dir.remove();
+    }
   });
 });

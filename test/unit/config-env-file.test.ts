@@ -1,9 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigWithEnvFile, parseEnvFile, takeEnvFileArg, withEnvFile } from '../../server/config/env-file.ts';
-import { ConfigError } from '../../server/config/index.ts';
+import { ConfigError, loadConfig } from '../../server/config/index.ts';
 
 describe('parseEnvFile', () => {
   it("reads Node's env-file syntax: export, quotes, comments, multi-line double quotes, CRLF", () => {
@@ -36,6 +36,13 @@ describe('parseEnvFile', () => {
       HUB_TLS_CERT_FILE: '',
       GRAFANA_ADMIN_PASSWORD: 'compose-only',
     });
+  });
+
+  it('reads .env.example as is (copied to .env, compose-only names included) and loads it', () => {
+    const text = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+    const { values, problems } = parseEnvFile(text, '.env');
+    expect(problems).toEqual([]);
+    expect(() => loadConfig(values)).not.toThrow();
   });
 
   it('lists every malformed line, never quoting a value', () => {
