@@ -162,7 +162,7 @@ export class AlertEngine {
         kind: 'offline',
         device: deviceId,
         severity: rule.severity,
-        summary: `offline for more than ${rule.afterSec} s (${o.reason})`,
+        summary: `offline for more than ${rule.afterSec} s (${reasonText(o.reason)})`,
         atMs: now,
         reason: o.reason,
         offlineSinceMs: o.sinceMs,
@@ -190,6 +190,17 @@ export class AlertEngine {
     const { offlineSinceMs: _since, reason: _reason, value: _value, ...base } = firing;
     this.#o.emit({ ...base, ...change, state: 'resolved', atMs, seq: ++this.#seq });
   }
+}
+
+/** Why a session ended, for people (codes as on the bus: 'closed', 'heartbeat', error codes …). */
+const REASONS: Record<string, string> = {
+  never_seen: 'not seen since the hub started',
+  closed: 'connection closed',
+  heartbeat: 'heartbeat lost',
+};
+
+function reasonText(reason: string): string {
+  return REASONS[reason] ?? reason.toLowerCase().replaceAll('_', ' ');
 }
 
 function keyOf(rule: string, deviceId: string): string {

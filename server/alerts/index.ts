@@ -85,8 +85,8 @@ export function createAlerts(opts: AlertsOptions): Alerts {
   const dispatch = (event: AlertEvent): void => {
     metrics.transitions.inc({ rule: event.rule, state: event.state });
     metrics.firing.inc({ rule: event.rule }, event.state === 'firing' ? 1 : -1);
-    // One line per transition; a fleet going down at once is summarised per rule.
-    limiter.hit('alert', `${event.rule}:${event.state}`, {
+    // One line per transition; a flapping device, or more than 20 at once, is summarised (rate-limit.ts).
+    limiter.hit('alert', `${event.rule}:${event.device}:${event.state}`, {
       level: event.state === 'firing' && event.severity !== 'info' ? 'warn' : 'info',
       msg: `alert ${event.state}`,
       fields: { rule: event.rule, device: event.device, severity: event.severity, summary: event.summary },

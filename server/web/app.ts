@@ -3,6 +3,7 @@
  * server/web/assets.ts). Two views behind hash routes — `#/` the fleet, `#/device/<id>` one device —
  * sharing one live connection.
  */
+import { mountAlerts } from './alerts.ts';
 import { getSession, HttpError, type SessionInfo } from './api.ts';
 import { deviceView } from './device-view.ts';
 import { fleetView, type View } from './fleet-view.ts';
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
     }
   });
   live.connect();
+  // Firing alerts under the header, whatever the view (server/web/alerts.ts).
+  mountAlerts(document.querySelector('header.top') ?? $('view'), live);
 
   const viewRoot = $('view');
   const crumbs = $('crumbs');

@@ -181,7 +181,13 @@ describe('the offline rule', () => {
     expect(t.events).toEqual([]);
     t.advance(1);
     expect(states(t.events)).toEqual(['offline:a:firing']);
-    expect(t.events[0]).toMatchObject({ severity: 'critical', reason: 'heartbeat', kind: 'offline' });
+    expect(t.events[0]).toMatchObject({
+      severity: 'critical',
+      reason: 'heartbeat',
+      kind: 'offline',
+      summary: 'offline for more than 60 s (heartbeat lost)',
+      offlineSinceMs: 1_000_000,
+    });
     t.advance(60_000);
     t.advance(60_000);
     expect(t.events).toHaveLength(1);
