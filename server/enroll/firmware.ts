@@ -115,6 +115,7 @@ export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions)
     headers: noStore,
     tags: ['enrollment'],
     summary: 'Firmware images uploaded for the Add a board page',
+    query: z.strictObject({}),
   });
 
   router.put(
@@ -171,7 +172,14 @@ export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions)
       logger.info({ name, remoteAddress: ctx.req.socket.remoteAddress }, 'firmware image deleted');
       return { name };
     },
-    { guard: o.guard, headers: noStore, tags: ['enrollment'], params: nameParams, summary: 'Delete a firmware image' },
+    {
+      guard: o.guard,
+      headers: noStore,
+      tags: ['enrollment'],
+      params: nameParams,
+      query: z.strictObject({}),
+      summary: 'Delete a firmware image',
+    },
   );
 
   router.get('/firmware/:name/manifest.json', async (ctx) => manifestOf(await load(ctx.input.params.name)), {

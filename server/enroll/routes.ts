@@ -43,6 +43,7 @@ export function registerEnrollRoutes(router: Router, o: EnrollRoutesOptions): vo
   router.get(ENROLL_API_PREFIX, () => listEnrollments(o.store.snapshot()), {
     ...base,
     summary: 'Enrollment requests waiting for a decision or for their board, and rejections',
+    query: z.strictObject({}),
   });
 
   router.post(
@@ -81,6 +82,11 @@ export function registerEnrollRoutes(router: Router, o: EnrollRoutesOptions): vo
       audit(ctx, 'forget', hardwareId);
       return result;
     },
-    { ...base, params: hardwareIdParams, summary: 'Forget a board: its request and rejections' },
+    {
+      ...base,
+      params: hardwareIdParams,
+      query: z.strictObject({}),
+      summary: 'Forget a board: its request and rejections',
+    },
   );
 }
