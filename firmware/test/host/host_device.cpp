@@ -16,6 +16,17 @@
 //            SIGKILL or a 'K' cut is a power cut and the next run finds the flash as it was left)
 //          --nvs-file PATH: the boot counter and key of [PROTO-3.1.1] (like the board's NVS)
 //          --heap-start N: the first heap_free reading (a harness gives each run its own range)
+//          --enroll DIR: one firmware for the fleet (docs/provisioning.md). DIR stands in for the board's
+//            NVS (one file per key, plus the boot counter). Unprovisioned, the device waits for Improv
+//            Serial bytes ('I' records both ways: harness → device what the serial port receives,
+//            device → harness what it writes); with Wi-Fi and a hub URL but no token it enrolls
+//            [PROTO-8]; with a device id and token it runs the session. 'O' then carries one JSON
+//            object: {"url": …, "protocol": …, "token"?: …} (the endpoint, the subprotocol, and on
+//            /v1/device the token the device stored). Options: --hardware-id ID (esp32-<mac> on a board),
+//            --hub-url URL, --fleet-secret S, --wifi-ssid S (compiled-in defaults, used only while the
+//            store lacks them, like secrets.h), 'F' record: factory reset (the BOOT button held 5 s).
+//            Events: {"event":"mode","mode":"unprovisioned"|"enroll"|"device"|"rejected"},
+//            {"event":"enroll","state":…}, {"event":"stored","deviceId":…} (never the token)
 //          --deep-sleep PATH [--flush-every N]: one run is one deep-sleep wake of the board's
 //            HUB_DEEP_SLEEP mode (src/main.cpp): PATH is its RTC memory (boot id, next seq, tick, the
 //            boot's start on the monotonic clock, the wall clock's offset); the run samples one tick into
@@ -23,6 +34,7 @@
 //            {"event":"sleep","sleepMs":…} and exits 0; the harness starts it again when the sleep is over
 //
 // A power cut in flash mode ends the process at once with exit code 75, after the torn write.
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -65,7 +77,9 @@ std::string q(const char* s) { return std::string("\"") + s + "\""; }
 // ───────────────────────────── ports ─────────────────────────────
 
 struct PipeTransport : Transport {
-  void open() override { writeRecord('O', nullptr, 0); }
+  /** --enroll: where and how to connect, as JSON in the 'O' record (empty: the harness knows). */
+  std::string openInfo;
+  void open() override { writeRecord('O', openInfo.data(), openInfo.size()); }
   void close() override { writeRecord('C', nullptr, 0); }
   bool send(const uint8_t* frame, size_t len) override {
     writeRecord('S', frame, len);
@@ -126,6 +140,14 @@ struct Hooks : DeviceHooks {
   }
   void log(const char* line) override { fprintf(stderr, "[device] %s\n", line); }
 };
+
+/** Who hears 'O'/'C'/'M': the session, or the enrollment client in --enroll mode. */
+TransportListener* gListener = nullptr;
+/** --enroll: the bytes of an 'I' record (the serial port's input) and a factory reset ('F'). */
+void (*gSerialIn)(const uint8_t* bytes, size_t len) = nullptr;
+void (*gFactoryReset)() = nullptr;
+/** The device's loop (--enroll: the mode's loop). */
+void (*gLoop)() = nullptr;
 
 // The outbox lives outside the session, like RTC memory on the board: it survives the simulated reboot.
 OutboxStorage<64, 1024> gOutboxMemory;
@@ -245,6 +267,7 @@ struct HostDevice {
       kept = ramOutbox.restore(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
     }
     session = new (sessionMemory) Session(config, transport, clock, hooks, *outbox);
+    gListener = session;
     channelCount = boardDescriptors(kChannelMask, intervalMs, channels, 8);
     if (session->begin(channels, channelCount) != Err::Ok) {
       fprintf(stderr, "[device] begin failed\n");
@@ -410,15 +433,22 @@ bool turn() {
     const uint8_t* payload = gIn.data() + 5;
     switch (type) {
       case 'O':
-        dev.session->onTransportOpen();
+        if (gListener != nullptr) gListener->onTransportOpen();
         break;
       case 'C':
-        dev.session->onTransportClosed();
+        if (gListener != nullptr) gListener->onTransportClosed();
         break;
       case 'M':
-        dev.session->onTransportMessage(payload, len);
+        if (gListener != nullptr) gListener->onTransportMessage(payload, len);
+        break;
+      case 'I':
+        if (gSerialIn != nullptr) gSerialIn(payload, len);
+        break;
+      case 'F':
+        if (gFactoryReset != nullptr) gFactoryReset();
         break;
       case 'P':
+        if (dev.session == nullptr) break;
         dev.sampling = false;
         dev.session->flush();
         dev.stats();
@@ -427,10 +457,10 @@ bool turn() {
         dev.sampling = true;
         break;
       case 'T':
-        dev.stats();
+        if (dev.session != nullptr) dev.stats();
         break;
       case 'Q':
-        dev.stats();
+        if (dev.session != nullptr) dev.stats();
         return false;
       case 'K':
         if (gFlash != nullptr && len >= 4) gFlash->cutAfter(readU32le(payload), readU32le(payload) * 2654435761u);
@@ -440,7 +470,11 @@ bool turn() {
     }
     gIn.erase(gIn.begin(), gIn.begin() + 5 + len);
   }
-  dev.loop();
+  if (gLoop != nullptr) {
+    gLoop();
+  } else {
+    dev.loop();
+  }
   return true;
 }
 
@@ -519,6 +553,229 @@ int deepSleepWake(HostDevice& dev, const char* path, uint32_t flushEvery) {
   return 0;
 }
 
+
+// ───────────────────────────── --enroll: one firmware for the fleet ─────────────────────────────
+
+namespace {
+
+/** The board's NVS namespace as a directory: one file per key, replaced atomically (write + rename). */
+struct DirKv : KeyValueStore {
+  std::string dir;
+  explicit DirKv(std::string d) : dir(std::move(d)) {}
+  std::string path(const char* key) const { return dir + "/" + key; }
+  int get(const char* key, uint8_t* out, size_t cap) override {
+    FILE* f = fopen(path(key).c_str(), "rb");
+    if (f == nullptr) return -1;
+    std::vector<uint8_t> buf(cap + 1);
+    size_t n = fread(buf.data(), 1, buf.size(), f);
+    fclose(f);
+    if (n > cap) return -1;
+    if (n > 0) memcpy(out, buf.data(), n);
+    return static_cast<int>(n);
+  }
+  bool put(const char* key, const uint8_t* data, size_t len) override {
+    std::string tmp = path(key) + ".tmp";
+    FILE* f = fopen(tmp.c_str(), "wb");
+    if (f == nullptr) return false;
+    bool ok = (len == 0 || fwrite(data, 1, len, f) == len);
+    ok = fclose(f) == 0 && ok;
+    return ok && rename(tmp.c_str(), path(key).c_str()) == 0;
+  }
+  bool remove(const char* key) override { return unlink(path(key).c_str()) == 0 || errno == ENOENT; }
+  bool clear() override {
+    bool ok = true;
+    for (const char* k : {cfgkey::kWifiSsid, cfgkey::kWifiPassword, cfgkey::kHubUrl, cfgkey::kDeviceId, cfgkey::kToken,
+                          cfgkey::kEnrollKey, cfgkey::kFleetSecret, cfgkey::kEnrollRejected})
+      ok = remove(k) && ok;
+    return ok;
+  }
+};
+
+/** The radio, as far as Improv sees it: any network joins at once except one named "unreachable". */
+struct HostImprovPort : improv::ImprovPort {
+  Join join = Join::Failed;
+  bool connected = false;
+  void write(const uint8_t* bytes, size_t len) override { writeRecord('I', bytes, len); }
+  void joinWifi(const char* ssid, const char*) override {
+    connected = strcmp(ssid, "unreachable") != 0;
+    join = connected ? Join::Connected : Join::Failed;
+  }
+  Join joinStatus() override { return join; }
+  bool wifiConnected() override { return connected; }
+  uint8_t scanNetworks() override { return 2; }
+  bool scannedNetwork(uint8_t i, char* ssid, size_t cap, int16_t& rssi, bool& secured) override {
+    snprintf(ssid, cap, "%s", i == 0 ? "host-net" : "unreachable");
+    rssi = static_cast<int16_t>(i == 0 ? -48 : -90);
+    secured = i == 0;
+    return true;
+  }
+  void log(const char* line) override { fprintf(stderr, "[device] %s\n", line); }
+};
+
+uint32_t urandom32(void*) {
+  uint32_t v = 0;
+  FILE* r = fopen("/dev/urandom", "rb");
+  if (r == nullptr || fread(&v, 1, sizeof v, r) != sizeof v) {
+    perror("/dev/urandom");
+    exit(2);
+  }
+  fclose(r);
+  return v;
+}
+
+std::string jsonStr(const char* s) {
+  std::string out = "\"";
+  for (const char* p = s; *p != '\0'; p++) {
+    if (*p == '"' || *p == '\\') out += '\\';
+    out += *p;
+  }
+  return out + "\"";
+}
+
+enum class Mode { Unprovisioned, Enroll, Device, Rejected };
+
+struct FleetBoard : EnrollHooks {
+  HostDevice& dev;
+  std::string hardwareId;  // before `improv`, whose DeviceInfo points at it
+  DirKv kv;
+  ConfigStore store{kv};
+  BuildDefaults defaults;
+  HostImprovPort radio;
+  improv::DeviceInfo info;
+  improv::Service improv{radio, store, makeInfo()};
+  EnrollConfig enrollConfig;
+  alignas(EnrollClient) unsigned char clientMemory[sizeof(EnrollClient)];
+  EnrollClient* client = nullptr;
+  Mode mode = Mode::Unprovisioned;
+  std::string bootFile;
+
+  FleetBoard(HostDevice& d, const char* dir, const char* hwid) : dev(d), hardwareId(hwid), kv(dir) {
+    bootFile = std::string(dir) + "/boot";
+  }
+  improv::DeviceInfo makeInfo() {
+    info.firmwareVersion = "host-" ESP32HUB_HOST_VERSION;
+    info.chip = "host";
+    info.hardwareId = hardwareId.c_str();
+    info.wssAllowed = false;
+    return info;
+  }
+
+  bool storeCredentials(Str deviceId, Str token) override {
+    if (!store.setCredentials(deviceId, token)) return false;
+    event("{\"event\":\"stored\",\"deviceId\":" + jsonStr(store.config().deviceId) + "}");
+    return true;
+  }
+  void storeRejected() override { store.setEnrollRejected(); }
+  void onEnrollState(EnrollState st) override {
+    event(std::string("{\"event\":\"enroll\",\"state\":") + q(enrollStateName(st)) + "}");
+  }
+  void onHubError(uint16_t code, bool fatal, Str) override {
+    event("{\"event\":\"hub-error\",\"code\":" + std::to_string(code) + ",\"fatal\":" + (fatal ? "true" : "false") + "}");
+  }
+  void log(const char* line) override { fprintf(stderr, "[device] %s\n", line); }
+
+  /** What the board does at boot (and after Improv changed its settings): pick the mode from the store. */
+  void start() {
+    if (client != nullptr) {
+      client->setNetworkUp(false);
+      client->~EnrollClient();
+      client = nullptr;
+    }
+    if (dev.session != nullptr) {
+      dev.session->setNetworkUp(false);
+      dev.session->~Session();
+      dev.session = nullptr;
+    }
+    gListener = nullptr;
+    store.load();
+    store.applyBuildDefaults(defaults);
+    const DeviceConfig& c = store.config();
+    if (c.hasWifi() && !radio.connected) radio.joinWifi(c.wifiSsid, c.wifiPassword);
+    char url[cfglimits::kHubUrlMax + 16];
+    if (!c.hasWifi() || !c.hasHub()) {
+      mode = Mode::Unprovisioned;
+    } else if (c.hasCredentials()) {
+      mode = Mode::Device;
+      hubEndpointUrl(c.hubUrl, "/v1/device", url, sizeof url);
+      dev.transport.openInfo = std::string("{\"url\":") + jsonStr(url) + ",\"protocol\":" + jsonStr(kSubprotocol) +
+                               ",\"token\":" + jsonStr(c.token) + "}";
+      dev.config.deviceId = c.deviceId;
+      dev.nvsFile = bootFile.c_str();
+      dev.boot(ResetReason::PowerOn);
+    } else if (c.enrollRejected) {
+      mode = Mode::Rejected;
+    } else {
+      mode = Mode::Enroll;
+      if (!store.ensureEnrollKey(urandom32, nullptr)) {
+        fprintf(stderr, "[device] cannot store the enroll key\n");
+        exit(2);
+      }
+      hubEndpointUrl(c.hubUrl, enroll::kPath, url, sizeof url);
+      dev.transport.openInfo = std::string("{\"url\":") + jsonStr(url) + ",\"protocol\":" + jsonStr(enroll::kSubprotocol) + "}";
+      enrollConfig.hardwareId = hardwareId.c_str();
+      enrollConfig.enrollKey = c.enrollKey;
+      enrollConfig.fleetSecret = c.fleetSecret;
+      enrollConfig.model = "host";
+      enrollConfig.firmwareVersion = "host-" ESP32HUB_HOST_VERSION;
+      enrollConfig.backoffBaseMs = dev.config.backoffBaseMs;
+      enrollConfig.backoffMaxMs = dev.config.backoffMaxMs;
+      client = new (clientMemory) EnrollClient(enrollConfig, dev.transport, dev.clock, *this);
+      gListener = client;
+      client->setNetworkUp(radio.connected);
+    }
+    static const char* names[] = {"unprovisioned", "enroll", "device", "rejected"};
+    event(std::string("{\"event\":\"mode\",\"mode\":") + q(names[static_cast<int>(mode)]) + "}");
+  }
+
+  void loop() {
+    improv.poll(dev.clock.uptimeMs());
+    if (improv.takeChanged()) {
+      start();
+      return;
+    }
+    if (mode == Mode::Enroll) {
+      client->poll();
+      if (client->done()) {
+        start();  // the board restarts into its normal connection with the stored id and token
+      } else if (client->state() == EnrollState::Rejected) {
+        mode = Mode::Rejected;
+        event("{\"event\":\"mode\",\"mode\":\"rejected\"}");
+      }
+    } else if (mode == Mode::Device) {
+      dev.loop();
+    }
+  }
+};
+
+FleetBoard* gBoard = nullptr;
+
+}  // namespace
+
+int fleetMain(HostDevice& dev, int argc, char** argv) {
+  const char* dir = argStr(argc, argv, "--enroll", nullptr);
+  static FleetBoard board(dev, dir, argStr(argc, argv, "--hardware-id", "esp32-000000000001"));
+  board.defaults.hubUrl = argStr(argc, argv, "--hub-url", "");
+  board.defaults.fleetSecret = argStr(argc, argv, "--fleet-secret", "");
+  board.defaults.wifiSsid = argStr(argc, argv, "--wifi-ssid", "");
+  gBoard = &board;
+  gSerialIn = [](const uint8_t* bytes, size_t len) {
+    uint64_t now = gBoard->dev.clock.uptimeMs();
+    for (size_t i = 0; i < len; i++) gBoard->improv.onByte(bytes[i], now);
+  };
+  gFactoryReset = [] {
+    fprintf(stderr, "[device] factory reset\n");
+    gBoard->store.factoryReset();
+    gBoard->radio.connected = false;
+    event("{\"event\":\"factory-reset\"}");
+    gBoard->start();
+  };
+  gLoop = [] { gBoard->loop(); };
+  board.start();
+  while (turn()) {
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   static HostDevice dev(argU32(argc, argv, "--seed", 0x2545F491u));
   gDev = &dev;
@@ -540,6 +797,7 @@ int main(int argc, char** argv) {
     // Start from an empty outbox (format), as a power-on does.
     dev.ramOutbox.format(gOutboxMemory.bytes, sizeof gOutboxMemory.bytes, 64, 1024);
   }
+  if (argStr(argc, argv, "--enroll", nullptr) != nullptr) return fleetMain(dev, argc, argv);
   const char* sleepFile = argStr(argc, argv, "--deep-sleep", nullptr);
   if (sleepFile != nullptr) {
     if (gFlash == nullptr || dev.nvsFile == nullptr) {
