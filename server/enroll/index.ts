@@ -22,6 +22,7 @@ import { registerFirmwareRoutes } from './firmware.ts';
 import { registerEnrollRoutes } from './routes.ts';
 import { createEnrollService } from './service.ts';
 import { openEnrollStore } from './store.ts';
+import { registerWebToolsRoutes } from './web-tools.ts';
 
 export { ENROLL_PATH } from '../codec/index.ts';
 
@@ -77,6 +78,7 @@ export async function startEnrollment(o: EnrollmentOptions): Promise<Enrollment>
     readGuard: o.readGuard,
     logger: o.logger,
   });
+  registerWebToolsRoutes(o.router);
   return {
     handleUpgrade: endpoint.handleUpgrade,
     connections: endpoint.connections,

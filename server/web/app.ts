@@ -3,6 +3,7 @@
  * server/web/assets.ts). Two views behind hash routes — `#/` the fleet, `#/device/<id>` one device —
  * sharing one live connection.
  */
+import { addBoardView } from './add-board.ts';
 import { mountAlerts } from './alerts.ts';
 import { getSession, HttpError, type SessionInfo } from './api.ts';
 import { deviceView } from './device-view.ts';
@@ -53,7 +54,11 @@ async function main(): Promise<void> {
   const route = (): void => {
     current?.destroy();
     const m = /^#\/device\/(.+)$/.exec(location.hash);
-    if (m) {
+    if (location.hash === '#/add-board') {
+      crumbs.textContent = '/ add a board';
+      document.title = 'Add a board · ESP32 hub';
+      current = addBoardView(viewRoot, session);
+    } else if (m) {
       const id = decodeURIComponent(m[1] as string);
       crumbs.textContent = `/ ${id}`;
       document.title = `${id} · ESP32 hub`;

@@ -87,7 +87,7 @@ describe('SET_HUB (Improv vendor command 0x80) as docs/provisioning.md defines i
   it('drops a packet with a bad checksum and reports an error state', () => {
     const good = setHubPacket('ws://h:1');
     const bad = good.slice();
-    bad[bad.length - 1] ^= 0xff;
+    bad[bad.length - 1] = (bad.at(-1) as number) ^ 0xff;
     expect(parseImprovStream(bad).packets).toEqual([]);
     const err = improvPacket(ImprovType.ERROR_STATE, Uint8Array.from([1]));
     expect(setHubAnswer(parseImprovStream(err).packets[0] as never)).toMatchObject({ ok: false });
