@@ -13,8 +13,8 @@
  * with every other configuration problem at once rather than silently ignored (Node's parser
  * ignores such lines, and a setting that silently does nothing is what this file exists to prevent).
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { ConfigError, ENV_SCHEMA, type HubConfig, loadConfig } from './index.ts';
 
 type Source = Record<string, string | undefined>;
@@ -206,6 +206,35 @@ export function loadConfigWithEnvFile(
       problems.push(`${key}: cannot read ${path} (${why})`);
     }
   }
+  const dataDir = withFile.env.HUB_DATA_DIR;
+  if (config !== undefined || dataDir) {
+    const problem = dataDirProblem(resolve(options.cwd, config?.storage.dataDir ?? String(dataDir)));
+    if (problem) problems.push(`HUB_DATA_DIR: ${config?.storage.dataDir ?? dataDir} ${problem}`);
+  }
   if (problems.length > 0 || config === undefined) throw new ConfigError(problems);
   return { config, file: withFile.file };
+}
+
+/** Why the hub could not use `dir` as its data directory (created at start when missing), or null. */
+function dataDirProblem(dir: string): string | null {
+  let existing = dir;
+  for (;;) {
+    try {
+      if (!statSync(existing).isDirectory())
+        return existing === dir ? 'is not a directory' : `cannot be created: ${existing} is a file`;
+      break;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOENT' && code !== 'ENOTDIR') || dirname(existing) === existing) return null;
+      existing = dirname(existing);
+    }
+  }
+  try {
+    accessSync(existing, constants.W_OK | constants.X_OK);
+    return null;
+  } catch {
+    return existing === dir
+      ? 'is not writable by this user'
+      : `cannot be created: ${existing} is not writable by this user`;
+  }
 }

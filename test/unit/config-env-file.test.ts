@@ -117,6 +117,27 @@ describe('the start-up check', () => {
     writeFileSync(join(dir, 'missing-key.pem'), 'key');
     expect(loadConfigWithEnvFile(env, { cwd: dir }).config.server.tls).not.toBeNull();
   });
+
+  it('names a data directory that is a file, or lies under one, with the other problems', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'env-data-'));
+    writeFileSync(join(dir, 'a-file'), '');
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfigWithEnvFile(env, { cwd: dir });
+        return [];
+      } catch (err) {
+        return (err as ConfigError).problems;
+      }
+    };
+    expect(problems({ HUB_DATA_DIR: 'a-file', LOG_FULL_POLICY: 'x' })).toEqual([
+      expect.stringMatching(/^LOG_FULL_POLICY: /),
+      'HUB_DATA_DIR: a-file is not a directory',
+    ]);
+    expect(problems({ HUB_DATA_DIR: 'a-file/data' })).toEqual([
+      `HUB_DATA_DIR: a-file/data cannot be created: ${join(dir, 'a-file')} is a file`,
+    ]);
+    expect(problems({ HUB_DATA_DIR: 'new/data' })).toEqual([]);
+  });
 });
 
 describe('takeEnvFileArg', () => {
