@@ -37,7 +37,8 @@ export function mountAlerts(anchor: Element, live: LiveConnection): () => void {
 
   const render = (): void => {
     const list = [...firing.values()].sort(
-      (a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || b.firingSinceMs - a.firingSinceMs,
+      (a, b) =>
+        SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity] || b.firingSinceMs - a.firingSinceMs || b.seq - a.seq,
     );
     root.hidden = list.length === 0;
     if (list.length === 0) {
