@@ -19,7 +19,7 @@ import { ERRORS, type ErrorCode } from '../errors.ts';
 import { createOriginPolicy, isLoopbackAddress, type OriginPolicy } from '../live/origin.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
-import { sendJson } from './respond.ts';
+import { redirect, sendJson, sendText } from './respond.ts';
 
 export type DashboardRole = 'viewer' | 'operator';
 
@@ -233,13 +233,7 @@ export function createDashboardAuth(options: DashboardAuthOptions): DashboardAut
       }
       const id = createSession(role);
       logger?.info({ peer: address, role }, 'dashboard login');
-      res.writeHead(303, {
-        Location: '/',
-        'Set-Cookie': cookie(id, Math.floor(ttl / 1000)),
-        'Cache-Control': 'no-store',
-        'Content-Length': '0',
-      });
-      res.end();
+      redirect(res, '/', { 'set-cookie': cookie(id, Math.floor(ttl / 1000)), 'cache-control': 'no-store' });
     });
   };
 
@@ -256,8 +250,7 @@ export function createDashboardAuth(options: DashboardAuthOptions): DashboardAut
     req.resume();
     const id = readCookie(req.headers.cookie, cookieName);
     if (id !== null) sessions.delete(digest(id));
-    res.writeHead(303, { Location: '/login', 'Set-Cookie': cookie('', 0), 'Content-Length': '0' });
-    res.end();
+    redirect(res, '/login', { 'set-cookie': cookie('', 0) });
   };
 
   return {
@@ -370,11 +363,5 @@ function sendLoginPage(res: ServerResponse, status: number, mode: 'open' | 'pass
 <form method="post" action="/login"><label for="password">Password</label>
 <input id="password" name="password" type="password" autocomplete="current-password" required autofocus>
 <button type="submit">Log in</button></form></main></body></html>`;
-  res.writeHead(status, {
-    ...PAGE_HEADERS,
-    'Content-Type': 'text/html; charset=utf-8',
-    'Content-Length': Buffer.byteLength(html),
-    'Cache-Control': 'no-store',
-  });
-  res.end(html);
+  sendText(res, status, 'text/html; charset=utf-8', html, { ...PAGE_HEADERS, 'cache-control': 'no-store' });
 }

@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import type { Metrics } from '../metrics/index.ts';
 import type { DeadLetterRecent, DeadLetterTotals } from '../storage/dead-letter.ts';
-import { sendJson } from './respond.ts';
+import { sendJson, sendText } from './respond.ts';
 import type { Router } from './router.ts';
 
 export interface Readiness {
@@ -62,12 +62,7 @@ export function registerHealthRoutes(router: Router, opts: HealthOptions): void 
     '/metrics',
     async (ctx) => {
       opts.beforeScrape?.();
-      const text = await opts.metrics.registry.metrics();
-      ctx.res.writeHead(200, {
-        'content-type': opts.metrics.registry.contentType,
-        'content-length': Buffer.byteLength(text),
-      });
-      ctx.res.end(text);
+      sendText(ctx.res, 200, opts.metrics.registry.contentType, await opts.metrics.registry.metrics());
     },
     {
       summary: 'Prometheus metrics (text exposition format)',

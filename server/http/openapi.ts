@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { ERRORS } from '../errors.ts';
 import { PAGE_HEADERS } from './dashboard-auth.ts';
+import { sendText } from './respond.ts';
 import type { ResponseSpec, RouteInfo, Router } from './router.ts';
 
 export const OPENAPI_PATH = '/api/openapi.json';
@@ -203,14 +204,8 @@ export function registerOpenApiRoutes(router: Router, info: OpenApiInfo): void {
   router.get(
     DOCS_PATH,
     (ctx) => {
-      const html = current().page;
-      for (const [name, value] of Object.entries(PAGE_HEADERS)) ctx.res.setHeader(name, value);
-      ctx.res.writeHead(200, {
-        'content-type': 'text/html; charset=utf-8',
-        'content-length': Buffer.byteLength(html),
-        'cache-control': 'no-cache',
-      });
-      ctx.res.end(html);
+      const headers = { ...PAGE_HEADERS, 'cache-control': 'no-cache' };
+      sendText(ctx.res, 200, 'text/html; charset=utf-8', current().page, headers);
     },
     {
       summary: 'This API reference, as an HTML page',

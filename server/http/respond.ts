@@ -33,6 +33,31 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
+/** Sends text (an HTML page, Prometheus text …) with its media type. Adds `nosniff`. */
+export function sendText(
+  res: ServerResponse,
+  status: number,
+  contentType: string,
+  text: string,
+  headers: OutgoingHttpHeaders = {},
+): void {
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) res.setHeader(name, value);
+  res.setHeader('content-type', contentType);
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.setHeader('x-content-type-options', 'nosniff');
+  res.statusCode = status;
+  res.end(text);
+}
+
+/** Answers 303 See Other to `location`, without a body. */
+export function redirect(res: ServerResponse, location: string, headers: OutgoingHttpHeaders = {}): void {
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) res.setHeader(name, value);
+  res.setHeader('location', location);
+  res.setHeader('content-length', 0);
+  res.statusCode = 303;
+  res.end();
+}
+
 /** The status and body an error maps to. Errors that are not HubErrors become a bare 500 INTERNAL. */
 export function errorResponse(err: unknown): { status: number; body: ErrorBody } {
   if (err instanceof InvalidRequestError) {

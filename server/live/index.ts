@@ -35,6 +35,7 @@ import {
   sendError,
 } from '../http/dashboard-auth.ts';
 import { registerDashboardRoutes } from '../http/dashboard-routes.ts';
+import { redirect, sendText } from '../http/respond.ts';
 import type { Router } from '../http/router.ts';
 import type { HubContext, HubExtension } from '../hub.ts';
 import type { Logger } from '../log/index.ts';
@@ -173,9 +174,8 @@ export function createLive(deps: LiveDeps): Live {
     const access = auth.check(req);
     if (!access.ok) {
       if (access.code === 'UNAUTHORIZED' && auth.mode === 'password') {
-        res.writeHead(303, { Location: '/login', 'Cache-Control': 'no-store', 'Content-Length': '0' });
-        res.end();
-      } else sendText(res, access.code === 'UNAUTHORIZED' ? 401 : 403, access.message);
+        redirect(res, '/login', { 'cache-control': 'no-store' });
+      } else sendPlain(res, access.code === 'UNAUTHORIZED' ? 401 : 403, access.message);
       return;
     }
     const asset = assets?.get('/');
@@ -232,14 +232,8 @@ export function createLive(deps: LiveDeps): Live {
   };
 }
 
-function sendText(res: ServerResponse, status: number, text: string): void {
-  res.writeHead(status, {
-    ...PAGE_HEADERS,
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': Buffer.byteLength(text),
-    'Cache-Control': 'no-store',
-  });
-  res.end(text);
+function sendPlain(res: ServerResponse, status: number, text: string): void {
+  sendText(res, status, 'text/plain; charset=utf-8', text, { ...PAGE_HEADERS, 'cache-control': 'no-store' });
 }
 
 export type { ChannelMeta, DeviceView, Sample } from './state.ts';
