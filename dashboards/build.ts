@@ -1,94 +1,150 @@
 /**
  * Dashboards as code: builds the Grafana provisioning files in `dashboards/grafana/` from one
- * description, so every panel gets the same datasource, units and query conventions.
+ * description, with Grafana's own typed builders (`@grafana/grafana-foundation-sdk`), so every panel
+ * gets the same datasource, units and query conventions.
  *
  *   npx tsx dashboards/build.ts          # rewrite the JSON/YAML files
  *   npx tsx dashboards/build.ts --check  # exit 1 if the committed files differ (run by the tests)
  *
  * Queries are InfluxQL (raw mode): they run on InfluxDB 1.8+, on 2.x through the bucket's DBRP
  * mapping, and on 3.x — and our tests execute every one of them against a real engine. The
- * measurements they read are documented in docs/storage.md.
+ * measurements they read are documented in docs/storage.md; what the dashboards show, in
+ * docs/grafana.md. Conventions:
+ *
+ * - units: a channel's panel unit comes from its descriptor's unit (`dashboards/units.ts`);
+ * - gaps: time series group by `$__interval` with `fill(null)`, so missing data is a gap, never a line;
+ * - stale: a "current" value (a stat, the latest-values table) only counts points newer than a
+ *   freshness window (`time > now() - …`); older ones show "stale" or nothing, never a frozen value;
+ * - links: every device in the fleet view opens the device dashboard with `var-device` set.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
+import * as bargauge from '@grafana/grafana-foundation-sdk/bargauge';
+import * as common from '@grafana/grafana-foundation-sdk/common';
+import { ReduceDataOptionsBuilder } from '@grafana/grafana-foundation-sdk/common';
+import {
+  CustomVariableBuilder,
+  DashboardBuilder,
+  DashboardCursorSync,
+  DashboardLinkBuilder,
+  type DashboardLinkType,
+  type DataTransformerConfig,
+  type DynamicConfigValue,
+  MappingType,
+  QueryVariableBuilder,
+  SpecialValueMatch,
+  ThresholdsConfigBuilder,
+  ThresholdsMode,
+  TimePickerBuilder,
+  type ValueMapping,
+  VariableRefresh,
+  VariableSort,
+} from '@grafana/grafana-foundation-sdk/dashboard';
+import * as stat from '@grafana/grafana-foundation-sdk/stat';
+import * as statetimeline from '@grafana/grafana-foundation-sdk/statetimeline';
+import * as table from '@grafana/grafana-foundation-sdk/table';
+import * as timeseries from '@grafana/grafana-foundation-sdk/timeseries';
+import * as units from '@grafana/grafana-foundation-sdk/units';
 import { alertRulesYaml, contactPointsYaml, policiesYaml } from './alerts.ts';
-import { DATASOURCE_UID, INFLUX_DATASOURCE as DS } from './influxql.ts';
+import { DATASOURCE_UID, INFLUX_DATASOURCE as DS, InfluxQLQuery } from './influxql.ts';
+import { CHANNEL_UNITS } from './units.ts';
 
 export { DATASOURCE_UID };
 
 const ROOT = dirname(fileURLToPath(import.meta.url));
 export const GRAFANA_DIR = join(ROOT, 'grafana');
 
-interface Target {
-  refId: string;
-  query: string;
-  alias?: string;
-  resultFormat?: 'time_series' | 'table';
-}
+export const DEVICE_DASHBOARD_UID = 'esp32hub-device';
+/**
+ * How recent `device_status` and `hub_stats` must be to count as current: the hub writes them every
+ * INFLUX_STATS_INTERVAL_MS (default 5 s), so a minute is a dozen missed points.
+ */
+export const STATUS_FRESH = '1m';
 
-interface PanelSpec {
-  title: string;
-  type: 'timeseries' | 'stat' | 'table' | 'bargauge' | 'gauge' | 'state-timeline';
-  unit: string;
-  targets: Target[];
+/** Any of the SDK's panel builders (they share the common field-config and panel methods). */
+type AnyPanel =
+  | stat.PanelBuilder
+  | timeseries.PanelBuilder
+  | table.PanelBuilder
+  | bargauge.PanelBuilder
+  | statetimeline.PanelBuilder;
+
+interface Placed {
   w: number;
   h: number;
-  description?: string;
-  repeat?: string;
-  options?: Record<string, unknown>;
-  fieldConfig?: Record<string, unknown>;
-  transformations?: unknown[];
-  decimals?: number;
-  thresholds?: { color: string; value: number | null }[];
-  mappings?: unknown[];
+  panel: AnyPanel;
 }
 
-function target(refId: string, query: string, extra: Partial<Target> = {}) {
-  return { refId, datasource: DS, rawQuery: true, resultFormat: 'time_series', query, ...extra };
+const q = (refId: string, query: string) => new InfluxQLQuery(refId, query);
+
+/** Thresholds: the base colour, then `[colour, from]` steps. */
+function steps(base: string, ...more: [string, number][]): ThresholdsConfigBuilder {
+  return new ThresholdsConfigBuilder()
+    .mode(ThresholdsMode.Absolute)
+    .steps([{ color: base, value: null }, ...more.map(([color, value]) => ({ color, value }))]);
 }
 
-/** Lays panels out left to right, wrapping at 24 columns. */
-function layout(specs: PanelSpec[]) {
+/** The common part of every panel: title, description, datasource, targets, unit. */
+function base<P extends AnyPanel>(
+  panel: P,
+  title: string,
+  unit: string,
+  targets: InfluxQLQuery[],
+  description = '',
+): P {
+  panel.title(title).description(description).datasource(DS).unit(unit).targets(targets);
+  return panel;
+}
+
+/** Lays panels out left to right, wrapping at 24 columns, and numbers them. */
+function layout(placed: Placed[]): Placed[] {
   let x = 0;
   let y = 0;
   let rowHeight = 0;
-  return specs.map((p, i) => {
-    if (x + p.w > 24) {
+  placed.forEach(({ w, h, panel }, i) => {
+    if (x + w > 24) {
       x = 0;
       y += rowHeight;
       rowHeight = 0;
     }
-    const gridPos = { x, y, w: p.w, h: p.h };
-    x += p.w;
-    rowHeight = Math.max(rowHeight, p.h);
-    return {
-      id: i + 1,
-      type: p.type,
-      title: p.title,
-      description: p.description ?? '',
-      datasource: DS,
-      gridPos,
-      ...(p.repeat ? { repeat: p.repeat, repeatDirection: 'h' as const, maxPerRow: 2 } : {}),
-      targets: p.targets.map((t) => target(t.refId, t.query, { alias: t.alias, resultFormat: t.resultFormat })),
-      fieldConfig: {
-        defaults: {
-          unit: p.unit,
-          ...(p.decimals !== undefined ? { decimals: p.decimals } : {}),
-          thresholds: {
-            mode: 'absolute',
-            steps: p.thresholds ?? [{ color: 'green', value: null }],
-          },
-          mappings: p.mappings ?? [],
-          ...(p.fieldConfig ?? {}),
-        },
-        overrides: [],
-      },
-      options: p.options ?? {},
-      ...(p.transformations ? { transformations: p.transformations } : {}),
-    };
+    panel.id(i + 1).gridPos({ x, y, w, h });
+    x += w;
+    rowHeight = Math.max(rowHeight, h);
   });
+  return placed;
+}
+
+/** A link to the dashboards carrying `tag`, keeping the time range. */
+function link(title: string, tag: string) {
+  return new DashboardLinkBuilder(title)
+    .type('dashboards' as DashboardLinkType)
+    .tags([tag])
+    .asDropdown(false)
+    .includeVars(false)
+    .keepTime(true)
+    .icon('dashboard')
+    .targetBlank(false)
+    .tooltip('')
+    .url('');
+}
+
+/**
+ * A data link to one device's dashboard. `value` is Grafana's expression for the device id in the
+ * clicked item: `${__field.labels.device}` for a series, `${__data.fields.device}` for a table row.
+ */
+/** Grafana's data-link variables: the device of a table row, and the `device` label of a series. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a JS template
+export const ROW_DEVICE = '${__data.fields.device}';
+// biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a JS template
+export const SERIES_DEVICE = '${__field.labels.device}';
+
+export function deviceLink(value: string) {
+  return {
+    title: 'Open the device dashboard',
+    url: `/d/${DEVICE_DASHBOARD_UID}?var-device=${value}&\${__url_time_range}`,
+    targetBlank: false,
+  };
 }
 
 function dashboard(opts: {
@@ -98,86 +154,213 @@ function dashboard(opts: {
   tags: string[];
   refresh: string;
   from: string;
-  panels: PanelSpec[];
-  variables?: unknown[];
-  links?: unknown[];
+  panels: Placed[];
+  variables?: (QueryVariableBuilder | CustomVariableBuilder)[];
+  links?: DashboardLinkBuilder[];
 }) {
-  return {
-    uid: opts.uid,
-    title: opts.title,
-    description: opts.description,
-    tags: ['esp32hub', ...opts.tags],
-    editable: true,
-    graphTooltip: 1,
-    schemaVersion: 39,
-    version: 1,
-    refresh: opts.refresh,
-    time: { from: opts.from, to: 'now' },
-    timezone: 'browser',
-    timepicker: { refresh_intervals: ['5s', '10s', '30s', '1m', '5m', '15m'] },
-    links: opts.links ?? [],
-    annotations: { list: [] },
-    templating: { list: opts.variables ?? [] },
-    panels: layout(opts.panels),
-  };
-}
-
-/** A link to the dashboards carrying `tag`, keeping the time range. */
-function link(title: string, tag: string) {
-  return {
-    title,
-    type: 'dashboards',
-    tags: [tag],
-    asDropdown: false,
-    includeVars: false,
-    keepTime: true,
-    icon: 'dashboard',
-    targetBlank: false,
-    tooltip: '',
-    url: '',
-  };
+  const d = new DashboardBuilder(opts.title)
+    .uid(opts.uid)
+    .description(opts.description)
+    .tags(['esp32hub', ...opts.tags])
+    .editable()
+    .tooltip(DashboardCursorSync.Crosshair)
+    .refresh(opts.refresh)
+    .time({ from: opts.from, to: 'now' })
+    .timezone('browser')
+    .timepicker(new TimePickerBuilder().refreshIntervals(['5s', '10s', '30s', '1m', '5m', '15m']));
+  for (const l of opts.links ?? []) d.link(l);
+  for (const v of opts.variables ?? []) d.withVariable(v);
+  for (const { panel } of layout(opts.panels)) d.withPanel(panel);
+  const built = d.build();
+  // The builder gives every variable the interval variables' `auto*` defaults, which the published
+  // dashboard schema has no field for on query and custom variables: leave them out.
+  for (const v of built.templating.list ?? []) {
+    for (const key of ['auto', 'auto_min', 'auto_count'] as const)
+      delete (v as unknown as Record<string, unknown>)[key];
+  }
+  return built;
 }
 
 /** Restricts a device-detail query to the dashboard's `$device`. */
-const DEVICE_FILTER = 'WHERE "device" =~ /^$device$/';
+const DEVICE_MATCH = '"device" =~ /^$device$/';
+const DEVICE_FILTER = `WHERE ${DEVICE_MATCH}`;
+/** Only points recent enough to be a current value (the `$stale` variable: 5 min by default). */
+const FRESH = 'time > now() - $stale';
+/** Only status points the hub wrote in the last minute. */
+const STATUS = `time > now() - ${STATUS_FRESH}`;
 
-const STATE_MAPPINGS = [
+/** The freshness window people can change: older values count as stale. */
+function staleVariable() {
+  return new CustomVariableBuilder('stale')
+    .label('Stale after')
+    .description('A value older than this shows as stale, not as the current value.')
+    .values('5m,1m,15m,1h')
+    .current({ text: '5m', value: '5m', selected: true });
+}
+
+const value = (text: string, color: string, index: number) => ({ text, color, index });
+
+const PRESENCE_MAPPINGS: ValueMapping[] = [
   {
-    type: 'value',
-    options: {
-      '0': { text: 'offline', color: 'red', index: 0 },
-      '1': { text: 'stale', color: 'orange', index: 1 },
-      '2': { text: 'online', color: 'green', index: 2 },
-    },
+    type: MappingType.ValueToText,
+    options: { '0': value('offline', 'red', 0), '1': value('stale', 'orange', 1), '2': value('online', 'green', 2) },
   },
 ];
+const BOOL_MAPPINGS: ValueMapping[] = [
+  {
+    type: MappingType.ValueToText,
+    options: { true: value('on', 'green', 0), false: value('off', 'text', 1) },
+  },
+];
+/** An empty cell (no point inside the freshness window) reads "stale". */
+const STALE_MAPPING: ValueMapping = {
+  type: MappingType.SpecialValue,
+  options: { match: SpecialValueMatch.NullAndNan, result: value('stale', 'orange', 0) },
+};
 
-/** Latest value of a hub_stats field summed over hub instances. */
-const hubTotal = (field: string) =>
-  `SELECT sum("${field}") FROM (SELECT last("${field}") AS "${field}" FROM "hub_stats" WHERE $timeFilter GROUP BY "hub")`;
+/** Field overrides giving each channel series the unit in its name (`… [°C]`), from CHANNEL_UNITS. */
+function unitOverrides(panel: timeseries.PanelBuilder): timeseries.PanelBuilder {
+  for (const [channelUnit, grafana] of Object.entries(CHANNEL_UNITS)) {
+    const escaped = channelUnit.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
+    panel.overrideByRegexp(`/\\[${escaped}\\]$/`, [{ id: 'unit', value: grafana }]);
+  }
+  return panel;
+}
+
+/** A stat showing the latest value; `noValue` is what it says when there is none in its window. */
+function statPanel(title: string, unit: string, query: string, noValue: string, description = '') {
+  return base(new stat.PanelBuilder(), title, unit, [q('A', query)], description)
+    .noValue(noValue)
+    .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false))
+    .graphMode(common.BigValueGraphMode.None)
+    .colorMode(common.BigValueColorMode.Value);
+}
+
+/** A time series panel: one line per series, broken where data is missing (fill(null), no spanning). */
+function seriesPanel(title: string, unit: string, targets: InfluxQLQuery[], description = '') {
+  return base(new timeseries.PanelBuilder(), title, unit, targets, description)
+    .spanNulls(false)
+    .lineInterpolation(common.LineInterpolation.Linear)
+    .showPoints(common.VisibilityMode.Never);
+}
+
+/** Latest value of a hub_stats field written in the last minute, summed over hub instances. */
+const hubNow = (field: string) =>
+  `SELECT sum("${field}") FROM (SELECT last("${field}") AS "${field}" FROM "hub_stats" WHERE $timeFilter AND ${STATUS} GROUP BY "hub")`;
 /** A hub_stats field over time, one series per hub instance. */
 const hubSeries = (field: string, fn = 'mean') =>
   `SELECT ${fn}("${field}") FROM "hub_stats" WHERE $timeFilter GROUP BY time($__interval), "hub" fill(null)`;
 
 /** A fleet-wide count of devices in one presence state; any device in it turns the stat `alert`. */
-function presenceStat(
-  state: 'online' | 'stale' | 'offline',
-  description: string | undefined,
-  alert: string | null,
-): PanelSpec {
-  return {
-    title: `Devices ${state}`,
-    type: 'stat',
-    unit: 'short',
-    w: 4,
-    h: 4,
-    ...(description ? { description } : {}),
-    targets: [{ refId: 'A', query: hubTotal(`devices_${state}`) }],
-    thresholds: [{ color: 'green', value: null }, ...(alert ? [{ color: alert, value: 1 }] : [])],
-  };
+function presenceStat(state: 'online' | 'stale' | 'offline', description: string, alert: string | null): Placed {
+  const panel = statPanel(
+    `Devices ${state}`,
+    units.Short,
+    hubNow(`devices_${state}`),
+    'no data: hub silent',
+    description,
+  ).thresholds(alert ? steps('green', [alert, 1]) : steps('green'));
+  return { w: 4, h: 4, panel };
+}
+
+/** Overrides that turn a table's `device` column into a link to that device's dashboard. */
+const deviceColumnLink = (panel: table.PanelBuilder) =>
+  panel.overrideByName('device', [{ id: 'links', value: [deviceLink(ROW_DEVICE)] }]);
+
+const hideTime: DynamicConfigValue[] = [{ id: 'custom.hidden', value: true }];
+
+/**
+ * The latest value of every channel: `current` only from points inside the freshness window (empty
+ * and shown as "stale" otherwise), `last value` and `last seen` from the whole range. Grafana merges
+ * the two queries' rows on (time, device, channel, unit): a fresh channel's last point is the same in
+ * both.
+ */
+function latestValuesTable(title: string, deviceFilter: string | null, description: string): table.PanelBuilder {
+  const where = `WHERE ${deviceFilter ? `${deviceFilter} AND ` : ''}$timeFilter`;
+  const select = (as: string) => `SELECT last("value") AS "${as}" FROM "telemetry" ${where}`;
+  const merge: DataTransformerConfig = { id: 'merge', options: {} };
+  const panel = base(
+    new table.PanelBuilder(),
+    title,
+    units.NoUnit,
+    [
+      q('A', `${select('current')} AND ${FRESH} GROUP BY "device", "channel", "unit"`).table(),
+      q('B', `${select('last value')} GROUP BY "device", "channel", "unit"`).table(),
+    ],
+    description,
+  )
+    .withTransformation(merge)
+    .overrideByName('current', [{ id: 'mappings', value: [STALE_MAPPING] }])
+    .overrideByName('Time', [
+      { id: 'displayName', value: 'last seen' },
+      { id: 'unit', value: units.DateTimeFromNow },
+    ]);
+  return deviceColumnLink(panel);
+}
+
+/** A per-device bar of the latest reading of one channel; stale devices drop out, each bar links. */
+function channelBars(
+  title: string,
+  channel: string,
+  unit: string,
+  min: number,
+  max: number,
+  thresholds: ThresholdsConfigBuilder,
+) {
+  const query = `SELECT last("value") FROM "telemetry" WHERE "channel" = '${channel}' AND $timeFilter AND ${FRESH} GROUP BY "device"`;
+  return base(
+    new bargauge.PanelBuilder(),
+    title,
+    unit,
+    [q('A', query).alias('$tag_device')],
+    `The latest ${channel} reading of each device, if newer than $stale (older ones are left out, not frozen). Click a bar for the device.`,
+  )
+    .min(min)
+    .max(max)
+    .thresholds(thresholds)
+    .noValue('no current readings')
+    .overrideByFieldType('number', [{ id: 'links', value: [deviceLink(SERIES_DEVICE)] }])
+    .orientation(common.VizOrientation.Horizontal)
+    .displayMode(common.BarGaugeDisplayMode.Gradient)
+    .reduceOptions(new ReduceDataOptionsBuilder().calcs(['lastNotNull']).values(false));
 }
 
 export function fleetOverview() {
+  const battery = channelBars(
+    'Battery',
+    'battery_v',
+    units.Volt,
+    3.0,
+    4.2,
+    steps('red', ['orange', 3.4], ['green', 3.6]),
+  ).decimals(2);
+  const wifi = channelBars(
+    'Wi-Fi signal',
+    'rssi_dbm',
+    units.DecibelMilliWatt,
+    -100,
+    -30,
+    steps('red', ['orange', -80], ['green', -67]),
+  );
+  const devicesTable = deviceColumnLink(
+    base(
+      new table.PanelBuilder(),
+      'Devices',
+      units.Short,
+      [
+        q(
+          'A',
+          `SELECT last("state_code") AS "presence", last("gaps_total") AS "gaps", last("errors_total") AS "errors", last("dropped_frames") AS "dropped by device", last("firmware") AS "firmware" FROM "device_status" WHERE $timeFilter AND ${STATUS} GROUP BY "device"`,
+        ).table(),
+      ],
+      'Every device the hub knows, as it reported in the last minute: presence, sequence gaps (frames lost before reaching the hub), rejected frames and what the board dropped. Click a device for its dashboard.',
+    )
+      .overrideByName('presence', [
+        { id: 'mappings', value: PRESENCE_MAPPINGS },
+        { id: 'custom.cellOptions', value: { type: 'color-text' } },
+      ])
+      .overrideByName('Time', hideTime),
+  );
   return dashboard({
     uid: 'esp32hub-fleet',
     title: 'ESP32 fleet overview',
@@ -186,225 +369,158 @@ export function fleetOverview() {
     refresh: '10s',
     from: 'now-1h',
     links: [link('Device detail', 'device'), link('Hub health', 'hub')],
+    variables: [staleVariable()],
     panels: [
-      presenceStat('online', undefined, null),
+      presenceStat('online', 'Devices streaming now (hub_stats of the last minute).', null),
       presenceStat('stale', 'Connected, but silent for more than three sample periods.', 'orange'),
       presenceStat('offline', 'Known devices without a live session.', 'red'),
       {
-        title: 'Ingest rate',
-        type: 'timeseries',
-        unit: 'ops',
         w: 12,
         h: 8,
-        description: 'Frames and readings per second committed by the hub.',
-        targets: [
-          { refId: 'A', query: hubSeries('frames_per_s'), alias: 'frames/s $tag_hub' },
-          { refId: 'B', query: hubSeries('readings_per_s'), alias: 'readings/s $tag_hub' },
-        ],
+        panel: seriesPanel(
+          'Ingest rate',
+          units.OpsPerSecond,
+          [
+            q('A', hubSeries('frames_per_s')).alias('frames/s $tag_hub'),
+            q('B', hubSeries('readings_per_s')).alias('readings/s $tag_hub'),
+          ],
+          'Frames and readings per second committed by the hub.',
+        ),
       },
       {
-        title: 'Latest values',
-        type: 'table',
-        unit: 'none',
         w: 12,
         h: 10,
-        description: 'The last reading of every channel of every device in the time range.',
-        targets: [
-          {
-            refId: 'A',
-            resultFormat: 'table',
-            query:
-              'SELECT last("value") AS "value" FROM "telemetry" WHERE $timeFilter GROUP BY "device", "channel", "unit"',
-          },
-        ],
+        panel: latestValuesTable(
+          'Latest values',
+          null,
+          'The last reading of every channel of every device. "current" is empty and reads stale when the last reading is older than $stale; "last seen" says when it came. Click a device for its dashboard.',
+        ),
       },
-      {
-        title: 'Devices with gaps or decode errors',
-        type: 'table',
-        unit: 'short',
-        w: 12,
-        h: 10,
-        description: 'Sequence gaps (frames lost before reaching the hub) and rejected frames, per device.',
-        targets: [
-          {
-            refId: 'A',
-            resultFormat: 'table',
-            query:
-              'SELECT last("gaps_total") AS "gaps", last("errors_total") AS "errors", last("dropped_frames") AS "dropped by device" FROM "device_status" WHERE $timeFilter GROUP BY "device"',
-          },
-        ],
-      },
-      {
-        title: 'Battery',
-        type: 'bargauge',
-        unit: 'volt',
-        w: 12,
-        h: 8,
-        decimals: 2,
-        targets: [
-          {
-            refId: 'A',
-            alias: '$tag_device',
-            query:
-              'SELECT last("value") FROM "telemetry" WHERE "channel" = \'battery_v\' AND $timeFilter GROUP BY "device"',
-          },
-        ],
-        fieldConfig: { min: 3.0, max: 4.2 },
-        thresholds: [
-          { color: 'red', value: null },
-          { color: 'orange', value: 3.4 },
-          { color: 'green', value: 3.6 },
-        ],
-        options: { orientation: 'horizontal', displayMode: 'gradient' },
-      },
-      {
-        title: 'Wi-Fi signal',
-        type: 'bargauge',
-        unit: 'dBm',
-        w: 12,
-        h: 8,
-        targets: [
-          {
-            refId: 'A',
-            alias: '$tag_device',
-            query:
-              'SELECT last("value") FROM "telemetry" WHERE "channel" = \'rssi_dbm\' AND $timeFilter GROUP BY "device"',
-          },
-        ],
-        fieldConfig: { min: -100, max: -30 },
-        thresholds: [
-          { color: 'red', value: null },
-          { color: 'orange', value: -80 },
-          { color: 'green', value: -67 },
-        ],
-        options: { orientation: 'horizontal', displayMode: 'gradient' },
-      },
+      { w: 12, h: 10, panel: devicesTable },
+      { w: 12, h: 8, panel: battery },
+      { w: 12, h: 8, panel: wifi },
     ],
   });
 }
 
 /** The latest value of a per-device counter in `device_status`; any count turns the stat `alert`. */
-function deviceCounterStat(title: string, field: string, alert: string): PanelSpec {
-  return {
-    title,
-    type: 'stat',
-    unit: 'short',
-    w: 6,
-    h: 4,
-    targets: [{ refId: 'A', query: `SELECT last("${field}") FROM "device_status" ${DEVICE_FILTER} AND $timeFilter` }],
-    thresholds: [
-      { color: 'green', value: null },
-      { color: alert, value: 1 },
-    ],
-  };
+function deviceCounterStat(title: string, field: string, alert: string): Placed {
+  const query = `SELECT last("${field}") FROM "device_status" ${DEVICE_FILTER} AND $timeFilter AND ${STATUS}`;
+  const panel = statPanel(title, units.Short, query, 'no status: hub silent').thresholds(steps('green', [alert, 1]));
+  return { w: 6, h: 4, panel };
 }
 
 export function deviceDetail() {
   const device = DEVICE_FILTER;
+  const perUnit = (refId: string, fn: string) =>
+    q(
+      refId,
+      `SELECT ${fn}("value") FROM "telemetry" ${device} AND "unit" = '$unit' AND $timeFilter GROUP BY time($__interval), "channel", "unit" fill(null)`,
+    ).alias(`$tag_channel ${fn} [$tag_unit]`);
+  const channels = unitOverrides(
+    seriesPanel(
+      'Channels in $unit',
+      units.NoUnit,
+      [perUnit('A', 'mean'), perUnit('B', 'min'), perUnit('C', 'max')],
+      'Mean per interval, one series per channel of this unit, with min and max; formatted in the channel unit. Missing data is a gap, not a line.',
+    ),
+  )
+    .repeat('unit')
+    .repeatDirection('h')
+    .maxPerRow(2);
+  const bools = base(
+    new statetimeline.PanelBuilder(),
+    'Switches and flags',
+    units.NoUnit,
+    [q('A', `SELECT "state" FROM "telemetry" ${device} AND $timeFilter GROUP BY "channel"`).alias('$tag_channel')],
+    'Bool channels (relays, LEDs, contacts): each state from the reading that set it until the next one.',
+  )
+    .mappings(BOOL_MAPPINGS)
+    .mergeValues(true)
+    .showValue(common.VisibilityMode.Auto)
+    .noValue('no bool channels in this range');
+  const presence = statPanel(
+    'Presence',
+    units.NoUnit,
+    `SELECT last("state_code") FROM "device_status" ${device} AND $timeFilter AND ${STATUS}`,
+    'no status: hub silent',
+    'online: streaming; stale: connected but silent; offline: no session. Blank when the hub wrote no status in the last minute.',
+  )
+    .mappings(PRESENCE_MAPPINGS)
+    .thresholds(steps('red', ['orange', 1], ['green', 2]));
   return dashboard({
-    uid: 'esp32hub-device',
+    uid: DEVICE_DASHBOARD_UID,
     title: 'ESP32 device detail',
-    description: 'One device: every channel grouped by unit, min/mean/max per interval, presence and link health.',
+    description:
+      'One device: every channel grouped by unit, min/mean/max per interval, bool states, presence and link health.',
     tags: ['device'],
     refresh: '10s',
     from: 'now-6h',
     links: [link('Fleet overview', 'fleet')],
     variables: [
-      {
-        name: 'device',
-        label: 'Device',
-        type: 'query',
-        datasource: DS,
-        query: 'SHOW TAG VALUES FROM "telemetry" WITH KEY = "device"',
-        refresh: 2,
-        sort: 1,
-        multi: false,
-        includeAll: false,
-      },
-      {
-        name: 'unit',
-        label: 'Unit',
-        type: 'query',
-        datasource: DS,
-        query: 'SHOW TAG VALUES FROM "telemetry" WITH KEY = "unit" WHERE "device" =~ /^$device$/',
-        refresh: 2,
-        sort: 1,
-        multi: true,
-        includeAll: true,
-        hide: 0,
-      },
+      new QueryVariableBuilder('device')
+        .label('Device')
+        .datasource(DS)
+        .query('SHOW TAG VALUES FROM "telemetry" WITH KEY = "device"')
+        .refresh(VariableRefresh.OnTimeRangeChanged)
+        .sort(VariableSort.AlphabeticalAsc)
+        .multi(false)
+        .includeAll(false),
+      new QueryVariableBuilder('unit')
+        .label('Unit')
+        .datasource(DS)
+        .query('SHOW TAG VALUES FROM "telemetry" WITH KEY = "unit" WHERE "device" =~ /^$device$/')
+        .refresh(VariableRefresh.OnTimeRangeChanged)
+        .sort(VariableSort.AlphabeticalAsc)
+        .multi(true)
+        .includeAll(true),
+      staleVariable(),
     ],
     panels: [
-      {
-        title: 'Presence',
-        type: 'stat',
-        unit: 'none',
-        w: 6,
-        h: 4,
-        description: 'online: streaming; stale: connected but silent; offline: no session.',
-        targets: [{ refId: 'A', query: `SELECT last("state_code") FROM "device_status" ${device} AND $timeFilter` }],
-        mappings: STATE_MAPPINGS,
-        thresholds: [
-          { color: 'red', value: null },
-          { color: 'orange', value: 1 },
-          { color: 'green', value: 2 },
-        ],
-      },
+      { w: 6, h: 4, panel: presence },
       deviceCounterStat('Sequence gaps', 'gaps_total', 'orange'),
       deviceCounterStat('Rejected frames', 'errors_total', 'red'),
       {
-        title: 'Readings per interval',
-        type: 'stat',
-        unit: 'short',
         w: 6,
         h: 4,
-        targets: [{ refId: 'A', query: `SELECT count("value") FROM "telemetry" ${device} AND $timeFilter` }],
+        panel: statPanel(
+          'Readings in the range',
+          units.Short,
+          `SELECT count("value") FROM "telemetry" ${device} AND $timeFilter`,
+          'none',
+        ),
       },
+      { w: 12, h: 9, panel: channels },
+      { w: 24, h: 6, panel: bools },
       {
-        title: 'Channels in $unit',
-        type: 'timeseries',
-        unit: 'none',
-        w: 12,
-        h: 9,
-        repeat: 'unit',
-        description: 'Mean per interval, one series per channel of this unit; min and max as dashed lines.',
-        targets: [
-          {
-            refId: 'A',
-            alias: '$tag_channel mean',
-            query: `SELECT mean("value") FROM "telemetry" ${device} AND "unit" = '$unit' AND $timeFilter GROUP BY time($__interval), "channel" fill(null)`,
-          },
-          {
-            refId: 'B',
-            alias: '$tag_channel min',
-            query: `SELECT min("value") FROM "telemetry" ${device} AND "unit" = '$unit' AND $timeFilter GROUP BY time($__interval), "channel" fill(null)`,
-          },
-          {
-            refId: 'C',
-            alias: '$tag_channel max',
-            query: `SELECT max("value") FROM "telemetry" ${device} AND "unit" = '$unit' AND $timeFilter GROUP BY time($__interval), "channel" fill(null)`,
-          },
-        ],
-      },
-      {
-        title: 'Min / mean / max over the range',
-        type: 'table',
-        unit: 'none',
         w: 24,
         h: 8,
-        targets: [
-          {
-            refId: 'A',
-            resultFormat: 'table',
-            query: `SELECT min("value") AS "min", mean("value") AS "mean", max("value") AS "max", count("value") AS "samples" FROM "telemetry" ${device} AND $timeFilter GROUP BY "channel", "unit"`,
-          },
-        ],
+        panel: latestValuesTable(
+          'Latest value per channel',
+          DEVICE_MATCH,
+          'The last reading of each channel; "current" reads stale when it is older than $stale.',
+        ),
+      },
+      {
+        w: 24,
+        h: 8,
+        panel: base(new table.PanelBuilder(), 'Min / mean / max over the range', units.NoUnit, [
+          q(
+            'A',
+            `SELECT min("value") AS "min", mean("value") AS "mean", max("value") AS "max", count("value") AS "samples" FROM "telemetry" ${device} AND $timeFilter GROUP BY "channel", "unit"`,
+          ).table(),
+        ]).overrideByName('Time', hideTime),
       },
     ],
   });
 }
 
 export function hubHealth() {
+  const panel = (title: string, unit: string, targets: InfluxQLQuery[], description = ''): Placed => ({
+    w: 8,
+    h: 8,
+    panel: seriesPanel(title, unit, targets, description),
+  });
   return dashboard({
     uid: 'esp32hub-hub-health',
     title: 'ESP32 hub health',
@@ -416,79 +532,50 @@ export function hubHealth() {
     links: [link('Fleet overview', 'fleet')],
     panels: [
       {
-        title: 'Ingest rate',
-        type: 'timeseries',
-        unit: 'ops',
+        ...panel('Ingest rate', units.OpsPerSecond, [
+          q('A', hubSeries('frames_per_s')).alias('frames/s $tag_hub'),
+          q('B', hubSeries('readings_per_s')).alias('readings/s $tag_hub'),
+        ]),
         w: 12,
-        h: 8,
-        targets: [
-          { refId: 'A', query: hubSeries('frames_per_s'), alias: 'frames/s $tag_hub' },
-          { refId: 'B', query: hubSeries('readings_per_s'), alias: 'readings/s $tag_hub' },
-        ],
       },
       {
-        title: 'Device sessions and live clients',
-        type: 'timeseries',
-        unit: 'short',
+        ...panel('Device sessions and live clients', units.Short, [
+          q('A', hubSeries('device_sessions', 'last')).alias('device sessions $tag_hub'),
+          q('B', hubSeries('live_clients', 'last')).alias('live clients $tag_hub'),
+        ]),
         w: 12,
-        h: 8,
-        targets: [
-          { refId: 'A', query: hubSeries('device_sessions', 'last'), alias: 'device sessions $tag_hub' },
-          { refId: 'B', query: hubSeries('live_clients', 'last'), alias: 'live clients $tag_hub' },
+      },
+      panel('Local log depth (frames not yet in InfluxDB)', units.Short, [
+        q('A', hubSeries('local_log_unforwarded_frames', 'last')).alias('$tag_hub'),
+      ]),
+      panel('Local log size', units.BytesIEC, [q('A', hubSeries('local_log_bytes', 'last')).alias('$tag_hub')]),
+      panel(
+        'Forwarder lag',
+        units.Seconds,
+        [q('A', hubSeries('forwarder_lag_s', 'max')).alias('$tag_hub')],
+        'Age of the oldest reading not yet confirmed by InfluxDB (alert: above 30 s).',
+      ),
+      panel(
+        'InfluxDB write failures',
+        units.Short,
+        [q('A', hubSeries('write_failures', 'last')).alias('$tag_hub')],
+        'Failed write requests (all statuses), cumulative since the hub started.',
+      ),
+      panel(
+        'Dead letters',
+        units.Short,
+        [
+          q('A', hubSeries('dead_letter_lines', 'last')).alias('waiting $tag_hub'),
+          q('B', hubSeries('dead_lettered', 'last')).alias('refused since start $tag_hub'),
         ],
-      },
-      {
-        title: 'Local log depth (frames not yet in InfluxDB)',
-        type: 'timeseries',
-        unit: 'short',
-        w: 8,
-        h: 8,
-        targets: [{ refId: 'A', query: hubSeries('local_log_unforwarded_frames', 'last'), alias: '$tag_hub' }],
-      },
-      {
-        title: 'Local log size',
-        type: 'timeseries',
-        unit: 'bytes',
-        w: 8,
-        h: 8,
-        targets: [{ refId: 'A', query: hubSeries('local_log_bytes', 'last'), alias: '$tag_hub' }],
-      },
-      {
-        title: 'Forwarder lag',
-        type: 'timeseries',
-        unit: 's',
-        w: 8,
-        h: 8,
-        description: 'Age of the oldest reading not yet confirmed by InfluxDB.',
-        targets: [{ refId: 'A', query: hubSeries('forwarder_lag_s', 'max'), alias: '$tag_hub' }],
-      },
-      {
-        title: 'InfluxDB write failures',
-        type: 'timeseries',
-        unit: 'short',
-        w: 8,
-        h: 8,
-        description: 'Failed write requests (all statuses), cumulative since the hub started.',
-        targets: [{ refId: 'A', query: hubSeries('write_failures', 'last'), alias: '$tag_hub' }],
-      },
-      {
-        title: 'Dead-lettered lines',
-        type: 'timeseries',
-        unit: 'short',
-        w: 8,
-        h: 8,
-        description: 'Lines InfluxDB rejected permanently; inspect them with the admin API.',
-        targets: [{ refId: 'A', query: hubSeries('dead_lettered', 'last'), alias: '$tag_hub' }],
-      },
-      {
-        title: 'Ack latency p99',
-        type: 'timeseries',
-        unit: 'ms',
-        w: 8,
-        h: 8,
-        description: 'Frame arrival to ACK, including the durable commit.',
-        targets: [{ refId: 'A', query: hubSeries('ack_p99_ms', 'max'), alias: '$tag_hub' }],
-      },
+        'Lines InfluxDB refused for good: waiting in the dead-letter store (alert: any) and refused since the hub started. npm run hub -- dead-letters list.',
+      ),
+      panel(
+        'Ack latency p99',
+        units.Milliseconds,
+        [q('A', hubSeries('ack_p99_ms', 'max')).alias('$tag_hub')],
+        'Frame arrival to ACK, including the durable commit.',
+      ),
     ],
   });
 }

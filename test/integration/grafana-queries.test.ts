@@ -24,8 +24,14 @@ interface Panel {
   repeat?: string;
   targets: Target[];
 }
+interface Variable {
+  name: string;
+  type: string;
+  query: string;
+  current?: { value: string };
+}
 interface Dashboard {
-  templating?: { list: { name: string; query: string }[] };
+  templating?: { list: Variable[] };
   panels: Panel[];
 }
 const dashboardsDir = join(GRAFANA_DIR, 'dashboards');
@@ -56,6 +62,9 @@ function expand(query: string, vars: Record<string, string>, range: { fromMs: nu
   return q;
 }
 
+const ADMIN = 'a'.repeat(40);
+const STALE_DEVICE = 'grafana-stale-board';
+
 describe('every Grafana panel query returns data from the hub-loaded InfluxDB', () => {
   let influx: InfluxServer;
   let hub: Hub;
@@ -78,6 +87,7 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
       INFLUX_BUCKET: influx.bucket,
       INFLUX_FLUSH_INTERVAL_MS: '50',
       INFLUX_STATS_INTERVAL_MS: '300',
+      HUB_ADMIN_TOKEN: ADMIN,
     });
     hub = buildHub(config, { extensions: [liveExtension(config)], logger: createLogger('silent') });
     const { port } = await hub.start();
@@ -87,6 +97,14 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
     for (const id of devices) tokens.set(id, (await registry.add(id)).token);
     // A fourth registered device that never connects: the fleet shows it offline.
     await registry.add('grafana-never');
+
+    // A board last heard from 20 minutes ago (another writer, before the hub's data): its reading is
+    // the last value but not a current one.
+    const staleWrite = await fetch(`${influx.engineUrl}/write?db=${influx.bucket}&precision=ms`, {
+      method: 'POST',
+      body: `telemetry,channel=temperature,device=${STALE_DEVICE},unit=°C value=19.5 ${Date.now() - 20 * 60_000}`,
+    });
+    expect(staleWrite.status).toBe(204);
 
     const fleet = new Fleet({
       url: `ws://127.0.0.1:${port}/v1/device`,
@@ -98,7 +116,28 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
       scenario: 'steady',
     });
     fleet.start();
-    await new Promise((r) => setTimeout(r, 4000));
+    // The first board blinks its LED (identify): a bool channel for the state timeline.
+    const identify = async () =>
+      fetch(`http://127.0.0.1:${port}/api/devices/${devices[0]}/commands`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${ADMIN}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name: 'identify', args: { duration_ms: 300 } }),
+      });
+    let identified = false;
+    // Stream until InfluxDB holds several points of every channel of every board, the LED's on and
+    // off included (a condition, not a fixed wait).
+    const streamDeadline = Date.now() + 60_000;
+    for (;;) {
+      if (!identified) identified = (await identify()).status === 202;
+      const perChannel = await run('SELECT count("value") FROM "telemetry" GROUP BY "device", "channel"');
+      const led = await run(`SELECT count("state") FROM "telemetry" WHERE "device" = '${devices[0]}'`);
+      const full = devices.every(
+        (id) => perChannel.filter((s) => s.tags.device === id && Number(s.values[0]?.[1]) >= 3).length >= 7,
+      );
+      if (full && Number(led[0]?.values[0]?.[1] ?? 0) >= 2) break;
+      if (Date.now() > streamDeadline) throw new Error('the boards never filled every channel in InfluxDB');
+      await new Promise((r) => setTimeout(r, 200));
+    }
     const summary = await fleet.stop({ drainMs: 2000 });
     expect(summary.totals.framesAcked).toBeGreaterThan(0);
     const stoppedAtMs = Date.now();
@@ -137,7 +176,7 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
     const units = await run('SHOW TAG VALUES FROM "telemetry" WITH KEY = "unit"');
     expect(units[0]?.values.length).toBeGreaterThanOrEqual(3);
     const ids = (await run('SHOW TAG VALUES FROM "telemetry" WITH KEY = "device"'))[0]?.values.map((v) => v[1]);
-    expect(ids).toEqual(devices);
+    expect(ids).toEqual([...devices, STALE_DEVICE]);
   });
 
   it('device_status covers every registered device; after the fleet stopped all four are offline', async () => {
@@ -148,12 +187,29 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
     expect(offline[0]?.values[0]?.[1]).toBe(4);
   });
 
+  it('a board last heard from 20 minutes ago has a last value but no current one: the table says stale', async () => {
+    const fleet = dashboards.find((d) => d.file === 'fleet-overview.json')?.json;
+    const table = fleet?.panels.find((p) => p.title === 'Latest values');
+    if (!table) throw new Error('no Latest values table');
+    const [current, last] = table.targets.map((t) => expand(t.query, { stale: '5m' }, range));
+    const boards = async (q: string | undefined) => [...new Set((await run(q ?? '')).map((s) => s.tags.device))];
+    expect(await boards(last)).toEqual([...devices, STALE_DEVICE]);
+    // The fleet stopped less than 5 minutes ago: its boards are current; the old one is not.
+    expect(await boards(current)).toEqual(devices);
+  });
+
   for (const { file, json } of dashboards) {
     describe(file, () => {
       /** Template variables resolved in order, as Grafana does on load: first value of each query. */
       async function variableValues(): Promise<Record<string, string[]>> {
         const values: Record<string, string[]> = {};
         for (const v of json.templating?.list ?? []) {
+          if (v.type === 'custom') {
+            // Its options are the comma-separated query; the current one first.
+            const options = v.query.split(',');
+            values[v.name] = v.current ? [v.current.value, ...options.filter((o) => o !== v.current?.value)] : options;
+            continue;
+          }
           const current = Object.fromEntries(Object.entries(values).map(([k, vs]) => [k, vs[0] as string]));
           const series = await run(expand(v.query, current, range));
           const found = series.flatMap((s) => s.values.map((row) => String(row[1])));

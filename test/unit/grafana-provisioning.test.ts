@@ -7,12 +7,22 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import * as sdkUnits from '@grafana/grafana-foundation-sdk/units';
 import { Ajv } from 'ajv';
 import { createGenerator } from 'ts-json-schema-generator';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { CONTACT_POINT, CONTACT_POINT_ENV } from '../../dashboards/alerts.ts';
-import { DATASOURCE_UID, GRAFANA_DIR, renderAll } from '../../dashboards/build.ts';
+import {
+  DATASOURCE_UID,
+  DEVICE_DASHBOARD_UID,
+  GRAFANA_DIR,
+  ROW_DEVICE,
+  renderAll,
+  SERIES_DEVICE,
+} from '../../dashboards/build.ts';
+import { CHANNEL_UNITS, grafanaUnit } from '../../dashboards/units.ts';
+import { CHANNELS } from '../../firmware-sim/index.ts';
 
 const require = createRequire(import.meta.url);
 const dashboardsDir = join(GRAFANA_DIR, 'dashboards');
@@ -255,5 +265,106 @@ describe('Grafana alerting provisioning', () => {
     // Email needs SMTP: the settings that make it deliver are passed too.
     for (const name of ['GF_SMTP_ENABLED', 'GF_SMTP_HOST', 'GF_SMTP_FROM_ADDRESS'])
       expect(env[name], name).toBeDefined();
+  });
+});
+
+describe('Grafana dashboards: units, links, stale values, bool channels', () => {
+  const fleet = load('fleet-overview.json');
+  const device = load('device-detail.json');
+  const allPanels = dashboardFiles.flatMap((f) => panelsOf(load(f)).map((p) => ({ file: f, p })));
+  const queries = (p: Json) => ((p.targets as Json[]) ?? []).map((t) => String(t.query));
+  const overrides = (p: Json) => ((p.fieldConfig as Json).overrides as Json[]) ?? [];
+  /** Grafana's `/pattern/` matcher option as a RegExp. */
+  const regex = (option: string) => new RegExp(option.slice(1, option.lastIndexOf('/')));
+  const grafanaUnitIds = new Set<string>(Object.values(sdkUnits).filter((v) => typeof v === 'string'));
+
+  it('every channel unit the boards declare has a Grafana unit id that exists', () => {
+    for (const ch of CHANNELS) {
+      if (ch.unit === '') continue;
+      expect(CHANNEL_UNITS[ch.unit], ch.unit).toBeDefined();
+      expect(grafanaUnitIds.has(grafanaUnit(ch.unit)), ch.unit).toBe(true);
+    }
+    for (const id of Object.values(CHANNEL_UNITS)) expect(grafanaUnitIds.has(id), id).toBe(true);
+    expect(grafanaUnit('')).toBe('none');
+    expect(grafanaUnit('furlong')).toBe('suffix: furlong');
+  });
+
+  it('the channel charts format each series in its channel unit', () => {
+    const panel = panelsOf(device).find((p) => p.repeat === 'unit');
+    if (!panel) throw new Error('no per-unit channel panel');
+    // Series are named "<channel> <fn> [<unit>]" (the alias of every target).
+    for (const t of panel.targets as Json[]) expect(t.alias).toMatch(/^\$tag_channel \w+ \[\$tag_unit\]$/);
+    const unitFor = (name: string) =>
+      overrides(panel)
+        .filter((o) => (o.matcher as Json).id === 'byRegexp' && regex(String((o.matcher as Json).options)).test(name))
+        .map((o) => (o.properties as Json[]).find((pr) => pr.id === 'unit')?.value);
+    for (const ch of CHANNELS.filter((c) => c.unit !== '')) {
+      expect(unitFor(`${ch.key} mean [${ch.unit}]`), ch.key).toEqual([grafanaUnit(ch.unit)]);
+    }
+    expect(unitFor('temperature mean [°F]')).toEqual(['fahrenheit']);
+    expect(unitFor('power mean [furlong]')).toEqual([]);
+  });
+
+  it('every fleet panel that lists devices links each device to its dashboard, keeping the time range', () => {
+    const deviceVar = ((device.templating as Json).list as Json[]).find((v) => v.name === 'device');
+    expect(deviceVar).toBeDefined();
+    expect(device.uid).toBe(DEVICE_DASHBOARD_UID);
+    const listsDevices = panelsOf(fleet).filter((p) => queries(p).some((q) => /GROUP BY .*"device"/.test(q)));
+    expect(listsDevices.map((p) => p.title)).toEqual(['Latest values', 'Devices', 'Battery', 'Wi-Fi signal']);
+    for (const p of listsDevices) {
+      const links = overrides(p).flatMap((o) => (o.properties as Json[]).filter((pr) => pr.id === 'links'));
+      const urls = links.flatMap((l) => (l.value as Json[]).map((v) => String(v.url)));
+      const table = p.type === 'table';
+      expect(urls, String(p.title)).toEqual([
+        `/d/${DEVICE_DASHBOARD_UID}?var-device=${table ? ROW_DEVICE : SERIES_DEVICE}&${interpolated('__url_time_range')}`,
+      ]);
+    }
+  });
+
+  it('no "current" panel shows a frozen value: stats and bars only count recent points, and say so when none', () => {
+    for (const { file, p } of allPanels) {
+      if (p.type !== 'stat' && p.type !== 'bargauge') continue;
+      const where = `${file} / ${p.title}`;
+      // A stat over the whole range (a count) is not a current value.
+      if (queries(p).every((q) => q.startsWith('SELECT count('))) continue;
+      for (const q of queries(p)) expect(q, where).toMatch(/ AND time > now\(\) - (1m|\$stale)/);
+      expect(((p.fieldConfig as Json).defaults as Json).noValue, where).toMatch(/\S/);
+    }
+  });
+
+  it('the latest-values tables show "stale" where no reading is newer than $stale', () => {
+    const tables = allPanels.filter(({ p }) => String(p.title).startsWith('Latest value'));
+    expect(tables).toHaveLength(2);
+    for (const { p } of tables) {
+      const [current, last] = queries(p);
+      expect(current).toMatch(/AS "current" .* AND time > now\(\) - \$stale GROUP BY/);
+      expect(last).toMatch(/AS "last value" /);
+      expect(last).not.toMatch(/now\(\)/);
+      expect(p.transformations).toEqual([{ id: 'merge', options: {} }]);
+      const currentOverride = overrides(p).find((o) => (o.matcher as Json).options === 'current');
+      const mappings = (currentOverride?.properties as Json[])[0]?.value as Json[];
+      expect(mappings).toEqual([
+        { type: 'special', options: { match: 'null+nan', result: { text: 'stale', color: 'orange', index: 0 } } },
+      ]);
+    }
+  });
+
+  it('time series break at missing data instead of drawing across it', () => {
+    for (const { file, p } of allPanels.filter(({ p }) => p.type === 'timeseries')) {
+      for (const q of queries(p))
+        expect(q, `${file} / ${p.title}`).toMatch(/GROUP BY time\(\$__interval\).* fill\(null\)$/);
+      expect((((p.fieldConfig as Json).defaults as Json).custom as Json).spanNulls, String(p.title)).toBe(false);
+    }
+  });
+
+  it('bool channels are a state timeline of the `state` field, on/off', () => {
+    const timeline = panelsOf(device).find((p) => p.type === 'state-timeline');
+    if (!timeline) throw new Error('no state timeline');
+    expect(queries(timeline)).toEqual([
+      'SELECT "state" FROM "telemetry" WHERE "device" =~ /^$device$/ AND $timeFilter GROUP BY "channel"',
+    ]);
+    const [mapping] = ((timeline.fieldConfig as Json).defaults as Json).mappings as Json[];
+    const options = (mapping as Json).options as Record<string, Json>;
+    expect([options.true?.text, options.false?.text]).toEqual(['on', 'off']);
   });
 });
