@@ -346,7 +346,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
               : null,
           isOnline: (id) => sessions.get(id)?.isReady() === true,
           knownDevices: () => registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? [],
-          isRevoked: (id) => registry?.get(id)?.revoked !== false,
+          // Without a registry (tests with `authenticate`) nobody is revoked.
+          isRevoked: (id) => (registry ? registry.get(id)?.revoked !== false : false),
           ...(deps.alertWebhookRetryMs ? { webhookRetryMs: deps.alertWebhookRetryMs } : {}),
         });
         registerAlertRoutes(router, {

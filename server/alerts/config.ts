@@ -77,6 +77,9 @@ export function loadAlertRules(raw: Record<string, unknown>, problems: string[])
   const url = raw.ALERT_WEBHOOK_URL;
   if (url !== undefined && !/^https?:\/\//.test(String(url))) {
     problems.push('ALERT_WEBHOOK_URL: must start with http:// or https://');
+  } else if (url !== undefined && /^https?:\/\/[^/?#]*@/.test(String(url))) {
+    // fetch refuses URLs with credentials: every delivery would fail. The secret signs instead.
+    problems.push('ALERT_WEBHOOK_URL: must not hold user:password@ (use ALERT_WEBHOOK_SECRET to sign deliveries)');
   }
   if (url === undefined && raw.ALERT_WEBHOOK_SECRET !== undefined) {
     problems.push('ALERT_WEBHOOK_SECRET: needs ALERT_WEBHOOK_URL');

@@ -128,7 +128,10 @@ export function createAlerts(opts: AlertsOptions): Alerts {
 
   const listeners: { [K in keyof HubEvents]?: (...args: HubEvents[K]) => void } = {
     'device:online': (info) => engine.deviceOnline(info.deviceId, info.atMs),
-    'device:offline': (info) => engine.deviceOffline(info.deviceId, info.atMs, info.reason),
+    'device:offline': (info) => {
+      // A revoked device's session ends too (REVOKED), maybe after `device:revoked`: not an outage.
+      if (!opts.isRevoked(info.deviceId)) engine.deviceOffline(info.deviceId, info.atMs, info.reason);
+    },
     'device:revoked': (id) => {
       if (opts.isRevoked(id)) engine.deviceRemoved(id);
     },

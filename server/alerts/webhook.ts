@@ -87,8 +87,8 @@ export function createWebhookSink(opts: WebhookSinkOptions): WebhookSink {
     const timer = setTimeout(() => ctrl.abort(new Error(`no answer within ${config.timeoutMs} ms`)), config.timeoutMs);
     try {
       const res = await fetch(config.url, { method: 'POST', headers, body, signal: ctrl.signal, redirect: 'error' });
-      // The body is not needed; reading it frees the connection for keep-alive.
-      await res.arrayBuffer().catch(() => undefined);
+      // The answer's body is not needed (and not read: a receiver could send anything).
+      await res.body?.cancel().catch(() => undefined);
       if (res.ok) return { ok: true };
       const retry = res.status === 408 || res.status === 429 || res.status >= 500;
       const after = Number(res.headers.get('retry-after'));

@@ -136,6 +136,9 @@ describe('alert configuration', () => {
     expect(problems({ ALERT_WEBHOOK_URL: 'ftp://example.test/x' })).toContain(
       'ALERT_WEBHOOK_URL: must start with http:// or https://',
     );
+    expect(problems({ ALERT_WEBHOOK_URL: 'https://user:pw@hooks.example.test/x' })).toContain(
+      'ALERT_WEBHOOK_URL: must not hold user:password@ (use ALERT_WEBHOOK_SECRET to sign deliveries)',
+    );
     expect(problems({ ALERT_WEBHOOK_SECRET: 'a-long-enough-secret' })).toContain(
       'ALERT_WEBHOOK_SECRET: needs ALERT_WEBHOOK_URL',
     );

@@ -39,6 +39,8 @@ function frame(deviceId: string, samples: [channel: string, timeMs: number, valu
   return f as typeof f & AcceptedFrame;
 }
 
+const clock = { now: 5000 };
+
 function service(config: Partial<AlertsConfig> = {}, revoked = new Set<string>()) {
   const bus = new HubEventBus();
   const lines: { level: number; msg: string }[] = [];
@@ -58,7 +60,7 @@ function service(config: Partial<AlertsConfig> = {}, revoked = new Set<string>()
     bus,
     metrics: createMetrics(),
     logger,
-    now: () => 5000,
+    now: () => clock.now,
     mqtt: null,
     isOnline: () => false,
     knownDevices: () => [],
@@ -127,6 +129,23 @@ describe('alerts on the event bus', () => {
       'esp-hot-4:resolved',
     ]);
     expect(alerts.snapshot().alerts.map((a) => a.device)).toEqual(['esp-hot-3']);
+    await alerts.stop();
+  });
+
+  it('a revoked device going offline raises nothing, whichever of the two events comes first', async () => {
+    const revoked = new Set(['esp-r1', 'esp-r2']);
+    const { bus, alerts, events } = service(
+      { offline: { name: 'offline', afterSec: 1, severity: 'warning' } },
+      revoked,
+    );
+    bus.emit('device:revoked', 'esp-r1');
+    bus.emit('device:offline', { deviceId: 'esp-r1', reason: 'REVOKED', atMs: clock.now });
+    bus.emit('device:offline', { deviceId: 'esp-r2', reason: 'REVOKED', atMs: clock.now });
+    bus.emit('device:revoked', 'esp-r2');
+    bus.emit('device:offline', { deviceId: 'esp-ok', reason: 'closed', atMs: clock.now });
+    clock.now += 2000;
+    alerts.engine.sweep();
+    expect(events.map((e) => `${e.device}:${e.state}`)).toEqual(['esp-ok:firing']);
     await alerts.stop();
   });
 
