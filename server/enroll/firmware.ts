@@ -217,6 +217,7 @@ export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions)
 function readImage(req: IncomingMessage): Promise<{ bytes: Buffer; sha256: string }> {
   const declared = Number(req.headers['content-length'] ?? Number.NaN);
   if (declared > MAX_FIRMWARE_BYTES) {
+    req.resume(); // discard the body, so the client reads the 413 rather than a reset
     return Promise.reject(new HubError('PAYLOAD_TOO_LARGE', `an image is at most ${MAX_FIRMWARE_BYTES} bytes`));
   }
   return new Promise((resolve, reject) => {

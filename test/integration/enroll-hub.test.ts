@@ -367,6 +367,39 @@ describe('ENROLL_MODE', () => {
   });
 });
 
+describe('connection cap and firmware image bounds', () => {
+  it('ENROLL_MAX_CONNECTIONS: a socket beyond it gets 503 and is counted', async () => {
+    const { hub, url } = await startHub(newDataDir(), { ENROLL_MAX_CONNECTIONS: '1' });
+    const held = new WebSocket(url, ENROLL_SUBPROTOCOL);
+    cleanups.push(() => held.terminate());
+    await new Promise((resolve) => held.once('open', resolve));
+    expect((await rawClient(url, [])).status).toBe(503);
+    expect(await metric(hub, 'hub_enroll_refused_total', 'reason="AT_CAPACITY"')).toBe(1);
+  });
+
+  it('an image larger than 8 MiB is refused (413); a bad chip family is 400 naming it', async () => {
+    const { port } = await startHub(newDataDir());
+    const admin = { authorization: `Bearer ${'a'.repeat(40)}` };
+    const big = await fetch(`http://127.0.0.1:${port}/api/firmware/big?version=1&chipFamily=ESP32`, {
+      method: 'PUT',
+      headers: { ...admin, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(8 * 1024 * 1024 + 1),
+    }).catch((err: Error) => err);
+    expect(big instanceof Response ? big.status : String(big)).toBe(413);
+    const list = (await (await fetch(`http://127.0.0.1:${port}/api/firmware`, { headers: admin })).json()) as {
+      images: unknown[];
+    };
+    expect(list.images).toEqual([]);
+    const chip = await fetch(`http://127.0.0.1:${port}/api/firmware/x?version=1&chipFamily=ESP99`, {
+      method: 'PUT',
+      headers: { ...admin, 'content-type': 'application/octet-stream' },
+      body: new Uint8Array(10),
+    });
+    expect(chip.status).toBe(400);
+    expect(await chip.text()).toContain('chipFamily');
+  });
+});
+
 describe('the hub log', () => {
   it('never contains a token, the fleet secret or an enroll key', () => {
     const all = logText.join('');
