@@ -59,6 +59,8 @@ const CLOSE_DRAIN_MS = 1000;
 export interface SessionCounts {
   telemetryFrames: number;
   bytes: number;
+  /** ACKs sent (`hub_acks_sent_total`). */
+  acks: number;
   /**
    * TELEMETRY frames handed to the pipeline and not yet durable, hub-wide, and the bound on their
    * bytes that pauses links (a level, not a delta).
@@ -68,17 +70,33 @@ export interface SessionCounts {
 
 /** `budget`: the hub-wide in-flight bound (default {@link InflightBudget}'s, 16 MiB). */
 export function newSessionCounts(budget: InflightBudget = new InflightBudget()): SessionCounts {
-  return { telemetryFrames: 0, bytes: 0, inflight: budget };
+  return { telemetryFrames: 0, bytes: 0, acks: 0, inflight: budget };
 }
 
 export function flushSessionCounts(counts: SessionCounts, metrics: Metrics): void {
   if (counts.telemetryFrames > 0) metrics.framesIn.inc({ type: 'telemetry' }, counts.telemetryFrames);
   if (counts.bytes > 0) metrics.bytesIn.inc(counts.bytes);
+  if (counts.acks > 0) metrics.acksSent.inc(counts.acks);
   metrics.ingestInflightFrames.set(counts.inflight.frames);
   // The peak since the last flush: a gauge read every few seconds would miss short bursts.
   metrics.ingestInflightBytes.set(counts.inflight.takePeak());
   counts.telemetryFrames = 0;
   counts.bytes = 0;
+  counts.acks = 0;
+}
+
+/**
+ * Sessions with an ACK to send, hub-wide: a group commit's callbacks (local-log.ts `settle`) all run
+ * in one go, and one microtask after them sends each session's one cumulative ACK, instead of a
+ * microtask and a closure per session per commit.
+ */
+const ackQueue: DeviceSession[] = [];
+let ackFlushScheduled = false;
+function flushAckQueue(): void {
+  ackFlushScheduled = false;
+  // Index loop: a flush may end a session (slow consumer), which never queues another ACK.
+  for (let i = 0; i < ackQueue.length; i++) (ackQueue[i] as DeviceSession).flushAck();
+  ackQueue.length = 0;
 }
 
 export interface SessionContext {
@@ -263,13 +281,16 @@ export class DeviceSession {
   }
 
   private send(frame: Uint8Array): void {
-    if (this.link.bufferedAmount > SEND_HIGH_WATER_BYTES) {
-      // The device is not reading: everything it would get next is stale; drop the connection.
-      this.closeReason = 'slow_consumer';
-      this.link.terminate();
-      return;
-    }
+    if (this.dropSlowConsumer()) return;
     this.link.send(frame);
+  }
+
+  /** The device is not reading (too much queued to it): everything it would get next is stale. */
+  private dropSlowConsumer(): boolean {
+    if (this.link.bufferedAmount <= SEND_HIGH_WATER_BYTES) return false;
+    this.closeReason = 'slow_consumer';
+    this.link.terminate();
+    return true;
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
@@ -484,16 +505,22 @@ export class DeviceSession {
     this.ackSeq = seq;
     if (!this.ackScheduled) {
       this.ackScheduled = true;
-      queueMicrotask(() => this.flushAck());
+      ackQueue.push(this);
+      if (!ackFlushScheduled) {
+        ackFlushScheduled = true;
+        queueMicrotask(flushAckQueue);
+      }
     }
   }
 
-  private flushAck(): void {
+  /** Sends the queued ACK, if any (the hub-wide flush after a commit, or the session's close). */
+  flushAck(): void {
     if (!this.ackScheduled) return;
     this.ackScheduled = false;
-    if (!this.link.isOpen()) return;
-    this.send(encodeAck(this.ackBoot, this.ackSeq));
-    this.ctx.metrics.acksSent.inc();
+    if (!this.link.isOpen() || this.dropSlowConsumer()) return;
+    if (this.link.sendAck) this.link.sendAck(this.ackBoot, this.ackSeq);
+    else this.link.send(encodeAck(this.ackBoot, this.ackSeq));
+    this.ctx.counts.acks++;
   }
 
   private onClose(code: number): void {

@@ -29,6 +29,11 @@ export interface DeviceLink {
   /** Queues one frame to the device. */
   send(frame: Uint8Array): void;
   /**
+   * Queues the cumulative ACK (boot, seq): the same bytes as `send(encodeAck(bootId, seq))`, sent the
+   * cheapest way the transport has (optional; without it the session uses `send`).
+   */
+  sendAck?(bootId: number, seq: number): void;
+  /**
    * Ends the link: sends `finalFrame` (the fatal ERROR [PROTO-3.8]) when given, then closes with
    * `code` (a WebSocket close code, [PROTO-7]). `closed` follows, once.
    */

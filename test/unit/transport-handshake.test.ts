@@ -1,9 +1,10 @@
 /** Handshake helpers and hand-built outbound frames. */
 import { describe, expect, it } from 'vitest';
+import * as ws from 'ws';
 import { decodeFrame, encodeFrame } from '../../server/codec/index.ts';
 import { ERRORS } from '../../server/errors.ts';
 import { bearerToken, offeredSubprotocols, requestPath, TokenBucket } from '../../server/transport/handshake.ts';
-import { encodeAck, encodeError } from '../../server/transport/outbound.ts';
+import { encodeAck, encodeError, encodeWsAck } from '../../server/transport/outbound.ts';
 
 describe('TokenBucket', () => {
   it('allows a burst of one second, then refills at the rate', () => {
@@ -38,6 +39,11 @@ describe('header parsing', () => {
   });
 });
 
+/** ws's frame builder (exported by the module, not declared by its types). */
+const { Sender } = ws as unknown as {
+  Sender: { frame(data: Buffer, options: Record<string, unknown>): Buffer[] };
+};
+
 describe('outbound frames', () => {
   it('builds ACK frames byte-identical to the codec', () => {
     for (const [bootId, seq] of [
@@ -46,6 +52,19 @@ describe('outbound frames', () => {
       [123456789, 42],
     ] as const) {
       expect(new Uint8Array(encodeAck(bootId, seq))).toEqual(encodeFrame({ type: 'ack', bootId, seq }));
+    }
+  });
+  it('builds the WebSocket-framed ACK byte-identical to what ws sends for it (unmasked, server side)', () => {
+    for (const [bootId, seq] of [
+      [1, 1],
+      [0xffffffff, 0xffffffff],
+      [7, 123456],
+    ] as const) {
+      const ack = encodeAck(bootId, seq);
+      const wire = Buffer.concat(
+        Sender.frame(ack, { fin: true, opcode: 2, mask: false, readOnly: false, rsv1: false }),
+      );
+      expect(new Uint8Array(encodeWsAck(bootId, seq))).toEqual(new Uint8Array(wire));
     }
   });
   it('builds ERROR frames with the catalogue wire code, FATAL when the code closes', () => {
