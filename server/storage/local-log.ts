@@ -212,15 +212,36 @@ function newGroup(): Group {
 
 const APPEND = { append: true } as const;
 /**
- * The commit window at light load (the one place it is set; docs/architecture.md §4). Without it an
- * idle log committed on the next event-loop turn: at 10 k frames/s that is a transaction, an fsync and
- * an ACK per session for every one or two frames. Waiting ≤ 2 ms groups them (ACKs are coalesced per
- * session per commit) for at most 2 ms more ACK latency; under load the previous commit's flush takes
- * longer than the window, so busy groups are unchanged. 256 KiB of records (~1,000 typical frames)
- * closes a group early.
+ * The commit window (the one place it is set; docs/architecture.md §4). Without it an idle log
+ * committed on the next event-loop turn: at 10 k frames/s that is a transaction, an fsync and an ACK
+ * per session for every one or two frames. A group waits until it is `COMMIT_WINDOW_MS` (2 ms) old
+ * while frames trickle in (a lone device, a test: ACK latency first). Once frames stream in, the
+ * window is sized by time after each commit ({@link adaptiveCommitWindowMs}): long enough for each
+ * device in the group to have about `COMMIT_TARGET_FRAMES_PER_DEVICE` frames in it, at most
+ * `COMMIT_WINDOW_MAX_MS`. What a commit costs per device — its ACK written back, its state record,
+ * the socket reads between two commits — is then shared by several frames at light load and with
+ * many devices, for at most 25 ms more ACK latency. Under load the previous commit's flush takes
+ * longer than the window anyway. 256 KiB of records (~1,000 typical frames) closes a group early.
  */
 export const COMMIT_WINDOW_MS = 2;
+export const COMMIT_WINDOW_MAX_MS = 25;
 export const COMMIT_WINDOW_BYTES = 256 * 1024;
+/** Frames each device of a group should have in it (the ACK and state write per device per commit). */
+export const COMMIT_TARGET_FRAMES_PER_DEVICE = 4;
+/** Below this arrival rate (frames per ms, i.e. 1,000 frames/s) the window stays at its minimum. */
+const COMMIT_STREAM_FRAMES_PER_MS = 1;
+
+/**
+ * The next group's window from the group just closed: `frames` from `devices` devices arrived over
+ * `intervalMs` (since the previous commit started). Trickle → the minimum; a stream → the time each
+ * device takes to send `COMMIT_TARGET_FRAMES_PER_DEVICE` frames, within [min, max].
+ */
+export function adaptiveCommitWindowMs(frames: number, devices: number, intervalMs: number): number {
+  if (devices <= 0 || intervalMs <= 0 || frames < COMMIT_STREAM_FRAMES_PER_MS * intervalMs) return COMMIT_WINDOW_MS;
+  const perDevicePerMs = frames / devices / intervalMs;
+  const ms = COMMIT_TARGET_FRAMES_PER_DEVICE / perDevicePerMs;
+  return Math.min(COMMIT_WINDOW_MAX_MS, Math.max(COMMIT_WINDOW_MS, ms));
+}
 /** Groups whose transaction is committing or flushing at once (see `schedule`). */
 const MAX_COMMITS_IN_FLIGHT = 1;
 
@@ -291,7 +312,11 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   let windowTimer: NodeJS.Timeout | null = null;
   /** When the current group got its first write (performance.now() ms); -1 while empty. */
   let groupOpenedAt = -1;
-  const windowMs = opts.commitWindowMs ?? COMMIT_WINDOW_MS;
+  /** Fixed when the caller sets it; else sized after each commit by {@link adaptiveCommitWindowMs}. */
+  const fixedWindow = opts.commitWindowMs !== undefined;
+  let windowMs = opts.commitWindowMs ?? COMMIT_WINDOW_MS;
+  /** When the previous group's commit started (performance.now() ms). */
+  let lastCommitAt = performance.now();
   const windowBytes = opts.commitWindowBytes ?? COMMIT_WINDOW_BYTES;
   /** Settles when the most recent append group is durable; barriers chain on it. */
   let lastGroup: Promise<unknown> = Promise.resolve();
@@ -490,7 +515,14 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     // Snapshot now: this transaction persists the state exactly as of this group's last frame, even
     // though the callback below runs later, when frames of the next group may already be queued.
     const writes: KvWrite[] = [...g.kv.values()];
-    for (const [obj, { db, key }] of g.refs) writes.push({ db, key, value: copyState(obj) });
+    let groupDevices = 0;
+    for (const [obj, { db, key }] of g.refs) {
+      writes.push({ db, key, value: copyState(obj) });
+      if (db === 'devices') groupDevices++;
+    }
+    const startedAt = performance.now();
+    if (!fixedWindow) windowMs = adaptiveCommitWindowMs(g.entries.length, groupDevices, startedAt - lastCommitAt);
+    lastCommitAt = startedAt;
     const headSnap = head;
     const bytesSnap = bytes;
     const framesSnap = frameCount;

@@ -9,7 +9,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { descriptorHash, encodeFrame, type Telemetry, ValueType } from '../../server/codec/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
-import { type LocalLog, type LocalLogOptions, openLocalLog } from '../../server/storage/local-log.ts';
+import {
+  adaptiveCommitWindowMs,
+  COMMIT_TARGET_FRAMES_PER_DEVICE,
+  COMMIT_WINDOW_MAX_MS,
+  COMMIT_WINDOW_MS,
+  type LocalLog,
+  type LocalLogOptions,
+  openLocalLog,
+} from '../../server/storage/local-log.ts';
 
 const CHANNELS = [
   { index: 0, key: 'temperature', unit: '°C', valueType: ValueType.I16, scaleExp: -1, periodMs: 1000 },
@@ -111,7 +119,7 @@ describe('local log', () => {
   });
 
   it('light load: frames appended in separate event-loop turns within the commit window share one commit', async () => {
-    // A long window makes the grouping independent of the machine's speed; the default is 2 ms.
+    // A long window makes the grouping independent of the machine's speed; the default is sized by time.
     const { log, metrics } = open(tmp(), { commitWindowMs: 60_000, commitWindowBytes: 1024 * 1024 });
     const turn = () => new Promise((r) => setImmediate(r));
     const ps: Promise<number>[] = [];
@@ -129,6 +137,20 @@ describe('local log', () => {
     logs.splice(logs.indexOf(log), 1);
     expect(await Promise.all(ps)).toEqual([1, 2, 3]);
     expect(await counter(metrics, 'hub_local_log_commits_total')).toBe(1);
+  });
+
+  it('sizes the commit window by time: the minimum while frames trickle, longer as devices stream, bounded', () => {
+    // A lone device or a test sending one frame at a time: ACK latency first.
+    expect(adaptiveCommitWindowMs(1, 1, 40)).toBe(COMMIT_WINDOW_MS);
+    expect(adaptiveCommitWindowMs(20, 10, 100)).toBe(COMMIT_WINDOW_MS); // 200 frames/s
+    // 50 devices at 10 k frames/s (100 frames in 10 ms): each device sends 0.2 frames per ms, so
+    // COMMIT_TARGET_FRAMES_PER_DEVICE of them take 20 ms.
+    expect(adaptiveCommitWindowMs(100, 50, 10)).toBeCloseTo(COMMIT_TARGET_FRAMES_PER_DEVICE / 0.2);
+    // Many devices, a few frames each per commit: as long as the bound allows, never longer.
+    expect(adaptiveCommitWindowMs(300, 1000, 10)).toBe(COMMIT_WINDOW_MAX_MS);
+    // Few devices streaming fast already fill a commit: the minimum.
+    expect(adaptiveCommitWindowMs(4000, 10, 10)).toBe(COMMIT_WINDOW_MS);
+    expect(adaptiveCommitWindowMs(5, 0, 10)).toBe(COMMIT_WINDOW_MS); // state-only group
   });
 
   it('persists device state, boots and descriptors with the frames across a reopen', async () => {
