@@ -126,9 +126,12 @@ export class AlertEngine {
     if (firing) this.#resolve(firing, atMs, { reason: 'online', summary: 'back online' });
   }
 
-  /** A session ended (`reason` as on the bus); a replaced session is not an offline. */
+  /**
+   * A session ended (`reason` as on the bus). Not an outage: a session replaced by a newer one, and
+   * sessions the hub ends because it is stopping.
+   */
   deviceOffline(deviceId: string, atMs: number, reason: string): void {
-    if (this.#o.config.offline === null || reason === 'replaced') return;
+    if (this.#o.config.offline === null || reason === 'replaced' || reason === 'shutdown') return;
     if (!this.#offlineSince.has(deviceId)) this.#offlineSince.set(deviceId, { sinceMs: atMs, reason });
   }
 
@@ -196,6 +199,7 @@ export class AlertEngine {
 const REASONS: Record<string, string> = {
   never_seen: 'not seen since the hub started',
   closed: 'connection closed',
+  device_closed: 'the device closed the connection',
   heartbeat: 'heartbeat lost',
 };
 

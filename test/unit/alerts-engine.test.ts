@@ -196,12 +196,13 @@ describe('the offline rule', () => {
     expect(t.events[1]).toMatchObject({ reason: 'online', id: t.events[0]?.id });
   });
 
-  it('a device back within afterSec raises nothing; a replaced session is not an offline', () => {
+  it('a device back within afterSec raises nothing; a replaced session or the hub stopping is not an offline', () => {
     const t = engine({ offline });
     t.e.deviceOffline('a', t.now, 'closed');
     t.advance(30_000);
     t.e.deviceOnline('a', t.now);
     t.e.deviceOffline('a', t.now, 'replaced');
+    t.e.deviceOffline('b', t.now, 'shutdown');
     t.advance(120_000);
     expect(t.events).toEqual([]);
   });
