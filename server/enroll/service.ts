@@ -66,6 +66,7 @@ export function createEnrollService(o: EnrollServiceOptions): EnrollService {
   const boards = new Map<string, Board>(); // by hardware id
   const byConn = new Map<EnrollConn, Board>();
   let unsubscribe: (() => void) | null = null;
+  let gaugeTimer: NodeJS.Timeout | null = null;
 
   const refused = (reason: ErrorCode): void => {
     metrics.enrollRefused.inc({ reason });
@@ -327,10 +328,14 @@ export function createEnrollService(o: EnrollServiceOptions): EnrollService {
       await store.refresh();
       metrics.enrollPending.set(pendingCount(store.snapshot()));
       unsubscribe = store.onChange(onChange);
+      // Requests expire without any write; keep the gauge honest between changes.
+      gaugeTimer = setInterval(() => metrics.enrollPending.set(pendingCount(store.snapshot())), 30_000);
+      gaugeTimer.unref();
     },
 
     stop() {
       unsubscribe?.();
+      if (gaugeTimer) clearInterval(gaugeTimer);
       for (const b of boards.values()) b.phase = 'done';
       boards.clear();
       byConn.clear();

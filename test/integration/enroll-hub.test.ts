@@ -367,6 +367,57 @@ describe('ENROLL_MODE', () => {
   });
 });
 
+describe('who may decide, and the first-frame timeout', () => {
+  it('the API needs the admin token (or a dashboard operator); the CLI explains bad usage', async () => {
+    const dataDir = newDataDir();
+    const { port, url } = await startHub(dataDir);
+    const api = `http://127.0.0.1:${port}/api/enrollments`;
+    expect((await fetch(api)).status).toBe(401);
+    expect((await fetch(`${api}/esp32-000000000001/approve`, { method: 'POST' })).status).toBe(401);
+    expect(
+      (await fetch(`http://127.0.0.1:${port}/api/firmware/x?version=1&chipFamily=ESP32`, { method: 'PUT', body: 'x' }))
+        .status,
+    ).toBe(401);
+    // With the admin token: approve over the API hands the token to the connected board.
+    const r = enrollBoard({ url, hardwareId: 'esp32-000000000001', backoff: FAST });
+    const auth = { authorization: `Bearer ${'a'.repeat(40)}` };
+    await waitFor(
+      'listed',
+      async () =>
+        ((await (await fetch(api, { headers: auth })).json()) as { requests: unknown[] }).requests.length === 1,
+    );
+    const approved = await fetch(`${api}/esp32-000000000001/approve`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ deviceId: 'api-1' }),
+    });
+    expect(approved.status).toBe(200);
+    const got = await r;
+    if (got.outcome !== 'approved') throw new Error(`expected approved, got ${got.outcome}`);
+    secrets.add(got.token);
+    expect(got.deviceId).toBe('api-1');
+    const unknownField = await fetch(`${api}/esp32-000000000001/approve`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ id: 'x' }),
+    });
+    expect(unknownField.status).toBe(400);
+
+    const usage = await runCli(['devices', 'approve', '--data-dir', dataDir]);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('approve needs one hardware id');
+    const help = await runCli(['devices', '--help']);
+    expect(help.stdout).toMatch(/pending[\s\S]*approve <hwid>[\s\S]*reject <hwid>[\s\S]*forget <hwid>/);
+  });
+
+  it('a socket that sends no ENROLL within the timeout gets ERROR HELLO_TIMEOUT and close 1002', async () => {
+    const { url } = await startHub(newDataDir(), { DEVICE_HELLO_TIMEOUT_MS: '300' });
+    const idle = await rawClient(url, []);
+    expect(idle.messages).toEqual([expect.objectContaining({ type: 'error', code: 206, fatal: true })]);
+    expect(idle.close).toBe(1002);
+  });
+});
+
 describe('connection cap and firmware image bounds', () => {
   it('ENROLL_MAX_CONNECTIONS: a socket beyond it gets 503 and is counted', async () => {
     const { hub, url } = await startHub(newDataDir(), { ENROLL_MAX_CONNECTIONS: '1' });
