@@ -296,4 +296,19 @@ describe('provisioned Grafana alert rules against the hub-loaded InfluxDB', () =
     const dead = await fired('esp32hub-dead-letters');
     expect(dead.fired, JSON.stringify(dead.values)).toEqual([{ hub: hubTag }]);
   }, 180_000);
+
+  it('with the hub silent for 5 minutes, the forwarder-lag rule alerts on no data; the device rules do not', async () => {
+    await hub.stop();
+    // Nothing is written any more: evaluating 6 minutes from now is what Grafana sees then.
+    const later = Date.now() + 6 * 60_000;
+    const noData: string[] = [];
+    for (const rule of rules) {
+      const result = await evaluate(influx, rule, later);
+      if (!result.noData) continue;
+      noData.push(rule.uid);
+      expect(rule.noDataState, rule.title).toBe(rule.uid === 'esp32hub-forwarder-lag' ? 'Alerting' : 'OK');
+    }
+    // The short windows are empty by then (the 15-minute ones still hold the faults above).
+    expect(noData.sort()).toEqual(['esp32hub-dead-letters', 'esp32hub-device-offline', 'esp32hub-forwarder-lag']);
+  });
 });

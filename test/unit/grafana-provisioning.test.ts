@@ -246,6 +246,16 @@ describe('Grafana alerting provisioning', () => {
     expect(policy.receiver).toBe(cp.name);
   });
 
+  it('unset contact point variables get placeholders Grafana accepts, naming the variable', () => {
+    const env = compose.services.grafana.environment as Record<string, string>;
+    /** The `${NAME:-default}` default compose uses when .env leaves NAME empty. */
+    const fallback = (name: string) => new RegExp(`^\\$\\{${name}:-(.+)\\}$`).exec(env[name] ?? '')?.[1] ?? '';
+    const url = new URL(fallback('GRAFANA_ALERT_WEBHOOK_URL'));
+    expect(url.protocol).toBe('http:');
+    expect(url.pathname).toContain('GRAFANA_ALERT_WEBHOOK_URL');
+    expect(fallback('GRAFANA_ALERT_EMAIL')).toMatch(/^GRAFANA_ALERT_EMAIL[\w-]*@\w+$/);
+  });
+
   it('every variable a provisioning file interpolates is documented in .env.example and given to Grafana', () => {
     const env = compose.services.grafana.environment as Record<string, string>;
     const files = [
