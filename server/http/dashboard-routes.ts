@@ -78,9 +78,11 @@ export function registerDashboardRoutes(router: Router, o: DashboardRoutesOption
     query: noQuery,
     responses: { 200: z.object({ serverTimeMs: z.number(), devices: z.array(deviceView) }) },
   });
-  router.get('/api/devices/:id', (ctx) => o.api.getDevice(ctx.req, ctx.res, ctx.params.id ?? ''), {
+  router.get('/api/devices/:id', (ctx) => o.api.getDevice(ctx.req, ctx.res, ctx.input.params.id), {
     summary: 'One device as the page shows it',
+    description: '404 NOT_FOUND "no such device" for an id the hub does not know (whatever its spelling).',
     tags,
+    params: z.strictObject({ id: z.string() }),
     query: noQuery,
     responses: { 200: z.object({ serverTimeMs: z.number(), device: deviceView }) },
   });

@@ -1,12 +1,16 @@
 /**
- * A tiny dependency-free router for `node:http`: method + path patterns with `:params` and a final
- * `*splat`, per-route guards (auth) and headers, a size-limited JSON body reader, and one JSON error
- * shape (`{ error: { code, message } }`) derived from `HubError`s. Each feature registers its own
- * routes on a shared router (`registerAdminRoutes(router, …)`, `registerHistoryRoutes(router, …)`).
+ * The hub's one HTTP router (docs/http-api.md): method + path patterns with `:params` and a final
+ * `*splat`, per-route guards (auth) and headers, a size-limited JSON body reader, zod schemas for
+ * params, query and body (validated before the handler, typed on `ctx.input`, refused with 400 naming
+ * each bad field), and one JSON error shape (`{ error: { code, message } }`) derived from `HubError`s.
+ * Each feature registers its own routes (`registerAdminRoutes(router, …)`); the route options also
+ * feed the OpenAPI document (server/http/openapi.ts).
  *
  * ```ts
  * const router = createRouter({ logger });
- * router.get('/api/devices/:id/history', async (ctx) => ({ id: ctx.params.id }), { guard: requireAdmin(token) });
+ * router.get('/api/devices/:id/history', (ctx) => ({ id: ctx.input.params.id }), {
+ *   summary: 'History', guard: requireAdmin(token), params: z.strictObject({ id: deviceId }), query: noQuery,
+ * });
  * http.createServer(router.listener);
  * ```
  */
