@@ -64,7 +64,7 @@ export function registerDashboardRoutes(router: Router, o: DashboardRoutesOption
     tags,
     query: noQuery,
     responses: {
-      200: z.object({
+      200: z.looseObject({
         mode: z.enum(['open', 'password']),
         role: z.enum(['viewer', 'operator']),
         via: z.string(),

@@ -171,6 +171,28 @@ describe('the OpenAPI document', () => {
   });
 });
 
+describe('the documented responses', () => {
+  it('match what the GET routes without path parameters answer', async () => {
+    const ajv = new Ajv2020({ strict: false });
+    ajv.addSchema(doc.components.schemas.Error, '#/components/schemas/Error');
+    let checked = 0;
+    for (const { path, method, op } of operations()) {
+      if (method !== 'GET' || path.includes('{')) continue;
+      const res = await request(port, 'GET', path, {
+        headers: { authorization: `Bearer ${ADMIN}`, host: `127.0.0.1:${port}` },
+      });
+      const documented = op.responses[String(res.status)];
+      expect(documented, `${path} answered ${res.status}, not documented`).toBeDefined();
+      const media = documented?.content?.['application/json'];
+      if (media === undefined || res.json === undefined) continue;
+      const validate = ajv.compile(media.schema);
+      expect(validate(res.json), `${path}: ${JSON.stringify(validate.errors)}`).toBe(true);
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(5);
+  });
+});
+
 /** Writes under /api/ without a JSON body: the action is in the path, or the body is binary. */
 const NO_BODY = new Set<string>([
   'POST /api/admin/devices/:id/rotate',
