@@ -7,37 +7,17 @@
  * ACCEPTED/RESULT (and a duplicate command id), a disconnect with replay of frames the hub already
  * stored, a reboot that keeps its outbox — and every reading lands in InfluxDB exactly once.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { decodeFrame, encodeFrame, type Message, SUBPROTOCOL } from '../../server/codec/index.ts';
 import { type InfluxServer, startInflux, tempDir } from '../harness/index.ts';
+import { buildHostDevice } from './host-device-build.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const FIRMWARE_TEST_DIR = join(REPO_ROOT, 'firmware/test');
 const ADMIN = 'e2e-admin-token-0123456789abcdef0123456789';
 const DEVICE_ID = 'fw-host-e2e';
-
-/** Builds the host device under a lock (shared checkout, parallel runs); see firmware-host.test.ts. */
-function buildHostDevice(): string {
-  for (const tool of ['g++', 'make']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
-      throw new Error(`${tool} not found: install a C++17 compiler and make (Debian/Ubuntu: apt-get install g++ make)`);
-    }
-  }
-  const bin = join(FIRMWARE_TEST_DIR, 'build/host/bin/host_device');
-  mkdirSync(join(FIRMWARE_TEST_DIR, 'build'), { recursive: true });
-  const make = ['make', '-s', '-C', FIRMWARE_TEST_DIR, '-j2', bin];
-  const haveFlock = spawnSync('sh', ['-c', 'command -v flock']).status === 0;
-  const [cmd, ...args] = haveFlock ? ['flock', join(FIRMWARE_TEST_DIR, 'build/.lock'), ...make] : make;
-  const r = spawnSync(cmd as string, args, { encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`host build failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
-  return bin;
-}
 
 type DeviceEvent = { event: string } & Record<string, unknown>;
 
