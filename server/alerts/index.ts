@@ -98,6 +98,10 @@ export function createAlerts(opts: AlertsOptions): Alerts {
   };
 
   const engine = new AlertEngine({ config, now: opts.now, emit: dispatch, isOnline: opts.isOnline });
+  // Every configured rule shows on /metrics from the start, at 0 while nothing fires.
+  for (const rule of [...(config.offline ? [config.offline] : []), ...config.rules]) {
+    metrics.firing.inc({ rule: rule.name }, 0);
+  }
 
   // ── threshold rules: frames after their commit, evaluated on a later turn ──
   let pending: { deviceId: string; frame: AcceptedFrame; targets: DeviceTargets }[] = [];

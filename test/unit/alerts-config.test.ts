@@ -34,6 +34,12 @@ describe('alert configuration', () => {
       webhook: null,
     });
     expect(loadConfig({ ALERT_OFFLINE_AFTER_SEC: '0' }).alerts.offline).toBeNull();
+    expect(loadConfig({ ALERT_OFFLINE_AFTER_SEC: '60', ALERT_OFFLINE_SEVERITY: 'critical' }).alerts.offline).toEqual({
+      name: 'offline',
+      afterSec: 60,
+      severity: 'critical',
+    });
+    expect(problems({ ALERT_OFFLINE_SEVERITY: 'fatal' })[0]).toMatch(/^ALERT_OFFLINE_SEVERITY: /);
   });
 
   it('reads YAML rules with their defaults', () => {

@@ -55,10 +55,11 @@ function service(config: Partial<AlertsConfig> = {}, revoked = new Set<string>()
   );
   const events: AlertEvent[] = [];
   bus.on('alert', (e) => events.push(e));
+  const metrics = createMetrics();
   const alerts = createAlerts({
     config: { offline: null, rules: [], webhook: null, ...config },
     bus,
-    metrics: createMetrics(),
+    metrics,
     logger,
     now: () => clock.now,
     mqtt: null,
@@ -67,7 +68,7 @@ function service(config: Partial<AlertsConfig> = {}, revoked = new Set<string>()
     isRevoked: (id) => revoked.has(id),
   });
   alerts.start();
-  return { bus, alerts, events, lines };
+  return { bus, alerts, events, lines, metrics };
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -76,6 +77,17 @@ describe('alerts on the event bus', () => {
   it('without threshold rules nothing listens to stored frames (the ingest does not even wrap them)', async () => {
     const { bus, alerts } = service({ offline: { name: 'offline', afterSec: 60, severity: 'warning' } });
     expect(bus.listenerCount('readings:stored')).toBe(0);
+    await alerts.stop();
+  });
+
+  it('lists every configured rule on /metrics at 0 before anything fires', async () => {
+    const { alerts, metrics } = service({
+      offline: { name: 'offline', afterSec: 60, severity: 'warning' },
+      rules: [HOT],
+    });
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('hub_alerts_firing{rule="offline"} 0');
+    expect(text).toContain('hub_alerts_firing{rule="hot"} 0');
     await alerts.stop();
   });
 
