@@ -1,11 +1,15 @@
 /** The page's REST calls (same origin, cookie-authenticated; docs/live-api.md §5). */
+import type { DownsampledResponse } from '../http/history.ts';
 import type { DeviceView, Sample } from '../live/state.ts';
+import type { LabelTable } from '../storage/channel-labels.ts';
 
 export interface SessionInfo {
   mode: 'open' | 'password';
   role: 'viewer' | 'operator';
   via: 'open' | 'session' | 'bearer';
   commands: boolean;
+  /** Grafana's URL and the device dashboard's uid when GRAFANA_URL is set. */
+  grafana?: { url: string; deviceDashboardUid: string } | null;
 }
 
 export class HttpError extends Error {
@@ -89,6 +93,38 @@ function toSamples(body: unknown): Sample[] {
   }
   out.sort((a, b) => a[0] - b[0]);
   return out;
+}
+
+/** Every channel of a device between two times, downsampled into `buckets` buckets (min/mean/max). */
+export function getDownsampled(
+  id: string,
+  fromMs: number,
+  toMs: number,
+  buckets: number,
+): Promise<DownsampledResponse> {
+  const q = new URLSearchParams({ from: String(fromMs), to: String(toMs), buckets: String(buckets) });
+  return call<DownsampledResponse>(`/api/devices/${encodeURIComponent(id)}/history?${q}`);
+}
+
+/** The raw readings of a range as a CSV download. */
+export function csvUrl(id: string, fromMs: number, toMs: number): string {
+  const q = new URLSearchParams({ from: String(fromMs), to: String(toMs), format: 'csv' });
+  return `/api/devices/${encodeURIComponent(id)}/history?${q}`;
+}
+
+export async function getLabels(): Promise<LabelTable> {
+  return (await call<{ labels: LabelTable }>('/api/labels')).labels;
+}
+
+/** Sets (or, with an empty label, clears) a channel's display name; resolves with the label now in force. */
+export async function setLabel(id: string, channel: string, label: string): Promise<string | null> {
+  const path = `/api/devices/${encodeURIComponent(id)}/channels/${encodeURIComponent(channel)}/label`;
+  const body = await call<{ label: string | null }>(path, {
+    method: 'PUT',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ label }),
+  });
+  return body.label;
 }
 
 export interface CommandArgs {

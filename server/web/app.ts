@@ -6,6 +6,7 @@
 import { addBoardView } from './add-board.ts';
 import { mountAlerts } from './alerts.ts';
 import { getSession, HttpError, type SessionInfo } from './api.ts';
+import { hubDownBanner } from './banner.ts';
 import { deviceView } from './device-view.ts';
 import { fleetView, type View } from './fleet-view.ts';
 import { LiveConnection } from './live-client.ts';
@@ -33,7 +34,9 @@ async function main(): Promise<void> {
   $('login-link').hidden = !(session.via === 'open' && session.role === 'viewer');
 
   const conn = $('conn');
+  const banner = hubDownBanner(document.body, $('view'));
   const live = new LiveConnection((state, detail) => {
+    banner.update(state, detail);
     conn.dataset.state = state;
     conn.textContent = state === 'live' ? 'live' : state;
     conn.title = detail || 'Live connection';
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
     } else {
       crumbs.textContent = '';
       document.title = 'Fleet · ESP32 hub';
-      current = fleetView(viewRoot, live);
+      current = fleetView(viewRoot, live, session);
     }
     window.scrollTo(0, 0);
   };

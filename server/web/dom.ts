@@ -28,19 +28,7 @@ export function svg<K extends keyof SVGElementTagNameMap>(
   return el;
 }
 
-/** A value for display: numbers with up to 4 significant decimals, booleans as on/off. */
-export function formatValue(value: number | boolean | null | undefined, unit: string): string {
-  if (value === null || value === undefined) return '—';
-  if (typeof value === 'boolean') return value ? 'on' : 'off';
-  const abs = Math.abs(value);
-  // Five significant digits, trailing zeros dropped: 23.3 °C, 1011.9 hPa, 3.934 V, 194448 B.
-  const text = Number.isInteger(value)
-    ? String(value)
-    : abs >= 1e6 || abs < 1e-3
-      ? value.toExponential(3)
-      : String(Number(value.toPrecision(5)));
-  return unit ? `${text} ${unit}` : text;
-}
+export { formatValue } from './format.ts';
 
 /** "3 s ago", "5 min ago", or a date for old times. */
 export function ago(timeMs: number | null, nowMs: number): string {
