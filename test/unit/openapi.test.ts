@@ -171,6 +171,22 @@ describe('the OpenAPI document', () => {
   });
 });
 
+describe('one HTTP surface', () => {
+  it('answers an unknown path and a wrong method with the router, in the one error shape', async () => {
+    const missing = await request(port, 'GET', '/no/such/page');
+    expect([missing.status, missing.json]).toEqual([
+      404,
+      { error: { code: 'NOT_FOUND', message: 'no route for GET /no/such/page' } },
+    ]);
+    const wrong = await request(port, 'POST', '/healthz');
+    expect([wrong.status, wrong.headers.allow, (wrong.json as { error: { code: string } }).error.code]).toEqual([
+      405,
+      'GET, HEAD',
+      'METHOD_NOT_ALLOWED',
+    ]);
+  });
+});
+
 describe('the documented responses', () => {
   it('match what the GET routes without path parameters answer', async () => {
     const ajv = new Ajv2020({ strict: false });
