@@ -6,8 +6,9 @@
  *   (`outcome="queue_full"`) and logged (rate-limited).
  * - Retries: a network error, a timeout (`timeoutMs`), a 408, 429 or 5xx is retried after
  *   `min × 2^(n-1)` ms (capped at `max`, ±20 % jitter; a `Retry-After` in seconds is honoured up to
- *   `max`), up to `maxAttempts` attempts; then dropped (`gave_up`). Any other 4xx is the receiver
- *   refusing the event: dropped at once (`rejected`). Each drop is logged with the alert id.
+ *   `max`), up to `maxAttempts` attempts; then dropped (`gave_up`). Any other 3xx or 4xx is the
+ *   receiver refusing the event (redirects are not followed: a moved webhook is a configuration to
+ *   fix): dropped at once (`rejected`). Each drop is logged with the alert id.
  * - Signed: with a secret, `X-Esp32hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
  * - Never logged: the secret, and the URL beyond its origin (webhook URLs often hold a token).
  * - `stop(graceMs)`: waits that long for the queue to empty (no new backoff waits), then drops
@@ -86,7 +87,7 @@ export function createWebhookSink(opts: WebhookSinkOptions): WebhookSink {
     inflight = ctrl;
     const timer = setTimeout(() => ctrl.abort(new Error(`no answer within ${config.timeoutMs} ms`)), config.timeoutMs);
     try {
-      const res = await fetch(config.url, { method: 'POST', headers, body, signal: ctrl.signal, redirect: 'error' });
+      const res = await fetch(config.url, { method: 'POST', headers, body, signal: ctrl.signal, redirect: 'manual' });
       // The answer's body is not needed (and not read: a receiver could send anything).
       await res.body?.cancel().catch(() => undefined);
       if (res.ok) return { ok: true };

@@ -134,7 +134,8 @@ describe('alert webhook', () => {
     const r = await receiver();
     const hang: Reply = () => undefined; // never answers
     r.replies.push(hang, hang);
-    const { sink, count, lines } = sinkFor(r.url, { maxAttempts: 2, timeoutMs: 100 });
+    // 1 s: long enough that the prompt 200 of event 2 never times out on a busy machine.
+    const { sink, count, lines } = sinkFor(r.url, { maxAttempts: 2, timeoutMs: 1000 });
     sink.enqueue(event(1));
     sink.enqueue(event(2));
     await until(async () => (await count('delivered')) === 1);
@@ -149,14 +150,19 @@ describe('alert webhook', () => {
     expect(log).not.toContain('SECRET-PATH-TOKEN');
   });
 
-  it('drops an event the receiver refuses (4xx) at once', async () => {
+  it('drops an event the receiver refuses (4xx, or a redirect: not followed) at once', async () => {
     const r = await receiver();
-    r.replies.push((_q, res) => res.writeHead(400).end());
+    r.replies.push(
+      (_q, res) => res.writeHead(400).end(),
+      (_q, res) => res.writeHead(301, { location: '/elsewhere' }).end(),
+    );
     const { sink, count } = sinkFor(r.url);
     sink.enqueue(event(1));
     sink.enqueue(event(2));
+    sink.enqueue(event(3));
     await until(async () => (await count('delivered')) === 1);
-    expect(await count('rejected')).toBe(1);
+    expect(await count('rejected')).toBe(2);
+    expect(r.bodies).toHaveLength(3);
     expect(await count('retry')).toBe(0);
   });
 
