@@ -2,7 +2,7 @@
  * Runs a repository script with tsx as `npm run …` would (a minimal environment), collecting its
  * output. The one script runner of the integration tests.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -26,27 +26,36 @@ export interface RunScriptOptions {
   killAfterMs?: number;
 }
 
-/** `script` is relative to the repository root; `env` is added to PATH and HOME only. */
-export function runScript(
+/** A script started with {@link startScript}: its output so far, and its end. */
+export interface StartedScript {
+  readonly child: ChildProcess;
+  /** Everything the script has written so far. */
+  output(): { stdout: string; stderr: string };
+  /** Resolves when the script has exited, with all its output. */
+  readonly exited: Promise<ScriptRun>;
+}
+
+/** Starts `script` (relative to the repository root); `env` is added to PATH and HOME only. */
+export function startScript(
   script: string,
   args: string[],
   env: Record<string, string> = {},
   options: RunScriptOptions = {},
-): Promise<ScriptRun> {
-  return new Promise((done, reject) => {
-    const child = spawn(TSX, [resolve(REPO_ROOT, script), ...args], {
-      cwd: options.cwd ?? REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-    });
+): StartedScript {
+  const child = spawn(TSX, [resolve(REPO_ROOT, script), ...args], {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    stdout += c;
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c;
+  });
+  const exited = new Promise<ScriptRun>((done, reject) => {
     const killer = options.killAfterMs ? setTimeout(() => child.kill('SIGKILL'), options.killAfterMs) : undefined;
     child.on('error', reject);
     child.on('close', (code) => {
@@ -54,4 +63,15 @@ export function runScript(
       done({ code, stdout, stderr });
     });
   });
+  return { child, output: () => ({ stdout, stderr }), exited };
+}
+
+/** Runs `script` (relative to the repository root) to its end; `env` is added to PATH and HOME only. */
+export function runScript(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+  options: RunScriptOptions = {},
+): Promise<ScriptRun> {
+  return startScript(script, args, env, options).exited;
 }

@@ -8,46 +8,19 @@
  * - with `--state-dir` and the power-cut scenario, two runs in a row: every reading the boards
  *   sampled (their `--record`) is stored exactly once, compared by value per (device, channel, time).
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FleetSummary } from '../../firmware-sim/fleet.ts';
 import { readRecord } from '../../firmware-sim/record-file.ts';
+import { readTokensFile } from '../../firmware-sim/tokens.ts';
 import { configFrom } from '../../server/config/index.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { type TempDir, tempDir } from '../harness/index.ts';
+import { runScript, startScript } from './run-script.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 const ADMIN = 'sim-cli-admin-token-abcdef0123456789abcdef';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(script: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [script, ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runScript;
 
 let dir: TempDir;
 let hub: Hub;
@@ -154,30 +127,28 @@ describe('npm run sim', () => {
 
   it('stops on Ctrl-C (SIGINT): drains, prints the summary and exits 0', async () => {
     const file = `${dir.path}/devices.tokens`;
-    const child = spawn(
-      TSX,
-      ['firmware-sim/cli.ts', '--url', `ws://127.0.0.1:${port}/v1/device`, '--devices', '2', '--tokens-file', file],
-      {
-        cwd: REPO_ROOT,
-        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const ids = [...readTokensFile(file).keys()];
+    expect(ids).toHaveLength(2);
+    const before = await Promise.all(ids.map(history));
+    const sim = startScript('firmware-sim/cli.ts', [
+      '--url',
+      `ws://127.0.0.1:${port}/v1/device`,
+      '--devices',
+      '2',
+      '--tokens-file',
+      file,
+    ]);
+    // Ctrl-C once both boards have had new readings acknowledged (stored by the hub) in this run.
     const deadline = Date.now() + 30_000;
-    while (!stderr.includes('simulating 2 board(s)') && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 2500));
-    child.kill('SIGINT');
-    expect(await exited).toBe(0);
+    for (;;) {
+      const now = await Promise.all(ids.map(history));
+      if (now.every((n, i) => n > (before[i] as number))) break;
+      expect(Date.now() < deadline, `no new readings stored for both boards: ${sim.output().stderr}`).toBe(true);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    sim.child.kill('SIGINT');
+    const { code, stdout } = await sim.exited;
+    expect(code).toBe(0);
     expect(stdout).toMatch(/sessions \(WELCOME\)\s+2/);
     expect(stdout).toMatch(/acked\s+\d+\s+\d+/);
   }, 60_000);

@@ -11,8 +11,6 @@
  * - the malformed scenario: each broken frame rejected with its coded error and close code, while the
  *   good data around it is stored.
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MALFORMED_KINDS, type MalformedKind } from '../../firmware-sim/device.ts';
 import { Fleet, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
@@ -23,9 +21,8 @@ import { ERRORS, type ErrorCode } from '../../server/errors.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { type InfluxServer, startInflux, type TempDir, tempDir } from '../harness/index.ts';
+import { runScript } from './run-script.ts';
 
-const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 const ADMIN = 'sim-it-admin-token-0123456789abcdef0123';
 
 let influx: InfluxServer;
@@ -47,25 +44,7 @@ async function until(what: string, pred: () => boolean | Promise<boolean>, timeo
 }
 
 /** `tsx server/cli.ts …`: what `npm run hub -- …` runs. */
-function hubCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(TSX, ['server/cli.ts', ...args], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c;
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const hubCli = (args: string[]) => runScript('server/cli.ts', args);
 
 async function startHub(): Promise<void> {
   const config = configFrom({
@@ -198,15 +177,32 @@ describe('20 devices, flaky Wi-Fi, one hub restart', () => {
       device: { outboxFrames: 6, backoff: { initialMs: 500, maxMs: 4000 } },
     });
     fleet.start();
-    await sleep(20_000);
+    // Conditions, not durations: each phase runs until it has done what the assertions below rely on.
+    await until('200 frames acked through flaky Wi-Fi', () => {
+      const t = fleet.totals();
+      return t.framesAcked > 200 && t.wifiDrops >= 10;
+    });
     const before = fleet.totals();
-    expect(before.framesAcked).toBeGreaterThan(200);
 
     await hub.stop(); // the restart: sessions close with 1001, boards back off and buffer
-    await sleep(9000);
+    // Down until the boards' small outboxes have overflowed: several boards lose their oldest frames.
+    await until(
+      'outboxes overflowing while the hub is down',
+      () => fleet.totals().framesDropped >= before.framesDropped + 20,
+    );
     await startHub();
     await until('boards back online', () => fleet.snapshot().connected >= 15, 60_000);
-    await sleep(20_000);
+    const restarted = fleet.totals();
+    await until(
+      'replays and another 200 acked frames after the restart',
+      () => {
+        const t = fleet.totals();
+        return (
+          t.framesAcked >= restarted.framesAcked + 200 && t.framesReplayed > 0 && t.reconnects > 40 && t.wifiDrops > 20
+        );
+      },
+      120_000,
+    );
     const summary = await fleet.stop({ drainMs: 30_000 });
     await forwarded();
 
