@@ -14,7 +14,7 @@
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import type { Browser, Page } from 'playwright-core';
 import { createGenerator } from 'ts-json-schema-generator';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,8 +24,13 @@ import { configFrom } from '../../server/config/index.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
 import { liveExtension } from '../../server/live/index.ts';
 import { createLogger } from '../../server/log/index.ts';
+import { ImprovType, improvPacket, setHubPacket } from '../../server/web/improv.ts';
 import { launchChromium } from '../harness/index.ts';
 
+const str8 = (t: string): number[] => {
+  const b = [...Buffer.from(t, 'utf8')];
+  return [b.length, ...b];
+};
 const RESULTS = join(process.cwd(), 'test-results');
 const WAIT_MS = 30_000;
 const IMAGE = Buffer.from(Array.from({ length: 5000 }, (_, i) => (i * 7) & 0xff));
@@ -166,6 +171,68 @@ describe('Add a board page in Chromium', () => {
     expect(await page.isDisabled('#send-hub')).toBe(true);
     await page.waitForSelector('esp-web-install-button[install-unsupported]', { timeout: WAIT_MS });
     await page.close();
+  });
+});
+
+describe('sending the hub URL over Improv (Web Serial stubbed with a board that answers)', () => {
+  it('writes SET_HUB with this hub URL, shows the board it names, and highlights it when it enrolls', async () => {
+    const hw = 'esp32-0c0c0c0c0c0c';
+    // The board's RPC result for 0x80: command, data length, hub page URL, hardware id.
+    const strings = [...str8(`${base}/#/device/${hw}`), ...str8(hw)];
+    const fixed = improvPacket(ImprovType.RPC_RESULT, Uint8Array.from([0x80, strings.length, ...strings]));
+    const context = await browser.newContext();
+    await context.addInitScript(
+      (reply: number[]) => {
+        const w = window as unknown as { written: number[] };
+        w.written = [];
+        const port = {
+          open: () => Promise.resolve(),
+          close: () => Promise.resolve(),
+          writable: new WritableStream<Uint8Array>({
+            write(chunk) {
+              w.written.push(...chunk);
+            },
+          }),
+          readable: new ReadableStream<Uint8Array>({
+            start(controller) {
+              controller.enqueue(new TextEncoder().encode('I (812) boot: log noise\r\n'));
+              controller.enqueue(Uint8Array.from(reply));
+            },
+          }),
+        };
+        Object.defineProperty(navigator, 'serial', {
+          configurable: true,
+          value: {
+            requestPort: () => Promise.resolve(port),
+            getPorts: () => Promise.resolve([]),
+            addEventListener: () => undefined,
+          },
+        });
+      },
+      [...fixed],
+    );
+    const page = await context.newPage();
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    await page.goto(`${base}/#/add-board`);
+    await page.fill('#fleet-secret', 'fleet-s3cret');
+    await page.click('#send-hub');
+    await page.waitForSelector('#hub-status[data-kind="ok"]', { timeout: WAIT_MS });
+    expect(await page.textContent('#hub-status')).toContain(hw);
+    const written = await page.evaluate(() => (window as unknown as { written: number[] }).written);
+    expect(Buffer.from(written).toString('hex')).toBe(
+      `${Buffer.from(setHubPacket(`ws://127.0.0.1:${port}`, 'fleet-s3cret')).toString('hex')}0a`,
+    );
+    const controller = new AbortController();
+    const r = enrollBoard({
+      url: `ws://127.0.0.1:${port}/v1/enroll`,
+      hardwareId: hw,
+      backoff: { minMs: 50, maxMs: 200 },
+      signal: controller.signal,
+    });
+    await page.waitForSelector(`[data-hardware-id="${hw}"].highlight`, { timeout: WAIT_MS });
+    await page.click(`[data-hardware-id="${hw}"] button.reject`);
+    expect((await r).outcome).toBe('rejected');
+    await context.close();
   });
 });
 
