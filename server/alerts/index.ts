@@ -186,7 +186,9 @@ export function createAlerts(opts: AlertsOptions): Alerts {
           webhook: config.webhook ? new URL(config.webhook.url).origin : null,
           mqtt: mqtt !== null,
         },
-        'alerts on',
+        config.offline || config.rules.length > 0
+          ? 'alerts on'
+          : 'alerts off (ALERT_OFFLINE_AFTER_SEC=0, no ALERT_RULES_FILE)',
       );
     },
     async stop(graceMs = 2000) {
