@@ -266,6 +266,45 @@ describe('enrollment with operator approval (CLI)', () => {
     await streamUntilStored(hub, port, 'greenhouse-7', r2.token);
   });
 
+  it('a pending request from a new key replaces the old one; after CONFIRM a new key needs approval again', async () => {
+    const hw = 'esp32-121212121212';
+    const older = new WebSocket(url, ENROLL_SUBPROTOCOL);
+    const olderClosed = new Promise<number>((resolve) => older.once('close', (code) => resolve(code)));
+    const olderPending = new Promise<EnrollMessage>((resolve) =>
+      older.once('message', (d) => resolve(decodeEnrollFrame(d as Buffer))),
+    );
+    older.on('open', () => older.send(enrollFrame(hw, key(0x61))));
+    expect(await olderPending).toMatchObject({ type: 'enroll_status', status: 0 });
+    const newer = enrollBoard({ url, hardwareId: hw, enrollKey: key(0x62), backoff: FAST });
+    expect(await olderClosed).toBe(4001);
+    const list = JSON.parse((await runCli(['devices', 'pending', '--json', '--data-dir', dataDir])).stdout) as {
+      requests: { hardwareId: string; keyFingerprint: string }[];
+    };
+    expect(list.requests.filter((r) => r.hardwareId === hw)).toHaveLength(1);
+    expect((await runCli(['devices', 'approve', hw, '--data-dir', dataDir])).code).toBe(0);
+    const first = await newer;
+    if (first.outcome !== 'approved') throw new Error(`expected approved, got ${first.outcome}`);
+    secrets.add(first.token);
+    await waitFor(
+      'delivered',
+      async () => !(await runCli(['devices', 'pending', '--json', '--data-dir', dataDir])).stdout.includes(hw),
+    );
+
+    // A factory-reset board (new key) asks again: pending, and approving it rotates the same device.
+    const again = enrollBoard({ url, hardwareId: hw, enrollKey: key(0x63), backoff: FAST });
+    await waitFor('pending again', async () =>
+      (await runCli(['devices', 'pending', '--json', '--data-dir', dataDir])).stdout.includes(hw),
+    );
+    expect((await runCli(['devices', 'approve', hw, '--data-dir', dataDir])).code).toBe(0);
+    const second = await again;
+    if (second.outcome !== 'approved') throw new Error(`expected approved, got ${second.outcome}`);
+    secrets.add(second.token);
+    expect(second.deviceId).toBe(hw);
+    const registry = hub.context().registry;
+    await waitFor('old token invalid', () => registry?.authenticate(first.token) === null);
+    expect(registry?.authenticate(second.token)).toBe(hw);
+  });
+
   it('refuses Origin (403), a wrong subprotocol (400) and device frames on /v1/enroll', async () => {
     const origin = await rawClient(url, [], { headers: { Origin: 'http://evil.example' } });
     expect(origin.status).toBe(403);
@@ -458,7 +497,7 @@ describe('the hub log', () => {
     expect(all).toContain('enrollment refused: wrong fleet secret');
     expect(secrets.size).toBeGreaterThan(4);
     for (const s of secrets) expect(all, 'a secret is in the log').not.toContain(s);
-    for (const b of [0x11, 0x22, 0x33, 0x44, 0x55, 5, 7, 9]) {
+    for (const b of [0x11, 0x22, 0x33, 0x44, 0x55, 0x61, 0x62, 0x63, 5, 7, 9]) {
       const hex = Buffer.from(key(b)).toString('hex');
       expect(all).not.toContain(hex);
       expect(all).not.toContain(Buffer.from(key(b)).toString('base64'));
