@@ -55,9 +55,11 @@ export const ALERTS: AlertSpec[] = [
   {
     uid: 'esp32hub-device-offline',
     title: 'Device offline',
-    query: 'SELECT last("state_code") FROM "device_status" WHERE $timeFilter GROUP BY "device"',
-    windowSec: 120,
-    reducer: 'last',
+    // The highest presence any hub instance reported in the last 30 s: with several instances, one
+    // that holds the device's session says online while the others say offline.
+    query: 'SELECT max("state_code") FROM "device_status" WHERE $timeFilter GROUP BY "device"',
+    windowSec: 30,
+    reducer: 'max',
     evaluator: 'lt',
     threshold: 0.5,
     for: '2m',
@@ -65,7 +67,7 @@ export const ALERTS: AlertSpec[] = [
     noData: 'OK',
     summary: 'Device {{ $labels.device }} is offline',
     description:
-      'The hub has had no session with {{ $labels.device }} for at least 2 minutes (device_status.state_code = 0). ' +
+      'No hub instance has had a session with {{ $labels.device }} for about 2.5 minutes (device_status.state_code = 0). ' +
       'Check its power and Wi-Fi; its outbox keeps what it samples meanwhile.',
     severity: 'warning',
   },

@@ -225,8 +225,18 @@ describe('provisioned Grafana alert rules against the hub-loaded InfluxDB', () =
         Number(stats[0]?.values[0]?.[1] ?? 0) >= 3
       );
     });
+    // A second hub instance, without the steady board's session, reports it offline (device_status
+    // has no hub tag): the board is still online for the offline rule, as the instance holding its
+    // session says.
+    const otherAt = Date.now();
+    const other = await fetch(`${influx.engineUrl}/write?db=${influx.bucket}&precision=ms`, {
+      method: 'POST',
+      body: `device_status,device=${ids.steady} state_code=0,gaps_total=0,errors_total=0 ${otherAt}`,
+    });
+    expect(other.status).toBe(204);
     for (const rule of rules) {
-      const result = await evaluate(influx, rule);
+      // Evaluated right after that point: it is the newest status of the steady board.
+      const result = await evaluate(influx, rule, otherAt + 1);
       expect(result.firing, `${rule.title}: ${JSON.stringify(result.values)}`).toEqual([]);
       // The hub's own series exist, so none of the rules reads "no data" as an alert.
       if (rule.noDataState === 'Alerting') expect(result.noData, rule.title).toBe(false);
