@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { decodeFrame, encodeFrame, type Message, SUBPROTOCOL } from '../../server/codec/index.ts';
 import { type InfluxServer, startInflux, tempDir } from '../harness/index.ts';
-import { buildHostDevice } from './host-device-build.ts';
+import { buildHostDevice, encodeRecord, RecordReader } from './host-device-build.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';
 
 const ADMIN = 'e2e-admin-token-0123456789abcdef0123456789';
@@ -37,7 +37,7 @@ class BridgedDevice {
   private ws: WebSocket | null = null;
   private wsGen = 0;
   private closedByDevice = new Set<number>();
-  private buf = Buffer.alloc(0);
+  private readonly records = new RecordReader((type, payload) => this.onRecord(type, payload));
   private stderr = '';
   readonly exited: Promise<number | null>;
   private dead = false;
@@ -49,7 +49,7 @@ class BridgedDevice {
     private readonly token: string,
   ) {
     this.proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.proc.stdout?.on('data', (d: Buffer) => this.onData(d));
+    this.proc.stdout?.on('data', (d: Buffer) => this.records.push(d));
     this.proc.stderr?.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-20_000);
     });
@@ -76,10 +76,7 @@ class BridgedDevice {
 
   write(type: string, payload: Uint8Array = new Uint8Array(0)): void {
     if (this.dead) return;
-    const head = Buffer.alloc(5);
-    head.write(type, 0, 'latin1');
-    head.writeUInt32LE(payload.length, 1);
-    this.proc.stdin?.write(Buffer.concat([head, payload]));
+    this.proc.stdin?.write(encodeRecord(type, payload));
   }
 
   /** Hands the device a frame as if the hub had sent it. */
@@ -121,18 +118,6 @@ class BridgedDevice {
     await this.exited;
     clearTimeout(timer);
     this.ws?.terminate();
-  }
-
-  private onData(d: Buffer): void {
-    this.buf = Buffer.concat([this.buf, d]);
-    while (this.buf.length >= 5) {
-      const len = this.buf.readUInt32LE(1);
-      if (this.buf.length < 5 + len) break;
-      const type = String.fromCharCode(this.buf[0] as number);
-      const payload = this.buf.subarray(5, 5 + len);
-      this.buf = this.buf.subarray(5 + len);
-      this.onRecord(type, Buffer.from(payload));
-    }
   }
 
   private onRecord(type: string, payload: Buffer): void {

@@ -21,7 +21,7 @@ import {
   setHubPacket,
 } from '../../server/web/improv.ts';
 import { type TempDir, tempDir } from '../harness/index.ts';
-import { buildHostDevice } from './host-device-build.ts';
+import { buildHostDevice, encodeRecord, RecordReader } from './host-device-build.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';
 import { runCli } from './registry-cli.ts';
 
@@ -53,13 +53,13 @@ class FleetBoard {
   private serial: Uint8Array = new Uint8Array(0);
   private readonly proc: ChildProcess;
   private ws: WebSocket | null = null;
-  private buf = Buffer.alloc(0);
+  private readonly records = new RecordReader((type, payload) => this.onRecord(type, payload));
   private stderr = '';
   readonly exited: Promise<number | null>;
 
   constructor(bin: string, args: string[]) {
     this.proc = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.proc.stdout?.on('data', (d: Buffer) => this.onData(d));
+    this.proc.stdout?.on('data', (d: Buffer) => this.records.push(d));
     this.proc.stderr?.on('data', (d: Buffer) => {
       this.stderr = (this.stderr + d.toString()).slice(-20_000);
     });
@@ -72,27 +72,12 @@ class FleetBoard {
   }
 
   record(type: string, payload: Uint8Array = new Uint8Array(0)): void {
-    const head = Buffer.alloc(5);
-    head.write(type, 0, 'latin1');
-    head.writeUInt32LE(payload.length, 1);
-    this.proc.stdin?.write(Buffer.concat([head, Buffer.from(payload)]));
+    this.proc.stdin?.write(encodeRecord(type, payload));
   }
 
   /** Bytes to the board's serial port (what a browser or ESP Web Tools would write). */
   serialWrite(bytes: Uint8Array): void {
     this.record('I', Uint8Array.from([...bytes, 0x0a]));
-  }
-
-  private onData(d: Buffer): void {
-    this.buf = Buffer.concat([this.buf, d]);
-    while (this.buf.length >= 5) {
-      const len = this.buf.readUInt32LE(1);
-      if (this.buf.length < 5 + len) break;
-      const type = String.fromCharCode(this.buf[0] as number);
-      const payload = this.buf.subarray(5, 5 + len);
-      this.buf = this.buf.subarray(5 + len);
-      this.onRecord(type, Buffer.from(payload));
-    }
   }
 
   private onRecord(type: string, payload: Buffer): void {

@@ -22,3 +22,28 @@ export function buildHostDevice(): string {
   if (r.status !== 0) throw new Error(`host build failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   return bin;
 }
+
+/** host_device's records (1 byte type, u32 little-endian length, payload): one record's bytes. */
+export function encodeRecord(type: string, payload: Uint8Array = new Uint8Array(0)): Buffer {
+  const head = Buffer.alloc(5);
+  head.write(type, 0, 'latin1');
+  head.writeUInt32LE(payload.length, 1);
+  return Buffer.concat([head, payload]);
+}
+
+/** Splits host_device's stdout into records as the bytes arrive. */
+export class RecordReader {
+  private buf = Buffer.alloc(0);
+  constructor(private readonly onRecord: (type: string, payload: Buffer) => void) {}
+  push(d: Buffer): void {
+    this.buf = Buffer.concat([this.buf, d]);
+    while (this.buf.length >= 5) {
+      const len = this.buf.readUInt32LE(1);
+      if (this.buf.length < 5 + len) break;
+      const type = String.fromCharCode(this.buf[0] as number);
+      const payload = Buffer.from(this.buf.subarray(5, 5 + len));
+      this.buf = this.buf.subarray(5 + len);
+      this.onRecord(type, payload);
+    }
+  }
+}
