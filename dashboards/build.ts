@@ -129,16 +129,16 @@ function link(title: string, tag: string) {
     .url('');
 }
 
-/**
- * A data link to one device's dashboard. `value` is Grafana's expression for the device id in the
- * clicked item: `${__field.labels.device}` for a series, `${__data.fields.device}` for a table row.
- */
 /** Grafana's data-link variables: the device of a table row, and the `device` label of a series. */
 // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a JS template
 export const ROW_DEVICE = '${__data.fields.device}';
 // biome-ignore lint/suspicious/noTemplateCurlyInString: Grafana's own variable syntax, not a JS template
 export const SERIES_DEVICE = '${__field.labels.device}';
 
+/**
+ * A data link to one device's dashboard, keeping the time range. `value` is Grafana's expression for
+ * the device id in the clicked item: SERIES_DEVICE for a series, ROW_DEVICE for a table row.
+ */
 export function deviceLink(value: string) {
   return {
     title: 'Open the device dashboard',

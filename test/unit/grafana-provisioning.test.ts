@@ -239,8 +239,8 @@ describe('Grafana alerting provisioning', () => {
     expect(cp.name).toBe(CONTACT_POINT);
     const byType = Object.fromEntries((cp.receivers as Json[]).map((r) => [r.type, r]));
     expect(Object.keys(byType).sort()).toEqual(['email', 'webhook']);
-    expect((byType.webhook?.settings as Json).url).toBe(interpolated('GRAFANA_ALERT_WEBHOOK_URL'));
-    expect((byType.email?.settings as Json).addresses).toBe(interpolated('GRAFANA_ALERT_EMAIL'));
+    expect(((byType.webhook?.settings ?? {}) as Json).url).toBe(interpolated('GRAFANA_ALERT_WEBHOOK_URL'));
+    expect(((byType.email?.settings ?? {}) as Json).addresses).toBe(interpolated('GRAFANA_ALERT_EMAIL'));
     for (const r of cp.receivers as Json[]) expect(r.uid).toMatch(/^[a-zA-Z0-9_-]{1,40}$/);
     const [policy] = policyDoc.policies;
     expect(policy.receiver).toBe(cp.name);
@@ -352,7 +352,7 @@ describe('Grafana dashboards: units, links, stale values, bool channels', () => 
       expect(last).not.toMatch(/now\(\)/);
       expect(p.transformations).toEqual([{ id: 'merge', options: {} }]);
       const currentOverride = overrides(p).find((o) => (o.matcher as Json).options === 'current');
-      const mappings = (currentOverride?.properties as Json[])[0]?.value as Json[];
+      const mappings = ((currentOverride?.properties ?? []) as Json[])[0]?.value as Json[];
       expect(mappings).toEqual([
         { type: 'special', options: { match: 'null+nan', result: { text: 'stale', color: 'orange', index: 0 } } },
       ]);
