@@ -6,17 +6,53 @@
 #include "secrets.h"
 #endif
 
+// One image for the whole fleet: nothing here is required. Wi-Fi, the hub URL, the device id and token
+// live in NVS and are set at run time (Improv Serial, enrollment; docs/provisioning.md). Values set here
+// are developer defaults, used only while NVS lacks them (ConfigStore::applyBuildDefaults).
 #ifndef HUB_WIFI_SSID
-#error "HUB_WIFI_SSID is not set: copy include/secrets.example.h to include/secrets.h or pass -D HUB_WIFI_SSID=..."
+#define HUB_WIFI_SSID ""
 #endif
 #ifndef HUB_WIFI_PASSWORD
 #define HUB_WIFI_PASSWORD ""
 #endif
+// The hub: HUB_URL ("ws://192.168.1.10:8080"), or the older HUB_HOST / HUB_PORT / HUB_PATH / HUB_TLS.
+#ifndef HUB_URL
+#define HUB_URL ""
+#endif
 #ifndef HUB_HOST
-#error "HUB_HOST is not set (include/secrets.h or -D HUB_HOST=...)"
+#define HUB_HOST ""
 #endif
 #ifndef HUB_DEVICE_TOKEN
-#error "HUB_DEVICE_TOKEN is not set: create it with `npm run hub -- devices add <id>`"
+#define HUB_DEVICE_TOKEN ""
+#endif
+// The fleet enrollment secret (the hub's ENROLL_FLEET_SECRET): boards that send it are approved at once.
+#ifndef HUB_FLEET_SECRET
+#define HUB_FLEET_SECRET ""
+#endif
+// Factory reset: hold this button (active low; GPIO 0 is the BOOT button of DevKits, GPIO 9 on the C3)
+// for HUB_RESET_HOLD_MS, at start or at any time.
+#ifndef HUB_RESET_PIN
+#if CONFIG_IDF_TARGET_ESP32C3
+#define HUB_RESET_PIN 9
+#else
+#define HUB_RESET_PIN 0
+#endif
+#endif
+#ifndef HUB_RESET_HOLD_MS
+#define HUB_RESET_HOLD_MS 5000
+#endif
+// New settings over Improv are applied by a restart this long after the last one (Wi-Fi and hub URL
+// usually come one after the other).
+// The model string of ENROLL [PROTO-8.2.1] and Improv's device information.
+#ifndef HUB_CHIP_MODEL
+#if CONFIG_IDF_TARGET_ESP32C3
+#define HUB_CHIP_MODEL "esp32-c3"
+#else
+#define HUB_CHIP_MODEL "esp32"
+#endif
+#endif
+#ifndef HUB_APPLY_DELAY_MS
+#define HUB_APPLY_DELAY_MS 3000
 #endif
 #ifndef HUB_PORT
 #define HUB_PORT 8080

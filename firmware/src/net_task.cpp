@@ -1,11 +1,10 @@
 #include "net_task.h"
 
 #include <Arduino.h>
-#include <hub_session.h>
 #include <string.h>
 
-bool NetTask::begin(const HubLink::Options& options, esp32hub::Session& session) {
-  session_ = &session;
+bool NetTask::begin(const HubLink::Options& options, esp32hub::TransportListener& listener) {
+  session_ = &listener;
   up_ = xQueueCreate(kUpDepth, sizeof(UpItem));
   down_ = xQueueCreate(kDownDepth, sizeof(DownItem));
   if (up_ == nullptr || down_ == nullptr) return false;

@@ -25,10 +25,6 @@ using HubLink = MqttTransport;  // [PROTO-1.6]
 using HubLink = WsTransport;
 #endif
 
-namespace esp32hub {
-class Session;
-}
-
 class NetTask : public esp32hub::Transport, private HubLink::Listener {
  public:
   static constexpr size_t kUpFrameBytes = 1024;    // the largest uplink frame (the outbox's limit)
@@ -36,8 +32,11 @@ class NetTask : public esp32hub::Transport, private HubLink::Listener {
   static constexpr uint8_t kUpDepth = 12;          // ≥ maxInFlight (8) + HELLO, DESCRIPTORS, RESULTs
   static constexpr uint8_t kDownDepth = 4;
 
-  /** Creates the queues and starts the task (priority 1, 12 KiB stack: mbedTLS needs it). */
-  bool begin(const HubLink::Options& options, esp32hub::Session& session);
+  /**
+   * Creates the queues and starts the task (priority 1, 12 KiB stack: mbedTLS needs it). `listener` is
+   * the Session (/v1/device) or the EnrollClient (/v1/enroll).
+   */
+  bool begin(const HubLink::Options& options, esp32hub::TransportListener& listener);
   void open() override;
   void close() override;
   bool send(const uint8_t* frame, size_t len) override;
@@ -68,7 +67,7 @@ class NetTask : public esp32hub::Transport, private HubLink::Listener {
   void onLinkMessage(const uint8_t* frame, size_t len) override { report(kMessage, frame, len); }
 
   HubLink ws_;  // WsTransport, or MqttTransport with HUB_TRANSPORT_MQTT
-  esp32hub::Session* session_ = nullptr;
+  esp32hub::TransportListener* session_ = nullptr;
   QueueHandle_t up_ = nullptr;
   QueueHandle_t down_ = nullptr;
   uint32_t generation_ = 0;      // main loop: the connection the session wants

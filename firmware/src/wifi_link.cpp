@@ -14,6 +14,7 @@ std::atomic<bool> lost{false};
 void WifiLink::begin(const char* ssid, const char* password, const char* hostname) {
   ssid_ = ssid;
   password_ = password;
+  begun_ = true;
   WiFi.onEvent([](WiFiEvent_t, WiFiEventInfo_t) { gotIp = true; }, ARDUINO_EVENT_WIFI_STA_GOT_IP);
   WiFi.onEvent(
       [](WiFiEvent_t, WiFiEventInfo_t) {
@@ -47,6 +48,17 @@ void WifiLink::loop(uint64_t nowMs, uint32_t random32) {
     WiFi.disconnect();
     WiFi.begin(ssid_, password_);
   }
+}
+
+void WifiLink::join(const char* ssid, const char* password) {
+  ssid_ = ssid;
+  password_ = password;
+  backoff_.reset();
+  nextAttemptAt_ = 0;
+  lost = false;
+  WiFi.disconnect();
+  WiFi.begin(ssid_, password_);
+  Serial.printf("[wifi] connecting to %s\n", ssid_);
 }
 
 bool WifiLink::up() const { return gotIp; }

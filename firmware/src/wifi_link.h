@@ -8,6 +8,10 @@
 class WifiLink {
  public:
   void begin(const char* ssid, const char* password, const char* hostname);
+  /** Switches to another network (Improv provisioning); `begin` must have run. Strings must stay valid. */
+  void join(const char* ssid, const char* password);
+  /** `begin` has run (a board without Wi-Fi settings leaves the radio off until Improv sends some). */
+  bool begun() const { return begun_; }
   /** Call from loop(): retries the association when it was lost. */
   void loop(uint64_t nowMs, uint32_t random32);
   /** Associated and holding an IP address. */
@@ -20,4 +24,5 @@ class WifiLink {
   esp32hub::Backoff backoff_;
   uint64_t nextAttemptAt_ = 0;
   bool wasUp_ = false;
+  bool begun_ = false;
 };

@@ -6,6 +6,7 @@ bool WsTransport::begin(const Options& options, Listener& listener) {
   options_ = options;
   listener_ = &listener;
   authorization_ = String("Bearer ") + options.token;
+  const char* protocol = options_.subprotocol != nullptr ? options_.subprotocol : esp32hub::kSubprotocol;
   if (options_.tls) {
     if (options_.caCert == nullptr || options_.caCert[0] == '\0') {
       // With no CA the library would call setInsecure() and accept any certificate. Never connect so.
@@ -13,11 +14,13 @@ bool WsTransport::begin(const Options& options, Listener& listener) {
       tlsWithoutCa_ = true;
       return true;
     }
-    ws_.beginSslWithCA(options_.host, options_.port, options_.path, options_.caCert, esp32hub::kSubprotocol);
+    ws_.beginSslWithCA(options_.host, options_.port, options_.path, options_.caCert, protocol);
   } else {
-    ws_.begin(options_.host, options_.port, options_.path, esp32hub::kSubprotocol);
+    ws_.begin(options_.host, options_.port, options_.path, protocol);
   }
-  ws_.setAuthorization(authorization_.c_str());  // sent verbatim: "Authorization: Bearer <token>"
+  if (options_.token != nullptr && options_.token[0] != '\0') {
+    ws_.setAuthorization(authorization_.c_str());  // sent verbatim: "Authorization: Bearer <token>"
+  }
   ws_.setExtraHeaders("");                       // no "Origin: file://": a device is not a browser
   ws_.setReconnectInterval(0);                   // attempt as soon as loop() runs; the session paces attempts
   ws_.enableHeartbeat(options_.pingIntervalMs, options_.pongTimeoutMs, options_.missedPongs);

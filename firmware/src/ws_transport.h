@@ -1,6 +1,7 @@
 // esp32hub::Transport over Links2004/arduinoWebSockets: one binary message per frame [PROTO-1.3],
 // subprotocol esp32hub.v1 [PROTO-1.1], "Authorization: Bearer <token>" [PROTO-1.2], ping/pong heartbeat
-// [PROTO-1.5], wss:// only with a CA certificate.
+// [PROTO-1.5], wss:// only with a CA certificate. The same transport carries enrollment [PROTO-8.1]:
+// path /v1/enroll, subprotocol esp32hub.enroll.v1, no Authorization header (empty token).
 //
 // It runs inside the network task (net_task.h): begin(), open(), close(), send() and loop() are only
 // ever called there, and it reports to a Listener there; the session never calls it directly.
@@ -32,7 +33,8 @@ class WsTransport {
     const char* path;
     bool tls;
     const char* caCert;  // PEM; required when tls
-    const char* token;
+    const char* token;   // "": no Authorization header (enrollment)
+    const char* subprotocol;
     uint32_t pingIntervalMs;
     uint32_t pongTimeoutMs;
     uint8_t missedPongs;

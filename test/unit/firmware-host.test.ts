@@ -203,11 +203,12 @@ describe('firmware host tests (C++ core built with g++)', () => {
     300_000,
   );
 
-  it('the Arduino layer (src/) compiles against API stubs in 5 build configurations (one over MQTT); wss:// without a CA does not', () => {
+  it('the Arduino layer (src/) compiles against API stubs in 6 build configurations (one over MQTT, one with nothing compiled in: the fleet image); wss:// without a CA does not', () => {
     // firmware/test/arduino_stubs/README.md: a syntax and type check, not an ESP32 build.
     const { output } = make('arduino-check');
     if (output !== '') expect(output).not.toMatch(/ARDUINO-CHECK FAIL/);
     if (output !== '') expect(output).toMatch(/ARDUINO-CHECK OK config_mqtt\.h/);
+    if (output !== '') expect(output).toMatch(/ARDUINO-CHECK OK config_fleet\.h/);
   }, 300_000);
 
   it("drift check: the C++ frame-error table equals server/errors.ts's frame layer", () => {
