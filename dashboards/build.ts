@@ -415,7 +415,7 @@ export function deviceDetail() {
   const perUnit = (refId: string, fn: string) =>
     q(
       refId,
-      `SELECT ${fn}("value") FROM "telemetry" ${device} AND "unit" = '$unit' AND $timeFilter GROUP BY time($__interval), "channel", "unit" fill(null)`,
+      `SELECT ${fn}("value") FROM "telemetry" ${device} AND "unit" =~ /^$unit$/ AND $timeFilter GROUP BY time($__interval), "channel", "unit" fill(null)`,
     ).alias(`$tag_channel ${fn} [$tag_unit]`);
   const channels = unitOverrides(
     seriesPanel(
