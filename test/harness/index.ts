@@ -34,3 +34,4 @@ export {
   waitForReady,
 } from './process.ts';
 export { type TempDir, tempDir } from './temp.ts';
+export { until, untilValue } from './until.ts';

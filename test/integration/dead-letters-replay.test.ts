@@ -9,7 +9,7 @@
  * reading into InfluxDB with its exact value and timestamp and empties the store.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InfluxServer, startInflux } from '../harness/index.ts';
+import { type InfluxServer, influxEnv, startInflux, untilValue } from '../harness/index.ts';
 import {
   expectedReadings,
   startTestHub,
@@ -49,10 +49,7 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
   beforeAll(async () => {
     influx = await startInflux({ bucket: 'dead_letters' });
     h = await startTestHub({
-      INFLUX_URL: influx.url,
-      INFLUX_TOKEN: influx.token,
-      INFLUX_ORG: influx.org,
-      INFLUX_BUCKET: influx.bucket,
+      ...influxEnv(influx),
       INFLUX_FLUSH_INTERVAL_MS: '50',
       INFLUX_MAX_RETRY_DELAY_MS: '500',
       INFLUX_STATS_INTERVAL_MS: '0',
@@ -77,16 +74,6 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
     return { status: res.status, json: (await res.json()) as Record<string, unknown> };
   };
   const totals = async () => (await api('GET', '/api/admin/dead-letters')).json.totals as Totals;
-
-  async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const v = await get();
-      if (ok(v)) return v;
-      if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 
   const numericRows = async (db: string) =>
     (await influx.influxQL(`SELECT "value" FROM telemetry WHERE device = 'esp-dl' AND "value" > -1000`, { db })).rows
@@ -116,7 +103,7 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
 
     // Every numeric reading is dead-lettered with the engine's reason; the booleans are stored.
     const all = FRAMES * NUMERIC_PER_FRAME;
-    await until(totals, (t) => t.lines === all, 'all numeric readings dead-lettered');
+    await untilValue(totals, (t) => t.lines === all, 'all numeric readings dead-lettered');
     const list = (await api('GET', '/api/admin/dead-letters?reason=field%20type%20conflict&limit=1000&lines=1000'))
       .json;
     const records = list.records as View[];
@@ -149,10 +136,7 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
     await influx.influxQL(`CREATE DATABASE "${FRESH_DB}"`);
     const env = {
       HUB_DATA_DIR: h.dir.path,
-      INFLUX_URL: influx.url,
-      INFLUX_TOKEN: influx.token,
-      INFLUX_ORG: influx.org,
-      INFLUX_BUCKET: influx.bucket,
+      ...influxEnv(influx),
     };
     const listed = await runCli(['dead-letters', 'list', '--json', '--limit', '1000'], env);
     expect(listed.code, listed.stderr).toBe(0);

@@ -5,7 +5,7 @@
  * does not stop ACKs and loses nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InfluxServer, startInflux } from '../harness/index.ts';
+import { type InfluxServer, influxEnv, startInflux, untilValue } from '../harness/index.ts';
 import {
   expectedReadings,
   startTestHub,
@@ -25,10 +25,7 @@ describe('ingest into a real InfluxDB', () => {
   beforeAll(async () => {
     influx = await startInflux({ bucket: 'ingest' });
     h = await startTestHub({
-      INFLUX_URL: influx.url,
-      INFLUX_TOKEN: influx.token,
-      INFLUX_ORG: influx.org,
-      INFLUX_BUCKET: influx.bucket,
+      ...influxEnv(influx),
       INFLUX_FLUSH_INTERVAL_MS: '50',
       INFLUX_MAX_RETRY_DELAY_MS: '500',
       INFLUX_STATS_INTERVAL_MS: '0',
@@ -49,16 +46,6 @@ describe('ingest into a real InfluxDB', () => {
       value: (r.state ?? r.value) as number | boolean,
     }));
 
-  async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, what: string): Promise<T> {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const v = await get();
-      if (ok(v)) return v;
-      if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
   const sortRows = <T extends { timeMs: number; channel: string }>(rs: T[]) =>
     [...rs].sort((a, b) => a.timeMs - b.timeMs || a.channel.localeCompare(b.channel));
 
@@ -76,7 +63,7 @@ describe('ingest into a real InfluxDB', () => {
       expected.push(...expectedReadings(s, base + s * 10_000).map((r) => ({ ...r, unit: unitOf(r.channel) })));
     }
     await d.ackOf(1, N);
-    const got = await until(
+    const got = await untilValue(
       () => rows('esp-influx'),
       (r) => r.length >= expected.length,
       'points in InfluxDB',
@@ -101,7 +88,7 @@ describe('ingest into a real InfluxDB', () => {
     for (let s = 30; s <= 40; s++) d.send(telemetry(1, s, base + s * 10_000));
     d.send(telemetry(1, 41, Date.now() - 60_000));
     await d.ackOf(1, 41);
-    const after = await until(
+    const after = await untilValue(
       () => rows('esp-influx'),
       (r) => r.length >= before.length + 12,
       'frame 41',
@@ -122,18 +109,18 @@ describe('ingest into a real InfluxDB', () => {
     await d.ackOf(7, 30); // stored durably in the local log; InfluxDB is unreachable
     // The forwarder has met the outage (a failed write) and the frames wait in the local log. Waited
     // for, not sampled once: the gauges refresh on their own timer.
-    await until(
+    await untilValue(
       () => h.metricValue('hub_forwarder_write_failures_total'),
       (n) => n > 0,
       'a failed write while InfluxDB is down',
     );
-    await until(
+    await untilValue(
       () => h.metricValue('hub_local_log_unforwarded_frames'),
       (n) => n > 0,
       'unforwarded frames in the local log',
     );
     await influx.startEngine();
-    const got = await until(
+    const got = await untilValue(
       () => rows(id),
       (r) => r.length >= 30 * 12,
       'backlog drained',

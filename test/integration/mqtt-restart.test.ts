@@ -12,7 +12,7 @@ import { encodeFrame, ValueType } from '../../server/codec/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { openDeviceRegistry } from '../../server/registry/index.ts';
 import { INFLIGHT_MAX_BYTES } from '../../server/transport/inflight-budget.ts';
-import { type MosquittoServer, startMosquitto, type TempDir, tempDir } from '../harness/index.ts';
+import { type MosquittoServer, startMosquitto, type TempDir, tempDir, until } from '../harness/index.ts';
 import { freePort } from '../harness/ports.ts';
 import { expectedReadings, startTestHub, TEST_HASH, type TestHub, telemetry } from './ingest-device-client.ts';
 import { MqttTestDevice } from './mqtt-device-client.ts';
@@ -20,16 +20,6 @@ import { MqttTestDevice } from './mqtt-device-client.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const HUB_USER = 'hub';
 const HUB_PASSWORD = 'hub-broker-password-2';
-
-async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 30_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function simplify(rs: { timeMs: number; channel: string; value: number | boolean }[]) {
   return rs

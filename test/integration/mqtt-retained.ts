@@ -32,15 +32,8 @@ export async function readRetained(
   }
 }
 
-export async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Re-exported for the MQTT tests that import it from here. */
+export { until } from '../harness/until.ts';
 
 /**
  * A plain mqtt.js connection as the publisher the bridge and discovery take (the hub passes its own

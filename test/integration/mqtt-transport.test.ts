@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configFrom } from '../../server/config/index.ts';
-import { type MosquittoServer, startMosquitto } from '../harness/index.ts';
+import { type MosquittoServer, startMosquitto, until } from '../harness/index.ts';
 import { expectedReadings, startTestHub, type TestHub, telemetry } from './ingest-device-client.ts';
 import { MqttTestDevice } from './mqtt-device-client.ts';
 
@@ -19,16 +19,6 @@ function simplify(rs: { timeMs: number; channel: string; value: number | boolean
   return rs
     .map((r) => ({ timeMs: r.timeMs, channel: r.channel, value: r.value }))
     .sort((a, b) => a.timeMs - b.timeMs || a.channel.localeCompare(b.channel));
-}
-
-async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 15_000): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 describe('devices over MQTT (real Mosquitto with dynamic security)', () => {

@@ -20,7 +20,14 @@ import { configFrom } from '../../server/config/index.ts';
 import { ERRORS, type ErrorCode } from '../../server/errors.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
 import { createLogger } from '../../server/log/index.ts';
-import { type InfluxServer, startInflux, type TempDir, tempDir } from '../harness/index.ts';
+import {
+  type InfluxServer,
+  influxEnv,
+  startInflux,
+  type TempDir,
+  tempDir,
+  until as waitUntil,
+} from '../harness/index.ts';
 import { runScript } from './run-script.ts';
 
 const ADMIN = 'sim-it-admin-token-0123456789abcdef0123';
@@ -31,17 +38,8 @@ let hub: Hub;
 let port = 0;
 let tokens: Map<string, string>;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function until(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await pred())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+/** The shared wait with this file's bound: its phases take up to a minute on a loaded machine. */
+const until = (what: string, probe: () => unknown, timeoutMs = 60_000) => waitUntil(what, probe, timeoutMs);
 
 /** `tsx server/cli.ts …`: what `npm run hub -- …` runs. */
 const hubCli = (args: string[]) => runScript('server/cli.ts', args);
@@ -54,10 +52,7 @@ async function startHub(): Promise<void> {
     HUB_LOG_LEVEL: process.env.TEST_HUB_LOG_LEVEL ?? 'silent',
     HUB_ADMIN_TOKEN: ADMIN,
     DEVICE_HEARTBEAT_INTERVAL_SEC: '2',
-    INFLUX_URL: influx.url,
-    INFLUX_TOKEN: influx.token,
-    INFLUX_ORG: influx.org,
-    INFLUX_BUCKET: influx.bucket,
+    ...influxEnv(influx),
     INFLUX_FLUSH_INTERVAL_MS: '100',
     INFLUX_MAX_RETRY_DELAY_MS: '1000',
     INFLUX_STATS_INTERVAL_MS: '0',
