@@ -5,6 +5,7 @@
  * environment over `.env` (or `--env-file <path>` / `ENV_FILE`), so both see the same data directory.
  */
 import { takeEnvFileArg, withEnvFile } from './config/env-file.ts';
+import { FIRMWARE_USAGE, runFirmwareCli } from './enroll/firmware-cli.ts';
 import { DEVICES_USAGE, EXIT, runDevicesCli } from './registry/devices-cli.ts';
 import { DEAD_LETTERS_USAGE, runDeadLettersCli } from './storage/dead-letters-cli.ts';
 
@@ -13,6 +14,7 @@ type Group = (args: string[], io: Parameters<typeof runDevicesCli>[1]) => Promis
 const GROUPS: Record<string, { run: Group; summary: string }> = {
   devices: { run: runDevicesCli, summary: 'add, list, revoke and rotate device tokens' },
   'dead-letters': { run: runDeadLettersCli, summary: 'list, replay and drop lines InfluxDB rejected' },
+  firmware: { run: runFirmwareCli, summary: 'images the Add a board page flashes: add, list, remove' },
 };
 
 const USAGE = `Usage: npm run hub -- [--env-file <path>] <group> <command> [options]
@@ -25,7 +27,8 @@ ${Object.entries(GROUPS)
 Run "npm run hub -- <group> --help" for a group's commands.
 
 ${DEVICES_USAGE}
-${DEAD_LETTERS_USAGE}`;
+${DEAD_LETTERS_USAGE}
+${FIRMWARE_USAGE}`;
 
 const args = takeEnvFileArg(process.argv.slice(2));
 const [groupName, ...rest] = args.rest;

@@ -84,13 +84,26 @@ export interface FirmwareRoutesOptions {
   logger: Logger;
 }
 
-export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions): void {
-  const root = join(o.dataDir, FIRMWARE_DIR);
-  mkdirSync(root, { recursive: true, mode: 0o700 });
-  const logger = o.logger.child({ component: 'firmware' });
-  const noStore = { 'cache-control': 'no-store' };
+/** The uploaded images in `<dataDir>/firmware/`, shared by the routes and the `hub firmware` CLI. */
+export interface FirmwareStore {
+  list(): Promise<FirmwareImage[]>;
+  /** NOT_FOUND for an unknown name. */
+  get(name: string): Promise<FirmwareImage>;
+  /** Stores (or replaces) an image; BAD_REQUEST past the count bound, an empty image or a bad field. */
+  add(
+    name: string,
+    meta: Pick<FirmwareImage, 'version' | 'chipFamily' | 'offset'>,
+    bytes: Buffer,
+  ): Promise<FirmwareImage>;
+  remove(name: string): Promise<void>;
+  imagePath(name: string): string;
+}
 
-  const load = async (name: string): Promise<FirmwareImage> => {
+export function openFirmwareStore(dataDir: string): FirmwareStore {
+  const root = join(dataDir, FIRMWARE_DIR);
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  const get = async (name: string): Promise<FirmwareImage> => {
+    if (!NAME.test(name)) throw new HubError('NOT_FOUND', `no firmware image ${name}`);
     try {
       return JSON.parse(await readFile(join(root, name, 'meta.json'), 'utf8')) as FirmwareImage;
     } catch {
@@ -102,13 +115,61 @@ export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions)
     const images: FirmwareImage[] = [];
     for (const d of names) {
       try {
-        images.push(await load(d.name));
+        images.push(await get(d.name));
       } catch {
         // An upload in progress or a damaged directory: not listed.
       }
     }
     return images.sort((a, b) => (a.uploadedAt < b.uploadedAt ? 1 : -1));
   };
+  return {
+    list,
+    get,
+    async add(name, meta, bytes) {
+      if (!NAME.test(name)) throw new HubError('BAD_REQUEST', 'an image name is 1-48 of a-z 0-9 . _ - (lowercase)');
+      if (!(CHIP_FAMILIES as readonly string[]).includes(meta.chipFamily)) {
+        throw new HubError('BAD_REQUEST', `chipFamily must be one of ${CHIP_FAMILIES.join(', ')}`);
+      }
+      if (!/^[\x20-\x7e]{1,64}$/.test(meta.version))
+        throw new HubError('BAD_REQUEST', 'version: 1-64 printable characters');
+      if (bytes.length === 0) throw new HubError('BAD_REQUEST', 'the image is empty');
+      if (bytes.length > MAX_FIRMWARE_BYTES) {
+        throw new HubError('PAYLOAD_TOO_LARGE', `an image is at most ${MAX_FIRMWARE_BYTES} bytes`);
+      }
+      const existing = await list();
+      if (!existing.some((i) => i.name === name) && existing.length >= MAX_FIRMWARE_IMAGES) {
+        throw new HubError('BAD_REQUEST', `at most ${MAX_FIRMWARE_IMAGES} images are kept: delete one first`);
+      }
+      const dir = join(root, name);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      const image: FirmwareImage = {
+        name,
+        version: meta.version,
+        chipFamily: meta.chipFamily,
+        offset: meta.offset,
+        size: bytes.length,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        uploadedAt: new Date().toISOString(),
+        manifestUrl: `/firmware/${name}/manifest.json`,
+      };
+      await writeAtomic(join(dir, 'image.bin'), bytes);
+      await writeAtomic(join(dir, 'meta.json'), Buffer.from(`${JSON.stringify(image, null, 2)}\n`));
+      return image;
+    },
+    async remove(name) {
+      await get(name);
+      await rm(join(root, name), { recursive: true, force: true });
+    },
+    imagePath: (name) => join(root, name, 'image.bin'),
+  };
+}
+
+export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions): void {
+  const store = openFirmwareStore(o.dataDir);
+  const logger = o.logger.child({ component: 'firmware' });
+  const noStore = { 'cache-control': 'no-store' };
+  const load = store.get;
+  const list = store.list;
 
   router.get('/api/firmware', async () => ({ images: await list() }), {
     guard: o.readGuard,
@@ -123,26 +184,8 @@ export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions)
     async (ctx) => {
       const { name } = ctx.input.params;
       const { version, chipFamily, offset } = ctx.input.query;
-      const existing = await list();
-      if (!existing.some((i) => i.name === name) && existing.length >= MAX_FIRMWARE_IMAGES) {
-        throw new HubError('BAD_REQUEST', `at most ${MAX_FIRMWARE_IMAGES} images are kept: delete one first`);
-      }
-      const { bytes, sha256 } = await readImage(ctx.req);
-      if (bytes.length === 0) throw new HubError('BAD_REQUEST', 'the image is empty');
-      const dir = join(root, name);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      const image: FirmwareImage = {
-        name,
-        version,
-        chipFamily,
-        offset,
-        size: bytes.length,
-        sha256,
-        uploadedAt: new Date().toISOString(),
-        manifestUrl: `/firmware/${name}/manifest.json`,
-      };
-      await writeAtomic(join(dir, 'image.bin'), bytes);
-      await writeAtomic(join(dir, 'meta.json'), Buffer.from(`${JSON.stringify(image, null, 2)}\n`));
+      const { bytes } = await readImage(ctx.req);
+      const image = await store.add(name, { version, chipFamily, offset }, bytes);
       logger.info(
         { name, version, chipFamily, size: bytes.length, remoteAddress: ctx.req.socket.remoteAddress },
         'firmware image uploaded',
@@ -167,8 +210,7 @@ export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions)
     '/api/firmware/:name',
     async (ctx) => {
       const { name } = ctx.input.params;
-      await load(name);
-      await rm(join(root, name), { recursive: true, force: true });
+      await store.remove(name);
       logger.info({ name, remoteAddress: ctx.req.socket.remoteAddress }, 'firmware image deleted');
       return { name };
     },
@@ -197,7 +239,7 @@ export function registerFirmwareRoutes(router: Router, o: FirmwareRoutesOptions)
       await load(name);
       let body: Buffer;
       try {
-        body = await readFile(join(root, name, 'image.bin'));
+        body = await readFile(store.imagePath(name));
       } catch {
         return sendError(ctx.res, new HubError('NOT_FOUND', `no firmware image ${name}`));
       }

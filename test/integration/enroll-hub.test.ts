@@ -6,7 +6,7 @@
 // nor store a reading; the fleet secret auto-approves and a wrong one is refused and counted; the
 // pending bound and the handshake rate limit refuse and count; state survives a hub restart; and no
 // token, secret or enroll key ever appears in the hub's log.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -465,6 +465,52 @@ describe('connection cap and firmware image bounds', () => {
     await new Promise((resolve) => held.once('open', resolve));
     expect((await rawClient(url, [])).status).toBe(503);
     expect(await metric(hub, 'hub_enroll_refused_total', 'reason="AT_CAPACITY"')).toBe(1);
+  });
+
+  it('npm run hub -- firmware add|list|remove: a running hub serves the image and its manifest', async () => {
+    const dataDir = newDataDir();
+    const { port } = await startHub(dataDir);
+    const file = join(dataDir, 'factory.bin');
+    writeFileSync(file, Buffer.alloc(3000, 0x5a));
+    const add = await runCli([
+      'firmware',
+      'add',
+      file,
+      '--name',
+      'fleet',
+      '--version',
+      '2.0.1',
+      '--chip',
+      'ESP32-S3',
+      '--data-dir',
+      dataDir,
+    ]);
+    expect(add.code, add.stderr).toBe(0);
+    const admin = { authorization: `Bearer ${'a'.repeat(40)}` };
+    const manifest = await fetch(`http://127.0.0.1:${port}/firmware/fleet/manifest.json`, { headers: admin });
+    expect(await manifest.json()).toMatchObject({
+      name: 'fleet',
+      version: '2.0.1',
+      builds: [{ chipFamily: 'ESP32-S3', parts: [{ path: 'image.bin', offset: 0 }] }],
+    });
+    expect((await runCli(['firmware', 'list', '--data-dir', dataDir])).stdout).toContain('fleet 2.0.1 · ESP32-S3');
+    const bad = await runCli([
+      'firmware',
+      'add',
+      file,
+      '--name',
+      'x',
+      '--version',
+      '1',
+      '--chip',
+      'Z80',
+      '--data-dir',
+      dataDir,
+    ]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('chipFamily must be one of');
+    expect((await runCli(['firmware', 'remove', 'fleet', '--data-dir', dataDir])).code).toBe(0);
+    expect((await fetch(`http://127.0.0.1:${port}/firmware/fleet/manifest.json`, { headers: admin })).status).toBe(404);
   });
 
   it('an image larger than 8 MiB is refused (413); a bad chip family is 400 naming it', async () => {
