@@ -19,8 +19,13 @@ import * as expr from '@grafana/grafana-foundation-sdk/expr';
 import { stringify } from 'yaml';
 import { DATASOURCE_UID, InfluxQLQuery } from './influxql.ts';
 
-/** The folder the dashboards are provisioned into (provisioning/dashboards/esp32hub.yml). */
-export const ALERT_FOLDER = 'ESP32 hub';
+/**
+ * The rules' folder, by title. Not the dashboards' folder ("ESP32 hub", uid esp32hub): Grafana
+ * provisions alerting before dashboards and creates a missing rule folder with a random uid, so
+ * sharing the title would leave the dashboard provider creating a second folder of the same title
+ * under its fixed uid, which Grafana may refuse (and then provisions no dashboard).
+ */
+export const ALERT_FOLDER = 'ESP32 hub alerts';
 export const ALERT_GROUP = 'esp32hub';
 export const CONTACT_POINT = 'ESP32 hub';
 /** Environment variables Grafana interpolates into the contact point (documented in .env.example). */

@@ -172,11 +172,13 @@ describe('Grafana alerting provisioning', () => {
     }
   });
 
-  it('rule groups name a group, the dashboards folder and an interval', () => {
+  it('rule groups name a group, a folder apart from the dashboards and an interval', () => {
     for (const g of rulesDoc.groups) {
       expect(g.orgId).toBe(1);
       expect(g.name).toMatch(/\S/);
-      expect(g.folder).toBe(providers.providers[0].folder);
+      // A folder of its own: alerting is provisioned first and would take the dashboards' folder title.
+      expect(g.folder).toMatch(/\S/);
+      expect(g.folder).not.toBe(providers.providers[0].folder);
       expect(g.interval).toMatch(DURATION);
       expect(g.rules.length).toBeGreaterThan(0);
     }
