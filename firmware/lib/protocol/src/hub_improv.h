@@ -22,7 +22,7 @@ constexpr size_t kMaxPacketBytes = kHeaderBytes + kMaxDataBytes + 1;
 /** A packet whose next byte does not come within this gap is dropped (truncated). */
 constexpr uint32_t kByteGapMs = 1000;
 /** A Wi-Fi join that has not succeeded within this is reported "unable to connect". */
-constexpr uint32_t kJoinTimeoutMs = 30000;
+constexpr uint32_t kJoinTimeoutMs = 20000;  // below the Improv JavaScript SDK's 30 s RPC timeout
 
 enum class PacketType : uint8_t { CurrentState = 0x01, ErrorState = 0x02, Rpc = 0x03, RpcResult = 0x04 };
 
