@@ -103,6 +103,19 @@ describe('route schemas', () => {
     );
   });
 
+  it('lets an optional body be left out, and still checks it when sent', async () => {
+    const router = createRouter();
+    router.post('/approve', (ctx) => ({ deviceId: ctx.input.body?.deviceId ?? null }), {
+      body: z.strictObject({ deviceId: z.string() }).optional(),
+    });
+    served = await serve(router);
+    expect((await request(served.port, 'POST', '/approve')).json).toEqual({ deviceId: null });
+    const sent = await request(served.port, 'POST', '/approve', { headers: json, body: '{"deviceId":"d-2"}' });
+    expect(sent.json).toEqual({ deviceId: 'd-2' });
+    const bad = await request(served.port, 'POST', '/approve', { headers: json, body: '{"deviceid":"d-2"}' });
+    expect((bad.json as ErrorReply).error.details?.map((d) => d.field)).toEqual(['body.deviceId', 'body.deviceid']);
+  });
+
   it('leaves routes without schemas as they were', async () => {
     const port = await start();
     const res = await request(port, 'GET', '/plain/a%20b?x=1');
