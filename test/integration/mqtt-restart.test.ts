@@ -40,6 +40,32 @@ function captureLog() {
   };
 }
 
+/**
+ * The device publishes `total` frames, three every 5 ms, one reading each, 100 ms apart in time (a
+ * steady stream that keeps going while the hub is away).
+ */
+function produceFrames(d: MqttTestDevice, total: number) {
+  const base = Date.now();
+  const timeOf = (seq: number) => base + seq * 100;
+  let seq = 0;
+  const timer = setInterval(() => {
+    for (let i = 0; i < 3 && seq < total; i++) {
+      seq++;
+      d.produce(seq, timeOf(seq), 1);
+    }
+  }, 5);
+  return { total, base, timeOf, produced: () => seq, stop: () => clearInterval(timer) };
+}
+
+/** Every reading of the producer's frames is in the hub's store, once, with its value. */
+function expectEveryReading(h: TestHub, deviceId: string, p: ReturnType<typeof produceFrames>) {
+  const readings = h.hub
+    .context()
+    .queryHistory({ deviceId, fromMs: p.base, toMs: p.timeOf(p.total) + 10_000, limit: 100_000 }).readings;
+  const want = Array.from({ length: p.total }, (_, i) => expectedReadings(i + 1, p.timeOf(i + 1), 1)).flat();
+  expect(simplify(readings)).toEqual(simplify(want));
+}
+
 describe('the hub MQTT client (real Mosquitto)', () => {
   const cleanup: (() => Promise<void>)[] = [];
   afterEach(async () => {
@@ -73,37 +99,27 @@ describe('the hub MQTT client (real Mosquitto)', () => {
     cleanup.push(() => d.close());
     d.useOutbox(21);
     await d.hello(21);
-    const total = 600;
-    const base = Date.now();
-    const timeOf = (seq: number) => base + seq * 100;
-    let seq = 0;
-    const producer = setInterval(() => {
-      for (let i = 0; i < 3 && seq < total; i++) {
-        seq++;
-        d.produce(seq, timeOf(seq), 1);
-      }
-    }, 5);
-    cleanup.push(async () => clearInterval(producer));
+    const p = produceFrames(d, 600);
+    cleanup.push(async () => p.stop());
 
-    await until('frames acknowledged by hub 1', () => seq >= 150 && d.pending() < seq - 100);
+    await until('frames acknowledged by hub 1', () => p.produced() >= 150 && d.pending() < p.produced() - 100);
     await h.stop();
-    const whileAway = seq;
-    await until('the device to publish while the hub is away', () => seq >= whileAway + 150 || seq === total);
-    const producedWhileAway = seq - whileAway;
+    const whileAway = p.produced();
+    await until(
+      'the device to publish while the hub is away',
+      () => p.produced() >= whileAway + 150 || p.produced() === p.total,
+    );
+    const producedWhileAway = p.produced() - whileAway;
     h = await startTestHub(mqttEnv(broker), retry, dir);
-    await until('every frame produced and acknowledged', () => seq === total && d.pending() === 0, 60_000);
-    clearInterval(producer);
+    await until('every frame produced and acknowledged', () => p.produced() === p.total && d.pending() === 0, 60_000);
+    p.stop();
 
     const ready = (await (await fetch(`${h.http}/readyz`)).json()) as { mqtt: { sessionPresent: boolean } };
     // The broker kept hub 1's session: hub 2 got what was published while no hub was there (here the
     // device's new HELLO: after the SHUTTING_DOWN ERROR it holds new frames until WELCOME [PROTO-1.6]).
     expect(ready.mqtt.sessionPresent).toBe(true);
     expect(producedWhileAway).toBeGreaterThan(0);
-    const readings = h.hub
-      .context()
-      .queryHistory({ deviceId: 'mq-restart', fromMs: base, toMs: timeOf(total) + 10_000, limit: 100_000 }).readings;
-    const want = Array.from({ length: total }, (_, i) => expectedReadings(i + 1, timeOf(i + 1), 1)).flat();
-    expect(simplify(readings)).toEqual(simplify(want));
+    expectEveryReading(h, 'mq-restart', p);
     console.log(
       `restart: ${producedWhileAway} frames produced while the hub was away; the device said HELLO ${d.helloCount} times`,
     );
@@ -149,39 +165,29 @@ describe('the hub MQTT client (real Mosquitto)', () => {
     cleanup.push(() => d.close());
     d.useOutbox(31);
     await d.hello(31);
-    const total = 600;
-    const base = Date.now();
-    const timeOf = (seq: number) => base + seq * 100;
-    let seq = 0;
-    const producer = setInterval(() => {
-      for (let i = 0; i < 3 && seq < total; i++) {
-        seq++;
-        d.produce(seq, timeOf(seq), 1);
-      }
-    }, 5);
-    cleanup.push(async () => clearInterval(producer));
-    await until('frames acknowledged by hub 1', () => seq >= 150 && d.pending() < seq - 100);
+    const p = produceFrames(d, 600);
+    cleanup.push(async () => p.stop());
+    await until('frames acknowledged by hub 1', () => p.produced() >= 150 && d.pending() < p.produced() - 100);
     child.kill('SIGKILL');
     await exited;
-    const killedAt = seq;
+    const killedAt = p.produced();
     // The device does not know: it keeps publishing, and the broker queues for the hub's session.
-    await until('the device to publish while no hub runs', () => seq >= killedAt + 150 || seq === total);
-    const publishedWhileAway = seq - killedAt;
+    await until(
+      'the device to publish while no hub runs',
+      () => p.produced() >= killedAt + 150 || p.produced() === p.total,
+    );
+    const publishedWhileAway = p.produced() - killedAt;
     const h = await startTestHub({ MQTT_URL: broker.url, MQTT_CLIENT_ID: 'hub-kill-test' }, retry, dir);
     cleanup.push(() => h.stop());
-    await until('every frame produced and acknowledged', () => seq === total && d.pending() === 0, 60_000);
-    clearInterval(producer);
+    await until('every frame produced and acknowledged', () => p.produced() === p.total && d.pending() === 0, 60_000);
+    p.stop();
 
     // Hub 2 received what was published while no hub ran (frames with no session: the device was
     // asked for HELLO and replayed them).
     expect(await h.metricValue('hub_mqtt_messages_total', { direction: 'in', outcome: 'no_session' })).toBeGreaterThan(
       0,
     );
-    const readings = h.hub
-      .context()
-      .queryHistory({ deviceId: 'mq-kill', fromMs: base, toMs: timeOf(total) + 10_000, limit: 100_000 }).readings;
-    const want = Array.from({ length: total }, (_, i) => expectedReadings(i + 1, timeOf(i + 1), 1)).flat();
-    expect(simplify(readings)).toEqual(simplify(want));
+    expectEveryReading(h, 'mq-kill', p);
     console.log(`kill -9: ${publishedWhileAway} frames published while no hub ran, delivered to the next hub`);
   });
 
