@@ -88,6 +88,9 @@ async function main(): Promise<void> {
       `  dashboard:       ${http}/`,
       `  health/metrics:  ${http}/healthz  ${http}/readyz  ${http}/metrics`,
       '  add a device:    npm run hub -- devices add <id>   (prints its token once)',
+      ...(config.enroll.mode === 'off'
+        ? []
+        : [`  add a board:     ${http}/#/add-board   (boards waiting: npm run hub -- devices pending)`]),
       '',
     ].join('\n'),
   );
