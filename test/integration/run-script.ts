@@ -35,16 +35,22 @@ export interface StartedScript {
   readonly exited: Promise<ScriptRun>;
 }
 
-/** Starts `script` (relative to the repository root); `env` is added to PATH and HOME only. */
+/**
+ * Starts `script` (relative to the repository root); `env` is added to PATH and HOME only (and, run
+ * from the repository root, ENV_FILE=/dev/null).
+ */
 export function startScript(
   script: string,
   args: string[],
   env: Record<string, string> = {},
   options: RunScriptOptions = {},
 ): StartedScript {
+  // In the repository root a developer's own .env would reach the script (npm start and npm run hub
+  // read it): an empty env file keeps the run to the settings the test gives.
+  const envFile = options.cwd === undefined ? { ENV_FILE: '/dev/null' } : {};
   const child = spawn(TSX, [resolve(REPO_ROOT, script), ...args], {
     cwd: options.cwd ?? REPO_ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...envFile, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
