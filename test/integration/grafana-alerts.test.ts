@@ -26,7 +26,7 @@ import { Channel, SimDevice } from '../../firmware-sim/index.ts';
 import { configFrom } from '../../server/config/index.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
 import { createLogger } from '../../server/log/index.ts';
-import { type InfluxServer, startInflux, tempDir } from '../harness/index.ts';
+import { type InfluxServer, influxEnv, startInflux, tempDir, untilValue } from '../harness/index.ts';
 
 interface RuleQuery {
   refId: string;
@@ -127,13 +127,7 @@ describe('provisioned Grafana alert rules against the hub-loaded InfluxDB', () =
   const metric = async (get: () => Promise<{ values: { value: number }[] }>) => (await get()).values[0]?.value ?? 0;
 
   /** Polls until `check` returns true (conditions, not sleeps); fails with `what` after the deadline. */
-  async function until(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  const until = (what: string, check: () => Promise<boolean>) => untilValue(check, Boolean, what, 90_000);
 
   /** The latest device_status field per device, as InfluxDB has it. */
   async function latestStatus(field: string): Promise<Record<string, unknown>> {
@@ -157,10 +151,7 @@ describe('provisioned Grafana alert rules against the hub-loaded InfluxDB', () =
       HUB_PORT: '0',
       HUB_DATA_DIR: dir.path,
       HUB_ADMIN_TOKEN: ADMIN,
-      INFLUX_URL: influx.url,
-      INFLUX_TOKEN: influx.token,
-      INFLUX_ORG: influx.org,
-      INFLUX_BUCKET: influx.bucket,
+      ...influxEnv(influx),
       INFLUX_FLUSH_INTERVAL_MS: '50',
       INFLUX_STATS_INTERVAL_MS: '300',
       // Retry soon after the engine is back.

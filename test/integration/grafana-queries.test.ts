@@ -14,7 +14,14 @@ import { configFrom } from '../../server/config/index.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
 import { liveExtension } from '../../server/live/index.ts';
 import { createLogger } from '../../server/log/index.ts';
-import { type InfluxQLSeries, type InfluxServer, startInflux, tempDir } from '../harness/index.ts';
+import {
+  type InfluxQLSeries,
+  type InfluxServer,
+  influxEnv,
+  startInflux,
+  tempDir,
+  untilValue,
+} from '../harness/index.ts';
 
 interface Target {
   query: string;
@@ -81,10 +88,7 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
       HUB_HOST: '127.0.0.1',
       HUB_PORT: '0',
       HUB_DATA_DIR: dir.path,
-      INFLUX_URL: influx.url,
-      INFLUX_TOKEN: influx.token,
-      INFLUX_ORG: influx.org,
-      INFLUX_BUCKET: influx.bucket,
+      ...influxEnv(influx),
       INFLUX_FLUSH_INTERVAL_MS: '50',
       INFLUX_STATS_INTERVAL_MS: '300',
       HUB_ADMIN_TOKEN: ADMIN,
@@ -126,42 +130,42 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
     let identified = false;
     // Stream until InfluxDB holds several points of every channel of every board, the LED's on and
     // off included (a condition, not a fixed wait).
-    const streamDeadline = Date.now() + 60_000;
-    for (;;) {
-      if (!identified) identified = (await identify()).status === 202;
-      const perChannel = await run('SELECT count("value") FROM "telemetry" GROUP BY "device", "channel"');
-      const led = await run(`SELECT count("state") FROM "telemetry" WHERE "device" = '${devices[0]}'`);
-      const full = devices.every(
-        (id) => perChannel.filter((s) => s.tags.device === id && Number(s.values[0]?.[1]) >= 3).length >= 7,
-      );
-      if (full && Number(led[0]?.values[0]?.[1] ?? 0) >= 2) break;
-      if (Date.now() > streamDeadline) throw new Error('the boards never filled every channel in InfluxDB');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await untilValue(
+      async () => {
+        if (!identified) identified = (await identify()).status === 202;
+        const perChannel = await run('SELECT count("value") FROM "telemetry" GROUP BY "device", "channel"');
+        const led = await run(`SELECT count("state") FROM "telemetry" WHERE "device" = '${devices[0]}'`);
+        const full = devices.filter(
+          (id) => perChannel.filter((s) => s.tags.device === id && Number(s.values[0]?.[1]) >= 3).length >= 7,
+        );
+        return { full: full.length, led: Number(led[0]?.values[0]?.[1] ?? 0) };
+      },
+      (v) => v.full === devices.length && v.led >= 2,
+      'every channel of every board, and the LED on and off, in InfluxDB',
+    );
     const summary = await fleet.stop({ drainMs: 2000 });
     expect(summary.totals.framesAcked).toBeGreaterThan(0);
     const stoppedAtMs = Date.now();
 
     // Wait until InfluxDB holds what was acked and the stats have written a few points (rates start
     // with the second point).
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const stats = await run('SELECT count("device_sessions") FROM "hub_stats"');
-      const status = await run('SELECT count("state_code") FROM "device_status"');
-      // Stats written after the fleet stopped: the presence checked below is the one after it left
-      // (points from while it ran say online; a stats write can be in flight as it stops, so two).
-      const after = await run(`SELECT count("device_sessions") FROM "hub_stats" WHERE time > ${stoppedAtMs}ms`);
-      const depth = (await hub.metrics.logDepthFrames.get()).values[0]?.value ?? 1;
-      const statPoints = Number(stats[0]?.values[0]?.[1] ?? 0);
-      const afterStop = Number(after[0]?.values[0]?.[1] ?? 0);
-      if (depth === 0 && statPoints >= 3 && afterStop >= 2 && status.length > 0) break;
-      if (Date.now() > deadline) {
-        throw new Error(
-          `hub never caught up: depth ${depth}, hub_stats points ${statPoints} (${afterStop} after the stop)`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await untilValue(
+      async () => {
+        const stats = await run('SELECT count("device_sessions") FROM "hub_stats"');
+        const status = await run('SELECT count("state_code") FROM "device_status"');
+        // Stats written after the fleet stopped: the presence checked below is the one after it left
+        // (points from while it ran say online; a stats write can be in flight as it stops, so two).
+        const after = await run(`SELECT count("device_sessions") FROM "hub_stats" WHERE time > ${stoppedAtMs}ms`);
+        return {
+          depth: (await hub.metrics.logDepthFrames.get()).values[0]?.value ?? 1,
+          statPoints: Number(stats[0]?.values[0]?.[1] ?? 0),
+          afterStop: Number(after[0]?.values[0]?.[1] ?? 0),
+          statusSeries: status.length,
+        };
+      },
+      (v) => v.depth === 0 && v.statPoints >= 3 && v.afterStop >= 2 && v.statusSeries > 0,
+      'the hub caught up (local log forwarded, stats written after the stop)',
+    );
     range.toMs = Date.now() + 1000;
     range.fromMs = range.toMs - 3_600_000;
   }, 120_000);
