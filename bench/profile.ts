@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
-import { nextMessage } from './workers.ts';
+import { freePort, nextMessage } from './workers.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     const creds: { id: string; token: string }[] = [];
     for (let i = 0; i < devices; i++) creds.push({ id: `bench-${i}`, token: (await registry.add(`bench-${i}`)).token });
     await registry.close();
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const port = await freePort();
     const hub = spawn(
       process.execPath,
       [
@@ -197,7 +197,8 @@ async function main(): Promise<void> {
     );
     const frames = Math.max(1, result.sent);
     console.log(
-      `whole process (all threads, user + system): ${(((after.cpuMs - before.cpuMs) * 1000) / frames).toFixed(1)} µs CPU per frame; ` +
+      `whole process (all threads, user + system): ${(((after.cpuMs - before.cpuMs) * 1000) / frames).toFixed(1)} µs CPU per frame ` +
+        `(system ${(((after.systemMs - before.systemMs) * 1000) / frames).toFixed(1)}); ` +
         `${(frames / Math.max(1, after.commits - before.commits)).toFixed(1)} frames per commit, ` +
         `${(frames / Math.max(1, after.acks - before.acks)).toFixed(1)} frames per ACK`,
     );
@@ -220,7 +221,10 @@ async function main(): Promise<void> {
 }
 
 /** The process's CPU time (ms, all threads, from /proc) and its commit and ACK counters. */
-async function processFigures(pid: number, port: number): Promise<{ cpuMs: number; commits: number; acks: number }> {
+async function processFigures(
+  pid: number,
+  port: number,
+): Promise<{ cpuMs: number; systemMs: number; commits: number; acks: number }> {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat (1-based), 12 and 13 after the command name.
@@ -229,6 +233,7 @@ async function processFigures(pid: number, port: number): Promise<{ cpuMs: numbe
   const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
   return {
     cpuMs: (ticks * 1000) / 100, // USER_HZ is 100 on Linux
+    systemMs: (Number(fields[12]) * 1000) / 100,
     commits: metric('hub_local_log_commits_total'),
     acks: metric('hub_acks_sent_total'),
   };
