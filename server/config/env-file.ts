@@ -27,7 +27,7 @@ export const DEFAULT_ENV_FILE = '.env';
  * not know is a typo (HUB_PROT) and refused. Other names (the compose-only INFLUXDB_*, GRAFANA_*,
  * SIM_* of `.env.example`) are left alone: the same file serves docker compose.
  */
-const HUB_PREFIXES = ['HUB_', 'DEVICE_', 'LOG_', 'INFLUX_', 'LIVE_', 'MQTT_', 'ENROLL_', 'ALERT_'];
+const HUB_PREFIXES = ['HUB_', 'DEVICE_', 'LOG_', 'INFLUX_', 'LIVE_', 'MQTT_', 'ENROLL_', 'ALERT_', 'OTA_'];
 
 /** Names with a hub prefix that are not ENV_SCHEMA's: read by the hub itself, or by docker-compose.yml. */
 const OTHER_HUB_NAMES = new Set(['HUB_CONFIG_FILE', 'ENV_FILE', 'HUB_TLS_DIR', 'HUB_CONFIG_DIR']);
