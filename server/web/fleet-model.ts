@@ -83,7 +83,7 @@ export class FleetModel {
       d.channelsChanged = true;
       if (!this.#keys.has(key)) {
         this.#keys.add(key);
-        this.#keyList = [...this.#keys].sort();
+        this.#keyList = [...this.#keys];
       }
     } else if (unit && !ch.unit) ch.unit = unit;
     return ch;
@@ -149,7 +149,7 @@ export class FleetModel {
     d.version++;
   }
 
-  /** Every channel key seen, sorted. */
+  /** Every channel key seen, in order of first appearance (the boards' descriptor order). */
   channelKeys(): string[] {
     return this.#keyList;
   }
