@@ -22,12 +22,18 @@ type Source = Record<string, string | undefined>;
 /** The default file, relative to the current directory. */
 export const DEFAULT_ENV_FILE = '.env';
 
+/** Prefixes the hub shares with docker compose's own variables (GRAFANA_URL is the hub's, GRAFANA_ADMIN_* compose's). */
+const SHARED_PREFIXES = new Set(['GRAFANA_']);
+
 /**
- * Name prefixes of hub settings: a name in the env file with one of these prefixes that the hub does
- * not know is a typo (HUB_PROT) and refused. Other names (the compose-only INFLUXDB_*, GRAFANA_*,
- * SIM_* of `.env.example`) are left alone: the same file serves docker compose.
+ * Name prefixes of hub settings (HUB_, DEVICE_, INFLUX_, MQTT_, …, from ENV_SCHEMA): a name in the
+ * env file with one of these prefixes that the hub does not know is a typo (HUB_PROT) and refused.
+ * Other names (the compose-only INFLUXDB_*, GRAFANA_*, SIM_* of `.env.example`) are left alone: the
+ * same file serves docker compose.
  */
-const HUB_PREFIXES = ['HUB_', 'DEVICE_', 'LOG_', 'INFLUX_', 'LIVE_', 'MQTT_', 'ENROLL_', 'ALERT_', 'OTA_'];
+const HUB_PREFIXES = [...new Set(Object.keys(ENV_SCHEMA).map((k) => `${k.split('_')[0]}_`))].filter(
+  (p) => !SHARED_PREFIXES.has(p),
+);
 
 /** Names with a hub prefix that are not ENV_SCHEMA's: read by the hub itself, or by docker-compose.yml. */
 const OTHER_HUB_NAMES = new Set(['HUB_CONFIG_FILE', 'ENV_FILE', 'HUB_TLS_DIR', 'HUB_CONFIG_DIR']);

@@ -58,6 +58,10 @@ describe('parseEnvFile', () => {
       "site.env:4: HUB_HOST: text after the closing ' (put a # before a comment)",
       'site.env:5: unknown setting LIVE_MAX (the settings are listed in .env.example)',
     ]);
+    // Every setting's first word is a hub prefix (new groups included); GRAFANA_ is shared with compose.
+    expect(parseEnvFile('ENROLL_MOD=secret\nGRAFANA_ADMIN_USER=admin\n', '.env').problems).toEqual([
+      '.env:1: unknown setting ENROLL_MOD (the settings are listed in .env.example)',
+    ]);
     expect(problems.join('\n')).not.toContain('secret');
   });
 });
