@@ -184,8 +184,9 @@ export function createEnrollService(o: EnrollServiceOptions): EnrollService {
         remote: conn.remote,
         key: keySha256.slice(0, 8),
       };
-      const secretGiven = req.fleetSecret !== '';
-      const secretOk = secretGiven && config.fleetSecret !== null && secretsEqual(req.fleetSecret, config.fleetSecret);
+      // A secret sent to a hub that has none configured is ignored: the request waits for an operator.
+      const secretGiven = req.fleetSecret !== '' && config.fleetSecret !== null;
+      const secretOk = secretGiven && secretsEqual(req.fleetSecret, config.fleetSecret as string);
       if ((secretGiven && !secretOk) || (config.mode === 'secret' && !secretOk)) {
         logger.warn(
           { ...fields, secretGiven },

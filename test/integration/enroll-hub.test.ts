@@ -205,6 +205,16 @@ describe('enrollment with operator approval (CLI)', () => {
     expect(stored).not.toContain(ra.token);
   });
 
+  it('a fleet secret sent to a hub without one is ignored: the board waits for an operator', async () => {
+    const sent = await new Promise<EnrollMessage>((resolve) => {
+      const ws = new WebSocket(url, ENROLL_SUBPROTOCOL);
+      cleanups.push(() => ws.terminate());
+      ws.once('message', (d) => resolve(decodeEnrollFrame(d as Buffer)));
+      ws.on('open', () => ws.send(enrollFrame('esp32-131313131313', key(0x71), 'some-fleet-secret-0000')));
+    });
+    expect(sent).toMatchObject({ type: 'enroll_status', status: 0 });
+  });
+
   it('a rejected board asking again is rejected at once (ERROR ENROLL_REJECTED, close 1008)', async () => {
     const k = key(0x11);
     const first = enrollBoard({ url, hardwareId: 'esp32-cccccccccccc', enrollKey: k, backoff: FAST });
@@ -542,8 +552,8 @@ describe('the hub log', () => {
     expect(all).toContain('enrollment token handed over');
     expect(all).toContain('enrollment refused: wrong fleet secret');
     expect(secrets.size).toBeGreaterThan(4);
-    for (const s of secrets) expect(all, 'a secret is in the log').not.toContain(s);
-    for (const b of [0x11, 0x22, 0x33, 0x44, 0x55, 0x61, 0x62, 0x63, 5, 7, 9]) {
+    for (const s of [...secrets, 'some-fleet-secret-0000']) expect(all, 'a secret is in the log').not.toContain(s);
+    for (const b of [0x11, 0x22, 0x33, 0x44, 0x55, 0x61, 0x62, 0x63, 0x71, 5, 7, 9]) {
       const hex = Buffer.from(key(b)).toString('hex');
       expect(all).not.toContain(hex);
       expect(all).not.toContain(Buffer.from(key(b)).toString('base64'));
