@@ -176,8 +176,11 @@ export function withEnvFile(env: Source, options: { cwd: string; envFile?: strin
   return { env: merged, file, fromFile, problems: parsed.problems };
 }
 
-/** Files the hub opens at start, checked with the settings so that a wrong path is one more listed problem. */
-const FILE_SETTINGS = ['HUB_TLS_CERT_FILE', 'HUB_TLS_KEY_FILE'] as const;
+/**
+ * Files the hub opens at start (every setting named `*_FILE`: TLS certificate and key, alert rules,
+ * OTA key, …), checked with the settings so that a wrong path is one more listed problem.
+ */
+const FILE_SETTINGS = Object.keys(ENV_SCHEMA).filter((k) => k.endsWith('_FILE'));
 
 /**
  * The hub's start-up check: {@link loadConfig} over the real environment plus the env file, and the
@@ -203,7 +206,8 @@ export function loadConfigWithEnvFile(
   }
   for (const key of FILE_SETTINGS) {
     const path = withFile.env[key];
-    if (!path) continue;
+    // A setting whose own check already reported a problem (e.g. the alert rules file) is not repeated.
+    if (!path || problems.some((p) => p.startsWith(`${key}:`) || p.startsWith(`${key} `))) continue;
     try {
       accessSync(resolve(options.cwd, path), constants.R_OK);
     } catch (err) {

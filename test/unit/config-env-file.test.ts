@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfigWithEnvFile, parseEnvFile, takeEnvFileArg, withEnvFile } from '../../server/config/env-file.ts';
-import { ConfigError, loadConfig } from '../../server/config/index.ts';
+import { ConfigError, ENV_SCHEMA, loadConfig } from '../../server/config/index.ts';
 
 describe('parseEnvFile', () => {
   it("reads Node's env-file syntax: export, quotes, comments, multi-line double quotes, CRLF", () => {
@@ -120,6 +120,25 @@ describe('the start-up check', () => {
     }
     writeFileSync(join(dir, 'missing-key.pem'), 'key');
     expect(loadConfigWithEnvFile(env, { cwd: dir }).config.server.tls).not.toBeNull();
+  });
+
+  it('names every file setting (*_FILE) whose file is missing, once', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'env-files-'));
+    const keys = Object.keys(ENV_SCHEMA).filter((k) => k.endsWith('_FILE'));
+    expect(keys).toEqual(expect.arrayContaining(['HUB_TLS_CERT_FILE', 'HUB_TLS_KEY_FILE', 'ALERT_RULES_FILE']));
+    const env = Object.fromEntries(keys.map((k) => [k, join(dir, `missing-${k}`)]));
+    try {
+      loadConfigWithEnvFile(env, { cwd: dir });
+      throw new Error('expected a refusal');
+    } catch (err) {
+      const problems = (err as ConfigError).problems;
+      for (const key of keys) {
+        expect(
+          problems.filter((p) => p.startsWith(key) && p.includes(`missing-${key}`)),
+          key,
+        ).toHaveLength(1);
+      }
+    }
   });
 
   it('names a data directory that is a file, or lies under one, with the other problems', () => {
