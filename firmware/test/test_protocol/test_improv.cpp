@@ -418,6 +418,23 @@ void test_set_hub_stores_the_url_and_answers_with_the_page_and_hardware_id() {
   TEST_ASSERT_EQUAL_STRING("http://hub.lan:8080/esp32hub/#/device/greenhouse-1", strings(rig.port.take().back())[0].c_str());
 }
 
+void test_settings_are_not_reported_changed_while_a_join_is_under_way() {
+  Rig rig;
+  rig.rpc(cmd::kWifiSettings, cat(str8("MyWirelessAP"), str8("mysecurepassword")));
+  rig.rpc(cmd::kSetHub, str8("ws://hub.lan:8080"));  // the page sends the hub before the join ends
+  TEST_ASSERT_EQUAL_STRING("ws://hub.lan:8080", rig.kv.str(cfgkey::kHubUrl).c_str());
+  TEST_ASSERT_FALSE(rig.service.takeChanged());
+  rig.service.poll(rig.now + 1000);
+  TEST_ASSERT_FALSE(rig.service.takeChanged());
+  rig.port.status = ImprovPort::Join::Connected;
+  rig.port.connected = true;
+  rig.service.poll(rig.now + 2000);
+  TEST_ASSERT_TRUE(rig.service.takeChanged());
+  // The Wi-Fi result's redirect already names the hub sent meanwhile.
+  std::vector<Out> out = rig.port.take();
+  TEST_ASSERT_EQUAL_STRING("http://hub.lan:8080/#/device/esp32-a4cf12345678", strings(out.back())[0].c_str());
+}
+
 void test_set_hub_refuses_wss_without_a_ca_and_keeps_the_old_url() {
   Rig rig;
   rig.config.setHubUrl(Str::of("ws://old.lan"));
@@ -466,6 +483,7 @@ void run_improv_tests() {
   RUN_TEST(test_a_join_that_never_completes_times_out);
   RUN_TEST(test_device_info_and_scan_results);
   RUN_TEST(test_set_hub_stores_the_url_and_answers_with_the_page_and_hardware_id);
+  RUN_TEST(test_settings_are_not_reported_changed_while_a_join_is_under_way);
   RUN_TEST(test_set_hub_refuses_wss_without_a_ca_and_keeps_the_old_url);
   RUN_TEST(test_a_store_that_cannot_write_reports_an_error_not_success);
 }

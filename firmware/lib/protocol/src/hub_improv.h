@@ -153,8 +153,12 @@ class Service {
   void onByte(uint8_t byte, uint64_t nowMs);
   void poll(uint64_t nowMs);
   State state();
-  /** True once after the stored Wi-Fi or hub settings changed. */
+  /**
+   * True once after the stored Wi-Fi or hub settings changed; never while a Wi-Fi join is under way (a
+   * board that applied a new hub URL by restarting would cut the join short, and lose the network).
+   */
   bool takeChanged() {
+    if (joining_) return false;
     bool c = changed_;
     changed_ = false;
     return c;
