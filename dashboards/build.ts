@@ -428,6 +428,17 @@ export function deviceDetail() {
     .repeat('unit')
     .repeatDirection('h')
     .maxPerRow(2);
+  const unitless = (refId: string, fn: string) =>
+    q(
+      refId,
+      `SELECT ${fn}("value") FROM "telemetry" ${device} AND "unit" = '' AND $timeFilter GROUP BY time($__interval), "channel" fill(null)`,
+    ).alias(`$tag_channel ${fn}`);
+  const noUnit = seriesPanel(
+    'Channels without a unit',
+    units.Short,
+    [unitless('A', 'mean'), unitless('B', 'min'), unitless('C', 'max')],
+    'Numeric channels whose descriptor gives no unit (counters, states as numbers): mean, min and max per interval.',
+  ).noValue('no numeric channel without a unit');
   const bools = base(
     new statetimeline.PanelBuilder(),
     'Switches and flags',
@@ -491,6 +502,7 @@ export function deviceDetail() {
         ),
       },
       { w: 12, h: 9, panel: channels },
+      { w: 24, h: 8, panel: noUnit },
       { w: 24, h: 6, panel: bools },
       {
         w: 24,

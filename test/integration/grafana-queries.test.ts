@@ -109,6 +109,17 @@ describe('every Grafana panel query returns data from the hub-loaded InfluxDB', 
       body: `telemetry,channel=temperature,device=${STALE_DEVICE},unit=°C value=19.5 ${Date.now() - 20 * 60_000}`,
     });
     expect(staleWrite.status).toBe(204);
+    // A numeric channel without a unit on the first board (the simulated boards have none), written as
+    // the hub writes it: no unit tag.
+    const now = Date.now();
+    const counter = [0, 1, 2, 3].map(
+      (i) => `telemetry,channel=counter,device=${devices[0]} value=${i} ${now - i * 10_000}`,
+    );
+    const unitless = await fetch(`${influx.engineUrl}/write?db=${influx.bucket}&precision=ms`, {
+      method: 'POST',
+      body: counter.join('\n'),
+    });
+    expect(unitless.status).toBe(204);
 
     const fleet = new Fleet({
       url: `ws://127.0.0.1:${port}/v1/device`,
