@@ -6,6 +6,7 @@
  */
 import { takeEnvFileArg, withEnvFile } from './config/env-file.ts';
 import { FIRMWARE_USAGE, runFirmwareCli } from './enroll/firmware-cli.ts';
+import { OTA_USAGE, runOtaCli } from './ota/cli.ts';
 import { DEVICES_USAGE, EXIT, runDevicesCli } from './registry/devices-cli.ts';
 import { DEAD_LETTERS_USAGE, runDeadLettersCli } from './storage/dead-letters-cli.ts';
 
@@ -15,6 +16,7 @@ const GROUPS: Record<string, { run: Group; summary: string }> = {
   devices: { run: runDevicesCli, summary: 'add, list, revoke and rotate device tokens' },
   'dead-letters': { run: runDeadLettersCli, summary: 'list, replay and drop lines InfluxDB rejected' },
   firmware: { run: runFirmwareCli, summary: 'images the Add a board page flashes: add, list, remove' },
+  ota: { run: runOtaCli, summary: 'signed OTA images: keygen, sign, upload, list, delete' },
 };
 
 const USAGE = `Usage: npm run hub -- [--env-file <path>] <group> <command> [options]
@@ -28,7 +30,8 @@ Run "npm run hub -- <group> --help" for a group's commands.
 
 ${DEVICES_USAGE}
 ${DEAD_LETTERS_USAGE}
-${FIRMWARE_USAGE}`;
+${FIRMWARE_USAGE}
+${OTA_USAGE}`;
 
 const args = takeEnvFileArg(process.argv.slice(2));
 const [groupName, ...rest] = args.rest;

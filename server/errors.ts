@@ -5,7 +5,7 @@
  */
 
 /** Where an error is detected. */
-export type ErrorLayer = 'frame' | 'session' | 'storage' | 'handshake' | 'http' | 'config' | 'mqtt' | 'enroll';
+export type ErrorLayer = 'frame' | 'session' | 'storage' | 'handshake' | 'http' | 'config' | 'mqtt' | 'enroll' | 'ota';
 
 export interface ErrorSpec {
   /** u16 code carried in ERROR frames [PROTO-3.8]. */
@@ -187,6 +187,25 @@ export const ERRORS = {
     null,
     'The hardware id was approved for another enroll key (another board, or a factory-reset one).',
   ),
+
+  // OTA updates (server/ota/, docs/ota.md).
+  OTA_SIGNATURE_INVALID: spec(
+    900,
+    'ota',
+    null,
+    422,
+    'The OTA image is unsigned or its signature does not verify with the OTA public key.',
+  ),
+  OTA_NOT_CONFIGURED: spec(901, 'ota', null, 409, 'OTA images are refused: OTA_PUBLIC_KEY_FILE is not set.'),
+  OTA_STORE_FULL: spec(902, 'ota', null, 409, 'The OTA image store holds OTA_MAX_IMAGES images.'),
+  OTA_CREDENTIAL_INVALID: spec(
+    903,
+    'ota',
+    null,
+    401,
+    'The OTA download credential is missing, unknown, expired or for another image.',
+  ),
+  OTA_BUSY: spec(904, 'ota', null, 503, 'OTA_MAX_CONCURRENT_DOWNLOADS downloads are running; retry after Retry-After.'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

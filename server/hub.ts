@@ -33,6 +33,7 @@ import { createHubMqtt, type HubMqtt, withBrokerGrants } from './mqtt/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
 import { DeviceHealth, type DeviceHealthRow } from './pipeline/device-health.ts';
 import { createIngest, type Ingest } from './pipeline/ingest.ts';
+import { type Ota, startOta } from './ota/index.ts';
 import { type DeviceRegistry, deviceUrlFrom, openDeviceRegistry } from './registry/index.ts';
 import { acquireDataDirLock, type DataDirLock } from './storage/data-dir-lock.ts';
 import { openDeadLetterStore } from './storage/dead-letter.ts';
@@ -186,6 +187,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let unsubscribeRevoked: (() => void) | null = null;
   let alerts: Alerts | null = null;
   let enrollment: Enrollment | null = null;
+  let ota: Ota | null = null;
   let flushCounts: () => void = () => undefined;
   let countsTimer: NodeJS.Timeout | null = null;
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -378,6 +380,18 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           });
           if (config.enroll.mode !== 'off') gateway.registerUpgrade(ENROLL_PATH, enrollment.handleUpgrade);
         }
+        // OTA updates (docs/ota.md): signed images, the `ota` command, throttled downloads.
+        ota = startOta({
+          config,
+          router,
+          metrics,
+          logger,
+          now,
+          sessions,
+          commands,
+          guard: deps.authorizeCommands ? guardFrom(deps.authorizeCommands) : admin,
+          readGuard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
+        });
         const openedLog = log;
         const gw = gateway;
         ctx = {
@@ -424,6 +438,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           }
         }
         const { port } = await gateway.listen();
+        ota.setListeningPort(port);
         // In the background: an unreachable broker makes /readyz not ready, never a failed start.
         mqtt?.start();
         dirLock.setPort(port);
@@ -447,6 +462,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       gateway?.stopAccepting();
       await enrollment?.stop();
       enrollment = null;
+      await ota?.stop();
+      ota = null;
       mqtt?.stopAccepting();
       // Close device sessions with 1001 once their in-flight frames are committed (ACKs first).
       const closing = [...sessions.values()].map(

@@ -95,6 +95,13 @@ export const ENV_SCHEMA = {
   ENROLL_MAX_CONNECTIONS: int(1, 100_000).default(1000),
   ENROLL_HANDSHAKES_PER_MIN_PER_IP: int(1, 100_000).default(60),
 
+  OTA_PUBLIC_KEY_FILE: z.string().min(1).optional(),
+  OTA_MAX_IMAGES: int(1, 1000).default(16),
+  OTA_MAX_IMAGE_BYTES: int(1024, 64 * 1024 * 1024).default(4 * 1024 * 1024),
+  OTA_CREDENTIAL_TTL_SEC: int(10, 86_400).default(900),
+  OTA_MAX_CONCURRENT_DOWNLOADS: int(1, 10_000).default(4),
+  OTA_MAX_BYTES_PER_SEC: int(1024, 1024 ** 3).default(1024 * 1024),
+
   // Built-in alerts (docs/alerts.md): ALERT_OFFLINE_AFTER_SEC, ALERT_RULES_FILE, ALERT_WEBHOOK_*.
   ...ALERT_ENV_SCHEMA,
 } as const;
@@ -210,6 +217,19 @@ export interface HubConfig {
     maxConnections: number;
     /** Enrollment handshakes per remote address per minute (burst of as many); more get 429. */
     handshakesPerMinPerIp: number;
+  };
+  /** OTA updates (server/ota/, docs/ota.md). */
+  ota: {
+    /** The operator's ECDSA P-256 public key (PEM file); null: image uploads are refused. */
+    publicKeyFile: string | null;
+    maxImages: number;
+    maxImageBytes: number;
+    /** Lifetime of a per-device download credential. */
+    credentialTtlSec: number;
+    /** Downloads running at once; more are answered 503 with Retry-After. */
+    maxConcurrentDownloads: number;
+    /** Bytes per second across all downloads (token bucket). */
+    maxBytesPerSec: number;
   };
   /** Built-in alert rules and their sinks (server/alerts/, docs/alerts.md). */
   alerts: AlertsConfig;
@@ -374,6 +394,14 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
       pendingTtlSec: e.ENROLL_PENDING_TTL_SEC,
       maxConnections: e.ENROLL_MAX_CONNECTIONS,
       handshakesPerMinPerIp: e.ENROLL_HANDSHAKES_PER_MIN_PER_IP,
+    },
+    ota: {
+      publicKeyFile: e.OTA_PUBLIC_KEY_FILE ?? null,
+      maxImages: e.OTA_MAX_IMAGES,
+      maxImageBytes: e.OTA_MAX_IMAGE_BYTES,
+      credentialTtlSec: e.OTA_CREDENTIAL_TTL_SEC,
+      maxConcurrentDownloads: e.OTA_MAX_CONCURRENT_DOWNLOADS,
+      maxBytesPerSec: e.OTA_MAX_BYTES_PER_SEC,
     },
     alerts: alertsConfigFrom(e, alertRules),
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },

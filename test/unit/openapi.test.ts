@@ -214,6 +214,7 @@ const NO_BODY = new Set<string>([
   'POST /api/admin/devices/:id/rotate',
   'POST /api/enrollments/:hardwareId/reject',
   'PUT /api/firmware/:name', // the image itself, application/octet-stream
+  'POST /api/ota/images', // the signed OTA image, application/octet-stream
 ]);
 
 describe('every route with a JSON body refuses an unknown field and a bad type, naming the field', () => {

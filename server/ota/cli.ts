@@ -1,0 +1,166 @@
+/**
+ * `npm run hub -- ota <keygen|sign|upload|list|delete>` (docs/ota.md): the operator's signing key and
+ * the hub's OTA image store, on the hub's data directory (a running hub sees a new image at once: it
+ * reads the directory per request). `keygen` and `sign` need no hub: run them where the private key lives.
+ */
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig } from '../config/index.ts';
+import { type CliIo, EXIT, failed, pick } from '../registry/devices-cli.ts';
+import { loadOtaPublicKey } from './index.ts';
+import { generateSigningKey, publicKeyHeader, signImage } from './signing.ts';
+import { OTA_TARGETS, type OtaImage, openOtaStore } from './store.ts';
+
+export const OTA_USAGE = `Usage: npm run hub -- ota <command> [options]
+
+Commands:
+  keygen --out <dir>      write ota-signing.pem (private, mode 0600), ota-signing.pub.pem (set
+                          OTA_PUBLIC_KEY_FILE to it) and ota_public_key.h (for the firmware build)
+  sign --key <pem> <image.bin>
+                          write <image.bin>.sig (base64 DER ECDSA P-256 over the image)
+  upload <image.bin> --version <v> --target <t> [--sig <file>]
+                          verify and store a signed image (the signature from --sig, default <image.bin>.sig)
+  list                    list the stored images
+  delete <id>             delete an image
+
+Options:
+  --data-dir <dir>        the hub's data directory (default: HUB_DATA_DIR, else .data)
+  --json                  machine-readable output on stdout
+  -h, --help              show this help
+
+Targets: ${OTA_TARGETS.join(', ')}.
+`;
+
+export async function runOtaCli(args: string[], io: CliIo): Promise<number> {
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(args);
+  } catch (err) {
+    io.stderr.write(`error: ${(err as Error).message}\n\n${OTA_USAGE}`);
+    return EXIT.USAGE;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.stdout.write(OTA_USAGE);
+    return EXIT.OK;
+  }
+  const usage = (message: string): number => {
+    io.stderr.write(`error: ${message}\n\n${OTA_USAGE}`);
+    return EXIT.USAGE;
+  };
+  const json = values.json === true;
+  const print = (v: unknown) => io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+  const [command, ...rest] = positionals;
+  try {
+    if (command === 'keygen') {
+      if (!values.out || rest.length > 0) return usage('keygen needs --out <dir>');
+      const keys = generateSigningKey();
+      mkdirSync(values.out, { recursive: true, mode: 0o700 });
+      const priv = join(values.out, 'ota-signing.pem');
+      writeFileSync(priv, keys.privatePem, { mode: 0o600, flag: 'wx' });
+      chmodSync(priv, 0o600);
+      writeFileSync(join(values.out, 'ota-signing.pub.pem'), keys.publicPem);
+      writeFileSync(join(values.out, 'ota_public_key.h'), publicKeyHeader(keys.publicPem));
+      if (json) print({ privateKey: priv, publicKey: join(values.out, 'ota-signing.pub.pem') });
+      else
+        io.stdout.write(
+          `Wrote ${priv} (keep it off the hub), ${join(values.out, 'ota-signing.pub.pem')} (OTA_PUBLIC_KEY_FILE) and ${join(values.out, 'ota_public_key.h')}.\n`,
+        );
+      return EXIT.OK;
+    }
+    if (command === 'sign') {
+      if (!values.key || rest.length !== 1) return usage('sign needs --key <pem> and <image.bin>');
+      const file = rest[0] as string;
+      const sig = signImage(readFileSync(file), readFileSync(values.key, 'utf8'));
+      writeFileSync(`${file}.sig`, `${sig}\n`);
+      if (json) print({ signature: sig, file: `${file}.sig` });
+      else io.stdout.write(`Wrote ${file}.sig\n`);
+      return EXIT.OK;
+    }
+    if (command !== 'upload' && command !== 'list' && command !== 'delete') {
+      return usage(command === undefined ? 'missing command' : `unknown command "${command}"`);
+    }
+    if (command === 'upload' && (rest.length !== 1 || !values.version || !values.target)) {
+      return usage('upload needs <image.bin>, --version and --target');
+    }
+    if (command === 'delete' && rest.length !== 1) return usage('delete needs one image id');
+    if (command === 'list' && rest.length > 0) return usage('list takes no arguments');
+    let config: ReturnType<typeof loadConfig>;
+    try {
+      config = loadConfig(
+        pick(io.env, [
+          'HUB_CONFIG_FILE',
+          'HUB_DATA_DIR',
+          'OTA_PUBLIC_KEY_FILE',
+          'OTA_MAX_IMAGES',
+          'OTA_MAX_IMAGE_BYTES',
+        ]),
+      );
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      io.stderr.write(`error: ${err.message}\n`);
+      return EXIT.USAGE;
+    }
+    const store = openOtaStore({
+      dataDir: values['data-dir'] ?? config.storage.dataDir,
+      maxImages: config.ota.maxImages,
+      maxImageBytes: config.ota.maxImageBytes,
+      publicKey: command === 'upload' ? loadOtaPublicKey(config) : null,
+    });
+    if (command === 'list') {
+      const images = await store.list();
+      if (json) print({ images });
+      else io.stdout.write(images.length === 0 ? 'No OTA images.\n' : `${images.map(line).join('\n')}\n`);
+      return EXIT.OK;
+    }
+    if (command === 'delete') {
+      const image = await store.remove(rest[0] as string);
+      if (json) print(image);
+      else io.stdout.write(`Deleted ${line(image)}\n`);
+      return EXIT.OK;
+    }
+    const file = rest[0] as string;
+    if (statSync(file).size > config.ota.maxImageBytes) {
+      return failed(io, json, new Error(`${file} is larger than OTA_MAX_IMAGE_BYTES (${config.ota.maxImageBytes})`));
+    }
+    const sigFile = values.sig ?? `${file}.sig`;
+    let signature: string | undefined;
+    try {
+      signature = readFileSync(sigFile, 'utf8').trim();
+    } catch {
+      signature = undefined;
+    }
+    const image = await store.add(
+      { version: values.version as string, target: values.target as string, signature },
+      readFileSync(file),
+    );
+    if (json) print(image);
+    else io.stdout.write(`Stored ${line(image)}\n`);
+    return EXIT.OK;
+  } catch (err) {
+    return failed(io, json, err);
+  }
+}
+
+function line(i: OtaImage): string {
+  return `${i.id} ${i.version} · ${i.target} · ${i.size} bytes · sha256 ${i.sha256.slice(0, 12)}… · ${i.uploadedAt}`;
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      'data-dir': { type: 'string' },
+      out: { type: 'string' },
+      key: { type: 'string' },
+      sig: { type: 'string' },
+      version: { type: 'string' },
+      target: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+}
