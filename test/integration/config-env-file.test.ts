@@ -112,6 +112,11 @@ describe('.env for npm start and npm run hub', () => {
     const missing = await runScript('server/main.ts', [], { ENV_FILE: 'conf/nope.env' }, { cwd, killAfterMs: 60_000 });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('ENV_FILE conf/nope.env: cannot read the env file (no such file)');
+
+    // Settings are not command-line options: anything but --env-file is refused with the usage.
+    const unknown = await runScript('server/main.ts', ['--port', '9000'], {}, { cwd, killAfterMs: 60_000 });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^unknown argument --port\nUsage: npm start \[-- --env-file <path>\]/);
   });
 
   it('a malformed .env stops the start with every problem listed, the file’s and the values’, no stack', async () => {
