@@ -2,7 +2,7 @@
  * Channel units (the descriptor's free text [PROTO-2.8], e.g. `°C`, `%`, `hPa`, `V`, `dBm`, `B`, `s`)
  * mapped to Grafana's unit ids, so a panel formats a channel as its unit says (23.4 °C, 3.91 V,
  * 195 KiB, 2.5 hours). The hub writes the unit as the `unit` tag of `telemetry` (docs/storage.md); a
- * unit not listed here is shown as the number followed by the text itself (Grafana's `suffix:` unit).
+ * unit not listed here is shown as a plain number.
  */
 import * as units from '@grafana/grafana-foundation-sdk/units';
 
@@ -36,8 +36,7 @@ export const CHANNEL_UNITS: Readonly<Record<string, string>> = {
   '°': units.Degrees,
 };
 
-/** Grafana's unit id for a channel unit; unknown units keep their text as a suffix, none is `none`. */
+/** Grafana's unit id for a channel unit; `none` (a plain number) for no unit or one not listed. */
 export function grafanaUnit(channelUnit: string): string {
-  if (channelUnit === '') return units.NoUnit;
-  return CHANNEL_UNITS[channelUnit] ?? `suffix: ${channelUnit}`;
+  return CHANNEL_UNITS[channelUnit] ?? units.NoUnit;
 }

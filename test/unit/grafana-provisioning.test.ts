@@ -298,7 +298,7 @@ describe('Grafana dashboards: units, links, stale values, bool channels', () => 
     }
     for (const id of Object.values(CHANNEL_UNITS)) expect(grafanaUnitIds.has(id), id).toBe(true);
     expect(grafanaUnit('')).toBe('none');
-    expect(grafanaUnit('furlong')).toBe('suffix: furlong');
+    expect(grafanaUnit('furlong')).toBe('none');
   });
 
   it('the channel charts format each series in its channel unit', () => {
