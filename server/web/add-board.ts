@@ -365,3 +365,22 @@ export function addBoardView(root: HTMLElement, session: AddBoardSession): { des
     },
   };
 }
+
+/**
+ * Keeps the header's "Add a board" link saying how many boards wait for approval (polled every few
+ * seconds, whatever the view), so a board that asks to enroll is noticed from anywhere in the page.
+ */
+export function pendingBadge(link: HTMLElement, everyMs = 3000): void {
+  const update = (): void => {
+    call<{ requests: EnrollRequest[] }>('/api/enrollments').then(
+      ({ requests }) => {
+        const n = requests.filter((r) => r.state === 'pending').length;
+        link.dataset.pending = String(n);
+        link.textContent = n > 0 ? `Add a board (${n} waiting)` : 'Add a board';
+      },
+      () => undefined, // no access (read-only password session without the API): keep the plain link
+    );
+  };
+  update();
+  setInterval(update, everyMs);
+}

@@ -3,7 +3,7 @@
  * server/web/assets.ts). Two views behind hash routes — `#/` the fleet, `#/device/<id>` one device —
  * sharing one live connection.
  */
-import { addBoardView } from './add-board.ts';
+import { addBoardView, pendingBadge } from './add-board.ts';
 import { mountAlerts } from './alerts.ts';
 import { getSession, HttpError, type SessionInfo } from './api.ts';
 import { hubDownBanner } from './banner.ts';
@@ -53,6 +53,7 @@ async function main(): Promise<void> {
 
   const viewRoot = $('view');
   const crumbs = $('crumbs');
+  pendingBadge($('add-board-link'));
   let current: View | null = null;
   const route = (): void => {
     current?.destroy();

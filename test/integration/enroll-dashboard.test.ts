@@ -250,6 +250,9 @@ describe('approving boards from the dashboard', () => {
     const rowB = '[data-hardware-id="esp32-0b0b0b0b0b0b"]';
     await page.waitForSelector(`${rowA}[data-state="pending"]`, { timeout: WAIT_MS });
     await page.waitForSelector(`${rowB}[data-state="pending"]`, { timeout: WAIT_MS });
+    // The header says so from any view.
+    await page.waitForSelector('#add-board-link[data-pending="2"]', { timeout: WAIT_MS });
+    expect(await page.textContent('#add-board-link')).toBe('Add a board (2 waiting)');
     await page.screenshot({ path: join(RESULTS, 'add-board-pending.png'), fullPage: true });
 
     await page.fill(`${rowA} input.device-id`, 'kitchen-1');
