@@ -318,7 +318,11 @@ export function fleetView(root: HTMLElement, live: LiveConnection, session?: Ses
         head = h(
           'div',
           { class: 'thead', 'data-keys': keys.join(',') },
-          ...['Device', 'Status', 'Last seen', 'Firmware', ...keys].map((t) => h('span', { class: 'cell' }, t)),
+          h('span', { class: 'cell id' }, 'Device'),
+          h('span', { class: 'cell state' }, 'Status'),
+          h('span', { class: 'cell seen' }, 'Last seen'),
+          h('span', { class: 'cell fw' }, 'Firmware'),
+          ...keys.map((k) => h('span', { class: 'cell num', 'data-channel': k }, defaultLabel(k))),
         );
         list.prepend(head);
       }

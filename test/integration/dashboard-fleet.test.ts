@@ -206,7 +206,7 @@ describe('fleet view with 1,000 live boards', { timeout: 400_000 }, () => {
     const rows = await page.locator('#fleet > .trow').count();
     expect(rows).toBeGreaterThan(20);
     expect(rows).toBeLessThan(60);
-    expect(await page.textContent('#fleet > .thead')).toContain('temperature');
+    expect(await page.textContent('#fleet > .thead [data-channel="temperature"]')).toBe('Temperature');
     await page.screenshot({ path: join(RESULTS, 'dashboard-fleet-table.png') });
     await page.click('#fleet-mode');
     await page.waitForSelector('#fleet > .card', { timeout: WAIT_MS });

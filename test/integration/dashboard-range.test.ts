@@ -12,30 +12,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { descriptorHash, encodeFrame, type Telemetry, ValueType } from '../../server/codec/index.ts';
 import { configFrom } from '../../server/config/index.ts';
 import type { DownsampledResponse } from '../../server/http/history.ts';
 import { buildHub, type Hub } from '../../server/hub.ts';
 import { liveExtension } from '../../server/live/index.ts';
 import { createLogger } from '../../server/log/index.ts';
-import { createMetrics } from '../../server/metrics/index.ts';
 import { openDeviceRegistry } from '../../server/registry/index.ts';
-import { openLocalLog } from '../../server/storage/local-log.ts';
+import { writeHistory } from '../harness/history-fixture.ts';
 import { launchChromium } from '../harness/index.ts';
 
 const RESULTS = join(process.cwd(), 'test-results');
 const WAIT_MS = 60_000;
 const DEVICE = 'hist-1';
 const DAY_S = 86_400;
-const CHANNELS = [
-  { index: 0, key: 'temperature', unit: '°C', valueType: ValueType.F32, scaleExp: 0, periodMs: 1000 },
-  { index: 1, key: 'power', unit: 'W', valueType: ValueType.I32, scaleExp: -1, periodMs: 1000 },
-  { index: 2, key: 'relay', unit: '', valueType: ValueType.BOOL, scaleExp: 0, periodMs: 1000 },
-];
-const HASH = descriptorHash(CHANNELS);
-/** Samples per frame (a board batches a minute of 1 s samples here: fewer frames to write). */
-const PER_FRAME = 60;
-
 let dataDir: string;
 let hub: Hub;
 let base: string;
@@ -47,96 +36,12 @@ let END = 0;
 let HOLE: [number, number] = [0, 0];
 let stored = 0;
 
-/** Writes a day of 1 s readings for DEVICE into the local log, as the hub's ingest would have. */
-async function writeDay(): Promise<void> {
-  const log = openLocalLog({
-    dataDir,
-    maxBytes: 512 * 1024 * 1024,
-    retentionHours: 7 * 24,
-    fullPolicy: 'backpressure',
-    forwarding: false,
-    metrics: createMetrics(),
-    logger: createLogger('silent'),
-  });
-  log.putDescriptors(DEVICE, HASH, CHANNELS);
-  log.putDevice(DEVICE, {
-    firstSeenMs: END - DAY_S * 1000,
-    lastAck: null,
-    maxSpanMs: (PER_FRAME - 1) * 1000,
-    descriptorHash: HASH,
-  });
-  const start = END - (DAY_S - 1) * 1000;
-  const appends: Promise<void>[] = [];
-  let seq = 0;
-  for (let base = start; base <= END; base += PER_FRAME * 1000) {
-    const times: number[] = [];
-    for (let i = 0; i < PER_FRAME; i++) {
-      const t = base + i * 1000;
-      if (t > END || (t >= HOLE[0] && t < HOLE[1])) continue;
-      times.push(t);
-    }
-    if (times.length === 0) continue;
-    const first = times[0] as number;
-    const deltas = times.map((t) => t - first);
-    const telemetry: Telemetry = {
-      type: 'telemetry',
-      unsynced: false,
-      bootId: 1,
-      seq: ++seq,
-      descriptorHash: HASH,
-      baseTime: first,
-      blocks: [
-        {
-          channel: 0,
-          valueType: ValueType.F32,
-          deltasMs: deltas,
-          values: times.map((t) => 20 + 5 * Math.sin(t / 3_600_000)),
-        },
-        {
-          channel: 1,
-          valueType: ValueType.I32,
-          deltasMs: deltas,
-          values: times.map((t) => 120_000 + ((t / 1000) % 600) * 100),
-        },
-        // On for the first half of every hour.
-        {
-          channel: 2,
-          valueType: ValueType.BOOL,
-          deltasMs: deltas,
-          values: times.map((t) => t % 3_600_000 < 1_800_000),
-        },
-      ],
-    };
-    stored += times.length;
-    const frame = encodeFrame(telemetry);
-    appends.push(
-      new Promise((resolve, reject) =>
-        log.append(
-          {
-            deviceId: DEVICE,
-            bootId: 1,
-            seq,
-            receivedAtMs: (times[times.length - 1] as number) + 50,
-            timeOffsetMs: 0,
-            frame,
-            minTimeMs: first,
-            maxTimeMs: times[times.length - 1] as number,
-          },
-          (err) => (err ? reject(err) : resolve()),
-        ),
-      ),
-    );
-  }
-  await Promise.all(appends);
-  await log.close();
-}
-
 beforeAll(async () => {
   mkdirSync(RESULTS, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), 'dashboard-range-'));
   END = Math.floor(Date.now() / 1000) * 1000 - 2000;
   HOLE = [END - 12 * 3_600_000, END - 12 * 3_600_000 + 10 * 60_000];
-  await writeDay();
+  stored = await writeHistory({ dataDir, deviceId: DEVICE, endMs: END, seconds: DAY_S, hole: HOLE });
   const logger = createLogger('warn');
   const registry = openDeviceRegistry({ dataDir, logger, watchIntervalMs: 0 });
   await registry.add(DEVICE);
