@@ -475,17 +475,34 @@ export function createIngest(opts: IngestOptions): Ingest {
       if (tm.clamp) metrics.timestampsClamped.inc({ reason: tm.clamp });
       if (tm.estimated) metrics.timestampsClamped.inc({ reason: 'unanchored_boot' });
 
+      // The boot state is written when more than its highest seq changes, or when the device's last
+      // stored frame moves to another boot (then the boot it leaves is written too): the highest seq
+      // of the boot the device record's lastAck names is that lastAck, which `loadDevice` restores.
+      // One state write per device per group instead of two (with many devices, about one per frame).
+      const rec = m.record;
+      const prevAck = rec.lastAck;
+      let writeBoot = prevAck === null || prevAck.bootId !== bootId;
       if (!boot) {
         boot = { highestSeq: 0, timeOffsetMs: null, firstSeenMs: nowMs };
         m.boots.set(bootId, boot);
         trimBoots(deviceId, m);
+        writeBoot = true;
       }
       boot.highestSeq = seq;
-      if (tm.newBootOffsetMs !== null) boot.timeOffsetMs = tm.newBootOffsetMs;
-      if (tm.newBootCorrectionMs !== null) boot.clockCorrectionMs = tm.newBootCorrectionMs;
-      log.putBoot(deviceId, bootId, boot);
+      if (tm.newBootOffsetMs !== null && tm.newBootOffsetMs !== boot.timeOffsetMs) {
+        boot.timeOffsetMs = tm.newBootOffsetMs;
+        writeBoot = true;
+      }
+      if (tm.newBootCorrectionMs !== null && tm.newBootCorrectionMs !== boot.clockCorrectionMs) {
+        boot.clockCorrectionMs = tm.newBootCorrectionMs;
+        writeBoot = true;
+      }
+      if (writeBoot) {
+        log.putBoot(deviceId, bootId, boot);
+        const left = prevAck !== null && prevAck.bootId !== bootId ? m.boots.get(prevAck.bootId) : undefined;
+        if (left && prevAck) log.putBoot(deviceId, prevAck.bootId, left);
+      }
       // Mutated in place: the log snapshots the record once per group (see LocalLog.putDevice).
-      const rec = m.record;
       if (rec.lastAck) {
         rec.lastAck.bootId = bootId;
         rec.lastAck.seq = seq;

@@ -137,6 +137,11 @@ export interface LocalLog extends LogReader {
    * persists its value as of the group's last frame — one write per device per group.
    */
   putDevice(deviceId: string, record: DeviceRecord): void;
+  /**
+   * Like `putDevice`, for a boot's state. `loadDevice` raises the highest seq of the boot the device
+   * record's `lastAck` names to that seq: a writer may leave that boot's state unwritten while only
+   * its highest seq moves with the record's `lastAck`.
+   */
   putBoot(deviceId: string, bootId: number, state: BootState): void;
   removeBoot(deviceId: string, bootId: number): void;
   putDescriptors(deviceId: string, hash: number, channels: ChannelDescriptor[]): void;
@@ -785,6 +790,11 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       for (const { key, value } of boots.getRange({ start: [deviceId], end: [deviceId, Number.MAX_SAFE_INTEGER] })) {
         map.set(key[1], value);
       }
+      // The boot the last ACK names got frames up to it: its highest seq is written with the record
+      // every group, the boot state only when more changes (see the ingest).
+      const ack = record?.lastAck;
+      const current = ack ? map.get(ack.bootId) : undefined;
+      if (ack && current && current.highestSeq < ack.seq) map.set(ack.bootId, { ...current, highestSeq: ack.seq });
       return { record, boots: map };
     },
     putDevice(deviceId, record) {

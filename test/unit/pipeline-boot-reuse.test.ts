@@ -2,7 +2,8 @@
  * The reused-boot-id rule [PROTO-3.4.3] at its edges, with the real ingest on a real local log: a
  * board up for a month whose uptime clock drifted 500 ppm from the hub's is still the same boot; a HELLO
  * of a boot that started after the boot's first stored frame is a new boot; the decision survives a
- * restart of the hub.
+ * restart of the hub. And the dedupe state of the current boot and of boots a device left survives a
+ * restart (a boot's highest seq is persisted through the device record's last ACK).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -66,12 +67,12 @@ function open(dir: string, clock: { now: number }) {
   return { log, ingest, reused };
 }
 
-const hello = (uptimeMs: number): Hello => ({
+const hello = (uptimeMs: number, bootId = BOOT): Hello => ({
   type: 'hello',
   deviceId: 'dev',
   firmwareVersion: '1',
   maxProtocolVersion: 1,
-  bootId: BOOT,
+  bootId,
   resetReason: 1,
   uptimeMs,
   descriptorHash: HASH,
@@ -80,11 +81,17 @@ const hello = (uptimeMs: number): Hello => ({
   timeSynced: true,
 });
 
-async function store(ingest: ReturnType<typeof createIngest>, seq: number, atMs: number): Promise<string> {
+/** Stores one frame and waits for its commit (each frame in a group of its own). */
+async function store(
+  ingest: ReturnType<typeof createIngest>,
+  seq: number,
+  atMs: number,
+  bootId = BOOT,
+): Promise<string> {
   const f = encodeFrame({
     type: 'telemetry',
     unsynced: false,
-    bootId: BOOT,
+    bootId,
     seq,
     descriptorHash: HASH,
     baseTime: atMs - 500,
@@ -95,7 +102,7 @@ async function store(ingest: ReturnType<typeof createIngest>, seq: number, atMs:
   );
 }
 
-describe('reused boot ids', () => {
+describe('boot ids and their dedupe state', () => {
   it('a month of uptime with 500 ppm drift is the same boot; a boot younger than its frames is not', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'boot-reuse-'));
     dirs.push(dir);
@@ -127,5 +134,58 @@ describe('reused boot ids', () => {
     ({ ingest, reused } = open(dir, clock));
     expect(ingest.hello('dev', hello(61_000), clock.now + 1000).lastAck).toEqual({ bootId: BOOT, seq: 1 });
     expect(reused).toEqual([]);
+  });
+
+  it('frames of the current boot and of a boot the device left stay duplicates after a restart', async () => {
+    // A boot's highest seq is persisted through the device record's last ACK; the boot state itself
+    // is written only when more changes or when the device moves to another boot.
+    const dir = mkdtempSync(join(tmpdir(), 'boot-state-'));
+    dirs.push(dir);
+    const clock = { now: T0 };
+    let { ingest, log } = open(dir, clock);
+    const restart = async () => {
+      await log.close();
+      logs.splice(logs.indexOf(log), 1);
+      ({ ingest, log } = open(dir, clock));
+    };
+    const expectDuplicates = async (frames: [bootId: number, seq: number][]) => {
+      for (const [bootId, seq] of frames) expect(await store(ingest, seq, T0, bootId)).toBe('duplicate');
+    };
+    ingest.hello('dev', hello(60_000, 7), T0);
+    ingest.descriptors('dev', HASH, CHANNELS);
+    for (let seq = 1; seq <= 5; seq++) expect(await store(ingest, seq, T0, 7)).toBe('stored');
+
+    await restart();
+    expect(ingest.hello('dev', hello(60_000, 7), T0).lastAck).toEqual({ bootId: 7, seq: 5 });
+    await expectDuplicates([
+      [7, 1],
+      [7, 3],
+      [7, 5],
+    ]);
+    expect(await store(ingest, 6, T0, 7)).toBe('stored');
+
+    // The device reboots (boot 8); boot 7 is left behind.
+    ingest.hello('dev', hello(60_000, 8), T0);
+    for (let seq = 1; seq <= 3; seq++) expect(await store(ingest, seq, T0, 8)).toBe('stored');
+    await restart();
+    expect(ingest.hello('dev', hello(60_000, 8), T0).lastAck).toEqual({ bootId: 8, seq: 3 });
+    await expectDuplicates([
+      [7, 4],
+      [7, 6],
+      [8, 3],
+    ]);
+
+    // Its outbox still held a frame of boot 7: stored between frames of boot 8.
+    expect(await store(ingest, 7, T0, 7)).toBe('stored');
+    expect(await store(ingest, 4, T0, 8)).toBe('stored');
+    await restart();
+    expect(ingest.hello('dev', hello(60_000, 8), T0).lastAck).toEqual({ bootId: 8, seq: 4 });
+    await expectDuplicates([
+      [7, 7],
+      [8, 2],
+      [8, 4],
+    ]);
+    expect(await store(ingest, 5, T0, 8)).toBe('stored');
+    expect(await store(ingest, 8, T0, 7)).toBe('stored');
   });
 });
