@@ -191,8 +191,10 @@ export function createEnrollEndpoint(o: EnrollEndpointOptions): EnrollEndpoint {
         return refuse(req, socket, 'BAD_SUBPROTOCOL');
       }
       open++;
+      metrics.enrollConnections.set(open);
       socket.once('close', () => {
         open--;
+        metrics.enrollConnections.set(open);
       });
       wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req.socket.remoteAddress ?? null));
     },

@@ -27,6 +27,11 @@ export function createMetrics() {
       registers: r,
     }),
     enrollPending: new Gauge({ name: 'hub_enroll_pending', help: 'Pending enrollment requests.', registers: r }),
+    enrollConnections: new Gauge({
+      name: 'hub_enroll_connections',
+      help: 'Open enrollment sockets (/v1/enroll).',
+      registers: r,
+    }),
     enrollRefused: new Counter({
       name: 'hub_enroll_refused_total',
       help: 'Enrollment requests and handshakes refused, by reason (error code).',

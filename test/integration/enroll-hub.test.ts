@@ -459,6 +459,20 @@ describe('who may decide, and the first-frame timeout', () => {
     expect(help.stdout).toMatch(/pending[\s\S]*approve <hwid>[\s\S]*reject <hwid>[\s\S]*forget <hwid>/);
   });
 
+  it('a pending board that stops answering pings is dropped by the heartbeat', async () => {
+    const { hub, url } = await startHub(newDataDir(), { DEVICE_HEARTBEAT_INTERVAL_SEC: '1' });
+    const ws = new WebSocket(url, ENROLL_SUBPROTOCOL);
+    cleanups.push(() => ws.terminate());
+    const pending = new Promise<EnrollMessage>((resolve) =>
+      ws.once('message', (d) => resolve(decodeEnrollFrame(d as Buffer))),
+    );
+    ws.on('open', () => ws.send(enrollFrame('esp32-141414141414', key(0x72))));
+    expect(await pending).toMatchObject({ type: 'enroll_status', status: 0 });
+    expect(await metric(hub, 'hub_enroll_connections')).toBe(1);
+    ws.pause(); // reads nothing more: the hub's pings go unanswered, as with a board whose Wi-Fi faded
+    await waitFor('the hub drops the silent socket', async () => (await metric(hub, 'hub_enroll_connections')) === 0);
+  });
+
   it('a socket that sends no ENROLL within the timeout gets ERROR HELLO_TIMEOUT and close 1002', async () => {
     const { url } = await startHub(newDataDir(), { DEVICE_HELLO_TIMEOUT_MS: '300' });
     const idle = await rawClient(url, []);
