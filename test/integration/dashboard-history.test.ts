@@ -4,9 +4,15 @@
  * nginx, see docs/testing.md) with the InfluxQL `GROUP BY time()` statements, which must give the
  * same buckets as the embedded store's one-pass downsampler on the same readings.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { configFrom } from '../../server/config/index.ts';
 import { type DownsampledResponse, type HistoryPoint, registerHistoryRoutes } from '../../server/http/history.ts';
 import { createRouter } from '../../server/http/router.ts';
+import { buildHub } from '../../server/hub.ts';
+import { createLogger } from '../../server/log/index.ts';
 import { Downsampler } from '../../server/storage/downsample.ts';
 import { influxDownsample } from '../../server/storage/influx/downsample.ts';
 import { createInfluxHistory } from '../../server/storage/influx/history.ts';
@@ -171,6 +177,38 @@ describe('downsampling on InfluxDB (InfluxQL GROUP BY time())', () => {
 
   afterAll(async () => {
     await influx?.stop();
+  });
+
+  it('through the hub: with InfluxDB configured, ?buckets= is answered by InfluxDB', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dashboard-history-hub-'));
+    const config = configFrom({
+      HUB_HOST: '127.0.0.1',
+      HUB_PORT: '0',
+      HUB_DATA_DIR: dir,
+      HUB_ADMIN_TOKEN: ADMIN,
+      INFLUX_URL: influx.url,
+      INFLUX_TOKEN: influx.token,
+      INFLUX_ORG: influx.org,
+      INFLUX_BUCKET: influx.bucket,
+      INFLUX_STATS_INTERVAL_MS: '0',
+    });
+    const hub = buildHub(config, { logger: createLogger('silent'), authenticate: () => null });
+    try {
+      const { port } = await hub.start();
+      const res = await request(port, 'GET', `/api/devices/dev-1/history?from=${T0}&to=${T0 + HOUR - 1}&buckets=60`, {
+        headers: { authorization: `Bearer ${ADMIN}` },
+      });
+      expect(res.status).toBe(200);
+      const body = res.json as DownsampledResponse;
+      const temp = body.series.find((s) => s.channel === 'temp')!;
+      // Only InfluxDB holds these readings (the hub's own store is empty): 50 minutes outside the hole.
+      expect(temp.t).toHaveLength(50);
+      expect(temp.count.every((c) => c === 60)).toBe(true);
+      expect(body.series.find((s) => s.channel === 'door')?.bool).toBe(true);
+    } finally {
+      await hub.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it.each([
