@@ -12,6 +12,7 @@
  *   `D/<deviceId>/outbox.log` (append-only records, compacted by write-then-rename), so a board's
  *   state survives the simulator process too.
  */
+
 import {
   closeSync,
   existsSync,
@@ -27,6 +28,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { type ChannelDescriptor, decodeFrame } from '../server/codec/index.ts';
+import type { OtaNvs } from './ota.ts';
 
 /** The board's NVS: small settings written rarely (once per boot, on a command, on a new descriptor set). */
 export interface BoardNvs {
@@ -40,6 +42,8 @@ export interface BoardNvs {
   commandResults: [commandId: number, result: { status: number; message: string } | null][];
   /** Descriptor sets by hash: buffered frames carry only the hash. */
   descriptorSets: [hash: number, channels: ChannelDescriptor[]][];
+  /** The virtual OTA partitions (ota.ts); absent until the first update. */
+  ota?: OtaNvs;
 }
 
 export function emptyNvs(): BoardNvs {

@@ -41,6 +41,7 @@ import { cryptoEntropy, drawBootId, type Entropy } from './boot-id.ts';
 import { type Clock, systemClock, type TimerHandle } from './clock.ts';
 import type { Connector, Link, LinkCloseInfo } from './link.ts';
 import { wsConnector } from './link.ts';
+import { downloadAndVerify, emptyOtaNvs, type OtaNvs, otaPublicKey, parseOtaArgs } from './ota.ts';
 import { Outbox, type OutboxEntry } from './outbox.ts';
 import type { SampleRecorder } from './recorder.ts';
 import { Rng } from './rng.ts';
@@ -161,6 +162,17 @@ export interface DeviceOptions {
   entropy?: Entropy;
   /** Deep-sleep profile; absent or null: always on. */
   deepSleep?: DeepSleepOptions | null;
+  /**
+   * The OTA signing public key (PEM) built into the board: `ota` images are checked against it. Null or
+   * absent: the board checks the SHA-256 only (docs/simulator.md).
+   */
+  otaPublicKeyPem?: string | null;
+  /** The health check after an OTA update fails: the board rolls back to the old image (default false). */
+  otaFailHealth?: boolean;
+  /** Accept a self-signed certificate for OTA downloads over https. */
+  otaInsecure?: boolean;
+  /** Retry wait of an OTA download without Retry-After, ms (default 500). */
+  otaRetryMs?: number;
 }
 
 export interface DeviceEvents {
@@ -181,6 +193,8 @@ export interface DeviceEvents {
   powerCut: [offMs: number];
   /** The hub holds frames of this boot id that this boot never sent: the id had been used before. */
   bootIdReused: [oldBootId: number, newBootId: number];
+  /** An OTA update ended on this board: `booted` the new version (pending its health check), `valid`, `rolled_back`, or `failed` (step). */
+  ota: [event: { outcome: 'booted' | 'valid' | 'rolled_back' | 'failed'; version: string; detail?: string }];
   /** Deep sleep: the radio went off (`flushed`: the outbox was empty). */
   sleep: [flushed: boolean];
   /** A malformed frame sent on purpose was answered (`code` null: closed without ERROR, or not at all). */
@@ -374,6 +388,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     }
     this.clearTimer('sampleTimer');
     this.clearTimer('ledTimer');
+    this.otaDownload?.abort();
     if (this._state !== 'unpowered') this.seal();
     // Waiting is pointless when the hub refuses this board's credentials (400/401/403).
     const refused = this.lastRefusal !== null && this.lastRefusal >= 400 && this.lastRefusal < 404;
@@ -596,6 +611,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   }
 
   private boot(resetReason: number): void {
+    this.otaOnBoot();
     // Wall time before the reset, kept by the RTC unless power was lost.
     const keptWall =
       this.synced &&
@@ -889,7 +905,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       type: 'hello',
       timeSynced: this.synced,
       deviceId: this.id,
-      firmwareVersion: this.opts.firmwareVersion ?? 'sim-1.0.0',
+      firmwareVersion: this.firmwareVersion,
       maxProtocolVersion: 1,
       bootId: this._bootId,
       resetReason: this.resetReason,
@@ -1052,6 +1068,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       this.setSampling(w.sampleIntervalMs, this.ticksPerFrame, true);
     }
     this.setState('online');
+    if (this.otaHealthCheck()) return;
     // Free what the hub already holds, then replay the rest from the head [PROTO-5].
     this.applyWelcomeAck(w.lastAck);
     const toSend = new Set<number>();
@@ -1305,6 +1322,10 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
         this.reboot(ResetReason.SOFTWARE, true);
         return;
       }
+      case 'ota': {
+        this.runOta(c, result);
+        return;
+      }
       case 'send_descriptors': {
         const hashes = new Set<number>([this.hash]);
         for (let i = 0; i < this.outbox.length; i++) hashes.add(this.hashOf(i));
@@ -1315,6 +1336,94 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
       default:
         result(CommandStatus.UNSUPPORTED, `unknown command ${c.name}`);
     }
+  }
+
+  // ───────────────────────────── OTA (ota.ts, docs/ota.md) ─────────────────────────────
+
+  private otaDownload: AbortController | null = null;
+
+  /** The version this board runs: its OTA slot's, else the factory image's. */
+  get firmwareVersion(): string {
+    const ota = this.nvs.ota;
+    return ota?.slots[ota.running]?.version ?? this.opts.firmwareVersion ?? 'sim-1.0.0';
+  }
+
+  /** The OTA state in NVS (created on first use). */
+  private otaNvs(): OtaNvs {
+    this.nvs.ota ??= emptyOtaNvs();
+    return this.nvs.ota;
+  }
+
+  /** At boot: a running download is gone (RAM); a verified image in the other slot boots now. */
+  private otaOnBoot(): void {
+    this.otaDownload?.abort();
+    this.otaDownload = null;
+    const ota = this.nvs.ota;
+    if (ota?.nextBoot === undefined || ota.nextBoot === null) return;
+    ota.running = ota.nextBoot;
+    ota.nextBoot = null;
+    ota.pendingVerify = true;
+    this.saveNvs();
+    this.emit('ota', { outcome: 'booted', version: this.firmwareVersion });
+  }
+
+  /**
+   * After WELCOME: a new image pending verification is marked valid, or — set to fail its health
+   * check — rolled back: a software reset into the old slot (returns true: the session ends).
+   */
+  private otaHealthCheck(): boolean {
+    const ota = this.nvs.ota;
+    if (!ota?.pendingVerify) return false;
+    ota.pendingVerify = false;
+    if (!this.opts.otaFailHealth) {
+      this.saveNvs();
+      this.emit('ota', { outcome: 'valid', version: this.firmwareVersion });
+      return false;
+    }
+    const failed = this.firmwareVersion;
+    ota.running = ota.running === 0 ? 1 : 0;
+    this.saveNvs();
+    this.emit('ota', { outcome: 'rolled_back', version: failed, detail: `back to ${this.firmwareVersion}` });
+    this.reboot(ResetReason.SOFTWARE, true);
+    return true;
+  }
+
+  private runOta(c: Command, result: (status: number, message: string) => void): void {
+    const req = parseOtaArgs(new Map(c.args.map((a) => [a.key, a.value])));
+    if (typeof req === 'string') {
+      result(CommandStatus.BAD_ARGUMENTS, req);
+      return;
+    }
+    if (this.otaDownload !== null) {
+      result(CommandStatus.BUSY, 'an update is already running');
+      return;
+    }
+    const abort = new AbortController();
+    this.otaDownload = abort;
+    const key = this.opts.otaPublicKeyPem ? otaPublicKey(this.opts.otaPublicKeyPem) : null;
+    void downloadAndVerify(req, key, {
+      signal: abort.signal,
+      insecure: this.opts.otaInsecure === true,
+      ...(this.opts.otaRetryMs !== undefined ? { retryMs: this.opts.otaRetryMs } : {}),
+    }).then((outcome) => {
+      if (abort.signal.aborted || this.otaDownload !== abort) return; // rebooted or stopped meanwhile
+      this.otaDownload = null;
+      if (!outcome.ok) {
+        this.emit('ota', { outcome: 'failed', version: req.version, detail: `${outcome.step}: ${outcome.detail}` });
+        result(CommandStatus.FAILED, `${outcome.step}: ${outcome.detail}`);
+        return;
+      }
+      // Written to the inactive slot, verified: switch the boot partition, then reboot into it.
+      const ota = this.otaNvs();
+      const target = ota.running === 0 ? 1 : 0;
+      ota.slots[target] = { version: req.version, sha256: req.sha256, size: req.size };
+      ota.nextBoot = target;
+      // Slot 0 without a record holds the factory image: name it, so a rollback reports it.
+      ota.slots[ota.running] ??= { version: this.firmwareVersion, sha256: '', size: 0 };
+      this.saveNvs();
+      result(CommandStatus.OK, 'rebooting');
+      this.reboot(ResetReason.SOFTWARE, true);
+    });
   }
 
   // ───────────────────────────── malformed frames ─────────────────────────────

@@ -39,6 +39,8 @@ export interface FleetOptions {
   clock?: Clock;
   connector?: Connector;
   recorder?: SampleRecorder;
+  /** Share of boards (0..1, picked by the seed) whose health check fails after an OTA update: they roll back. */
+  otaFailHealth?: number;
   /** Passed to every device (outbox size, backoff, window…). */
   device?: Partial<Omit<DeviceOptions, 'id' | 'token' | 'url' | 'seed' | 'index'>>;
 }
@@ -150,6 +152,9 @@ export class Fleet {
           seed: this.seed,
           clock: this.clock,
           ...(options.stateDir ? { store: new FileBoardStore(options.stateDir, id) } : {}),
+          ...(options.otaFailHealth
+            ? { otaFailHealth: root.fork('ota-health', index).chance(options.otaFailHealth) }
+            : {}),
           connector: extra?.connector ?? connector,
           latency: this.latency,
           ...(options.recorder ? { recorder: options.recorder } : {}),

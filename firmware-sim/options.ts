@@ -2,6 +2,7 @@
  * The CLI's flags: parsed and validated once, every problem listed, then used. Pure (the caller
  * passes argv and env), so it is unit-tested without a process.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isDeviceId } from '../server/codec/index.ts';
 import { isScenarioName, SCENARIO_NAMES, type ScenarioName } from './scenarios.ts';
@@ -45,6 +46,10 @@ Options:
   --admin-url <url>        admin API base URL (default: derived from --url; required with
                            --transport mqtt and --provision)
   --admin-token-env <var>  environment variable holding the admin token (default HUB_ADMIN_TOKEN)
+  --ota-public-key <file>  the OTA signing public key (PEM) built into the boards: the \`ota\` command's
+                           images must verify with it (without it boards check the SHA-256 only)
+  --ota-fail-health <f>    share of boards (0..1) whose health check fails after an OTA update, so
+                           that they roll back to the old version (default 0)
   --insecure               accept a self-signed certificate (wss:// hubs, mqtts:// brokers)
   --json                   print the summary as JSON on stdout
   --per-device             add one row per board to the summary table
@@ -88,6 +93,10 @@ export interface CliOptions {
   /** The admin token's value, read from the environment; never printed. */
   adminToken: string | null;
   adminTokenEnv: string;
+  /** PEM of the OTA signing public key, read from --ota-public-key. */
+  otaPublicKeyPem: string | null;
+  /** Share of boards whose OTA health check fails (0..1). */
+  otaFailHealth: number;
   insecure: boolean;
   json: boolean;
   perDevice: boolean;
@@ -153,6 +162,8 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
       'fleet-secret': { type: 'string' },
       'admin-url': { type: 'string' },
       'admin-token-env': { type: 'string' },
+      'ota-public-key': { type: 'string' },
+      'ota-fail-health': { type: 'string' },
       insecure: { type: 'boolean' },
       json: { type: 'boolean' },
       'per-device': { type: 'boolean' },
@@ -238,6 +249,18 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
   }
   const enroll = values.enroll === true;
   if (values['fleet-secret'] !== undefined && !enroll) problems.push('--fleet-secret needs --enroll');
+  const otaFailHealth = values['ota-fail-health'] === undefined ? 0 : Number(values['ota-fail-health']);
+  if (!Number.isFinite(otaFailHealth) || otaFailHealth < 0 || otaFailHealth > 1) {
+    problems.push('--ota-fail-health must be a fraction 0..1');
+  }
+  let otaPublicKeyPem: string | null = null;
+  if (values['ota-public-key'] !== undefined) {
+    try {
+      otaPublicKeyPem = readFileSync(values['ota-public-key'], 'utf8');
+    } catch {
+      problems.push(`--ota-public-key: cannot read ${values['ota-public-key']}`);
+    }
+  }
   if (enroll && mqttTransport) problems.push('--enroll needs --transport ws (boards enroll over the hub WebSocket)');
   if (enroll && provision) problems.push('--enroll and --provision are two ways to get tokens: pick one');
   const opts: CliOptions = {
@@ -267,6 +290,8 @@ function parseValidated(argv: string[], env: Record<string, string | undefined>)
     adminUrl: values['admin-url'] ?? null,
     adminToken,
     adminTokenEnv,
+    otaPublicKeyPem,
+    otaFailHealth: Number.isFinite(otaFailHealth) ? otaFailHealth : 0,
     insecure: values.insecure === true,
     json: values.json === true,
     perDevice: values['per-device'] === true,

@@ -111,8 +111,11 @@ export async function runSimulator(opts: CliOptions, io: RunIo): Promise<RunResu
           : wsConnector(opts.insecure ? { tls: { rejectUnauthorized: false } } : {}),
       ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
       ...(recorder ? { recorder } : {}),
+      ...(opts.otaFailHealth > 0 ? { otaFailHealth: opts.otaFailHealth } : {}),
       device: {
         outboxFrames: opts.outboxFrames,
+        otaPublicKeyPem: opts.otaPublicKeyPem,
+        otaInsecure: opts.insecure,
         deepSleep:
           opts.profile === 'deep-sleep'
             ? { flushEverySamples: opts.flushEverySamples, flushIntervalMs: opts.flushIntervalMs }
