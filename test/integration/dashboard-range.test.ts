@@ -180,8 +180,9 @@ describe('device page: time ranges on the embedded store', () => {
     );
     expect(colours.green).toBeGreaterThan(50);
     expect(colours.grey).toBeGreaterThan(50);
-    // Nothing drawn in the hole (Chromium reads an untouched pixel back as alpha 0, at most 1 after scaling).
-    expect(colours.hole[3] ?? 255, JSON.stringify(colours)).toBeLessThanOrEqual(1);
+    // Nothing drawn in the hole: segments are opaque; at most a faint edge of the neighbours'
+    // anti-aliasing reaches its middle.
+    expect(colours.hole[3] ?? 255, JSON.stringify(colours)).toBeLessThan(32);
   });
 
   it('15 min: buckets finer than the samples draw no false gaps; live ranges follow the clock', async () => {
