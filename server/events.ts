@@ -115,27 +115,76 @@ export interface CommandUpdate {
   atMs: number;
 }
 
+type Listener = (...args: unknown[]) => void;
+
+/**
+ * Where EventEmitter keeps an event's listeners: the function itself while there is one, else an array
+ * it adds to and removes from in place (push, unshift, splice). `rawListeners()` would copy it.
+ */
+interface ListenerStore {
+  _events: Record<string | symbol, Listener | Listener[] | undefined>;
+}
+
+/** `emit` passes on at most three arguments: this fails to compile if an event declares more. */
+type AtMostThree<N extends 0 | 1 | 2 | 3> = N;
+export type HubEventArity = AtMostThree<HubEvents[keyof HubEvents]['length']>;
+
 /**
  * The bus. Every listener runs isolated: one that throws is reported through `onListenerError` (the
  * hub counts and logs it) and the listeners after it still run, so a faulty consumer can never strand
  * the others or the frame that emitted the event.
+ *
+ * `emit` allocates nothing (it runs per frame on the ingest path): it takes its arguments one by one
+ * (no rest array), reads EventEmitter's listener store directly and, where an event has several
+ * listeners, copies them into a snapshot array reused at each nesting depth (a listener may emit in
+ * turn). As with EventEmitter, an emit runs the listeners present when it began: one added meanwhile
+ * waits for the next emit, one removed meanwhile still runs.
  */
 export class HubEventBus extends EventEmitter<HubEvents> {
   onListenerError: (err: unknown, event: string) => void = () => undefined;
+  readonly #snapshots: (Listener | undefined)[][] = [];
+  #depth = 0;
 
-  override emit<K extends keyof HubEvents>(event: K, ...args: HubEvents[K]): boolean {
-    const listeners = this.rawListeners(event) as ((...a: HubEvents[K]) => void)[];
-    for (const listener of listeners) {
+  override emit<K extends keyof HubEvents>(event: K, ...args: HubEvents[K]): boolean;
+  override emit(event: string, a?: unknown, b?: unknown, c?: unknown): boolean {
+    // biome-ignore lint/complexity/noArguments: how many were emitted, without a rest array to allocate
+    const argc = arguments.length - 1;
+    const stored = (this as unknown as ListenerStore)._events[event];
+    if (stored === undefined) return false;
+    if (typeof stored === 'function') {
+      this.#run(stored, event, argc, a, b, c);
+      return true;
+    }
+    const count = stored.length;
+    let snapshot = this.#snapshots[this.#depth];
+    if (snapshot === undefined) {
+      snapshot = [];
+      this.#snapshots.push(snapshot);
+    }
+    for (let i = 0; i < count; i++) snapshot[i] = stored[i];
+    this.#depth++;
+    try {
+      for (let i = 0; i < count; i++) this.#run(snapshot[i] as Listener, event, argc, a, b, c);
+    } finally {
+      this.#depth--;
+      snapshot.fill(undefined, 0, count); // keeps no removed listener alive
+    }
+    return count > 0;
+  }
+
+  /** Calls `listener` with the first `argc` of a, b, c (as many arguments as were emitted). */
+  #run(listener: Listener, event: string, argc: number, a: unknown, b: unknown, c: unknown): void {
+    try {
+      if (argc === 2) listener.call(this, a, b);
+      else if (argc === 1) listener.call(this, a);
+      else if (argc === 0) listener.call(this);
+      else listener.call(this, a, b, c);
+    } catch (err) {
       try {
-        listener.apply(this, args);
-      } catch (err) {
-        try {
-          this.onListenerError(err, event);
-        } catch {
-          // Reporting must not throw into the emitter either.
-        }
+        this.onListenerError(err, event);
+      } catch {
+        // Reporting must not throw into the emitter either.
       }
     }
-    return listeners.length > 0;
   }
 }
