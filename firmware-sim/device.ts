@@ -169,6 +169,8 @@ export interface DeviceOptions {
   otaPublicKeyPem?: string | null;
   /** The health check after an OTA update fails: the board rolls back to the old image (default false). */
   otaFailHealth?: boolean;
+  /** How long a new image that fails its health check runs before it rolls back, ms (default 2000). */
+  otaHealthDeadlineMs?: number;
   /** Accept a self-signed certificate for OTA downloads over https. */
   otaInsecure?: boolean;
   /** Retry wait of an OTA download without Retry-After, ms (default 500). */
@@ -389,6 +391,8 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.clearTimer('sampleTimer');
     this.clearTimer('ledTimer');
     this.otaDownload?.abort();
+    if (this.otaRollbackTimer !== null) this.clock.clearTimeout(this.otaRollbackTimer);
+    this.otaRollbackTimer = null;
     if (this._state !== 'unpowered') this.seal();
     // Waiting is pointless when the hub refuses this board's credentials (400/401/403).
     const refused = this.lastRefusal !== null && this.lastRefusal >= 400 && this.lastRefusal < 404;
@@ -864,6 +868,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
 
   private connect(): void {
     if (this._state === 'stopped') return;
+    if (this.otaHealthFails()) return;
     if (this.clock.now() < this.wifiDownUntil) {
       this.waitForWifi();
       return;
@@ -1341,6 +1346,7 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   // ───────────────────────────── OTA (ota.ts, docs/ota.md) ─────────────────────────────
 
   private otaDownload: AbortController | null = null;
+  private otaRollbackTimer: TimerHandle | null = null;
 
   /** The version this board runs: its OTA slot's, else the factory image's. */
   get firmwareVersion(): string {
@@ -1367,24 +1373,35 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
     this.emit('ota', { outcome: 'booted', version: this.firmwareVersion });
   }
 
-  /**
-   * After WELCOME: a new image pending verification is marked valid, or — set to fail its health
-   * check — rolled back: a software reset into the old slot (returns true: the session ends).
-   */
+  /** After WELCOME: a new image pending verification has passed its health check and is marked valid. */
   private otaHealthCheck(): boolean {
     const ota = this.nvs.ota;
     if (!ota?.pendingVerify) return false;
     ota.pendingVerify = false;
-    if (!this.opts.otaFailHealth) {
-      this.saveNvs();
-      this.emit('ota', { outcome: 'valid', version: this.firmwareVersion });
-      return false;
-    }
-    const failed = this.firmwareVersion;
-    ota.running = ota.running === 0 ? 1 : 0;
     this.saveNvs();
-    this.emit('ota', { outcome: 'rolled_back', version: failed, detail: `back to ${this.firmwareVersion}` });
-    this.reboot(ResetReason.SOFTWARE, true);
+    this.emit('ota', { outcome: 'valid', version: this.firmwareVersion });
+    return false;
+  }
+
+  /**
+   * A new image set to fail its health check never reaches the hub (as firmware whose network start
+   * is broken): it does not connect, and after the health deadline it marks itself invalid and
+   * resets into the old slot — the bootloader's rollback. True while that is under way.
+   */
+  private otaHealthFails(): boolean {
+    const ota = this.nvs.ota;
+    if (!ota?.pendingVerify || !this.opts.otaFailHealth) return false;
+    if (this.otaRollbackTimer !== null) return true;
+    this.otaRollbackTimer = this.clock.setTimeout(() => {
+      this.otaRollbackTimer = null;
+      if (this._state === 'stopped') return;
+      const failed = this.firmwareVersion;
+      ota.pendingVerify = false;
+      ota.running = ota.running === 0 ? 1 : 0;
+      this.saveNvs();
+      this.emit('ota', { outcome: 'rolled_back', version: failed, detail: `back to ${this.firmwareVersion}` });
+      this.reboot(ResetReason.SOFTWARE, false);
+    }, this.opts.otaHealthDeadlineMs ?? 2000);
     return true;
   }
 
