@@ -3,52 +3,38 @@
  * set per registry, however many parts ask for them).
  */
 import { Counter, Gauge } from 'prom-client';
-import type { Metrics } from '../metrics/index.ts';
+import { metricsPerRegistry } from '../metrics/per-registry.ts';
 
-function create(metrics: Metrics) {
-  const registers = [metrics.registry];
-  return {
-    readings: new Counter({
-      name: 'hub_mqtt_bridge_readings_total',
-      help: 'Stored readings seen by the MQTT readings bridge, by outcome: published (in a state message) or coalesced (superseded by a newer value of its channel within the interval, or older than the last value: never published).',
-      labelNames: ['outcome'] as const,
-      registers,
-    }),
-    messages: new Counter({
-      name: 'hub_mqtt_bridge_messages_total',
-      help: 'Messages handed to the MQTT client by the bridge and Home Assistant discovery, by kind (state, status, discovery, discovery_clear).',
-      labelNames: ['kind'] as const,
-      registers,
-    }),
-    flushes: new Counter({
-      name: 'hub_mqtt_bridge_flushes_total',
-      help: 'Bridge flush ticks with something pending, by outcome: published, or deferred (broker unreachable or MQTT queue busy; values keep coalescing).',
-      labelNames: ['outcome'] as const,
-      registers,
-    }),
-    pendingDevices: new Gauge({
-      name: 'hub_mqtt_bridge_pending_devices',
-      help: 'Devices with a state or status the bridge has not published yet (at most one message each).',
-      registers,
-    }),
-    haCommands: new Counter({
-      name: 'hub_mqtt_ha_commands_total',
-      help: 'Commands received on the Home Assistant command topics, by command and outcome (sent, offline, invalid).',
-      labelNames: ['command', 'outcome'] as const,
-      registers,
-    }),
-  };
-}
+export const bridgeMetrics = metricsPerRegistry((registers) => ({
+  readings: new Counter({
+    name: 'hub_mqtt_bridge_readings_total',
+    help: 'Stored readings seen by the MQTT readings bridge, by outcome: published (in a state message) or coalesced (superseded by a newer value of its channel within the interval, or older than the last value: never published).',
+    labelNames: ['outcome'] as const,
+    registers,
+  }),
+  messages: new Counter({
+    name: 'hub_mqtt_bridge_messages_total',
+    help: 'Messages handed to the MQTT client by the bridge and Home Assistant discovery, by kind (state, status, discovery, discovery_clear).',
+    labelNames: ['kind'] as const,
+    registers,
+  }),
+  flushes: new Counter({
+    name: 'hub_mqtt_bridge_flushes_total',
+    help: 'Bridge flush ticks with something pending, by outcome: published, or deferred (broker unreachable or MQTT queue busy; values keep coalescing).',
+    labelNames: ['outcome'] as const,
+    registers,
+  }),
+  pendingDevices: new Gauge({
+    name: 'hub_mqtt_bridge_pending_devices',
+    help: 'Devices with a state or status the bridge has not published yet (at most one message each).',
+    registers,
+  }),
+  haCommands: new Counter({
+    name: 'hub_mqtt_ha_commands_total',
+    help: 'Commands received on the Home Assistant command topics, by command and outcome (sent, offline, invalid).',
+    labelNames: ['command', 'outcome'] as const,
+    registers,
+  }),
+}));
 
-export type BridgeMetrics = ReturnType<typeof create>;
-
-const byRegistry = new WeakMap<object, BridgeMetrics>();
-
-export function bridgeMetrics(metrics: Metrics): BridgeMetrics {
-  let m = byRegistry.get(metrics.registry);
-  if (!m) {
-    m = create(metrics);
-    byRegistry.set(metrics.registry, m);
-  }
-  return m;
-}
+export type BridgeMetrics = ReturnType<typeof bridgeMetrics>;
