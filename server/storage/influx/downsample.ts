@@ -7,25 +7,13 @@
  *    for booleans; the fraction of `true` is the mean, and "some" / "all" give min and max.
  * `fill(none)` leaves empty buckets out: the page breaks its lines there.
  */
-import { isChannelKey, isDeviceId } from '../../codec/index.ts';
-import { HubError } from '../../errors.ts';
 import { type Downsampled, type DownsampleQuery, Downsampler } from '../downsample.ts';
-import { type InfluxHistory, quoteString } from './history.ts';
+import { type InfluxHistory, rangeCondition } from './history.ts';
 import { MEASUREMENT, STATE_FIELD, VALUE_FIELD } from './line-protocol.ts';
 
 /** The InfluxQL statements for a downsample query (exported for tests and docs). */
 export function downsampleStatements(q: DownsampleQuery, bucketMs: number): string[] {
-  if (!isDeviceId(q.deviceId)) throw new HubError('BAD_REQUEST', 'deviceId is not a valid device id');
-  if (q.channel !== undefined && !isChannelKey(q.channel)) {
-    throw new HubError('BAD_REQUEST', 'channel is not a valid channel key');
-  }
-  if (!Number.isSafeInteger(q.fromMs) || !Number.isSafeInteger(q.toMs) || q.fromMs > q.toMs) {
-    throw new HubError('BAD_REQUEST', 'fromMs and toMs must be integers with fromMs <= toMs');
-  }
-  const where = [`"device" = ${quoteString(q.deviceId)}`];
-  if (q.channel !== undefined) where.push(`"channel" = ${quoteString(q.channel)}`);
-  where.push(`time >= ${q.fromMs}ms`, `time <= ${q.toMs}ms`);
-  const w = where.join(' AND ');
+  const w = rangeCondition(q);
   const group = `GROUP BY time(${bucketMs}ms, ${q.fromMs % bucketMs}ms), "channel", "unit" fill(none)`;
   const v = `"${VALUE_FIELD}"`;
   const s = `"${STATE_FIELD}"`;

@@ -44,8 +44,11 @@ export function quoteString(s: string): string {
   return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
-/** Builds the InfluxQL statement for a history query (exported for tests and for the docs). */
-export function historyStatement(q: HistoryQuery): string {
+/**
+ * The WHERE condition of a query on one device (one channel or all) over [fromMs, toMs]: history and
+ * downsample queries. Refuses with BAD_REQUEST a device id, channel key or range that is not valid.
+ */
+export function rangeCondition(q: Pick<HistoryQuery, 'deviceId' | 'channel' | 'fromMs' | 'toMs'>): string {
   if (!isDeviceId(q.deviceId)) throw new HubError('BAD_REQUEST', 'deviceId is not a valid device id');
   if (q.channel !== undefined && !isChannelKey(q.channel)) {
     throw new HubError('BAD_REQUEST', 'channel is not a valid channel key');
@@ -53,16 +56,22 @@ export function historyStatement(q: HistoryQuery): string {
   if (!Number.isSafeInteger(q.fromMs) || !Number.isSafeInteger(q.toMs) || q.fromMs > q.toMs) {
     throw new HubError('BAD_REQUEST', 'fromMs and toMs must be integers with fromMs <= toMs');
   }
-  if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_HISTORY_LIMIT) {
-    throw new HubError('BAD_REQUEST', `limit must be an integer in 1..${MAX_HISTORY_LIMIT}`);
-  }
   const where = [`"device" = ${quoteString(q.deviceId)}`];
   if (q.channel !== undefined) where.push(`"channel" = ${quoteString(q.channel)}`);
   where.push(`time >= ${q.fromMs}ms`, `time <= ${q.toMs}ms`);
+  return where.join(' AND ');
+}
+
+/** Builds the InfluxQL statement for a history query (exported for tests and for the docs). */
+export function historyStatement(q: HistoryQuery): string {
+  const where = rangeCondition(q);
+  if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_HISTORY_LIMIT) {
+    throw new HubError('BAD_REQUEST', `limit must be an integer in 1..${MAX_HISTORY_LIMIT}`);
+  }
   // Selecting the tags next to the fields returns one row per point, across series, in time order.
   return (
     `SELECT "${VALUE_FIELD}", "${STATE_FIELD}", "channel", "unit" FROM "${MEASUREMENT}" ` +
-    `WHERE ${where.join(' AND ')} ORDER BY time ASC LIMIT ${q.limit}`
+    `WHERE ${where} ORDER BY time ASC LIMIT ${q.limit}`
   );
 }
 
