@@ -102,6 +102,21 @@ export interface HubEvents {
   'device:revoked': [deviceId: string];
   /** An alert fired or resolved (server/alerts/, docs/alerts.md): one event per transition. */
   alert: [event: AlertEvent];
+  /** An OTA campaign changed (server/ota/campaign.ts, docs/ota.md): a board's state, a wave, pause, end. */
+  'ota:campaign': [update: OtaCampaignUpdate];
+}
+
+export interface OtaCampaignUpdate {
+  campaignId: string;
+  state: 'running' | 'paused' | 'aborted' | 'completed';
+  wave: number;
+  /** started, board, wave, paused, resumed, aborted, completed */
+  what: string;
+  /** Boards by state. */
+  counts: Record<string, number>;
+  deviceId?: string;
+  boardState?: string | undefined;
+  atMs: number;
 }
 
 export interface CommandUpdate {

@@ -391,6 +391,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           commands,
           guard: deps.authorizeCommands ? guardFrom(deps.authorizeCommands) : admin,
           readGuard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
+          bus,
+          knownDevices: () => registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? [],
         });
         const openedLog = log;
         const gw = gateway;

@@ -101,6 +101,7 @@ export const ENV_SCHEMA = {
   OTA_CREDENTIAL_TTL_SEC: int(10, 86_400).default(900),
   OTA_MAX_CONCURRENT_DOWNLOADS: int(1, 10_000).default(4),
   OTA_MAX_BYTES_PER_SEC: int(1024, 1024 ** 3).default(1024 * 1024),
+  OTA_RESULT_TIMEOUT_SEC: int(1, 86_400).default(600),
 
   // Built-in alerts (docs/alerts.md): ALERT_OFFLINE_AFTER_SEC, ALERT_RULES_FILE, ALERT_WEBHOOK_*.
   ...ALERT_ENV_SCHEMA,
@@ -230,6 +231,8 @@ export interface HubConfig {
     maxConcurrentDownloads: number;
     /** Bytes per second across all downloads (token bucket). */
     maxBytesPerSec: number;
+    /** A campaign board without an outcome this long after its command is `timed_out`. */
+    resultTimeoutSec: number;
   };
   /** Built-in alert rules and their sinks (server/alerts/, docs/alerts.md). */
   alerts: AlertsConfig;
@@ -402,6 +405,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
       credentialTtlSec: e.OTA_CREDENTIAL_TTL_SEC,
       maxConcurrentDownloads: e.OTA_MAX_CONCURRENT_DOWNLOADS,
       maxBytesPerSec: e.OTA_MAX_BYTES_PER_SEC,
+      resultTimeoutSec: e.OTA_RESULT_TIMEOUT_SEC,
     },
     alerts: alertsConfigFrom(e, alertRules),
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },

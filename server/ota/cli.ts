@@ -23,9 +23,16 @@ Commands:
                           verify and store a signed image (the signature from --sig, default <image.bin>.sig)
   list                    list the stored images
   delete <id>             delete an image
+  rollout start --image <id> [--devices a,b | --group <glob>] [--waves 1,10%,100%] [--max-failures 10%]
+                          start a campaign on the running hub (all boards unless --devices/--group)
+  rollout status [<campaign>]
+                          campaigns with board counts, or one campaign with each board's state
+  rollout pause|resume|abort <campaign>
 
 Options:
   --data-dir <dir>        the hub's data directory (default: HUB_DATA_DIR, else .data)
+  --hub <url>             rollout: the running hub (default: HUB_PUBLIC_URL, else http://127.0.0.1:HUB_PORT);
+                          the admin token is read from HUB_ADMIN_TOKEN
   --json                  machine-readable output on stdout
   -h, --help              show this help
 
@@ -78,6 +85,7 @@ export async function runOtaCli(args: string[], io: CliIo): Promise<number> {
       else io.stdout.write(`Wrote ${file}.sig\n`);
       return EXIT.OK;
     }
+    if (command === 'rollout') return await rollout(rest, values, io, json);
     if (command !== 'upload' && command !== 'list' && command !== 'delete') {
       return usage(command === undefined ? 'missing command' : `unknown command "${command}"`);
     }
@@ -157,10 +165,91 @@ function parse(args: string[]) {
       out: { type: 'string' },
       key: { type: 'string' },
       sig: { type: 'string' },
+      hub: { type: 'string' },
+      image: { type: 'string' },
+      devices: { type: 'string' },
+      group: { type: 'string' },
+      waves: { type: 'string' },
+      'max-failures': { type: 'string' },
       version: { type: 'string' },
       target: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
+}
+
+type Values = ReturnType<typeof parse>['values'];
+
+/** `ota rollout ...`: campaigns run in the hub, so these go through its admin API. */
+async function rollout(rest: string[], values: Values, io: CliIo, json: boolean): Promise<number> {
+  const [sub, id, ...extra] = rest;
+  const usage = (m: string) => {
+    io.stderr.write(`error: ${m}\n\n${OTA_USAGE}`);
+    return EXIT.USAGE;
+  };
+  if (extra.length > 0) return usage('too many arguments');
+  const token = io.env.HUB_ADMIN_TOKEN;
+  if (!token) return usage("rollout needs HUB_ADMIN_TOKEN (the running hub's admin token)");
+  const base = (values.hub ?? io.env.HUB_PUBLIC_URL ?? `http://127.0.0.1:${io.env.HUB_PORT ?? '8080'}`).replace(
+    /\/+$/,
+    '',
+  );
+  const call = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`${base}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+    const data = (await res.json()) as Record<string, unknown>;
+    if (!res.ok) {
+      const e = data.error as { code: string; message: string };
+      throw Object.assign(new Error(e.message), { code: e.code });
+    }
+    return data;
+  };
+  const show = (c: Record<string, unknown>) =>
+    `${c.id} ${c.state}${c.reason ? ` (${c.reason})` : ''} · image ${c.imageId} ${c.version} · wave ${(c.wave as number) + 1}/${(c.waveEnds as number[]).length} · ${Object.entries(
+      c.counts as Record<string, number>,
+    )
+      .filter(([, n]) => n > 0)
+      .map(([s, n]) => `${s} ${n}`)
+      .join(', ')}`;
+  try {
+    let out: Record<string, unknown>;
+    if (sub === 'start') {
+      if (!values.image || id !== undefined) return usage('rollout start needs --image <id>');
+      out = await call('POST', '/api/ota/campaigns', {
+        imageId: values.image,
+        ...(values.devices ? { devices: values.devices.split(',').map((d) => d.trim()) } : {}),
+        ...(values.group ? { group: values.group } : {}),
+        ...(values.waves ? { waves: values.waves } : {}),
+        ...(values['max-failures'] ? { maxFailures: values['max-failures'] } : {}),
+      });
+    } else if (sub === 'status') {
+      out = await call('GET', id ? `/api/ota/campaigns/${id}` : '/api/ota/campaigns');
+      if (!json && !id) {
+        const list = out.campaigns as Record<string, unknown>[];
+        io.stdout.write(list.length === 0 ? 'No OTA campaigns.\n' : `${list.map(show).join('\n')}\n`);
+        return EXIT.OK;
+      }
+      if (!json) {
+        const boards = Object.entries(out.boards as Record<string, { state: string; detail?: string }>);
+        io.stdout.write(
+          `${show(out)}\n${boards.map(([d, b]) => `  ${d} ${b.state}${b.detail ? ` (${b.detail})` : ''}`).join('\n')}\n`,
+        );
+        return EXIT.OK;
+      }
+    } else if (sub === 'pause' || sub === 'resume' || sub === 'abort') {
+      if (!id) return usage(`rollout ${sub} needs a campaign id`);
+      out = await call('POST', `/api/ota/campaigns/${id}/actions`, { action: sub });
+    } else {
+      return usage(sub === undefined ? 'missing rollout command' : `unknown rollout command "${sub}"`);
+    }
+    if (json) io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    else io.stdout.write(`${show(out)}\n`);
+    return EXIT.OK;
+  } catch (err) {
+    return failed(io, json, err);
+  }
 }

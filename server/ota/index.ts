@@ -6,11 +6,14 @@ import { readFileSync } from 'node:fs';
 import { type CommandArg, ValueType } from '../codec/index.ts';
 import type { HubConfig } from '../config/index.ts';
 import { HubError } from '../errors.ts';
+import type { HubEventBus } from '../events.ts';
 import type { Guard, Router } from '../http/router.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { CommandRecord, CommandTracker } from '../pipeline/commands.ts';
 import type { SessionTable } from '../transport/device-session.ts';
+import { type Campaigns, openCampaigns } from './campaign.ts';
+import { registerCampaignRoutes } from './campaign-routes.ts';
 import { createOtaCredentials, type OtaCredentials } from './credentials.ts';
 import { type OtaMetrics, otaMetrics } from './metrics.ts';
 import { registerOtaRoutes } from './routes.ts';
@@ -28,12 +31,16 @@ export interface OtaOptions {
   commands: CommandTracker;
   guard: Guard;
   readGuard: Guard;
+  bus: HubEventBus;
+  /** Registered, not revoked device ids (campaign targets). */
+  knownDevices: () => string[];
 }
 
 export interface Ota {
   store: OtaStore;
   credentials: OtaCredentials;
   metrics: OtaMetrics;
+  campaigns: Campaigns;
   /** Sends the `ota` command for `image` to a connected board (DEVICE_OFFLINE when it is not). */
   sendUpdate(deviceId: string, image: OtaImage): CommandRecord;
   /** The port the hub listens on (the image URL's port when HUB_PUBLIC_URL says port 0). */
@@ -96,6 +103,19 @@ export function startOta(o: OtaOptions): Ota {
     const shown = args.map((a) => (a.key === 'credential' ? { ...a, value: '(hidden)' } : a));
     return o.commands.record(deviceId, commandId, 'ota', shown);
   };
+  const campaigns = openCampaigns({
+    dataDir: o.config.storage.dataDir,
+    store,
+    bus: o.bus,
+    metrics,
+    logger,
+    now: o.now,
+    knownDevices: o.knownDevices,
+    isOnline: (id) => o.sessions.get(id)?.isReady() === true,
+    send: (id, image) => sendUpdate(id, image).commandId,
+    resultTimeoutMs: o.config.ota.resultTimeoutSec * 1000,
+  });
+  registerCampaignRoutes(o.router, { campaigns, guard: o.guard, readGuard: o.readGuard });
   registerOtaRoutes(o.router, {
     store,
     credentials,
@@ -113,10 +133,11 @@ export function startOta(o: OtaOptions): Ota {
     store,
     credentials,
     metrics,
+    campaigns,
     sendUpdate,
     setListeningPort(p) {
       port = p;
     },
-    async stop() {},
+    stop: () => campaigns.stop(),
   };
 }

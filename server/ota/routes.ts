@@ -47,7 +47,7 @@ const imageView = z.object({
   uploadedAt: z.string(),
 });
 /** Seconds a board refused for capacity is told to wait. */
-const RETRY_AFTER_SEC = 5;
+const RETRY_AFTER_SEC = 2;
 
 export function registerOtaRoutes(router: Router, o: OtaRoutesOptions): void {
   const logger = o.logger;

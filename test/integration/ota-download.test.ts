@@ -189,7 +189,7 @@ describe('the download endpoint', () => {
     );
     const refused = await download(imageId, credential);
     expect(refused.status).toBe(503);
-    expect(refused.headers['retry-after']).toBe('5');
+    expect(refused.headers['retry-after']).toBe('2');
     expect(JSON.parse(refused.body.toString()).error.code).toBe('OTA_BUSY');
     expect(await t.metricValue('hub_ota_download_refusals_total', { reason: 'busy' })).toBe(1);
     expect((await running).body.equals(IMAGE)).toBe(true);

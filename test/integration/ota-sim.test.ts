@@ -12,6 +12,7 @@ import { generateSigningKey, signImage } from '../../server/ota/signing.ts';
 import { tempDir, until } from '../harness/index.ts';
 import { request } from '../unit/http-helpers.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';
+import { uploadSigned } from './ota-helpers.ts';
 
 const ADMIN = 'ota-sim-admin-token-0123456789abcdef0123';
 const keys = generateSigningKey();
@@ -37,16 +38,7 @@ beforeAll(async () => {
     dir,
   );
   t.hub.bus.on('device:online', (info) => hellos.push(info));
-  const up = await request(t.port, 'POST', '/api/ota/images?version=sim-2.0.0&target=esp32', {
-    headers: {
-      ...admin,
-      'content-type': 'application/octet-stream',
-      'x-ota-signature': signImage(IMAGE, keys.privatePem),
-    },
-    body: IMAGE,
-  });
-  expect(up.status).toBe(201);
-  imageId = (up.json as { id: string }).id;
+  imageId = await uploadSigned(t.port, ADMIN, IMAGE, 'sim-2.0.0', keys.privatePem);
 });
 afterAll(async () => {
   await Promise.all(boards.map((b) => b.stop()));
