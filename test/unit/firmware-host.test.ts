@@ -7,7 +7,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, verify } from 'node:crypto';
 import { mkdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -210,6 +210,27 @@ describe('firmware host tests (C++ core built with g++)', () => {
     if (output !== '') expect(output).toMatch(/ARDUINO-CHECK OK config_mqtt\.h/);
     if (output !== '') expect(output).toMatch(/ARDUINO-CHECK OK config_fleet\.h/);
   }, 300_000);
+
+  it('OTA state machine: good image, corrupt chunk, bad signature, resume, health-check rollback, busy, bad args, power cut at every write step', () => {
+    const names = [
+      'good_image_switches_boots_and_is_confirmed_by_welcome',
+      'corrupt_chunk_fails_on_hash_and_old_image_still_boots',
+      'bad_signature_fails_without_switching',
+      'resumes_after_disconnects_from_the_bytes_written',
+      'failed_health_check_rolls_back',
+      'busy_while_an_update_runs',
+      'bad_arguments_and_unsupported',
+      'power_cut_at_every_write_step_leaves_a_bootable_image',
+    ];
+    for (const n of names) expect(output).toMatch(new RegExp(`:test_ota_${n}:PASS`));
+    expect(output).toMatch(/ota power cut \(healthy\): \d+ steps, every one cut/);
+    // The C++ side verifies these with OpenSSL; Node must agree (the hub signs and verifies with Node).
+    const c = JSON.parse(readFileSync(join(FIRMWARE_TEST_DIR, 'ota-cases.json'), 'utf8'));
+    const image = Buffer.from(c.newImage, 'base64');
+    expect(createHash('sha256').update(image).digest('hex')).toBe(c.newSha256);
+    expect(verify('sha256', image, c.publicKeyPem, Buffer.from(c.newSignature, 'base64'))).toBe(true);
+    expect(verify('sha256', image, c.publicKeyPem, Buffer.from(c.otherKeySignature, 'base64'))).toBe(false);
+  });
 
   it("drift check: the C++ frame-error table equals server/errors.ts's frame layer", () => {
     const frameCodes = (Object.keys(ERRORS) as ErrorCode[]).filter((c) => ERRORS[c].layer === 'frame');

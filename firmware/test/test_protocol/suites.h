@@ -18,6 +18,7 @@ void run_flash_outbox_tests();
 void run_config_tests();
 void run_improv_tests();
 void run_enroll_tests();
+void run_ota_tests();
 
 /** Filled by the suites; printed as one JSON line at the end. */
 struct HostReport {

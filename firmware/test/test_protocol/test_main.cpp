@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   run_config_tests();
   run_improv_tests();
   run_enroll_tests();
+  run_ota_tests();
   int failures = UNITY_END();
 #ifdef ESP32HUB_UNITY_MIN
   printReport(failures, static_cast<int>(unity_min::state().tests));

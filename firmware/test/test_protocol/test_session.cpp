@@ -96,6 +96,12 @@ struct FakeHooks : DeviceHooks {
     return CommandStatus::Ok;
   }
   void reboot() override { reboots++; }
+  std::vector<uint32_t> deferred;  // commands named "long_job": answered later with completeCommand
+  CommandStatus onCommand(const Command& c, char* message, size_t cap) override {
+    if (!c.name.equals("long_job")) return DeviceHooks::onCommand(c, message, cap);
+    deferred.push_back(c.commandId);
+    return kCommandDeferred;
+  }
   void onLinkState(LinkState s) override { states.push_back(s); }
   void onHubError(uint16_t code, bool, Str) override { hubErrors.push_back(code); }
 };
@@ -381,6 +387,32 @@ void test_commands_accepted_result_and_duplicates() {
   TEST_ASSERT_TRUE(rig.transport.sent.back().msg.type == MsgType::CommandResult);  // DESCRIPTORS, then RESULT
 }
 
+void test_deferred_command_result_follows_later_and_answers_duplicates() {
+  Rig rig;
+  rig.connect();
+  rig.welcome(true);
+  rig.command(51, "long_job");
+  TEST_ASSERT_EQUAL_UINT(1, rig.hooks.deferred.size());
+  TEST_ASSERT_EQUAL_UINT(1, rig.transport.of(MsgType::CommandAccepted).size());
+  TEST_ASSERT_EQUAL_UINT(0, rig.transport.of(MsgType::CommandResult).size());  // not yet
+  rig.command(51, "long_job");  // a duplicate while it runs: not run again, no RESULT yet
+  TEST_ASSERT_EQUAL_UINT(1, rig.hooks.deferred.size());
+  TEST_ASSERT_EQUAL_UINT(0, rig.transport.of(MsgType::CommandResult).size());
+  TEST_ASSERT_TRUE(rig.session->completeCommand(51, CommandStatus::Ok, "rebooting", true));
+  auto results = rig.transport.of(MsgType::CommandResult);
+  TEST_ASSERT_EQUAL_UINT(1, results.size());
+  TEST_ASSERT_EQUAL_UINT32(51, results[0]->msg.commandResult.commandId);
+  TEST_ASSERT_TRUE(results[0]->msg.commandResult.message.equals("rebooting"));
+  rig.command(51, "long_job");  // the hub retries: the RESULT again
+  TEST_ASSERT_EQUAL_UINT(2, rig.transport.of(MsgType::CommandResult).size());
+  TEST_ASSERT_FALSE(rig.session->completeCommand(51, CommandStatus::Failed, "again", false));  // done already
+  TEST_ASSERT_EQUAL_UINT(2, rig.transport.of(MsgType::CommandResult).size());
+  rig.advance(rig.config.rebootDelayMs - 1);
+  TEST_ASSERT_EQUAL_INT(0, rig.hooks.reboots);
+  rig.advance(1);
+  TEST_ASSERT_EQUAL_INT(1, rig.hooks.reboots);
+}
+
 void test_reboot_answers_first_then_restarts() {
   Rig rig;
   rig.connect();
@@ -592,6 +624,7 @@ void run_session_tests() {
   RUN_TEST(test_network_down_goes_offline_without_backoff);
   RUN_TEST(test_commands_accepted_result_and_duplicates);
   RUN_TEST(test_reboot_answers_first_then_restarts);
+  RUN_TEST(test_deferred_command_result_follows_later_and_answers_duplicates);
   RUN_TEST(test_interval_change_announces_new_descriptors_before_new_frames);
   RUN_TEST(test_unknown_descriptors_resends_and_replays);
   RUN_TEST(test_storage_full_pauses_then_replays);

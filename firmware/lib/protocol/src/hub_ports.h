@@ -58,6 +58,13 @@ enum class LinkState : uint8_t {
 
 const char* linkStateName(LinkState s);
 
+/**
+ * Not a wire status: DeviceHooks::onCommand returns it for a command that runs on after the hook returned
+ * (`ota`): the session answers COMMAND_ACCEPTED now and COMMAND_RESULT when the device calls
+ * Session::completeCommand.
+ */
+constexpr CommandStatus kCommandDeferred = static_cast<CommandStatus>(0xff);
+
 /** What the session asks of the device. Every hook has a harmless default except the three commands. */
 class DeviceHooks {
  public:

@@ -507,12 +507,33 @@ void Session::handleCommand(const Command& c) {
   if (encode(accepted, scratch_, sizeof scratch_, &len) != Err::Ok || !sendFrame(len)) return;
 
   CommandStatus status = execute(c, slot.message, sizeof slot.message);
+  if (status == kCommandDeferred) return;  // RESULT with completeCommand()
   slot.status = static_cast<uint8_t>(status);
   slot.messageLen = static_cast<uint8_t>(strlen(slot.message));
   slot.done = true;
   if (state_ == LinkState::Ready) sendResult(slot.id, status, slot.message, slot.messageLen);
   // RESULT first (when the link allows), then restart [PROTO-3.7].
   if (rebootPending_) rebootAt_ = now() + config_.rebootDelayMs;
+}
+
+bool Session::completeCommand(uint32_t commandId, CommandStatus status, const char* message, bool thenReboot) {
+  bool sent = false;
+  for (RecentCommand& r : recent_) {
+    if (r.id != commandId || r.done) continue;
+    r.status = static_cast<uint8_t>(status);
+    r.message[0] = '\0';
+    append(r.message, sizeof r.message, 0, message);
+    r.messageLen = static_cast<uint8_t>(strlen(r.message));
+    r.done = true;
+    sent = state_ == LinkState::Ready && sendResult(r.id, status, r.message, r.messageLen);
+    break;
+  }
+  if (thenReboot) {
+    flush();
+    rebootPending_ = true;
+    rebootAt_ = now() + config_.rebootDelayMs;
+  }
+  return sent;
 }
 
 CommandStatus Session::execute(const Command& c, char* message, size_t cap) {

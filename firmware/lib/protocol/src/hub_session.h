@@ -103,6 +103,12 @@ class Session : public TransportListener {
   bool recordValue(uint8_t channel, double value);
   /** Queues the samples collected so far as one TELEMETRY frame. */
   void flush();
+  /**
+   * The RESULT of a command whose hook answered kCommandDeferred (sent now when the link is Ready, and
+   * again for a duplicate COMMAND). `thenReboot`: restart rebootDelayMs later, as after `reboot`.
+   * False when the RESULT could not be sent now.
+   */
+  bool completeCommand(uint32_t commandId, CommandStatus status, const char* message, bool thenReboot);
 
   LinkState state() const { return state_; }
   uint32_t bootId() const { return bootId_; }
