@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the system programs the tests run for real are installed (see docs/testing.md):
 #   influxd (Debian package influxdb, the 1.x engine), nginx (nginx-light), mosquitto, chromium,
-#   docker-compose (only to validate the compose file), g++ and make (firmware host tests),
+#   docker-compose (only to validate the compose file), g++, make and libssl-dev (firmware host tests; OpenSSL checks the OTA signatures),
 #   setpriv (util-linux; stops test servers if the test process dies), gcc-riscv64-unknown-elf and
 #   picolibc-riscv64-unknown-elf (the firmware core's cross-build for the ESP32-C3).
 #
@@ -23,6 +23,7 @@ REQUIREMENTS=(
   docker-compose:docker-compose
   g++:g++
   make:make
+  /usr/include/openssl/evp.h:libssl-dev
   setpriv:util-linux
   riscv64-unknown-elf-g++:gcc-riscv64-unknown-elf
   /usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs:picolibc-riscv64-unknown-elf
