@@ -6,7 +6,8 @@
  * - `failed` on COMMAND_RESULT ≠ 0 (the message names the step);
  * - `succeeded` when its next HELLO carries the image's version;
  * - `rolled_back` when, after COMMAND_RESULT 0, its next HELLO carries another version;
- * - `timed_out` without either within the result timeout (OTA_RESULT_TIMEOUT_SEC).
+ * - `timed_out` without either within the result timeout (OTA_RESULT_TIMEOUT_SEC); a later HELLO with
+ *   the image's version still turns it into `succeeded`.
  * A board offline when its wave starts stays pending and gets the command when it returns (a HELLO
  * before any RESULT — the board restarted mid-download — sends it again). The next wave starts when
  * every board sent in this one has an outcome. The campaign pauses by itself when the failures
@@ -302,6 +303,11 @@ export function openCampaigns(o: CampaignsOptions): Campaigns {
       const b = c.boards[info.deviceId];
       if (!b) continue;
       b.version = info.firmwareVersion;
+      // A late success still counts: the HELLO is the board's word (the campaign's state stays).
+      if (b.state === 'timed_out' && info.firmwareVersion === c.version) {
+        setBoard(c, info.deviceId, 'succeeded', 'after its timeout');
+        continue;
+      }
       if (c.state === 'aborted' || FINAL.has(b.state)) continue;
       if (b.state === 'sent' || b.state === 'downloading') {
         if (info.firmwareVersion === c.version) setBoard(c, info.deviceId, 'succeeded');
