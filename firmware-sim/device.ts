@@ -1348,6 +1348,11 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
   private otaDownload: AbortController | null = null;
   private otaRollbackTimer: TimerHandle | null = null;
 
+  /** Whether this board fails its health check after an OTA update (`otaFailHealth`). */
+  get otaFailsHealth(): boolean {
+    return this.opts.otaFailHealth === true;
+  }
+
   /** The version this board runs: its OTA slot's, else the factory image's. */
   get firmwareVersion(): string {
     const ota = this.nvs.ota;

@@ -5,6 +5,8 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Fleet, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
+import { parseCliOptions, UsageError } from '../../firmware-sim/options.ts';
 import { downloadAndVerify, otaPublicKey, parseOtaArgs } from '../../firmware-sim/ota.ts';
 import { generateSigningKey, signImage } from '../../server/ota/signing.ts';
 
@@ -95,5 +97,34 @@ describe('simulated OTA download', () => {
       m.set(k, v);
       expect(typeof parseOtaArgs(m), k).toBe('string');
     }
+  });
+});
+
+describe('--ota-fail-health', () => {
+  const fleet = (fraction: number, seed: number) =>
+    new Fleet({
+      url: 'ws://127.0.0.1:9/v1/device',
+      devices: 200,
+      seed,
+      tokens: new Map(fleetDeviceIds(200).map((id) => [id, `token-${id}`])),
+      otaFailHealth: fraction,
+    });
+  const failing = (f: Fleet) => f.devices.filter((d) => d.otaFailsHealth).map((d) => d.id);
+
+  it('picks that share of the boards by the seed (the same seed, the same boards)', () => {
+    const a = failing(fleet(0.2, 7));
+    expect(a.length).toBeGreaterThan(20);
+    expect(a.length).toBeLessThan(60);
+    expect(failing(fleet(0.2, 7))).toEqual(a);
+    expect(failing(fleet(0, 7))).toEqual([]);
+    expect(failing(fleet(1, 7))).toHaveLength(200);
+  });
+
+  it('is parsed from the command line, 0..1', () => {
+    const base = ['--tokens-file', 'x.csv'];
+    expect(parseCliOptions([...base, '--ota-fail-health', '0.2'], {}).otaFailHealth).toBe(0.2);
+    expect(parseCliOptions(base, {}).otaFailHealth).toBe(0);
+    expect(() => parseCliOptions([...base, '--ota-fail-health', '1.5'], {})).toThrow(UsageError);
+    expect(() => parseCliOptions([...base, '--ota-public-key', '/no/such/key.pem'], {})).toThrow(UsageError);
   });
 });
