@@ -3,6 +3,7 @@
 #include <Arduino.h>
 #include <esp_timer.h>
 
+#include "ota_update.h"
 #include "sensors.h"
 #include "status_led.h"
 
@@ -37,8 +38,18 @@ void DeviceHooks::reboot() {
   ESP.restart();
 }
 
+CommandStatus DeviceHooks::onCommand(const esp32hub::Command& command, char* message, size_t cap) {
+  if (!command.name.equals("ota")) return CommandStatus::Unsupported;
+  if (ota_ == nullptr) {
+    snprintf(message, cap, "no OTA in this build");
+    return CommandStatus::Unsupported;
+  }
+  return ota_->onCommand(command, message, cap);
+}
+
 void DeviceHooks::onLinkState(esp32hub::LinkState state) {
   if (state == esp32hub::LinkState::Ready) authRefused_ = false;
+  if (state == esp32hub::LinkState::Ready && ota_ != nullptr) ota_->onWelcome();  // the new image is healthy
   Serial.printf("[link] %s\n", esp32hub::linkStateName(state));
 }
 

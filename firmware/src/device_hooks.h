@@ -6,15 +6,19 @@
 
 class Sensors;
 class StatusLed;
+class OtaService;
 
 class DeviceHooks : public esp32hub::DeviceHooks {
  public:
   DeviceHooks(Sensors& sensors, StatusLed& led) : sensors_(sensors), led_(led) {}
   void attach(esp32hub::Session& session) { session_ = &session; }
+  /** The `ota` command and the health check after an update (none: `ota` is unsupported). */
+  void attachOta(OtaService& ota) { ota_ = &ota; }
 
   esp32hub::CommandStatus applySampleInterval(uint32_t intervalMs) override;
   esp32hub::CommandStatus identify(uint32_t durationMs) override;
   void reboot() override;
+  esp32hub::CommandStatus onCommand(const esp32hub::Command& command, char* message, size_t cap) override;
   void onLinkState(esp32hub::LinkState state) override;
   void onHubError(uint16_t code, bool fatal, esp32hub::Str message) override;
   void log(const char* line) override;
@@ -28,6 +32,7 @@ class DeviceHooks : public esp32hub::DeviceHooks {
   Sensors& sensors_;
   StatusLed& led_;
   esp32hub::Session* session_ = nullptr;
+  OtaService* ota_ = nullptr;
   bool ledRecordedOn_ = false;
   bool authRefused_ = false;
 };

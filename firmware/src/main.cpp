@@ -19,6 +19,7 @@
 #include "flash_partition.h"
 #include "improv_serial.h"
 #include "net_task.h"
+#include "ota_update.h"
 #include "nvs_store.h"
 #include "reset_reason.h"
 #include "sensors.h"
@@ -48,6 +49,9 @@ StatusLed led;
 Sensors sensors;
 DeviceHooks hooks(sensors, led);
 esp32hub::Session* session = nullptr;
+#if !HUB_DEEP_SLEEP
+OtaService ota(HUB_CA_CERT);  // docs/ota.md "Board"
+#endif
 bool wifiWasUp = false;
 
 NvsStore nvs;
@@ -158,6 +162,9 @@ void linkLoop(uint64_t now) {
   net.poll();
   session->poll();
   hooks.loop();
+#if !HUB_DEEP_SLEEP
+  ota.loop(now);
+#endif
   led.loop(now, session->state(), wifiUp, net.authRefused() || hooks.authRefused());
 }
 
@@ -314,6 +321,10 @@ void startDevice() {
   static esp32hub::Session s(config, net, espClock, hooks, *outbox);
   session = &s;
   hooks.attach(s);
+#if !HUB_DEEP_SLEEP
+  ota.begin(s, espClock.uptimeMs());  // a pending-verify image starts its health deadline now
+  hooks.attachOta(ota);
+#endif
   esp32hub::ChannelDescriptor channels[esp32hub::Session::kMaxChannels];
   esp32hub::Err err = s.begin(channels, sensors.descriptors(channels, esp32hub::Session::kMaxChannels));
   if (err != esp32hub::Err::Ok) Serial.printf("[boot] bad configuration: %s\n", esp32hub::errName(err));

@@ -209,6 +209,7 @@ describe('firmware host tests (C++ core built with g++)', () => {
     if (output !== '') expect(output).not.toMatch(/ARDUINO-CHECK FAIL/);
     if (output !== '') expect(output).toMatch(/ARDUINO-CHECK OK config_mqtt\.h/);
     if (output !== '') expect(output).toMatch(/ARDUINO-CHECK OK config_fleet\.h/);
+    if (output !== '') expect(output).toMatch(/ARDUINO-CHECK OK ota_update\.cpp with ota_public_key\.h/);
   }, 300_000);
 
   it('OTA state machine: good image, corrupt chunk, bad signature, resume, health-check rollback, busy, bad args, power cut at every write step', () => {
@@ -230,6 +231,23 @@ describe('firmware host tests (C++ core built with g++)', () => {
     expect(createHash('sha256').update(image).digest('hex')).toBe(c.newSha256);
     expect(verify('sha256', image, c.publicKeyPem, Buffer.from(c.newSignature, 'base64'))).toBe(true);
     expect(verify('sha256', image, c.publicKeyPem, Buffer.from(c.otherKeySignature, 'base64'))).toBe(false);
+  });
+
+  it('OTA build settings: the partition table has otadata and two equal app slots; app rollback is on', () => {
+    const rows = readFileSync(join(FIRMWARE_TEST_DIR, '../partitions-4MB.csv'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+      .map((l) => l.split(',').map((f) => f.trim()));
+    const byName = new Map(rows.map((r) => [r[0], r]));
+    expect(byName.get('otadata')?.slice(1, 3)).toEqual(['data', 'ota']);
+    expect(Number(byName.get('otadata')?.[4])).toBe(0x2000);
+    const slots = rows.filter((r) => r[1] === 'app').map((r) => [r[2], Number(r[4])]);
+    expect(slots.map((s) => s[0]).sort()).toEqual(['ota_0', 'ota_1']);
+    expect(slots[0]?.[1]).toBe(slots[1]?.[1]);
+    const sdk = readFileSync(join(FIRMWARE_TEST_DIR, '../sdkconfig.defaults'), 'utf8');
+    expect(sdk).toMatch(/^CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE=y$/m);
+    const src = readFileSync(join(FIRMWARE_TEST_DIR, '../src/ota_update.cpp'), 'utf8');
+    expect(src).toMatch(/#error "OTA needs CONFIG_BOOTLOADER_APP_ROLLBACK_ENABLE/);
   });
 
   it("drift check: the C++ frame-error table equals server/errors.ts's frame layer", () => {
