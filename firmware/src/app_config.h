@@ -51,6 +51,11 @@
 #define HUB_CHIP_MODEL "esp32"
 #endif
 #endif
+// After an OTA update the new image must get the hub's WELCOME within this long, or it is rolled back
+// (docs/ota.md "Board": OTA_HEALTH_DEADLINE).
+#ifndef HUB_OTA_HEALTH_DEADLINE_MS
+#define HUB_OTA_HEALTH_DEADLINE_MS 120000
+#endif
 #ifndef HUB_APPLY_DELAY_MS
 #define HUB_APPLY_DELAY_MS 3000
 #endif

@@ -45,8 +45,14 @@ bool EspOtaFlash::begin(uint32_t imageSize) {
   if (open_) abort();
   target_ = esp_ota_get_next_update_partition(nullptr);
   if (target_ == nullptr) return false;
-  // Erases the inactive slot: never the running one, and the boot partition stays as it is.
+  // The inactive slot: never the running one, and the boot partition stays as it is. Erased sector by
+  // sector as the writes come (in the OTA task), not all at once here in the main loop.
+#ifdef OTA_WITH_SEQUENTIAL_WRITES
+  (void)imageSize;
+  if (esp_ota_begin(target_, OTA_WITH_SEQUENTIAL_WRITES, &handle_) != ESP_OK) return false;
+#else
   if (esp_ota_begin(target_, imageSize, &handle_) != ESP_OK) return false;
+#endif
   open_ = true;
   written_ = 0;
   return true;
@@ -160,7 +166,15 @@ void EspOtaHttp::close() {
 
 // ───────────────────────────── the service ─────────────────────────────
 
-OtaService::OtaService(const char* caCert) : http_(caCert), updater_(flash_, crypto_, http_) {}
+namespace {
+esp32hub::OtaConfig otaConfig() {
+  esp32hub::OtaConfig c;
+  c.healthDeadlineMs = HUB_OTA_HEALTH_DEADLINE_MS;
+  return c;
+}
+}  // namespace
+
+OtaService::OtaService(const char* caCert) : http_(caCert), updater_(flash_, crypto_, http_, otaConfig()) {}
 
 void OtaService::begin(esp32hub::Session& session, uint64_t nowMs) {
   session_ = &session;

@@ -16,6 +16,7 @@ typedef enum {
   ESP_OTA_IMG_UNDEFINED = 0xFFFFFFFFU,
 } esp_ota_img_states_t;
 #define OTA_SIZE_UNKNOWN 0xffffffff
+#define OTA_WITH_SEQUENTIAL_WRITES 0xfffffffe
 esp_err_t esp_ota_begin(const esp_partition_t* partition, size_t image_size, esp_ota_handle_t* out_handle);
 esp_err_t esp_ota_write(esp_ota_handle_t handle, const void* data, size_t size);
 esp_err_t esp_ota_end(esp_ota_handle_t handle);
