@@ -10,6 +10,7 @@ import { hubDownBanner } from './banner.ts';
 import { deviceView } from './device-view.ts';
 import { fleetView, type View } from './fleet-view.ts';
 import { LiveConnection } from './live-client.ts';
+import { otaView } from './ota.ts';
 
 function $(id: string): HTMLElement {
   const el = document.getElementById(id);
@@ -58,7 +59,11 @@ async function main(): Promise<void> {
   const route = (): void => {
     current?.destroy();
     const m = /^#\/device\/(.+)$/.exec(location.hash);
-    if (location.hash === '#/add-board') {
+    if (location.hash === '#/ota') {
+      crumbs.textContent = '/ OTA rollout';
+      document.title = 'OTA rollout · ESP32 hub';
+      current = otaView(viewRoot, session);
+    } else if (location.hash === '#/add-board') {
       crumbs.textContent = '/ add a board';
       document.title = 'Add a board · ESP32 hub';
       current = addBoardView(viewRoot, session);
