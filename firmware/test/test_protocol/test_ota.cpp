@@ -220,6 +220,8 @@ class FakeHttp : public OtaHttp {
   std::vector<uint32_t> dropAt;  // absolute offsets where the connection drops (once each)
   std::vector<uint32_t> opens;   // the Range start of every request
   std::vector<std::string> urls;
+  std::vector<uint32_t> endAt;   // offsets where the body ends early (once each: a short response)
+  bool ignoreRange = false;      // a server without Range: 200 and the whole body every time
   int statusOverride = 0;
   bool connected = false;
   uint32_t pos = 0;
@@ -230,11 +232,18 @@ class FakeHttp : public OtaHttp {
     if (statusOverride != 0) return statusOverride;
     if (credential != cred) return 401;
     connected = true;
-    pos = from;
-    return from > 0 ? 206 : 200;
+    pos = ignoreRange ? 0 : from;
+    return from > 0 && !ignoreRange ? 206 : 200;
   }
   int read(uint8_t* buf, size_t cap) override {
     if (!connected) return -1;
+    for (auto it = endAt.begin(); it != endAt.end(); ++it) {
+      if (*it == pos) {
+        endAt.erase(it);
+        connected = false;
+        return 0;
+      }
+    }
     for (auto it = dropAt.begin(); it != dropAt.end(); ++it) {
       if (*it == pos) {
         dropAt.erase(it);
@@ -244,6 +253,8 @@ class FakeHttp : public OtaHttp {
     }
     size_t n = cap < 700 ? cap : 700;  // TCP hands out odd sizes
     for (uint32_t d : dropAt)
+      if (d > pos && d - pos < n) n = d - pos;
+    for (uint32_t d : endAt)
       if (d > pos && d - pos < n) n = d - pos;
     if (pos >= body.size()) return 0;
     if (n > body.size() - pos) n = body.size() - pos;
@@ -402,6 +413,25 @@ void test_ota_resumes_after_disconnects_from_the_bytes_written() {
   TEST_ASSERT_EQUAL_UINT32(7002, rig.http.opens[3]);
   OtaUpdater after(rig.flash, rig.crypto, rig.http, rig.config);
   TEST_ASSERT_EQUAL_STRING("new", rebootInto(rig, after, 0).c_str());
+
+  // A body that ends early is resumed the same way.
+  Rig shortBody;
+  shortBody.http.endAt = {5555};
+  TEST_ASSERT_EQUAL_INT(CommandStatus::Ok, shortBody.start());
+  TEST_ASSERT_EQUAL_INT(OtaUpdater::Step::Done, shortBody.run());
+  TEST_ASSERT_EQUAL_INT(CommandStatus::Ok, shortBody.ota.result());
+  TEST_ASSERT_EQUAL_UINT(2, shortBody.http.opens.size());
+  TEST_ASSERT_EQUAL_UINT32(5555, shortBody.http.opens[1]);
+
+  // A server that ignores Range (200 from byte 0 to a resume) would corrupt the image: refused.
+  Rig noRange;
+  noRange.http.ignoreRange = true;
+  noRange.http.dropAt = {3000};
+  TEST_ASSERT_EQUAL_INT(CommandStatus::Ok, noRange.start());
+  TEST_ASSERT_EQUAL_INT(OtaUpdater::Step::Done, noRange.run());
+  TEST_ASSERT_EQUAL_INT(CommandStatus::Failed, noRange.ota.result());
+  TEST_ASSERT_EQUAL_STRING("download", noRange.ota.resultMessage());
+  TEST_ASSERT_EQUAL_INT(0, noRange.flash.setBootCalls);
 }
 
 void test_ota_gives_up_when_the_download_makes_no_progress() {
