@@ -181,6 +181,8 @@ void OtaService::begin(esp32hub::Session& session, uint64_t nowMs) {
   updater_.onBoot(nowMs);
   if (updater_.pendingVerify()) Serial.println("[ota] new image pending verify: waiting for the hub's WELCOME");
   if (!HUB_OTA_HAS_KEY) Serial.println("[ota] no ota_public_key.h built in: `ota` is unsupported");
+  taskStarted_ = xTaskCreatePinnedToCore(taskMain, "hub-ota", 8 * 1024, this, 1, nullptr, tskNO_AFFINITY) == pdPASS;
+  if (!taskStarted_) Serial.println("[ota] cannot start the OTA task: `ota` will fail");
 }
 
 CommandStatus OtaService::onCommand(const esp32hub::Command& c, char* message, size_t cap) {
@@ -188,15 +190,12 @@ CommandStatus OtaService::onCommand(const esp32hub::Command& c, char* message, s
     snprintf(message, cap, "an update is already running");
     return CommandStatus::Busy;
   }
+  if (!taskStarted_) {
+    snprintf(message, cap, "no OTA task (out of memory at boot)");
+    return CommandStatus::Failed;
+  }
   CommandStatus s = updater_.start(c, message, cap);
   if (s != CommandStatus::Ok) return s;
-  if (!taskStarted_) {
-    taskStarted_ = xTaskCreatePinnedToCore(taskMain, "hub-ota", 8 * 1024, this, 1, nullptr, tskNO_AFFINITY) == pdPASS;
-    if (!taskStarted_) {
-      snprintf(message, cap, "no memory for the OTA task");
-      return CommandStatus::Failed;
-    }
-  }
   Serial.printf("[ota] command %lu: downloading version %s\n", static_cast<unsigned long>(c.commandId),
                 updater_.targetVersion());
   active_.store(true);
@@ -214,8 +213,8 @@ void OtaService::run() {
     OtaUpdater::Step step = updater_.step();
     if (step == OtaUpdater::Step::Retry) vTaskDelay(pdMS_TO_TICKS(3000));  // then resume with a Range
     if (step == OtaUpdater::Step::Done || step == OtaUpdater::Step::Idle) {
+      done_.store(true);  // first: onCommand sees busy until loop() has sent the RESULT
       active_.store(false);
-      done_.store(true);
     }
   }
 }
