@@ -105,6 +105,9 @@ export interface Campaigns {
   stop(): Promise<void>;
 }
 
+/** Campaigns kept at most; the oldest finished (completed, aborted) one goes when a new one starts. */
+export const MAX_CAMPAIGNS = 50;
+
 const FINAL: ReadonlySet<BoardState> = new Set(['succeeded', 'failed', 'rolled_back', 'timed_out']);
 const BAD: ReadonlySet<BoardState> = new Set(['failed', 'rolled_back', 'timed_out']);
 
@@ -376,6 +379,16 @@ export function openCampaigns(o: CampaignsOptions): Campaigns {
         ids = o.knownDevices();
       }
       if (ids.length === 0) throw new HubError('BAD_REQUEST', 'the campaign targets no board');
+      if (campaigns.size >= MAX_CAMPAIGNS) {
+        const oldest = [...campaigns.values()]
+          .filter((x) => x.state === 'completed' || x.state === 'aborted')
+          .sort((a, b) => a.createdAtMs - b.createdAtMs)[0];
+        if (!oldest) {
+          throw new HubError('BAD_REQUEST', `${MAX_CAMPAIGNS} campaigns are unfinished: finish or abort one first`);
+        }
+        campaigns.delete(oldest.id);
+        logger.info({ campaignId: oldest.id }, 'OTA campaign forgotten (the oldest finished one, to keep the bound)');
+      }
       ids.sort();
       const waves = spec.waves ?? '1,10%,100%';
       const maxFailures = spec.maxFailures ?? '10%';
