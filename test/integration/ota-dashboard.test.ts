@@ -81,7 +81,8 @@ describe('the rollout page', () => {
     online.start();
     const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
     page.on('pageerror', (err) => pageErrors.push(err.message));
-    await page.goto(`${base}/#/ota`);
+    await page.goto(`${base}/`);
+    await page.click('#ota-link');
     await page.waitForSelector('#ota-upload');
 
     const bin = { name: 'app.bin', mimeType: 'application/octet-stream', buffer: IMAGE };
