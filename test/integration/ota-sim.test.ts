@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileBoardStore } from '../../firmware-sim/board-store.ts';
 import { SimDevice } from '../../firmware-sim/device.ts';
 import type { HubEvents } from '../../server/events.ts';
 import { generateSigningKey, signImage } from '../../server/ota/signing.ts';
@@ -45,12 +46,15 @@ afterAll(async () => {
   await t?.stop();
 });
 
+const tokens = new Map<string, string>();
+
 async function board(id: string, index: number, extra: Partial<ConstructorParameters<typeof SimDevice>[0]> = {}) {
+  if (!tokens.has(id)) tokens.set(id, await t.addDevice(id));
   const d = new SimDevice({
     id,
     index,
     seed: 3,
-    token: await t.addDevice(id),
+    token: tokens.get(id) ?? (await t.addDevice(id)),
     url: t.url,
     otaPublicKeyPem: keys.publicPem,
     ...extra,
@@ -106,6 +110,29 @@ describe('simulator OTA', () => {
     expect(events).toEqual(['booted', 'rolled_back']);
     expect(new Set(hellosOf('ota-sick').map((h) => h.bootId)).size).toBe(2);
     expect(d.firmwareVersion).toBe('sim-1.0.0');
+  });
+
+  it('with a state directory the new version survives the process: the next run boots sim-2.0.0', async () => {
+    const stateDir = (await tempDir('ota-sim-state')).path;
+    const d = await board('ota-persist', 4, { store: new FileBoardStore(stateDir, 'ota-persist') });
+    await update('ota-persist');
+    await until('ota-persist updated', () => hellosOf('ota-persist').some((h) => h.firmwareVersion === 'sim-2.0.0'));
+    await d.stop();
+    boards.splice(boards.indexOf(d), 1);
+    const seen = hellosOf('ota-persist').length;
+    const next = new SimDevice({
+      id: 'ota-persist',
+      index: 4,
+      seed: 3,
+      token: tokens.get('ota-persist') as string,
+      url: t.url,
+      store: new FileBoardStore(stateDir, 'ota-persist'),
+    });
+    boards.push(next);
+    next.start();
+    const hello = await until('the next run online', () => hellosOf('ota-persist')[seen]);
+    expect(hello.firmwareVersion).toBe('sim-2.0.0');
+    expect(next.firmwareVersion).toBe('sim-2.0.0');
   });
 
   it('a board with another built-in key refuses the image: RESULT 1 naming the signature step', async () => {
