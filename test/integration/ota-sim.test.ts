@@ -54,7 +54,7 @@ async function board(id: string, index: number, extra: Partial<ConstructorParame
     id,
     index,
     seed: 3,
-    token: tokens.get(id) ?? (await t.addDevice(id)),
+    token: tokens.get(id) as string,
     url: t.url,
     otaPublicKeyPem: keys.publicPem,
     ...extra,
