@@ -88,7 +88,9 @@ describe('OTA campaign edges', () => {
     await silent.close();
   });
 
-  it('an operator pause holds pending boards; resume sends them', async () => {
+  it('an operator pause holds pending boards; resume sends them; each change is an ota:campaign event', async () => {
+    const events: { what: string; state: string; boardState?: string | undefined }[] = [];
+    t.hub.bus.on('ota:campaign', (e) => events.push({ what: e.what, state: e.state, boardState: e.boardState }));
     const d = await sim('edge-paused');
     const res = await post('/api/ota/campaigns', {
       imageId,
@@ -113,5 +115,17 @@ describe('OTA campaign edges', () => {
       'the resumed board to succeed',
     );
     expect(d.firmwareVersion).toBe('sim-4.0.0');
+    const whats = events.map((e) => e.what);
+    expect(whats.slice(0, 2)).toEqual(['started', 'paused']);
+    expect(whats).toContain('resumed');
+    expect(events.filter((e) => e.what === 'board').map((e) => e.boardState)).toEqual(
+      expect.arrayContaining(['sent', 'succeeded']),
+    );
+    // (With the 1 s result timeout the board may be timed_out, completing the campaign, before its HELLO.)
+    await untilValue(
+      async () => events.map((e) => e.what),
+      (w) => w.includes('completed'),
+      'the completed event',
+    );
   });
 });
