@@ -57,6 +57,7 @@ export function startHubProcess(o: HubProcessOptions): HubProcess {
   const baseUrl = `http://127.0.0.1:${o.port}`;
   const env: NodeJS.ProcessEnv = {
     ...withoutHubEnv(process.env),
+    ENV_FILE: '/dev/null', // the run's settings only, not the .env of the checkout
     HUB_HOST: '127.0.0.1',
     HUB_PORT: String(o.port),
     HUB_DATA_DIR: o.dataDir,

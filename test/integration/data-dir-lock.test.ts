@@ -52,6 +52,7 @@ describe('data directory lock', () => {
       env: {
         PATH: process.env.PATH ?? '',
         HOME: process.env.HOME ?? '',
+        ENV_FILE: '/dev/null', // a developer's own .env stays out of the run
         HUB_HOST: '127.0.0.1',
         HUB_PORT: String(port),
         HUB_DATA_DIR: dir.path,

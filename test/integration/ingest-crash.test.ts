@@ -79,6 +79,7 @@ describe('hub killed with SIGKILL while a commit is held', () => {
 
   const hubEnv = (): NodeJS.ProcessEnv => ({
     ...process.env,
+    ENV_FILE: '/dev/null', // a developer's own .env stays out of the run
     HUB_HOST: '127.0.0.1',
     HUB_PORT: String(port),
     HUB_DATA_DIR: dir.path,

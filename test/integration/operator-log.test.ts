@@ -203,6 +203,7 @@ describe('the log on a terminal', () => {
         env: {
           PATH: process.env.PATH ?? '',
           HOME: process.env.HOME ?? '',
+          ENV_FILE: '/dev/null', // a developer's own .env stays out of the run
           TERM: 'dumb',
           NO_COLOR: '1',
           HUB_HOST: '127.0.0.1',

@@ -16,7 +16,8 @@ export function runCli(args: string[], env: Record<string, string> = {}): Promis
   return new Promise((resolve, reject) => {
     const child = spawn(TSX, ['server/cli.ts', ...args], {
       cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      // ENV_FILE: a developer's own .env in the repository root stays out of the run.
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ENV_FILE: '/dev/null', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
