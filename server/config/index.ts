@@ -4,6 +4,7 @@
  * reads `process.env`; `main.ts` passes `process.env` in.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ALERT_ENV_SCHEMA, alertsConfigFrom, loadAlertRules } from '../alerts/config.ts';
 import type { AlertsConfig } from '../alerts/types.ts';
@@ -105,6 +106,17 @@ export const ENV_SCHEMA = {
 
   // Built-in alerts (docs/alerts.md): ALERT_OFFLINE_AFTER_SEC, ALERT_RULES_FILE, ALERT_WEBHOOK_*.
   ...ALERT_ENV_SCHEMA,
+
+  // Several hub instances serving one fleet (docs/scaling.md): PostgreSQL holds the shared state.
+  CLUSTER_DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// connection URL')
+    .optional(),
+  HUB_INSTANCE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -')
+    .optional(),
+  ACK_DURABILITY: z.enum(['local', 'influx']).default('local'),
 } as const;
 
 export type EnvName = keyof typeof ENV_SCHEMA;
@@ -238,6 +250,23 @@ export interface HubConfig {
   alerts: AlertsConfig;
   /** `format`: auto = human-readable on a terminal, JSON lines otherwise (main.ts decides). */
   log: { level: Env['HUB_LOG_LEVEL']; format: Env['HUB_LOG_FORMAT'] };
+  /**
+   * Several instances serving one fleet (server/cluster/, docs/scaling.md); null when
+   * CLUSTER_DATABASE_URL is unset (one instance, as always).
+   */
+  cluster: ClusterConfig | null;
+  /**
+   * What a device ACK waits for: `local` = the local log's flushed commit (default); `influx` = also
+   * InfluxDB's confirmation of the frame's lines (server/storage/influx/, docs/scaling.md).
+   */
+  ackDurability: 'local' | 'influx';
+}
+
+export interface ClusterConfig {
+  /** PostgreSQL connection URL: registry, sessions, per-device state. Holds a password: never logged. */
+  databaseUrl: string;
+  /** This instance's stable name (HUB_INSTANCE_ID, default the host name): unique in the cluster. */
+  instanceId: string;
 }
 
 /** Thrown when configuration is invalid; `problems` lists every one of them. */
@@ -295,6 +324,16 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
     problems.push('MQTT_DEVICE_ACCESS: dynsec needs MQTT_URL');
   }
   if (raw.MQTT_URL === undefined && raw.MQTT_BRIDGE === 'on') problems.push('MQTT_BRIDGE: on needs MQTT_URL');
+  if (raw.CLUSTER_DATABASE_URL !== undefined) {
+    // The broker is the bus between instances; InfluxDB the one store every instance's history reads.
+    if (raw.MQTT_URL === undefined) problems.push('CLUSTER_DATABASE_URL: several instances need MQTT_URL (the bus)');
+    if (raw.INFLUX_URL === undefined) {
+      problems.push('CLUSTER_DATABASE_URL: several instances need INFLUX_URL (the shared store)');
+    }
+  }
+  if (raw.ACK_DURABILITY === 'influx' && raw.INFLUX_URL === undefined) {
+    problems.push('ACK_DURABILITY: influx needs INFLUX_URL');
+  }
   if (raw.MQTT_HA_DISCOVERY === 'on' && raw.MQTT_BRIDGE !== 'on') {
     problems.push(
       "MQTT_HA_DISCOVERY: on needs MQTT_BRIDGE=on (the entities read the bridge's state and status topics)",
@@ -317,6 +356,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
   const e = parsed.data;
 
   const scheme = e.HUB_TLS_CERT_FILE ? 'https' : 'http';
+  const instanceId = e.HUB_INSTANCE_ID ?? instanceIdFromHost(hostname());
   const shownHost = e.HUB_HOST === '0.0.0.0' || e.HUB_HOST === '::' ? 'localhost' : e.HUB_HOST;
   const config: HubConfig = {
     server: {
@@ -375,7 +415,8 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
           username: e.MQTT_USERNAME,
           password: e.MQTT_PASSWORD,
           topicPrefix: e.MQTT_TOPIC_PREFIX,
-          clientId: e.MQTT_CLIENT_ID,
+          // Each instance needs its own persistent broker session.
+          clientId: e.CLUSTER_DATABASE_URL ? `${e.MQTT_CLIENT_ID}-${instanceId}` : e.MQTT_CLIENT_ID,
           sessionExpirySec: e.MQTT_SESSION_EXPIRY_SEC,
           deviceAccess: e.MQTT_DEVICE_ACCESS,
           deviceIdleSec: e.MQTT_DEVICE_IDLE_SEC,
@@ -409,6 +450,8 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
     },
     alerts: alertsConfigFrom(e, alertRules),
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },
+    cluster: e.CLUSTER_DATABASE_URL ? { databaseUrl: e.CLUSTER_DATABASE_URL, instanceId } : null,
+    ackDurability: e.ACK_DURABILITY,
   };
   return deepFreeze(config);
 }
@@ -416,6 +459,11 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
 /** A valid config for tests and embedding: defaults plus overrides given as variable names. */
 export function configFrom(overrides: Partial<Record<EnvName, string>> = {}): Readonly<HubConfig> {
   return loadConfig(overrides);
+}
+
+/** A host name as an instance id: its allowed characters only, at most 64. */
+function instanceIdFromHost(host: string): string {
+  return host.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64) || 'hub';
 }
 
 function deepFreeze<T>(value: T): T {
