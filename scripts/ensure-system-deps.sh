@@ -3,7 +3,9 @@
 #   influxd (Debian package influxdb, the 1.x engine), nginx (nginx-light), mosquitto, chromium,
 #   docker-compose (only to validate the compose file), g++, make and libssl-dev (firmware host tests; OpenSSL checks the OTA signatures),
 #   setpriv (util-linux; stops test servers if the test process dies), gcc-riscv64-unknown-elf and
-#   picolibc-riscv64-unknown-elf (the firmware core's cross-build for the ESP32-C3).
+#   picolibc-riscv64-unknown-elf (the firmware core's cross-build for the ESP32-C3), postgresql (the
+#   shared state of several hub instances; tests run initdb/postgres from /usr/lib/postgresql/<v>/bin),
+#   haproxy (the load balancer in front of several hub instances).
 #
 # - Everything present: prints one line and exits 0 (quick: only `command -v` lookups).
 # - Something missing, root, apt-get available: apt-get update + install, then stops and disables
@@ -27,9 +29,11 @@ REQUIREMENTS=(
   setpriv:util-linux
   riscv64-unknown-elf-g++:gcc-riscv64-unknown-elf
   /usr/lib/picolibc/riscv64-unknown-elf/picolibc.specs:picolibc-riscv64-unknown-elf
+  pg_ctlcluster:postgresql
+  haproxy:haproxy
 )
 # Packages that ship a system service the Debian maintainer scripts may start.
-SERVICES=(influxdb nginx mosquitto)
+SERVICES=(influxdb nginx mosquitto postgresql haproxy)
 
 # Debian installs nginx and mosquitto in /usr/sbin, which a non-root PATH often lacks.
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -60,7 +64,7 @@ check_influxd_version() {
 
 if [[ ${#missing_packages[@]} -eq 0 ]]; then
   check_influxd_version
-  echo "ensure-system-deps: all test programs present (influxd, nginx, mosquitto, chromium, docker-compose, g++, make, riscv64-unknown-elf-g++ + picolibc)."
+  echo "ensure-system-deps: all test programs present (influxd, nginx, mosquitto, chromium, docker-compose, g++, make, riscv64-unknown-elf-g++ + picolibc, postgresql, haproxy)."
   exit 0
 fi
 
