@@ -1,0 +1,77 @@
+/**
+ * The contract of the PostgreSQL cluster store (docs: cluster-spec section A, docs/scaling.md "Shared state
+ * in PostgreSQL"): what several hub instances share through one database. Sessions, membership and relay
+ * code against these types; `openClusterStore` (./index.ts) implements them.
+ */
+import type { ChannelDescriptor } from '../../codec/index.ts';
+import type { Logger } from '../../log/index.ts';
+import type { Metrics } from '../../metrics/index.ts';
+import type { DeviceRegistry } from '../../registry/registry.ts';
+
+/** One (device, boot) as every instance must see it. */
+export interface SharedBoot {
+  bootId: number;
+  highestSeq: number;
+  timeOffsetMs: number | null;
+  clockCorrectionMs: number | null;
+  firstSeenMs: number;
+}
+
+export interface SharedDeviceState {
+  deviceId: string;
+  lastAck: { bootId: number; seq: number } | null;
+  /** Earliest first-seen any instance recorded (LEAST on write). */
+  firstSeenMs: number;
+  /** 0 = none. */
+  descriptorHash: number;
+  /** At most MAX_BOOTS_PER_DEVICE newest (server/storage/device-state.ts). */
+  boots: SharedBoot[];
+  /** Every descriptor set the device announced. */
+  descriptors: { hash: number; channels: ChannelDescriptor[] }[];
+}
+
+/** Who holds a device's session; `epoch` comes from a PostgreSQL sequence (higher = newer). */
+export interface SessionClaim {
+  deviceId: string;
+  instanceId: string;
+  epoch: number;
+}
+
+export interface ClusterStore {
+  readonly instanceId: string;
+  /** Same interface as server/registry/registry.ts, PG-backed. */
+  readonly registry: DeviceRegistry;
+  /** Newest wins: a new epoch from a sequence, row (device -> instance, epoch) upserted, NOTIFY sent in the same tx. */
+  claimSession(deviceId: string): Promise<SessionClaim>;
+  /** Deletes the row only if it still holds this epoch. */
+  releaseSession(claim: SessionClaim): Promise<void>;
+  sessionHolder(deviceId: string): Promise<SessionClaim | null>;
+  /** Every claim made by any instance (LISTEN), including this one's. */
+  onSessionClaimed(listener: (claim: SessionClaim) => void): () => void;
+  /** After the LISTEN connection came back (notifications may have been missed): re-check what you hold. */
+  onResync(listener: () => void): () => void;
+  loadDeviceState(deviceId: string): Promise<SharedDeviceState | null>;
+  /** First writer wins: returns the offset every instance must use for (device, boot). */
+  claimBootOffset(deviceId: string, bootId: number, offsetMs: number): Promise<number>;
+  /**
+   * Batched upsert; seq/lastAck only move forward (per boot highestSeq = max; lastAck = the given one when
+   * its boot's seq >= stored).
+   */
+  saveDeviceStates(states: readonly SharedDeviceState[]): Promise<void>;
+  putDescriptors(deviceId: string, hash: number, channels: ChannelDescriptor[]): Promise<void>;
+  status(): { database: 'connected' | 'unreachable'; lastError: string | null };
+  close(): Promise<void>;
+}
+
+/** Options of {@link OpenClusterStore}. */
+export interface ClusterStoreOptions {
+  databaseUrl: string;
+  instanceId: string;
+  dataDir: string;
+  logger: Logger;
+  metrics: Metrics;
+  now?: () => number;
+}
+
+/** The signature of `openClusterStore` (./index.ts). */
+export type OpenClusterStore = (opts: ClusterStoreOptions) => Promise<ClusterStore>;
