@@ -241,6 +241,7 @@ async function measureHub(
     cwd: ROOT,
     env: {
       ...process.env,
+      ENV_FILE: '/dev/null', // not a developer's own .env
       HUB_HOST: '127.0.0.1',
       HUB_PORT: String(port),
       HUB_DATA_DIR: dataDir,

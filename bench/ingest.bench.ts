@@ -668,6 +668,8 @@ const MIB = 1024 * 1024;
 
 function hubEnv(port: number, dataDir: string): Record<string, string> {
   return {
+    // The bench's settings only: a developer's own .env (read by server/main.ts) must not change them.
+    ENV_FILE: '/dev/null',
     HUB_HOST: '127.0.0.1',
     HUB_PORT: String(port),
     HUB_DATA_DIR: dataDir,

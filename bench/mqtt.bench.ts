@@ -261,6 +261,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       execArgv: ['--import', 'tsx'],
       env: {
         ...process.env,
+        ENV_FILE: '/dev/null', // not a developer's own .env
         HUB_HOST: '127.0.0.1',
         HUB_PORT: String(port),
         HUB_DATA_DIR: dataDir,

@@ -144,6 +144,7 @@ async function main(): Promise<void> {
         cwd: root,
         env: {
           ...process.env,
+          ENV_FILE: '/dev/null', // not a developer's own .env
           HUB_HOST: '127.0.0.1',
           HUB_PORT: String(port),
           HUB_DATA_DIR: dataDir,
