@@ -5,7 +5,17 @@
  */
 
 /** Where an error is detected. */
-export type ErrorLayer = 'frame' | 'session' | 'storage' | 'handshake' | 'http' | 'config' | 'mqtt' | 'enroll' | 'ota';
+export type ErrorLayer =
+  | 'frame'
+  | 'session'
+  | 'storage'
+  | 'handshake'
+  | 'http'
+  | 'config'
+  | 'mqtt'
+  | 'enroll'
+  | 'ota'
+  | 'cluster';
 
 export interface ErrorSpec {
   /** u16 code carried in ERROR frames [PROTO-3.8]. */
@@ -206,6 +216,15 @@ export const ERRORS = {
     'The OTA download credential is missing, unknown, expired or for another image.',
   ),
   OTA_BUSY: spec(904, 'ota', null, 503, 'OTA_MAX_CONCURRENT_DOWNLOADS downloads are running; retry after Retry-After.'),
+
+  // Several instances (server/cluster/, docs/scaling.md).
+  CLUSTER_DB_UNAVAILABLE: spec(
+    1000,
+    'cluster',
+    null,
+    null,
+    'The cluster database (CLUSTER_DATABASE_URL, PostgreSQL) cannot be reached or refused the login.',
+  ),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
