@@ -1,6 +1,6 @@
 /**
  * Real-server test harness: InfluxDB (1.x engine + nginx serving `/api/v2/write`), Mosquitto,
- * Chromium, free ports, temp dirs and a safety net that leaves nothing running.
+ * HAProxy, Chromium, free ports, temp dirs and a safety net that leaves nothing running.
  * See docs/testing.md.
  */
 export {
@@ -12,6 +12,14 @@ export {
   servePage,
 } from './chromium.ts';
 export { pendingCleanups, registerCleanup, stopAll } from './cleanup.ts';
+export {
+  type HaproxyBackend,
+  type HaproxyServer,
+  type HaproxyServerState,
+  haproxyConfig,
+  type StartHaproxyOptions,
+  startHaproxy,
+} from './haproxy.ts';
 export {
   type InfluxQLEpoch,
   InfluxQLError,
