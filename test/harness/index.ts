@@ -34,6 +34,7 @@ export {
 } from './influx.ts';
 export { type MosquittoServer, type StartMosquittoOptions, startMosquitto } from './mosquitto.ts';
 export { freePort, freePorts } from './ports.ts';
+export { type PostgresServer, type StartPostgresOptions, startPostgres } from './postgres.ts';
 export {
   findExecutable,
   type ServerProcess,

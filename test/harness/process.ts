@@ -57,6 +57,12 @@ export interface StartProcessOptions {
   logFile: string;
   /** Environment of the child; defaults to this process's environment. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Runs the server as this user (and its groups), through setpriv, which sets the parent-death signal
+   * after switching user (a credential change clears it). For servers that refuse to run as root
+   * (PostgreSQL); needs root and setpriv.
+   */
+  runAs?: string;
 }
 
 /** Thrown when a server does not come up; the message carries the tail of its log. */
@@ -117,9 +123,15 @@ export function startProcess(options: StartProcessOptions): ServerProcess {
   const { name, command, args, cwd, logFile } = options;
   const logFd = openSync(logFile, 'a');
   const setpriv = parentDeathWrapper();
+  if (options.runAs !== undefined && !setpriv) {
+    closeSync(logFd);
+    throw new Error(`${name}: running it as ${options.runAs} needs util-linux setpriv`);
+  }
+  const user =
+    options.runAs === undefined ? [] : [`--reuid=${options.runAs}`, `--regid=${options.runAs}`, '--init-groups'];
   let child: ChildProcess;
   try {
-    child = spawn(setpriv ?? command, setpriv ? ['--pdeathsig', 'TERM', '--', command, ...args] : [...args], {
+    child = spawn(setpriv ?? command, setpriv ? [...user, '--pdeathsig', 'TERM', '--', command, ...args] : [...args], {
       cwd,
       env: options.env ?? process.env,
       detached: true,
