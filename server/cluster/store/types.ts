@@ -45,6 +45,11 @@ export interface ClusterStore {
   claimSession(deviceId: string): Promise<SessionClaim>;
   /** Deletes the row only if it still holds this epoch. */
   releaseSession(claim: SessionClaim): Promise<void>;
+  /**
+   * Deletes every claim held by this instance id (what a previous run of this instance left behind:
+   * it had no chance to release them); returns how many. Called once at start, before any session.
+   */
+  releaseInstanceClaims(): Promise<number>;
   sessionHolder(deviceId: string): Promise<SessionClaim | null>;
   /** Every claim made by any instance (LISTEN), including this one's. */
   onSessionClaimed(listener: (claim: SessionClaim) => void): () => void;
