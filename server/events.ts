@@ -104,6 +104,46 @@ export interface HubEvents {
   alert: [event: AlertEvent];
   /** An OTA campaign changed (server/ota/campaign.ts, docs/ota.md): a board's state, a wave, pause, end. */
   'ota:campaign': [update: OtaCampaignUpdate];
+  // ── Several instances (server/cluster/relay.ts, docs/scaling.md): what another instance relayed. ──
+  // Separate events on purpose: only views (the live page, the offline alert rule's presence) listen;
+  // local-only consumers (forwarder, activity log, device health, MQTT bridge) never see them.
+  /** A frame another instance accepted (only while this instance has live clients). */
+  'remote:accepted': [deviceId: string, accepted: AcceptedFrame];
+  /** A device's session completed HELLO on another instance (or that instance's presence snapshot says so). */
+  'remote:online': [info: RemotePresence];
+  /**
+   * A device's session on another instance ended; `instance_lost` when that instance left the
+   * cluster (its last will) with the device not seen elsewhere.
+   */
+  'remote:offline': [info: { deviceId: string; reason: string; atMs: number; instanceId: string }];
+  /** This instance cannot hear the instance holding the device any more (its own broker link is down). */
+  'remote:unknown': [info: { deviceId: string; atMs: number; instanceId: string }];
+  /** A device on another instance announced a descriptor set. */
+  'remote:descriptors': [deviceId: string, channels: readonly ChannelMeta[]];
+  /** A command issued on another instance changed state. */
+  'remote:command': [update: CommandUpdate, instanceId: string];
+  /** An alert transition raised by another instance (its sinks already ran there). */
+  'remote:alert': [event: AlertEvent, instanceId: string];
+  /** Another instance left the cluster (membership: its last will, or a clean stop). */
+  'remote:lost': [instanceId: string, atMs: number];
+}
+
+/** A device online on another instance, as `remote:online` carries it. */
+export interface RemotePresence {
+  deviceId: string;
+  firmwareVersion: string;
+  bootId: number;
+  timeSynced: boolean;
+  atMs: number;
+  /** The instance holding the device's session. */
+  instanceId: string;
+}
+
+/** A channel as views need it (key, unit, nominal period [PROTO-3.3]). */
+export interface ChannelMeta {
+  key: string;
+  unit: string;
+  periodMs: number;
 }
 
 export interface OtaCampaignUpdate {

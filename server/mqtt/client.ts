@@ -40,12 +40,19 @@ export interface MqttStatus {
   inputHeld: boolean;
 }
 
-export type MessageHandler = (topic: string, payload: Buffer) => void;
+/** MQTT 5 request/response properties (the cluster's RPC between instances, server/cluster/relay.ts). */
+export interface ResponseProperties {
+  responseTopic?: string;
+  correlationData?: Buffer;
+}
+
+export type MessageHandler = (topic: string, payload: Buffer, properties?: ResponseProperties) => void;
 
 export interface PublishOptions {
   /** Default 1. */
   qos?: 0 | 1;
   retain?: boolean;
+  properties?: ResponseProperties;
 }
 
 export interface HubMqttClient {
@@ -73,9 +80,27 @@ export interface HubMqttClient {
    * broker-access setup). A hook that throws is logged; the connection proceeds.
    */
   onConnect(hook: (sessionPresent: boolean) => Promise<void> | void): void;
+  /**
+   * Runs after every connect once the subscriptions are made: what it publishes reaches the broker
+   * after the retained messages of those subscriptions were sent to the hub (cluster membership sync).
+   */
+  onReady(hook: () => void): void;
+  /**
+   * The message the broker publishes when this connection ends without a normal DISCONNECT (crash,
+   * kill -9, network loss) and at `stop()` (DISCONNECT 0x04 "with will"). Set it before `start()`;
+   * a change applies from the next connect.
+   */
+  setWill(will: WillMessage | null): void;
   /** Holds back inbound messages (PUBACKs withheld) while any holder holds. */
   holdInput(holder: object): void;
   releaseInput(holder: object): void;
+}
+
+export interface WillMessage {
+  topic: string;
+  payload: Uint8Array | string;
+  qos: 0 | 1;
+  retain: boolean;
 }
 
 export interface HubMqttClientOptions {
@@ -94,6 +119,7 @@ interface Outgoing {
   payload: Uint8Array | string;
   qos: 0 | 1;
   retain: boolean;
+  properties: ResponseProperties | undefined;
 }
 
 export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
@@ -103,6 +129,8 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
   const subscriptions = new Map<string, MessageHandler>();
   const early = new Set<string>();
   const connectHooks: ((sessionPresent: boolean) => Promise<void> | void)[] = [];
+  const readyHooks: (() => void)[] = [];
+  let will: WillMessage | null = null;
   const holders = new Set<object>();
   const heldAcks: (() => void)[] = [];
   let queue: Outgoing[] = [];
@@ -199,6 +227,13 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
     }
     loggedFailure = null;
     pump();
+    for (const hook of readyHooks) {
+      try {
+        hook();
+      } catch (err) {
+        logger.error({ err }, 'MQTT ready hook failed');
+      }
+    }
   }
 
   /** Subscribes `filters` at QoS 1; false (and the connection dropped for a later retry) when refused. */
@@ -243,6 +278,7 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
       keepalive: 30,
       ...(config.username !== undefined ? { username: config.username } : {}),
       ...(config.password !== undefined ? { password: config.password } : {}),
+      ...(will ? { will: willOption(will) } : {}),
     };
     const c = mqtt.connect(config.url, options);
     // Inbound messages: dispatched here, PUBACK (the callback) withheld while input is held.
@@ -250,7 +286,14 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
       if (stopping) return; // not acknowledged: the broker keeps it for the next start
       const topic = packet.topic;
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
-      dispatch(topic, payload);
+      const p = packet.properties;
+      dispatch(
+        topic,
+        payload,
+        p?.responseTopic !== undefined || p?.correlationData !== undefined
+          ? ({ responseTopic: p.responseTopic, correlationData: p.correlationData } as ResponseProperties)
+          : undefined,
+      );
       if (holders.size > 0) heldAcks.push(() => done());
       else done();
     };
@@ -289,11 +332,11 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
     return c;
   }
 
-  function dispatch(topic: string, payload: Buffer): void {
+  function dispatch(topic: string, payload: Buffer, properties?: ResponseProperties): void {
     for (const [filter, handler] of subscriptions) {
       if (!topicMatches(filter, topic)) continue;
       try {
-        handler(topic, payload);
+        handler(topic, payload, properties);
       } catch (err) {
         metrics.callbackErrors.inc({ component: 'mqtt' });
         logger.error({ err, topic }, 'MQTT message handler threw');
@@ -317,14 +360,15 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
   }
 
   function send(c: MqttClient, m: Outgoing): void {
+    const properties = m.properties ? { properties: m.properties } : {};
     if (m.qos === 0) {
-      c.publish(m.topic, toBuffer(m.payload), { qos: 0, retain: m.retain });
+      c.publish(m.topic, toBuffer(m.payload), { qos: 0, retain: m.retain, ...properties });
       metrics.mqttMessages.inc({ direction: 'out', outcome: 'sent' });
       return;
     }
     inflight++;
     const gen = generation;
-    c.publish(m.topic, toBuffer(m.payload), { qos: 1, retain: m.retain }, (err) => {
+    c.publish(m.topic, toBuffer(m.payload), { qos: 1, retain: m.retain, ...properties }, (err) => {
       if (gen !== generation) return;
       inflight--;
       metrics.mqttMessages.inc({ direction: 'out', outcome: err ? 'failed' : 'sent' });
@@ -377,7 +421,10 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
         // A graceful end waits for every publish mqtt.js still tracks, including ones of a connection
         // that died (it may never hear of them again): force the end then; the session persists either way.
         const tracked = Object.keys((c as unknown as { outgoing?: object }).outgoing ?? {}).length;
-        await new Promise<void>((resolve) => c.end(!c.connected || tracked > 0, {}, () => resolve()));
+        // With a will (cluster membership), a graceful stop has the broker publish it too (0x04).
+        await new Promise<void>((resolve) =>
+          c.end(!c.connected || tracked > 0, will ? { reasonCode: 4 } : {}, () => resolve()),
+        );
       }
       metrics.mqttInputPaused.set(0);
     },
@@ -397,7 +444,7 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
 
     publish(topic, payload, o = {}) {
       if (stopping) return;
-      const m: Outgoing = { topic, payload, qos: o.qos ?? 1, retain: o.retain ?? false };
+      const m: Outgoing = { topic, payload, qos: o.qos ?? 1, retain: o.retain ?? false, properties: o.properties };
       if (client && linkUp && queued() === 0 && inflight < config.maxInflight) {
         send(client, m);
         gauges();
@@ -426,6 +473,15 @@ export function createHubMqttClient(opts: HubMqttClientOptions): HubMqttClient {
       connectHooks.push(hook);
     },
 
+    onReady(hook) {
+      readyHooks.push(hook);
+    },
+
+    setWill(w) {
+      will = w;
+      if (client) client.options.will = w ? willOption(w) : undefined;
+    },
+
     holdInput(holder) {
       holders.add(holder);
       metrics.mqttInputPaused.set(1);
@@ -452,6 +508,10 @@ export function topicMatches(filter: string, topic: string): boolean {
     if (part !== '+' && part !== t[i]) return false;
   }
   return f.length === t.length;
+}
+
+function willOption(w: WillMessage): NonNullable<IClientOptions['will']> {
+  return { topic: w.topic, payload: Buffer.from(toBuffer(w.payload)), qos: w.qos, retain: w.retain };
 }
 
 function toBuffer(payload: Uint8Array | string): Buffer | string {
