@@ -16,6 +16,7 @@ import { registerAlertRoutes } from './alerts/routes.ts';
 import type { ChannelDescriptor } from './codec/index.ts';
 import type { HubConfig } from './config/index.ts';
 import { ENROLL_PATH, type Enrollment, startEnrollment } from './enroll/index.ts';
+import { HubError } from './errors.ts';
 import { HubEventBus } from './events.ts';
 import { registerAdminRoutes } from './http/admin.ts';
 import { type AccessCheck, anyOf, guardFrom, requireAdmin } from './http/auth.ts';
@@ -48,6 +49,7 @@ import {
   type StorageFaults,
 } from './storage/local-log.ts';
 import type { LogReader } from './storage/types.ts';
+import { type ConfirmationSource, InfluxAckGate } from './transport/ack-gate.ts';
 import {
   createSessionTable,
   DeviceSession,
@@ -64,6 +66,8 @@ export interface ForwarderLike {
   status?(): unknown;
   /** Dead-letter store and replay: adds the admin routes and the `deadLetters` check of `/readyz`. */
   deadLetters?: DeadLetterAdmin;
+  /** How far InfluxDB confirmed the log: required by ACK_DURABILITY=influx (transport/ack-gate.ts). */
+  confirmation?: ConfirmationSource;
 }
 
 export interface ForwarderContext {
@@ -183,6 +187,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let registry: DeviceRegistry | null = null;
   let ownsRegistry = false;
   let forwarder: ForwarderLike | null = null;
+  let ackGate: InfluxAckGate | null = null;
   let commands: CommandTracker | null = null;
   let unsubscribeRevoked: (() => void) | null = null;
   let alerts: Alerts | null = null;
@@ -280,7 +285,10 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           now,
         });
         const counts = newSessionCounts();
-        const sessionCtx = { counts, ingest, sessions, commands, config, metrics, bus, logger, now };
+        // ACK_DURABILITY=influx: ACKs wait for InfluxDB too; attached to the forwarder below.
+        ackGate =
+          config.ackDurability === 'influx' && config.influx ? new InfluxAckGate({ metrics, logger, now }) : null;
+        const sessionCtx = { counts, ingest, sessions, commands, config, metrics, bus, logger, now, ackGate };
         // Hot-path counts reach prom-client in bulk: every second and right before each scrape.
         flushCounts = () => {
           flushSessionCounts(counts, metrics);
@@ -431,6 +439,16 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
             fleet: () => deviceHealth.rows(registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? []),
           });
           forwarder.start();
+          if (ackGate) {
+            if (!forwarder.confirmation) {
+              throw new HubError(
+                'CONFIG_INVALID',
+                'ACK_DURABILITY=influx needs a forwarder that reports confirmations',
+              );
+            }
+            // Before any device connects: frames up to this head were stored by an earlier process.
+            ackGate.attach(forwarder.confirmation, openedLog.headOffset());
+          }
           if (forwarder.deadLetters) {
             registerDeadLetterRoutes(router, {
               admin: forwarder.deadLetters,
@@ -489,6 +507,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       // After the extensions, so they may still publish; the broker keeps the hub's session.
       await mqtt?.stop().catch((err) => logger.error({ err }, 'MQTT failed to stop'));
       if (forwarder) await forwarder.stop().catch((err) => logger.error({ err }, 'forwarder failed to stop'));
+      ackGate?.detach();
       await gateway?.close();
       commands?.close();
       if (countsTimer) clearInterval(countsTimer);
@@ -562,6 +581,7 @@ export function influxForwarder(ctx: ForwarderContext): ForwarderLike {
       await deadLetters.close();
     },
     status: () => fwd.status(),
+    confirmation: fwd,
   };
 }
 

@@ -33,6 +33,17 @@ import type { Topics } from './topics.ts';
 /** Least time between two "say HELLO" ERRORs to one device without a session. */
 const NUDGE_INTERVAL_MS = 1000;
 
+/**
+ * Several hub instances on one broker (server/cluster/membership.ts): every instance reads every up
+ * topic, and only a device's owner handles its frames. Without it (one instance) every device is ours.
+ */
+export interface MqttOwnership {
+  /** Whether this instance handles the device's frames now (called per message: cheap). */
+  owns(deviceId: string): boolean;
+  /** Runs `listener` after ownership changed (members joined or left); returns the unsubscribe. */
+  onChange(listener: () => void): () => void;
+}
+
 export interface MqttDeviceTransportOptions {
   client: HubMqttClient;
   topics: Topics;
@@ -53,6 +64,13 @@ export interface MqttDeviceTransport {
   close(): void;
   /** Open MQTT device links. */
   size(): number;
+  /**
+   * Cluster mode: from now on frames of devices another instance owns are dropped (counted
+   * `outcome="not_owner"`), and on an ownership change the sessions of devices no longer owned end
+   * quietly (reason `moved`, no ERROR on `down`): their next frame reaches the new owner, which asks
+   * for HELLO, and the device replays what is not acknowledged.
+   */
+  setOwnership(ownership: MqttOwnership | null): void;
 }
 
 /** One device's session over MQTT, as a {@link DeviceLink}. */
@@ -136,6 +154,10 @@ export function createMqttDeviceTransport(opts: MqttDeviceTransportOptions): Mqt
   const refusals = createLogLimiter({ logger });
   let accepting = true;
   let sweep: NodeJS.Timeout | null = null;
+  let ownership: MqttOwnership | null = null;
+  let unsubscribeOwnership: (() => void) | null = null;
+  /** Sessions ending because their device moved (no longer in `links`), until their link closes. */
+  const moving = new Set<MqttLink>();
 
   const count = (outcome: string) => metrics.mqttMessages.inc({ direction: 'in', outcome });
 
@@ -145,12 +167,52 @@ export function createMqttDeviceTransport(opts: MqttDeviceTransportOptions): Mqt
   };
   const detach = (link: MqttLink) => {
     if (links.get(link.deviceId) === link) links.delete(link.deviceId);
+    moving.delete(link);
   };
+
+  /**
+   * Another instance owns the device now: its session here ends without an ERROR on `down` (the
+   * device is not at fault and keeps publishing; the new owner asks it for HELLO). In-flight frames
+   * still commit and are acknowledged first; frames arriving meanwhile are the new owner's.
+   */
+  function moveAway(link: MqttLink): void {
+    links.delete(link.deviceId);
+    moving.add(link);
+    link.retire();
+    if (link.session) {
+      link.session.end('REPLACED', 'the device is handled by another hub instance now', { reason: 'moved' });
+    } else link.terminate();
+  }
+
+  function onOwnershipChange(): void {
+    const o = ownership;
+    if (!o) return;
+    let moved = 0;
+    for (const link of [...links.values()]) {
+      if (o.owns(link.deviceId)) continue;
+      moveAway(link);
+      moved++;
+    }
+    if (moved > 0) {
+      logger.info(
+        { sessions: moved },
+        'MQTT device sessions ended here: their devices are handled by another hub instance now (they continue there)',
+      );
+    }
+  }
 
   function onUp(topic: string, payload: Buffer): void {
     const deviceId = topics.deviceOfUp(topic);
     if (deviceId === null) {
       count('bad_topic');
+      return;
+    }
+    if (ownership !== null && !ownership.owns(deviceId)) {
+      // Another instance handles it. A session here would never see this frame, so no later ACK of it
+      // may go out (ACKs are cumulative): it ends.
+      count('not_owner');
+      const link = links.get(deviceId);
+      if (link) moveAway(link);
       return;
     }
     if (!opts.isActive(deviceId)) {
@@ -222,9 +284,18 @@ export function createMqttDeviceTransport(opts: MqttDeviceTransportOptions): Mqt
     close() {
       accepting = false;
       if (sweep) clearInterval(sweep);
-      for (const link of [...links.values()]) link.terminate();
+      unsubscribeOwnership?.();
+      for (const link of [...links.values(), ...moving]) link.terminate();
       refusals.close();
     },
     size: () => links.size,
+    setOwnership(o) {
+      unsubscribeOwnership?.();
+      unsubscribeOwnership = null;
+      ownership = o;
+      if (!o) return;
+      unsubscribeOwnership = o.onChange(onOwnershipChange);
+      onOwnershipChange();
+    },
   };
 }

@@ -238,6 +238,22 @@ export function createDynsecAccess(opts: DynsecOptions): BrokerAccess & { setup(
 }
 
 /**
+ * Several instances (server/cluster/): the hub's role also publishes, subscribes and receives on
+ * `<prefix>/cluster/#` (member records and their will, the relay between instances). Sent as
+ * `addRoleACL` commands on every connect, before the subscriptions, like the bridge's rights (an ACL
+ * the role already has is refused by the plugin and changes nothing). Mosquitto checks the will
+ * against the ACLs when it publishes it: without these rights a dead instance's record would stay.
+ */
+export function clusterRoleAcls(topics: Topics): Record<string, unknown>[] {
+  const acls: [acltype: string, topic: string][] = [
+    ['publishClientSend', topics.clusterAll],
+    ['subscribePattern', topics.clusterAll],
+    ['publishClientReceive', topics.clusterAll],
+  ];
+  return acls.map(([acltype, topic]) => ({ command: 'addRoleACL', rolename: HUB_ROLE, acltype, topic, allow: true }));
+}
+
+/**
  * A short-lived administrative connection for another process (the `devices` CLI): the hub's broker
  * login under its own client id (`<MQTT_CLIENT_ID>-admin-<random>`, no persistent session, so the
  * hub's connection and session are untouched). Resolves once connected; rejects with

@@ -15,11 +15,12 @@ import type { Metrics } from '../metrics/index.ts';
 import type { DeviceRegistry } from '../registry/index.ts';
 import type { SessionContext } from '../transport/device-session.ts';
 import { createHubMqttClient, type HubMqttClient, type MqttStatus } from './client.ts';
-import { createMqttDeviceTransport } from './device-transport.ts';
+import { createMqttDeviceTransport, type MqttOwnership } from './device-transport.ts';
 import { type BrokerAccess, createDynsecAccess, NO_BROKER_ACCESS } from './dynsec.ts';
 import { type Topics, topicsFor } from './topics.ts';
 
 export type { HubMqttClient, MqttStatus } from './client.ts';
+export type { MqttOwnership } from './device-transport.ts';
 export type { Topics } from './topics.ts';
 
 export interface HubMqtt {
@@ -42,6 +43,8 @@ export interface HubMqtt {
    * broker drop the old login; deleting it here as well could undo a CLI's replacement that landed first.
    */
   revokeDevice(deviceId: string): Promise<void>;
+  /** Several instances: only devices this instance owns are handled here (device-transport.ts). */
+  setOwnership(ownership: MqttOwnership | null): void;
 }
 
 export interface HubMqttOptions {
@@ -123,6 +126,7 @@ export function createHubMqtt(opts: HubMqttOptions): HubMqtt {
     revokeDevice: async (id) => {
       if (registry?.get(id)?.revoked !== false) await access.revoke(id);
     },
+    setOwnership: (ownership) => transport.setOwnership(ownership),
   };
 }
 

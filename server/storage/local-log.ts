@@ -152,8 +152,11 @@ export interface LocalLog extends LogReader {
   isFull(): boolean;
   /** Queues a frame; `done` runs after the group holding it is durable. */
   append(entry: RecordInput, done: AppendCallback): void;
-  /** Runs `done` after everything queued so far is durable (used to re-ACK duplicates). */
-  barrier(done: (err: Error | null) => void): void;
+  /**
+   * Runs `done` after everything queued so far is durable (used to re-ACK duplicates), with the head
+   * offset at the call (every frame queued so far is at or below it).
+   */
+  barrier(done: AppendCallback): void;
   /**
    * Runs after a failed commit, once the failed groups' callbacks ran. Everything queued behind the
    * failed group failed with it and nothing of either is on disk: in-memory state derived from those
@@ -197,7 +200,7 @@ type KvWrite =
 interface Group {
   entries: RecordInput[];
   offsets: number[];
-  /** Append callbacks and barriers, in call order; `doneOffsets[i]` is 0 for a barrier. */
+  /** Append callbacks and barriers, in call order; `doneOffsets[i]` is the head at a barrier's call. */
   dones: AppendCallback[];
   doneOffsets: number[];
   /** Logical bytes the group's appends added to `bytes` (taken back if the group fails). */
@@ -840,7 +843,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     },
     barrier(done) {
       group.dones.push(done);
-      group.doneOffsets.push(0);
+      group.doneOffsets.push(head);
       schedule();
     },
     queryHistory(q) {

@@ -213,13 +213,14 @@ export class DeviceSession {
 
   /**
    * Ends the session with a coded reason: in-flight frames are given up to 1 s to commit (their ACKs go
-   * out first), then ERROR (FATAL) and a close with the catalogue's close code.
+   * out first), then ERROR (FATAL) and a close with the catalogue's close code. `reason` replaces the
+   * one counted and reported in `device:offline` (e.g. `moved`: an MQTT device another instance handles).
    */
-  end(code: ErrorCode, message: string, opts: { count?: boolean } = {}): void {
+  end(code: ErrorCode, message: string, opts: { count?: boolean; reason?: string } = {}): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     const closeCode = ERRORS[code].close ?? 1011;
     this.state = 'closing';
-    this.closeReason = code === 'REPLACED' ? 'replaced' : code === 'SHUTTING_DOWN' ? 'shutdown' : code;
+    this.closeReason = opts.reason ?? (code === 'REPLACED' ? 'replaced' : code === 'SHUTTING_DOWN' ? 'shutdown' : code);
     if (opts.count ?? (code !== 'REPLACED' && code !== 'SHUTTING_DOWN' && code !== 'REVOKED')) {
       this.ctx.metrics.frameErrors.inc({ code });
       this.ctx.bus.emit('device:rejected', this.deviceId, code, message);

@@ -60,7 +60,7 @@ class HeldLog {
       lookupDescriptors: (id, hash) => this.#descriptors.get(`${id}/${hash}`),
       isFull: () => this.full,
       append: (_entry, done) => void this.pending.push({ done, offset: ++this.#offset }),
-      barrier: (done) => void this.pending.push({ done: (err) => done(err), offset: 0 }),
+      barrier: (done) => void this.pending.push({ done: (err) => done(err, 0), offset: 0 }),
       onCommitFailed: (listener) => {
         this.#failListeners.push(listener);
         return () => undefined;

@@ -97,7 +97,7 @@ function heldIngest(): Ingest {
 
 /** Completes the `n` oldest frames in flight (durable). */
 function commit(n = pending.length): void {
-  for (const done of pending.splice(0, n)) done(null, 'stored');
+  for (const done of pending.splice(0, n)) done(null, 'stored', 0);
 }
 
 function hub(budget: InflightBudget) {

@@ -80,7 +80,19 @@ export interface ForwarderStatus {
   deadLetteredLines: number;
 }
 
-export interface InfluxForwarder {
+/**
+ * How far InfluxDB has confirmed the local log: every frame at or below `confirmedOffset()` is in
+ * InfluxDB (or, for lines InfluxDB refused as bad, durably in the dead-letter store). Monotone; it
+ * moves only over batches confirmed in order, at the same step as the cursor (before the cursor's
+ * own disk write, which only spares a replay). What `ACK_DURABILITY=influx` waits on.
+ */
+export interface ConfirmedPosition {
+  confirmedOffset(): number;
+  /** Runs `listener(offset)` after each step of the confirmed offset; returns the unsubscriber. */
+  onConfirmed(listener: (offset: number) => void): () => void;
+}
+
+export interface InfluxForwarder extends ConfirmedPosition {
   start(): void;
   /**
    * Stops reading, ends a retry wait at once, abandons an in-flight request (its batch is rewritten
@@ -125,6 +137,30 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   let committer: Promise<void> | null = null;
   const state = newDeliveryState();
   let writer: ReturnType<typeof createLineWriter> | null = null;
+  /** Highest offset confirmed in this process (the durable cursor until the first confirmation). */
+  let confirmed = -1;
+  const confirmedListeners = new Set<(offset: number) => void>();
+
+  function confirmedOffset(): number {
+    // The cursor may have been committed by an earlier process (or before start): never below it.
+    const cursor = log.forwardedOffset();
+    if (cursor > confirmed) confirmed = cursor;
+    return confirmed;
+  }
+
+  /** The cursor may pass `offset`: tell the listeners (the ACK gate) at once, in this step. */
+  function confirm(offset: number): void {
+    if (offset <= confirmedOffset()) return;
+    confirmed = offset;
+    for (const l of confirmedListeners) {
+      try {
+        l(offset);
+      } catch (err) {
+        metrics.callbackErrors.inc({ component: 'influx-forwarder' });
+        logger.error({ err }, 'confirmation listener threw');
+      }
+    }
+  }
 
   /** Age of the oldest frame InfluxDB has not confirmed, in seconds (0 when caught up). */
   function lagSeconds(): number {
@@ -245,6 +281,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     const last = window[passed - 1] as Batch;
     window = window.slice(passed);
     if (last.lastOffset > log.forwardedOffset()) requestCommit(last.lastOffset, delivery);
+    confirm(last.lastOffset);
     refreshGauges();
   }
 
@@ -394,6 +431,13 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
         retryAtMs: state.retryAtMs,
         deadLetteredLines: deadLetters.count(),
       };
+    },
+
+    confirmedOffset,
+
+    onConfirmed(listener) {
+      confirmedListeners.add(listener);
+      return () => confirmedListeners.delete(listener);
     },
 
     submitStats(statLines) {
