@@ -53,8 +53,12 @@ export interface WelcomeInfo {
 /** What happened to a TELEMETRY frame that was accepted (not refused). */
 export type TelemetryOutcome = 'stored' | 'duplicate';
 
-/** Runs once the frame is durable (or a duplicate and everything before it is durable), or failed. */
-export type TelemetryDone = (err: HubError | null, outcome: TelemetryOutcome) => void;
+/**
+ * Runs once the frame is durable (or a duplicate and everything before it is durable), or failed.
+ * `offset`: the frame's position in the local log; for a duplicate the log's head when it was queued
+ * (at or past its original): what an ACK waiting for InfluxDB waits on (transport/ack-gate.ts).
+ */
+export type TelemetryDone = (err: HubError | null, outcome: TelemetryOutcome, offset: number) => void;
 
 export interface Ingest {
   /** Session start: loads state, records the HELLO's time anchor, answers WELCOME's fields. */
@@ -436,10 +440,10 @@ export function createIngest(opts: IngestOptions): Ingest {
         metrics.duplicates.inc();
         bus.emit('device:duplicate', deviceId, bootId, seq);
         m.inflight++;
-        log.barrier((err) => {
+        log.barrier((err, offset) => {
           m.inflight--;
           maybeForget(deviceId, m);
-          done(err ? new HubError('INTERNAL', 'local log commit failed', { cause: err }) : null, 'duplicate');
+          done(err ? new HubError('INTERNAL', 'local log commit failed', { cause: err }) : null, 'duplicate', offset);
         });
         return;
       }
@@ -524,12 +528,12 @@ export function createIngest(opts: IngestOptions): Ingest {
           minTimeMs: tm.minTimeMs,
           maxTimeMs: tm.maxTimeMs,
         },
-        (err) => {
+        (err, offset) => {
           m.inflight--;
           if (err) {
             // Not stored. The log's onCommitFailed (above) reloads this device's state from disk once
             // every failed callback ran, so its replay is stored, not acked as a duplicate.
-            done(new HubError('INTERNAL', 'local log commit failed', { cause: err }), 'stored');
+            done(new HubError('INTERNAL', 'local log commit failed', { cause: err }), 'stored', offset);
             return;
           }
           const durable = m.durableAck;
@@ -556,7 +560,7 @@ export function createIngest(opts: IngestOptions): Ingest {
             );
           }
           maybeForget(deviceId, m);
-          done(null, 'stored');
+          done(null, 'stored', offset);
         },
       );
       // Accepted: validated, not a duplicate, times mapped, queued in the log's group. Views see it

@@ -35,6 +35,7 @@ import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { CommandTracker } from '../pipeline/commands.ts';
 import type { Ingest } from '../pipeline/ingest.ts';
+import type { AckWaiter, InfluxAckGate } from './ack-gate.ts';
 import { InflightBudget, type Pausable } from './inflight-budget.ts';
 import type { DeviceLink } from './link.ts';
 import { encodeAck, encodeError } from './outbound.ts';
@@ -109,6 +110,8 @@ export interface SessionContext {
   bus: HubEventBus;
   logger: Logger;
   now: () => number;
+  /** ACK_DURABILITY=influx: ACKs (and WELCOME's last ACK) also wait for InfluxDB (ack-gate.ts). */
+  ackGate?: InfluxAckGate | null;
 }
 
 /** The live sessions, one per device id [PROTO-5.4]. */
@@ -152,7 +155,7 @@ const TYPE_LABELS: Record<Message['type'], string> = {
   error: 'error',
 };
 
-export class DeviceSession {
+export class DeviceSession implements AckWaiter {
   readonly deviceId: string;
   private state: State = 'awaiting-hello';
   private readonly log: Logger;
@@ -400,7 +403,7 @@ export class DeviceSession {
         type: 'welcome',
         acceptedVersion: Math.min(PROTOCOL_VERSION, hello.maxProtocolVersion),
         serverTimeMs: this.ctx.now(),
-        lastAck: info.lastAck,
+        lastAck: this.ctx.ackGate ? this.ctx.ackGate.welcomeAck(this.deviceId, info.lastAck) : info.lastAck,
         descriptorsKnown: info.descriptorsKnown,
         sampleIntervalMs: config.devices.sampleIntervalMs,
         heartbeatIntervalSec: config.devices.heartbeatIntervalSec,
@@ -458,19 +461,12 @@ export class DeviceSession {
     this.inflight++;
     const over = budget.take(cost);
     try {
-      this.ctx.ingest.store(this.deviceId, frame, t, receivedAtMs, (err) => {
-        this.inflight--;
-        budget.release(cost);
-        this.ctx.metrics.ackLatency.observe((performance.now() - started) / 1000);
-        if (err) {
-          if (!this.storeFailed) this.log.error({ err: err.cause ?? err, bootId, seq }, 'frame not stored');
-          this.storeFailed = true;
-          this.end(err.code, err.message);
-        } else if (!this.storeFailed) this.queueAck(bootId, seq);
-        if ((this.holds & HOLD_SESSION) !== 0 && this.inflight < MAX_INFLIGHT_FRAMES / 2) {
-          this.hold(HOLD_SESSION, false);
-        }
-        if (this.inflight === 0) this.onDrained?.();
+      this.ctx.ingest.store(this.deviceId, frame, t, receivedAtMs, (err, _outcome, offset) => {
+        // ACK_DURABILITY=influx: durable locally; the frame stays in flight (budget, session bound)
+        // until InfluxDB confirmed the log up to it, then comes back through `confirmed`.
+        const gate = this.ctx.ackGate;
+        if (!err && gate) gate.wait(this, offset, bootId, seq, cost, started);
+        else this.frameDone(err, bootId, seq, cost, started);
       });
     } catch (err) {
       this.inflight--;
@@ -490,6 +486,27 @@ export class DeviceSession {
       this.hold(HOLD_SESSION, true);
       this.ctx.metrics.sessionPauses.inc();
     }
+  }
+
+  /** The ACK gate released this frame: InfluxDB confirmed it (ack-gate.ts). */
+  confirmed(bootId: number, seq: number, cost: number, startedMs: number): void {
+    this.frameDone(null, bootId, seq, cost, startedMs);
+  }
+
+  /** A frame left the pipeline: durable (and confirmed when the ACK waits for InfluxDB), or failed. */
+  private frameDone(err: HubError | null, bootId: number, seq: number, cost: number, started: number): void {
+    this.inflight--;
+    this.ctx.counts.inflight.release(cost);
+    this.ctx.metrics.ackLatency.observe((performance.now() - started) / 1000);
+    if (err) {
+      if (!this.storeFailed) this.log.error({ err: err.cause ?? err, bootId, seq }, 'frame not stored');
+      this.storeFailed = true;
+      this.end(err.code, err.message);
+    } else if (!this.storeFailed) this.queueAck(bootId, seq);
+    if ((this.holds & HOLD_SESSION) !== 0 && this.inflight < MAX_INFLIGHT_FRAMES / 2) {
+      this.hold(HOLD_SESSION, false);
+    }
+    if (this.inflight === 0) this.onDrained?.();
   }
 
   /** Sets or clears one reason to pause; the link is paused while any reason holds. */
