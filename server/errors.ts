@@ -225,6 +225,20 @@ export const ERRORS = {
     null,
     'The cluster database (CLUSTER_DATABASE_URL, PostgreSQL) cannot be reached or refused the login.',
   ),
+  CLUSTER_RPC_TIMEOUT: spec(
+    1030,
+    'cluster',
+    null,
+    504,
+    'The instance holding the device did not answer in time, or the broker between instances is unreachable.',
+  ),
+  CLUSTER_RELAY_DROPPED: spec(
+    1031,
+    'cluster',
+    null,
+    null,
+    'Live events between instances were dropped (relay buffer full, broker unreachable, or a malformed batch).',
+  ),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

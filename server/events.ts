@@ -126,6 +126,8 @@ export interface HubEvents {
   'remote:alert': [event: AlertEvent, instanceId: string];
   /** Another instance left the cluster (membership: its last will, or a clean stop). */
   'remote:lost': [instanceId: string, atMs: number];
+  /** The live view got its first client, or lost its last one (the relay announces its interest). */
+  'live:watching': [watching: boolean];
 }
 
 /** A device online on another instance, as `remote:online` carries it. */

@@ -87,4 +87,9 @@ export interface AlertEvent {
   reason?: string;
   /** Offline (firing): when the device went offline (hub time, Unix ms). */
   offlineSinceMs?: number;
+  /**
+   * Several instances (docs/scaling.md): the instance that raised the alert, set on alerts adopted
+   * from another instance (their `seq` is this instance's); absent on this instance's own alerts.
+   */
+  instance?: string;
 }
