@@ -137,20 +137,22 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   let committer: Promise<void> | null = null;
   const state = newDeliveryState();
   let writer: ReturnType<typeof createLineWriter> | null = null;
-  /** Highest offset confirmed in this process (the durable cursor until the first confirmation). */
+  /** Highest offset confirmed in this process. */
   let confirmed = -1;
   const confirmedListeners = new Set<(offset: number) => void>();
 
   function confirmedOffset(): number {
-    // The cursor may have been committed by an earlier process (or before start): never below it.
-    const cursor = log.forwardedOffset();
-    if (cursor > confirmed) confirmed = cursor;
-    return confirmed;
+    // The cursor an earlier process committed counts too (before the first confirmation here).
+    return Math.max(confirmed, log.forwardedOffset());
   }
 
-  /** The cursor may pass `offset`: tell the listeners (the ACK gate) at once, in this step. */
+  /**
+   * The cursor may pass `offset`: tell the listeners (the ACK gate) in this step. Compared with the
+   * last confirmation only, never with the cursor: the cursor write starts first and moves the log's
+   * `forwardedOffset()` at once, which would hide the step from the listeners.
+   */
   function confirm(offset: number): void {
-    if (offset <= confirmedOffset()) return;
+    if (offset <= confirmed) return;
     confirmed = offset;
     for (const l of confirmedListeners) {
       try {
@@ -280,8 +282,8 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     if (passed === 0) return;
     const last = window[passed - 1] as Batch;
     window = window.slice(passed);
-    if (last.lastOffset > log.forwardedOffset()) requestCommit(last.lastOffset, delivery);
     confirm(last.lastOffset);
+    if (last.lastOffset > log.forwardedOffset()) requestCommit(last.lastOffset, delivery);
     refreshGauges();
   }
 
