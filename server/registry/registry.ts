@@ -150,15 +150,7 @@ export function openDeviceRegistry(options: DeviceRegistryOptions): DeviceRegist
     byHash = indexByHash(records);
     signature = snapshot.signature;
     badSignature = null;
-    for (const id of invalidated) {
-      for (const listener of listeners) {
-        try {
-          listener(id);
-        } catch (err) {
-          logger.error({ err, deviceId: id }, 'an onRevoked listener threw');
-        }
-      }
-    }
+    tellRevoked(listeners, invalidated, logger);
     return invalidated;
   }
 
@@ -249,18 +241,9 @@ export function openDeviceRegistry(options: DeviceRegistryOptions): DeviceRegist
       if (typeof deviceId !== 'string' || !isDeviceId(deviceId)) throw badId(deviceId);
       const token = generateToken();
       const record = await mutate((current) => {
-        if (current.has(deviceId)) {
-          const revoked = current.get(deviceId)?.revokedAtMs !== null;
-          throw new HubError(
-            'DEVICE_EXISTS',
-            revoked
-              ? `device ${deviceId} already exists (revoked); rotate it to issue a new token`
-              : `device ${deviceId} already exists; rotate it to issue a new token`,
-          );
-        }
-        if (current.size >= maxDevices) {
-          throw new HubError('BAD_REQUEST', `the registry already holds its maximum of ${maxDevices} devices`);
-        }
+        const existing = current.get(deviceId);
+        if (existing) throw deviceExists(deviceId, existing.revokedAtMs !== null);
+        if (current.size >= maxDevices) throw registryFull(maxDevices);
         const created: DeviceRecord = {
           id: deviceId,
           tokenSha256: hashToken(token),
@@ -276,7 +259,7 @@ export function openDeviceRegistry(options: DeviceRegistryOptions): DeviceRegist
     },
 
     list() {
-      return [...records.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(toInfo);
+      return sortedInfos(records.values());
     },
 
     get(deviceId) {
@@ -343,7 +326,39 @@ function indexByHash(records: Map<string, DeviceRecord>): Map<string, string> {
   return byHash;
 }
 
-function toInfo(record: DeviceRecord): DeviceInfo {
+/** Every device, sorted by id. */
+export function sortedInfos(records: Iterable<DeviceRecord>): DeviceInfo[] {
+  return [...records].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(toInfo);
+}
+
+/** Tells every listener about every invalidated token; a listener that throws is logged, not fatal. */
+export function tellRevoked(listeners: Iterable<RevokedListener>, ids: readonly string[], logger: Logger): void {
+  for (const id of ids) {
+    for (const listener of listeners) {
+      try {
+        listener(id);
+      } catch (err) {
+        logger.error({ err, deviceId: id }, 'an onRevoked listener threw');
+      }
+    }
+  }
+}
+
+/** DEVICE_EXISTS for `add` of a taken id (also used by the cluster registry). */
+export function deviceExists(deviceId: string, revoked: boolean): HubError {
+  return new HubError(
+    'DEVICE_EXISTS',
+    revoked
+      ? `device ${deviceId} already exists (revoked); rotate it to issue a new token`
+      : `device ${deviceId} already exists; rotate it to issue a new token`,
+  );
+}
+
+export function registryFull(maxDevices: number): HubError {
+  return new HubError('BAD_REQUEST', `the registry already holds its maximum of ${maxDevices} devices`);
+}
+
+export function toInfo(record: DeviceRecord): DeviceInfo {
   return {
     id: record.id,
     createdAtMs: record.createdAtMs,
@@ -353,7 +368,7 @@ function toInfo(record: DeviceRecord): DeviceInfo {
   };
 }
 
-function badId(deviceId: unknown): HubError {
+export function badId(deviceId: unknown): HubError {
   const shown = typeof deviceId === 'string' ? JSON.stringify(deviceId.slice(0, 80)) : String(typeof deviceId);
   return new HubError(
     'BAD_REQUEST',

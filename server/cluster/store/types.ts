@@ -76,6 +76,10 @@ export interface ClusterStoreOptions {
   logger: Logger;
   metrics: Metrics;
   now?: () => number;
+  /** How long opening retries an unreachable database before failing with CLUSTER_DB_UNAVAILABLE. Default 30 000. */
+  openTimeoutMs?: number;
+  /** Largest number of devices (active and revoked) the registry accepts. Default 100 000. */
+  maxDevices?: number;
 }
 
 /** The signature of `openClusterStore` (./index.ts). */
