@@ -41,6 +41,8 @@ export class AlertEngine {
   readonly #threshold = new Map<string, Pending>();
   readonly #offlineSince = new Map<string, { sinceMs: number; reason: string }>();
   readonly #firing = new Map<string, AlertEvent>();
+  /** Firing alerts adopted from other instances (`adopt`), by rule, device and instance. */
+  readonly #remote = new Map<string, AlertEvent>();
   #seq = 0;
 
   constructor(options: AlertEngineOptions) {
@@ -53,9 +55,43 @@ export class AlertEngine {
     return this.#seq;
   }
 
-  /** Firing alerts, oldest transition first. */
+  /** Firing alerts (this instance's and those adopted from others), oldest transition first. */
   firing(): AlertEvent[] {
-    return [...this.#firing.values()].sort((a, b) => a.seq - b.seq);
+    return [...this.#firing.values(), ...this.#remote.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  // ───────────── several instances (docs/scaling.md) ─────────────
+
+  /**
+   * A transition another instance raised (its sinks already ran there): kept while firing, under this
+   * instance's `seq` so that `GET /api/alerts` and the live messages stay ordered for the page.
+   * Returns the event to show (`instance` set).
+   */
+  adopt(event: AlertEvent, instance: string): AlertEvent {
+    const adopted: AlertEvent = { ...event, instance, seq: ++this.#seq };
+    const key = `${keyOf(event.rule, event.device)}\u0000${instance}`;
+    if (event.state === 'firing') this.#remote.set(key, adopted);
+    else this.#remote.delete(key);
+    return adopted;
+  }
+
+  /** Another instance left: nobody will resolve its alerts; they resolve here. Returns the transitions. */
+  dropInstance(instance: string, atMs: number): AlertEvent[] {
+    const out: AlertEvent[] = [];
+    for (const [key, firing] of this.#remote) {
+      if (firing.instance !== instance) continue;
+      this.#remote.delete(key);
+      const { offlineSinceMs: _since, reason: _reason, value: _value, ...base } = firing;
+      out.push({
+        ...base,
+        state: 'resolved',
+        atMs,
+        seq: ++this.#seq,
+        reason: 'instance_lost',
+        summary: `instance ${instance} left the cluster`,
+      });
+    }
+    return out;
   }
 
   // ───────────── threshold rules ─────────────
@@ -198,6 +234,7 @@ export class AlertEngine {
 /** Why a session ended, for people (codes as on the bus: 'closed', 'heartbeat', error codes …). */
 const REASONS: Record<string, string> = {
   never_seen: 'not seen since the hub started',
+  instance_lost: 'the hub instance holding it left the cluster',
   closed: 'connection closed',
   device_closed: 'the device closed the connection',
   heartbeat: 'heartbeat lost',

@@ -35,7 +35,7 @@ export interface AlertsOptions {
   now: () => number;
   /** The hub's MQTT side (alerts published when set) and its topic prefix. */
   mqtt: { client: HubMqtt['client']; topicPrefix: string; dynsec: boolean } | null;
-  /** Whether a device has a ready session now. */
+  /** Whether a device has a ready session now (on this instance; see `setClusterPresence`). */
   isOnline: (deviceId: string) => boolean;
   /** Active registered devices (offline since the hub started until they connect). */
   knownDevices: () => Iterable<string>;
@@ -60,6 +60,11 @@ export interface Alerts {
   /** Detaches from the bus, evaluates what is pending, lets the webhook finish (up to `graceMs`). */
   stop(graceMs?: number): Promise<void>;
   snapshot(): AlertsSnapshot;
+  /**
+   * Several instances (server/cluster/relay.ts): whether a device is online on another instance. The
+   * offline rule never fires for such a device (it moved; the instance holding it watches it now).
+   */
+  setClusterPresence(onlineElsewhere: ((deviceId: string) => boolean) | null): void;
 }
 
 /** `<prefix>/v1/<deviceId>/alert`. */
@@ -97,7 +102,13 @@ export function createAlerts(opts: AlertsOptions): Alerts {
     mqtt?.client.publish(alertTopic(mqtt.topicPrefix, event.device), JSON.stringify(event), { qos: 1 });
   };
 
-  const engine = new AlertEngine({ config, now: opts.now, emit: dispatch, isOnline: opts.isOnline });
+  let onlineElsewhere: ((deviceId: string) => boolean) | null = null;
+  const engine = new AlertEngine({
+    config,
+    now: opts.now,
+    emit: dispatch,
+    isOnline: (id) => opts.isOnline(id) || onlineElsewhere?.(id) === true,
+  });
   // Every configured rule shows on /metrics from the start, at 0 while nothing fires.
   for (const rule of [...(config.offline ? [config.offline] : []), ...config.rules]) {
     metrics.firing.inc({ rule: rule.name }, 0);
@@ -138,6 +149,20 @@ export function createAlerts(opts: AlertsOptions): Alerts {
     },
     'device:revoked': (id) => {
       if (opts.isRevoked(id)) engine.deviceRemoved(id);
+    },
+    // Several instances (server/cluster/relay.ts). A device online elsewhere is not offline (it moved);
+    // the end of a session elsewhere is that instance's to watch, except when the instance itself is
+    // gone (`instance_lost`): then the survivors watch the device until it reconnects.
+    'remote:online': (info) => engine.deviceOnline(info.deviceId, info.atMs),
+    'remote:offline': (info) => {
+      if (info.reason === 'instance_lost' && !opts.isOnline(info.deviceId) && !opts.isRevoked(info.deviceId)) {
+        engine.deviceOffline(info.deviceId, info.atMs, info.reason);
+      }
+    },
+    // Shown on this instance's page and in GET /api/alerts; the sinks ran on the instance that raised it.
+    'remote:alert': (event, instance) => bus.emit('alert', engine.adopt(event, instance)),
+    'remote:lost': (instance, atMs) => {
+      for (const event of engine.dropInstance(instance, atMs)) bus.emit('alert', event);
     },
   };
   if (config.rules.length > 0) {
@@ -200,6 +225,9 @@ export function createAlerts(opts: AlertsOptions): Alerts {
       evaluate();
       await webhook?.stop(graceMs);
       limiter.close();
+    },
+    setClusterPresence(fn) {
+      onlineElsewhere = fn;
     },
     snapshot() {
       return {

@@ -98,6 +98,8 @@ export interface FanoutOptions {
   /** How often presence is swept for stale devices (ms). */
   sweepIntervalMs?: number;
   now?: () => number;
+  /** Called when the number of connected clients changed (the cluster relay's interest). */
+  onClients?: (count: number) => void;
 }
 
 interface Behind {
@@ -201,6 +203,7 @@ export class LiveFanout {
       now: Date.now,
       minTickMs: options.tickMs,
       workClock: () => performance.now(),
+      onClients: () => undefined,
       ...options,
     };
     this.#gapMs = this.#o.minTickMs;
@@ -238,6 +241,7 @@ export class LiveFanout {
     }
     this.#clients.clear();
     this.#o.metrics.liveClients.set(0);
+    this.#o.onClients(0);
   }
 
   // ───────────── inputs from the hub event bus ─────────────
@@ -276,12 +280,25 @@ export class LiveFanout {
     if (readings.length > 0) this.accepted(deviceId, readingsFrame(deviceId, readings, this.#o.now()));
   }
 
-  online(info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean; atMs: number }): void {
-    this.#presence(this.#o.state.online(info, info.atMs));
+  /** A session started; `instanceId` when on another instance (relayed, server/cluster/relay.ts). */
+  online(info: {
+    deviceId: string;
+    firmwareVersion: string;
+    bootId: number;
+    timeSynced: boolean;
+    atMs: number;
+    instanceId?: string;
+  }): void {
+    this.#presence(this.#o.state.online(info, info.atMs, info.instanceId ?? null));
   }
 
-  offline(info: { deviceId: string; reason: string; atMs: number }): void {
-    this.#presence(this.#o.state.offline(info.deviceId, info.reason, info.atMs));
+  offline(info: { deviceId: string; reason: string; atMs: number; instanceId?: string }): void {
+    this.#presence(this.#o.state.offline(info.deviceId, info.reason, info.atMs, info.instanceId ?? null));
+  }
+
+  /** The instance holding the device cannot be heard (relay.ts): the device shows stale. */
+  unknown(info: { deviceId: string; atMs: number; instanceId: string }): void {
+    this.#presence(this.#o.state.unknown(info.deviceId, info.instanceId, info.atMs));
   }
 
   channels(deviceId: string, channels: readonly ChannelMeta[]): void {
@@ -322,6 +339,7 @@ export class LiveFanout {
     };
     this.#clients.add(client);
     this.#o.metrics.liveClients.set(this.#clients.size);
+    this.#o.onClients(this.#clients.size);
     this.#send(client, {
       type: 'hello',
       version: LIVE_API_VERSION,
@@ -339,7 +357,10 @@ export class LiveFanout {
 
   removeClient(client: LiveClient): void {
     client.closed = true;
-    if (this.#clients.delete(client)) this.#o.metrics.liveClients.set(this.#clients.size);
+    if (this.#clients.delete(client)) {
+      this.#o.metrics.liveClients.set(this.#clients.size);
+      this.#o.onClients(this.#clients.size);
+    }
     this.#coverage = null;
   }
 

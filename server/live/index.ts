@@ -119,6 +119,7 @@ export function createLive(deps: LiveDeps): Live {
   const logger = deps.logger.child({ component: 'live' });
   const state = new LiveState();
   const tickMs = deps.tickMs ?? 10;
+  let watching = false;
   const fanout = new LiveFanout({
     state,
     metrics,
@@ -128,6 +129,13 @@ export function createLive(deps: LiveDeps): Live {
     highWaterBytes: config.live.highWaterBytes,
     drainTimeoutMs: config.live.drainTimeoutMs,
     maxSubscriptions: config.live.maxSubscriptions,
+    // Several instances: the relay publishes other instances' live events here only while someone watches.
+    onClients: (count) => {
+      const now = count > 0;
+      if (now === watching) return;
+      watching = now;
+      events.emit('live:watching', now);
+    },
   });
   const auth = deps.auth ?? createDashboardAuth({ config });
   auth.attach(metrics, logger);
@@ -168,6 +176,16 @@ export function createLive(deps: LiveDeps): Live {
     },
     // Built-in alerts (server/alerts/): every client with a subscription gets each transition.
     alert: (event) => fanout.alert({ type: 'alert', ...event }),
+    // Several instances (server/cluster/relay.ts): devices whose session is on another instance.
+    'remote:accepted': (deviceId, accepted) => fanout.accepted(deviceId, accepted),
+    'remote:online': (info) => fanout.online(info),
+    'remote:offline': (info) => fanout.offline(info),
+    'remote:unknown': (info) => fanout.unknown(info),
+    'remote:descriptors': (deviceId, channels) => fanout.channels(deviceId, channels),
+    'remote:command': (u) => {
+      const { deviceId, ...rest } = u;
+      fanout.command({ type: 'command', device: deviceId, ...rest });
+    },
   };
 
   const page = (req: IncomingMessage, res: ServerResponse): void => {

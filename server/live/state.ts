@@ -64,6 +64,12 @@ export interface DeviceState {
   gaps: number[];
   /** The newest frame not yet applied to `channels` (nobody covered the device when it came). */
   deferred: AcceptedFrame | null;
+  /**
+   * Several instances (docs/scaling.md): the instance holding the device's session as last announced
+   * (`remote:online`), or null for this one. Only the holder's offline counts: a device that moved to
+   * another instance is not made offline by the end of its old session here.
+   */
+  instance: string | null;
   /** Arrival time of the last deferred frame applied (the sweep decodes at most one per trail step). */
   materializedAtMs: number;
 }
@@ -160,6 +166,7 @@ export class LiveState {
         gaps: [],
         deferred: null,
         materializedAtMs: Number.NEGATIVE_INFINITY,
+        instance: null,
       };
       this.devices.set(deviceId, d);
     }
@@ -183,13 +190,18 @@ export class LiveState {
     }
   }
 
-  /** A session completed HELLO → WELCOME. Returns the presence change. */
+  /**
+   * A session completed HELLO → WELCOME, here (`instance` null) or on another instance. Returns the
+   * presence change.
+   */
   online(
     info: { deviceId: string; firmwareVersion: string; bootId: number; timeSynced: boolean },
     atMs: number,
+    instance: string | null = null,
   ): PresenceChange | null {
     const d = this.device(info.deviceId);
     if (!d) return null;
+    d.instance = instance;
     d.firmwareVersion = info.firmwareVersion;
     d.bootId = info.bootId;
     d.timeSynced = info.timeSynced;
@@ -201,14 +213,26 @@ export class LiveState {
     return this.#transition(d, 'online', 'connected', atMs, true);
   }
 
-  /** A session ended. */
-  offline(deviceId: string, reason: string, atMs: number): PresenceChange | null {
+  /** A session ended, here (`instance` null) or on another instance. */
+  offline(deviceId: string, reason: string, atMs: number, instance: string | null = null): PresenceChange | null {
     // A replaced session [PROTO-5.4] is followed (or preceded) by the replacing session's online
     // event; whichever order the hub emits them in, the device is connected.
     if (reason === 'replaced' || reason === 'REPLACED') return null;
     const d = this.devices.get(deviceId);
     if (!d) return null;
+    // The device connected elsewhere since (it moved): the end of a session it left is not news.
+    if (d.instance !== instance) return null;
     return this.#transition(d, 'offline', reason, atMs);
+  }
+
+  /**
+   * This instance cannot hear the instance holding the device (its broker link is down): shown
+   * stale (`cluster_unreachable`) until data or a new announcement arrives.
+   */
+  unknown(deviceId: string, instance: string, atMs: number): PresenceChange | null {
+    const d = this.devices.get(deviceId);
+    if (!d || d.instance !== instance || d.state !== 'online') return null;
+    return this.#transition(d, 'stale', 'cluster_unreachable', atMs);
   }
 
   /** Replaces the channel metadata from the device's descriptor set (keeps latest values). */
