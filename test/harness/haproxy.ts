@@ -48,6 +48,11 @@ export interface HaproxyConfigOptions {
    * gets a new address). Off in tests: the backends are loopback addresses.
    */
   dockerDns?: boolean;
+  /**
+   * Connections at most (each takes two file descriptors: client and server side). Default 4096, what
+   * a test machine's descriptor limit allows; compose sets more (a container's limit is higher).
+   */
+  maxconn?: number;
 }
 
 /** The load balancer's config: the one source for the test harness and `docker/haproxy/haproxy.cfg`. */
@@ -60,7 +65,7 @@ export function haproxyConfig(o: HaproxyConfigOptions): string {
     '# test/integration/compose.test.ts keeps this file equal to it.',
     'global',
     '  log stderr format raw local0 info',
-    '  maxconn 50000',
+    `  maxconn ${o.maxconn ?? 4096}`,
     ...(o.adminSocket ? [`  stats socket ${o.adminSocket} mode 600 level admin`] : []),
     '',
     'defaults',
