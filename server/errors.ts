@@ -222,7 +222,7 @@ export const ERRORS = {
     1000,
     'cluster',
     null,
-    null,
+    503,
     'The cluster database (CLUSTER_DATABASE_URL, PostgreSQL) cannot be reached or refused the login.',
   ),
   CLUSTER_RPC_TIMEOUT: spec(
