@@ -4,14 +4,17 @@
  * the same store file as a running hub (see store.ts); a revoke or rotate here closes the device's
  * live socket in the hub within a second. With MQTT_DEVICE_ACCESS=dynsec it also creates, replaces or
  * deletes the device's broker login (server/mqtt/dynsec.ts), as the hub's admin API does; a broker it
- * cannot reach leaves the registry change in place and exits 1 naming the retry. Side-effect free at import: `server/cli.ts` calls
+ * cannot reach leaves the registry change in place and exits 1 naming the retry. With CLUSTER_DATABASE_URL
+ * (several instances) it works on the cluster registry in PostgreSQL instead (server/cluster/store/), whose
+ * changes every instance applies within a second. Side-effect free at import: `server/cli.ts` calls
  * {@link runDevicesCli} with argv, env and the standard streams.
  */
 import { closeSync, fchmodSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { ConfigError, loadConfig, type MqttConfig } from '../config/index.ts';
+import { openClusterStore } from '../cluster/store/index.ts';
+import { ConfigError, ENV_SCHEMA, loadConfig, type MqttConfig } from '../config/index.ts';
 import { ENROLL_COMMANDS, ENROLL_USAGE, type EnrollCommand, runEnrollCommand } from '../enroll/cli.ts';
 import { HubError } from '../errors.ts';
 import { createLogger, type Logger } from '../log/index.ts';
@@ -50,6 +53,7 @@ Options:
 Device ids: 1-64 characters of A-Z a-z 0-9 . _ -
 With MQTT_URL and MQTT_DEVICE_ACCESS=dynsec (and the hub's MQTT_USERNAME/MQTT_PASSWORD), add and
 rotate also create or replace the device's broker login, and revoke deletes it.
+With CLUSTER_DATABASE_URL (several hub instances) the registry is the cluster's, in PostgreSQL.
 Exit codes: 0 ok, 1 refused or failed (unknown id, duplicate, I/O), 2 usage or configuration error.
 `;
 
@@ -94,7 +98,13 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   let deviceUrl: string;
   let mqtt: MqttConfig | null;
   let enrollTtlSec: number;
+  let clusterUrl: string | undefined;
   try {
+    // The cluster registry when the hub runs as several instances (its other cluster settings do not matter here).
+    clusterUrl = io.env.CLUSTER_DATABASE_URL || undefined;
+    if (clusterUrl !== undefined && !ENV_SCHEMA.CLUSTER_DATABASE_URL.safeParse(clusterUrl).success) {
+      throw new ConfigError(['CLUSTER_DATABASE_URL: must be a postgres:// or postgresql:// connection URL']);
+    }
     const config = loadConfig(pick(io.env, CLI_ENV));
     enrollTtlSec = config.enroll.pendingTtlSec;
     dataDir = values['data-dir'] ?? config.storage.dataDir;
@@ -109,9 +119,22 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   // Logs (warnings only) go to stderr so `--json` output stays clean; tokens are never logged.
   const logger = createLogger('warn', pino.destination({ fd: 2, sync: true }));
   let registry: DeviceRegistry | undefined;
+  let closeRegistry = async (): Promise<void> => registry?.close();
   const broker = new BrokerLogins(mqtt, io, json);
   try {
-    registry = openDeviceRegistry({ dataDir, logger, watchIntervalMs: 0 });
+    if (clusterUrl !== undefined) {
+      const store = await openClusterStore({
+        databaseUrl: clusterUrl,
+        instanceId: 'devices-cli',
+        dataDir,
+        logger,
+        metrics: createMetrics(),
+      });
+      registry = store.registry;
+      closeRegistry = () => store.close();
+    } else {
+      registry = openDeviceRegistry({ dataDir, logger, watchIntervalMs: 0 });
+    }
     const out = new Output(io, json, registry.file, deviceUrl);
     if (enrollCommand) {
       const hardwareId = ids[0];
@@ -143,7 +166,7 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   } catch (err) {
     return failed(io, json, err);
   } finally {
-    await registry?.close();
+    await closeRegistry();
     await broker.close();
   }
 }
@@ -400,7 +423,7 @@ class Output {
     if (/^wss?:\/\/(localhost|127\.0\.0\.1|\[::1\])[:/]/.test(this.deviceUrl)) {
       lines.push('(A board cannot reach "localhost": use the hub\'s LAN address, or set HUB_PUBLIC_URL.)');
     }
-    lines.push(`Registry: ${resolve(this.file)}`);
+    lines.push(`Registry: ${/^postgres(ql)?:/.test(this.file) ? this.file : resolve(this.file)}`);
     return lines;
   }
 
