@@ -165,6 +165,28 @@ describe('several instances behind a load balancer', () => {
     }
   }, 120_000);
 
+  it('when no instance passes /readyz (a cause they share, e.g. the broker down) the balancer still serves devices', async () => {
+    const token = tokens.get(DIRECT) as string;
+    const names = cluster.instances.map((x) => x.id);
+    try {
+      // What HAProxy does when every /readyz says 503, held there: checks off, servers marked down.
+      for (const n of names) {
+        await cluster.lb.command(`disable health hubs/${n}`);
+        await cluster.lb.command(`set server hubs/${n} health down`);
+      }
+      await cluster.lb.waitForServers('DOWN');
+      const d = await TestDevice.connect(cluster.lb.deviceUrl, { token });
+      const welcome = await d.hello(DIRECT, 4321);
+      expect(welcome.acceptedVersion).toBe(1);
+      d.send(telemetry(4321, 1, Date.now()));
+      await d.ackOf(4321, 1);
+      await d.close();
+    } finally {
+      for (const n of names) await cluster.lb.command(`enable health hubs/${n}`);
+    }
+    await cluster.lb.waitForServers('UP');
+  }, 120_000);
+
   it('the same device id connecting to both instances directly ends with one session: the older gets 4001', async () => {
     const token = tokens.get(DUP) as string;
     const older = await TestDevice.connect(cluster.a.deviceUrl, { token });

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ENV_SCHEMA, loadConfig } from '../../server/config/index.ts';
+import { COMPOSE_HAPROXY_CFG, composeHaproxyConfig } from '../harness/haproxy.ts';
 import { findExecutable, type TempDir, tempDir } from '../harness/index.ts';
 import { startTestHub } from './ingest-device-client.ts';
 
@@ -32,7 +33,7 @@ const services = compose.services as Record<string, Service>;
 const required = [...new Set([...composeText.matchAll(/\$\{(\w+):\?/g)].map((m) => m[1] as string))];
 const referenced = [...new Set([...composeText.matchAll(/\$\{(\w+)/g)].map((m) => m[1] as string))];
 
-const PROFILES = ['--profile', 'sim', '--profile', 'mqtt'];
+const PROFILES = ['--profile', 'sim', '--profile', 'mqtt', '--profile', 'ha'];
 
 function compose_(envFile: string, ...args: string[]) {
   return spawnSync('docker-compose', ['--env-file', envFile, '-f', composeFile, ...PROFILES, ...args], {
@@ -58,7 +59,16 @@ describe('docker-compose.yml', () => {
         encoding: 'utf8',
       },
     );
-    expect(services_.trim().split('\n').sort()).toEqual(['grafana', 'hub', 'influxdb', 'mosquitto', 'sim']);
+    expect(services_.trim().split('\n').sort()).toEqual([
+      'grafana',
+      'haproxy',
+      'hub',
+      'hub-b',
+      'influxdb',
+      'mosquitto',
+      'postgres',
+      'sim',
+    ]);
   });
 
   it('refuses to start without the secrets, naming the missing one', () => {
@@ -90,12 +100,14 @@ describe('docker-compose.yml', () => {
   it('pins every image it pulls', () => {
     for (const [name, service] of Object.entries(services)) {
       if (service.build || service.image?.startsWith('esp32hub/')) continue;
-      expect(service.image, name).toMatch(/:\d+\.\d+\.\d+(-[\w.]+)?$/);
+      // PostgreSQL's full version has two parts (15.15).
+      const full = service.image?.startsWith('postgres:') ? /:\d+\.\d+(-[\w.]+)?$/ : /:\d+\.\d+\.\d+(-[\w.]+)?$/;
+      expect(service.image, name).toMatch(full);
     }
   });
 
   it('has health checks and waits on healthy dependencies; the simulator is opt-in', () => {
-    for (const name of ['influxdb', 'mosquitto', 'hub', 'grafana'])
+    for (const name of ['influxdb', 'mosquitto', 'hub', 'grafana', 'hub-b', 'postgres'])
       expect(services[name]?.healthcheck, name).toBeDefined();
     for (const [name, service] of Object.entries(services)) {
       for (const [dep, cond] of Object.entries(service.depends_on ?? {})) {
@@ -103,7 +115,8 @@ describe('docker-compose.yml', () => {
       }
     }
     expect(services.sim?.profiles).toEqual(['sim']);
-    expect(services.mosquitto?.profiles).toEqual(['mqtt']);
+    expect(services.mosquitto?.profiles).toEqual(['mqtt', 'ha']);
+    for (const name of ['hub-b', 'haproxy', 'postgres']) expect(services[name]?.profiles, name).toEqual(['ha']);
     expect(services.sim?.ports).toBeUndefined();
   });
 
@@ -120,8 +133,8 @@ describe('docker-compose.yml', () => {
     string,
     { environment?: Record<string, string | number | null>; volumes?: string[]; ports?: string[] }
   >;
-  /** The services as the real compose implementation resolves them from `env` (plus the secrets). */
-  function resolvedServices(env: Record<string, string>): Resolved {
+  /** An env file with `env` plus the secrets. */
+  function writeEnv(env: Record<string, string>): string {
     const file = join(dir, 'resolved.env');
     const secrets = required.map((n) => [n, `placeholder-${n.toLowerCase()}-0123456789abcdef0123456789`]);
     const all = { ...Object.fromEntries(secrets), ...env };
@@ -131,7 +144,11 @@ describe('docker-compose.yml', () => {
         .map(([k, v]) => `${k}=${v}`)
         .join('\n'),
     );
-    const result = compose_(file, 'config');
+    return file;
+  }
+  /** The services as the real compose implementation resolves them from `env` (plus the secrets). */
+  function resolvedServices(env: Record<string, string>): Resolved {
+    const result = compose_(writeEnv(env), 'config');
     expect(result.stderr).toBe('');
     return (parseYaml(result.stdout) as { services: Resolved }).services;
   }
@@ -213,6 +230,60 @@ describe('docker-compose.yml', () => {
     expect(config.server.publicUrl).toBe('https://localhost:8443');
     // Unset, the default directory in the repository is mounted (its keys are git-ignored).
     expect(resolvedServices({}).hub?.volumes).toContain(`${join(root, 'docker/tls')}:/tls:ro`);
+  });
+
+  it('profile ha: a second hub with the first one’s settings, its own volume and instance id, PostgreSQL, and HAProxy running the tested config', () => {
+    const cluster = {
+      MQTT_URL: 'mqtt://mosquitto:1883',
+      MQTT_PASSWORD: 'broker-secret-from-env',
+      MQTT_DEVICE_ACCESS: 'dynsec',
+      POSTGRES_PASSWORD: 'pg-secret-from-env',
+      CLUSTER_DATABASE_URL: 'postgres://esp32hub:pg-secret-from-env@postgres:5432/esp32hub',
+      HUB_PORT: '8090',
+      HA_PORT: '9000',
+    };
+    const resolved = resolvedServices(cluster);
+    const env = (name: string) =>
+      Object.fromEntries(
+        Object.entries(resolved[name]?.environment ?? {}).map(([k, v]) => [k, v === null ? '' : String(v)]),
+      );
+    const [a, b] = [env('hub'), env('hub-b')];
+    // The same settings but the instance id; both in cluster mode against the stack's PostgreSQL.
+    expect({ ...b, HUB_INSTANCE_ID: a.HUB_INSTANCE_ID }).toEqual(a);
+    expect(b.HUB_INSTANCE_ID).toBe('hub-b');
+    const configB = loadConfig(b);
+    expect(configB.cluster).toEqual({ databaseUrl: cluster.CLUSTER_DATABASE_URL, instanceId: 'hub-b' });
+    expect(configB.mqtt?.clientId).toBe('esp32hub-hub-hub-b');
+    expect(loadConfig(a).cluster?.databaseUrl).toBe(cluster.CLUSTER_DATABASE_URL);
+    // Instance ids stay stable across a recreate: explicit for hub-b, the fixed host name for hub.
+    const hostnames = parseYaml(compose_(writeEnv(cluster), 'config').stdout).services as Record<
+      string,
+      { hostname?: string }
+    >;
+    expect(hostnames.hub?.hostname).toBe('hub');
+    expect(hostnames['hub-b']?.hostname).toBe('hub-b');
+    expect(resolved['hub-b']?.volumes).toContain('hub-b-data:/data:rw');
+    expect(resolved['hub-b']?.ports).toBeUndefined();
+    expect(env('postgres')).toMatchObject({
+      POSTGRES_USER: 'esp32hub',
+      POSTGRES_DB: 'esp32hub',
+      POSTGRES_PASSWORD: 'pg-secret-from-env',
+    });
+
+    // HAProxy: published on HA_PORT, reaching the hubs on HUB_PORT, with the config the integration
+    // tests run (test/harness/haproxy.ts), which the real haproxy accepts.
+    expect(resolved.haproxy?.ports).toEqual(['0.0.0.0:9000:8080/tcp']);
+    expect(env('haproxy').HUB_PORT).toBe('8090');
+    expect(resolved.haproxy?.volumes).toContain(
+      `${join(root, COMPOSE_HAPROXY_CFG)}:/usr/local/etc/haproxy/haproxy.cfg:ro`,
+    );
+    const cfg = readFileSync(join(root, COMPOSE_HAPROXY_CFG), 'utf8');
+    expect(cfg, `regenerate with: npx tsx test/harness/haproxy.ts --write-compose-config`).toBe(composeHaproxyConfig());
+    const check = spawnSync(findExecutable('haproxy'), ['-c', '-f', join(root, COMPOSE_HAPROXY_CFG)], {
+      env: { PATH: process.env.PATH ?? '', HUB_PORT: '8090' },
+      encoding: 'utf8',
+    });
+    expect(check.status, check.stdout + check.stderr).toBe(0);
   });
 
   it('the broker refuses to start without MQTT_PASSWORD, naming it; its config turns on dynamic security', () => {
