@@ -13,6 +13,7 @@
 import { hostname } from 'node:os';
 import { type Alerts, createAlerts } from './alerts/index.ts';
 import { registerAlertRoutes } from './alerts/routes.ts';
+import { type Cluster, startCluster } from './cluster/index.ts';
 import type { ChannelDescriptor } from './codec/index.ts';
 import type { HubConfig } from './config/index.ts';
 import { ENROLL_PATH, type Enrollment, startEnrollment } from './enroll/index.ts';
@@ -188,6 +189,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
   let ownsRegistry = false;
   let forwarder: ForwarderLike | null = null;
   let ackGate: InfluxAckGate | null = null;
+  let cluster: Cluster | null = null;
   let commands: CommandTracker | null = null;
   let unsubscribeRevoked: (() => void) | null = null;
   let alerts: Alerts | null = null;
@@ -220,6 +222,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
     if (forwarder) checks.forwarder = forwarder.status?.() ?? 'running';
     // MQTT configured but not connected (unreachable, refused): not ready; WebSocket devices still work.
     if (mqtt) checks.mqtt = mqtt.status();
+    // Informative only: a degraded cluster database affects every instance alike (docs/scaling.md).
+    if (cluster) checks.cluster = cluster.status();
     const mqttOk = mqtt === null || mqtt.client.isConnected();
     const dl = state === 'running' ? forwarder?.deadLetters : undefined;
     if (dl) checks.deadLetters = deadLetterCheck(dl.store.totals(), dl.store.recent());
@@ -258,7 +262,19 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           ...(deps.freeBytes ? { freeBytes: deps.freeBytes } : {}),
           ...(deps.storageFaults ? { faults: deps.storageFaults } : {}),
         });
-        registry = deps.registry ?? null;
+        const ingest = createIngest({
+          log,
+          metrics,
+          bus,
+          devices: config.devices,
+          logger: logger.child({ component: 'ingest' }),
+          now,
+        });
+        // Several instances (server/cluster/index.ts): the shared store before the registry, which is its.
+        if (config.cluster) {
+          cluster = await startCluster({ config, cluster: config.cluster, logger, metrics, bus, now, ingest });
+        }
+        registry = deps.registry ?? cluster?.store.registry ?? null;
         if (!registry && !deps.authenticate) {
           registry = openDeviceRegistry({ dataDir: config.storage.dataDir, logger });
           ownsRegistry = true;
@@ -276,19 +292,23 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           now,
           ...(deps.commandTimeoutMs !== undefined ? { timeoutMs: deps.commandTimeoutMs } : {}),
         });
-        const ingest = createIngest({
-          log,
-          metrics,
-          bus,
-          devices: config.devices,
-          logger: logger.child({ component: 'ingest' }),
-          now,
-        });
         const counts = newSessionCounts();
         // ACK_DURABILITY=influx: ACKs wait for InfluxDB too; attached to the forwarder below.
         ackGate =
           config.ackDurability === 'influx' && config.influx ? new InfluxAckGate({ metrics, logger, now }) : null;
-        const sessionCtx = { counts, ingest, sessions, commands, config, metrics, bus, logger, now, ackGate };
+        const sessionCtx = {
+          counts,
+          ingest,
+          sessions,
+          commands,
+          config,
+          metrics,
+          bus,
+          logger,
+          now,
+          ackGate,
+          cluster: cluster?.sessions ?? null,
+        };
         // Hot-path counts reach prom-client in bulk: every second and right before each scrape.
         flushCounts = () => {
           flushSessionCounts(counts, metrics);
@@ -422,6 +442,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           mqtt,
           router,
         };
+        // Cluster parts that talk over the broker (membership, relay) before the extensions that show them.
+        await cluster?.attach(ctx);
         for (const ext of extensions) {
           await ext.start(ctx);
           started.push(ext);
@@ -504,6 +526,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
       started.length = 0;
       // Before MQTT: the last transitions may still be published; the webhook gets up to 2 s.
       await alerts?.stop().catch((err) => logger.error({ err }, 'alerts failed to stop'));
+      // Cluster: broker parts while MQTT is up, then the write-behind flushed, claims released, store closed.
+      await cluster?.stop().catch((err) => logger.error({ err }, 'cluster failed to stop'));
       // After the extensions, so they may still publish; the broker keeps the hub's session.
       await mqtt?.stop().catch((err) => logger.error({ err }, 'MQTT failed to stop'));
       if (forwarder) await forwarder.stop().catch((err) => logger.error({ err }, 'forwarder failed to stop'));

@@ -10,6 +10,8 @@
  * are queued but not yet committed, so dedupe sees them); every change is also queued into the same
  * log group as the frame it belongs to, so what is on disk is always consistent with the frames there.
  */
+
+import type { SharedDeviceState } from '../cluster/store/types.ts';
 import {
   type ChannelDescriptor,
   checkedChannel,
@@ -92,6 +94,34 @@ export interface Ingest {
   activeDevices(): number;
   /** Adds the counts gathered since the last call to the prom-client counters. */
   flushCounts(): void;
+}
+
+/**
+ * The ingest as several instances use it (server/cluster/sessions.ts): the shared state in and out.
+ * Unused, and free on the hot path, with one instance.
+ */
+export interface ClusterIngest extends Ingest {
+  /** The device's state (memory, else the local log), read-only; null when it has none. */
+  deviceState(
+    deviceId: string,
+  ): { record: Readonly<DeviceRecord>; boots: ReadonlyMap<number, Readonly<BootState>> } | null;
+  /**
+   * Before `hello`: merges the device's state as the cluster shares it. Per boot the highest seq is the
+   * max, the shared offset and correction win when set, the first sighting is the earliest; the newer
+   * last ACK wins (a later boot, else a higher seq); the first sighting of the device is the earliest;
+   * descriptor sets go into the local log so frames decode. Queued into the log's next group.
+   */
+  adopt(deviceId: string, shared: SharedDeviceState): void;
+  /** Sets (device, boot)'s time offset to the one every instance uses (creates the boot when new). */
+  seedBootOffset(deviceId: string, bootId: number, offsetMs: number): void;
+  /**
+   * The offset this frame would set for its boot when that boot has no HELLO anchor and no offset yet
+   * (an unsynced frame of an older boot replayed after a reboot, not a duplicate); else null. The
+   * session agrees it with the other instances before storing the frame.
+   */
+  unanchoredBootOffset(deviceId: string, scan: Readonly<TelemetryScan>, receivedAtMs: number): number | null;
+  /** One listener told of every stored frame once it is durable (the cluster's write-behind). */
+  onDurable(listener: (deviceId: string, bootId: number, seq: number) => void): () => void;
 }
 
 interface DeviceMem {
@@ -279,11 +309,12 @@ export class AcceptedTelemetry implements AcceptedFrame {
   }
 }
 
-export function createIngest(opts: IngestOptions): Ingest {
+export function createIngest(opts: IngestOptions): ClusterIngest {
   const { log, metrics, bus, now } = opts;
   const mem = new Map<string, DeviceMem>();
   const scratch = newTelemetryScan();
   const counts: IngestCounts = { readings: 0, missing: 0 };
+  let durableListener: ((deviceId: string, bootId: number, seq: number) => void) | null = null;
 
   function load(deviceId: string): DeviceMem {
     let m = mem.get(deviceId);
@@ -541,6 +572,7 @@ export function createIngest(opts: IngestOptions): Ingest {
             durable.bootId = bootId;
             durable.seq = seq;
           } else m.durableAck = { bootId, seq };
+          if (durableListener !== null) durableListener(deviceId, bootId, seq);
           counts.readings += samples;
           counts.missing += missing;
           if (bus.listenerCount('readings') > 0) {
@@ -591,6 +623,119 @@ export function createIngest(opts: IngestOptions): Ingest {
 
     activeDevices() {
       return mem.size;
+    },
+
+    deviceState(deviceId) {
+      const m = mem.get(deviceId);
+      if (m) return { record: m.record, boots: m.boots };
+      const loaded = log.loadDevice(deviceId);
+      return loaded.record ? { record: loaded.record, boots: loaded.boots } : null;
+    },
+
+    adopt(deviceId, shared) {
+      const m = load(deviceId);
+      for (const sb of shared.boots) {
+        const b = m.boots.get(sb.bootId);
+        if (!b) {
+          const fresh: BootState = {
+            highestSeq: sb.highestSeq,
+            timeOffsetMs: sb.timeOffsetMs,
+            clockCorrectionMs: sb.clockCorrectionMs,
+            firstSeenMs: sb.firstSeenMs,
+          };
+          m.boots.set(sb.bootId, fresh);
+          log.putBoot(deviceId, sb.bootId, fresh);
+          continue;
+        }
+        let changed = false;
+        if (sb.highestSeq > b.highestSeq) {
+          b.highestSeq = sb.highestSeq;
+          changed = true;
+        }
+        if (sb.timeOffsetMs !== null && sb.timeOffsetMs !== b.timeOffsetMs) {
+          b.timeOffsetMs = sb.timeOffsetMs;
+          changed = true;
+        }
+        if (sb.clockCorrectionMs !== null && sb.clockCorrectionMs !== (b.clockCorrectionMs ?? null)) {
+          b.clockCorrectionMs = sb.clockCorrectionMs;
+          changed = true;
+        }
+        if (sb.firstSeenMs < b.firstSeenMs) {
+          b.firstSeenMs = sb.firstSeenMs;
+          changed = true;
+        }
+        if (changed) log.putBoot(deviceId, sb.bootId, b);
+      }
+      trimBoots(deviceId, m);
+      // A later boot is newer whatever its seq; an unknown (trimmed) boot is older than a known one.
+      const newer = (a: FrameRef, b: FrameRef | null): boolean => {
+        if (b === null) return true;
+        if (a.bootId === b.bootId) return a.seq > b.seq;
+        const fa = m.boots.get(a.bootId)?.firstSeenMs;
+        const fb = m.boots.get(b.bootId)?.firstSeenMs;
+        return fa !== undefined && (fb === undefined || fa > fb);
+      };
+      let record = m.record;
+      const ack = shared.lastAck;
+      if (ack && newer(ack, m.durableAck)) {
+        m.durableAck = { bootId: ack.bootId, seq: ack.seq };
+        if (newer(ack, record.lastAck)) record = { ...record, lastAck: { bootId: ack.bootId, seq: ack.seq } };
+        const b = m.boots.get(ack.bootId);
+        if (b && b.highestSeq < ack.seq) {
+          b.highestSeq = ack.seq;
+          log.putBoot(deviceId, ack.bootId, b);
+        }
+      }
+      if (shared.firstSeenMs < record.firstSeenMs) record = { ...record, firstSeenMs: shared.firstSeenMs };
+      if (!record.descriptorHash && shared.descriptorHash !== 0)
+        record = { ...record, descriptorHash: shared.descriptorHash };
+      if (record !== m.record) {
+        m.record = record;
+        log.putDevice(deviceId, record);
+      }
+      for (const d of shared.descriptors) {
+        if (log.lookupDescriptors(deviceId, d.hash) === undefined) log.putDescriptors(deviceId, d.hash, d.channels);
+      }
+    },
+
+    seedBootOffset(deviceId, bootId, offsetMs) {
+      const m = load(deviceId);
+      let b = m.boots.get(bootId);
+      if (!b) {
+        b = { highestSeq: 0, timeOffsetMs: offsetMs, clockCorrectionMs: null, firstSeenMs: now() };
+        m.boots.set(bootId, b);
+        trimBoots(deviceId, m);
+      } else if (b.timeOffsetMs === offsetMs) return;
+      else b.timeOffsetMs = offsetMs;
+      log.putBoot(deviceId, bootId, b);
+    },
+
+    unanchoredBootOffset(deviceId, scan, receivedAtMs) {
+      if (!scan.unsynced) return null;
+      const m = load(deviceId);
+      if (scan.bootId === m.helloBootId) return null;
+      const boot = m.boots.get(scan.bootId);
+      if (boot && (boot.timeOffsetMs !== null || scan.seq <= boot.highestSeq)) return null;
+      return mapFrameTime({
+        baseTime: scan.baseTime,
+        unsynced: true,
+        minDeltaMs: scan.minDeltaMs,
+        maxDeltaMs: scan.maxDeltaMs,
+        bootOffsetMs: null,
+        bootCorrectionMs: boot?.clockCorrectionMs ?? null,
+        helloOffsetMs: null,
+        receivedAtMs,
+        nowMs: now(),
+        firstSeenMs: m.record.firstSeenMs,
+        maxFutureSkewMs: opts.devices.maxFutureSkewMs,
+      }).newBootOffsetMs;
+    },
+
+    onDurable(listener) {
+      durableListener = listener;
+      return () => {
+        if (durableListener === listener) durableListener = null;
+      };
     },
 
     flushCounts() {

@@ -1,9 +1,13 @@
 /**
  * One device connection's session state machine [PROTO-5]:
  *
- *   awaiting-hello ──HELLO──▶ ready ──(fault | replaced | revoked | shutdown)──▶ closing ──▶ closed
- *        │ timeout / other frame                                                     ▲
- *        └──────────────────────────── ERROR + close ────────────────────────────────┘
+ *   awaiting-hello ──HELLO──▶ [joining] ──▶ ready ──(fault | replaced | revoked | shutdown)──▶ closing ──▶ closed
+ *        │ timeout / other frame                                                                 ▲
+ *        └──────────────────────────── ERROR + close ────────────────────────────────────────────┘
+ *
+ * `joining` exists only with several instances (`ctx.cluster`, server/cluster/sessions.ts): the HELLO
+ * waits (bounded) for the device's claim and shared state before WELCOME; any frame meanwhile is refused
+ * as before HELLO. With one instance HELLO goes straight to ready, as always.
  *
  * Frames are decoded as they arrive and handed to the pipeline without waiting for earlier commits
  * (pipelining); ACKs go out in order as group commits complete, coalesced per commit into one
@@ -16,7 +20,7 @@
  * (gateway.ts) and the MQTT link (server/mqtt/device-transport.ts) share this one state machine.
  */
 import { crc32 } from 'node:zlib';
-import type { TelemetryScan } from '../codec/index.ts';
+import type { Hello, TelemetryScan } from '../codec/index.ts';
 import {
   type ChannelDescriptor,
   type CommandArg,
@@ -48,6 +52,8 @@ export const MAX_INFLIGHT_FRAMES = 512;
 /** Why a link is paused: its own session's bound, the hub-wide budget (a bit each). */
 const HOLD_SESSION = 1;
 const HOLD_BUDGET = 2;
+/** Several instances: joining (HELLO waits for the cluster), or a frame's boot offset being agreed. */
+const HOLD_CLUSTER = 4;
 /** Bytes queued for sending to a device beyond which it is disconnected (it is not reading). */
 export const SEND_HIGH_WATER_BYTES = 256 * 1024;
 /** How long a closing session waits for its in-flight commits so their ACKs go out first. */
@@ -112,6 +118,26 @@ export interface SessionContext {
   now: () => number;
   /** ACK_DURABILITY=influx: ACKs (and WELCOME's last ACK) also wait for InfluxDB (ack-gate.ts). */
   ackGate?: InfluxAckGate | null;
+  /** Several instances (server/cluster/sessions.ts); absent with one: no await, nothing per frame. */
+  cluster?: SessionCluster | null;
+}
+
+/** What a session asks the cluster (server/cluster/sessions.ts implements it). */
+export interface SessionCluster {
+  /**
+   * Claims the device (newest wins), merges its shared state into the ingest; resolves with the HELLO
+   * boot's offset every instance uses, or null (database unreachable or too slow: the session goes on
+   * locally; or the session ended meanwhile). Bounded; never rejects.
+   */
+  beforeHello(session: DeviceSession, hello: Hello, atMs: number): Promise<number | null>;
+  /** Seeds (device, boot)'s agreed offset into the ingest. */
+  seedBootOffset(deviceId: string, bootId: number, offsetMs: number): void;
+  /** The offset this frame would set for a boot with no HELLO anchor and none known; else null. */
+  unanchoredBootOffset(deviceId: string, scan: Readonly<TelemetryScan>, receivedAtMs: number): number | null;
+  /** The offset every instance uses for (device, boot), given ours. Bounded; never rejects. */
+  agreeBootOffset(deviceId: string, bootId: number, offsetMs: number): Promise<number>;
+  /** A session that started joining closed (its claim is released, its state written behind). */
+  ended(session: DeviceSession): void;
 }
 
 /** The live sessions, one per device id [PROTO-5.4]. */
@@ -141,7 +167,7 @@ export function createSessionTable(): SessionTable {
   };
 }
 
-type State = 'awaiting-hello' | 'ready' | 'closing' | 'closed';
+type State = 'awaiting-hello' | 'joining' | 'ready' | 'closing' | 'closed';
 
 const TYPE_LABELS: Record<Message['type'], string> = {
   hello: 'hello',
@@ -163,6 +189,11 @@ export class DeviceSession implements AckWaiter {
   /** Set by the heartbeat sweep, cleared by a pong [PROTO-1.5]. */
   private awaitingPong = false;
   private registered = false;
+  /** The ingest's hello ran (device:online emitted): release and device:offline are due at close. */
+  private helloed = false;
+  private readonly cluster: SessionCluster | null;
+  /** Frames held (in order) while the boot offset of the first of them is agreed cluster-wide. */
+  private held: { data: Buffer; atMs: number }[] | null = null;
   private inflight = 0;
   /** HOLD_* bits: the link is paused while any is set. */
   private holds = 0;
@@ -188,6 +219,7 @@ export class DeviceSession implements AckWaiter {
     private readonly ctx: SessionContext,
   ) {
     this.deviceId = deviceId;
+    this.cluster = ctx.cluster ?? null;
     this.log = ctx.logger.child({ deviceId });
     this.helloTimer = setTimeout(
       () => this.end('HELLO_TIMEOUT', `no HELLO within ${ctx.config.devices.helloTimeoutMs} ms`),
@@ -232,6 +264,8 @@ export class DeviceSession implements AckWaiter {
       clearTimeout(this.helloTimer);
       this.helloTimer = null;
     }
+    // Read again so the close handshake completes (frames read now are ignored: the session is closing).
+    if ((this.holds & HOLD_CLUSTER) !== 0) this.hold(HOLD_CLUSTER, false);
     // At info the operator sees this rate-limited (server/log/device-activity.ts): the rejection with
     // `message` as detail, and the disconnect with its close code. One line per session here would let
     // a reconnect loop, or a shutdown with 10,000 devices, flood the log.
@@ -308,17 +342,8 @@ export class DeviceSession implements AckWaiter {
     }
     // Hot path: TELEMETRY in a ready session is scanned, not decoded into objects (telemetry-scan.ts).
     if (this.state === 'ready' && data.length > 3 && data[3] === MessageType.TELEMETRY) {
-      try {
-        const scan = this.ctx.ingest.scan(this.deviceId, data);
-        counts.telemetryFrames++;
-        this.onTelemetry(data, scan, receivedAtMs);
-      } catch (err) {
-        if (err instanceof HubError) this.end(err.code, err.message);
-        else {
-          this.log.error({ err }, 'session failure');
-          this.end('INTERNAL', 'internal error');
-        }
-      }
+      counts.telemetryFrames++;
+      this.telemetry(data, receivedAtMs);
       return;
     }
     const m = this.ctx.metrics;
@@ -332,6 +357,7 @@ export class DeviceSession implements AckWaiter {
     }
     m.framesIn.inc({ type: TYPE_LABELS[msg.type] });
     try {
+      if (this.state === 'joining') throw new HubError('UNEXPECTED_MESSAGE', `${msg.type} before WELCOME`);
       if (this.state === 'awaiting-hello') {
         if (msg.type !== 'hello') throw new HubError('UNEXPECTED_MESSAGE', `expected HELLO, got ${msg.type}`);
         this.onHello(msg, receivedAtMs);
@@ -392,11 +418,39 @@ export class DeviceSession implements AckWaiter {
       clearTimeout(this.helloTimer);
       this.helloTimer = null;
     }
-    const { config, ingest, sessions, bus, metrics } = this.ctx;
+    const { sessions, metrics } = this.ctx;
     sessions.register(this);
     this.registered = true;
     metrics.deviceSessions.inc();
+    const cluster = this.cluster;
+    if (cluster === null) {
+      this.welcome(hello, atMs, null);
+      return;
+    }
+    // Several instances: WELCOME waits for the claim and the shared state (bounded by the cluster).
+    // Over MQTT the link is not paused: that would hold the hub's whole broker input, and the device
+    // publishes nothing before WELCOME [PROTO-1.6] (what it does publish is refused below).
+    this.state = 'joining';
+    if (this.link.transport !== 'mqtt') this.hold(HOLD_CLUSTER, true);
+    cluster.beforeHello(this, hello, atMs).then(
+      (offsetMs) => {
+        if (this.state !== 'joining') return; // ended (replaced, closed) while joining
+        if (this.link.transport !== 'mqtt') this.hold(HOLD_CLUSTER, false);
+        this.welcome(hello, atMs, offsetMs);
+      },
+      (err: unknown) => {
+        this.log.error({ err }, 'session failure while joining the cluster');
+        this.end('INTERNAL', 'internal error');
+      },
+    );
+  }
+
+  /** The ingest's hello and WELCOME; `bootOffsetMs`: the HELLO boot's offset agreed cluster-wide. */
+  private welcome(hello: Hello, atMs: number, bootOffsetMs: number | null): void {
+    const { config, ingest, bus } = this.ctx;
     const info = ingest.hello(this.deviceId, hello, atMs);
+    this.helloed = true;
+    if (bootOffsetMs !== null) this.cluster?.seedBootOffset(this.deviceId, hello.bootId, bootOffsetMs);
     this.state = 'ready';
     this.send(
       encodeFrame({
@@ -439,6 +493,60 @@ export class DeviceSession implements AckWaiter {
     const hash = crc32(frame.subarray(HEADER_BYTES, HEADER_BYTES + length));
     this.ctx.ingest.descriptors(this.deviceId, hash, channels);
     if (this.refusal?.code === 'UNKNOWN_DESCRIPTORS') this.refusal = null;
+  }
+
+  /** A TELEMETRY frame in a ready session: scanned (not decoded) and handed to the pipeline. */
+  private telemetry(data: Buffer, receivedAtMs: number): void {
+    try {
+      const scan = this.ctx.ingest.scan(this.deviceId, data);
+      if (this.cluster !== null && this.clusterHolds(data, scan, receivedAtMs)) return;
+      this.onTelemetry(data, scan, receivedAtMs);
+    } catch (err) {
+      if (err instanceof HubError) this.end(err.code, err.message);
+      else {
+        this.log.error({ err }, 'session failure');
+        this.end('INTERNAL', 'internal error');
+      }
+    }
+  }
+
+  /**
+   * Several instances: the first unsynced frame of a boot with no HELLO anchor and no known offset (an
+   * older boot's replay) sets that boot's offset. It and every frame after it wait (link paused) until
+   * the offset is agreed cluster-wide; the frame is then stored with the agreed one, so no instance
+   * ever stores that boot under another offset. True when the frame is held.
+   */
+  private clusterHolds(data: Buffer, scan: Readonly<TelemetryScan>, receivedAtMs: number): boolean {
+    if (this.held !== null) {
+      this.held.push({ data, atMs: receivedAtMs });
+      return true;
+    }
+    const cluster = this.cluster as SessionCluster;
+    const offsetMs = cluster.unanchoredBootOffset(this.deviceId, scan, receivedAtMs);
+    if (offsetMs === null) return false;
+    const bootId = scan.bootId;
+    this.held = [{ data, atMs: receivedAtMs }];
+    this.hold(HOLD_CLUSTER, true);
+    void cluster.agreeBootOffset(this.deviceId, bootId, offsetMs).then((agreed) => {
+      const frames = this.held ?? [];
+      this.held = null;
+      // Ended meanwhile: none of the held frames was stored or acknowledged; the device replays them.
+      if (this.state !== 'ready') return;
+      cluster.seedBootOffset(this.deviceId, bootId, agreed);
+      for (let i = 0; i < frames.length; i++) {
+        if (this.state !== 'ready') return;
+        const again = this.held as { data: Buffer; atMs: number }[] | null;
+        if (again !== null) {
+          // Another boot's offset is being agreed: the rest waits behind it, in order.
+          again.push(...frames.slice(i));
+          return;
+        }
+        const f = frames[i] as { data: Buffer; atMs: number };
+        this.telemetry(f.data, f.atMs);
+      }
+      if (this.held === null) this.hold(HOLD_CLUSTER, false);
+    });
+    return true;
   }
 
   private onTelemetry(frame: Buffer, t: Readonly<TelemetryScan>, receivedAtMs: number): void {
@@ -554,14 +662,17 @@ export class DeviceSession implements AckWaiter {
     if (this.registered) {
       this.registered = false;
       sessions.unregister(this);
-      ingest.release(this.deviceId);
       metrics.deviceSessions.dec();
-      bus.emit('device:offline', {
-        deviceId: this.deviceId,
-        reason: this.closeReason,
-        closeCode: code,
-        atMs: this.ctx.now(),
-      });
+      if (this.helloed) {
+        ingest.release(this.deviceId);
+        bus.emit('device:offline', {
+          deviceId: this.deviceId,
+          reason: this.closeReason,
+          closeCode: code,
+          atMs: this.ctx.now(),
+        });
+      }
+      this.cluster?.ended(this);
     }
     this.log.debug({ code, reason: this.closeReason }, 'device session closed');
     const callbacks = this.closedCallbacks;
