@@ -352,6 +352,8 @@ export function createRelay(opts: RelayOptions): Relay {
   };
 
   const localListeners: { [K in keyof HubEvents]?: (...args: HubEvents[K]) => void } = {
+    // The live view's first client arrived, or its last one left.
+    'live:watching': (watching) => relay.setLocalLive(watching),
     'device:online': (info) => {
       localOnline.set(info.deviceId, {
         firmwareVersion: info.firmwareVersion,
