@@ -20,7 +20,7 @@
  *
  * WELCOME's last ACK frees the device's outbox too, so it must not run ahead of InfluxDB either
  * (`welcomeAck`): for a device with frames still in the gate it is the last frame of the device the gate
- * released; while frames stored by an earlier process (after a restart) are not all confirmed, it is
+ * released (or the last ACK its session had sent when they started waiting); while frames stored by an earlier process (after a restart) are not all confirmed, it is
  * none (the device replays its outbox; the hub takes the stored ones for duplicates and ACKs them once
  * confirmed).
  */
@@ -47,6 +47,8 @@ export interface ConfirmationSource {
 /** A frame's owner (a device session): called once per frame, in log order, when InfluxDB confirmed it. */
 export interface AckWaiter {
   readonly deviceId: string;
+  /** The latest ACK it sent (a confirmed position), if any: seeds the device's WELCOME answer. */
+  readonly lastAck: FrameRef | null;
   confirmed(bootId: number, seq: number, cost: number, startedMs: number): void;
 }
 
@@ -158,7 +160,7 @@ export class InfluxAckGate {
     if (this.#size === this.#cap) this.#grow();
     let dev = this.#byDevice.get(waiter.deviceId);
     if (dev === undefined) {
-      dev = { count: 0, last: null };
+      dev = { count: 0, last: waiter.lastAck };
       this.#byDevice.set(waiter.deviceId, dev);
     }
     dev.count++;

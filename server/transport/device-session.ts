@@ -20,7 +20,7 @@
  * (gateway.ts) and the MQTT link (server/mqtt/device-transport.ts) share this one state machine.
  */
 import { crc32 } from 'node:zlib';
-import type { Hello, TelemetryScan } from '../codec/index.ts';
+import type { FrameRef, Hello, TelemetryScan } from '../codec/index.ts';
 import {
   type ChannelDescriptor,
   type CommandArg,
@@ -208,6 +208,8 @@ export class DeviceSession implements AckWaiter {
   private ackBoot = 0;
   private ackSeq = 0;
   private ackScheduled = false;
+  /** An ACK was queued on this session (`ackBoot`/`ackSeq` hold the latest). */
+  private acked = false;
   /** A frame of this session failed to commit: no ACK may follow, since it would cover that frame. */
   private storeFailed = false;
   private closeReason: string = 'closed';
@@ -596,6 +598,11 @@ export class DeviceSession implements AckWaiter {
     }
   }
 
+  /** The latest ACK this session queued (ack-gate.ts: a device's confirmed position). */
+  get lastAck(): FrameRef | null {
+    return this.acked ? { bootId: this.ackBoot, seq: this.ackSeq } : null;
+  }
+
   /** The ACK gate released this frame: InfluxDB confirmed it (ack-gate.ts). */
   confirmed(bootId: number, seq: number, cost: number, startedMs: number): void {
     this.frameDone(null, bootId, seq, cost, startedMs);
@@ -629,6 +636,7 @@ export class DeviceSession implements AckWaiter {
   private queueAck(bootId: number, seq: number): void {
     this.ackBoot = bootId;
     this.ackSeq = seq;
+    this.acked = true;
     if (!this.ackScheduled) {
       this.ackScheduled = true;
       ackQueue.push(this);

@@ -33,6 +33,9 @@ class Waiter implements AckWaiter {
   get ack() {
     return this.released.at(-1) ?? null;
   }
+  get lastAck() {
+    return this.ack;
+  }
 }
 
 /** A confirmation source the test moves by hand. */
