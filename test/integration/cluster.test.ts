@@ -18,7 +18,7 @@ import { Fleet, fleetDeviceIds } from '../../firmware-sim/fleet.ts';
 import { type Cluster, startCluster } from '../harness/cluster.ts';
 import { until } from '../harness/until.ts';
 import { liveClient, startAndPlace } from './cluster-helpers.ts';
-import { TestDevice, telemetry } from './ingest-device-client.ts';
+import { TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
 
 const FLEET_IDS = fleetDeviceIds(20, 'cl-');
 const DIRECT = 'cl-direct';
@@ -29,6 +29,14 @@ let tokens: Map<string, string>;
 let fleet: Fleet;
 /** Device id → the instance its session landed on. */
 let placement: Map<string, string>;
+
+/** A protocol-v1 test device on `url`: HELLO → WELCOME, then DESCRIPTORS unless the hub knows them. */
+async function session(url: string, id: string, bootId: number) {
+  const d = await TestDevice.connect(url, { token: tokens.get(id) as string });
+  const welcome = await d.hello(id, bootId);
+  if (!welcome.descriptorsKnown) d.send({ type: 'descriptors', channels: TEST_CHANNELS });
+  return { d, welcome };
+}
 
 const onInstance = (id: string) => FLEET_IDS.filter((d) => placement.get(d) === id);
 const device = (id: string) => fleet.devices.find((d) => d.id === id) as SimDevice;
@@ -90,8 +98,7 @@ describe('several instances behind a load balancer', () => {
       );
 
       // Presence: a device that connects to b directly shows online on a, and offline when it leaves.
-      const direct = await TestDevice.connect(cluster.b.deviceUrl, { token: tokens.get(DIRECT) as string });
-      await direct.hello(DIRECT, 1234);
+      const { d: direct } = await session(cluster.b.deviceUrl, DIRECT, 1234);
       await live.waitFor(
         `presence online of ${DIRECT} (on b)`,
         (m) => m.type === 'presence' && m.device === DIRECT && m.state === 'online',
@@ -166,7 +173,6 @@ describe('several instances behind a load balancer', () => {
   }, 120_000);
 
   it('when no instance passes /readyz (a cause they share, e.g. the broker down) the balancer still serves devices', async () => {
-    const token = tokens.get(DIRECT) as string;
     const names = cluster.instances.map((x) => x.id);
     try {
       // What HAProxy does when every /readyz says 503, held there: checks off, servers marked down.
@@ -175,8 +181,7 @@ describe('several instances behind a load balancer', () => {
         await cluster.lb.command(`set server hubs/${n} health down`);
       }
       await cluster.lb.waitForServers('DOWN');
-      const d = await TestDevice.connect(cluster.lb.deviceUrl, { token });
-      const welcome = await d.hello(DIRECT, 4321);
+      const { d, welcome } = await session(cluster.lb.deviceUrl, DIRECT, 4321);
       expect(welcome.acceptedVersion).toBe(1);
       d.send(telemetry(4321, 1, Date.now()));
       await d.ackOf(4321, 1);
@@ -188,13 +193,10 @@ describe('several instances behind a load balancer', () => {
   }, 120_000);
 
   it('the same device id connecting to both instances directly ends with one session: the older gets 4001', async () => {
-    const token = tokens.get(DUP) as string;
-    const older = await TestDevice.connect(cluster.a.deviceUrl, { token });
-    await older.hello(DUP, 77);
+    const { d: older } = await session(cluster.a.deviceUrl, DUP, 77);
     older.send(telemetry(77, 1, Date.now()));
     await older.ackOf(77, 1);
-    const newer = await TestDevice.connect(cluster.b.deviceUrl, { token });
-    const welcome = await newer.hello(DUP, 77);
+    const { d: newer, welcome } = await session(cluster.b.deviceUrl, DUP, 77);
     const code = await until('the older session (on a) to be closed', () => older.closeCode, 30_000);
     expect(code, `close code of the older session (${older.closeReason})`).toBe(4001);
     // The newer one goes on (its WELCOME may or may not know seq 1 yet: a replay is stored once).
@@ -204,8 +206,7 @@ describe('several instances behind a load balancer', () => {
     expect(newer.closeCode).toBeNull();
 
     // And the other way round: b holds it, a newer connection on a wins.
-    const third = await TestDevice.connect(cluster.a.deviceUrl, { token });
-    await third.hello(DUP, 77);
+    const { d: third } = await session(cluster.a.deviceUrl, DUP, 77);
     const code2 = await until('the session on b to be closed', () => newer.closeCode, 30_000);
     expect(code2, `close code of the session on b (${newer.closeReason})`).toBe(4001);
     third.send(telemetry(77, 3, Date.now()));
