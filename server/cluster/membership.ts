@@ -18,7 +18,10 @@
  *   an old view could take a device another instance serves now). Those frames stay unacknowledged on
  *   the devices, which replay them to their owner.
  * - A record of this instance cleared while it is connected (e.g. the will of its own previous
- *   connection, delivered late) is published again.
+ *   connection, delivered late, or another member expiring it) is published again.
+ * - Records are refreshed every 15 s. One not refreshed for three periods, while this instance's own
+ *   refreshes kept coming back (its input is not stalled), is cleared: a record no will can clear,
+ *   e.g. of a member that died while the broker (with persistence) was down.
  *
  * Ownership of MQTT devices: HRW over the members (ownership.ts), exported as the device transport's
  * {@link MqttOwnership}.
@@ -88,6 +91,11 @@ export interface MembershipOptions {
   logger: Logger;
   metrics: Metrics;
   now?: () => number;
+  /**
+   * Each member publishes its record again every `refreshMs` (default 15 s); a member not heard for
+   * three periods while this instance's own record kept coming back has its record cleared.
+   */
+  refreshMs?: number;
 }
 
 const INSTANCE_ID = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -107,6 +115,11 @@ const membershipMetrics = metricsPerRegistry((registers) => ({
   synced: new Gauge({
     name: 'hub_cluster_membership_synced',
     help: '1 when the member view is complete since the last broker connect; 0 before (this instance then owns no MQTT device).',
+    registers,
+  }),
+  expired: new Counter({
+    name: 'hub_cluster_members_expired_total',
+    help: 'Member records this instance cleared because the member published nothing for three refresh periods (a record left over, e.g. after a broker restart, or a member stuck).',
     registers,
   }),
   invalid: new Counter({
@@ -137,6 +150,9 @@ export class MemberTable {
   private unconfirmed = new Set<string>();
   private awaiting: MemberRecord | null = null;
   private isSynced = false;
+  /** When each member's record last arrived (this instance's clock), and our own. */
+  private readonly heard = new Map<string, number>();
+  private selfHeard = 0;
 
   constructor(readonly self: string) {}
 
@@ -160,8 +176,18 @@ export class MemberTable {
     return this.records.get(id);
   }
 
-  /** A message on `<prefix>/cluster/v1/members/<id>`. */
-  receive(id: string, payload: Uint8Array): MemberUpdate {
+  /**
+   * Members whose record has not arrived for `maxSilenceMs` while ours kept arriving (so this
+   * instance's own input is not what stalled): records left behind, e.g. by a broker restarted with
+   * persistence after a member died while it was down (no will then).
+   */
+  silent(maxSilenceMs: number): string[] {
+    const limit = this.selfHeard - maxSilenceMs;
+    return [...this.heard].filter(([id, at]) => at < limit && this.records.has(id)).map(([id]) => id);
+  }
+
+  /** A message on `<prefix>/cluster/v1/members/<id>`, received at `nowMs`. */
+  receive(id: string, payload: Uint8Array, nowMs = 0): MemberUpdate {
     const u: MemberUpdate = { joined: [], left: [], restarted: [], selfCleared: false, synced: false, invalid: false };
     if (!INSTANCE_ID.test(id)) {
       u.invalid = true;
@@ -171,6 +197,7 @@ export class MemberTable {
       if (id === this.self) u.selfCleared = this.records.has(id);
       else if (this.records.delete(id)) u.left.push(id);
       this.unconfirmed.delete(id);
+      this.heard.delete(id);
       return u;
     }
     const record = parseRecord(payload);
@@ -179,6 +206,7 @@ export class MemberTable {
       return u;
     }
     if (id === this.self) {
+      if (record.startedAtMs === this.records.get(id)?.startedAtMs) this.selfHeard = nowMs;
       const own = this.awaiting;
       // Our record of this connection, back after the retained ones: whoever was not among them is gone.
       if (own && record.startedAtMs === own.startedAtMs && record.connection === own.connection) {
@@ -191,6 +219,7 @@ export class MemberTable {
       return u;
     }
     this.unconfirmed.delete(id);
+    this.heard.set(id, nowMs);
     const before = this.records.get(id);
     this.records.set(id, record);
     if (!before) u.joined.push(id);
@@ -225,9 +254,12 @@ export function startMembership(opts: MembershipOptions): Membership {
   const memberFilter = memberTopic('+');
   const memberHead = memberTopic('');
   const m = membershipMetrics(metrics);
-  const startedAtMs = (opts.now ?? Date.now)();
+  const now = opts.now ?? Date.now;
+  const startedAtMs = now();
+  const refreshMs = opts.refreshMs ?? 15_000;
   const table = new MemberTable(instanceId);
   const listeners = new Set<(change: MembershipChange) => void>();
+  const ownershipListeners = new Set<() => void>();
   let hrw: HrwMember[] = hrwMembers([instanceId]);
   let connection = 0;
   let stopped = false;
@@ -252,6 +284,9 @@ export function startMembership(opts: MembershipOptions): Membership {
     connection++;
     table.beginSync(record());
     m.synced.set(0);
+    // A reconnect: while this instance was away the others took its devices (its will), so its MQTT
+    // sessions are stale; it owns nothing until the view is synced again.
+    if (connection > 1) notify(ownershipListeners, undefined);
   });
   // After the subscriptions: the retained records reach us before our own record's echo.
   client.onReady(() => {
@@ -259,7 +294,7 @@ export function startMembership(opts: MembershipOptions): Membership {
   });
   client.subscribe(memberFilter, (topic, payload) => {
     if (stopped || !topic.startsWith(memberHead)) return;
-    const u = table.receive(topic.slice(memberHead.length), payload);
+    const u = table.receive(topic.slice(memberHead.length), payload, now());
     if (u.invalid) {
       m.invalid.inc();
       if (!loggedInvalid) {
@@ -282,7 +317,28 @@ export function startMembership(opts: MembershipOptions): Membership {
     if (u.joined.length + u.left.length + u.restarted.length > 0) changed(u);
   });
 
+  // Refresh: our record again (proof of life for the others), and clear records nobody refreshes.
+  const expiring = new Set<string>();
+  const refresh = setInterval(() => {
+    if (stopped || !client.isConnected() || !table.synced()) return;
+    publishOwn();
+    for (const id of table.silent(3 * refreshMs)) {
+      if (!expiring.has(id)) {
+        expiring.add(id);
+        m.expired.inc();
+        logger.warn(
+          { member: id, silentMs: 3 * refreshMs },
+          'cluster member published nothing for three refresh periods: its record is cleared (left over, e.g. after a broker restart, or the member is stuck; it publishes it again if alive)',
+        );
+      }
+      // The clear reaches every member, so all drop it at the same point of the broker's order.
+      client.publish(memberTopic(id), '', { qos: 1, retain: true });
+    }
+  }, refreshMs);
+  refresh.unref();
+
   function changed(u: MemberUpdate): void {
+    for (const id of u.left) expiring.delete(id);
     const members = table.members();
     hrw = hrwMembers(members);
     m.members.set(members.length);
@@ -298,10 +354,14 @@ export function startMembership(opts: MembershipOptions): Membership {
       m.changes.inc({ kind: 'restarted' });
       logger.info({ member: id, members }, 'cluster member restarted');
     }
-    const change: MembershipChange = { members, joined: u.joined, left: u.left, restarted: u.restarted };
-    for (const listener of [...listeners]) {
+    notify(listeners, { members, joined: u.joined, left: u.left, restarted: u.restarted });
+    if (u.joined.length + u.left.length > 0) notify(ownershipListeners, undefined);
+  }
+
+  function notify<T>(set: Set<(arg: T) => void>, arg: T): void {
+    for (const listener of [...set]) {
       try {
-        listener(change);
+        listener(arg);
       } catch (err) {
         metrics.callbackErrors.inc({ component: 'cluster' });
         logger.error({ err }, 'cluster membership listener threw');
@@ -319,7 +379,12 @@ export function startMembership(opts: MembershipOptions): Membership {
   const ownership: MqttOwnership = {
     // Not before the view is complete after a connect (see the header); HRW otherwise.
     owns: (deviceId) => !stopped && table.synced() && client.isConnected() && hrwOwner(deviceId, hrw) === instanceId,
-    onChange: (listener) => onChange(() => listener()),
+    onChange: (listener) => {
+      ownershipListeners.add(listener);
+      return () => {
+        ownershipListeners.delete(listener);
+      };
+    },
   };
 
   return {
@@ -335,7 +400,9 @@ export function startMembership(opts: MembershipOptions): Membership {
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(refresh);
       listeners.clear();
+      ownershipListeners.clear();
       // Others see this instance leave now; the will (DISCONNECT 0x04) clears it again at the MQTT stop.
       client.publish(memberTopic(instanceId), '', { qos: 1, retain: true });
       m.synced.set(0);

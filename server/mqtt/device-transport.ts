@@ -40,7 +40,7 @@ const NUDGE_INTERVAL_MS = 1000;
 export interface MqttOwnership {
   /** Whether this instance handles the device's frames now (called per message: cheap). */
   owns(deviceId: string): boolean;
-  /** Runs `listener` after ownership changed (members joined or left); returns the unsubscribe. */
+  /** Runs `listener` after ownership may have changed (members joined or left, a reconnect); returns the unsubscribe. */
   onChange(listener: () => void): () => void;
 }
 
@@ -196,7 +196,7 @@ export function createMqttDeviceTransport(opts: MqttDeviceTransportOptions): Mqt
     if (moved > 0) {
       logger.info(
         { sessions: moved },
-        'MQTT device sessions ended here: their devices are handled by another hub instance now (they continue there)',
+        'MQTT device sessions ended here: this instance does not own their devices now (ownership moved, or it reconnected to the broker); they continue with their owner after HELLO',
       );
     }
   }
