@@ -334,6 +334,10 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
   if (raw.ACK_DURABILITY === 'influx' && raw.INFLUX_URL === undefined) {
     problems.push('ACK_DURABILITY: influx needs INFLUX_URL');
   }
+  if (raw.ACK_DURABILITY === 'influx' && raw.LOG_FULL_POLICY === 'drop-oldest') {
+    // drop-oldest may evict a frame InfluxDB has not confirmed; the cursor then passes it and its ACK follows.
+    problems.push('ACK_DURABILITY: influx needs LOG_FULL_POLICY=backpressure (drop-oldest would ACK evicted frames)');
+  }
   if (raw.MQTT_HA_DISCOVERY === 'on' && raw.MQTT_BRIDGE !== 'on') {
     problems.push(
       "MQTT_HA_DISCOVERY: on needs MQTT_BRIDGE=on (the entities read the bridge's state and status topics)",

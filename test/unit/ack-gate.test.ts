@@ -8,7 +8,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
 import { type OpenDeadLetterStore, openDeadLetterStore } from '../../server/storage/dead-letter.ts';
@@ -225,5 +226,43 @@ describe('the ACK gate', () => {
     const src = new Scripted();
     gate.attach(src, 0);
     expect(w.released).toEqual([{ bootId: 1, seq: 1 }]);
+  });
+});
+
+describe('ACKs held too long', () => {
+  it('warns at the default level once the oldest frame waited 10 s, at most every 30 s, and says when ACKs flow again', () => {
+    vi.useFakeTimers();
+    try {
+      let text = '';
+      const sink = new Writable({
+        write(chunk, _enc, cb) {
+          text += chunk.toString();
+          cb();
+        },
+      });
+      const held = new InfluxAckGate({ metrics, logger: createLogger('info', sink), now: () => Date.now() });
+      const src = new Scripted();
+      held.attach(src, 0);
+      held.wait(new Waiter('dev'), 1, 1, 1, 700, 0);
+      const warnings = () => text.split('\n').filter((l) => l.includes('ACKs held')).length;
+      vi.advanceTimersByTime(9000);
+      expect(warnings()).toBe(0);
+      vi.advanceTimersByTime(2000);
+      expect(warnings()).toBe(1);
+      expect(JSON.parse(text.split('\n').find((l) => l.includes('ACKs held')) as string)).toMatchObject({
+        level: 40,
+        frames: 1,
+        bytes: 700,
+      });
+      vi.advanceTimersByTime(20_000);
+      expect(warnings()).toBe(1); // rate-limited
+      vi.advanceTimersByTime(11_000);
+      expect(warnings()).toBe(2);
+      src.confirm(1);
+      expect(text).toContain('ACKs flowing again');
+      held.detach();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

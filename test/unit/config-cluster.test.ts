@@ -34,6 +34,13 @@ describe('cluster settings', () => {
     ]);
   });
 
+  it('refuses ACK_DURABILITY=influx with LOG_FULL_POLICY=drop-oldest (an evicted frame would be ACKed)', () => {
+    expect(problemsOf({ ...INFLUX, ACK_DURABILITY: 'influx', LOG_FULL_POLICY: 'drop-oldest' })).toEqual([
+      'ACK_DURABILITY: influx needs LOG_FULL_POLICY=backpressure (drop-oldest would ACK evicted frames)',
+    ]);
+    expect(loadConfig({ ...INFLUX, ACK_DURABILITY: 'influx' }).ackDurability).toBe('influx');
+  });
+
   it('refuses a URL that is not PostgreSQL and a bad instance id', () => {
     const problems = problemsOf({
       ...INFLUX,
