@@ -148,6 +148,32 @@ describe('ACK_DURABILITY=influx: the ACK waits for InfluxDB', () => {
     );
     await d.close();
   });
+
+  it('a frame InfluxDB refuses (field-type conflict) is ACKed once its lines are in the dead-letter store: a poison frame does not hold the device', async () => {
+    const DAY = 24 * HOUR;
+    // Another writer made `value` a string in the shard of 10 days ago (7-day shards: not the one the
+    // test above writes to).
+    const base = Date.now() - 10 * DAY;
+    const poison = await fetch(`${influx.url}/api/v2/write?org=${influx.org}&bucket=${influx.bucket}&precision=ms`, {
+      method: 'POST',
+      headers: { authorization: `Token ${influx.token}` },
+      body: `telemetry,channel=legacy,device=old-logger value="n/a" ${base}`,
+    });
+    expect(poison.status).toBe(204);
+    const id = 'esp-ack-poison';
+    const d = await TestDevice.connect(h.url, { token: await h.addDevice(id) });
+    await d.hello(id, 4, { uptimeMs: 20 * DAY }); // booted 20 days ago: samples of 10 days ago are plausible
+    d.send({ type: 'descriptors', channels: TEST_CHANNELS });
+    const before = await h.metricValue('hub_forwarder_dead_lettered_lines_total');
+    for (let s = 1; s <= 3; s++) d.send(telemetry(4, s, base + s * 5000));
+    await d.ackOf(4, 3, 60_000);
+    // ACKed: the 27 numeric readings (3 channels × 3 samples × 3 frames) are in the dead-letter store,
+    // the 9 booleans (field `state`) in InfluxDB.
+    expect((await h.metricValue('hub_forwarder_dead_lettered_lines_total')) - before).toBe(27);
+    const { rows } = await influx.influxQL(`SELECT "state" FROM telemetry WHERE device = '${id}'`);
+    expect(rows).toHaveLength(9);
+    await d.close();
+  });
 });
 
 /**
