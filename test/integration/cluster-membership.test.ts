@@ -184,6 +184,15 @@ describe('several hub instances on one broker: membership and MQTT device owners
       3,
     );
 
+    // A live member's record cleared by someone else is published again by that member.
+    const other = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+    await other.publishAsync('esp32hub/cluster/v1/members/hub-a', '', { qos: 1, retain: true });
+    await other.endAsync();
+    await until('A to publish its record again', async () =>
+      (await readRetained(broker.url, 'esp32hub/cluster/v1/members/+')).has('esp32hub/cluster/v1/members/hub-a'),
+    );
+    await until('B to see A again', () => members(b2) === 'hub-a,hub-b');
+
     // A record no will clears (e.g. of a member that died while a broker with persistence was down):
     // nobody refreshes it, so it is cleared after three refresh periods.
     const ghost = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
