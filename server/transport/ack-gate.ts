@@ -106,6 +106,7 @@ export class InfluxAckGate {
   #started = new Float64Array(this.#cap);
   #enqueuedAt = new Float64Array(this.#cap);
   readonly #byDevice = new Map<string, DevicePending>();
+  #releasedListener: ((deviceId: string, bootId: number, seq: number) => void) | null = null;
 
   /** Budget bytes held by the frames in the gate. */
   bytes = 0;
@@ -178,6 +179,18 @@ export class InfluxAckGate {
   }
 
   /**
+   * One listener told of every frame released (InfluxDB confirmed it), in log order: what the cluster's
+   * shared device state (last ACK, highest seq) must follow in this mode instead of the local commit,
+   * or another instance would free or dedupe frames only this instance's disk holds.
+   */
+  onReleased(listener: (deviceId: string, bootId: number, seq: number) => void): () => void {
+    this.#releasedListener = listener;
+    return () => {
+      if (this.#releasedListener === listener) this.#releasedListener = null;
+    };
+  }
+
+  /**
    * WELCOME's last ACK for a device whose last locally durable frame is `durable`: never a frame
    * InfluxDB has not confirmed (the device frees its outbox up to it).
    */
@@ -213,6 +226,7 @@ export class InfluxAckGate {
       }
       if (--dev.count === 0 && this.#byDevice.get(waiter.deviceId) === dev) this.#byDevice.delete(waiter.deviceId);
       try {
+        this.#releasedListener?.(waiter.deviceId, bootId, seq);
         waiter.confirmed(bootId, seq, cost, this.#started[i] as number);
       } catch (err) {
         this.#logger.error({ err }, 'ACK release threw');

@@ -177,6 +177,22 @@ describe('the ACK gate', () => {
     expect(gate.frames).toBe(0);
   });
 
+  it('tells its one listener of every frame it releases, in log order (the cluster write-behind in this mode)', () => {
+    const src = new Scripted();
+    gate.attach(src, 0);
+    const seen: string[] = [];
+    const off = gate.onReleased((deviceId, bootId, seq) => seen.push(`${deviceId}:${bootId}:${seq}`));
+    gate.wait(new Waiter('a'), 1, 1, 1, 1, 0);
+    gate.wait(new Waiter('b'), 2, 2, 7, 1, 0);
+    expect(seen).toEqual([]);
+    src.confirm(2);
+    expect(seen).toEqual(['a:1:1', 'b:2:7']);
+    off();
+    gate.wait(new Waiter('a'), 3, 1, 2, 1, 0);
+    src.confirm(3);
+    expect(seen).toHaveLength(2);
+  });
+
   it('holds thousands of frames (the ring grows) and releases them all, in order', () => {
     const src = new Scripted();
     gate.attach(src, 0);
