@@ -90,6 +90,7 @@ export class Db {
   private state: 'connected' | 'unreachable' = 'unreachable';
   private lastError: string | null = null;
   private downSinceMs: number | null = null;
+  private closed = false;
   /** Whether the LISTEN connection is up (set by the store): a query that succeeds then ends an outage. */
   isListening: () => boolean = () => false;
 
@@ -135,6 +136,8 @@ export class Db {
 
   /** Records an outage; logs an error only for the first failure of an episode. */
   markDown(err: unknown, op: string): void {
+    // pool.end() resolves before the sockets are closed: a server stopping right after is no outage.
+    if (this.closed) return;
     this.lastError = this.safeMessage(err);
     if (this.state === 'unreachable') return;
     this.state = 'unreachable';
@@ -203,6 +206,7 @@ export class Db {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.pool.end().catch(() => undefined);
   }
 }
