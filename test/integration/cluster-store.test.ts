@@ -79,6 +79,14 @@ describe('cluster store: schema', () => {
     expect(again.logs()).not.toContain('cluster database schema migrated');
     expect(again.store.registry.get('kept-1')?.revoked).toBe(false);
     expect(await sql(url, 'SELECT version FROM esp32hub_schema')).toHaveLength(SCHEMA_VERSION);
+
+    // A database migrated by a newer hub: this one refuses to start instead of writing rows it does not know.
+    await sql(url, 'INSERT INTO esp32hub_schema (version, applied_at_ms) VALUES ($1, 0)', [SCHEMA_VERSION + 1]);
+    const refused = await openStore({ databaseUrl: url, instanceId: 'inst-c', dataDir: dataDir() }).catch(
+      (e: unknown) => e,
+    );
+    expect(refused).toMatchObject({ code: 'CONFIG_INVALID' });
+    expect((refused as Error).message).toContain(`schema version ${SCHEMA_VERSION + 1}`);
   });
 });
 
