@@ -745,14 +745,13 @@ export function createRelay(opts: RelayOptions): Relay {
       client.subscribe(replyTopic, onReply, { early: true });
       client.subscribe(`${base}/interest/+`, onInterest);
       client.subscribe(`${base}/events/+`, onEvents);
-      client.onConnect(() => {
+      // After every (re)connect, once the subscriptions are made: announce, and ask every member what
+      // it holds now (events were lost while this instance was away).
+      client.onReady(() => {
         if (!started) return;
+        connected = client.isConnected();
         publishInterest();
-        // After the hook: the subscriptions are (re)made, then every member is asked what it holds.
-        setTimeout(() => {
-          connected = client.isConnected();
-          for (const id of alive) resync(id);
-        }, 0).unref();
+        for (const id of alive) resync(id);
       });
       if (client.isConnected()) publishInterest();
       for (const [name, fn] of Object.entries(localListeners)) bus.on(name as keyof HubEvents, fn as never);

@@ -41,7 +41,7 @@ class FakeClient implements HubMqttClient {
   connected = true;
   queued = 0;
   readonly subs = new Map<string, MessageHandler>();
-  readonly hooks: (() => void)[] = [];
+  readonly hooks: ((sessionPresent: boolean) => unknown)[] = [];
   constructor(private readonly broker: FakeBroker) {
     broker.clients.add(this);
   }
@@ -71,9 +71,13 @@ class FakeClient implements HubMqttClient {
     for (const [filter, handler] of this.subs)
       if (topicMatches(filter, topic)) handler(topic, payload, opts.properties);
   }
-  onConnect(hook: () => void): void {
+  onConnect(hook: (sessionPresent: boolean) => unknown): void {
     this.hooks.push(hook);
   }
+  onReady(hook: () => void): void {
+    this.hooks.push(hook);
+  }
+  setWill(): void {}
   holdInput(): void {}
   releaseInput(): void {}
 }
@@ -128,8 +132,10 @@ function node(
     'remote:command',
     'remote:lost',
   ] as const) {
+    const list: unknown[][] = [];
+    (seen as Record<string, unknown[][]>)[e] = list;
     bus.on(e, (...args: unknown[]) => {
-      ((seen[e] ??= []) as unknown[][]).push(args);
+      list.push(args);
     });
   }
   relay.start();
