@@ -32,6 +32,7 @@ import type { HubContext } from '../hub.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { ClusterIngest } from '../pipeline/ingest.ts';
+import { type Membership, startMembership } from './membership.ts';
 import { type ClusterSessions, type ClusterSessionsStatus, createClusterSessions } from './sessions.ts';
 import { openClusterStore } from './store/index.ts';
 import type { ClusterStore, OpenClusterStore } from './store/types.ts';
@@ -54,6 +55,8 @@ export interface StartClusterOptions {
   joinTimeoutMs?: number;
   /** Write-behind period (default 250 ms, sessions.ts). */
   writeBehindIntervalMs?: number;
+  /** ACK_DURABILITY=influx: the ACK gate, whose releases are what the shared last ACK follows. */
+  ackGate?: { onReleased(listener: (deviceId: string, bootId: number, seq: number) => void): () => void } | null;
 }
 
 /** What `/readyz` shows as `checks.cluster`. */
@@ -72,6 +75,8 @@ export interface Cluster {
   readonly instanceId: string;
   readonly store: ClusterStore;
   readonly sessions: ClusterSessions;
+  /** Members over the broker (membership.ts), once attached with MQTT. */
+  readonly membership: Membership | null;
   /** Starts the parts that talk over the broker (membership, relay) once the hub's context exists. */
   attach(ctx: HubContext): Promise<void>;
   status(): ClusterStatus;
@@ -115,6 +120,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
       ...(opts.now ? { now: opts.now } : {}),
       ...(opts.joinTimeoutMs !== undefined ? { joinTimeoutMs: opts.joinTimeoutMs } : {}),
       ...(opts.writeBehindIntervalMs !== undefined ? { writeBehindIntervalMs: opts.writeBehindIntervalMs } : {}),
+      ...(opts.ackGate ? { acknowledged: opts.ackGate.onReleased.bind(opts.ackGate) } : {}),
     });
   } catch (err) {
     await store.close().catch(() => undefined);
@@ -122,16 +128,34 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
   }
   const parts: AttachedPart[] = [];
   let stopped = false;
+  let membership: Membership | null = null;
 
   return {
     instanceId: opts.cluster.instanceId,
     store,
     sessions,
 
-    async attach(_ctx) {
-      // Membership (C) and relay (D) start here, e.g.:
-      //   const membership = await startMembership({ ctx, instanceId, ... });
-      //   parts.push({ name: 'membership', stop: () => membership.stop(), status: () => ({ members: membership.members() }) });
+    get membership() {
+      return membership;
+    },
+
+    async attach(ctx) {
+      const mqtt = ctx.mqtt;
+      const mqttConfig = ctx.config.mqtt;
+      if (!mqtt || !mqttConfig) return; // cluster mode requires MQTT_URL (config)
+      // Membership: before the MQTT connect (it sets the will); MQTT devices are handled by their owner only.
+      const m = startMembership({
+        mqtt,
+        instanceId: opts.cluster.instanceId,
+        topicPrefix: mqttConfig.topicPrefix,
+        publicUrl: ctx.config.server.publicUrl,
+        logger: log,
+        metrics,
+      });
+      membership = m;
+      mqtt.setOwnership(m.ownership);
+      parts.push({ name: 'membership', stop: () => m.stop(), status: () => ({ members: m.status() }) });
+      // The relay (D) starts here, with `m`.
     },
 
     status() {
