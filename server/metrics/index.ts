@@ -259,7 +259,7 @@ export function createMetrics() {
     // MQTT.
     mqttMessages: new Counter({
       name: 'hub_mqtt_messages_total',
-      help: 'MQTT messages, by direction (in, out) and outcome (in: delivered, no_session, unknown_device, bad_topic; out: sent, dropped, failed).',
+      help: 'MQTT messages, by direction (in, out) and outcome (in: delivered, no_session, unknown_device, bad_topic, not_owner (several instances: another one handles the device); out: sent, dropped, failed).',
       labelNames: ['direction', 'outcome'] as const,
       registers: r,
     }),
