@@ -43,7 +43,7 @@ export const name = 'influx-e2e';
 const BAR_READINGS = 250_000;
 const BAR_RATIO = 0.4;
 /** Paced rate of the CPU-per-frame step, the same for every device count (frames/s). */
-const CPU_RATE = 8000;
+export const CPU_RATE = 8000;
 /** How often the settle check scrapes the hub's /metrics (each scrape costs the hub CPU too). */
 const POLL_MS = 100;
 /** Everything sent must be ACKed and in InfluxDB this long after the load's end. */
@@ -68,7 +68,7 @@ const CHANNELS: ChannelDescriptor[] = Array.from({ length: 8 }, (_, i) => ({
   scaleExp: 0,
   periodMs: 1000,
 }));
-const READINGS_PER_FRAME = CHANNELS.length;
+export const READINGS_PER_FRAME = CHANNELS.length;
 const HASH = descriptorHash(CHANNELS);
 /** Offsets in a TELEMETRY frame: header 8, then bootId, seq, descriptor hash, baseTime u64 [PROTO-3.4]. */
 const SEQ_AT = 12;
@@ -91,15 +91,18 @@ interface StepResult {
   achieved: number;
   /** Frames ACKed within `settleMs` of the load's end. */
   acked: number;
+  ackP50Ms: number;
   ackP99Ms: number;
   /** Date.now() at the load's end (the processes share the machine's clock). */
   endAtMs: number;
 }
 type FromWorker = { type: 'ready' } | StepResult;
 
-interface HubRun {
+export interface HubRun {
   devices: number;
   best: StepResult & { forwardedAfterMs: number };
+  /** The step at the fixed rate (`fixedRate`, default CPU_RATE: the same load for every run). */
+  fixed: StepResult;
   trail: string;
   cpuMsPer1kFrames: number;
   rssBytes: number;
@@ -220,12 +223,19 @@ async function resetDatabase(influx: InfluxServer): Promise<void> {
   await influx.influxQL(`CREATE DATABASE "${influx.bucket}"`);
 }
 
-async function measureHub(
+/**
+ * Starts a hub (server/main.ts, forwarding mode, `env` on top of the defaults) on `dataDir`, finds its
+ * highest passing paced rate with `devices` devices, measures the fixed-rate step (`fixedRate` frames/s),
+ * stops it and checks InfluxDB holds every ACKed reading. Also used by ack-durability.bench.ts.
+ */
+export async function measureHub(
   influx: InfluxServer,
   dataDir: string,
   devices: number,
   quick: boolean,
   children: ChildProcess[],
+  env: Record<string, string> = {},
+  fixedRate = CPU_RATE,
 ): Promise<HubRun> {
   await resetDatabase(influx);
   const registry = openDeviceRegistry({ dataDir, logger: createLogger('silent'), watchIntervalMs: 0 });
@@ -253,6 +263,7 @@ async function measureHub(
       INFLUX_BUCKET: influx.bucket,
       // No hub_stats points: the step check counts the forwarder's written lines, readings only.
       INFLUX_STATS_INTERVAL_MS: '0',
+      ...env,
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -322,7 +333,7 @@ async function measureHub(
 
   // CPU per frame at one fixed rate for every device count (below either's sustained rate): the
   // per-device cost as CPU, which the machine's other load moves much less than the rates.
-  const cpuRate = CPU_RATE;
+  const cpuRate = fixedRate;
   const cpu0 = await cpuSeconds(base);
   const cpuStep = await step(cpuRate);
   const cpuMsPer1kFrames = (((await cpuSeconds(base)) - cpu0) * 1e6) / cpuStep.sent;
@@ -339,7 +350,7 @@ async function measureHub(
       `${devices} devices: InfluxDB holds ${checked} readings, ${ackedTotal * READINGS_PER_FRAME} were ACKed`,
     );
   }
-  return { devices, best: { ...best }, trail: trail.join(', '), cpuMsPer1kFrames, rssBytes, checked };
+  return { devices, best: { ...best }, fixed: cpuStep, trail: trail.join(', '), cpuMsPer1kFrames, rssBytes, checked };
 }
 
 /** Lines shaped like the hub's (8 channels, `devices` devices, ms timestamps), built before the clock starts. */
@@ -491,6 +502,7 @@ function loadWorker(): void {
       sent,
       achieved: sent / Math.max(sendSeconds, seconds),
       acked,
+      ackP50Ms: latencies[Math.floor(0.5 * latencies.length)] ?? 0,
       ackP99Ms: latencies[Math.min(latencies.length - 1, Math.floor(0.99 * latencies.length))] ?? 0,
       endAtMs,
     } satisfies FromWorker);
