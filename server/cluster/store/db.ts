@@ -98,8 +98,12 @@ export class Db {
     this.where = describeDatabase(options.url);
     this.secret = passwordOf(options.url);
     this.pool = new pg.Pool({ ...clientConfig(options.url, options.instanceId), max: 4, idleTimeoutMillis: 30_000 });
-    // An idle client's connection broke (server shut down, network): an outage unless it comes back.
-    this.pool.on('error', (err) => this.markDown(err, 'pool'));
+    // An idle pooled connection broke. Not an outage by itself (a server may end idle sessions): the
+    // listening connection decides that; the next query opens a fresh connection.
+    this.pool.on('error', (err) => {
+      options.metrics.errors.inc({ op: 'idle_connection' });
+      options.logger.debug({ error: this.safeMessage(err) }, 'an idle cluster database connection closed');
+    });
     options.metrics.up.set(0);
   }
 

@@ -41,6 +41,8 @@ export async function openClusterStore(opts: ClusterStoreOptions): Promise<Clust
   const claimListeners = new Set<(claim: SessionClaim) => void>();
   const resyncListeners = new Set<() => void>();
   let registry: PgRegistry | undefined;
+  // Registry notifications that arrive while the registry is still loading at open: replayed after.
+  const early: string[] = [];
   let closed = false;
 
   const listener: Listener = new Listener({
@@ -52,7 +54,8 @@ export async function openClusterStore(opts: ClusterStoreOptions): Promise<Clust
     metrics,
     onNotification(channel, payload) {
       if (channel === REGISTRY_CHANNEL) {
-        registry?.notified(payload);
+        if (registry) registry.notified(payload);
+        else early.push(payload);
         return;
       }
       const claim = state.parseClaim(payload);
@@ -122,6 +125,7 @@ export async function openClusterStore(opts: ClusterStoreOptions): Promise<Clust
     }
   }
   const reg = registry;
+  for (const payload of early.splice(0)) reg.notified(payload);
   logger.info({ database: db.where, instanceId: opts.instanceId, devices: reg.list().length }, 'cluster store open');
 
   const open = (): void => {

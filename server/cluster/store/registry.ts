@@ -151,6 +151,8 @@ export async function openPgRegistry(options: PgRegistryOptions): Promise<PgRegi
   };
   const retryLater = (err: unknown, keep: () => void): void => {
     keep();
+    // During an outage the reload after the reconnect covers these rows (and the outage is logged once).
+    if (!db.connected) return;
     logger.warn({ error: db.safeMessage(err) }, 'reloading changed devices failed; retrying');
     setTimeout(schedule, RETRY_MS).unref();
   };

@@ -152,7 +152,7 @@ export async function putDescriptors(
  * The write-behind's batched upsert. Per chunk of devices, one transaction of four statements:
  * boots (highest seq = max, offsets: first writer wins, first seen = min), devices (first seen = min;
  * last ACK replaced only by one of the same boot with a seq at least as high, or of a boot first seen
- * no earlier; the current descriptor hash taken with it, or from a state without ACK), descriptor sets (added), then each device's boots trimmed to the newest
+ * no earlier; the current descriptor hash taken with it, or from a state without ACK), descriptor sets (added), then the boots of each device that got a new one trimmed to the newest
  * MAX_BOOTS_PER_DEVICE. Returns the number of devices written.
  */
 export async function saveDeviceStates(db: Db, states: readonly SharedDeviceState[], nowMs: number): Promise<number> {
@@ -161,16 +161,21 @@ export async function saveDeviceStates(db: Db, states: readonly SharedDeviceStat
     const chunk = devices.slice(i, i + SAVE_CHUNK_DEVICES);
     await db.tx('save_states', async (q) => {
       const boots = chunk.flatMap((d) => mergeBoots(d.boots).map((b) => ({ ...b, deviceId: d.deviceId })));
+      // Devices that got a new boot row: only they can hold more boots than kept (trimmed below).
+      let grown: string[] = [];
       if (boots.length > 0) {
-        await q.query(
-          `INSERT INTO esp32hub_device_boots AS b
-             (device_id, boot_id, highest_seq, time_offset_ms, clock_correction_ms, first_seen_ms)
-           SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
-           ON CONFLICT (device_id, boot_id) DO UPDATE SET
-             highest_seq = greatest(b.highest_seq, EXCLUDED.highest_seq),
-             time_offset_ms = coalesce(b.time_offset_ms, EXCLUDED.time_offset_ms),
-             clock_correction_ms = coalesce(b.clock_correction_ms, EXCLUDED.clock_correction_ms),
-             first_seen_ms = least(b.first_seen_ms, EXCLUDED.first_seen_ms)`,
+        const inserted = await q.query<{ device_id: string }>(
+          `WITH up AS (
+             INSERT INTO esp32hub_device_boots AS b
+               (device_id, boot_id, highest_seq, time_offset_ms, clock_correction_ms, first_seen_ms)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])
+             ON CONFLICT (device_id, boot_id) DO UPDATE SET
+               highest_seq = greatest(b.highest_seq, EXCLUDED.highest_seq),
+               time_offset_ms = coalesce(b.time_offset_ms, EXCLUDED.time_offset_ms),
+               clock_correction_ms = coalesce(b.clock_correction_ms, EXCLUDED.clock_correction_ms),
+               first_seen_ms = least(b.first_seen_ms, EXCLUDED.first_seen_ms)
+             RETURNING b.device_id, (b.xmax = 0) AS fresh)
+           SELECT DISTINCT device_id FROM up WHERE fresh`,
           [
             boots.map((b) => b.deviceId),
             boots.map((b) => b.bootId),
@@ -180,6 +185,7 @@ export async function saveDeviceStates(db: Db, states: readonly SharedDeviceStat
             boots.map((b) => b.firstSeenMs),
           ],
         );
+        grown = inserted.rows.map((r) => r.device_id);
       }
       const bootSeen = `(SELECT first_seen_ms FROM esp32hub_device_boots x
                           WHERE x.device_id = d.device_id AND x.boot_id = %s)`;
@@ -219,6 +225,7 @@ export async function saveDeviceStates(db: Db, states: readonly SharedDeviceStat
           [sets.map((s) => s.deviceId), sets.map((s) => s.hash), sets.map((s) => JSON.stringify(s.channels))],
         );
       }
+      if (grown.length === 0) return;
       await q.query(
         `DELETE FROM esp32hub_device_boots b USING (
            SELECT device_id, boot_id FROM (
@@ -227,7 +234,7 @@ export async function saveDeviceStates(db: Db, states: readonly SharedDeviceStat
              FROM esp32hub_device_boots WHERE device_id = ANY($1::text[])) ranked
            WHERE ranked.n > $2) old
          WHERE b.device_id = old.device_id AND b.boot_id = old.boot_id`,
-        [chunk.map((d) => d.deviceId), MAX_BOOTS_PER_DEVICE],
+        [grown, MAX_BOOTS_PER_DEVICE],
       );
     });
   }
