@@ -270,9 +270,12 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           logger: logger.child({ component: 'ingest' }),
           now,
         });
+        // ACK_DURABILITY=influx: ACKs wait for InfluxDB too; attached to the forwarder below.
+        ackGate =
+          config.ackDurability === 'influx' && config.influx ? new InfluxAckGate({ metrics, logger, now }) : null;
         // Several instances (server/cluster/index.ts): the shared store before the registry, which is its.
         if (config.cluster) {
-          cluster = await startCluster({ config, cluster: config.cluster, logger, metrics, bus, now, ingest });
+          cluster = await startCluster({ config, cluster: config.cluster, logger, metrics, bus, now, ingest, ackGate });
         }
         registry = deps.registry ?? cluster?.store.registry ?? null;
         if (!registry && !deps.authenticate) {
@@ -293,9 +296,6 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           ...(deps.commandTimeoutMs !== undefined ? { timeoutMs: deps.commandTimeoutMs } : {}),
         });
         const counts = newSessionCounts();
-        // ACK_DURABILITY=influx: ACKs wait for InfluxDB too; attached to the forwarder below.
-        ackGate =
-          config.ackDurability === 'influx' && config.influx ? new InfluxAckGate({ metrics, logger, now }) : null;
         const sessionCtx = {
           counts,
           ingest,
@@ -326,6 +326,8 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           commands,
           session: (id) => sessions.get(id),
           guard: deps.authorizeCommands ? guardFrom(deps.authorizeCommands) : admin,
+          // Several instances: a device held elsewhere gets the command through its instance.
+          remote: () => cluster?.live?.commands ?? null,
         });
         if (config.mqtt) {
           mqtt = createHubMqtt({
@@ -380,6 +382,9 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           isRevoked: (id) => (registry ? registry.get(id)?.revoked !== false : false),
           ...(deps.alertWebhookRetryMs ? { webhookRetryMs: deps.alertWebhookRetryMs } : {}),
         });
+        // Several instances: a device online on another instance is not offline (it moved).
+        const clusterNow = cluster;
+        if (clusterNow) alerts.setClusterPresence((id) => clusterNow.onlineElsewhere(id));
         registerAlertRoutes(router, {
           alerts,
           guard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,

@@ -63,6 +63,12 @@ export interface ClusterSessionsOptions {
   joinTimeoutMs?: number;
   /** Default {@link WRITE_BEHIND_INTERVAL_MS}. */
   writeBehindIntervalMs?: number;
+  /**
+   * Where the positions ACKs cover come from, for the shared last ACK and highest seqs: by default the
+   * ingest's durable commits; with ACK_DURABILITY=influx the ACK gate's releases (`onReleased`), so no
+   * instance's WELCOME frees a device's outbox of frames InfluxDB has not confirmed.
+   */
+  acknowledged?: (listener: (deviceId: string, bootId: number, seq: number) => void) => () => void;
 }
 
 export interface ClusterSessionsStatus {
@@ -295,7 +301,8 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
     }
   });
 
-  const offDurable = ingest.onDurable((deviceId, bootId, seq) => {
+  const acknowledged = opts.acknowledged ?? ((l) => ingest.onDurable(l));
+  const offDurable = acknowledged((deviceId, bootId, seq) => {
     const p = pending.get(deviceId);
     if (p === undefined) {
       pending.set(deviceId, { lastAck: { bootId, seq }, boots: new Map([[bootId, seq]]) });
