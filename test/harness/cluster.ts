@@ -18,6 +18,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import { type HubProcess, newAdminToken, startHubProcess } from '../../scripts/chaos/hub-process.ts';
 import { type HaproxyServer, startHaproxy } from './haproxy.ts';
 import { type InfluxServer, startInflux } from './influx.ts';
@@ -110,6 +111,12 @@ export interface Cluster {
   sessions(): Promise<Record<string, number>>;
   /** Every `telemetry` point of devices whose id starts with `devicePrefix`. */
   telemetryPoints(devicePrefix: string): Promise<TelemetryPoint[]>;
+  /**
+   * Waits until the broker's retained member records (`esp32hub/cluster/v1/members/+`, what every
+   * instance announces and its last will clears) name exactly `ids` (default: the running
+   * instances): every instance then sees the same members, and MQTT device ownership is settled.
+   */
+  waitMembers(ids?: readonly string[], timeoutMs?: number): Promise<void>;
   /** Waits until every running instance has forwarded its whole local log to InfluxDB. */
   forwarded(timeoutMs?: number): Promise<void>;
   /** Tails of every process's log, for failure messages. */
@@ -239,6 +246,37 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<C
           timeMs: row.time as number,
           value: (row.state ?? row.value) as number | boolean,
         }));
+      },
+      async waitMembers(wanted, timeoutMs = 60_000) {
+        const want = [...(wanted ?? instances.filter((x) => x.alive()).map((x) => x.id))].sort();
+        const client = await mqtt.connectAsync(broker.url, {
+          username: HUB_USER,
+          password: HUB_PASSWORD,
+          clientId: `cluster-harness-${process.pid}-${Date.now()}`,
+          reconnectPeriod: 0,
+        });
+        const members = new Set<string>();
+        client.on('message', (topic, payload) => {
+          const id = topic.split('/').at(-1) as string;
+          if (payload.length > 0) members.add(id);
+          else members.delete(id);
+        });
+        try {
+          await client.subscribeAsync('esp32hub/cluster/v1/members/+', { qos: 1 });
+          const deadline = Date.now() + timeoutMs;
+          for (;;) {
+            const got = [...members].sort();
+            if (got.join(',') === want.join(',')) return;
+            if (Date.now() > deadline) {
+              throw new Error(
+                `cluster members on the broker: [${got.join(', ')}], wanted [${want.join(', ')}] within ${timeoutMs} ms`,
+              );
+            }
+            await sleep(50);
+          }
+        } finally {
+          await client.endAsync();
+        }
       },
       async forwarded(timeoutMs = 120_000) {
         const deadline = Date.now() + timeoutMs;

@@ -80,6 +80,11 @@ export interface ExactlyOnceReport {
   extra: string[];
   /** Unsynced boots whose readings were not all stored with one time offset. */
   offsets: string[];
+  /**
+   * Frames whose readings sit at another time than expected, with the shift that finds them among the
+   * unexplained points (e.g. one frame of a boot stored with another instance's offset).
+   */
+  shiftedFrames: string[];
   acked: number;
   points: number;
 }
@@ -163,11 +168,30 @@ export function compareExactlyOnce(
     }
   }
   const extra: string[] = [];
+  const unexplained = new Map<string, number[]>();
   for (const p of points) {
-    if (!expected.has(keyOf(p.device, p.channel, p.timeMs)))
-      extra.push(`${p.device} ${p.channel}=${String(p.value)} at ${p.timeMs}`);
+    if (expected.has(keyOf(p.device, p.channel, p.timeMs))) continue;
+    extra.push(`${p.device} ${p.channel}=${String(p.value)} at ${p.timeMs}`);
+    const k = `${p.device}|${p.channel}|${String(p.value)}`;
+    unexplained.set(k, [...(unexplained.get(k) ?? []), p.timeMs]);
   }
-  return { lost, extra, offsets, acked: expected.size, points: points.length };
+  // Where the missing readings went: the shift (stored time − expected time) per frame, when the
+  // unexplained points hold their values.
+  const shifts = new Map<string, Map<number, number>>();
+  for (const [key, { r, timeMs }] of expected) {
+    if (stored.get(key) === r.value) continue;
+    const frame = `${r.deviceId} boot ${r.bootId} seq ${r.seq}${r.unsynced ? ' (unsynced)' : ''}`;
+    const votes = shifts.get(frame) ?? new Map<number, number>();
+    for (const t of unexplained.get(`${r.deviceId}|${r.channel}|${String(r.value)}`) ?? []) {
+      votes.set(t - timeMs, (votes.get(t - timeMs) ?? 0) + 1);
+    }
+    shifts.set(frame, votes);
+  }
+  const shiftedFrames = [...shifts].map(([frame, votes]) => {
+    const [shift, n] = [...votes].sort((x, y) => y[1] - x[1])[0] ?? [null, 0];
+    return shift === null ? `${frame}: not stored` : `${frame}: stored ${shift} ms off (${n} readings)`;
+  });
+  return { lost, extra, offsets, shiftedFrames, acked: expected.size, points: points.length };
 }
 
 /** The first few entries of a list, for a readable failure. */
