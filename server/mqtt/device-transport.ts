@@ -4,7 +4,8 @@
  *
  * - A HELLO on `<prefix>/v1/<id>/up` starts a session (an {@link MqttLink}); the hub answers on
  *   `.../down`. A new HELLO while a session exists replaces it (the old one ends with `REPLACED`
- *   without an ERROR on the shared down topic, since the device itself started the new one).
+ *   without an ERROR on the shared down topic, since the device itself started the new one; so does a
+ *   session replaced by the device's newer one on another instance).
  * - Any other frame with no session (the hub restarted, the session timed out or was closed) is
  *   answered with a FATAL ERROR `UNEXPECTED_MESSAGE` (at most once a second per device) and not
  *   stored: the device says HELLO again and replays what is not acknowledged.
@@ -115,9 +116,11 @@ export class MqttLink implements DeviceLink {
     if (this.open) this.publishDown(frame);
   }
 
-  close(code: number, _reason: string, finalFrame?: Uint8Array): void {
+  close(code: number, reason: string, finalFrame?: Uint8Array): void {
     if (!this.open) return;
-    if (finalFrame && !this.retired) this.publishDown(finalFrame);
+    // REPLACED: the device started a newer session (here, or on another instance): an ERROR on the
+    // shared down topic would end that one.
+    if (finalFrame && !this.retired && reason !== 'REPLACED') this.publishDown(finalFrame);
     this.finish(code);
   }
 

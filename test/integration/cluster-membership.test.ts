@@ -343,6 +343,33 @@ describe('several hub instances on one broker: membership and MQTT device owners
     }
   });
 
+  it('a session replaced by a newer one on another instance ends without an ERROR on the shared down topic', async () => {
+    const dir = await tempDir('cluster-replaced');
+    dirs.push(dir);
+    const hub = await startTestHub(
+      { MQTT_URL: broker.url, MQTT_CLIENT_ID: 'cl-rep', MQTT_TOPIC_PREFIX: 'rep' },
+      { mqttRetryMs: { min: 100, max: 500 } },
+      dir,
+    );
+    const d = await MqttTestDevice.connect(broker.url, { deviceId: 'rep-1', prefix: 'rep' });
+    try {
+      await until('the hub subscribed', async () => (await fetch(`${hub.http}/readyz`)).status === 200);
+      await hub.addDevice('rep-1');
+      await d.hello(2);
+      const ended = new Promise<string>((resolve) => hub.hub.bus.on('device:offline', (i) => resolve(i.reason)));
+      // What the cluster sessions do when the device's newer HELLO was claimed on another instance.
+      hub.hub.context().sessions.get('rep-1')?.end('REPLACED', 'a newer connection of this device replaced this one');
+      expect(await ended).toBe('replaced');
+      // Over MQTT the device's new session shares this down topic: an ERROR here would end that one.
+      await d.send(telemetry(2, 1, Date.now()));
+      expect(await d.next('error')).toMatchObject({ fatal: true, code: 201 });
+      expect(d.history.filter((m) => m.type === 'error').map((m) => (m as { code: number }).code)).toEqual([201]);
+    } finally {
+      await d.close();
+      await hub.stop();
+    }
+  });
+
   it('the hub role of the dynamic-security plugin gets the cluster topics (records and will work)', async () => {
     const user = 'hub';
     const password = 'hub-broker-password-cl';
