@@ -32,6 +32,7 @@ import type { HubContext } from '../hub.ts';
 import type { Logger } from '../log/index.ts';
 import type { Metrics } from '../metrics/index.ts';
 import type { ClusterIngest } from '../pipeline/ingest.ts';
+import { type ClusterLive, startClusterLive } from './live.ts';
 import { type Membership, startMembership } from './membership.ts';
 import { type ClusterSessions, type ClusterSessionsStatus, createClusterSessions } from './sessions.ts';
 import { openClusterStore } from './store/index.ts';
@@ -77,6 +78,10 @@ export interface Cluster {
   readonly sessions: ClusterSessions;
   /** Members over the broker (membership.ts), once attached with MQTT. */
   readonly membership: Membership | null;
+  /** Live events, presence and commands across instances (live.ts: relay, remote commands), once attached. */
+  readonly live: ClusterLive | null;
+  /** Whether relayed presence shows a device online on another instance (the offline alert rule). */
+  onlineElsewhere(deviceId: string): boolean;
   /** Starts the parts that talk over the broker (membership, relay) once the hub's context exists. */
   attach(ctx: HubContext): Promise<void>;
   status(): ClusterStatus;
@@ -129,6 +134,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
   const parts: AttachedPart[] = [];
   let stopped = false;
   let membership: Membership | null = null;
+  let live: ClusterLive | null = null;
 
   return {
     instanceId: opts.cluster.instanceId,
@@ -137,6 +143,14 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
 
     get membership() {
       return membership;
+    },
+
+    get live() {
+      return live;
+    },
+
+    onlineElsewhere(deviceId) {
+      return live?.relay.onlineElsewhere(deviceId) === true;
     },
 
     async attach(ctx) {
@@ -155,7 +169,10 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
       membership = m;
       mqtt.setOwnership(m.ownership);
       parts.push({ name: 'membership', stop: () => m.stop(), status: () => ({ members: m.status() }) });
-      // The relay (D) starts here, with `m`.
+      // Live events, presence and commands across instances, on the members `m` sees.
+      const l = startClusterLive(ctx, { instanceId: opts.cluster.instanceId, members: m, store });
+      live = l;
+      parts.push({ name: 'relay', stop: () => l.stop(), status: () => ({ relay: l.relay.status() }) });
     },
 
     status() {
