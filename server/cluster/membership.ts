@@ -320,8 +320,10 @@ export function startMembership(opts: MembershipOptions): Membership {
   // Refresh: our record again (proof of life for the others), and clear records nobody refreshes.
   const expiring = new Set<string>();
   const refresh = setInterval(() => {
-    if (stopped || !client.isConnected() || !table.synced()) return;
+    if (stopped || !client.isConnected()) return;
+    // Not synced yet: the record of this connection may have been lost (e.g. a full MQTT queue): again.
     publishOwn();
+    if (!table.synced()) return;
     for (const id of table.silent(3 * refreshMs)) {
       if (!expiring.has(id)) {
         expiring.add(id);
