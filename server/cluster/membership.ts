@@ -272,6 +272,12 @@ export function startMembership(opts: MembershipOptions): Membership {
   m.members.set(1);
   m.synced.set(0);
 
+  if (client.status().sessionPresent !== null) {
+    logger.warn(
+      { instanceId },
+      'cluster membership started after the MQTT connect: its will applies from the next connect (start it before HubMqtt.start())',
+    );
+  }
   // Dies with the connection: the broker clears the record (and at a graceful stop, DISCONNECT 0x04).
   client.setWill({ topic: memberTopic(instanceId), payload: '', qos: 1, retain: true });
   if (mqtt.access.kind === 'dynsec') {
