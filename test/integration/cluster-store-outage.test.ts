@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HubError } from '../../server/errors.ts';
 import { type PostgresServer, startPostgres, until } from '../harness/index.ts';
@@ -152,6 +153,44 @@ describe('cluster store: PostgreSQL outages', () => {
     } finally {
       await cutOff.close();
     }
+  });
+
+  it('a query that loses its connection while the listening one stays up: outage, then reconnect and resync', async () => {
+    const url = await pgServer.createDatabase(`t${++dbCount}`);
+    const a = await open(url, 'inst-a');
+    let resyncs = 0;
+    a.store.onResync(() => resyncs++);
+    const batch = Array.from({ length: 60_000 }, (_, i) => ({
+      deviceId: `big-${i}`,
+      lastAck: null,
+      firstSeenMs: 1,
+      descriptorHash: 0,
+      boots: [{ bootId: 1, highestSeq: 1, timeOffsetMs: 1, clockCorrectionMs: null, firstSeenMs: 1 }],
+      descriptors: [],
+    }));
+    const saving = a.store.saveDeviceStates(batch).catch((e: unknown) => e);
+    // The write-behind's connection (in a transaction), not the listening one, is terminated.
+    const admin = new pg.Client(pgServer.url);
+    await admin.connect();
+    try {
+      await until('the save is running', async () => {
+        const { rows } = await admin.query(
+          `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+           WHERE datname = $1 AND application_name = 'esp32hub-inst-a' AND state <> 'idle'
+             AND query NOT LIKE 'LISTEN%'`,
+          [url.slice(url.lastIndexOf('/') + 1)],
+        );
+        return rows.some((r: { done: boolean }) => r.done);
+      });
+    } finally {
+      await admin.end();
+    }
+    expect(await saving).toMatchObject({ code: 'CLUSTER_DB_UNAVAILABLE' });
+    await until('the store reconnected and resynced', () => resyncs === 1 && a.store.status().database === 'connected');
+    expect(occurrences(a.logs(), OUTAGE_LOG)).toBe(1);
+    expect(await a.metric('hub_cluster_db_reconnects_total')).toBe(1);
+    await a.store.saveDeviceStates(batch.slice(0, 10));
+    expect((await a.store.loadDeviceState('big-3'))?.boots).toHaveLength(1);
   });
 
   it('a refused login fails the start at once with CLUSTER_DB_UNAVAILABLE naming the database, not the password', async () => {

@@ -93,6 +93,12 @@ export class Db {
   private closed = false;
   /** Whether the LISTEN connection is up (set by the store): a query that succeeds then ends an outage. */
   isListening: () => boolean = () => false;
+  /**
+   * Called when a query finds the database gone (set by the store: the listening connection is dropped
+   * and reconnected, so the outage ends the one way, with a registry reload and a resync, even when
+   * that connection had not noticed, as behind a network that drops packets silently).
+   */
+  onDown: () => void = () => undefined;
 
   constructor(private readonly options: DbOptions) {
     this.where = describeDatabase(options.url);
@@ -152,6 +158,7 @@ export class Db {
       { database: this.where, op, error: this.lastError },
       'cluster database unreachable: serving from the cached registry, reconnecting with backoff',
     );
+    this.onDown();
   }
 
   /**
@@ -175,11 +182,16 @@ export class Db {
   async tx<T>(op: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       let client: pg.PoolClient | undefined;
+      // A connection lost between two statements of the transaction is emitted as an 'error' event (no
+      // query to fail yet): the next statement fails with it, so the event itself is only swallowed.
+      const ignore = (): void => undefined;
       try {
         client = await this.pool.connect();
+        client.on('error', ignore);
         await client.query('BEGIN');
         const result = await fn(client);
         await client.query('COMMIT');
+        client.off('error', ignore);
         client.release();
         return result;
       } catch (err) {
@@ -188,6 +200,7 @@ export class Db {
             () => true,
             () => false,
           );
+          client.off('error', ignore);
           client.release(!rolledBack);
         }
         const retry = err instanceof pg.DatabaseError && (err.code === '40P01' || err.code === '40001');

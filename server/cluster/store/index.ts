@@ -125,6 +125,7 @@ export async function openClusterStore(opts: ClusterStoreOptions): Promise<Clust
     }
   }
   const reg = registry;
+  db.onDown = () => listener.recycle(new Error('a query found the cluster database unreachable'));
   for (const payload of early.splice(0)) reg.notified(payload);
   logger.info({ database: db.where, instanceId: opts.instanceId, devices: reg.list().length }, 'cluster store open');
 

@@ -115,6 +115,11 @@ export class Listener {
     });
   }
 
+  /** A query found the database gone: drop this connection too and reconnect (then resync). */
+  recycle(err: unknown): void {
+    if (this.client && this.reconnecting === null) this.lost(this.client, err);
+  }
+
   /** Drops the connection of a failed start attempt (no outage, no reconnect). */
   async disconnect(): Promise<void> {
     const client = this.client;
