@@ -81,6 +81,8 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
  */
 export class BatchWriter {
   readonly #buf: Buffer;
+  /** UTF-8 of recent device ids (one per frame record: encoded once, not per frame). */
+  readonly #ids = new Map<string, Uint8Array>();
   #pos = 0;
   #headerEnd = 0;
   #records = 0;
@@ -119,8 +121,7 @@ export class BatchWriter {
 
   addFrame(deviceId: string, receivedAtMs: number, timeOffsetMs: number, samples: number, frame: Uint8Array): boolean {
     const start = this.#pos;
-    if (!this.#u8(RecordKind.FRAME) || !this.#str8(deviceId) || !this.#room(20 + frame.length))
-      return this.#undo(start);
+    if (!this.#u8(RecordKind.FRAME) || !this.#id(deviceId) || !this.#room(20 + frame.length)) return this.#undo(start);
     const b = this.#buf;
     b.writeDoubleLE(receivedAtMs, this.#pos);
     b.writeDoubleLE(timeOffsetMs, this.#pos + 8);
@@ -204,6 +205,22 @@ export class BatchWriter {
   #u16(v: number): boolean {
     this.#buf.writeUInt16LE(v, this.#pos);
     this.#pos += 2;
+    return true;
+  }
+
+  /** A device id (≤ 64 bytes [PROTO-2.8]) as str8, its bytes cached. */
+  #id(deviceId: string): boolean {
+    let bytes = this.#ids.get(deviceId);
+    if (bytes === undefined) {
+      bytes = encoder.encode(deviceId);
+      if (bytes.length > 0xff) bytes = cutUtf8(bytes, 0xff);
+      if (this.#ids.size >= 100_000) this.#ids.clear(); // bounded; refilled on demand
+      this.#ids.set(deviceId, bytes);
+    }
+    if (!this.#room(1 + bytes.length)) return false;
+    this.#buf[this.#pos] = bytes.length;
+    this.#buf.set(bytes, this.#pos + 1);
+    this.#pos += 1 + bytes.length;
     return true;
   }
 

@@ -70,7 +70,7 @@ export interface RelayOptions {
   maxBatchBytes?: number;
   /** Sealed batches waiting for the MQTT client at most (bytes); beyond it they are dropped. Default 1 MiB. */
   maxPendingBytes?: number;
-  /** A device's descriptor set is sent again at least this often while its frames are relayed (ms). Default 10 s. */
+  /** A device's descriptor set is sent again at least this often while its frames are relayed (ms). Default 60 s. */
   descriptorRefreshMs?: number;
   /** RPC answer wait (ms). Default 5000. */
   rpcTimeoutMs?: number;
@@ -182,7 +182,7 @@ export function createRelay(opts: RelayOptions): Relay {
   const flushMs = opts.flushMs ?? 50;
   const maxBatchBytes = opts.maxBatchBytes ?? 15 * 1024;
   const maxPendingBytes = opts.maxPendingBytes ?? 1024 * 1024;
-  const refreshMs = opts.descriptorRefreshMs ?? 10_000;
+  const refreshMs = opts.descriptorRefreshMs ?? 60_000;
   const rpcTimeoutMs = opts.rpcTimeoutMs ?? 5000;
   const base = `${opts.topicPrefix}/cluster/v1`;
   const eventsTopic = `${base}/events/${instanceId}`;
@@ -245,6 +245,10 @@ export function createRelay(opts: RelayOptions): Relay {
     }
   }
 
+  /** Records written since the last seal, by kind: added to the counter once per batch (hot path). */
+  const written: Record<string, number> = {};
+  let framesWritten = 0;
+
   /** Writes a record, sealing the batch first when it is full. */
   function write(kind: string, add: (w: BatchWriter) => boolean): void {
     open();
@@ -256,12 +260,22 @@ export function createRelay(opts: RelayOptions): Relay {
         return;
       }
     }
-    metrics.records.inc({ direction: 'out', kind });
+    written[kind] = (written[kind] ?? 0) + 1;
+  }
+
+  function countWritten(): void {
+    if (framesWritten > 0) metrics.records.inc({ direction: 'out', kind: 'frame' }, framesWritten);
+    framesWritten = 0;
+    for (const kind in written) {
+      metrics.records.inc({ direction: 'out', kind }, written[kind] as number);
+      delete written[kind];
+    }
   }
 
   function seal(): void {
     if (!batchOpen) return;
     batchOpen = false;
+    countWritten();
     if (writer.records === 0) return;
     const records = writer.records;
     const buf = writer.take();
@@ -348,7 +362,14 @@ export function createRelay(opts: RelayOptions): Relay {
     if (sent === undefined || sent.hash !== hash || f.receivedAtMs - sent.atMs >= refreshMs) {
       sendDescriptors(deviceId, f.channels, hash, f.receivedAtMs);
     }
-    write('frame', (w) => w.addFrame(deviceId, f.receivedAtMs, f.timeOffsetMs, f.samples, f.frame));
+    // Inline (no closure per frame): the common case writes into the open batch.
+    open();
+    if (!writer.addFrame(deviceId, f.receivedAtMs, f.timeOffsetMs, f.samples, f.frame)) {
+      seal();
+      open();
+      if (!writer.addFrame(deviceId, f.receivedAtMs, f.timeOffsetMs, f.samples, f.frame)) return;
+    }
+    framesWritten++;
   };
 
   const localListeners: { [K in keyof HubEvents]?: (...args: HubEvents[K]) => void } = {
@@ -493,7 +514,10 @@ export function createRelay(opts: RelayOptions): Relay {
         const channels = remoteSets.get(r.deviceId)?.get(peekDescriptorHash(r.frame));
         if (table.get(r.deviceId)?.instanceId !== from) resync(from, true);
         if (channels === undefined) {
+          // Its DESCRIPTORS record was lost (QoS 0) or sent before this instance listened: the
+          // sender's snapshot carries every held device's set.
           metrics.dropped.inc({ reason: 'unknown_descriptors' });
+          resync(from, true);
           return;
         }
         const frame = new AcceptedTelemetry(r.deviceId, r.frame, channels, r.timeOffsetMs, r.receivedAtMs, r.samples);
