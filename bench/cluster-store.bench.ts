@@ -118,7 +118,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         { metric: 'registry change → other instance, p99', value: round(quantile(lagMs, 0.99)), unit: 'ms' },
       ],
       notes: [
-        'PostgreSQL 15 from the test harness (fsync=off, synchronous_commit=off) on the same 2 cores as the hub',
+        'PostgreSQL 15 from the test harness (fsync=off) on the same 2 cores as the hub',
         'stores; a production server with durable commits adds its commit latency to each write.',
       ],
     };

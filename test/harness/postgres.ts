@@ -8,8 +8,10 @@
  *   the server if the test process dies (see process.ts).
  * - The login is password-checked over TCP (scram-sha-256), so the URL carries a real password, as in
  *   production; the Unix socket in the temp dir trusts the local user.
- * - Durability is off (`fsync=off`, `synchronous_commit=off`, `full_page_writes=off`): a test database
- *   is thrown away, and a crash of the machine is not what the tests exercise. See docs/testing.md.
+ * - Durability against a machine crash is off (`fsync=off`, `full_page_writes=off`): a test database is
+ *   thrown away, and a machine crash is not what the tests exercise. Commits still reach the operating
+ *   system before they are acknowledged (synchronous_commit stays on), so a stopped or killed server
+ *   (`stopServer({ mode: 'immediate' })`) keeps every committed transaction. See docs/testing.md.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -114,8 +116,6 @@ async function startPostgresOnce(options: StartPostgresOptions): Promise<Postgre
         `listen_addresses=${host}`,
         '-c',
         'fsync=off',
-        '-c',
-        'synchronous_commit=off',
         '-c',
         'full_page_writes=off',
         '-c',
