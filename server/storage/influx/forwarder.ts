@@ -6,8 +6,10 @@
  * local log is the only buffer that matters: a crash, a stop or an outage loses nothing, it only
  * replays from the cursor, and a replay overwrites identical points.
  *
- * Bounded: at most one batch (`batchLines` plus one frame's readings) is held in memory, and one
- * request is in flight. Backlog stays in the log, whose size policy bounds it; it shows as
+ * Bounded: up to `maxInFlightWrites` (INFLUX_MAX_IN_FLIGHT_WRITES, default 2) batches are in flight
+ * and one more is being built (each `batchLines` plus one frame's readings); the cursor passes only
+ * batches confirmed in log order (`confirmedOffset`, which ACK_DURABILITY=influx waits on). Backlog
+ * stays in the log, whose size policy bounds it; it shows as
  * `hub_forwarder_lag_seconds` (set here) and `hub_local_log_unforwarded_frames` (set by the log).
  */
 import type { InfluxConfig } from '../../config/index.ts';
