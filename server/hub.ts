@@ -103,6 +103,8 @@ export interface HubContext {
   channelsOf(deviceId: string): ChannelDescriptor[] | undefined;
   /** The MQTT side (client, topics, broker access) when MQTT_URL is set, else null. */
   mqtt: HubMqtt | null;
+  /** Several instances (CLUSTER_DATABASE_URL): who holds which device elsewhere; null with one instance. */
+  cluster: Cluster | null;
   /** The hub's one HTTP router: register routes with schemas here (docs/http-api.md). */
   router: Router;
 }
@@ -445,6 +447,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           queryHistory: (q) => openedLog.queryHistory(q),
           channelsOf: (id) => ingest.currentChannels(id),
           mqtt,
+          cluster,
           router,
         };
         // Cluster parts that talk over the broker (membership, relay) before the extensions that show them.

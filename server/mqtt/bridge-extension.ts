@@ -4,6 +4,7 @@
  * (`ctx.mqtt.client`); they are given `room()`: at most half of the client's offline queue, so that
  * the other half (and the in-flight window) stays for frames to devices (WELCOME, ACK, COMMAND).
  */
+import type { Cluster, ClusterStore } from '../cluster/index.ts';
 import type { HubContext, HubExtension } from '../hub.ts';
 import { parseCommandRequest } from '../pipeline/commands.ts';
 import { createReadingsBridge, type ReadingsBridge } from './bridge.ts';
@@ -31,6 +32,24 @@ export function bridgeRoleAcls(topicPrefix: string, haPrefix: string | null): Re
     );
   }
   return acls.map(([acltype, topic]) => ({ command: 'addRoleACL', rolename: HUB_ROLE, acltype, topic, allow: true }));
+}
+
+/**
+ * Several instances: whether another instance holds a device's session, from the session claims in
+ * PostgreSQL (authoritative: the newest claim wins); while the database is unreachable, from the
+ * relayed presence.
+ */
+export function heldElsewhereIn(
+  cluster: Pick<Cluster, 'instanceId' | 'onlineElsewhere'> & { store: Pick<ClusterStore, 'sessionHolder'> },
+): (deviceId: string) => Promise<boolean> {
+  return async (deviceId) => {
+    try {
+      const claim = await cluster.store.sessionHolder(deviceId);
+      return claim !== null && claim.instanceId !== cluster.instanceId;
+    } catch {
+      return cluster.onlineElsewhere(deviceId);
+    }
+  };
 }
 
 export function createMqttBridgeExtension(): HubExtension & {
@@ -62,6 +81,7 @@ export function createMqttBridgeExtension(): HubExtension & {
         logger,
         offlineAtStart: () =>
           (ctx.registry?.list() ?? []).filter((d) => !d.revoked && !ctx.sessions.get(d.id)?.isReady()).map((d) => d.id),
+        ...(ctx.cluster ? { heldElsewhere: heldElsewhereIn(ctx.cluster) } : {}),
       });
       bridge = b;
       if (mqttConfig.deviceAccess === 'dynsec') {

@@ -8,7 +8,7 @@ import { metricsPerRegistry } from '../metrics/per-registry.ts';
 export const bridgeMetrics = metricsPerRegistry((registers) => ({
   readings: new Counter({
     name: 'hub_mqtt_bridge_readings_total',
-    help: 'Stored readings seen by the MQTT readings bridge, by outcome: published (in a state message) or coalesced (superseded by a newer value of its channel within the interval, or older than the last value: never published).',
+    help: 'Stored readings seen by the MQTT readings bridge, by outcome: published (in a state message), coalesced (superseded by a newer value of its channel within the interval, or older than the last value: never published) or held_elsewhere (pending when the session ended here and the device is held by another instance, which publishes its own newer values).',
     labelNames: ['outcome'] as const,
     registers,
   }),
@@ -27,6 +27,12 @@ export const bridgeMetrics = metricsPerRegistry((registers) => ({
   pendingDevices: new Gauge({
     name: 'hub_mqtt_bridge_pending_devices',
     help: 'Devices with a state or status the bridge has not published yet (at most one message each).',
+    registers,
+  }),
+  statusSkipped: new Counter({
+    name: 'hub_mqtt_bridge_status_skipped_total',
+    help: "Offline statuses the bridge did not publish, by reason: held_elsewhere (with several instances, the device's session is on another instance, which published online).",
+    labelNames: ['reason'] as const,
     registers,
   }),
   haCommands: new Counter({

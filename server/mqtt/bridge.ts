@@ -8,6 +8,9 @@
  * - `<prefix>/v1/<deviceId>/status` (retained, QoS 1): `online` / `offline`, from `device:online` /
  *   `device:offline` (a session replaced by a newer one is not an offline); at start, `offline` for
  *   every registered device without a session (what a crashed hub left retained may say `online`).
+ *   With several instances (`heldElsewhere`), an `offline` is published only if no other instance
+ *   holds the device's session (asked when it would go out): a device that moved keeps the `online`
+ *   its new instance published, and a restarting instance does not mark the others' devices offline.
  *
  * Bounded by design: per device the bridge holds one entry (its channels' last values and a pending
  * presence), and publishes at most one state and one status message per device per interval
@@ -57,9 +60,20 @@ export interface ReadingsBridgeOptions {
    * their last retained status, `online`, behind, and no `device:offline` will come for them.
    */
   offlineAtStart?: () => Iterable<string>;
+  /**
+   * Several instances (docs/scaling.md, "Features with several instances"): whether another instance
+   * holds the device's session now. Asked before an `offline` (and the last values that go with it)
+   * is published; when it answers true nothing is published: the holder published `online` and its
+   * own newer values, which an `offline` from here would overwrite (the retained status would be
+   * wrong). Unset with one instance.
+   */
+  heldElsewhere?: (deviceId: string) => Promise<boolean>;
   metrics: Metrics;
   logger: Logger;
 }
+
+/** Concurrent `heldElsewhere` checks (a start with many registered devices waits in `dirty`). */
+const MAX_HOLDER_CHECKS = 64;
 
 interface ChannelValue {
   value: number | boolean;
@@ -73,6 +87,8 @@ interface Entry {
   dirty: Set<string>;
   /** Presence to publish, or null. */
   status: 'online' | 'offline' | null;
+  /** `heldElsewhere` answered false for the pending `offline` (publish it without asking again). */
+  offlineChecked: boolean;
 }
 
 export interface ReadingsBridge {
@@ -101,7 +117,7 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
   const entry = (id: string): Entry => {
     let e = entries.get(id);
     if (!e) {
-      e = { channels: new Map(), dirty: new Set(), status: null };
+      e = { channels: new Map(), dirty: new Set(), status: null, offlineChecked: false };
       entries.set(id, e);
     }
     return e;
@@ -128,14 +144,50 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
     if (e.dirty.size > 0) mark(deviceId);
   };
   const onOnline = (info: HubEvents['device:online'][0]) => {
-    entry(info.deviceId).status = 'online';
+    const e = entry(info.deviceId);
+    e.status = 'online';
+    e.offlineChecked = false;
     mark(info.deviceId);
   };
   const onOffline = (info: HubEvents['device:offline'][0]) => {
     if (info.reason === 'replaced') return; // the newer session's online stands
-    entry(info.deviceId).status = 'offline';
+    const e = entry(info.deviceId);
+    e.status = 'offline';
+    e.offlineChecked = false;
     mark(info.deviceId);
   };
+
+  /** Devices whose pending `offline` waits for `heldElsewhere`. */
+  const checking = new Set<string>();
+  /**
+   * Asks whether another instance holds the device; the entry stays out of `dirty` meanwhile. Held
+   * elsewhere: its `offline` and pending values are dropped (counted); else they go out next flush.
+   * A failed check publishes (the single-instance behaviour) rather than hold the status forever.
+   */
+  function checkElsewhere(id: string, e: Entry, heldElsewhere: (deviceId: string) => Promise<boolean>): void {
+    checking.add(id);
+    heldElsewhere(id)
+      .catch((err: unknown) => {
+        logger.warn(
+          { err, deviceId: id },
+          'MQTT readings bridge: could not ask which instance holds the device; publishing its offline',
+        );
+        return false;
+      })
+      .then((held) => {
+        checking.delete(id);
+        if (entries.get(id) !== e || e.status !== 'offline') return; // came online (or cleared) meanwhile
+        if (held) {
+          e.status = null;
+          m.statusSkipped.inc({ reason: 'held_elsewhere' });
+          if (e.dirty.size > 0) m.readings.inc({ outcome: 'held_elsewhere' }, e.dirty.size);
+          e.dirty.clear();
+          return;
+        }
+        e.offlineChecked = true;
+        mark(id);
+      });
+  }
 
   function publishEntry(id: string, e: Entry): number {
     let sent = 0;
@@ -185,9 +237,17 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
     m.flushes.inc({ outcome: 'published' });
     for (const id of dirty) {
       if (room < 2) break;
+      if (checking.has(id)) continue; // stays pending: published once the check answers
       const e = entries.get(id);
+      if (e && e.status === 'offline' && !e.offlineChecked && opts.heldElsewhere) {
+        if (checking.size >= MAX_HOLDER_CHECKS) continue; // next flush (e.g. every device at start)
+        dirty.delete(id);
+        checkElsewhere(id, e, opts.heldElsewhere);
+        continue;
+      }
       dirty.delete(id);
-      if (e) room -= publishEntry(id, e);
+      if (!e) continue;
+      room -= publishEntry(id, e);
     }
     m.pendingDevices.set(dirty.size);
   }
@@ -222,6 +282,7 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
     clearDevice(deviceId) {
       entries.delete(deviceId);
       dirty.delete(deviceId);
+      checking.delete(deviceId);
       m.pendingDevices.set(dirty.size);
       publisher.publish(topics.state(deviceId), '', { qos: 1, retain: true });
       publisher.publish(topics.status(deviceId), '', { qos: 1, retain: true });
