@@ -384,9 +384,15 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           isRevoked: (id) => (registry ? registry.get(id)?.revoked !== false : false),
           ...(deps.alertWebhookRetryMs ? { webhookRetryMs: deps.alertWebhookRetryMs } : {}),
         });
-        // Several instances: a device online on another instance is not offline (it moved).
+        // Several instances: a device online on another instance is not offline (it moved); one
+        // instance (its HRW owner) watches a device none holds.
         const clusterNow = cluster;
-        if (clusterNow) alerts.setClusterPresence((id) => clusterNow.onlineElsewhere(id));
+        if (clusterNow) {
+          alerts.setClusterPresence(
+            (id) => clusterNow.onlineElsewhere(id),
+            (id) => clusterNow.watchesUnheld(id),
+          );
+        }
         registerAlertRoutes(router, {
           alerts,
           guard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,

@@ -25,6 +25,11 @@ export interface AlertEngineOptions {
   emit: (event: AlertEvent) => void;
   /** Whether a device has a ready session now (a last check before an offline alert fires). */
   isOnline?: (deviceId: string) => boolean;
+  /**
+   * Whether this instance raises a due offline alert for `reason` (several instances: one of them
+   * watches devices no instance saw leave). Default: always.
+   */
+  watches?: (deviceId: string, reason: string) => boolean;
 }
 
 interface Pending {
@@ -196,6 +201,7 @@ export class AlertEngine {
       this.#offlineSince.delete(deviceId);
       // The bus told us it went offline; a session that came back since (events crossing) wins.
       if (this.#o.isOnline?.(deviceId) === true) continue;
+      if (this.#o.watches?.(deviceId, o.reason) === false) continue;
       this.#fire({
         rule: 'offline',
         kind: 'offline',

@@ -61,10 +61,15 @@ export interface Alerts {
   stop(graceMs?: number): Promise<void>;
   snapshot(): AlertsSnapshot;
   /**
-   * Several instances (server/cluster/relay.ts): whether a device is online on another instance. The
-   * offline rule never fires for such a device (it moved; the instance holding it watches it now).
+   * Several instances (server/cluster/relay.ts): whether a device is online on another instance (the
+   * offline rule never fires for such a device: it moved, the instance holding it watches it now),
+   * and whether this instance is the one that watches a device no instance saw leave (`never_seen`
+   * since the start, or `instance_lost`): one instance raises those, not every one.
    */
-  setClusterPresence(onlineElsewhere: ((deviceId: string) => boolean) | null): void;
+  setClusterPresence(
+    onlineElsewhere: ((deviceId: string) => boolean) | null,
+    watchesUnheld?: (deviceId: string) => boolean,
+  ): void;
 }
 
 /** `<prefix>/v1/<deviceId>/alert`. */
@@ -103,11 +108,14 @@ export function createAlerts(opts: AlertsOptions): Alerts {
   };
 
   let onlineElsewhere: ((deviceId: string) => boolean) | null = null;
+  let watchesUnheld: ((deviceId: string) => boolean) | null = null;
   const engine = new AlertEngine({
     config,
     now: opts.now,
     emit: dispatch,
     isOnline: (id) => opts.isOnline(id) || onlineElsewhere?.(id) === true,
+    watches: (id, reason) =>
+      watchesUnheld === null || (reason !== 'never_seen' && reason !== 'instance_lost') || watchesUnheld(id),
   });
   // Every configured rule shows on /metrics from the start, at 0 while nothing fires.
   for (const rule of [...(config.offline ? [config.offline] : []), ...config.rules]) {
@@ -226,8 +234,9 @@ export function createAlerts(opts: AlertsOptions): Alerts {
       await webhook?.stop(graceMs);
       limiter.close();
     },
-    setClusterPresence(fn) {
+    setClusterPresence(fn, watches) {
       onlineElsewhere = fn;
+      watchesUnheld = fn === null ? null : (watches ?? null);
     },
     snapshot() {
       return {

@@ -82,6 +82,11 @@ export interface Cluster {
   readonly live: ClusterLive | null;
   /** Whether relayed presence shows a device online on another instance (the offline alert rule). */
   onlineElsewhere(deviceId: string): boolean;
+  /**
+   * Whether this instance watches a device no instance holds (its offline alert when it never
+   * connected, or its instance was lost): the HRW owner among the members, so one instance raises it.
+   */
+  watchesUnheld(deviceId: string): boolean;
   /** Starts the parts that talk over the broker (membership, relay) once the hub's context exists. */
   attach(ctx: HubContext): Promise<void>;
   status(): ClusterStatus;
@@ -151,6 +156,10 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
 
     onlineElsewhere(deviceId) {
       return live?.relay.onlineElsewhere(deviceId) === true;
+    },
+
+    watchesUnheld(deviceId) {
+      return membership === null || membership.ownerOf(deviceId) === opts.cluster.instanceId;
     },
 
     async attach(ctx) {
