@@ -131,6 +131,7 @@ function node(
     'remote:descriptors',
     'remote:command',
     'remote:lost',
+    'remote:alert',
   ] as const) {
     const list: unknown[][] = [];
     (seen as Record<string, unknown[][]>)[e] = list;
@@ -229,6 +230,23 @@ describe('cluster relay', () => {
       instanceId: 'hub-a',
     });
     expect(b.relay.holderOf('esp-2')).toBeNull();
+    // Alert transitions go too; alerts adopted from another instance (`instance` set) are not sent back.
+    const alert = {
+      id: 'offline/esp-2/6000',
+      rule: 'offline',
+      kind: 'offline' as const,
+      device: 'esp-2',
+      state: 'firing' as const,
+      severity: 'warning' as const,
+      summary: 'offline',
+      firingSinceMs: 6000,
+      atMs: 6000,
+      seq: 1,
+    };
+    a.bus.emit('alert', { ...alert, device: 'esp-adopted', instance: 'hub-c' });
+    a.bus.emit('alert', alert);
+    await until('B got the alert', () => b.seen['remote:alert']?.length === 1);
+    expect(b.seen['remote:alert']?.[0]).toEqual([alert, 'hub-a']);
   });
 
   it('a member that leaves has its devices reported offline (instance_lost), unless they showed up elsewhere', async () => {
