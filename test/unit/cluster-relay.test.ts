@@ -284,6 +284,26 @@ describe('cluster relay', () => {
     expect(b.relay.holderOf('esp-moves')).toBe('hub-c');
   });
 
+  it('a snapshot that no longer lists a device reports it offline (disconnected): an end that was missed', async () => {
+    const broker = new FakeBroker();
+    const a = node(broker, 'hub-a');
+    const b = node(broker, 'hub-b');
+    connect(a, 'esp-5');
+    b.bus.emit('live:watching', true);
+    await until('B knows esp-5 on A', () => b.relay.holderOf('esp-5') === 'hub-a');
+    // A's session ends without a word reaching B (e.g. its batch lost); B asks again when it starts watching.
+    a.local.delete('esp-5');
+    b.bus.emit('live:watching', false);
+    b.bus.emit('live:watching', true);
+    await until('B reports esp-5 offline', () => b.seen['remote:offline']?.length === 1);
+    expect(b.seen['remote:offline']?.[0]?.[0]).toMatchObject({
+      deviceId: 'esp-5',
+      reason: 'disconnected',
+      instanceId: 'hub-a',
+    });
+    expect(b.relay.holderOf('esp-5')).toBeNull();
+  });
+
   it('shows remote devices unknown while its own broker link is down', async () => {
     const broker = new FakeBroker();
     const a = node(broker, 'hub-a');
