@@ -4,89 +4,16 @@
 // sharing a real PostgreSQL (registry, session claims) and a real Mosquitto (the bus between them);
 // devices are real WebSocket clients speaking the protocol. InfluxDB is not needed here: INFLUX_URL
 // (required in cluster mode) points at a closed port and the forwarders keep retrying.
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { AlertEvent } from '../../server/alerts/types.ts';
-import { configFrom } from '../../server/config/index.ts';
-import { buildHub, type Hub } from '../../server/hub.ts';
-import { liveExtension } from '../../server/live/index.ts';
-import { createLogger } from '../../server/log/index.ts';
-import {
-  type MosquittoServer,
-  type PostgresServer,
-  startMosquitto,
-  startPostgres,
-  type TempDir,
-  tempDir,
-  until,
-} from '../harness/index.ts';
-import { metricFromText, TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
+import { type MosquittoServer, type PostgresServer, startMosquitto, startPostgres, until } from '../harness/index.ts';
+import { type InProcessInstance, startInProcessInstance } from './cluster-inprocess.ts';
+import { TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
 
 const ADMIN = 'c'.repeat(40);
 
-interface Instance {
-  id: string;
-  hub: Hub;
-  port: number;
-  dir: TempDir;
-  http: string;
-  deviceUrl: string;
-  metric(name: string, labels?: Record<string, string>): Promise<number>;
-}
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startInstance(
-  id: string,
-  env: { broker: string; database: string; influx: string; offlineAfterSec: string },
-): Promise<Instance> {
-  const dir = await tempDir(`cluster-live-${id}`);
-  const config = configFrom({
-    HUB_HOST: '127.0.0.1',
-    HUB_PORT: '0',
-    HUB_DATA_DIR: dir.path,
-    HUB_LOG_LEVEL: process.env.TEST_HUB_LOG_LEVEL ?? 'silent',
-    HUB_ADMIN_TOKEN: ADMIN,
-    HUB_INSTANCE_ID: id,
-    CLUSTER_DATABASE_URL: env.database,
-    MQTT_URL: env.broker,
-    MQTT_CLIENT_ID: 'hub-cluster-live',
-    INFLUX_URL: env.influx,
-    INFLUX_TOKEN: 'unused',
-    INFLUX_ORG: 'unused',
-    INFLUX_BUCKET: 'unused',
-    ALERT_OFFLINE_AFTER_SEC: env.offlineAfterSec,
-  });
-  const live = liveExtension(config);
-  const hub = buildHub(config, {
-    logger: createLogger(config.log.level),
-    extensions: [live],
-    authorizeCommands: live.authorizeCommands,
-    readAccess: live.readAccess,
-    mqttRetryMs: { min: 100, max: 1000 },
-  });
-  const { port } = await hub.start();
-  const http = `http://127.0.0.1:${port}`;
-  return {
-    id,
-    hub,
-    port,
-    dir,
-    http,
-    deviceUrl: `ws://127.0.0.1:${port}/v1/device`,
-    async metric(name, labels = {}) {
-      return metricFromText(await (await fetch(`${http}/metrics`)).text(), name, labels);
-    },
-  };
-}
+type Instance = InProcessInstance;
 
 interface Live {
   // biome-ignore lint/suspicious/noExplicitAny: JSON messages
@@ -142,10 +69,10 @@ describe('live view, presence, commands and offline alerts across two instances 
 
   beforeAll(async () => {
     [broker, pg] = await Promise.all([startMosquitto(), startPostgres()]);
-    const env = { broker: broker.url, database: pg.url, influx: `http://127.0.0.1:${await closedPort()}` };
+    const shared = { broker: broker.url, database: pg.url, live: true };
     // A watches offline devices after 1 s; B's offline rule is off (A alone shows the rule's view).
-    a = await startInstance('a', { ...env, offlineAfterSec: '1' });
-    b = await startInstance('b', { ...env, offlineAfterSec: '0' });
+    a = await startInProcessInstance('a', ADMIN, { ...shared, env: { ALERT_OFFLINE_AFTER_SEC: '1' } });
+    b = await startInProcessInstance('b', ADMIN, { ...shared, env: { ALERT_OFFLINE_AFTER_SEC: '0' } });
     const registry = a.hub.context().registry;
     if (!registry) throw new Error('no registry');
     for (const id of ['esp-on-b', 'esp-quiet', 'esp-mover', 'esp-gone']) tokens.set(id, (await registry.add(id)).token);
