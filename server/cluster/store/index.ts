@@ -84,7 +84,8 @@ export async function openClusterStore(opts: ClusterStoreOptions): Promise<Clust
 
   // Start: connect (LISTEN first, so no change between the load and the first notification is
   // missed), migrate, load the registry; retried as a whole.
-  const deadline = now() + (opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS);
+  // Real time, whatever clock the caller gives for the stored times.
+  const deadline = Date.now() + (opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS);
   let delayMs = 100;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -109,7 +110,7 @@ export async function openClusterStore(opts: ClusterStoreOptions): Promise<Clust
         throw err;
       }
       const refused = isLoginRefused(err);
-      if (refused || now() + delayMs > deadline) {
+      if (refused || Date.now() + delayMs > deadline) {
         await db.close();
         throw new HubError(
           'CLUSTER_DB_UNAVAILABLE',
