@@ -107,6 +107,9 @@ describe('live view, presence, commands and offline alerts across two instances 
     await d.ackOf(1, 20);
     expect(await b.metric('hub_cluster_relay_records_total', { direction: 'out', kind: 'frame' })).toBe(0);
     expect(await b.metric('hub_cluster_relay_batches_total', { direction: 'out', outcome: 'sent' })).toBe(before);
+    // /readyz says so: B sees A as a peer that does not watch live, but needs presence.
+    const ready = (await (await fetch(`${b.http}/readyz`)).json()) as { cluster: { relay: unknown } };
+    expect(ready.cluster.relay).toMatchObject({ peers: ['a'], remoteInterest: { live: false, presence: true } });
   });
 
   it('a live client on A sees readings and presence of a device connected to B', async () => {
