@@ -151,6 +151,8 @@ export interface HubDeps {
   mqttRetryMs?: { min: number; max: number };
   /** Alert webhook retry backoff bounds, ms (tests; default 1000 doubling to 60,000). */
   alertWebhookRetryMs?: { min: number; max: number };
+  /** Several instances: the cluster's timings (tests; defaults in server/cluster/sessions.ts). */
+  cluster?: { joinTimeoutMs?: number; writeBehindIntervalMs?: number };
 }
 
 export interface Hub {
@@ -277,7 +279,17 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           config.ackDurability === 'influx' && config.influx ? new InfluxAckGate({ metrics, logger, now }) : null;
         // Several instances (server/cluster/index.ts): the shared store before the registry, which is its.
         if (config.cluster) {
-          cluster = await startCluster({ config, cluster: config.cluster, logger, metrics, bus, now, ingest, ackGate });
+          cluster = await startCluster({
+            config,
+            cluster: config.cluster,
+            logger,
+            metrics,
+            bus,
+            now,
+            ingest,
+            ackGate,
+            ...deps.cluster,
+          });
         }
         registry = deps.registry ?? cluster?.store.registry ?? null;
         if (!registry && !deps.authenticate) {

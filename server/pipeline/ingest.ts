@@ -705,9 +705,23 @@ export function createIngest(opts: IngestOptions): ClusterIngest {
         b = { highestSeq: 0, timeOffsetMs: offsetMs, clockCorrectionMs: null, firstSeenMs: now() };
         m.boots.set(bootId, b);
         trimBoots(deviceId, m);
-      } else if (b.timeOffsetMs === offsetMs) return;
-      else b.timeOffsetMs = offsetMs;
-      log.putBoot(deviceId, bootId, b);
+        log.putBoot(deviceId, bootId, b);
+      } else if (b.timeOffsetMs !== offsetMs) {
+        b.timeOffsetMs = offsetMs;
+        log.putBoot(deviceId, bootId, b);
+      }
+      // The HELLO boot started at its agreed offset (uptime 0). For a device with no frame stored yet
+      // that is its first sighting (as in `hello`, from the anchor every instance shares): this
+      // instance's own later estimate would clamp the boot's first samples, off the other instances'.
+      const start = Math.max(0, offsetMs);
+      if (bootId === m.helloBootId && start < m.record.firstSeenMs && m.record.lastAck === null) {
+        let stored = false;
+        for (const other of m.boots.values()) if (other.highestSeq > 0) stored = true;
+        if (!stored) {
+          m.record = { ...m.record, firstSeenMs: start };
+          log.putDevice(deviceId, m.record);
+        }
+      }
     },
 
     unanchoredBootOffset(deviceId, scan, receivedAtMs) {

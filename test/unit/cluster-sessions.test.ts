@@ -456,6 +456,26 @@ describe('shared device state at HELLO (ingest.adopt)', () => {
     expect(r.accepted).toEqual([{ deviceId: 'd1', offset: T0 - 61_000 }]);
     expect(r.ingest.deviceState('d1')?.boots.get(3)?.timeOffsetMs).toBe(T0 - 61_000);
   });
+  it("the HELLO boot of a device no instance stored a frame of starts the device's sighting on every instance (no clamp)", async () => {
+    const r = await rig();
+    // Another instance claimed the boot at its HELLO and stored frames it has not written behind yet:
+    // the store knows the boot (first seen at that claim) but no device state.
+    r.store.offsets.set('d1/3', T0 - 61_000);
+    r.store.states.set('d1', {
+      deviceId: 'd1',
+      lastAck: null,
+      firstSeenMs: T0,
+      descriptorHash: 0,
+      boots: [sharedBoot({ bootId: 3, timeOffsetMs: T0 - 61_000, firstSeenMs: T0 })],
+      descriptors: [],
+    });
+    r.clock.now = T0 + 5_000;
+    const link = await ready(r, 'd1', 3, 64_000);
+    link.deliver(telemetry(3, 1, 2_000)); // sampled 2 s after boot: T0 - 59,000 on the shared timeline
+    await until('ACK', ackOf(link, 3, 1));
+    expect(r.accepted).toEqual([{ deviceId: 'd1', offset: T0 - 61_000 }]);
+    expect(await r.counter('hub_timestamps_clamped_total')).toBe(0);
+  });
 });
 
 describe('a boot with no HELLO anchor: its offset is agreed before its first frame is stored', () => {

@@ -1,0 +1,221 @@
+// One session per device across two hub instances and the device state they share
+// (server/cluster/sessions.ts; docs/scaling.md "One session per device, shared device state"). Two
+// real hubs in this process, each with its own data dir and local log, sharing a real PostgreSQL
+// (registry, session claims, device state) and a real Mosquitto (required in cluster mode); devices
+// are real WebSocket clients speaking the protocol. InfluxDB is not needed for what is checked here
+// (the time mapping each hub gives a frame, which is what its points in InfluxDB would carry):
+// INFLUX_URL points at a closed port and the forwarders keep retrying. The full stack with InfluxDB
+// and a load balancer is test/integration/cluster.test.ts.
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeFrame, type Telemetry } from '../../server/codec/index.ts';
+import { configFrom } from '../../server/config/index.ts';
+import type { AcceptedFrame } from '../../server/events.ts';
+import { buildHub, type Hub } from '../../server/hub.ts';
+import { createLogger } from '../../server/log/index.ts';
+import type { AcceptedTelemetry } from '../../server/pipeline/ingest.ts';
+import {
+  type MosquittoServer,
+  type PostgresServer,
+  startMosquitto,
+  startPostgres,
+  type TempDir,
+  tempDir,
+  until,
+} from '../harness/index.ts';
+import { metricFromText, TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
+
+const ADMIN = 'd'.repeat(40);
+
+interface Instance {
+  id: string;
+  hub: Hub;
+  dir: TempDir;
+  deviceUrl: string;
+  /** Frames this hub accepted: device → `boot/seq` → time offset (ms) its samples were stored with. */
+  offsets: Map<string, Map<string, number>>;
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  sessions(): number;
+}
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startInstance(
+  id: string,
+  env: { broker: string; database: string; influx: string },
+  cluster: { writeBehindIntervalMs?: number } = {},
+): Promise<Instance> {
+  const dir = await tempDir(`cluster-sessions-${id}`);
+  const config = configFrom({
+    HUB_HOST: '127.0.0.1',
+    HUB_PORT: '0',
+    HUB_DATA_DIR: dir.path,
+    HUB_LOG_LEVEL: process.env.TEST_HUB_LOG_LEVEL ?? 'silent',
+    HUB_ADMIN_TOKEN: ADMIN,
+    HUB_INSTANCE_ID: id,
+    CLUSTER_DATABASE_URL: env.database,
+    MQTT_URL: env.broker,
+    MQTT_CLIENT_ID: 'hub-cluster-sessions',
+    INFLUX_URL: env.influx,
+    INFLUX_TOKEN: 'unused',
+    INFLUX_ORG: 'unused',
+    INFLUX_BUCKET: 'unused',
+  });
+  const hub = buildHub(config, {
+    logger: createLogger(config.log.level),
+    mqttRetryMs: { min: 100, max: 1000 },
+    cluster,
+  });
+  const { port } = await hub.start();
+  const offsets = new Map<string, Map<string, number>>();
+  hub.bus.on('readings:accepted', (deviceId: string, a: AcceptedFrame) => {
+    const t = decodeFrame((a as AcceptedTelemetry).frame) as Telemetry;
+    const m = offsets.get(deviceId) ?? new Map<string, number>();
+    m.set(`${t.bootId}/${t.seq}`, (a as AcceptedTelemetry).timeOffsetMs);
+    offsets.set(deviceId, m);
+  });
+  const http = `http://127.0.0.1:${port}`;
+  return {
+    id,
+    hub,
+    dir,
+    deviceUrl: `ws://127.0.0.1:${port}/v1/device`,
+    offsets,
+    async metric(name, labels = {}) {
+      return metricFromText(await (await fetch(`${http}/metrics`)).text(), name, labels);
+    },
+    sessions: () => hub.context().sessions.size(),
+  };
+}
+
+describe('one session per device and shared device state across two instances (real PostgreSQL, real Mosquitto)', () => {
+  let broker: MosquittoServer;
+  let pg: PostgresServer;
+  let a: Instance;
+  let b: Instance;
+  const tokens = new Map<string, string>();
+  const devices: TestDevice[] = [];
+
+  async function connect(i: Instance, deviceId: string): Promise<TestDevice> {
+    const d = await TestDevice.connect(i.deviceUrl, { token: tokens.get(deviceId) as string });
+    devices.push(d);
+    return d;
+  }
+
+  beforeAll(async () => {
+    [broker, pg] = await Promise.all([startMosquitto(), startPostgres()]);
+    const env = { broker: broker.url, database: pg.url, influx: `http://127.0.0.1:${await closedPort()}` };
+    // A writes its devices' state behind only when their sessions end (B's default: every 250 ms), so
+    // a device that moves from A to B while its session on A is open meets B before A's positions.
+    a = await startInstance('a', env, { writeBehindIntervalMs: 3_600_000 });
+    b = await startInstance('b', env);
+    const registry = a.hub.context().registry;
+    if (!registry) throw new Error('no registry');
+    for (const id of ['esp-twice', 'esp-mover', 'esp-revoked']) tokens.set(id, (await registry.add(id)).token);
+    await until('B knows the devices', () => b.hub.context().registry?.get('esp-revoked') !== undefined);
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const d of devices) d.ws.terminate();
+    await a?.hub.stop();
+    await b?.hub.stop();
+    await Promise.all([broker?.stop(), pg?.stop(), a?.dir.remove(), b?.dir.remove()]);
+  });
+
+  it('the same device id connecting to both instances ends with one session: the older is closed with 4001', async () => {
+    const first = await connect(a, 'esp-twice');
+    await first.hello('esp-twice', 1);
+    expect(a.sessions()).toBe(1);
+    const second = await connect(b, 'esp-twice');
+    const welcomedAt = Date.now();
+    await second.hello('esp-twice', 1);
+    const code = await first.closed();
+    console.info(`older session on A closed ${Date.now() - welcomedAt} ms after WELCOME on B`);
+    expect(code).toBe(4001);
+    expect(first.history.some((m) => m.type === 'error' && m.code === 207)).toBe(true); // REPLACED
+    await until('A holds no session', () => a.sessions() === 0);
+    expect(b.sessions()).toBe(1);
+    expect(second.closeCode).toBeNull();
+    expect(await a.metric('hub_cluster_sessions_replaced_total')).toBe(1);
+    // And back: the newest wins again, wherever it lands.
+    const third = await connect(a, 'esp-twice');
+    await third.hello('esp-twice', 1);
+    expect(await second.closed()).toBe(4001);
+    await until('B holds no session', () => b.sessions() === 0);
+    expect(a.sessions()).toBe(1);
+  });
+
+  it("a device with unsynced time moving from A to B: B maps its boot with A's offset, replays are the same points, and WELCOME reports the last ACK written behind", async () => {
+    const boot = 5;
+    const onA = await connect(a, 'esp-mover');
+    const helloAt = Date.now();
+    await onA.hello('esp-mover', boot, { uptimeMs: 60_000, timeSynced: false });
+    onA.send({ type: 'descriptors', channels: TEST_CHANNELS });
+    for (let seq = 1; seq <= 5; seq++) onA.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
+    await onA.ackOf(boot, 5);
+    const offsetOnA = a.offsets.get('esp-mover')?.get(`${boot}/1`) as number;
+    expect(offsetOnA).toBeGreaterThan(0);
+
+    // The device's path changes: it reaches B, announcing an uptime 7 s off what A's anchor implies
+    // (network delays, a slow reconnect): B alone would anchor the boot 7 s away from A.
+    const onB = await connect(b, 'esp-mover');
+    const welcome = await onB.hello('esp-mover', boot, {
+      uptimeMs: 60_000 + (Date.now() - helloAt) - 7_000,
+      timeSynced: false,
+    });
+    expect(await onA.closed()).toBe(4001);
+    // Whatever WELCOME said, the device replays from it: frames A stored that B does not know are
+    // stored again by B, with the same offset (the same points in InfluxDB); known ones are duplicates.
+    const from = welcome.lastAck?.seq ?? 0;
+    console.info(`WELCOME on B: last ACK ${JSON.stringify(welcome.lastAck)} (replay from seq ${from + 1})`);
+    if (!welcome.descriptorsKnown) onB.send({ type: 'descriptors', channels: TEST_CHANNELS });
+    for (let seq = from + 1; seq <= 8; seq++)
+      onB.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
+    await onB.ackOf(boot, 8);
+    const onBOffsets = b.offsets.get('esp-mover') ?? new Map<string, number>();
+    expect([...onBOffsets.keys()].sort()).toEqual(
+      Array.from({ length: 8 - from }, (_, i) => `${boot}/${from + 1 + i}`).sort(),
+    );
+    for (const [frame, offset] of onBOffsets) expect({ frame, offset }).toEqual({ frame, offset: offsetOnA });
+
+    // B writes its positions behind (at once when the session ends); a later HELLO anywhere reports them.
+    await onB.close();
+    await until(
+      "B's state written behind",
+      async () =>
+        (await b.metric('hub_cluster_state_writes_total', { outcome: 'written' })) >= 1 &&
+        (await b.metric('hub_cluster_state_pending')) === 0,
+    );
+    const backOnA = await connect(a, 'esp-mover');
+    const again = await backOnA.hello('esp-mover', boot, { uptimeMs: 90_000, timeSynced: false });
+    expect(again.lastAck).toEqual({ bootId: boot, seq: 8 }); // A itself stored only up to 5
+    expect(again.descriptorsKnown).toBe(true);
+    // A replay of what B stored is a duplicate on A: acknowledged, not stored again.
+    backOnA.send(telemetry(boot, 7, 57_000, 2, { unsynced: true }));
+    await backOnA.ackOf(boot, 7);
+    expect(a.offsets.get('esp-mover')?.has(`${boot}/7`)).toBe(false);
+    backOnA.send(telemetry(boot, 9, 59_000, 2, { unsynced: true }));
+    await backOnA.ackOf(boot, 9);
+    expect(a.offsets.get('esp-mover')?.get(`${boot}/9`)).toBe(offsetOnA);
+  });
+
+  it('a revoke on one instance closes the device session on the other (1008)', async () => {
+    const d = await connect(b, 'esp-revoked');
+    await d.hello('esp-revoked', 1);
+    const registry = a.hub.context().registry;
+    if (!registry) throw new Error('no registry');
+    const revokedAt = Date.now();
+    await registry.revoke('esp-revoked');
+    expect(await d.closed()).toBe(1008);
+    console.info(`revoke on A → session on B closed in ${Date.now() - revokedAt} ms`);
+    expect(d.history.some((m) => m.type === 'error' && m.code === 208)).toBe(true); // REVOKED
+    await until('B holds no session of it', () => b.hub.context().sessions.get('esp-revoked') === undefined);
+  });
+});
