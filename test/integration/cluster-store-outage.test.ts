@@ -4,39 +4,15 @@
  * changes the registry. Degraded status, metrics and one error log per outage; after the reconnect the
  * registry is reloaded (missed changes take effect, onRevoked fires) and onResync listeners run.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HubError } from '../../server/errors.ts';
-import { type PostgresServer, startPostgres, until } from '../harness/index.ts';
-import { type OpenedStore, openStore } from './cluster-store-helpers.ts';
+import { until } from '../harness/index.ts';
+import { usePostgres } from './cluster-store-helpers.ts';
 
-let pgServer: PostgresServer;
-let dbCount = 0;
-const opened: OpenedStore[] = [];
-const dirs: string[] = [];
-
-beforeAll(async () => {
-  pgServer = await startPostgres();
-});
-afterEach(async () => {
-  for (const o of opened.splice(0)) await o.store.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(async () => {
-  await pgServer?.stop();
-});
-
-async function open(url: string, instanceId: string): Promise<OpenedStore> {
-  const dir = mkdtempSync(join(tmpdir(), 'cluster-outage-'));
-  dirs.push(dir);
-  const s = await openStore({ databaseUrl: url, instanceId, dataDir: dir });
-  opened.push(s);
-  return s;
-}
+const fx = usePostgres('cluster-outage');
+const open = (databaseUrl: string, instanceId: string) => fx.open({ databaseUrl, instanceId });
 
 const OUTAGE_LOG = 'cluster database unreachable';
 const occurrences = (text: string, needle: string) => text.split(needle).length - 1;
@@ -85,7 +61,7 @@ async function relay(port: number): Promise<{ port: number; cut(): void; restore
 
 describe('cluster store: PostgreSQL outages', () => {
   it('the server stopped and restarted: degraded (status, metric, one error log), cached auth, then recovers and resyncs', async () => {
-    const url = await pgServer.createDatabase(`t${++dbCount}`);
+    const url = await fx.newDatabase();
     const a = await open(url, 'inst-a');
     const { token } = await a.store.registry.add('dev-1');
     let resyncs = 0;
@@ -93,7 +69,7 @@ describe('cluster store: PostgreSQL outages', () => {
     expect(a.store.status()).toEqual({ database: 'connected', lastError: null });
     expect(await a.metric('hub_cluster_db_up')).toBe(1);
 
-    await pgServer.stopServer({ mode: 'fast' });
+    await fx.server.stopServer({ mode: 'fast' });
     await until('the store sees the outage', () => a.store.status().database === 'unreachable');
     expect(await a.metric('hub_cluster_db_up')).toBe(0);
     expect(a.store.status().lastError).toEqual(expect.any(String));
@@ -108,7 +84,7 @@ describe('cluster store: PostgreSQL outages', () => {
     expect(await a.metric('hub_cluster_db_errors_total', { op: 'claim_session' })).toBe(3);
     expect(await a.metric('hub_cluster_db_outages_total')).toBe(1);
 
-    await pgServer.startServer();
+    await fx.server.startServer();
     await until('the store is connected again', () => a.store.status().database === 'connected');
     expect(resyncs).toBe(1);
     expect(await a.metric('hub_cluster_db_up')).toBe(1);
@@ -119,10 +95,10 @@ describe('cluster store: PostgreSQL outages', () => {
   });
 
   it('a registry change made while an instance was cut off takes effect there after the reconnect', async () => {
-    const url = await pgServer.createDatabase(`t${++dbCount}`);
-    const cutOff = await relay(pgServer.port);
+    const url = await fx.newDatabase();
+    const cutOff = await relay(fx.server.port);
     try {
-      const viaRelay = url.replace(`:${pgServer.port}/`, `:${cutOff.port}/`);
+      const viaRelay = url.replace(`:${fx.server.port}/`, `:${cutOff.port}/`);
       const a = await open(viaRelay, 'inst-a');
       const b = await open(url, 'inst-b');
       const x = await b.store.registry.add('dev-x');
@@ -156,7 +132,7 @@ describe('cluster store: PostgreSQL outages', () => {
   });
 
   it('a query that loses its connection while the listening one stays up: outage, then reconnect and resync', async () => {
-    const url = await pgServer.createDatabase(`t${++dbCount}`);
+    const url = await fx.newDatabase();
     const a = await open(url, 'inst-a');
     let resyncs = 0;
     a.store.onResync(() => resyncs++);
@@ -170,7 +146,7 @@ describe('cluster store: PostgreSQL outages', () => {
     }));
     const saving = a.store.saveDeviceStates(batch).catch((e: unknown) => e);
     // The write-behind's connection (in a transaction), not the listening one, is terminated.
-    const admin = new pg.Client(pgServer.url);
+    const admin = new pg.Client(fx.server.url);
     await admin.connect();
     try {
       await until('the save is running', async () => {
@@ -195,13 +171,11 @@ describe('cluster store: PostgreSQL outages', () => {
 
   it('a refused login fails the start at once with CLUSTER_DB_UNAVAILABLE naming the database, not the password', async () => {
     const wrong = 'Wr0ngPassw0rdXYZ';
-    const url = pgServer.url.replace(`:${pgServer.password}@`, `:${wrong}@`);
-    const dir = mkdtempSync(join(tmpdir(), 'cluster-outage-'));
-    dirs.push(dir);
-    const err = await openStore({ databaseUrl: url, instanceId: 'inst-a', dataDir: dir }).catch((e: unknown) => e);
+    const url = fx.server.url.replace(`:${fx.server.password}@`, `:${wrong}@`);
+    const err = await open(url, 'inst-a').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HubError);
     expect((err as HubError).code).toBe('CLUSTER_DB_UNAVAILABLE');
-    expect((err as Error).message).toContain(`hub@127.0.0.1:${pgServer.port}/${pgServer.database}`);
+    expect((err as Error).message).toContain(`hub@127.0.0.1:${fx.server.port}/${fx.server.database}`);
     expect((err as Error).message).toContain('refused the login');
     expect(JSON.stringify(err)).not.toContain(wrong);
     expect(`${(err as Error).message}${(err as Error).stack}`).not.toContain(wrong);

@@ -4,52 +4,25 @@
  * (authenticate, onRevoked), session claims are newest-wins, boot offsets first-writer-wins, saved
  * device state never moves backwards, and the schema migrates once.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, type SessionClaim, type SharedDeviceState } from '../../server/cluster/store/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { openDeviceRegistry } from '../../server/registry/index.ts';
 import { MAX_BOOTS_PER_DEVICE } from '../../server/storage/device-state.ts';
-import { type PostgresServer, startPostgres, until } from '../harness/index.ts';
-import { type OpenedStore, openStore } from './cluster-store-helpers.ts';
+import { until } from '../harness/index.ts';
+import { type OpenedStore, usePostgres } from './cluster-store-helpers.ts';
 
-let pgServer: PostgresServer;
-let dbCount = 0;
-const opened: OpenedStore[] = [];
-const dirs: string[] = [];
-
-beforeAll(async () => {
-  pgServer = await startPostgres();
-});
-afterEach(async () => {
-  for (const o of opened.splice(0)) await o.store.close();
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
-afterAll(async () => {
-  await pgServer?.stop();
-});
-
-function dataDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'cluster-store-'));
-  dirs.push(dir);
-  return dir;
-}
+const fx = usePostgres('cluster-store');
 
 /** A fresh database per test, and `n` stores (instances a, b, ...) on it. */
 async function cluster(
   n: number,
   extra: { maxDevices?: number } = {},
 ): Promise<{ url: string; stores: OpenedStore[] }> {
-  const url = await pgServer.createDatabase(`t${++dbCount}`);
+  const url = await fx.newDatabase();
   const stores: OpenedStore[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = await openStore({ databaseUrl: url, instanceId: `inst-${'ab'[i]}`, dataDir: dataDir(), ...extra });
-    opened.push(s);
-    stores.push(s);
-  }
+  for (let i = 0; i < n; i++) stores.push(await fx.open({ databaseUrl: url, instanceId: `inst-${'ab'[i]}`, ...extra }));
   return { url, stores };
 }
 
@@ -74,17 +47,14 @@ describe('cluster store: schema', () => {
     // Data survives a reopen.
     await a.store.registry.add('kept-1');
     await a.store.close();
-    const again = await openStore({ databaseUrl: url, instanceId: 'inst-a', dataDir: dataDir() });
-    opened.push(again);
+    const again = await fx.open({ databaseUrl: url, instanceId: 'inst-a' });
     expect(again.logs()).not.toContain('cluster database schema migrated');
     expect(again.store.registry.get('kept-1')?.revoked).toBe(false);
     expect(await sql(url, 'SELECT version FROM esp32hub_schema')).toHaveLength(SCHEMA_VERSION);
 
     // A database migrated by a newer hub: this one refuses to start instead of writing rows it does not know.
     await sql(url, 'INSERT INTO esp32hub_schema (version, applied_at_ms) VALUES ($1, 0)', [SCHEMA_VERSION + 1]);
-    const refused = await openStore({ databaseUrl: url, instanceId: 'inst-c', dataDir: dataDir() }).catch(
-      (e: unknown) => e,
-    );
+    const refused = await fx.open({ databaseUrl: url, instanceId: 'inst-c' }).catch((e: unknown) => e);
     expect(refused).toMatchObject({ code: 'CONFIG_INVALID' });
     expect((refused as Error).message).toContain(`schema version ${SCHEMA_VERSION + 1}`);
   });
@@ -137,28 +107,26 @@ describe('cluster store: registry across instances', () => {
   });
 
   it('imports <dataDir>/devices.json on the first start with an empty table, and only then', async () => {
-    const fileDir = dataDir();
+    const fileDir = fx.dataDir();
     const file = openDeviceRegistry({ dataDir: fileDir, logger: createLogger('silent'), watchIntervalMs: 0 });
     const one = await file.add('old-1');
     const two = await file.add('old-2');
     await file.revoke('old-2');
     await file.close();
 
-    const url = await pgServer.createDatabase(`t${++dbCount}`);
-    const a = await openStore({ databaseUrl: url, instanceId: 'inst-a', dataDir: fileDir });
-    opened.push(a);
+    const url = await fx.newDatabase();
+    const a = await fx.open({ databaseUrl: url, instanceId: 'inst-a', dataDir: fileDir });
     expect(a.logs()).toContain('imported the device registry file');
     expect(a.store.registry.authenticate(one.token)).toBe('old-1');
     expect(a.store.registry.authenticate(two.token)).toBeNull();
     expect(a.store.registry.get('old-2')?.revoked).toBe(true);
 
     // Another instance with its own devices.json: the table is not empty any more.
-    const otherDir = dataDir();
+    const otherDir = fx.dataDir();
     const other = openDeviceRegistry({ dataDir: otherDir, logger: createLogger('silent'), watchIntervalMs: 0 });
     await other.add('stray-1');
     await other.close();
-    const b = await openStore({ databaseUrl: url, instanceId: 'inst-b', dataDir: otherDir });
-    opened.push(b);
+    const b = await fx.open({ databaseUrl: url, instanceId: 'inst-b', dataDir: otherDir });
     expect(b.logs()).not.toContain('imported the device registry file');
     expect(b.store.registry.list().map((d) => d.id)).toEqual(['old-1', 'old-2']);
   });
