@@ -216,6 +216,13 @@ export const ERRORS = {
     'The OTA download credential is missing, unknown, expired or for another image.',
   ),
   OTA_BUSY: spec(904, 'ota', null, 503, 'OTA_MAX_CONCURRENT_DOWNLOADS downloads are running; retry after Retry-After.'),
+  OTA_DEVICE_ON_OTHER_INSTANCE: spec(
+    905,
+    'ota',
+    null,
+    409,
+    'The board is connected to another hub instance; OTA updates are sent by the instance holding it.',
+  ),
 
   // Several instances (server/cluster/, docs/scaling.md).
   CLUSTER_DB_UNAVAILABLE: spec(

@@ -32,7 +32,7 @@ import { createLogger, type Logger } from './log/index.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
 import { createMqttBridgeExtension } from './mqtt/bridge-extension.ts';
 import { createHubMqtt, type HubMqtt, withBrokerGrants } from './mqtt/index.ts';
-import { type Ota, startOta } from './ota/index.ts';
+import { type Ota, otaHolderIn, startOta } from './ota/index.ts';
 import { type CommandTracker, createCommandTracker } from './pipeline/commands.ts';
 import { DeviceHealth, type DeviceHealthRow } from './pipeline/device-health.ts';
 import { createIngest, type Ingest } from './pipeline/ingest.ts';
@@ -446,6 +446,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           readGuard: deps.readAccess ? anyOf(guardFrom(deps.readAccess), admin) : admin,
           bus,
           knownDevices: () => registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? [],
+          ...(cluster ? { holderElsewhere: otaHolderIn(cluster) } : {}),
         });
         const openedLog = log;
         const gw = gateway;

@@ -34,6 +34,32 @@ export interface OtaOptions {
   bus: HubEventBus;
   /** Registered, not revoked device ids (campaign targets). */
   knownDevices: () => string[];
+  /**
+   * Several instances: the other instance holding a device's session, if any ({@link otaHolderIn}).
+   * OTA stays per instance (its images, download credentials and image URL are the instance's own),
+   * so an update for a board held elsewhere is refused with OTA_DEVICE_ON_OTHER_INSTANCE naming the
+   * instance to send it to, instead of DEVICE_OFFLINE.
+   */
+  holderElsewhere?: (deviceId: string) => Promise<OtaHolder | null>;
+}
+
+export interface OtaHolder {
+  instanceId: string;
+  /** Its HUB_PUBLIC_URL as its membership record says, when known. */
+  url: string | null;
+}
+
+/** The other instance holding a device, from the session claims in PostgreSQL and the members' records. */
+export function otaHolderIn(cluster: {
+  instanceId: string;
+  store: { sessionHolder(deviceId: string): Promise<{ instanceId: string } | null> };
+  membership: { member(id: string): { url: string | null } | undefined | null } | null;
+}): (deviceId: string) => Promise<OtaHolder | null> {
+  return async (deviceId) => {
+    const claim = await cluster.store.sessionHolder(deviceId);
+    if (claim === null || claim.instanceId === cluster.instanceId) return null;
+    return { instanceId: claim.instanceId, url: cluster.membership?.member(claim.instanceId)?.url ?? null };
+  };
 }
 
 export interface Ota {
@@ -125,6 +151,15 @@ export function startOta(o: OtaOptions): Ota {
     guard: o.guard,
     readGuard: o.readGuard,
     sendUpdate: async (deviceId, imageId) => {
+      if (o.holderElsewhere && !o.sessions.get(deviceId)?.isReady()) {
+        const holder = await o.holderElsewhere(deviceId);
+        if (holder) {
+          throw new HubError(
+            'OTA_DEVICE_ON_OTHER_INSTANCE',
+            `${deviceId} is connected to instance ${holder.instanceId}${holder.url ? ` (${holder.url})` : ''}: send its OTA update there (images, download credentials and campaigns are per instance)`,
+          );
+        }
+      }
       const rec = sendUpdate(deviceId, await store.get(imageId));
       return { ...rec, args: Object.fromEntries(rec.args.map((a) => [a.key, a.value])) };
     },

@@ -134,7 +134,8 @@ export function registerOtaRoutes(router: Router, o: OtaRoutesOptions): void {
       headers: noStore,
       tags,
       summary: 'Send the `ota` command for an image to one connected board',
-      description: '409 DEVICE_OFFLINE when the board has no live session; 404 for an unknown image.',
+      description:
+        '409 DEVICE_OFFLINE when the board has no live session; 409 OTA_DEVICE_ON_OTHER_INSTANCE when another hub instance holds it (the message names it); 404 for an unknown image.',
       params: deviceIdParams,
       query: z.strictObject({}),
       body: z.strictObject({ imageId: z.string().regex(/^[0-9a-f]{16}$/, 'an image id is 16 hex characters') }),
