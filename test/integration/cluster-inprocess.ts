@@ -48,10 +48,13 @@ export interface InProcessOptions {
   deps?: HubDeps;
 }
 
-/** Starts instance `id` (HUB_INSTANCE_ID) with the admin token `adminToken`. */
+/**
+ * Starts instance `id` (HUB_INSTANCE_ID) with the admin token `adminToken` (null: none, so the
+ * dashboard in open mode is an operator on loopback).
+ */
 export async function startInProcessInstance(
   id: string,
-  adminToken: string,
+  adminToken: string | null,
   opts: InProcessOptions,
 ): Promise<InProcessInstance> {
   const dir = await tempDir(`cluster-${id}`);
@@ -60,7 +63,7 @@ export async function startInProcessInstance(
     HUB_PORT: '0',
     HUB_DATA_DIR: dir.path,
     HUB_LOG_LEVEL: process.env.TEST_HUB_LOG_LEVEL ?? 'silent',
-    HUB_ADMIN_TOKEN: adminToken,
+    ...(adminToken !== null ? { HUB_ADMIN_TOKEN: adminToken } : {}),
     HUB_INSTANCE_ID: id,
     CLUSTER_DATABASE_URL: opts.database,
     MQTT_URL: opts.broker,
