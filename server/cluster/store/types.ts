@@ -59,8 +59,10 @@ export interface ClusterStore {
   /** First writer wins: returns the offset every instance must use for (device, boot). */
   claimBootOffset(deviceId: string, bootId: number, offsetMs: number): Promise<number>;
   /**
-   * Batched upsert; seq/lastAck only move forward (per boot highestSeq = max; lastAck = the given one when
-   * its boot's seq >= stored).
+   * Batched upsert; seq/lastAck only move forward: per boot highestSeq = max, offsets first writer wins,
+   * firstSeen = min; lastAck = the given one when it is of the stored ACK's boot with a seq >= stored, or
+   * of a boot first seen no earlier than the stored ACK's boot (a late flush of an older boot is ignored);
+   * descriptorHash goes with an accepted lastAck (or with a state without lastAck); descriptor sets add up.
    */
   saveDeviceStates(states: readonly SharedDeviceState[]): Promise<void>;
   putDescriptors(deviceId: string, hash: number, channels: ChannelDescriptor[]): Promise<void>;
