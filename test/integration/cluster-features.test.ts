@@ -4,82 +4,28 @@
 // session claims) and a real Mosquitto (the bus between them and the user's broker for the bridge);
 // the device is a real WebSocket client speaking the protocol. InfluxDB is not needed: INFLUX_URL
 // (required in cluster mode) points at a closed port and the forwarders keep retrying.
-import { createServer } from 'node:net';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { configFrom } from '../../server/config/index.ts';
-import { buildHub, type Hub } from '../../server/hub.ts';
-import { createLogger } from '../../server/log/index.ts';
-import {
-  type MosquittoServer,
-  type PostgresServer,
-  startMosquitto,
-  startPostgres,
-  type TempDir,
-  tempDir,
-  until,
-} from '../harness/index.ts';
-import { metricFromText, TEST_CHANNELS, TestDevice } from './ingest-device-client.ts';
+import { type MosquittoServer, type PostgresServer, startMosquitto, startPostgres, until } from '../harness/index.ts';
+import { type InProcessInstance, startInProcessInstance } from './cluster-inprocess.ts';
+import { TEST_CHANNELS, TestDevice } from './ingest-device-client.ts';
 import { readRetained } from './mqtt-retained.ts';
 
 const ADMIN = 'd'.repeat(40);
 
-interface Instance {
-  id: string;
-  hub: Hub;
-  dir: TempDir;
-  http: string;
-  deviceUrl: string;
-  metric(name: string, labels?: Record<string, string>): Promise<number>;
-}
+type Instance = InProcessInstance;
 
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
+function startInstance(id: string, env: { broker: string; database: string }): Promise<Instance> {
+  return startInProcessInstance(id, ADMIN, {
+    ...env,
+    env: { MQTT_CLIENT_ID: 'hub-cluster-features', MQTT_BRIDGE: 'on', MQTT_BRIDGE_INTERVAL_MS: '100' },
   });
-}
-
-async function startInstance(id: string, env: { broker: string; database: string; influx: string }): Promise<Instance> {
-  const dir = await tempDir(`cluster-features-${id}`);
-  const config = configFrom({
-    HUB_HOST: '127.0.0.1',
-    HUB_PORT: '0',
-    HUB_DATA_DIR: dir.path,
-    HUB_LOG_LEVEL: process.env.TEST_HUB_LOG_LEVEL ?? 'silent',
-    HUB_ADMIN_TOKEN: ADMIN,
-    HUB_INSTANCE_ID: id,
-    CLUSTER_DATABASE_URL: env.database,
-    MQTT_URL: env.broker,
-    MQTT_CLIENT_ID: 'hub-cluster-features',
-    MQTT_BRIDGE: 'on',
-    MQTT_BRIDGE_INTERVAL_MS: '100',
-    INFLUX_URL: env.influx,
-    INFLUX_TOKEN: 'unused',
-    INFLUX_ORG: 'unused',
-    INFLUX_BUCKET: 'unused',
-  });
-  const hub = buildHub(config, { logger: createLogger(config.log.level), mqttRetryMs: { min: 100, max: 1000 } });
-  const { port } = await hub.start();
-  const http = `http://127.0.0.1:${port}`;
-  return {
-    id,
-    hub,
-    dir,
-    http,
-    deviceUrl: `ws://127.0.0.1:${port}/v1/device`,
-    async metric(name, labels = {}) {
-      return metricFromText(await (await fetch(`${http}/metrics`)).text(), name, labels);
-    },
-  };
 }
 
 describe('per-instance features with two and three instances (real Mosquitto, real PostgreSQL)', () => {
   let broker: MosquittoServer;
   let pg: PostgresServer;
-  let env: { broker: string; database: string; influx: string };
+  let env: { broker: string; database: string };
   const instances: Instance[] = [];
   let a: Instance;
   let b: Instance;
@@ -87,7 +33,7 @@ describe('per-instance features with two and three instances (real Mosquitto, re
 
   beforeAll(async () => {
     [broker, pg] = await Promise.all([startMosquitto(), startPostgres()]);
-    env = { broker: broker.url, database: pg.url, influx: `http://127.0.0.1:${await closedPort()}` };
+    env = { broker: broker.url, database: pg.url };
     a = await startInstance('a', env);
     instances.push(a);
     b = await startInstance('b', env);

@@ -137,7 +137,10 @@ export class FakeClusterStore implements ClusterStore {
   status() {
     return { database: this.database, lastError: this.database === 'connected' ? null : 'down (test)' };
   }
-  async close(): Promise<void> {}
+  closed = false;
+  async close(): Promise<void> {
+    this.closed = true;
+  }
 }
 
 /** A shared boot with defaults. */

@@ -5,6 +5,7 @@
  * state, replacement by epoch, the merge of shared state at HELLO, agreed boot offsets, write-behind.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { startCluster } from '../../server/cluster/index.ts';
 import { type ClusterSessions, createClusterSessions } from '../../server/cluster/sessions.ts';
 import {
   type ChannelDescriptor,
@@ -135,8 +136,28 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) await d.remove();
 });
 
+function openTestLog(dataDir: string, metrics: Metrics, now: () => number): LocalLog {
+  return openLocalLog({
+    dataDir,
+    maxBytes: 64 * 1024 * 1024,
+    retentionHours: 24,
+    fullPolicy: 'backpressure',
+    forwarding: false,
+    metrics,
+    logger: createLogger('silent'),
+    maintenanceIntervalMs: 3_600_000,
+    now,
+    freeBytes: () => 1024 ** 4,
+  });
+}
+
 async function rig(
-  opts: { joinTimeoutMs?: number; writeBehindIntervalMs?: number; store?: FakeClusterStore } = {},
+  opts: {
+    joinTimeoutMs?: number;
+    writeBehindIntervalMs?: number;
+    store?: FakeClusterStore;
+    acknowledged?: (listener: (deviceId: string, bootId: number, seq: number) => void) => () => void;
+  } = {},
 ): Promise<Rig> {
   const dir = await tempDir('cluster-sessions');
   dirs.push(dir);
@@ -144,18 +165,7 @@ async function rig(
   const now = () => clock.now;
   const metrics = createMetrics();
   const logger = createLogger('silent');
-  const log = openLocalLog({
-    dataDir: dir.path,
-    maxBytes: 64 * 1024 * 1024,
-    retentionHours: 24,
-    fullPolicy: 'backpressure',
-    forwarding: false,
-    metrics,
-    logger,
-    maintenanceIntervalMs: 3_600_000,
-    now,
-    freeBytes: () => 1024 ** 4,
-  });
+  const log = openTestLog(dir.path, metrics, now);
   const bus = new HubEventBus();
   const config = configFrom({});
   const ingest = createIngest({ log, metrics, bus, devices: config.devices, logger, now });
@@ -169,6 +179,7 @@ async function rig(
     now,
     joinTimeoutMs: opts.joinTimeoutMs ?? 10_000,
     writeBehindIntervalMs: opts.writeBehindIntervalMs ?? 3_600_000,
+    ...(opts.acknowledged ? { acknowledged: opts.acknowledged } : {}),
   });
   const table = createSessionTable();
   const commands = createCommandTracker({ metrics, bus, now });
@@ -595,5 +606,72 @@ describe('write-behind', () => {
     await ready(r, 'd1', 1, 5_000);
     await until('descriptors', () => r.store.descriptorSets.length === 1);
     expect(r.store.descriptorSets).toEqual([{ deviceId: 'd1', hash: HASH }]);
+  });
+
+  it('with ACK_DURABILITY=influx it follows what the ACK gate released, not the local commits', async () => {
+    let release: ((deviceId: string, bootId: number, seq: number) => void) | null = null;
+    const r = await rig({
+      acknowledged: (l) => {
+        release = l;
+        return () => undefined;
+      },
+    });
+    const a = await ready(r, 'd1', 1, 5_000);
+    a.deliver(telemetry(1, 1, 4_001));
+    a.deliver(telemetry(1, 2, 4_002));
+    await until('ACK 2', ackOf(a, 1, 2));
+    await r.cs.flush();
+    expect(r.store.saved).toEqual([]); // committed locally, not yet confirmed by InfluxDB
+    (release as unknown as (d: string, b: number, s: number) => void)('d1', 1, 1);
+    await r.cs.flush();
+    expect(r.store.saved).toEqual([[expect.objectContaining({ deviceId: 'd1', lastAck: { bootId: 1, seq: 1 } })]]);
+  });
+});
+
+describe('startCluster (the composition)', () => {
+  it("drops the claims a previous run of this instance left (not others'), shows its status, and on stop writes behind, then closes the store", async () => {
+    const dir = await tempDir('cluster-compose');
+    dirs.push(dir);
+    const metrics = createMetrics();
+    const logger = createLogger('silent');
+    const log = openTestLog(dir.path, metrics, Date.now);
+    cleanups.push(() => log.close());
+    const bus = new HubEventBus();
+    const config = configFrom({});
+    const ingest = createIngest({ log, metrics, bus, devices: config.devices, logger, now: Date.now });
+    const store = new FakeClusterStore('a');
+    store.holders.set('left-here', { deviceId: 'left-here', instanceId: 'a', epoch: 1 });
+    store.holders.set('held-by-b', { deviceId: 'held-by-b', instanceId: 'b', epoch: 2 });
+    const cluster = await startCluster({
+      config,
+      cluster: { databaseUrl: 'postgres://unused', instanceId: 'a' },
+      logger,
+      metrics,
+      bus,
+      ingest,
+      openStore: async () => store,
+      writeBehindIntervalMs: 3_600_000,
+    });
+    expect([...store.holders.keys()]).toEqual(['held-by-b']);
+    expect(cluster.status()).toMatchObject({
+      instanceId: 'a',
+      database: 'connected',
+      sessions: { claimed: 0, unclaimed: 0, writeBehindPending: 0, writeBehindFailing: false },
+    });
+    // A position committed but not written behind yet is written at stop, before the store closes.
+    store.held.add('saveDeviceStates');
+    ingest.hello('d1', { ...(hello('d1', 1, 1000) as Extract<Message, { type: 'hello' }>) }, Date.now());
+    ingest.descriptors('d1', HASH, CHANNELS);
+    const frame = Buffer.from(encodeFrame(telemetry(1, 1, 500)));
+    await new Promise<void>((resolve, reject) =>
+      ingest.store('d1', frame, ingest.scan('d1', frame), Date.now(), (err) => (err ? reject(err) : resolve())),
+    );
+    const stopping = cluster.stop();
+    await until('write-behind at stop', () => store.pending('saveDeviceStates') === 1);
+    expect(store.closed).toBe(false);
+    store.answer('saveDeviceStates');
+    await stopping;
+    expect(store.saved).toEqual([[expect.objectContaining({ deviceId: 'd1', lastAck: { bootId: 1, seq: 1 } })]]);
+    expect(store.closed).toBe(true);
   });
 });
