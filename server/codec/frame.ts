@@ -42,6 +42,19 @@ export const ALLOWED_FLAGS: Readonly<Record<number, number>> = {
   [MessageType.ERROR]: Flags.ERROR_FATAL,
 };
 
+// The sample loop compares against module-level constants, not `ValueType.X`: V8 compiles a module
+// `const` number into the machine code as an immediate, whereas a property of an imported object is a
+// load plus a map check each time it is evaluated (each case of the switch, for every sample).
+const BOOL = ValueType.BOOL;
+const I8 = ValueType.I8;
+const U8 = ValueType.U8;
+const I16 = ValueType.I16;
+const U16 = ValueType.U16;
+const I32 = ValueType.I32;
+const U32 = ValueType.U32;
+const F32 = ValueType.F32;
+const MAX_CHANNEL_INDEX = Limits.maxChannelIndex;
+
 // ───────────────────────────── decode ─────────────────────────────
 
 /**
@@ -183,7 +196,7 @@ function decodeWelcome(r: Reader, flags: number): Welcome {
 }
 
 function checkSampleType(t: number, what: string): SampleValueTypeId {
-  if (t > ValueType.F32) throw new ProtocolError('BAD_VALUE_TYPE', `${what} ${t} is not a sample value type`);
+  if (t > F32) throw new ProtocolError('BAD_VALUE_TYPE', `${what} ${t} is not a sample value type`);
   return t as SampleValueTypeId;
 }
 
@@ -228,8 +241,10 @@ function decodeTelemetry(r: Reader, flags: number): Telemetry {
   const blockCount = r.u8('blockCount');
   if (blockCount < 1 || blockCount > Limits.maxBlocks)
     throw new ProtocolError('BAD_FIELD', 'blockCount must be 1..128');
-  const blocks: Block[] = [];
-  for (let b = 0; b < blockCount; b++) blocks.push(decodeBlock(r));
+  // Sized once: pushing would grow the array to 16 slots on the first push (a second, larger allocation
+  // for a typical frame's 8 blocks). Every slot is filled before the array is returned.
+  const blocks: Block[] = new Array(blockCount);
+  for (let b = 0; b < blockCount; b++) blocks[b] = decodeBlock(r);
   return {
     type: 'telemetry',
     unsynced: (flags & Flags.TELEMETRY_UNSYNCED) !== 0,
@@ -241,37 +256,44 @@ function decodeTelemetry(r: Reader, flags: number): Telemetry {
   };
 }
 
-/** Bytes of a sample value per TELEMETRY value type 0..7 [PROTO-4]. */
-const SAMPLE_BYTES = [1, 1, 1, 2, 2, 4, 4, 4] as const;
-
 /**
  * One block [PROTO-3.4]: channel, value type, then `sampleCount` × (tag varint, value unless missing).
  * This is the decoder's hot loop, so it reads `bytes` directly instead of through Reader methods: one
- * bounds check per value, a one-byte fast path for tags, and no call per sample.
+ * bounds check per value, tags of one and two bytes (deltas up to 8 s) read inline, and no call per
+ * sample.
  */
 function decodeBlock(r: Reader): Block {
   const channel = r.u8('block channel');
-  if (channel > Limits.maxChannelIndex) throw new ProtocolError('BAD_FIELD', 'block channel must be 0..127');
+  if (channel > MAX_CHANNEL_INDEX) throw new ProtocolError('BAD_FIELD', 'block channel must be 0..127');
   const valueType = checkSampleType(r.u8('block valueType'), 'block valueType');
   const n = r.u8('sampleCount');
   if (n === 0) throw new ProtocolError('BAD_FIELD', 'sampleCount must be 1..255');
   const deltasMs: number[] = new Array(n);
   // Two allocation sites: V8 tracks element kinds per site, so f32 blocks keep unboxed doubles instead
   // of inheriting the generic kind that booleans and nulls give the other blocks.
-  const values: SampleValue[] = valueType === ValueType.F32 ? new Array(n) : new Array(n);
-  const width = SAMPLE_BYTES[valueType];
+  const values: SampleValue[] = valueType === F32 ? new Array(n) : new Array(n);
+  // Bytes of a value [PROTO-4]: 1 for bool, i8, u8; 2 for i16, u16; 4 for i32, u32, f32.
+  const width = valueType < I16 ? 1 : valueType < I32 ? 2 : 4;
   const b = r.bytes;
   const end = r.end;
   let p = r.pos;
   for (let i = 0; i < n; i++) {
     // tag = deltaMs × 2 + missing, at most 2^32−1, so `>>> 1` and `& 1` are exact on it.
-    let tag: number;
-    if (p < end && (b[p] as number) < 0x80) {
-      tag = b[p++] as number;
+    let tag = p < end ? (b[p] as number) : 0x80;
+    if (tag < 0x80) {
+      p += 1;
     } else {
-      r.pos = p;
-      tag = r.varint('sample tag');
-      p = r.pos;
+      const next = p + 1 < end ? (b[p + 1] as number) : 0;
+      if (next !== 0 && next < 0x80) {
+        // Two bytes, canonical (the second is 1..0x7f): deltas of 64 ms..8 s, the usual periods.
+        tag = (tag & 0x7f) | (next << 7);
+        p += 2;
+      } else {
+        // Longer, truncated or not canonical: the Reader's varint reads it or names the fault.
+        r.pos = p;
+        tag = r.varint('sample tag');
+        p = r.pos;
+      }
     }
     deltasMs[i] = tag >>> 1;
     if ((tag & 1) === 1) {
@@ -281,26 +303,26 @@ function decodeBlock(r: Reader): Block {
     if (p + width > end) throw new ProtocolError('TRUNCATED', 'sample value runs past the payload');
     const b0 = b[p] as number;
     switch (valueType) {
-      case ValueType.BOOL:
+      case BOOL:
         if (b0 > 1) throw new ProtocolError('BAD_FIELD', 'sample value must be 0 or 1');
         values[i] = b0 === 1;
         break;
-      case ValueType.I8:
+      case I8:
         values[i] = (b0 << 24) >> 24;
         break;
-      case ValueType.U8:
+      case U8:
         values[i] = b0;
         break;
-      case ValueType.I16:
+      case I16:
         values[i] = ((b0 | ((b[p + 1] as number) << 8)) << 16) >> 16;
         break;
-      case ValueType.U16:
+      case U16:
         values[i] = b0 | ((b[p + 1] as number) << 8);
         break;
-      case ValueType.I32:
+      case I32:
         values[i] = b0 | ((b[p + 1] as number) << 8) | ((b[p + 2] as number) << 16) | ((b[p + 3] as number) << 24);
         break;
-      case ValueType.U32:
+      case U32:
         values[i] =
           (b0 | ((b[p + 1] as number) << 8) | ((b[p + 2] as number) << 16) | ((b[p + 3] as number) << 24)) >>> 0;
         break;
