@@ -98,7 +98,7 @@ export function createMqttBridgeExtension(): HubExtension & {
         isRemoved: (id) => (ctx.registry ? ctx.registry.get(id)?.revoked !== false : false),
         sendCommand: (id, name, args) => {
           const session = ctx.sessions.get(id);
-          if (!session?.isReady()) return 'offline';
+          if (!session?.isReady()) return ctx.cluster?.onlineElsewhere(id) ? 'elsewhere' : 'offline';
           let request: ReturnType<typeof parseCommandRequest>;
           try {
             request = parseCommandRequest({ name, args });
@@ -111,6 +111,7 @@ export function createMqttBridgeExtension(): HubExtension & {
           return 'sent';
         },
         onRemoved: (id) => b.clearDevice(id),
+        ...(ctx.cluster ? { republishes: (id: string) => ctx.sessions.get(id)?.isReady() === true } : {}),
         room,
         intervalMs: cfg.intervalMs,
         metrics: ctx.metrics,

@@ -37,7 +37,7 @@ export const bridgeMetrics = metricsPerRegistry((registers) => ({
   }),
   haCommands: new Counter({
     name: 'hub_mqtt_ha_commands_total',
-    help: 'Commands received on the Home Assistant command topics, by command and outcome (sent, offline, invalid).',
+    help: 'Commands received on the Home Assistant command topics, by command and outcome (sent, offline, invalid; elsewhere: with several instances, another instance holds the device and sends it).',
     labelNames: ['command', 'outcome'] as const,
     registers,
   }),

@@ -239,9 +239,20 @@ export interface HaDiscoveryOptions {
   isRemoved: (deviceId: string) => boolean;
   /**
    * Sends a hub command to the device's live session; `offline` when it has none, `invalid` when the
-   * hub refuses the arguments.
+   * hub refuses the arguments; `elsewhere` (several instances) when another instance holds the
+   * session: that instance got the same message on the command topic and sends it.
    */
-  sendCommand: (deviceId: string, name: string, args: Record<string, unknown>) => 'sent' | 'offline' | 'invalid';
+  sendCommand: (
+    deviceId: string,
+    name: string,
+    args: Record<string, unknown>,
+  ) => 'sent' | 'offline' | 'invalid' | 'elsewhere';
+  /**
+   * Several instances: whether this instance republishes a device's configs after a broker reconnect
+   * or Home Assistant's announcement (default: every device it published). Only the instance holding
+   * the device should: another one's firmware version and channels may be older than the holder's.
+   */
+  republishes?: (deviceId: string) => boolean;
   /** Called after a device's entities were removed (the bridge clears its state and status). */
   onRemoved?: (deviceId: string) => void;
   /** Messages the client may take now without crowding out device frames. */
@@ -366,6 +377,12 @@ export function createHaDiscovery(opts: HaDiscoveryOptions): HaDiscovery {
   /** The broker (without persistence) or HA may have lost the configs: send them all again. */
   const republishAll = () => {
     for (const [id, topics] of published) {
+      if (opts.republishes && !opts.republishes(id)) {
+        // Held elsewhere, or by nobody: what this instance knows of it may be stale. Forgotten here;
+        // it is published again when it comes online on this instance.
+        published.delete(id);
+        continue;
+      }
       topics.clear();
       pending.add(id);
     }
@@ -376,7 +393,7 @@ export function createHaDiscovery(opts: HaDiscoveryOptions): HaDiscovery {
     const command = parts[parts.length - 1] as HaCommand;
     const deviceId = parts[parts.length - 3] as string;
     if (!HA_COMMANDS.includes(command) || parts[parts.length - 2] !== 'cmd') return;
-    let outcome: 'sent' | 'offline' | 'invalid';
+    let outcome: 'sent' | 'offline' | 'invalid' | 'elsewhere';
     if (command === 'identify') {
       outcome = opts.sendCommand(deviceId, 'identify', { duration_ms: IDENTIFY_DURATION_MS });
     } else {
@@ -387,7 +404,7 @@ export function createHaDiscovery(opts: HaDiscoveryOptions): HaDiscovery {
           : 'invalid';
     }
     m.haCommands.inc({ command, outcome });
-    if (outcome !== 'sent') {
+    if (outcome !== 'sent' && outcome !== 'elsewhere') {
       logger.warn(
         { deviceId, command, outcome, code: outcome === 'offline' ? 'DEVICE_OFFLINE' : 'BAD_REQUEST' },
         outcome === 'offline'
