@@ -6,93 +6,36 @@
 // (the time mapping each hub gives a frame, which is what its points in InfluxDB would carry):
 // INFLUX_URL points at a closed port and the forwarders keep retrying. The full stack with InfluxDB
 // and a load balancer is test/integration/cluster.test.ts.
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeFrame, type Telemetry } from '../../server/codec/index.ts';
-import { configFrom } from '../../server/config/index.ts';
 import type { AcceptedFrame } from '../../server/events.ts';
-import { buildHub, type Hub } from '../../server/hub.ts';
-import { createLogger } from '../../server/log/index.ts';
 import type { AcceptedTelemetry } from '../../server/pipeline/ingest.ts';
-import {
-  type MosquittoServer,
-  type PostgresServer,
-  startMosquitto,
-  startPostgres,
-  type TempDir,
-  tempDir,
-  until,
-} from '../harness/index.ts';
-import { metricFromText, TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
+import { type MosquittoServer, type PostgresServer, startMosquitto, startPostgres, until } from '../harness/index.ts';
+import { type InProcessInstance, startInProcessInstance } from './cluster-inprocess.ts';
+import { TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
 
 const ADMIN = 'd'.repeat(40);
 
-interface Instance {
-  id: string;
-  hub: Hub;
-  dir: TempDir;
-  deviceUrl: string;
+interface Instance extends InProcessInstance {
   /** Frames this hub accepted: device → `boot/seq` → time offset (ms) its samples were stored with. */
   offsets: Map<string, Map<string, number>>;
-  metric(name: string, labels?: Record<string, string>): Promise<number>;
   sessions(): number;
-}
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function startInstance(
   id: string,
-  env: { broker: string; database: string; influx: string },
+  env: { broker: string; database: string },
   cluster: { writeBehindIntervalMs?: number } = {},
 ): Promise<Instance> {
-  const dir = await tempDir(`cluster-sessions-${id}`);
-  const config = configFrom({
-    HUB_HOST: '127.0.0.1',
-    HUB_PORT: '0',
-    HUB_DATA_DIR: dir.path,
-    HUB_LOG_LEVEL: process.env.TEST_HUB_LOG_LEVEL ?? 'silent',
-    HUB_ADMIN_TOKEN: ADMIN,
-    HUB_INSTANCE_ID: id,
-    CLUSTER_DATABASE_URL: env.database,
-    MQTT_URL: env.broker,
-    MQTT_CLIENT_ID: 'hub-cluster-sessions',
-    INFLUX_URL: env.influx,
-    INFLUX_TOKEN: 'unused',
-    INFLUX_ORG: 'unused',
-    INFLUX_BUCKET: 'unused',
-  });
-  const hub = buildHub(config, {
-    logger: createLogger(config.log.level),
-    mqttRetryMs: { min: 100, max: 1000 },
-    cluster,
-  });
-  const { port } = await hub.start();
+  const i = await startInProcessInstance(id, ADMIN, { ...env, deps: { cluster } });
   const offsets = new Map<string, Map<string, number>>();
-  hub.bus.on('readings:accepted', (deviceId: string, a: AcceptedFrame) => {
+  i.hub.bus.on('readings:accepted', (deviceId: string, a: AcceptedFrame) => {
     const t = decodeFrame((a as AcceptedTelemetry).frame) as Telemetry;
     const m = offsets.get(deviceId) ?? new Map<string, number>();
     m.set(`${t.bootId}/${t.seq}`, (a as AcceptedTelemetry).timeOffsetMs);
     offsets.set(deviceId, m);
   });
-  const http = `http://127.0.0.1:${port}`;
-  return {
-    id,
-    hub,
-    dir,
-    deviceUrl: `ws://127.0.0.1:${port}/v1/device`,
-    offsets,
-    async metric(name, labels = {}) {
-      return metricFromText(await (await fetch(`${http}/metrics`)).text(), name, labels);
-    },
-    sessions: () => hub.context().sessions.size(),
-  };
+  return { ...i, offsets, sessions: () => i.hub.context().sessions.size() };
 }
 
 describe('one session per device and shared device state across two instances (real PostgreSQL, real Mosquitto)', () => {
@@ -111,7 +54,7 @@ describe('one session per device and shared device state across two instances (r
 
   beforeAll(async () => {
     [broker, pg] = await Promise.all([startMosquitto(), startPostgres()]);
-    const env = { broker: broker.url, database: pg.url, influx: `http://127.0.0.1:${await closedPort()}` };
+    const env = { broker: broker.url, database: pg.url };
     // A writes its devices' state behind only when their sessions end (B's default: every 250 ms), so
     // a device that moves from A to B while its session on A is open meets B before A's positions.
     a = await startInstance('a', env, { writeBehindIntervalMs: 3_600_000 });
