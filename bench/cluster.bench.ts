@@ -186,7 +186,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         metric: `PostgreSQL rows written/s at ${devices} frames/s (write-behind)`,
         value: clu.tricklePg.writeRows / clu.trickle.seconds,
         unit: 'rows/s',
-        note: `${fmt(clu.tricklePg.writeRows / Math.max(1, clu.trickle.acked), 3)} per frame; ${fmt(clu.tricklePg.execMs / clu.trickle.seconds)} ms of statement time per s`,
+        note: `${fmt(clu.tricklePg.writeRows / Math.max(1, clu.trickle.acked), 3)} per frame; ${fmt(clu.tricklePg.execMs / clu.trickle.seconds)} ms of statement time per s; the hub wrote ${clu.trickleWritten} device states behind in the step, ${clu.tricklePending} pending at its end`,
       },
       {
         metric: `PostgreSQL CPU per 1 k frames (${devices} devices × 1/s)`,
@@ -430,6 +430,9 @@ interface SessionRounds {
   trickle: Trickled;
   trickleCpuUsPerFrame: number;
   tricklePg: PgCounters;
+  /** Device states the hub wrote behind during the trickle (its metric), and those pending at its end. */
+  trickleWritten: number;
+  tricklePending: number;
   reconnectPg: PgCounters;
 }
 
@@ -466,12 +469,18 @@ async function sessionRounds(
     const first = await connect();
 
     const seconds = quick ? 5 : 10;
+    const written = async () =>
+      metricSum(await hub.metricsText(), 'hub_cluster_state_writes_total', 'outcome="written"');
+    const written0 = await written();
     const cpu0 = await cpuOf(hub);
     const pg0 = await pgCounters(r);
     worker.send({ type: 'trickle', rate: creds.length, seconds } satisfies ToDevices);
     const trickle = (await nextMessage<FromDevices>(worker, 'trickled', 120_000)) as Trickled;
     const tricklePg = diff(await pgCounters(r), pg0);
     const trickleCpuUsPerFrame = (((await cpuOf(hub)) - cpu0) * 1e6) / Math.max(1, trickle.acked);
+    // What the hub says it wrote behind in the step, and what still waits (the database's view may lag).
+    const trickleWritten = (await written()) - written0;
+    const tricklePending = metricSum(await hub.metricsText(), 'hub_cluster_state_pending');
 
     const pg1 = await pgCounters(r);
     worker.send({ type: 'close' } satisfies ToDevices);
@@ -489,7 +498,7 @@ async function sessionRounds(
     const reconnect = await connect();
     const reconnectPg = diff(await pgCounters(r), pg1);
     worker.send({ type: 'exit' } satisfies ToDevices);
-    return { first, reconnect, trickle, trickleCpuUsPerFrame, tricklePg, reconnectPg };
+    return { first, reconnect, trickle, trickleCpuUsPerFrame, tricklePg, trickleWritten, tricklePending, reconnectPg };
   } finally {
     if (worker.exitCode === null) worker.kill('SIGKILL');
     await stopHub(r, hub);
@@ -738,7 +747,10 @@ function diff(after: PgCounters, before: PgCounters): PgCounters {
   };
 }
 
-/** utime + stime of the postmaster (data/postmaster.pid) and its children, from /proc (s). */
+/**
+ * CPU of PostgreSQL from /proc (s): the postmaster's own and that of its children it has reaped
+ * (cutime + cstime: backends that exited, e.g. idle pool connections closed) plus its live children's.
+ */
 function postgresCpuSeconds(serverDir: string): number {
   let postmaster: number;
   try {
@@ -750,13 +762,18 @@ function postgresCpuSeconds(serverDir: string): number {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const st = procStat(Number(entry));
-    if (st && (Number(entry) === postmaster || st.ppid === postmaster)) total += st.cpuSeconds;
+    if (!st) continue;
+    if (Number(entry) === postmaster) total += st.cpuSeconds + st.reapedSeconds;
+    else if (st.ppid === postmaster) total += st.cpuSeconds;
   }
   return total;
 }
 
-/** A process's parent and CPU (utime + stime, all threads) from /proc/<pid>/stat; null when gone. */
-function procStat(pid: number): { ppid: number; cpuSeconds: number } | null {
+/**
+ * A process's parent, CPU (utime + stime, all threads) and its reaped children's CPU (cutime + cstime)
+ * from /proc/<pid>/stat; null when gone.
+ */
+function procStat(pid: number): { ppid: number; cpuSeconds: number; reapedSeconds: number } | null {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -765,7 +782,11 @@ function procStat(pid: number): { ppid: number; cpuSeconds: number } | null {
   }
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   const ticks = 100; // USER_HZ on Linux
-  return { ppid: Number(f[1]), cpuSeconds: (Number(f[11]) + Number(f[12])) / ticks };
+  return {
+    ppid: Number(f[1]),
+    cpuSeconds: (Number(f[11]) + Number(f[12])) / ticks,
+    reapedSeconds: (Number(f[13]) + Number(f[14])) / ticks,
+  };
 }
 
 // ───────────────────────── device worker (child) ─────────────────────────
