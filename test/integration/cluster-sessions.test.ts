@@ -87,6 +87,13 @@ describe('one session per device and shared device state across two instances (r
     expect(b.sessions()).toBe(1);
     expect(second.closeCode).toBeNull();
     expect(await a.metric('hub_cluster_sessions_replaced_total')).toBe(1);
+    const ready = await fetch(`${a.http}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(((await ready.json()) as { cluster: unknown }).cluster).toMatchObject({
+      instanceId: 'a',
+      database: 'connected',
+      sessions: { claimed: 0, unclaimed: 0 },
+    });
     // And back: the newest wins again, wherever it lands.
     const third = await connect(a, 'esp-twice');
     await third.hello('esp-twice', 1);
