@@ -79,6 +79,8 @@ export interface ForwarderContext {
   logger: Logger;
   /** Per-device health for the `device_status` points written with the hub stats. */
   fleet: () => DeviceHealthRow[];
+  /** `hub_stats`' `hub` tag: HUB_INSTANCE_ID with several instances (default the host name). */
+  hubId?: string;
 }
 
 /** Everything a plugged-in part may use once the hub has started. */
@@ -486,6 +488,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
             logger,
             // Registered devices that never connected since start count as offline.
             fleet: () => deviceHealth.rows(registry?.list().flatMap((d) => (d.revoked ? [] : [d.id])) ?? []),
+            ...(config.cluster ? { hubId: config.cluster.instanceId } : {}),
           });
           forwarder.start();
           if (ackGate) {
@@ -607,7 +610,7 @@ export function influxForwarder(ctx: ForwarderContext): ForwarderLike {
     ctx.config.statsIntervalMs > 0
       ? createStatsWriter({
           metrics: ctx.metrics,
-          hubId: hostname(),
+          hubId: ctx.hubId ?? hostname(),
           intervalMs: ctx.config.statsIntervalMs,
           submit: (lines) => fwd.submitStats(lines),
           logger: ctx.logger,

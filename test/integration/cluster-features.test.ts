@@ -6,7 +6,16 @@
 // (required in cluster mode) points at a closed port and the forwarders keep retrying.
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MosquittoServer, type PostgresServer, startMosquitto, startPostgres, until } from '../harness/index.ts';
+import {
+  type InfluxServer,
+  influxEnv,
+  type MosquittoServer,
+  type PostgresServer,
+  startInflux,
+  startMosquitto,
+  startPostgres,
+  until,
+} from '../harness/index.ts';
 import { type InProcessInstance, startInProcessInstance } from './cluster-inprocess.ts';
 import { TEST_CHANNELS, TestDevice } from './ingest-device-client.ts';
 import { readRetained } from './mqtt-retained.ts';
@@ -15,25 +24,33 @@ const ADMIN = 'd'.repeat(40);
 
 type Instance = InProcessInstance;
 
-function startInstance(id: string, env: { broker: string; database: string }): Promise<Instance> {
+function startInstance(id: string, env: { broker: string; database: string; influx: InfluxServer }): Promise<Instance> {
   return startInProcessInstance(id, ADMIN, {
-    ...env,
-    env: { MQTT_CLIENT_ID: 'hub-cluster-features', MQTT_BRIDGE: 'on', MQTT_BRIDGE_INTERVAL_MS: '100' },
+    broker: env.broker,
+    database: env.database,
+    env: {
+      ...influxEnv(env.influx),
+      INFLUX_STATS_INTERVAL_MS: '250',
+      MQTT_CLIENT_ID: 'hub-cluster-features',
+      MQTT_BRIDGE: 'on',
+      MQTT_BRIDGE_INTERVAL_MS: '100',
+    },
   });
 }
 
 describe('per-instance features with two and three instances (real Mosquitto, real PostgreSQL)', () => {
   let broker: MosquittoServer;
   let pg: PostgresServer;
-  let env: { broker: string; database: string };
+  let influx: InfluxServer;
+  let env: { broker: string; database: string; influx: InfluxServer };
   const instances: Instance[] = [];
   let a: Instance;
   let b: Instance;
   let device: TestDevice | null = null;
 
   beforeAll(async () => {
-    [broker, pg] = await Promise.all([startMosquitto(), startPostgres()]);
-    env = { broker: broker.url, database: pg.url };
+    [broker, pg, influx] = await Promise.all([startMosquitto(), startPostgres(), startInflux({ bucket: 'features' })]);
+    env = { broker: broker.url, database: pg.url, influx };
     a = await startInstance('a', env);
     instances.push(a);
     b = await startInstance('b', env);
@@ -56,7 +73,7 @@ describe('per-instance features with two and three instances (real Mosquitto, re
     await device?.close();
     for (const i of instances.reverse()) await i.hub.stop().catch(() => undefined);
     for (const i of instances) await i.dir.remove();
-    await Promise.all([broker?.stop(), pg?.stop()]);
+    await Promise.all([broker?.stop(), pg?.stop(), influx?.stop()]);
   }, 60_000);
 
   it('OTA for a board held by another instance is refused with a code naming that instance, not DEVICE_OFFLINE', async () => {
@@ -94,5 +111,20 @@ describe('per-instance features with two and three instances (real Mosquitto, re
     } finally {
       await watcher.endAsync();
     }
+  }, 60_000);
+
+  it('each instance writes its hub_stats under its own instance id (instances on one host do not share a series)', async () => {
+    const query = async (q: string) => {
+      const res = await fetch(`${influx.engineUrl}/query?db=${influx.bucket}&q=${encodeURIComponent(q)}`);
+      const body = (await res.json()) as { results: { series?: { values: unknown[][] }[] }[] };
+      return body.results[0]?.series?.[0]?.values ?? [];
+    };
+    const hubs = async () => (await query('SHOW TAG VALUES FROM "hub_stats" WITH KEY = "hub"')).map((v) => v[1]);
+    // Both instances run in this process, on one host: before, both wrote hub=<host name>.
+    await until(
+      'hub_stats points of both instances (a few each)',
+      async () => Number((await query('SELECT count("frames_per_s") FROM "hub_stats"'))[0]?.[1] ?? 0) >= 8,
+    );
+    expect(await hubs()).toEqual(expect.arrayContaining(['a', 'b']));
   }, 60_000);
 });
