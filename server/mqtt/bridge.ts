@@ -166,7 +166,8 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
    */
   function checkElsewhere(id: string, e: Entry, heldElsewhere: (deviceId: string) => Promise<boolean>): void {
     checking.add(id);
-    heldElsewhere(id)
+    // Settled below: the catch turns a failure into "not held", and the then only changes state.
+    void heldElsewhere(id)
       .catch((err: unknown) => {
         logger.warn(
           { err, deviceId: id },
