@@ -292,6 +292,38 @@ describe('outbox', () => {
     expect(seqs).toEqual(seqs.map((_, i) => i + 1)); // 1..n, no gap, no duplicate
     expectExactlyOnce(hub, recorder);
   });
+
+  it('a WELCOME naming an older last ACK than the hub sent (another instance, written behind) frees nothing, re-sends nothing acked, loses nothing', async () => {
+    const { clock, hub, recorder, device } = rig({ ackTimeoutMs: 60_000, backoff: { initialMs: 500, maxMs: 500 } });
+    device.start();
+    clock.advance(5000);
+    const acked = device.stats.framesAcked;
+    expect(acked).toBeGreaterThanOrEqual(4);
+    const boot = device.bootId;
+    const ackedSeq = hub.device(ID).lastAck?.seq as number;
+    hub.withholdAcks = true; // stored, their ACKs lost with the instance
+    clock.advance(3000);
+    const unacked = device.outboxDepth;
+    expect(unacked).toBeGreaterThanOrEqual(3);
+    // The device reconnects to an instance whose shared last ACK is 3 frames behind what it was sent.
+    hub.withholdAcks = false;
+    hub.device(ID).lastAck = { bootId: boot, seq: ackedSeq - 3 };
+    const sentBefore = hub.received.length;
+    device.dropWifi(300);
+    clock.advance(1500);
+    expect(device.state).toBe('online');
+    expect(device.stats.ackRegressions).toBe(1);
+    const after = hub.received.slice(sentBefore).map((r) => decodeFrame(r.bytes));
+    const seqs = ofType(after, 'telemetry').map((t) => t.seq);
+    expect(seqs.length).toBeGreaterThanOrEqual(unacked);
+    expect(Math.min(...seqs), 'nothing the device had seen acknowledged is sent again').toBe(ackedSeq + 1);
+    const p = device.stop({ drainMs: 3000 });
+    clock.advance(4000);
+    await p;
+    expect(device.outboxDepth).toBe(0);
+    expect(device.stats.framesAcked).toBe(device.stats.framesGenerated);
+    expectExactlyOnce(hub, recorder);
+  });
 });
 
 describe('commands', () => {
