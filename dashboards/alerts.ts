@@ -79,7 +79,9 @@ export const ALERTS: AlertSpec[] = [
   {
     uid: 'esp32hub-data-gap',
     title: 'Data gap',
-    query: 'SELECT non_negative_difference("gaps_total") FROM "device_status" WHERE $timeFilter GROUP BY "device"',
+    // Per device and hub: each instance's gaps_total is its own counter (several instances).
+    query:
+      'SELECT non_negative_difference("gaps_total") FROM "device_status" WHERE $timeFilter GROUP BY "device", "hub"',
     windowSec: 900,
     reducer: 'sum',
     evaluator: 'gt',
@@ -88,7 +90,7 @@ export const ALERTS: AlertSpec[] = [
     noData: 'OK',
     summary: 'Device {{ $labels.device }} lost frames: a gap in its data',
     description:
-      'The hub saw sequence gaps from {{ $labels.device }} in the last 15 minutes ({{ $values.B }} frames ' +
+      'The hub {{ $labels.hub }} saw sequence gaps from {{ $labels.device }} in the last 15 minutes ({{ $values.B }} frames ' +
       'missing): frames the board never delivered, e.g. its outbox overflowed while it was offline.',
     severity: 'warning',
   },

@@ -225,6 +225,17 @@ describe('provisioned Grafana alert rules against the hub-loaded InfluxDB', () =
       body: `device_status,device=${ids.steady} state_code=0,gaps_total=0,errors_total=0 ${otherAt}`,
     });
     expect(other.status).toBe(204);
+    // A board that moved between two instances: each writes its own gaps_total (one saw 4 gaps, the
+    // other none); interleaved in one series, their difference would read as new gaps.
+    const moved = [0, 1, 2, 3].map(
+      (i) =>
+        `device_status,device=esp-moved,hub=${i % 2 ? 'hub-x' : 'hub-y'} state_code=2,gaps_total=${i % 2 ? 4 : 0},errors_total=0 ${otherAt - 4000 + i * 1000}`,
+    );
+    const movedWrite = await fetch(`${influx.engineUrl}/write?db=${influx.bucket}&precision=ms`, {
+      method: 'POST',
+      body: moved.join('\n'),
+    });
+    expect(movedWrite.status).toBe(204);
     for (const rule of rules) {
       // Evaluated right after that point: it is the newest status of the steady board.
       const result = await evaluate(influx, rule, otherAt + 1);
@@ -289,7 +300,7 @@ describe('provisioned Grafana alert rules against the hub-loaded InfluxDB', () =
     const offline = await fired('esp32hub-device-offline');
     expect(offline.fired, JSON.stringify(offline.values)).toEqual([{ device: ids.offline }]);
     const gap = await fired('esp32hub-data-gap');
-    expect(gap.fired, JSON.stringify(gap.values)).toEqual([{ device: ids.gap }]);
+    expect(gap.fired, JSON.stringify(gap.values)).toEqual([{ device: ids.gap, hub: hubTag }]);
     const battery = await fired('esp32hub-low-battery');
     expect(battery.fired, JSON.stringify(battery.values)).toEqual([{ device: ids.battery }]);
     const lag = await fired('esp32hub-forwarder-lag');

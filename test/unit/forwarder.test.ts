@@ -652,10 +652,10 @@ describe('hub stats through the same write path', () => {
     const [hubStats, ...devices] = await stats.collect();
     expect(hubStats).toContain('devices_online=2,devices_stale=1,devices_offline=1 5000');
     expect(devices).toEqual([
-      'device_status,device=a state_code=2,gaps_total=3,errors_total=0,dropped_frames=0,buffered_frames=0,firmware="1.0" 5000',
-      'device_status,device=b\\ b state_code=1,gaps_total=0,errors_total=2,dropped_frames=0,buffered_frames=0,firmware="v\\"2\\"" 5000',
-      'device_status,device=c state_code=0,gaps_total=0,errors_total=0,dropped_frames=7,buffered_frames=9,firmware="1.0" 5000',
-      'device_status,device=d state_code=2,gaps_total=0,errors_total=0,dropped_frames=0,buffered_frames=0,firmware="1.0" 5000',
+      'device_status,device=a,hub=h state_code=2,gaps_total=3,errors_total=0,dropped_frames=0,buffered_frames=0,firmware="1.0" 5000',
+      'device_status,device=b\\ b,hub=h state_code=1,gaps_total=0,errors_total=2,dropped_frames=0,buffered_frames=0,firmware="v\\"2\\"" 5000',
+      'device_status,device=c,hub=h state_code=0,gaps_total=0,errors_total=0,dropped_frames=7,buffered_frames=9,firmware="1.0" 5000',
+      'device_status,device=d,hub=h state_code=2,gaps_total=0,errors_total=0,dropped_frames=0,buffered_frames=0,firmware="1.0" 5000',
     ]);
   });
 });

@@ -212,8 +212,8 @@ describe('Grafana alerting provisioning', () => {
       } else {
         check(model.rawQuery === true, `${at}: rawQuery`);
         check(
-          /^SELECT .* WHERE .*\$timeFilter.* GROUP BY "(device|hub)"$/.test(String(model.query)),
-          `${at}: InfluxQL with $timeFilter, grouped by device or hub`,
+          /^SELECT .* WHERE .*\$timeFilter.* GROUP BY "(device|hub)"(, "hub")?$/.test(String(model.query)),
+          `${at}: InfluxQL with $timeFilter, grouped by device, hub, or device and hub`,
         );
       }
     }

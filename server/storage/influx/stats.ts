@@ -131,7 +131,8 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
     // Every field is a float, as in `telemetry`: one type per field key, whatever the source metric.
     const body = fields.map(([k, v]) => `${k}=${Number.isFinite(v) ? v : 0}`).join(',');
     const lines = [`${series} ${body} ${ts}`];
-    for (const d of devices ?? []) lines.push(deviceStatusLine(d, ts));
+    const hub = escapeTag(opts.hubId) || 'hub';
+    for (const d of devices ?? []) lines.push(deviceStatusLine(d, ts, hub));
     return lines;
   }
 
@@ -156,11 +157,15 @@ export function createStatsWriter(opts: StatsWriterOptions): StatsWriter {
   };
 }
 
-/** One device's health as a `device_status` point (docs/storage.md). */
-export function deviceStatusLine(d: DeviceHealthRow, timeMs: number): string {
+/**
+ * One device's health as a `device_status` point (docs/storage.md). Tagged with the writing hub
+ * (`hubTag`, escaped): with several instances each writes its own view and its own counters, which
+ * must not interleave in one series (the data-gap rule differences `gaps_total` per device and hub).
+ */
+export function deviceStatusLine(d: DeviceHealthRow, timeMs: number, hubTag: string): string {
   const firmware = d.firmwareVersion.replace(/["\\]/g, (c) => `\\${c}`);
   return (
-    `${DEVICE_STATUS_MEASUREMENT},device=${escapeTag(d.deviceId)} state_code=${STATE_CODE[d.state]},` +
+    `${DEVICE_STATUS_MEASUREMENT},device=${escapeTag(d.deviceId)},hub=${hubTag} state_code=${STATE_CODE[d.state]},` +
     `gaps_total=${d.gaps},errors_total=${d.errors},dropped_frames=${d.droppedFrames},` +
     `buffered_frames=${d.bufferedFrames},firmware="${firmware}" ${timeMs}`
   );
