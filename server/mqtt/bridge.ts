@@ -72,7 +72,10 @@ export interface ReadingsBridgeOptions {
   logger: Logger;
 }
 
-/** Concurrent `heldElsewhere` checks (a start with many registered devices waits in `dirty`). */
+/**
+ * Concurrent `heldElsewhere` checks; the others wait in a queue, and each answer starts the next (a
+ * start with many registered devices goes at the database's pace, not one batch per interval).
+ */
 const MAX_HOLDER_CHECKS = 64;
 
 interface ChannelValue {
@@ -124,7 +127,7 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
   };
   const mark = (id: string) => {
     dirty.add(id);
-    m.pendingDevices.set(dirty.size);
+    m.pendingDevices.set(dirty.size + toCheck.size + checking.size);
   };
 
   const onReadings = (deviceId: string, readings: Reading[]) => {
@@ -157,8 +160,18 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
     mark(info.deviceId);
   };
 
-  /** Devices whose pending `offline` waits for `heldElsewhere`. */
+  /** Devices whose pending `offline` waits for `heldElsewhere`: queued, and asked (in flight). */
+  const toCheck = new Set<string>();
   const checking = new Set<string>();
+  /** Starts queued checks up to the bound; called by flush and as each check answers (not per tick). */
+  function pump(heldElsewhere: (deviceId: string) => Promise<boolean>): void {
+    for (const id of toCheck) {
+      if (checking.size >= MAX_HOLDER_CHECKS) return;
+      toCheck.delete(id);
+      const e = entries.get(id);
+      if (e && e.status === 'offline' && !e.offlineChecked) checkElsewhere(id, e, heldElsewhere);
+    }
+  }
   /**
    * Asks whether another instance holds the device; the entry stays out of `dirty` meanwhile. Held
    * elsewhere: its `offline` and pending values are dropped (counted); else they go out next flush.
@@ -177,6 +190,7 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
       })
       .then((held) => {
         checking.delete(id);
+        pump(heldElsewhere);
         if (entries.get(id) !== e || e.status !== 'offline') return; // came online (or cleared) meanwhile
         if (held) {
           e.status = null;
@@ -241,16 +255,16 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
       if (checking.has(id)) continue; // stays pending: published once the check answers
       const e = entries.get(id);
       if (e && e.status === 'offline' && !e.offlineChecked && opts.heldElsewhere) {
-        if (checking.size >= MAX_HOLDER_CHECKS) continue; // next flush (e.g. every device at start)
-        dirty.delete(id);
-        checkElsewhere(id, e, opts.heldElsewhere);
+        dirty.delete(id); // queued for its check; published (or dropped) once it answers
+        toCheck.add(id);
         continue;
       }
       dirty.delete(id);
       if (!e) continue;
       room -= publishEntry(id, e);
     }
-    m.pendingDevices.set(dirty.size);
+    if (opts.heldElsewhere) pump(opts.heldElsewhere);
+    m.pendingDevices.set(dirty.size + toCheck.size + checking.size);
   }
 
   return {
@@ -284,10 +298,11 @@ export function createReadingsBridge(opts: ReadingsBridgeOptions): ReadingsBridg
       entries.delete(deviceId);
       dirty.delete(deviceId);
       checking.delete(deviceId);
-      m.pendingDevices.set(dirty.size);
+      toCheck.delete(deviceId);
+      m.pendingDevices.set(dirty.size + toCheck.size + checking.size);
       publisher.publish(topics.state(deviceId), '', { qos: 1, retain: true });
       publisher.publish(topics.status(deviceId), '', { qos: 1, retain: true });
     },
-    pending: () => dirty.size,
+    pending: () => dirty.size + toCheck.size + checking.size,
   };
 }

@@ -120,6 +120,17 @@ describe('readings bridge with several instances', () => {
     r.bridge.stop();
   });
 
+  it('a start with many registered devices asks about all of them at once, bounded, not a batch per interval', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `dev-${i}`);
+    const r = rig({ offlineAtStart: ids });
+    r.bridge.flush(); // one timer tick
+    for (let i = 0; i < 1000 && r.asked.length < ids.length; i++) await new Promise((res) => setImmediate(res));
+    expect(r.asked).toHaveLength(ids.length);
+    await r.settle();
+    expect(ids.every((id) => r.statusOf(id).join() === 'offline')).toBe(true);
+    r.bridge.stop();
+  });
+
   it('when the holder cannot be asked the offline is published (the single-instance behaviour)', async () => {
     const r = rig({ failChecks: true });
     r.online('dev-4');
