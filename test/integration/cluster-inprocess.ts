@@ -94,3 +94,14 @@ export async function startInProcessInstance(
     },
   };
 }
+
+/** Ends the test devices' sockets, stops the instances, then the shared servers, and removes the data dirs. */
+export async function stopInProcessCluster(
+  devices: readonly { ws: { terminate(): void } }[],
+  instances: readonly (InProcessInstance | undefined)[],
+  servers: readonly ({ stop(): Promise<void> } | undefined)[],
+): Promise<void> {
+  for (const d of devices) d.ws.terminate();
+  for (const i of instances) await i?.hub.stop();
+  await Promise.all([...servers.map((s) => s?.stop()), ...instances.map((i) => i?.dir.remove())]);
+}

@@ -11,7 +11,7 @@ import { decodeFrame, type Telemetry } from '../../server/codec/index.ts';
 import type { AcceptedFrame } from '../../server/events.ts';
 import type { AcceptedTelemetry } from '../../server/pipeline/ingest.ts';
 import { type MosquittoServer, type PostgresServer, startMosquitto, startPostgres, until } from '../harness/index.ts';
-import { type InProcessInstance, startInProcessInstance } from './cluster-inprocess.ts';
+import { type InProcessInstance, startInProcessInstance, stopInProcessCluster } from './cluster-inprocess.ts';
 import { TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
 
 const ADMIN = 'd'.repeat(40);
@@ -66,10 +66,7 @@ describe('one session per device and shared device state across two instances (r
   }, 120_000);
 
   afterAll(async () => {
-    for (const d of devices) d.ws.terminate();
-    await a?.hub.stop();
-    await b?.hub.stop();
-    await Promise.all([broker?.stop(), pg?.stop(), a?.dir.remove(), b?.dir.remove()]);
+    await stopInProcessCluster(devices, [a, b], [broker, pg]);
   });
 
   it('the same device id connecting to both instances ends with one session: the older is closed with 4001', async () => {
