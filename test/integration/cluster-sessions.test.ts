@@ -61,7 +61,8 @@ describe('one session per device and shared device state across two instances (r
     b = await startInstance('b', env);
     const registry = a.hub.context().registry;
     if (!registry) throw new Error('no registry');
-    for (const id of ['esp-twice', 'esp-mover', 'esp-revoked']) tokens.set(id, (await registry.add(id)).token);
+    for (const id of ['esp-twice', 'esp-mover', 'esp-both', 'esp-revoked'])
+      tokens.set(id, (await registry.add(id)).token);
     await until('B knows the devices', () => b.hub.context().registry?.get('esp-revoked') !== undefined);
   }, 120_000);
 
@@ -151,6 +152,44 @@ describe('one session per device and shared device state across two instances (r
     backOnA.send(telemetry(boot, 9, 59_000, 2, { unsynced: true }));
     await backOnA.ackOf(boot, 9);
     expect(a.offsets.get('esp-mover')?.get(`${boot}/9`)).toBe(offsetOnA);
+  });
+
+  it('HELLOs of one unsynced boot reaching both instances at once (uptimes 7 s apart): one session stays, and both instances store the boot at the one offset PostgreSQL agreed', async () => {
+    const id = 'esp-both';
+    const boot = 11;
+    const [onA, onB] = await Promise.all([connect(a, id), connect(b, id)]);
+    // Both HELLOs race: each instance claims the session and proposes its own anchor for the boot.
+    const hellos = await Promise.allSettled([
+      onA.hello(id, boot, { uptimeMs: 120_000, timeSynced: false }),
+      onB.hello(id, boot, { uptimeMs: 113_000, timeSynced: false }),
+    ]);
+    await until('one session of the device, on one instance', () => {
+      const held = [a, b].filter((i) => i.hub.context().sessions.get(id) !== undefined);
+      return held.length === 1 && [onA, onB].filter((d) => d.closeCode === null).length === 1;
+    });
+    const survivor = onA.closeCode === null ? { d: onA, i: a, other: b } : { d: onB, i: b, other: a };
+    const welcomed = hellos[survivor.d === onA ? 0 : 1];
+    expect(welcomed?.status, 'the session that stayed got its WELCOME').toBe('fulfilled');
+    survivor.d.send({ type: 'descriptors', channels: TEST_CHANNELS });
+    for (let seq = 1; seq <= 3; seq++)
+      survivor.d.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
+    await survivor.d.ackOf(boot, 3);
+    const agreed = survivor.i.offsets.get(id)?.get(`${boot}/1`) as number;
+    expect(agreed).toBeGreaterThan(0);
+
+    // The device continues on the other instance (which lost the race) with yet another uptime.
+    const again = await connect(survivor.other, id);
+    const welcome = await again.hello(id, boot, { uptimeMs: 125_000, timeSynced: false });
+    if (!welcome.descriptorsKnown) again.send({ type: 'descriptors', channels: TEST_CHANNELS });
+    for (let seq = 4; seq <= 6; seq++) again.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
+    await again.ackOf(boot, 6);
+    expect(await survivor.d.closed()).toBe(4001);
+    const offsets = [
+      ...(survivor.i.offsets.get(id) ?? new Map<string, number>()),
+      ...(survivor.other.offsets.get(id) ?? new Map<string, number>()),
+    ];
+    expect(offsets.map(([frame]) => frame).sort()).toEqual([1, 2, 3, 4, 5, 6].map((s) => `${boot}/${s}`));
+    for (const [frame, offset] of offsets) expect({ frame, offset }).toEqual({ frame, offset: agreed });
   });
 
   it('a revoke on one instance closes the device session on the other (1008)', async () => {
