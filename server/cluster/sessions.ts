@@ -2,12 +2,14 @@
  * One session per device across hub instances, and the device state they share (cluster-spec B;
  * docs/scaling.md "One session per device, shared device state").
  *
- * - **Joining.** In cluster mode a session's HELLO waits (state `joining`, bounded by
- *   {@link JOIN_TIMEOUT_MS}) for {@link ClusterSessions.beforeHello}: the session claims the device
+ * - **Joining.** In cluster mode a session's HELLO waits (state `joining`) for {@link ClusterSessions.beforeHello}: the session claims the device
  *   (a new epoch from PostgreSQL: newest wins), the device's shared state is loaded and merged into the
  *   ingest (`ingest.adopt`), and the HELLO boot's time offset is claimed (first writer wins), so every
- *   instance maps that boot identically. The three run in parallel (one database round trip). An
- *   unreachable database lets the HELLO go on locally (degraded: counted, logged once per episode).
+ *   instance maps that boot identically. The three go in ONE statement for a batch of HELLOs
+ *   (`store.joinSessions`: collected for up to {@link JOIN_BATCH_WINDOW_MS} or {@link JOIN_BATCH_MAX},
+ *   one round trip per batch). Only an unreachable database lets the HELLO go on locally (degraded:
+ *   counted, logged once per episode); while it is connected a slow join keeps waiting (counted), up
+ *   to {@link JOIN_WAIT_MAX_MS}, so a reconnect storm slows joins instead of dropping the guarantees.
  * - **Newest wins.** Every claim anywhere reaches every instance (`store.onSessionClaimed`): a local
  *   session of that device with a lower epoch ends with REPLACED (4001) at once. A claim that lands
  *   while a session's own claim is pending is remembered and compared when it returns. After the
@@ -35,10 +37,31 @@ import type { Metrics } from '../metrics/index.ts';
 import { metricsPerRegistry } from '../metrics/per-registry.ts';
 import type { ClusterIngest } from '../pipeline/ingest.ts';
 import type { SessionCluster } from '../transport/device-session.ts';
-import type { ClusterStore, SessionClaim, SharedBoot, SharedDeviceState } from './store/types.ts';
+import type {
+  ClusterStore,
+  JoinRequest,
+  JoinResult,
+  SessionClaim,
+  SharedBoot,
+  SharedDeviceState,
+} from './store/types.ts';
 
-/** How long a HELLO waits for the database before it goes on locally (degraded). */
+/**
+ * How long a HELLO waits for its join before the wait is counted as slow; it goes on locally (degraded)
+ * only if the database is unreachable by then, else it keeps waiting, up to {@link JOIN_WAIT_MAX_MS}.
+ */
 export const JOIN_TIMEOUT_MS = 3000;
+/**
+ * The generous bound of a HELLO's wait for its join batch while the database is connected (the pool's
+ * query timeout): a storm slows joins down instead of dropping the claim and the shared state.
+ */
+export const JOIN_WAIT_MAX_MS = 20_000;
+/** Longest a HELLO waits for others to share its join statement. */
+export const JOIN_BATCH_WINDOW_MS = 5;
+/** Joins per statement; a batch goes at once when this many are waiting. */
+export const JOIN_BATCH_MAX = 200;
+/** Join statements in flight at once (the pool has 4 connections; the write-behind needs one). */
+const JOIN_BATCHES_IN_FLIGHT = 2;
 /** Period of the write-behind of shared device state. */
 export const WRITE_BEHIND_INTERVAL_MS = 250;
 /** Device states per `saveDeviceStates` call; a larger backlog goes in several calls. */
@@ -61,6 +84,8 @@ export interface ClusterSessionsOptions {
   now?: () => number;
   /** Default {@link JOIN_TIMEOUT_MS}. */
   joinTimeoutMs?: number;
+  /** Default {@link JOIN_WAIT_MAX_MS}. */
+  joinWaitMaxMs?: number;
   /** Default {@link WRITE_BEHIND_INTERVAL_MS}. */
   writeBehindIntervalMs?: number;
   /**
@@ -94,8 +119,23 @@ export interface ClusterSessions extends SessionCluster {
 const clusterSessionMetrics = metricsPerRegistry((registers) => ({
   hellos: new Counter({
     name: 'hub_cluster_hellos_total',
-    help: 'HELLOs in cluster mode: joined (claimed, shared state merged), degraded (database unreachable or too slow: went on locally), replaced (a newer claim elsewhere won while joining).',
+    help: 'HELLOs in cluster mode: joined (claimed, shared state merged), degraded (database unreachable, or no answer within JOIN_WAIT_MAX_MS: went on locally), replaced (a newer claim elsewhere won while joining).',
     labelNames: ['outcome'] as const,
+    registers,
+  }),
+  slowJoins: new Counter({
+    name: 'hub_cluster_slow_joins_total',
+    help: 'HELLOs whose join batch had not answered within JOIN_TIMEOUT_MS while the database was connected: they kept waiting (up to JOIN_WAIT_MAX_MS) instead of going on locally.',
+    registers,
+  }),
+  joinsWaiting: new Gauge({
+    name: 'hub_cluster_joins_waiting',
+    help: 'HELLOs waiting for their join batch (queued or in a statement in flight).',
+    registers,
+  }),
+  joinBatches: new Counter({
+    name: 'hub_cluster_join_batches_total',
+    help: 'Join statements sent (each claims, loads and anchors a batch of HELLOs in one round trip).',
     registers,
   }),
   replaced: new Counter({
@@ -157,6 +197,14 @@ interface Pending {
 
 class Timeout extends Error {}
 
+/** A HELLO waiting for its join batch. */
+interface Join {
+  rec: Rec;
+  req: JoinRequest;
+  resolve: (r: JoinResult) => void;
+  reject: (err: unknown) => void;
+}
+
 function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Timeout(`no answer within ${ms} ms`)), ms);
@@ -178,6 +226,8 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
   const { store, ingest, bus, logger } = opts;
   const now = opts.now ?? Date.now;
   const joinTimeoutMs = opts.joinTimeoutMs ?? JOIN_TIMEOUT_MS;
+  const joinWaitMaxMs = Math.max(joinTimeoutMs, opts.joinWaitMaxMs ?? JOIN_WAIT_MAX_MS);
+  const joinWindowMs = JOIN_BATCH_WINDOW_MS;
   const m = clusterSessionMetrics(opts.metrics);
   const bySession = new Map<ClusterSessionHandle, Rec>();
   /** The newest local session of each device. */
@@ -227,28 +277,119 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
     });
   }
 
-  /** Claims the device for `rec`; the claim lands in `rec` whenever it comes (even after a timeout). */
+  /** A claim for `rec` landed (whenever it comes, even after the HELLO's wait gave up). */
+  function claimLanded(rec: Rec, c: SessionClaim): void {
+    rec.claiming = false;
+    if (rec.ended) {
+      release(c);
+      return;
+    }
+    rec.claim = c;
+    unclaimed.delete(rec);
+    if (rec.seen > c.epoch) replace(rec, null);
+  }
+
+  function claimFailed(rec: Rec): void {
+    rec.claiming = false;
+    m.claimErrors.inc({ op: 'claim' });
+    if (!rec.ended && rec.claim === null) unclaimed.add(rec);
+  }
+
+  /** Claims the device for `rec` alone (a late claim); the claim lands in `rec` whenever it comes. */
   function claim(rec: Rec): Promise<SessionClaim> {
     rec.claiming = true;
     const p = track(store.claimSession(rec.deviceId));
     p.then(
-      (c) => {
-        rec.claiming = false;
-        if (rec.ended) {
-          release(c);
-          return;
-        }
-        rec.claim = c;
-        unclaimed.delete(rec);
-        if (rec.seen > c.epoch) replace(rec, null);
-      },
-      () => {
-        rec.claiming = false;
-        m.claimErrors.inc({ op: 'claim' });
-        if (!rec.ended && rec.claim === null) unclaimed.add(rec);
-      },
+      (c) => claimLanded(rec, c),
+      () => claimFailed(rec),
     );
     return p;
+  }
+
+  // Joins: HELLOs collected for up to JOIN_BATCH_WINDOW_MS (or JOIN_BATCH_MAX of them) go to the
+  // database in one statement (`store.joinSessions`), at most JOIN_BATCHES_IN_FLIGHT at once. The
+  // queue is bounded by the HELLOs in progress, i.e. by the handshake rate limit and the connection cap.
+  const joinQueue: Join[] = [];
+  let joinTimer: NodeJS.Timeout | null = null;
+  let joinsInFlight = 0;
+  let joinsWaiting = 0;
+
+  function scheduleJoins(): void {
+    if (joinQueue.length === 0 || joinsInFlight >= JOIN_BATCHES_IN_FLIGHT) return;
+    if (joinQueue.length >= JOIN_BATCH_MAX) {
+      sendJoins();
+      return;
+    }
+    joinTimer ??= setTimeout(sendJoins, joinWindowMs);
+  }
+
+  function sendJoins(): void {
+    if (joinTimer !== null) {
+      clearTimeout(joinTimer);
+      joinTimer = null;
+    }
+    if (joinsInFlight >= JOIN_BATCHES_IN_FLIGHT) return;
+    const batch: Join[] = [];
+    while (batch.length < JOIN_BATCH_MAX && joinQueue.length > 0) {
+      const j = joinQueue.shift() as Join;
+      if (j.rec.ended) j.reject(new Error('the session ended while waiting for its join'));
+      else batch.push(j);
+    }
+    if (batch.length === 0) return;
+    joinsInFlight++;
+    m.joinBatches.inc();
+    for (const j of batch) j.rec.claiming = true;
+    track(store.joinSessions(batch.map((j) => j.req)))
+      .then(
+        (results) => {
+          batch.forEach((j, i) => {
+            const r = results[i] as JoinResult;
+            claimLanded(j.rec, r.claim);
+            j.resolve(r);
+          });
+        },
+        (err: unknown) => {
+          for (const j of batch) {
+            claimFailed(j.rec);
+            j.reject(err);
+          }
+        },
+      )
+      .finally(() => {
+        joinsInFlight--;
+        // Those queued meanwhile have waited already: they go at once.
+        if (joinQueue.length > 0) sendJoins();
+      });
+    if (joinQueue.length > 0) scheduleJoins();
+  }
+
+  function join(rec: Rec, req: JoinRequest): Promise<JoinResult> {
+    joinsWaiting++;
+    m.joinsWaiting.set(joinsWaiting);
+    const p = new Promise<JoinResult>((resolve, reject) => {
+      joinQueue.push({ rec, req, resolve, reject });
+    });
+    const done = () => {
+      joinsWaiting--;
+      m.joinsWaiting.set(joinsWaiting);
+    };
+    p.then(done, done);
+    scheduleJoins();
+    return p;
+  }
+
+  /**
+   * Waits for a join: past `joinTimeoutMs` it keeps waiting (counted) while the database is connected,
+   * up to `joinWaitMaxMs` in all; an unreachable database ends the wait (the HELLO goes on locally).
+   */
+  async function awaitJoin(p: Promise<JoinResult>): Promise<JoinResult> {
+    try {
+      return await bounded(p, joinTimeoutMs);
+    } catch (err) {
+      if (!(err instanceof Timeout) || store.status().database !== 'connected') throw err;
+      m.slowJoins.inc();
+      return bounded(p, Math.max(0, joinWaitMaxMs - joinTimeoutMs));
+    }
   }
 
   /** A session that joined without a claim, now that the database answers. */
@@ -444,14 +585,9 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
       let shared: SharedDeviceState | null;
       let offset: number;
       try {
-        [, shared, offset] = await bounded(
-          Promise.all([
-            claim(rec),
-            track(store.loadDeviceState(deviceId)),
-            track(store.claimBootOffset(deviceId, hello.bootId, proposal)),
-          ]),
-          joinTimeoutMs,
-        );
+        ({ state: shared, bootOffsetMs: offset } = await awaitJoin(
+          join(rec, { deviceId, bootId: hello.bootId, offsetMs: proposal }),
+        ));
       } catch (err) {
         if (rec.ended) return null;
         if (rec.claim === null && !rec.claiming) unclaimed.add(rec);
@@ -522,6 +658,9 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
       if (stopped) return;
       stopped = true;
       clearInterval(timer);
+      if (joinTimer !== null) clearTimeout(joinTimer);
+      joinTimer = null;
+      for (const j of joinQueue.splice(0)) j.reject(new Error('the hub is stopping'));
       offClaimed();
       offResync();
       offDurable();

@@ -6,7 +6,12 @@
  */
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { SCHEMA_VERSION, type SessionClaim, type SharedDeviceState } from '../../server/cluster/store/index.ts';
+import {
+  type JoinResult,
+  SCHEMA_VERSION,
+  type SessionClaim,
+  type SharedDeviceState,
+} from '../../server/cluster/store/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { openDeviceRegistry } from '../../server/registry/index.ts';
 import { MAX_BOOTS_PER_DEVICE } from '../../server/storage/device-state.ts';
@@ -161,6 +166,47 @@ describe('cluster store: session claims', () => {
     expect(await b.store.sessionHolder('shared-dev')).toEqual(newest);
     await (newest.instanceId === 'inst-a' ? a : b).store.releaseSession(newest);
     expect(await b.store.sessionHolder('shared-dev')).toBeNull();
+  });
+
+  it('joinSessions: one statement per batch; within a batch the later HELLO of a device wins; offsets first writer wins; states as loaded', async () => {
+    const { stores } = await cluster(2);
+    const [a, b] = stores as [OpenedStore, OpenedStore];
+    const seenB: SessionClaim[] = [];
+    b.store.onSessionClaimed((c) => seenB.push(c));
+    await a.store.saveDeviceStates([
+      {
+        deviceId: 'known',
+        lastAck: { bootId: 3, seq: 9 },
+        firstSeenMs: 1_000,
+        descriptorHash: 0,
+        boots: [{ bootId: 3, highestSeq: 9, timeOffsetMs: 500, clockCorrectionMs: null, firstSeenMs: 1_000 }],
+        descriptors: [],
+      },
+    ]);
+    const results = await a.store.joinSessions([
+      { deviceId: 'twice', bootId: 1, offsetMs: 111 },
+      { deviceId: 'known', bootId: 3, offsetMs: 999 },
+      { deviceId: 'new', bootId: 4, offsetMs: 444 },
+      { deviceId: 'twice', bootId: 1, offsetMs: 222 },
+    ]);
+    const [first, known, fresh, later] = results as [JoinResult, JoinResult, JoinResult, JoinResult];
+    // Epochs in request order: the later HELLO of 'twice' holds the device.
+    expect(later.claim.epoch).toBeGreaterThan(first.claim.epoch);
+    expect(await b.store.sessionHolder('twice')).toEqual(later.claim);
+    expect(later.claim).toEqual({ deviceId: 'twice', instanceId: 'inst-a', epoch: later.claim.epoch });
+    // Boot offsets: the stored one wins; within the batch the first request's.
+    expect(known.bootOffsetMs).toBe(500);
+    expect(fresh.bootOffsetMs).toBe(444);
+    expect(first.bootOffsetMs).toBe(111);
+    expect(later.bootOffsetMs).toBe(111);
+    expect(known.state).toMatchObject({ lastAck: { bootId: 3, seq: 9 }, firstSeenMs: 1_000 });
+    expect(fresh.state).toBeNull();
+    // Every claim is notified, as claimSession's; a later claim of another instance still wins.
+    await until('B heard the four claims', () => seenB.length === 4);
+    expect(seenB.map((c) => c.epoch).sort((x, y) => x - y)).toEqual(results.map((r) => r.claim.epoch));
+    const [onB] = await b.store.joinSessions([{ deviceId: 'twice', bootId: 2, offsetMs: 7 }]);
+    expect((await a.store.sessionHolder('twice'))?.instanceId).toBe('inst-b');
+    expect(onB?.state?.boots.map((x) => x.bootId)).toEqual([1]);
   });
 
   it("releaseInstanceClaims drops only this instance's claims", async () => {

@@ -6,7 +6,14 @@
  * The real store is tested against a real PostgreSQL (test/integration/cluster-*.test.ts).
  */
 
-import type { ClusterStore, SessionClaim, SharedBoot, SharedDeviceState } from '../../server/cluster/store/types.ts';
+import type {
+  ClusterStore,
+  JoinRequest,
+  JoinResult,
+  SessionClaim,
+  SharedBoot,
+  SharedDeviceState,
+} from '../../server/cluster/store/types.ts';
 import type { ChannelDescriptor } from '../../server/codec/index.ts';
 import type { DeviceRegistry } from '../../server/registry/registry.ts';
 
@@ -16,6 +23,7 @@ type Op =
   | 'sessionHolder'
   | 'loadDeviceState'
   | 'claimBootOffset'
+  | 'joinSessions'
   | 'saveDeviceStates';
 
 export class FakeClusterStore implements ClusterStore {
@@ -86,6 +94,29 @@ export class FakeClusterStore implements ClusterStore {
     for (const l of this.claimed) l(c);
     await this.gate('claimSession');
     return c;
+  }
+  /** Batches of `joinSessions`, as called. */
+  readonly joinBatches: JoinRequest[][] = [];
+  async joinSessions(requests: readonly JoinRequest[]): Promise<JoinResult[]> {
+    this.joinBatches.push([...requests]);
+    // As one statement: every claim of the batch committed (and notified) at once, then the answer.
+    const claims = requests.map((r) => {
+      const c = { deviceId: r.deviceId, instanceId: this.instanceId, epoch: ++this.epoch };
+      this.holders.set(r.deviceId, c);
+      return c;
+    });
+    for (const c of claims) for (const l of this.claimed) l(c);
+    await this.gate('joinSessions');
+    return requests.map((r, i) => {
+      const s = this.states.get(r.deviceId);
+      const k = `${r.deviceId}/${r.bootId}`;
+      if (!this.offsets.has(k)) this.offsets.set(k, r.offsetMs);
+      return {
+        claim: claims[i] as SessionClaim,
+        state: s ? structuredClone(s) : null,
+        bootOffsetMs: this.offsets.get(k) as number,
+      };
+    });
   }
   async releaseSession(claim: SessionClaim): Promise<void> {
     await this.gate('releaseSession');

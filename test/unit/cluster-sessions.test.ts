@@ -244,13 +244,13 @@ const ackOf = (link: TestLink, bootId: number, seq: number) => () =>
 describe('joining: HELLO waits for the cluster', () => {
   it('no WELCOME before the claim; the link is paused meanwhile; WELCOME once the database answered', async () => {
     const r = await rig();
-    r.store.held.add('claimSession');
+    r.store.held.add('joinSessions');
     const link = r.connect('d1');
     link.deliver(hello('d1', 1, 5000));
-    await until('claim asked', () => r.store.pending('claimSession') === 1);
+    await until('claim asked', () => r.store.pending('joinSessions') === 1);
     expect(link.welcome()).toBeUndefined();
     expect(link.paused).toBe(true);
-    r.store.answer('claimSession');
+    r.store.answer('joinSessions');
     await until('WELCOME', () => link.welcome());
     expect(link.paused).toBe(false);
     expect(r.cs.status().claimed).toBe(1);
@@ -259,13 +259,14 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('a frame while joining is refused as before HELLO (UNEXPECTED_MESSAGE, close 1002); the claim goes back', async () => {
     const r = await rig();
-    r.store.held.add('claimSession');
+    r.store.held.add('joinSessions');
     const link = r.connect('d1');
     link.deliver(hello('d1', 1, 5000));
+    await until('join asked', () => r.store.pending('joinSessions') === 1);
     link.deliver(telemetry(1, 1, 4000));
     expect(link.closeCode).toBe(1002);
     expect(link.welcome()).toBeUndefined();
-    r.store.answer('claimSession');
+    r.store.answer('joinSessions');
     await until('claim released', () => r.store.released.length === 1);
     expect(r.store.holders.size).toBe(0);
     expect(r.table.size()).toBe(0);
@@ -273,24 +274,55 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('over MQTT the link is not paused while joining (that would hold the whole broker input)', async () => {
     const r = await rig();
-    r.store.held.add('claimSession');
+    r.store.held.add('joinSessions');
     const link = r.connect('d1', 'mqtt');
     link.deliver(hello('d1', 1, 5000));
-    await until('claim asked', () => r.store.pending('claimSession') === 1);
+    await until('claim asked', () => r.store.pending('joinSessions') === 1);
     expect(link.paused).toBe(false);
-    r.store.answer('claimSession');
+    r.store.answer('joinSessions');
     await until('WELCOME', () => link.welcome());
   });
 
-  it('the database not answering: WELCOME after the bound (degraded, counted); the late claim is kept', async () => {
-    const r = await rig({ joinTimeoutMs: 50 });
-    r.store.held.add('claimSession');
+  it('a slow join while the database is connected: the HELLO keeps waiting past the bound (counted), then joins with its claim', async () => {
+    const r = await rig({ joinTimeoutMs: 20 });
+    r.store.held.add('joinSessions');
     const link = r.connect('d1');
     link.deliver(hello('d1', 1, 5000));
+    await until('counted as slow', async () => (await r.counter('hub_cluster_slow_joins_total')) === 1);
+    expect(link.welcome()).toBeUndefined();
+    r.store.answer('joinSessions');
+    await until('WELCOME', () => link.welcome());
+    expect(await r.counter('hub_cluster_hellos_total', { outcome: 'degraded' })).toBe(0);
+    expect(await r.counter('hub_cluster_hellos_total', { outcome: 'joined' })).toBe(1);
+    expect(r.cs.status()).toMatchObject({ claimed: 1, unclaimed: 0 });
+  });
+
+  it('HELLOs arriving together share one join statement; each gets its own part', async () => {
+    const r = await rig();
+    r.store.held.add('joinSessions');
+    const links = ['d1', 'd2', 'd3'].map((id) => {
+      const link = r.connect(id);
+      link.deliver(hello(id, 1, 5000));
+      return link;
+    });
+    await until('join asked', () => r.store.pending('joinSessions') === 1);
+    r.store.answer('joinSessions');
+    await until('WELCOMEs', () => links.every((l) => l.welcome()));
+    expect(r.store.joinBatches.map((b) => b.map((j) => j.deviceId))).toEqual([['d1', 'd2', 'd3']]);
+    expect(r.cs.status()).toMatchObject({ claimed: 3, unclaimed: 0 });
+  });
+
+  it('the database lost while a join waits: WELCOME after the bound (degraded, counted); the late claim is kept', async () => {
+    const r = await rig({ joinTimeoutMs: 50 });
+    r.store.held.add('joinSessions');
+    const link = r.connect('d1');
+    link.deliver(hello('d1', 1, 5000));
+    await until('join asked', () => r.store.pending('joinSessions') === 1);
+    r.store.database = 'unreachable';
     await until('WELCOME', () => link.welcome());
     expect(await r.counter('hub_cluster_hellos_total', { outcome: 'degraded' })).toBe(1);
     expect(r.cs.status()).toMatchObject({ claimed: 0, unclaimed: 1 });
-    r.store.answer('claimSession');
+    r.store.answer('joinSessions');
     await until('claimed', () => r.cs.status().claimed === 1);
     // Newest wins still applies to it.
     r.store.claimElsewhere('d1');
@@ -322,13 +354,14 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('a session closed while joining never says WELCOME and releases its claim when it lands', async () => {
     const r = await rig();
-    r.store.held.add('loadDeviceState');
+    r.store.held.add('joinSessions');
     const link = r.connect('d1');
     link.deliver(hello('d1', 1, 5000));
-    await until('load asked', () => r.store.pending('loadDeviceState') === 1);
+    await until('load asked', () => r.store.pending('joinSessions') === 1);
     link.drop();
+    await until('session ended', () => r.cs.status().unclaimed === 0);
+    r.store.answer('joinSessions');
     await until('claim released', () => r.store.released.length === 1);
-    r.store.answer('loadDeviceState');
     await new Promise((resolve) => setImmediate(resolve));
     expect(link.welcome()).toBeUndefined();
     expect(r.ingest.activeDevices()).toBe(0);
@@ -353,12 +386,12 @@ describe('newest wins', () => {
 
   it('a newer claim heard while the own claim is pending ends the session when its claim lands', async () => {
     const r = await rig();
-    r.store.held.add('claimSession');
+    r.store.held.add('joinSessions');
     const link = r.connect('d1');
     link.deliver(hello('d1', 1, 5000));
-    await until('claim asked', () => r.store.pending('claimSession') === 1);
+    await until('claim asked', () => r.store.pending('joinSessions') === 1);
     r.store.claimElsewhere('d1'); // epoch 2 > ours (1), heard before our answer
-    r.store.answer('claimSession');
+    r.store.answer('joinSessions');
     await until('replaced', () => link.closeCode === 4001);
     expect(link.welcome()).toBeUndefined();
     expect(await r.counter('hub_cluster_hellos_total', { outcome: 'replaced' })).toBe(1);

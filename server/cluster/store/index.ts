@@ -23,6 +23,8 @@ export { SCHEMA_VERSION } from './schema.ts';
 export type {
   ClusterStore,
   ClusterStoreOptions,
+  JoinRequest,
+  JoinResult,
   OpenClusterStore,
   SessionClaim,
   SharedBoot,
@@ -140,6 +142,11 @@ export async function openClusterStore(opts: ClusterStoreOptions): Promise<Clust
     async claimSession(deviceId) {
       open();
       return state.claimSession(db, deviceId, opts.instanceId, now());
+    },
+    async joinSessions(requests) {
+      open();
+      if (requests.length === 0) return [];
+      return state.joinSessions(db, requests, opts.instanceId, now());
     },
     async releaseSession(claim) {
       open();

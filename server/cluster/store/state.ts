@@ -4,11 +4,13 @@
  * transaction, batched with `unnest` arrays, and merges forward only: a stale writer can never move a
  * device's seq, ACK or first-seen backwards (docs/scaling.md "Shared state in PostgreSQL").
  */
+import pg from 'pg';
 import type { ChannelDescriptor } from '../../codec/index.ts';
+import { HubError } from '../../errors.ts';
 import { MAX_BOOTS_PER_DEVICE } from '../../storage/device-state.ts';
 import type { Db } from './db.ts';
 import { SESSIONS_CHANNEL } from './schema.ts';
-import type { SessionClaim, SharedBoot, SharedDeviceState } from './types.ts';
+import type { JoinRequest, JoinResult, SessionClaim, SharedBoot, SharedDeviceState } from './types.ts';
 
 /** Devices per transaction of {@link saveDeviceStates}: bounds lock time and statement size. */
 const SAVE_CHUNK_DEVICES = 2_000;
@@ -96,7 +98,10 @@ export async function loadDeviceState(db: Db, deviceId: string): Promise<SharedD
       [deviceId, MAX_BOOTS_PER_DEVICE],
     ),
   );
-  const row = rows[0];
+  return stateFromRow(deviceId, rows[0]);
+}
+
+function stateFromRow(deviceId: string, row: StateRow | undefined): SharedDeviceState | null {
   if (!row || (row.first_seen_ms === null && row.boots.length === 0 && row.descriptors.length === 0)) return null;
   return {
     deviceId,
@@ -109,6 +114,88 @@ export async function loadDeviceState(db: Db, deviceId: string): Promise<SharedD
     boots: row.boots,
     descriptors: row.descriptors,
   };
+}
+
+/** Attempts of one join batch that PostgreSQL chose as a deadlock victim (two instances' batches). */
+const JOIN_ATTEMPTS = 3;
+
+/**
+ * A batch of HELLO joins in one statement (docs/scaling.md "Shared state in PostgreSQL"): epochs drawn
+ * in request order (the sorted subquery feeds nextval), the sessions upserted with the highest epoch of
+ * each device (newest wins, also within the batch), one NOTIFY per request's claim, the HELLO boots'
+ * offsets claimed first writer wins (within the batch the earliest request), and every device's state
+ * read from the statement's snapshot (before its own writes, as the separate calls could). Rows are
+ * written in device order, as the write-behind's, so that two instances' batches lock alike.
+ */
+export async function joinSessions(
+  db: Db,
+  requests: readonly JoinRequest[],
+  instanceId: string,
+  nowMs: number,
+): Promise<JoinResult[]> {
+  const sql = `WITH req AS MATERIALIZED (
+       SELECT u.device_id, u.boot_id, u.offset_ms, u.ord, nextval('esp32hub_session_epoch') AS epoch
+       FROM (SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])
+               WITH ORDINALITY AS t(device_id, boot_id, offset_ms, ord) ORDER BY ord) u),
+     claims AS (
+       INSERT INTO esp32hub_sessions AS s (device_id, instance_id, epoch, claimed_at_ms)
+       SELECT DISTINCT ON (device_id) device_id, $4, epoch, $5 FROM req ORDER BY device_id, epoch DESC
+       ON CONFLICT (device_id) DO UPDATE
+         SET instance_id = EXCLUDED.instance_id, epoch = EXCLUDED.epoch, claimed_at_ms = EXCLUDED.claimed_at_ms
+         WHERE s.epoch < EXCLUDED.epoch),
+     offsets AS (
+       INSERT INTO esp32hub_device_boots AS b
+         (device_id, boot_id, highest_seq, time_offset_ms, clock_correction_ms, first_seen_ms)
+       SELECT DISTINCT ON (device_id, boot_id) device_id, boot_id, 0, offset_ms, NULL::bigint, $5
+         FROM req ORDER BY device_id, boot_id, ord
+       ON CONFLICT (device_id, boot_id) DO UPDATE
+         SET time_offset_ms = coalesce(b.time_offset_ms, EXCLUDED.time_offset_ms)
+       RETURNING b.device_id, b.boot_id, b.time_offset_ms)
+     SELECT r.ord, r.epoch, o.time_offset_ms,
+       pg_notify($6, json_build_object('deviceId', r.device_id, 'instanceId', $4::text, 'epoch', r.epoch)::text),
+       d.first_seen_ms, d.last_ack_boot, d.last_ack_seq, d.descriptor_hash,
+       (SELECT coalesce(json_agg(json_build_object('bootId', x.boot_id, 'highestSeq', x.highest_seq,
+                 'timeOffsetMs', x.time_offset_ms, 'clockCorrectionMs', x.clock_correction_ms,
+                 'firstSeenMs', x.first_seen_ms) ORDER BY x.first_seen_ms DESC, x.boot_id DESC), '[]'::json)
+          FROM (SELECT * FROM esp32hub_device_boots WHERE device_id = r.device_id
+                ORDER BY first_seen_ms DESC, boot_id DESC LIMIT $7) x) AS boots,
+       (SELECT coalesce(json_agg(json_build_object('hash', y.hash, 'channels', y.channels) ORDER BY y.hash),
+                 '[]'::json)
+          FROM esp32hub_descriptors y WHERE y.device_id = r.device_id) AS descriptors
+     FROM req r
+     JOIN offsets o ON o.device_id = r.device_id AND o.boot_id = r.boot_id
+     LEFT JOIN esp32hub_device_state d ON d.device_id = r.device_id
+     ORDER BY r.ord`;
+  const params = [
+    requests.map((r) => r.deviceId),
+    requests.map((r) => r.bootId),
+    requests.map((r) => r.offsetMs),
+    instanceId,
+    nowMs,
+    SESSIONS_CHANNEL,
+    MAX_BOOTS_PER_DEVICE,
+  ];
+  const { rows } = await db.run('join_sessions', async (q) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await q.query<StateRow & { ord: number; epoch: number; time_offset_ms: number }>(sql, params);
+      } catch (err) {
+        const victim = err instanceof pg.DatabaseError && (err.code === '40P01' || err.code === '40001');
+        if (!victim || attempt >= JOIN_ATTEMPTS) throw err;
+      }
+    }
+  });
+  if (rows.length !== requests.length) {
+    throw new HubError('INTERNAL', `join batch answered ${rows.length} rows for ${requests.length} requests`);
+  }
+  return requests.map((r, i) => {
+    const row = rows[i] as StateRow & { epoch: number; time_offset_ms: number };
+    return {
+      claim: { deviceId: r.deviceId, instanceId, epoch: row.epoch },
+      state: stateFromRow(r.deviceId, row),
+      bootOffsetMs: row.time_offset_ms,
+    };
+  });
 }
 
 /** First writer wins, atomically (an upsert that keeps a set offset): every instance gets the same value. */

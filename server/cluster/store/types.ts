@@ -37,12 +37,35 @@ export interface SessionClaim {
   epoch: number;
 }
 
+/** One HELLO's part of {@link ClusterStore.joinSessions}: the device, its HELLO boot and the proposed offset. */
+export interface JoinRequest {
+  deviceId: string;
+  bootId: number;
+  offsetMs: number;
+}
+
+/** What {@link ClusterStore.joinSessions} answers for one {@link JoinRequest}, in request order. */
+export interface JoinResult {
+  claim: SessionClaim;
+  /** As `loadDeviceState` (read before this batch's own writes). */
+  state: SharedDeviceState | null;
+  /** As `claimBootOffset`: the offset every instance uses for (device, HELLO boot). */
+  bootOffsetMs: number;
+}
+
 export interface ClusterStore {
   readonly instanceId: string;
   /** Same interface as server/registry/registry.ts, PG-backed. */
   readonly registry: DeviceRegistry;
   /** Newest wins: a new epoch from a sequence, row (device -> instance, epoch) upserted, NOTIFY sent in the same tx. */
   claimSession(deviceId: string): Promise<SessionClaim>;
+  /**
+   * Several HELLOs' joins in ONE statement (one round trip): per request, `claimSession` (epochs drawn
+   * in request order, so of two requests of one device the later one wins; one NOTIFY per claim),
+   * `loadDeviceState` and `claimBootOffset` (first writer wins; within the batch the earlier request).
+   * Answers in request order; all or nothing.
+   */
+  joinSessions(requests: readonly JoinRequest[]): Promise<JoinResult[]>;
   /** Deletes the row only if it still holds this epoch. */
   releaseSession(claim: SessionClaim): Promise<void>;
   /**
