@@ -52,10 +52,12 @@ import type {
  */
 export const JOIN_TIMEOUT_MS = 3000;
 /**
- * The generous bound of a HELLO's wait for its join batch while the database is connected (the pool's
- * query timeout): a storm slows joins down instead of dropping the claim and the shared state.
+ * The generous bound of a HELLO's wait for its join batch while the database is connected: a storm
+ * slows joins down instead of dropping the claim and the shared state. Below the 10 s a device waits
+ * for WELCOME (firmware-sim `welcomeTimeoutMs`, as DEVICE_HELLO_TIMEOUT_MS on the hub's side), so the
+ * device gets an answer rather than giving up and reconnecting into the storm.
  */
-export const JOIN_WAIT_MAX_MS = 20_000;
+export const JOIN_WAIT_MAX_MS = 8_000;
 /** Longest a HELLO waits for others to share its join statement. */
 export const JOIN_BATCH_WINDOW_MS = 5;
 /** Joins per statement; a batch goes at once when this many are waiting. */
@@ -119,13 +121,13 @@ export interface ClusterSessions extends SessionCluster {
 const clusterSessionMetrics = metricsPerRegistry((registers) => ({
   hellos: new Counter({
     name: 'hub_cluster_hellos_total',
-    help: 'HELLOs in cluster mode: joined (claimed, shared state merged), degraded (database unreachable, or no answer within JOIN_WAIT_MAX_MS: went on locally), replaced (a newer claim elsewhere won while joining).',
+    help: 'HELLOs in cluster mode: joined (claimed, shared state merged), degraded (database unreachable, or no answer within 8 s: went on locally), replaced (a newer claim elsewhere won while joining).',
     labelNames: ['outcome'] as const,
     registers,
   }),
   slowJoins: new Counter({
     name: 'hub_cluster_slow_joins_total',
-    help: 'HELLOs whose join batch had not answered within JOIN_TIMEOUT_MS while the database was connected: they kept waiting (up to JOIN_WAIT_MAX_MS) instead of going on locally.',
+    help: 'HELLOs whose join batch had not answered within 3 s while the database was connected: they kept waiting (up to 8 s) instead of going on locally.',
     registers,
   }),
   joinsWaiting: new Gauge({
