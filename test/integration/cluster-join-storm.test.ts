@@ -87,7 +87,7 @@ describe('a HELLO storm on two instances (real PostgreSQL, real Mosquitto)', () 
     expect(batches).toBeLessThan(DEVICES);
     // Every device's claim is in PostgreSQL, held by the instance it is connected to.
     const held = await holders();
-    ids.forEach((id, i) => expect(held.get(id)?.instance, id).toBe(i % 2 === 0 ? 'a' : 'b'));
+    for (const [i, id] of ids.entries()) expect(held.get(id)?.instance, id).toBe(i % 2 === 0 ? 'a' : 'b');
     for (const d of sockets) expect(d.closeCode).toBeNull();
   }, 120_000);
 
