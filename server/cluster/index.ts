@@ -1,5 +1,5 @@
 /**
- * Several hub instances serving one fleet (docs/scaling.md, /work's cluster design): the composition.
+ * Several hub instances serving one fleet (docs/scaling.md): the composition.
  * `buildHub` calls {@link startCluster} only when `config.cluster` is set (CLUSTER_DATABASE_URL); with
  * one instance none of this runs.
  *

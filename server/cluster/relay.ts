@@ -1,5 +1,5 @@
 /**
- * Live events and presence across hub instances, over the broker (cluster-spec D, docs/scaling.md
+ * Live events and presence across hub instances, over the broker (docs/scaling.md
  * "Live view and commands across instances"). Each instance:
  *
  * - announces its interest, retained, on `<prefix>/cluster/v1/interest/<instanceId>`: `live` while it

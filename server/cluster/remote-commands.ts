@@ -1,5 +1,5 @@
 /**
- * Commands for devices whose session is on another instance (cluster-spec D, docs/scaling.md "Live
+ * Commands for devices whose session is on another instance (docs/scaling.md "Live
  * view and commands across instances"). `POST /api/devices/:id/commands` on A for a device held by
  * B: A finds the holder (the shared session claims when a cluster store is given, else the relayed
  * presence), asks B over the relay's RPC (MQTT 5 request/response) to issue it; B sends it through

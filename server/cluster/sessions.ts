@@ -1,6 +1,6 @@
 /**
- * One session per device across hub instances, and the device state they share (cluster-spec B;
- * docs/scaling.md "One session per device, shared device state").
+ * One session per device across hub instances, and the device state they share
+ * (docs/scaling.md "One session per device, shared device state").
  *
  * - **Joining.** In cluster mode a session's HELLO waits (state `joining`) for {@link ClusterSessions.beforeHello}: the session claims the device
  *   (a new epoch from PostgreSQL: newest wins), the device's shared state is loaded and merged into the

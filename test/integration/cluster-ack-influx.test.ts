@@ -1,4 +1,4 @@
-// ACK_DURABILITY=influx with several instances (cluster-spec F, docs/scaling.md): a device that moves
+// ACK_DURABILITY=influx with several instances (docs/scaling.md): a device that moves
 // while the ACK gate of its instance still holds its ACKs (InfluxDB has not confirmed the frames) must
 // not have its outbox freed by the other instance's WELCOME, and its replays must be stored there, not
 // taken for duplicates of frames that exist only on the first instance's disk. Two real hubs in this

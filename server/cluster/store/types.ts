@@ -1,5 +1,5 @@
 /**
- * The contract of the PostgreSQL cluster store (docs: cluster-spec section A, docs/scaling.md "Shared state
+ * The contract of the PostgreSQL cluster store (docs/scaling.md "Shared state
  * in PostgreSQL"): what several hub instances share through one database. Sessions, membership and relay
  * code against these types; `openClusterStore` (./index.ts) implements them.
  */
