@@ -38,7 +38,7 @@ let swept = false;
  * Removes temp dirs left behind by test processes that were killed outright (SIGKILL runs no exit
  * handler; their servers died with them thanks to the parent-death signal, see process.ts). Only
  * dirs carrying our owner file whose owner process no longer exists are touched, so parallel runs
- * of other engineers on this machine are safe.
+ * on this machine are safe.
  */
 function sweepOrphansOnce(): void {
   if (swept || keepTempDirs()) return;
