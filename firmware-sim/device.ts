@@ -413,6 +413,22 @@ export class SimDevice extends EventEmitter<DeviceEvents> {
         this.drainWaiters.push(finish);
       });
     }
+    if (this.malformedPending && this.link) {
+      // A malformed frame is on its way: its answer (the hub's coded ERROR and close, or the 5 s
+      // "not rejected" timeout) belongs to the run's totals, so wait for it rather than drop it.
+      await new Promise<void>((resolve) => {
+        // Bounded: the link may also be dropped without a close event (Wi-Fi loss detaches it).
+        const t = this.clock.setTimeout(() => done(), 6000);
+        const done = () => {
+          this.clock.clearTimeout(t);
+          this.off('malformed', done);
+          this.off('close', done);
+          resolve();
+        };
+        this.on('malformed', done);
+        this.on('close', done);
+      });
+    }
     this.shutdown();
   }
 

@@ -548,6 +548,20 @@ describe('connection handling', () => {
     expect(hub.device(ID).gaps).toBe(0);
     expectExactlyOnce(hub, recorder);
   });
+
+  it('a stop while a malformed frame awaits its answer waits for it: the totals add up', async () => {
+    const { clock, device } = rig({ backoff: { initialMs: 300, maxMs: 300 } });
+    device.start();
+    clock.advance(3000);
+    expect(device.sendMalformed('bad_crc')).toBe(true);
+    const p = device.stop({ drainMs: 0 }); // the hub has not answered yet
+    clock.advance(3000);
+    await p;
+    expect(device.stats.malformedSent).toBe(1);
+    expect(device.stats.malformedRejected).toBe(1);
+    expect(device.stats.malformedUnanswered).toBe(0);
+    expect(device.stats.malformedByOutcome[`bad_crc→BAD_CRC/${ERRORS.BAD_CRC.close}`]).toBe(1);
+  });
 });
 
 describe('fleet on the fake clock', () => {
