@@ -5,6 +5,7 @@ import { alertMetrics } from '../../server/alerts/metrics.ts';
 import { createMetrics } from '../../server/metrics/index.ts';
 import { metricsPerRegistry } from '../../server/metrics/per-registry.ts';
 import { bridgeMetrics } from '../../server/mqtt/bridge-metrics.ts';
+import { otaMetrics } from '../../server/ota/metrics.ts';
 
 describe('metricsPerRegistry', () => {
   it('gives every part of one hub the same set, registered once on its registry', async () => {
@@ -28,6 +29,19 @@ describe('metricsPerRegistry', () => {
     alertMetrics(a).webhook.inc({ outcome: 'delivered' });
     expect(await a.registry.metrics()).toContain('hub_alert_webhook_deliveries_total{outcome="delivered"} 1');
     expect(await b.registry.metrics()).not.toContain('hub_alert_webhook_deliveries_total{outcome="delivered"}');
+  });
+
+  it('gives the OTA parts (service, routes, campaigns) one set per hub like the other parts', async () => {
+    const a = createMetrics();
+    const b = createMetrics();
+    expect(otaMetrics(a)).toBe(otaMetrics(a));
+    expect(otaMetrics(b)).not.toBe(otaMetrics(a));
+    otaMetrics(a).refusals.inc({ reason: 'busy' });
+    otaMetrics(a).refusals.inc({ reason: 'busy' });
+    const text = await a.registry.metrics();
+    expect(text).toContain('hub_ota_download_refusals_total{reason="busy"} 2');
+    expect(text.match(/^# TYPE hub_ota_download_refusals_total /gm)).toHaveLength(1);
+    expect(await b.registry.metrics()).not.toContain('hub_ota_download_refusals_total{reason="busy"}');
   });
 
   it('creates a set at the first request for a registry only', () => {
