@@ -52,7 +52,7 @@ export interface StartClusterOptions {
   ingest: ClusterIngest;
   /** Opens the store (default: PostgreSQL, ./store/). Unit tests pass an in-process fake. */
   openStore?: OpenClusterStore;
-  /** HELLO's bound on the database (default 3 s, sessions.ts). */
+  /** HELLO's first bound on the database (default 3 s, sessions.ts; the whole wait follows DEVICE_HELLO_TIMEOUT_MS). */
   joinTimeoutMs?: number;
   /** Write-behind period (default 250 ms, sessions.ts). */
   writeBehindIntervalMs?: number;
@@ -128,6 +128,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<Cluster> 
       metrics,
       logger: log,
       ...(opts.now ? { now: opts.now } : {}),
+      helloTimeoutMs: opts.config.devices.helloTimeoutMs,
       ...(opts.joinTimeoutMs !== undefined ? { joinTimeoutMs: opts.joinTimeoutMs } : {}),
       ...(opts.writeBehindIntervalMs !== undefined ? { writeBehindIntervalMs: opts.writeBehindIntervalMs } : {}),
       ...(opts.ackGate ? { acknowledged: opts.ackGate.onReleased.bind(opts.ackGate) } : {}),

@@ -9,7 +9,8 @@
  *   (`store.joinSessions`: collected for up to {@link JOIN_BATCH_WINDOW_MS} or {@link JOIN_BATCH_MAX},
  *   one round trip per batch). Only an unreachable database lets the HELLO go on locally (degraded:
  *   counted, logged once per episode); while it is connected a slow join keeps waiting (counted), up
- *   to {@link JOIN_WAIT_MAX_MS}, so a reconnect storm slows joins instead of dropping the guarantees.
+ *   to {@link joinWaitMaxMs} (from DEVICE_HELLO_TIMEOUT_MS), so a reconnect storm slows joins instead
+ *   of dropping the guarantees.
  * - **Newest wins.** Every claim anywhere reaches every instance (`store.onSessionClaimed`): a local
  *   session of that device with a lower epoch ends with REPLACED (4001) at once. A claim that lands
  *   while a session's own claim is pending is remembered and compared when it returns. After the
@@ -48,16 +49,23 @@ import type {
 
 /**
  * How long a HELLO waits for its join before the wait is counted as slow; it goes on locally (degraded)
- * only if the database is unreachable by then, else it keeps waiting, up to {@link JOIN_WAIT_MAX_MS}.
+ * only if the database is unreachable by then, else it keeps waiting, up to {@link joinWaitMaxMs}.
  */
 export const JOIN_TIMEOUT_MS = 3000;
+/** Share of the device HELLO timeout a HELLO may wait for its join in all (see {@link joinWaitMaxMs}). */
+export const JOIN_WAIT_SHARE = 0.8;
+
 /**
  * The generous bound of a HELLO's wait for its join batch while the database is connected: a storm
- * slows joins down instead of dropping the claim and the shared state. Below the 10 s a device waits
- * for WELCOME (firmware-sim `welcomeTimeoutMs`, as DEVICE_HELLO_TIMEOUT_MS on the hub's side), so the
- * device gets an answer rather than giving up and reconnecting into the storm.
+ * slows joins down instead of dropping the claim and the shared state. Derived from the device HELLO
+ * timeout (DEVICE_HELLO_TIMEOUT_MS, `config.devices.helloTimeoutMs`), which is also how long a device
+ * waits for WELCOME (firmware-sim `welcomeTimeoutMs`): the join gives up at {@link JOIN_WAIT_SHARE} of
+ * it (8 s of the default 10 s), leaving the rest for WELCOME to reach the device, so the device gets an
+ * answer rather than giving up and reconnecting into the storm.
  */
-export const JOIN_WAIT_MAX_MS = 8_000;
+export function joinWaitMaxMs(helloTimeoutMs: number): number {
+  return Math.floor(helloTimeoutMs * JOIN_WAIT_SHARE);
+}
 /** Longest a HELLO waits for others to share its join statement. */
 export const JOIN_BATCH_WINDOW_MS = 5;
 /** Joins per statement; a batch goes at once when this many are waiting. */
@@ -84,10 +92,13 @@ export interface ClusterSessionsOptions {
   metrics: Metrics;
   logger: Logger;
   now?: () => number;
-  /** Default {@link JOIN_TIMEOUT_MS}. */
+  /**
+   * The device HELLO timeout (`config.devices.helloTimeoutMs`): a HELLO's wait for its join ends at
+   * {@link joinWaitMaxMs} of it, before the device would give up waiting for WELCOME.
+   */
+  helloTimeoutMs: number;
+  /** First bound of a HELLO's wait (default {@link JOIN_TIMEOUT_MS}), never past {@link joinWaitMaxMs}. */
   joinTimeoutMs?: number;
-  /** Default {@link JOIN_WAIT_MAX_MS}. */
-  joinWaitMaxMs?: number;
   /** Default {@link WRITE_BEHIND_INTERVAL_MS}. */
   writeBehindIntervalMs?: number;
   /**
@@ -228,7 +239,8 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
   const { store, ingest, bus, logger } = opts;
   const now = opts.now ?? Date.now;
   const joinTimeoutMs = opts.joinTimeoutMs ?? JOIN_TIMEOUT_MS;
-  const joinWaitMaxMs = Math.max(joinTimeoutMs, opts.joinWaitMaxMs ?? JOIN_WAIT_MAX_MS);
+  const joinWaitMs = joinWaitMaxMs(opts.helloTimeoutMs);
+  const joinFirstWaitMs = Math.min(joinTimeoutMs, joinWaitMs);
   const joinWindowMs = JOIN_BATCH_WINDOW_MS;
   const m = clusterSessionMetrics(opts.metrics);
   const bySession = new Map<ClusterSessionHandle, Rec>();
@@ -382,15 +394,15 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
 
   /**
    * Waits for a join: past `joinTimeoutMs` it keeps waiting (counted) while the database is connected,
-   * up to `joinWaitMaxMs` in all; an unreachable database ends the wait (the HELLO goes on locally).
+   * up to `joinWaitMs` in all; an unreachable database ends the wait (the HELLO goes on locally).
    */
   async function awaitJoin(p: Promise<JoinResult>): Promise<JoinResult> {
     try {
-      return await bounded(p, joinTimeoutMs);
+      return await bounded(p, joinFirstWaitMs);
     } catch (err) {
       if (!(err instanceof Timeout) || store.status().database !== 'connected') throw err;
       m.slowJoins.inc();
-      return bounded(p, Math.max(0, joinWaitMaxMs - joinTimeoutMs));
+      return bounded(p, joinWaitMs - joinFirstWaitMs);
     }
   }
 

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { startCluster } from '../../server/cluster/index.ts';
-import { type ClusterSessions, createClusterSessions } from '../../server/cluster/sessions.ts';
+import { type ClusterSessions, createClusterSessions, joinWaitMaxMs } from '../../server/cluster/sessions.ts';
 import {
   type ChannelDescriptor,
   decodeFrame,
@@ -157,6 +157,8 @@ async function rig(
     writeBehindIntervalMs?: number;
     store?: FakeClusterStore;
     acknowledged?: (listener: (deviceId: string, bootId: number, seq: number) => void) => () => void;
+    /** DEVICE_HELLO_TIMEOUT_MS; with it the sessions come from `startCluster` (the composition) on that config. */
+    helloTimeoutMs?: number;
   } = {},
 ): Promise<Rig> {
   const dir = await tempDir('cluster-sessions');
@@ -167,20 +169,39 @@ async function rig(
   const logger = createLogger('silent');
   const log = openTestLog(dir.path, metrics, now);
   const bus = new HubEventBus();
-  const config = configFrom({});
+  const config = configFrom(
+    opts.helloTimeoutMs !== undefined ? { DEVICE_HELLO_TIMEOUT_MS: String(opts.helloTimeoutMs) } : {},
+  );
   const ingest = createIngest({ log, metrics, bus, devices: config.devices, logger, now });
   const store = opts.store ?? new FakeClusterStore();
-  const cs = createClusterSessions({
-    store,
-    ingest,
-    bus,
-    metrics,
-    logger,
-    now,
-    joinTimeoutMs: opts.joinTimeoutMs ?? 10_000,
-    writeBehindIntervalMs: opts.writeBehindIntervalMs ?? 3_600_000,
-    ...(opts.acknowledged ? { acknowledged: opts.acknowledged } : {}),
-  });
+  const cs =
+    opts.helloTimeoutMs !== undefined
+      ? (
+          await startCluster({
+            config,
+            cluster: { databaseUrl: 'postgres://unused', instanceId: 'a' },
+            logger,
+            metrics,
+            bus,
+            ingest,
+            now,
+            openStore: async () => store,
+            joinTimeoutMs: opts.joinTimeoutMs ?? 10_000,
+            writeBehindIntervalMs: opts.writeBehindIntervalMs ?? 3_600_000,
+          })
+        ).sessions
+      : createClusterSessions({
+          store,
+          ingest,
+          bus,
+          metrics,
+          logger,
+          now,
+          helloTimeoutMs: config.devices.helloTimeoutMs,
+          joinTimeoutMs: opts.joinTimeoutMs ?? 10_000,
+          writeBehindIntervalMs: opts.writeBehindIntervalMs ?? 3_600_000,
+          ...(opts.acknowledged ? { acknowledged: opts.acknowledged } : {}),
+        });
   const table = createSessionTable();
   const commands = createCommandTracker({ metrics, bus, now });
   const ctx: SessionContext = {
@@ -295,6 +316,35 @@ describe('joining: HELLO waits for the cluster', () => {
     expect(await r.counter('hub_cluster_hellos_total', { outcome: 'degraded' })).toBe(0);
     expect(await r.counter('hub_cluster_hellos_total', { outcome: 'joined' })).toBe(1);
     expect(r.cs.status()).toMatchObject({ claimed: 1, unclaimed: 0 });
+  });
+
+  it("a join the database does not answer gives up before the device's own HELLO/WELCOME timeout (DEVICE_HELLO_TIMEOUT_MS) would fire", async () => {
+    // The device waits for WELCOME as long as the hub waits for HELLO (DEVICE_HELLO_TIMEOUT_MS): a
+    // timer of that length started with the HELLO stands for the device giving up and reconnecting.
+    const helloTimeoutMs = 3000;
+    const r = await rig({ helloTimeoutMs, joinTimeoutMs: 20 });
+    r.store.held.add('joinSessions');
+    const link = r.connect('d1');
+    let deviceGaveUp = false;
+    const deviceTimer = setTimeout(() => {
+      deviceGaveUp = true;
+    }, helloTimeoutMs);
+    cleanups.push(async () => clearTimeout(deviceTimer));
+    link.deliver(hello('d1', 1, 5000));
+    await until('counted as slow', async () => (await r.counter('hub_cluster_slow_joins_total')) === 1);
+    await until('WELCOME or the device giving up', () => link.welcome() !== undefined || deviceGaveUp);
+    expect(deviceGaveUp).toBe(false);
+    expect(await r.counter('hub_cluster_hellos_total', { outcome: 'degraded' })).toBe(1);
+    r.store.answer('joinSessions');
+    await until('claimed late', () => r.cs.status().claimed === 1);
+  });
+
+  it('the bound of a join wait follows the device HELLO timeout setting, below it over its whole range', () => {
+    expect(joinWaitMaxMs(configFrom({}).devices.helloTimeoutMs)).toBe(8_000);
+    for (const ms of [100, 1000, 3000, 10_000, 60_000]) {
+      const config = configFrom({ DEVICE_HELLO_TIMEOUT_MS: String(ms) });
+      expect(joinWaitMaxMs(config.devices.helloTimeoutMs)).toBe(Math.floor(ms * 0.8));
+    }
   });
 
   it('HELLOs arriving together share one join statement; each gets its own part', async () => {
