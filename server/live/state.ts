@@ -380,6 +380,9 @@ export class LiveState {
       }
       if (d.state !== 'online') continue;
       const since = d.lastDataMs ?? d.sinceMs;
+      // No threshold is below the floor: a device with data since then needs no median (with 1,000
+      // streaming devices the sweep would otherwise sort 1,000 gap lists four times a second).
+      if (nowMs - since <= this.#minStaleMs) continue;
       const limit = this.staleAfterMs(d);
       if (limit !== null && nowMs - since > limit) {
         const change = this.#transition(d, 'stale', 'no_data', nowMs);
