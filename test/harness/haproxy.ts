@@ -27,8 +27,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.ts';
-import { findExecutable, retryOnAddressInUse, startProcess, waitForReady } from './process.ts';
-import { tempDir } from './temp.ts';
+import { findExecutable, type ServerDir, startInServerDir } from './process.ts';
 
 /** One hub behind the balancer. */
 export interface HaproxyBackend {
@@ -179,44 +178,26 @@ export interface HaproxyServer {
 }
 
 /** Starts HAProxy in the foreground (`-db`) and resolves once it accepts connections and answers its admin socket. */
-export async function startHaproxy(options: StartHaproxyOptions): Promise<HaproxyServer> {
-  return retryOnAddressInUse(() => startHaproxyOnce(options));
+export function startHaproxy(options: StartHaproxyOptions): Promise<HaproxyServer> {
+  return startInServerDir('haproxy', (dir) => startHaproxyIn(dir, options));
 }
 
-async function startHaproxyOnce(options: StartHaproxyOptions): Promise<HaproxyServer> {
-  const haproxy = findExecutable('haproxy');
-  const dir = await tempDir('haproxy');
+async function startHaproxyIn(dir: ServerDir, options: StartHaproxyOptions): Promise<HaproxyServer> {
   const port = await freePort();
   const adminSocket = join(dir.path, 'admin.sock');
   const config = haproxyConfig({ bind: `127.0.0.1:${port}`, backends: options.backends, adminSocket });
   const configFile = join(dir.path, 'haproxy.cfg');
   await writeFile(configFile, config);
-  const proc = startProcess({
+  const command = (line: string) => adminCommand(adminSocket, line);
+  const proc = await dir.start({
     name: 'haproxy',
-    command: haproxy,
+    command: findExecutable('haproxy'),
     // -db: foreground, no daemon; -f: our config only.
     args: ['-db', '-f', configFile],
-    cwd: dir.path,
-    logFile: join(dir.path, 'haproxy.log'),
+    ready: async () => (await command('show info')).includes('Name: HAProxy'),
+    timeoutMs: options.startTimeoutMs ?? 15_000,
+    what: `its admin socket ${adminSocket}`,
   });
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      await proc.stop();
-      await dir.remove();
-    })();
-    return stopped;
-  };
-  const command = (line: string) => adminCommand(adminSocket, line);
-  try {
-    await waitForReady(proc, async () => (await command('show info')).includes('Name: HAProxy'), {
-      timeoutMs: options.startTimeoutMs ?? 15_000,
-      what: `its admin socket ${adminSocket}`,
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
   const servers = async (): Promise<HaproxyServerState[]> => parseStat(await command('show stat'));
   return {
     url: `http://127.0.0.1:${port}`,
@@ -242,7 +223,7 @@ async function startHaproxyOnce(options: StartHaproxyOptions): Promise<HaproxySe
     },
     command,
     logs: (n = 40) => proc.logTail(n),
-    stop,
+    stop: dir.stop,
   };
 }
 

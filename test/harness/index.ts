@@ -37,9 +37,12 @@ export { freePort, freePorts } from './ports.ts';
 export { type PostgresServer, type StartPostgresOptions, startPostgres } from './postgres.ts';
 export {
   findExecutable,
+  type ServerDir,
   type ServerProcess,
   ServerStartError,
+  startInServerDir,
   startProcess,
+  startServerProcess,
   waitForReady,
 } from './process.ts';
 export { type TempDir, tempDir } from './temp.ts';

@@ -17,15 +17,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startNginx } from './nginx.ts';
 import { freePorts } from './ports.ts';
-import {
-  findExecutable,
-  httpProbe,
-  retryOnAddressInUse,
-  type ServerProcess,
-  startProcess,
-  waitForReady,
-} from './process.ts';
-import { tempDir } from './temp.ts';
+import { findExecutable, httpProbe, type ServerDir, type ServerProcess, startInServerDir } from './process.ts';
 
 /** Options for {@link startInflux}. */
 export interface StartInfluxOptions {
@@ -121,16 +113,15 @@ export interface InfluxServer {
  * Starts an InfluxDB 1.x engine plus the nginx that serves `/api/v2/write`, on free loopback ports in
  * a temp dir, and creates the bucket's database. Call `stop()` in `afterAll`.
  */
-export async function startInflux(options: StartInfluxOptions = {}): Promise<InfluxServer> {
-  return retryOnAddressInUse(() => startInfluxOnce(options));
+export function startInflux(options: StartInfluxOptions = {}): Promise<InfluxServer> {
+  return startInServerDir('influx', (dir) => startInfluxIn(dir, options));
 }
 
-async function startInfluxOnce(options: StartInfluxOptions): Promise<InfluxServer> {
+async function startInfluxIn(dir: ServerDir, options: StartInfluxOptions): Promise<InfluxServer> {
   const { bucket = 'telemetry', org = 'esp32hub', token = 'test-token' } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 25_000_000;
   const startTimeoutMs = options.startTimeoutMs ?? 30_000;
   const influxd = findExecutable('influxd');
-  const dir = await tempDir('influx');
   const [httpPort, rpcPort, proxyPort] = (await freePorts(3)) as [number, number, number];
   const engineUrl = `http://127.0.0.1:${httpPort}`;
   const configFile = join(dir.path, 'influxdb.conf');
@@ -139,54 +130,33 @@ async function startInfluxOnce(options: StartInfluxOptions): Promise<InfluxServe
   // INFLUXDB_* variables override the config file; the engine must see only our config.
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('INFLUXDB_')));
   let engine: ServerProcess | undefined;
-  let nginx: Awaited<ReturnType<typeof startNginx>> | undefined;
-
   const startEngine = async (): Promise<void> => {
     if (engine && !engine.hasExited()) return;
-    engine = startProcess({
+    engine = await dir.start({
       name: 'influxd',
       command: influxd,
       args: ['-config', configFile],
-      cwd: dir.path,
-      logFile: join(dir.path, 'influxd.log'),
       env,
-    });
-    await waitForReady(engine, () => httpProbe(`${engineUrl}/ping`, [204]), {
+      ready: () => httpProbe(`${engineUrl}/ping`, [204]),
       timeoutMs: startTimeoutMs,
       what: `GET ${engineUrl}/ping`,
     });
   };
 
-  const logs = (): string =>
-    [`--- influxd ---`, engine?.logTail(30) ?? '', `--- nginx ---`, nginx?.logTail(30) ?? ''].join('\n');
-
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      await nginx?.stop();
-      await engine?.stop();
-      await dir.remove();
-    })();
-    return stopped;
-  };
-
-  try {
-    await startEngine();
-    const version = await engineVersion(engineUrl);
-    await runQuery(engineUrl, `CREATE DATABASE ${quoteIdent(bucket)}`, {});
-    nginx = await startNginx({
-      dir: dir.path,
-      port: proxyPort,
-      upstreamPort: httpPort,
-      engineVersion: version,
-      maxBodyBytes: options.maxBodyBytes ?? 0,
-      startTimeoutMs,
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  await startEngine();
+  const version = await engineVersion(engineUrl);
+  await runQuery(engineUrl, `CREATE DATABASE ${quoteIdent(bucket)}`, {});
+  const nginx = await startNginx({
+    dir,
+    port: proxyPort,
+    upstreamPort: httpPort,
+    engineVersion: version,
+    maxBodyBytes: options.maxBodyBytes ?? 0,
+    startTimeoutMs,
+  });
   const url = nginx.url;
+  const logs = (): string =>
+    [`--- influxd ---`, engine?.logTail(30) ?? '', `--- nginx ---`, nginx.logTail(30)].join('\n');
 
   return {
     url,
@@ -203,7 +173,7 @@ async function startInfluxOnce(options: StartInfluxOptions): Promise<InfluxServe
     startEngine,
     engineRunning: () => engine !== undefined && !engine.hasExited(),
     logs,
-    stop,
+    stop: dir.stop,
   };
 }
 

@@ -8,8 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { freePort } from './ports.ts';
-import { findExecutable, retryOnAddressInUse, startProcess, waitForReady } from './process.ts';
-import { tempDir } from './temp.ts';
+import { findExecutable, type ServerDir, startInServerDir } from './process.ts';
 
 /** Options for {@link startMosquitto}. */
 export interface StartMosquittoOptions {
@@ -45,13 +44,11 @@ export interface MosquittoServer {
 }
 
 /** Starts mosquitto (anonymous access, no persistence) and resolves once its listener accepts TCP. */
-export async function startMosquitto(options: StartMosquittoOptions = {}): Promise<MosquittoServer> {
-  return retryOnAddressInUse(() => startMosquittoOnce(options));
+export function startMosquitto(options: StartMosquittoOptions = {}): Promise<MosquittoServer> {
+  return startInServerDir('mosquitto', (dir) => startMosquittoIn(dir, options));
 }
 
-async function startMosquittoOnce(options: StartMosquittoOptions): Promise<MosquittoServer> {
-  const mosquitto = findExecutable('mosquitto');
-  const dir = await tempDir('mosquitto');
+async function startMosquittoIn(dir: ServerDir, options: StartMosquittoOptions): Promise<MosquittoServer> {
   const host = '127.0.0.1';
   const port = await freePort(host);
   const configFile = join(dir.path, 'mosquitto.conf');
@@ -87,30 +84,14 @@ async function startMosquittoOnce(options: StartMosquittoOptions): Promise<Mosqu
   ].join('\n');
   await writeFile(configFile, config);
 
-  const proc = startProcess({
+  const proc = await dir.start({
     name: 'mosquitto',
-    command: mosquitto,
+    command: findExecutable('mosquitto'),
     args: ['-c', configFile],
-    cwd: dir.path,
-    logFile: join(dir.path, 'mosquitto.log'),
+    ready: () => tcpProbe(host, port),
+    timeoutMs: options.startTimeoutMs ?? 15_000,
+    what: `a TCP connection to ${host}:${port}`,
   });
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      await proc.stop();
-      await dir.remove();
-    })();
-    return stopped;
-  };
-  try {
-    await waitForReady(proc, () => tcpProbe(host, port), {
-      timeoutMs: options.startTimeoutMs ?? 15_000,
-      what: `a TCP connection to ${host}:${port}`,
-    });
-  } catch (err) {
-    await stop();
-    throw err;
-  }
   return {
     url: `mqtt://${host}:${port}`,
     host,
@@ -118,7 +99,7 @@ async function startMosquittoOnce(options: StartMosquittoOptions): Promise<Mosqu
     dir: dir.path,
     dynsecFile,
     logs: (n = 40) => proc.logTail(n),
-    stop,
+    stop: dir.stop,
   };
 }
 

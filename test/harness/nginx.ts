@@ -5,12 +5,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { findExecutable, httpProbe, readTail, type ServerProcess, startProcess, waitForReady } from './process.ts';
+import { findExecutable, httpProbe, type ServerDir } from './process.ts';
 
 /** Options for {@link startNginx}. */
 export interface StartNginxOptions {
-  /** Parent dir; nginx gets `<dir>/nginx`. */
-  dir: string;
+  /** The engine's dir; nginx gets `<dir>/nginx` and is stopped with the dir. */
+  dir: ServerDir;
   /** Loopback port nginx listens on. */
   port: number;
   /** Loopback port of the InfluxDB engine's HTTP API. */
@@ -32,7 +32,7 @@ export interface NginxProcess {
 /** Starts nginx in the foreground (`daemon off`) with a generated config; resolves once it proxies `/ping`. */
 export async function startNginx(options: StartNginxOptions): Promise<NginxProcess> {
   const nginx = findExecutable('nginx');
-  const prefix = join(options.dir, 'nginx');
+  const prefix = join(options.dir.path, 'nginx');
   await mkdir(prefix, { recursive: true });
   const configFile = join(prefix, 'nginx.conf');
   const errorLog = join(prefix, 'error.log');
@@ -52,28 +52,20 @@ export async function startNginx(options: StartNginxOptions): Promise<NginxProce
   // tries /var/log/nginx/error.log, which a non-root user cannot open.
   const args = ['-p', prefix, '-c', configFile];
   if (supportsEarlyErrorLog(nginx)) args.push('-e', errorLog);
-  const proc: ServerProcess = startProcess({
+  const url = `http://127.0.0.1:${options.port}`;
+  const proc = await options.dir.start({
     name: 'nginx',
     command: nginx,
     args,
     cwd: prefix,
     logFile: join(prefix, 'stderr.log'),
+    // Upstream errors are in error.log: its tail goes into logTail() and start errors too.
+    extraLogs: [errorLog],
+    ready: () => httpProbe(`${url}/ping`, [204]),
+    timeoutMs: options.startTimeoutMs,
+    what: `GET ${url}/ping (proxied to the engine)`,
   });
-  const url = `http://127.0.0.1:${options.port}`;
-  const logTail = (maxLines = 30): string =>
-    [proc.logTail(maxLines), readTail(errorLog, maxLines)].filter(Boolean).join('\n');
-
-  try {
-    await waitForReady(proc, () => httpProbe(`${url}/ping`, [204]), {
-      timeoutMs: options.startTimeoutMs,
-      what: `GET ${url}/ping (proxied to the engine)`,
-    });
-  } catch (err) {
-    // waitForReady only shows stderr.log; upstream errors are in error.log.
-    if (err instanceof Error) err.message += `\n--- nginx error.log ---\n${readTail(errorLog, 20)}`;
-    throw err;
-  }
-  return { url, logTail, stop: () => proc.stop() };
+  return { url, logTail: (maxLines = 30) => proc.logTail(maxLines), stop: () => proc.stop() };
 }
 
 function nginxConfig(o: StartNginxOptions & { prefix: string; errorLog: string }): string {

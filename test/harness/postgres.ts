@@ -21,8 +21,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { freePort } from './ports.ts';
-import { findExecutable, retryOnAddressInUse, type ServerProcess, startProcess, waitForReady } from './process.ts';
-import { tempDir } from './temp.ts';
+import { findExecutable, type ServerDir, type ServerProcess, startInServerDir } from './process.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -66,17 +65,16 @@ export interface PostgresServer {
  * Starts PostgreSQL on a free loopback port in a temp dir and creates `database`. Call `stop()` in
  * `afterAll`.
  */
-export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresServer> {
-  return retryOnAddressInUse(() => startPostgresOnce(options));
+export function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresServer> {
+  return startInServerDir('postgres', (dir) => startPostgresIn(dir, options));
 }
 
 const USER = 'hub';
 const POSTGRES_ROOT = '/usr/lib/postgresql';
 
-async function startPostgresOnce(options: StartPostgresOptions): Promise<PostgresServer> {
+async function startPostgresIn(dir: ServerDir, options: StartPostgresOptions): Promise<PostgresServer> {
   const { database = 'esp32hub', startTimeoutMs = 30_000 } = options;
   const bin = findPostgresBin();
-  const dir = await tempDir('postgres');
   const dataDir = join(dir.path, 'data');
   const host = '127.0.0.1';
   const port = await freePort(host);
@@ -90,19 +88,11 @@ async function startPostgresOnce(options: StartPostgresOptions): Promise<Postgre
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('PG')));
 
   let server: ServerProcess | undefined;
-  let stopped: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopped ??= (async () => {
-      await server?.stop({ signal: 'SIGINT' });
-      await dir.remove();
-    })();
-    return stopped;
-  };
   const adminUrl = (db: string) => `postgres://${USER}:${password}@${host}:${port}/${db}`;
 
   const startServer = async (): Promise<void> => {
     if (server && !server.hasExited()) return;
-    server = startProcess({
+    server = await dir.start({
       name: 'postgres',
       command: join(bin, 'postgres'),
       args: [
@@ -123,40 +113,34 @@ async function startPostgresOnce(options: StartPostgresOptions): Promise<Postgre
         '-c',
         'shared_buffers=16MB',
       ],
-      cwd: dir.path,
-      logFile: join(dir.path, 'postgres.log'),
       env,
       ...(runAs ? { runAs } : {}),
-    });
-    await waitForReady(server, () => loginProbe(adminUrl('postgres')), {
+      // Fast shutdown: sessions are disconnected (SIGTERM would wait for every client to leave).
+      stopSignal: 'SIGINT',
+      ready: () => loginProbe(adminUrl('postgres')),
       timeoutMs: startTimeoutMs,
       what: `a login to ${host}:${port}`,
     });
   };
 
-  try {
-    await runAsUser(
-      join(bin, 'initdb'),
-      [
-        '-D',
-        dataDir,
-        '-U',
-        USER,
-        `--pwfile=${pwFile}`,
-        '--auth-local=trust',
-        '--auth-host=scram-sha-256',
-        '--encoding=UTF8',
-        '--no-locale',
-        '--no-sync',
-      ],
-      { cwd: dir.path, env, runAs },
-    );
-    await startServer();
-    await adminQuery(adminUrl('postgres'), `CREATE DATABASE ${quoteIdent(database)}`);
-  } catch (err) {
-    await stop();
-    throw err;
-  }
+  await runAsUser(
+    join(bin, 'initdb'),
+    [
+      '-D',
+      dataDir,
+      '-U',
+      USER,
+      `--pwfile=${pwFile}`,
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      '--encoding=UTF8',
+      '--no-locale',
+      '--no-sync',
+    ],
+    { cwd: dir.path, env, runAs },
+  );
+  await startServer();
+  await adminQuery(adminUrl('postgres'), `CREATE DATABASE ${quoteIdent(database)}`);
 
   return {
     url: adminUrl(database),
@@ -176,7 +160,7 @@ async function startPostgresOnce(options: StartPostgresOptions): Promise<Postgre
     startServer,
     serverRunning: () => server !== undefined && !server.hasExited(),
     logs: (n = 40) => server?.logTail(n) ?? '',
-    stop,
+    stop: dir.stop,
   };
 }
 

@@ -1,5 +1,5 @@
 /**
- * Running real server binaries (influxd, nginx, mosquitto) as child processes for tests.
+ * Running real server binaries (influxd, nginx, mosquitto, postgres, haproxy) as child processes for tests.
  *
  * - Each server gets its own process group (`detached`), so stopping it also stops its children
  *   (nginx workers) and a Ctrl-C in the terminal does not hit it before the harness can.
@@ -8,11 +8,16 @@
  *   signal: if the test process dies without running any handler (SIGKILL, OOM), the kernel sends
  *   the server SIGTERM, so nothing keeps running on this shared machine.
  * - Every process is registered with the safety net in `cleanup.ts`.
+ * - The server starters (influx.ts, mosquitto.ts, postgres.ts, haproxy.ts) share one frame,
+ *   {@link startInServerDir}: a temp dir per server, processes started in it with a readiness probe
+ *   ({@link startServerProcess}), one idempotent `stop` for the processes and the dir, and a retry with
+ *   fresh ports when a port was taken.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { accessSync, closeSync, constants, openSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { registerCleanup } from './cleanup.ts';
+import { tempDir } from './temp.ts';
 
 /** How a process ended. */
 export interface ExitInfo {
@@ -63,6 +68,10 @@ export interface StartProcessOptions {
    * (PostgreSQL); needs root and setpriv.
    */
   runAs?: string;
+  /** Signal {@link ServerProcess.stop} sends when given none. Default SIGTERM. */
+  stopSignal?: NodeJS.Signals;
+  /** More log files of the server (e.g. nginx's error.log): their tails follow the main log's in `logTail()`. */
+  extraLogs?: readonly string[];
 }
 
 /** Thrown when a server does not come up; the message carries the tail of its log. */
@@ -181,10 +190,14 @@ export function startProcess(options: StartProcessOptions): ServerProcess {
     logFile,
     exited,
     hasExited: () => exitInfo !== undefined,
-    logTail: (maxLines = 40) => readTail(logFile, maxLines),
+    logTail: (maxLines = 40) =>
+      [logFile, ...(options.extraLogs ?? [])]
+        .map((file) => readTail(file, maxLines))
+        .filter(Boolean)
+        .join('\n'),
     stop(stopOptions = {}) {
       stopping ??= (async () => {
-        const { signal = 'SIGTERM', timeoutMs = 10_000 } = stopOptions;
+        const { signal = options.stopSignal ?? 'SIGTERM', timeoutMs = 10_000 } = stopOptions;
         if (exitInfo === undefined) {
           killGroup(signal);
           let timer: NodeJS.Timeout | undefined;
@@ -250,6 +263,85 @@ export async function waitForReady(
     await Promise.race([proc.exited, sleep(delayMs)]);
     delayMs = Math.min(delayMs * 2, 250);
   }
+}
+
+/** Options for {@link startServerProcess}: the process, and how to tell that it serves. */
+export interface ServerProcessOptions extends StartProcessOptions, WaitForReadyOptions {
+  /** Resolves true once the server serves (polled; a rejection counts as not yet). */
+  ready: () => Promise<boolean>;
+}
+
+/**
+ * Starts a server process ({@link startProcess}) and waits until `ready` says it serves
+ * ({@link waitForReady}). When it does not come up, the process is stopped and a
+ * {@link ServerStartError} carrying its log tail is thrown.
+ */
+export async function startServerProcess(options: ServerProcessOptions): Promise<ServerProcess> {
+  const proc = startProcess(options);
+  await waitForReady(proc, options.ready, options);
+  return proc;
+}
+
+/** Options for {@link ServerDir.start}: as {@link startServerProcess}, working dir and log file defaulting to the dir. */
+export type ServerDirProcessOptions = Omit<ServerProcessOptions, 'cwd' | 'logFile'> &
+  Partial<Pick<ServerProcessOptions, 'cwd' | 'logFile'>>;
+
+/** A server's temp dir and the processes started in it (see {@link startInServerDir}). */
+export interface ServerDir {
+  /** Absolute path of the directory. */
+  readonly path: string;
+  /**
+   * {@link startServerProcess} with the dir as working dir and `<dir>/<name>.log` as log file unless
+   * given; the process stops with the dir.
+   */
+  start(options: ServerDirProcessOptions): Promise<ServerProcess>;
+  /** Stops every process started in the dir, newest first, then removes the dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The frame of every server starter: runs `setup` with a fresh temp dir (`/tmp/esp32hub-<label>-*`),
+ * in which it writes its config and starts its process(es) with {@link ServerDir.start}, and returns
+ * what `setup` returns (whose `stop` is typically the dir's). When `setup` fails, everything it started
+ * is stopped and the dir removed before the error propagates; when it failed because a port was taken
+ * (see {@link retryOnAddressInUse}), it runs again in a new dir.
+ */
+export function startInServerDir<T>(label: string, setup: (dir: ServerDir) => Promise<T>): Promise<T> {
+  return retryOnAddressInUse(async () => {
+    const dir = await serverDir(label);
+    try {
+      return await setup(dir);
+    } catch (err) {
+      await dir.stop();
+      throw err;
+    }
+  });
+}
+
+async function serverDir(label: string): Promise<ServerDir> {
+  const temp = await tempDir(label);
+  const started: ServerProcess[] = [];
+  let stopped: Promise<void> | undefined;
+  return {
+    path: temp.path,
+    async start(options) {
+      // One that does not come up is stopped by startServerProcess: only running ones are kept.
+      const proc = await startServerProcess({
+        cwd: temp.path,
+        logFile: join(temp.path, `${options.name}.log`),
+        ...options,
+      });
+      started.push(proc);
+      return proc;
+    },
+    stop() {
+      stopped ??= (async () => {
+        for (const proc of [...started].reverse()) await proc.stop();
+        await temp.remove();
+      })();
+      return stopped;
+    },
+  };
 }
 
 /**
