@@ -108,7 +108,7 @@ export function createMetrics() {
     }),
     ackLatency: new Histogram({
       name: 'hub_ack_latency_seconds',
-      help: 'Time from a TELEMETRY frame arriving to its ACK being sent (includes the durable commit).',
+      help: 'Time from a TELEMETRY frame arriving to its ACK being due: durable (with ACK_DURABILITY=influx, also confirmed by InfluxDB). While the hub streams, ACK pacing may send the ACK up to 250 ms later, covering several frames.',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: r,
     }),

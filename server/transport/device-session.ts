@@ -11,7 +11,7 @@
  *
  * Frames are decoded as they arrive and handed to the pipeline without waiting for earlier commits
  * (pipelining); ACKs go out in order as group commits complete, coalesced per commit into one
- * cumulative ACK [PROTO-3.5]. In-flight frames are bounded hub-wide by bytes (inflight-budget.ts):
+ * cumulative ACK [PROTO-3.5], and while the hub streams, paced to cover several frames (ACK_HOLD_*). In-flight frames are bounded hub-wide by bytes (inflight-budget.ts):
  * above the bound the link a frame arrived on is paused (backpressure to the device), and paused links
  * resume in turn below half of it. A session also holds at most MAX_INFLIGHT_FRAMES itself (resumed
  * below half), so one busy device cannot take the whole hub's budget.
@@ -73,11 +73,26 @@ export interface SessionCounts {
    * bytes that pauses links (a level, not a delta).
    */
   inflight: InflightBudget;
+  /** Whether the hub streams (ACK pacing engaged), from the frames made durable per window. */
+  pacing: AckPacing;
+}
+
+interface AckPacing {
+  /** Frames made durable since `sinceMs`. */
+  frames: number;
+  sinceMs: number;
+  streaming: boolean;
 }
 
 /** `budget`: the hub-wide in-flight bound (default {@link InflightBudget}'s, 16 MiB). */
 export function newSessionCounts(budget: InflightBudget = new InflightBudget()): SessionCounts {
-  return { telemetryFrames: 0, bytes: 0, acks: 0, inflight: budget };
+  return {
+    telemetryFrames: 0,
+    bytes: 0,
+    acks: 0,
+    inflight: budget,
+    pacing: { frames: 0, sinceMs: 0, streaming: false },
+  };
 }
 
 export function flushSessionCounts(counts: SessionCounts, metrics: Metrics): void {
@@ -93,17 +108,48 @@ export function flushSessionCounts(counts: SessionCounts, metrics: Metrics): voi
 }
 
 /**
+ * ACK pacing. With many devices each sending a frame every few tens of ms, a commit holds about one
+ * frame per device, and an ACK per commit is an ACK per frame: a socket write on the hub and a read on
+ * the device, each costing about as much as the frame's own processing (docs/performance.md). While
+ * the hub streams (at least ACK_HOLD_MIN_RATE frames/s made durable, measured over ACK_PACING_WINDOW_MS),
+ * a session's cumulative ACK therefore waits until it covers ACK_HOLD_FRAMES frames, or until the
+ * oldest frame it covers has been durable for ACK_HOLD_MAX_MS. Nothing waits longer to be durable:
+ * only the ACK is later, and the device keeps the frames until it comes [PROTO-3.5]. Four frames is half
+ * the firmware's in-flight window (8), so a device replaying its outbox is never held up by its own
+ * window. Below the rate (a lone device, a small fleet) every commit's ACK goes out at once.
+ */
+export const ACK_HOLD_FRAMES = 4;
+export const ACK_HOLD_MAX_MS = 250;
+export const ACK_HOLD_MIN_RATE = 1000;
+const ACK_PACING_WINDOW_MS = 1000;
+/** How often held ACKs are looked at when no commit does it (commits do, every few ms, while streaming). */
+const ACK_HOLD_SWEEP_MS = 50;
+
+/**
  * Sessions with an ACK to send, hub-wide: a group commit's callbacks (local-log.ts `settle`) all run
- * in one go, and one microtask after them sends each session's one cumulative ACK, instead of a
- * microtask and a closure per session per commit.
+ * in one go, and one microtask after them sends each session's one cumulative ACK that is due, instead
+ * of a microtask and a closure per session per commit. A held ACK stays queued for the next flush.
  */
 const ackQueue: DeviceSession[] = [];
 let ackFlushScheduled = false;
+let ackSweep: NodeJS.Timeout | null = null;
 function flushAckQueue(): void {
   ackFlushScheduled = false;
   // Index loop: a flush may end a session (slow consumer), which never queues another ACK.
-  for (let i = 0; i < ackQueue.length; i++) (ackQueue[i] as DeviceSession).flushAck();
-  ackQueue.length = 0;
+  let kept = 0;
+  for (let i = 0; i < ackQueue.length; i++) {
+    const session = ackQueue[i] as DeviceSession;
+    if (!session.flushAckIfDue()) ackQueue[kept++] = session;
+  }
+  ackQueue.length = kept;
+  if (kept > 0 && ackSweep === null) {
+    ackSweep = setTimeout(() => {
+      ackSweep = null;
+      flushAckQueue();
+    }, ACK_HOLD_SWEEP_MS);
+    // Sockets keep a live hub running; a stopped one has flushed or dropped its sessions' ACKs.
+    ackSweep.unref();
+  }
 }
 
 export interface SessionContext {
@@ -208,6 +254,9 @@ export class DeviceSession implements AckWaiter {
   private ackBoot = 0;
   private ackSeq = 0;
   private ackScheduled = false;
+  /** Frames the queued ACK covers beyond the last one sent, and when the first of them was durable. */
+  private ackFrames = 0;
+  private ackHeldSinceMs = 0;
   /** An ACK was queued on this session (`ackBoot`/`ackSeq` hold the latest). */
   private acked = false;
   /** A frame of this session failed to commit: no ACK may follow, since it would cover that frame. */
@@ -632,25 +681,50 @@ export class DeviceSession implements AckWaiter {
     else if (before !== 0 && this.holds === 0) this.link.resume();
   }
 
-  /** One cumulative ACK per commit group: the latest (boot, seq) wins [PROTO-3.5]. */
+  /** One cumulative ACK per commit group at most: the latest (boot, seq) wins [PROTO-3.5]. */
   private queueAck(bootId: number, seq: number): void {
     this.ackBoot = bootId;
     this.ackSeq = seq;
     this.acked = true;
+    const nowMs = this.ctx.now();
+    const pacing = this.ctx.counts.pacing;
+    pacing.frames++;
+    if (nowMs - pacing.sinceMs >= ACK_PACING_WINDOW_MS) {
+      pacing.streaming = (pacing.frames * 1000) / (nowMs - pacing.sinceMs) >= ACK_HOLD_MIN_RATE;
+      pacing.frames = 0;
+      pacing.sinceMs = nowMs;
+    }
+    if (this.ackFrames++ === 0) this.ackHeldSinceMs = nowMs;
     if (!this.ackScheduled) {
       this.ackScheduled = true;
       ackQueue.push(this);
-      if (!ackFlushScheduled) {
-        ackFlushScheduled = true;
-        queueMicrotask(flushAckQueue);
-      }
+    }
+    if (!ackFlushScheduled) {
+      ackFlushScheduled = true;
+      queueMicrotask(flushAckQueue);
     }
   }
 
-  /** Sends the queued ACK, if any (the hub-wide flush after a commit, or the session's close). */
+  /** Sends the queued ACK when it is due (ACK pacing, above); true when nothing is left queued. */
+  flushAckIfDue(): boolean {
+    if (
+      this.ackScheduled &&
+      this.ctx.counts.pacing.streaming &&
+      this.ackFrames < ACK_HOLD_FRAMES &&
+      this.state === 'ready' &&
+      this.ctx.now() - this.ackHeldSinceMs < ACK_HOLD_MAX_MS
+    ) {
+      return false;
+    }
+    this.flushAck();
+    return true;
+  }
+
+  /** Sends the queued ACK, if any, held or not (the hub-wide flush, or the session's close). */
   flushAck(): void {
     if (!this.ackScheduled) return;
     this.ackScheduled = false;
+    this.ackFrames = 0;
     if (!this.link.isOpen() || this.dropSlowConsumer()) return;
     if (this.link.sendAck) this.link.sendAck(this.ackBoot, this.ackSeq);
     else this.link.send(encodeAck(this.ackBoot, this.ackSeq));

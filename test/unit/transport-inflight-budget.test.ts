@@ -4,136 +4,22 @@
 // (DeviceSession over a link the test drives); the ingest holds each frame's completion until the
 // test commits it, as the local log does until its group is durable.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { encodeFrame, type Hello, newTelemetryScan } from '../../server/codec/index.ts';
-import { configFrom } from '../../server/config/index.ts';
-import { HubEventBus } from '../../server/events.ts';
-import { createLogger } from '../../server/log/index.ts';
 import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
-import { createCommandTracker } from '../../server/pipeline/commands.ts';
-import type { Ingest, TelemetryDone } from '../../server/pipeline/ingest.ts';
-import {
-  createSessionTable,
-  DeviceSession,
-  MAX_INFLIGHT_FRAMES,
-  newSessionCounts,
-  type SessionContext,
-} from '../../server/transport/device-session.ts';
+import { MAX_INFLIGHT_FRAMES } from '../../server/transport/device-session.ts';
 import { INFLIGHT_FRAME_OVERHEAD_BYTES, InflightBudget } from '../../server/transport/inflight-budget.ts';
-import type { DeviceLink, LinkHandlers } from '../../server/transport/link.ts';
-
-/** A link that records pause/resume; the test delivers frames through its handlers. */
-class TestLink implements DeviceLink {
-  readonly transport = 'websocket' as const;
-  readonly remoteAddress = '127.0.0.1';
-  readonly bufferedAmount = 0;
-  handlers: LinkHandlers | null = null;
-  paused = false;
-  pauses = 0;
-  sent: Uint8Array[] = [];
-  constructor(
-    readonly name: string,
-    private readonly order: string[],
-  ) {}
-  attach(h: LinkHandlers): void {
-    this.handlers = h;
-  }
-  isOpen(): boolean {
-    return true;
-  }
-  send(frame: Uint8Array): void {
-    this.sent.push(frame);
-  }
-  close(): void {}
-  terminate(): void {}
-  ping(): void {}
-  pause(): void {
-    this.paused = true;
-    this.pauses++;
-    this.order.push(`pause ${this.name}`);
-  }
-  resume(): void {
-    this.paused = false;
-    this.order.push(`resume ${this.name}`);
-  }
-  deliver(frame: Uint8Array): void {
-    this.handlers?.message(Buffer.from(frame), true);
-  }
-}
-
-const FRAME_BYTES = 200;
-
-/** A TELEMETRY-typed frame of FRAME_BYTES (the stub ingest below reads only its type byte and seq). */
-function telemetry(seq: number): Uint8Array {
-  const f = new Uint8Array(FRAME_BYTES);
-  f[3] = 0x04; // MessageType.TELEMETRY: takes the session's fast path
-  new DataView(f.buffer).setUint32(12, seq, true);
-  return f;
-}
+import { FRAME_BYTES, sessionHub, telemetry } from './session-fixture.ts';
 
 let metrics: Metrics;
-let pending: TelemetryDone[];
 let order: string[];
-
-/** An ingest that accepts every frame and completes it when the test calls `commit`. */
-function heldIngest(): Ingest {
-  const scan = newTelemetryScan();
-  return {
-    hello: () => ({ lastAck: null, descriptorsKnown: true }),
-    descriptors: () => undefined,
-    scan: (_id, frame) => {
-      scan.bootId = 1;
-      scan.seq = new DataView(frame.buffer, frame.byteOffset).getUint32(12, true);
-      return scan;
-    },
-    store: (_id, _frame, _scan, _at, done) => {
-      pending.push(done);
-    },
-    release: () => undefined,
-    currentChannels: () => undefined,
-    activeDevices: () => 0,
-    flushCounts: () => undefined,
-  };
-}
-
-/** Completes the `n` oldest frames in flight (durable). */
-function commit(n = pending.length): void {
-  for (const done of pending.splice(0, n)) done(null, 'stored', 0);
-}
+let commit: (n?: number) => void;
+let pending: unknown[];
 
 function hub(budget: InflightBudget) {
-  const config = configFrom({});
-  const bus = new HubEventBus();
-  const ctx: SessionContext = {
-    counts: newSessionCounts(budget),
-    ingest: heldIngest(),
-    sessions: createSessionTable(),
-    commands: createCommandTracker({ metrics, bus, now: Date.now }),
-    config,
-    metrics,
-    bus,
-    logger: createLogger('silent'),
-    now: Date.now,
-  };
-  const connect = (name: string): TestLink => {
-    const link = new TestLink(name, order);
-    new DeviceSession(link, name, ctx);
-    const hello: Hello = {
-      type: 'hello',
-      timeSynced: true,
-      deviceId: name,
-      firmwareVersion: 'test',
-      maxProtocolVersion: 1,
-      bootId: 1,
-      resetReason: 1,
-      uptimeMs: 1000,
-      descriptorHash: 1,
-      bufferedFrames: 0,
-      droppedFrames: 0,
-    };
-    link.deliver(encodeFrame(hello));
-    return link;
-  };
-  return { ctx, connect };
+  const h = sessionHub({ metrics, budget });
+  order = h.order;
+  commit = h.commit;
+  pending = h.pending;
+  return { ctx: h.ctx, connect: (name: string) => h.connect(name).link };
 }
 
 async function pausesCounted(): Promise<number> {
@@ -145,8 +31,6 @@ const COST = FRAME_BYTES + INFLIGHT_FRAME_OVERHEAD_BYTES;
 
 beforeEach(() => {
   metrics = createMetrics();
-  pending = [];
-  order = [];
 });
 
 describe('hub-wide in-flight bound', () => {
