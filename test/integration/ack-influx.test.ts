@@ -11,7 +11,7 @@
  *   down are gone (deterministic: InfluxDB was stopped before they were sent).
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Message } from '../../server/codec/index.ts';
 import { createLogger } from '../../server/log/index.ts';
 import { openDeviceRegistry } from '../../server/registry/index.ts';
@@ -21,29 +21,16 @@ import {
   influxEnv,
   type ServerProcess,
   startInflux,
-  startProcess,
+  startServerProcess,
   type TempDir,
   tempDir,
   untilValue,
-  waitForReady,
 } from '../harness/index.ts';
-import {
-  metricFromText,
-  startTestHub,
-  TEST_CHANNELS,
-  TestDevice,
-  type TestHub,
-  telemetry,
-} from './ingest-device-client.ts';
+import { QUICK_FORWARDER, useInfluxHub } from '../harness/influx-hub.ts';
+import { metricFromText, TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const HOUR = 3_600_000;
-/** Partial batches out within 50 ms, retries within 0.5 s, no hub_stats points. */
-const QUICK_FORWARDER = {
-  INFLUX_FLUSH_INTERVAL_MS: '50',
-  INFLUX_MAX_RETRY_DELAY_MS: '500',
-  INFLUX_STATS_INTERVAL_MS: '0',
-};
 /** Readings per `telemetry()` frame: 4 channels × 3 samples. */
 const PER_FRAME = 12;
 
@@ -71,51 +58,36 @@ async function roundTrip(d: TestDevice): Promise<void> {
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 describe('ACK_DURABILITY=influx: the ACK waits for InfluxDB', () => {
-  let influx: InfluxServer;
-  let h: TestHub;
-
-  beforeAll(async () => {
-    influx = await startInflux({ bucket: 'ackinflux' });
-    h = await startTestHub({
-      ...influxEnv(influx),
-      ACK_DURABILITY: 'influx',
-      ...QUICK_FORWARDER,
-    });
-  });
-  afterAll(async () => {
-    await h?.stop();
-    await h?.dir.remove();
-    await influx?.stop();
-  });
+  const rig = useInfluxHub({ bucket: 'ackinflux', env: { ACK_DURABILITY: 'influx' } });
 
   it('InfluxDB down: committed locally, no ACK and no WELCOME naming the frames; up: ACKed, and every ACKed reading is in InfluxDB', async () => {
     const id = 'esp-ack-influx';
-    const token = await h.addDevice(id);
+    const token = await rig.hub.addDevice(id);
     const base = Date.now() - 20 * 60_000;
     const baseOf = (s: number) => base + s * 5000;
-    let d = await TestDevice.connect(h.url, { token });
+    let d = await TestDevice.connect(rig.hub.url, { token });
     await d.hello(id, 3, { uptimeMs: HOUR });
     d.send({ type: 'descriptors', channels: TEST_CHANNELS });
     for (let s = 1; s <= 5; s++) d.send(telemetry(3, s, baseOf(s)));
     await d.ackOf(3, 5);
     // An ACK in this mode means in InfluxDB: no waiting for the forwarder here.
-    expect([...(await storedTimes(influx, id))].sort()).toEqual(keysOf(range(1, 5), baseOf).sort());
+    expect([...(await storedTimes(rig.influx, id))].sort()).toEqual(keysOf(range(1, 5), baseOf).sort());
 
-    await influx.stopEngine();
-    const storedBefore = await h.metricValue('hub_readings_stored_total');
+    await rig.influx.stopEngine();
+    const storedBefore = await rig.hub.metricValue('hub_readings_stored_total');
     for (let s = 6; s <= 25; s++) d.send(telemetry(3, s, baseOf(s)));
     // Committed to the local log (the readings counter moves in the commit callback)...
     await untilValue(
-      () => h.metricValue('hub_readings_stored_total'),
+      () => rig.hub.metricValue('hub_readings_stored_total'),
       (n) => n >= storedBefore + 20 * PER_FRAME,
       'frames 6–25 committed locally',
     );
     await untilValue(
-      () => h.metricValue('hub_ack_awaiting_influx_frames'),
+      () => rig.hub.metricValue('hub_ack_awaiting_influx_frames'),
       (n) => n === 20,
       'the gauge of frames awaiting InfluxDB',
     );
-    const ready = (await (await fetch(`${h.http}/readyz`)).json()) as { forwarder: { state: string } };
+    const ready = (await (await fetch(`${rig.hub.http}/readyz`)).json()) as { forwarder: { state: string } };
     expect(ready.forwarder.state).toBe('retrying');
     // ...and the device, after a ping round trip (answered after any ACK already sent), has no ACK
     // beyond frame 5.
@@ -124,25 +96,25 @@ describe('ACK_DURABILITY=influx: the ACK waits for InfluxDB', () => {
 
     // A reconnect meanwhile: WELCOME's last ACK frees the device's outbox too, so it stays at 5.
     await d.close();
-    d = await TestDevice.connect(h.url, { token });
+    d = await TestDevice.connect(rig.hub.url, { token });
     const w = await d.hello(id, 3, { uptimeMs: HOUR + 60_000 });
     expect(w.lastAck).toEqual({ bootId: 3, seq: 5 });
     // The device replays what it holds (duplicates now) and adds one frame.
     for (let s = 6; s <= 26; s++) d.send(telemetry(3, s, baseOf(s)));
     await untilValue(
-      () => h.metricValue('hub_readings_stored_total'),
+      () => rig.hub.metricValue('hub_readings_stored_total'),
       (n) => n >= storedBefore + 21 * PER_FRAME,
       'frame 26 committed locally',
     );
     expect(acksOf(d)).toEqual([]);
 
-    await influx.startEngine();
+    await rig.influx.startEngine();
     await d.ackOf(3, 26, 60_000);
-    const stored = await storedTimes(influx, id);
+    const stored = await storedTimes(rig.influx, id);
     const missing = keysOf(range(1, lastAckSeq(d)), baseOf).filter((k) => !stored.has(k));
     expect(missing).toEqual([]);
     await untilValue(
-      () => h.metricValue('hub_ack_awaiting_influx_frames'),
+      () => rig.hub.metricValue('hub_ack_awaiting_influx_frames'),
       (n) => n === 0,
       'the gauge back to 0',
     );
@@ -154,23 +126,18 @@ describe('ACK_DURABILITY=influx: the ACK waits for InfluxDB', () => {
     // Another writer made `value` a string in the shard of 10 days ago (7-day shards: not the one the
     // test above writes to).
     const base = Date.now() - 10 * DAY;
-    const poison = await fetch(`${influx.url}/api/v2/write?org=${influx.org}&bucket=${influx.bucket}&precision=ms`, {
-      method: 'POST',
-      headers: { authorization: `Token ${influx.token}` },
-      body: `telemetry,channel=legacy,device=old-logger value="n/a" ${base}`,
-    });
-    expect(poison.status).toBe(204);
+    await rig.poisonValueField(base);
     const id = 'esp-ack-poison';
-    const d = await TestDevice.connect(h.url, { token: await h.addDevice(id) });
+    const d = await TestDevice.connect(rig.hub.url, { token: await rig.hub.addDevice(id) });
     await d.hello(id, 4, { uptimeMs: 20 * DAY }); // booted 20 days ago: samples of 10 days ago are plausible
     d.send({ type: 'descriptors', channels: TEST_CHANNELS });
-    const before = await h.metricValue('hub_forwarder_dead_lettered_lines_total');
+    const before = await rig.hub.metricValue('hub_forwarder_dead_lettered_lines_total');
     for (let s = 1; s <= 3; s++) d.send(telemetry(4, s, base + s * 5000));
     await d.ackOf(4, 3, 60_000);
     // ACKed: the 27 numeric readings (3 channels × 3 samples × 3 frames) are in the dead-letter store,
     // the 9 booleans (field `state`) in InfluxDB.
-    expect((await h.metricValue('hub_forwarder_dead_lettered_lines_total')) - before).toBe(27);
-    const { rows } = await influx.influxQL(`SELECT "state" FROM telemetry WHERE device = '${id}'`);
+    expect((await rig.hub.metricValue('hub_forwarder_dead_lettered_lines_total')) - before).toBe(27);
+    const { rows } = await rig.influx.influxQL(`SELECT "state" FROM telemetry WHERE device = '${id}'`);
     expect(rows).toHaveLength(9);
     await d.close();
   });
@@ -194,7 +161,7 @@ async function diskLoss(mode: 'local' | 'influx') {
     const registry = openDeviceRegistry({ dataDir: dir.path, logger: createLogger('silent'), watchIntervalMs: 0 });
     const token = (await registry.add(id)).token;
     await registry.close();
-    const proc = startProcess({
+    hub = await startServerProcess({
       name: `hub-${mode}-${label}`,
       command: process.execPath,
       args: ['--import', 'tsx', 'server/main.ts'],
@@ -211,12 +178,8 @@ async function diskLoss(mode: 'local' | 'influx') {
         ACK_DURABILITY: mode,
         ...QUICK_FORWARDER,
       },
+      ready: async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.ok ?? false,
     });
-    hub = proc;
-    await waitForReady(
-      proc,
-      async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.ok ?? false,
-    );
     return { dir, token };
   };
   const metric = async (name: string) =>

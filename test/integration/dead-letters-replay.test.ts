@@ -8,16 +8,10 @@
  * the measurement remain) `npm run hub -- dead-letters replay`, run beside the live hub, puts every
  * reading into InfluxDB with its exact value and timestamp and empties the store.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InfluxServer, influxEnv, startInflux, untilValue } from '../harness/index.ts';
-import {
-  expectedReadings,
-  startTestHub,
-  TEST_CHANNELS,
-  TestDevice,
-  type TestHub,
-  telemetry,
-} from './ingest-device-client.ts';
+import { describe, expect, it } from 'vitest';
+import { influxEnv, untilValue } from '../harness/index.ts';
+import { useInfluxHub } from '../harness/influx-hub.ts';
+import { expectedReadings, TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
 import { runCli } from './registry-cli.ts';
 
 const HOUR = 3_600_000;
@@ -43,27 +37,10 @@ interface View {
 }
 
 describe('dead letters: rejected by the real InfluxDB, listed, replayed once the cause is fixed', () => {
-  let influx: InfluxServer;
-  let h: TestHub;
-
-  beforeAll(async () => {
-    influx = await startInflux({ bucket: 'dead_letters' });
-    h = await startTestHub({
-      ...influxEnv(influx),
-      INFLUX_FLUSH_INTERVAL_MS: '50',
-      INFLUX_MAX_RETRY_DELAY_MS: '500',
-      INFLUX_STATS_INTERVAL_MS: '0',
-      HUB_ADMIN_TOKEN: ADMIN,
-    });
-  }, 120_000);
-  afterAll(async () => {
-    await h?.stop();
-    await h?.dir.remove();
-    await influx?.stop();
-  });
+  const rig = useInfluxHub({ bucket: 'dead_letters', env: { HUB_ADMIN_TOKEN: ADMIN } });
 
   const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${h.http}${path}`, {
+    const res = await fetch(`${rig.hub.http}${path}`, {
       method,
       headers: {
         authorization: `Bearer ${ADMIN}`,
@@ -76,21 +53,16 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
   const totals = async () => (await api('GET', '/api/admin/dead-letters')).json.totals as Totals;
 
   const numericRows = async (db: string) =>
-    (await influx.influxQL(`SELECT "value" FROM telemetry WHERE device = 'esp-dl' AND "value" > -1000`, { db })).rows
-      .length;
+    (await rig.influx.influxQL(`SELECT "value" FROM telemetry WHERE device = 'esp-dl' AND "value" > -1000`, { db }))
+      .rows.length;
 
   it('keeps every rejected reading through a failed replay and delivers it after the fix', async () => {
     const base = Date.now() - 30 * 60_000;
     // Another writer got there first: `value` is a string in this shard.
-    const poison = await fetch(`${influx.url}/api/v2/write?org=${influx.org}&bucket=${influx.bucket}&precision=ms`, {
-      method: 'POST',
-      headers: { authorization: `Token ${influx.token}` },
-      body: `telemetry,channel=legacy,device=old-logger value="n/a" ${base}`,
-    });
-    expect(poison.status).toBe(204);
+    await rig.poisonValueField(base);
 
-    const token = await h.addDevice('esp-dl');
-    const d = await TestDevice.connect(h.url, { token });
+    const token = await rig.hub.addDevice('esp-dl');
+    const d = await TestDevice.connect(rig.hub.url, { token });
     await d.hello('esp-dl', 1, { uptimeMs: HOUR });
     d.send({ type: 'descriptors', channels: TEST_CHANNELS });
     const expected: { timeMs: number; channel: string; value: number | boolean }[] = [];
@@ -111,11 +83,11 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
     expect(records.every((r) => r.status === 400 && r.replays === 0)).toBe(true);
     expect(records[0]?.reason).toContain('already exists as type string');
     expect((await api('GET', '/api/admin/dead-letters?status=422')).json.records).toEqual([]);
-    expect(await h.metricValue('hub_forwarder_dead_lettered_lines_total')).toBe(all);
-    expect(await h.metricValue('hub_dead_letter_lines')).toBe(all);
+    expect(await rig.hub.metricValue('hub_forwarder_dead_lettered_lines_total')).toBe(all);
+    expect(await rig.hub.metricValue('hub_dead_letter_lines')).toBe(all);
 
     // /readyz says so (a warning; the hub stays ready: nothing is gained by taking it out of rotation).
-    const ready = await fetch(`${h.http}/readyz`);
+    const ready = await fetch(`${rig.hub.http}/readyz`);
     expect(ready.status).toBe(200);
     const check = ((await ready.json()) as { deadLetters: Record<string, unknown> }).deadLetters;
     expect(check).toMatchObject({ state: 'warning', newLines: all, evictedLines: 0, storedLines: all });
@@ -130,13 +102,13 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
     expect((after.records as View[]).every((r) => r.replays === 1 && r.reason.includes('field type conflict'))).toBe(
       true,
     );
-    expect(await numericRows(influx.bucket)).toBe(0);
+    expect(await numericRows(rig.influx.bucket)).toBe(0);
 
     // The fix: a fresh database. The CLI replays beside the running hub (same lmdb store, two processes).
-    await influx.influxQL(`CREATE DATABASE "${FRESH_DB}"`);
+    await rig.influx.influxQL(`CREATE DATABASE "${FRESH_DB}"`);
     const env = {
-      HUB_DATA_DIR: h.dir.path,
-      ...influxEnv(influx),
+      HUB_DATA_DIR: rig.hub.dir.path,
+      ...influxEnv(rig.influx),
     };
     const listed = await runCli(['dead-letters', 'list', '--json', '--limit', '1000'], env);
     expect(listed.code, listed.stderr).toBe(0);
@@ -153,7 +125,7 @@ describe('dead letters: rejected by the real InfluxDB, listed, replayed once the
 
     // Every reading is in InfluxDB with its exact value and time; the store is empty (the hub sees it too).
     const rows = (
-      await influx.influxQL(`SELECT "value", "channel" FROM telemetry WHERE device = 'esp-dl'`, { db: FRESH_DB })
+      await rig.influx.influxQL(`SELECT "value", "channel" FROM telemetry WHERE device = 'esp-dl'`, { db: FRESH_DB })
     ).rows.map((r) => ({ timeMs: r.time as number, channel: r.channel as string, value: r.value as number }));
     const numeric = expected.filter((e) => typeof e.value === 'number');
     const byKey = (a: { timeMs: number; channel: string }, b: { timeMs: number; channel: string }) =>

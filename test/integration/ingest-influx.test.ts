@@ -4,42 +4,23 @@
  * values, timestamps, tags and field types sent; replays do not duplicate points; an InfluxDB outage
  * does not stop ACKs and loses nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type InfluxServer, influxEnv, startInflux, untilValue } from '../harness/index.ts';
-import {
-  expectedReadings,
-  startTestHub,
-  TEST_CHANNELS,
-  TestDevice,
-  type TestHub,
-  telemetry,
-} from './ingest-device-client.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { untilValue } from '../harness/index.ts';
+import { useInfluxHub } from '../harness/influx-hub.ts';
+import { expectedReadings, TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
 
 const HOUR = 3_600_000;
 
 describe('ingest into a real InfluxDB', () => {
-  let influx: InfluxServer;
-  let h: TestHub;
+  const rig = useInfluxHub({ bucket: 'ingest' });
   let token: string;
 
   beforeAll(async () => {
-    influx = await startInflux({ bucket: 'ingest' });
-    h = await startTestHub({
-      ...influxEnv(influx),
-      INFLUX_FLUSH_INTERVAL_MS: '50',
-      INFLUX_MAX_RETRY_DELAY_MS: '500',
-      INFLUX_STATS_INTERVAL_MS: '0',
-    });
-    token = await h.addDevice('esp-influx');
-  });
-  afterAll(async () => {
-    await h?.stop();
-    await h?.dir.remove();
-    await influx?.stop();
+    token = await rig.hub.addDevice('esp-influx');
   });
 
   const rows = async (deviceId: string) =>
-    (await influx.influxQL(`SELECT * FROM telemetry WHERE device = '${deviceId}'`)).rows.map((r) => ({
+    (await rig.influx.influxQL(`SELECT * FROM telemetry WHERE device = '${deviceId}'`)).rows.map((r) => ({
       timeMs: r.time as number,
       channel: r.channel as string,
       unit: (r.unit as string | null) ?? '',
@@ -52,7 +33,7 @@ describe('ingest into a real InfluxDB', () => {
   const unitOf = (channel: string) => TEST_CHANNELS.find((c) => c.key === channel)?.unit ?? '';
 
   it('stores exactly the N readings sent: values, timestamps, tags and field types', async () => {
-    const d = await TestDevice.connect(h.url, { token });
+    const d = await TestDevice.connect(rig.hub.url, { token });
     await d.hello('esp-influx', 1, { uptimeMs: HOUR });
     d.send({ type: 'descriptors', channels: TEST_CHANNELS });
     const base = Date.now() - 30 * 60_000;
@@ -70,17 +51,17 @@ describe('ingest into a real InfluxDB', () => {
     );
     expect(sortRows(got)).toEqual(sortRows(expected));
 
-    const fields = await influx.influxQL('SHOW FIELD KEYS FROM telemetry');
+    const fields = await rig.influx.influxQL('SHOW FIELD KEYS FROM telemetry');
     const types = Object.fromEntries(fields.rows.map((r) => [r.fieldKey, r.fieldType]));
     expect(types).toEqual({ state: 'boolean', value: 'float' });
-    const tags = await influx.influxQL('SHOW TAG KEYS FROM telemetry');
+    const tags = await rig.influx.influxQL('SHOW TAG KEYS FROM telemetry');
     expect(tags.rows.map((r) => r.tagKey).sort()).toEqual(['channel', 'device', 'unit']);
     await d.close();
   });
 
   it('replayed frames do not duplicate points', async () => {
     const before = await rows('esp-influx');
-    const d = await TestDevice.connect(h.url, { token });
+    const d = await TestDevice.connect(rig.hub.url, { token });
     const w = await d.hello('esp-influx', 1, { uptimeMs: HOUR });
     expect(w.lastAck).toEqual({ bootId: 1, seq: 40 });
     const base = Date.now() - 30 * 60_000;
@@ -99,27 +80,27 @@ describe('ingest into a real InfluxDB', () => {
 
   it('keeps acknowledging while InfluxDB is down; afterwards every reading is in InfluxDB', async () => {
     const id = 'esp-outage';
-    const tok = await h.addDevice(id);
-    const d = await TestDevice.connect(h.url, { token: tok });
+    const tok = await rig.hub.addDevice(id);
+    const d = await TestDevice.connect(rig.hub.url, { token: tok });
     await d.hello(id, 7, { uptimeMs: HOUR });
     d.send({ type: 'descriptors', channels: TEST_CHANNELS });
-    await influx.stopEngine();
+    await rig.influx.stopEngine();
     const base = Date.now() - 20 * 60_000;
     for (let s = 1; s <= 30; s++) d.send(telemetry(7, s, base + s * 5000));
     await d.ackOf(7, 30); // stored durably in the local log; InfluxDB is unreachable
     // The forwarder has met the outage (a failed write) and the frames wait in the local log. Waited
     // for, not sampled once: the gauges refresh on their own timer.
     await untilValue(
-      () => h.metricValue('hub_forwarder_write_failures_total'),
+      () => rig.hub.metricValue('hub_forwarder_write_failures_total'),
       (n) => n > 0,
       'a failed write while InfluxDB is down',
     );
     await untilValue(
-      () => h.metricValue('hub_local_log_unforwarded_frames'),
+      () => rig.hub.metricValue('hub_local_log_unforwarded_frames'),
       (n) => n > 0,
       'unforwarded frames in the local log',
     );
-    await influx.startEngine();
+    await rig.influx.startEngine();
     const got = await untilValue(
       () => rows(id),
       (r) => r.length >= 30 * 12,
