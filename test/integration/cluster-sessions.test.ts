@@ -7,67 +7,42 @@
 // INFLUX_URL points at a closed port and the forwarders keep retrying. The full stack with InfluxDB
 // and a load balancer is test/integration/cluster.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeFrame, type Telemetry } from '../../server/codec/index.ts';
-import type { AcceptedFrame } from '../../server/events.ts';
-import type { AcceptedTelemetry } from '../../server/pipeline/ingest.ts';
-import { type MosquittoServer, type PostgresServer, startMosquitto, startPostgres, until } from '../harness/index.ts';
-import { type InProcessInstance, startInProcessInstance, stopInProcessCluster } from './cluster-inprocess.ts';
-import { TEST_CHANNELS, TestDevice, telemetry } from './ingest-device-client.ts';
+import { until } from '../harness/index.ts';
+import {
+  type InProcessFleet,
+  type InProcessInstance,
+  type InProcessServers,
+  registerFleet,
+  startInProcessInstance,
+  startInProcessServers,
+  stopInProcessCluster,
+} from './cluster-inprocess.ts';
+import { TEST_CHANNELS, telemetry } from './ingest-device-client.ts';
 
 const ADMIN = 'd'.repeat(40);
 
-interface Instance extends InProcessInstance {
-  /** Frames this hub accepted: device → `boot/seq` → time offset (ms) its samples were stored with. */
-  offsets: Map<string, Map<string, number>>;
-  sessions(): number;
-}
-
-async function startInstance(
-  id: string,
-  env: { broker: string; database: string },
-  cluster: { writeBehindIntervalMs?: number } = {},
-): Promise<Instance> {
-  const i = await startInProcessInstance(id, ADMIN, { ...env, deps: { cluster } });
-  const offsets = new Map<string, Map<string, number>>();
-  i.hub.bus.on('readings:accepted', (deviceId: string, a: AcceptedFrame) => {
-    const t = decodeFrame((a as AcceptedTelemetry).frame) as Telemetry;
-    const m = offsets.get(deviceId) ?? new Map<string, number>();
-    m.set(`${t.bootId}/${t.seq}`, (a as AcceptedTelemetry).timeOffsetMs);
-    offsets.set(deviceId, m);
-  });
-  return { ...i, offsets, sessions: () => i.hub.context().sessions.size() };
-}
-
 describe('one session per device and shared device state across two instances (real PostgreSQL, real Mosquitto)', () => {
-  let broker: MosquittoServer;
-  let pg: PostgresServer;
-  let a: Instance;
-  let b: Instance;
-  const tokens = new Map<string, string>();
-  const devices: TestDevice[] = [];
-
-  async function connect(i: Instance, deviceId: string): Promise<TestDevice> {
-    const d = await TestDevice.connect(i.deviceUrl, { token: tokens.get(deviceId) as string });
-    devices.push(d);
-    return d;
-  }
+  let servers: InProcessServers;
+  let a: InProcessInstance;
+  let b: InProcessInstance;
+  let fleet: InProcessFleet;
+  const connect = (i: InProcessInstance, deviceId: string) => fleet.connect(i, deviceId);
 
   beforeAll(async () => {
-    [broker, pg] = await Promise.all([startMosquitto(), startPostgres()]);
-    const env = { broker: broker.url, database: pg.url };
+    servers = await startInProcessServers();
     // A writes its devices' state behind only when their sessions end (B's default: every 250 ms), so
     // a device that moves from A to B while its session on A is open meets B before A's positions.
-    a = await startInstance('a', env, { writeBehindIntervalMs: 3_600_000 });
-    b = await startInstance('b', env);
-    const registry = a.hub.context().registry;
-    if (!registry) throw new Error('no registry');
-    for (const id of ['esp-twice', 'esp-mover', 'esp-both', 'esp-revoked'])
-      tokens.set(id, (await registry.add(id)).token);
-    await until('B knows the devices', () => b.hub.context().registry?.get('esp-revoked') !== undefined);
+    a = await startInProcessInstance('a', ADMIN, {
+      ...servers.shared,
+      recordAccepted: true,
+      deps: { cluster: { writeBehindIntervalMs: 3_600_000 } },
+    });
+    b = await startInProcessInstance('b', ADMIN, { ...servers.shared, recordAccepted: true });
+    fleet = await registerFleet([a, b], ['esp-twice', 'esp-mover', 'esp-both', 'esp-revoked']);
   }, 120_000);
 
   afterAll(async () => {
-    await stopInProcessCluster(devices, [a, b], [broker, pg]);
+    await stopInProcessCluster(fleet?.connected ?? [], [a, b], [servers]);
   });
 
   it('the same device id connecting to both instances ends with one session: the older is closed with 4001', async () => {
@@ -108,7 +83,7 @@ describe('one session per device and shared device state across two instances (r
     onA.send({ type: 'descriptors', channels: TEST_CHANNELS });
     for (let seq = 1; seq <= 5; seq++) onA.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
     await onA.ackOf(boot, 5);
-    const offsetOnA = a.offsets.get('esp-mover')?.get(`${boot}/1`) as number;
+    const offsetOnA = a.accepted('esp-mover').get(`${boot}/1`) as number;
     expect(offsetOnA).toBeGreaterThan(0);
 
     // The device's path changes: it reaches B, announcing an uptime 7 s off what A's anchor implies
@@ -127,7 +102,7 @@ describe('one session per device and shared device state across two instances (r
     for (let seq = from + 1; seq <= 8; seq++)
       onB.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
     await onB.ackOf(boot, 8);
-    const onBOffsets = b.offsets.get('esp-mover') ?? new Map<string, number>();
+    const onBOffsets = b.accepted('esp-mover');
     expect([...onBOffsets.keys()].sort()).toEqual(
       Array.from({ length: 8 - from }, (_, i) => `${boot}/${from + 1 + i}`).sort(),
     );
@@ -148,10 +123,10 @@ describe('one session per device and shared device state across two instances (r
     // A replay of what B stored is a duplicate on A: acknowledged, not stored again.
     backOnA.send(telemetry(boot, 7, 57_000, 2, { unsynced: true }));
     await backOnA.ackOf(boot, 7);
-    expect(a.offsets.get('esp-mover')?.has(`${boot}/7`)).toBe(false);
+    expect(a.accepted('esp-mover').has(`${boot}/7`)).toBe(false);
     backOnA.send(telemetry(boot, 9, 59_000, 2, { unsynced: true }));
     await backOnA.ackOf(boot, 9);
-    expect(a.offsets.get('esp-mover')?.get(`${boot}/9`)).toBe(offsetOnA);
+    expect(a.accepted('esp-mover').get(`${boot}/9`)).toBe(offsetOnA);
   });
 
   it('HELLOs of one unsynced boot reaching both instances at once (uptimes 7 s apart): one session stays, and both instances store the boot at the one offset PostgreSQL agreed', async () => {
@@ -174,7 +149,7 @@ describe('one session per device and shared device state across two instances (r
     for (let seq = 1; seq <= 3; seq++)
       survivor.d.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
     await survivor.d.ackOf(boot, 3);
-    const agreed = survivor.i.offsets.get(id)?.get(`${boot}/1`) as number;
+    const agreed = survivor.i.accepted(id).get(`${boot}/1`) as number;
     expect(agreed).toBeGreaterThan(0);
 
     // The device continues on the other instance (which lost the race) with yet another uptime.
@@ -184,10 +159,7 @@ describe('one session per device and shared device state across two instances (r
     for (let seq = 4; seq <= 6; seq++) again.send(telemetry(boot, seq, 50_000 + seq * 1000, 2, { unsynced: true }));
     await again.ackOf(boot, 6);
     expect(await survivor.d.closed()).toBe(4001);
-    const offsets = [
-      ...(survivor.i.offsets.get(id) ?? new Map<string, number>()),
-      ...(survivor.other.offsets.get(id) ?? new Map<string, number>()),
-    ];
+    const offsets = [...survivor.i.accepted(id), ...survivor.other.accepted(id)];
     expect(offsets.map(([frame]) => frame).sort()).toEqual([1, 2, 3, 4, 5, 6].map((s) => `${boot}/${s}`));
     for (const [frame, offset] of offsets) expect({ frame, offset }).toEqual({ frame, offset: agreed });
   });
