@@ -4,13 +4,14 @@
  * GROUPS. Like `npm start` it reads its settings (HUB_DATA_DIR, INFLUX_*, MQTT_*) from the
  * environment over `.env` (or `--env-file <path>` / `ENV_FILE`), so both see the same data directory.
  */
+import { type CliIo, EXIT, usageError } from './cli-args.ts';
 import { takeEnvFileArg, withEnvFile } from './config/env-file.ts';
 import { FIRMWARE_USAGE, runFirmwareCli } from './enroll/firmware-cli.ts';
 import { OTA_USAGE, runOtaCli } from './ota/cli.ts';
-import { DEVICES_USAGE, EXIT, runDevicesCli } from './registry/devices-cli.ts';
+import { DEVICES_USAGE, runDevicesCli } from './registry/devices-cli.ts';
 import { DEAD_LETTERS_USAGE, runDeadLettersCli } from './storage/dead-letters-cli.ts';
 
-type Group = (args: string[], io: Parameters<typeof runDevicesCli>[1]) => Promise<number>;
+type Group = (args: string[], io: CliIo) => Promise<number>;
 
 const GROUPS: Record<string, { run: Group; summary: string }> = {
   devices: { run: runDevicesCli, summary: 'add, list, revoke and rotate device tokens' },
@@ -36,11 +37,10 @@ ${OTA_USAGE}`;
 const args = takeEnvFileArg(process.argv.slice(2));
 const [groupName, ...rest] = args.rest;
 const settings = withEnvFile(process.env, { cwd: process.cwd(), envFile: args.envFile });
-const io = { env: settings.env, stdout: process.stdout, stderr: process.stderr };
+const io: CliIo = { env: settings.env, stdout: process.stdout, stderr: process.stderr };
 const group = groupName === undefined ? undefined : GROUPS[groupName];
 if (args.problem !== undefined) {
-  process.stderr.write(`error: ${args.problem}\n\n${USAGE}`);
-  process.exitCode = EXIT.USAGE;
+  process.exitCode = usageError(io, { text: USAGE }, args.problem);
 } else if (settings.problems.length > 0) {
   process.stderr.write(`error: invalid configuration:\n  - ${settings.problems.join('\n  - ')}\n`);
   process.exitCode = EXIT.USAGE;
@@ -48,10 +48,11 @@ if (args.problem !== undefined) {
   process.stdout.write(USAGE);
   process.exitCode = EXIT.OK;
 } else if (group === undefined) {
-  process.stderr.write(
-    `${groupName === undefined ? 'error: missing group' : `error: unknown group "${groupName}"`}\n\n${USAGE}`,
+  process.exitCode = usageError(
+    io,
+    { text: USAGE },
+    groupName === undefined ? 'missing group' : `unknown group "${groupName}"`,
   );
-  process.exitCode = EXIT.USAGE;
 } else {
   process.exitCode = await group.run(rest, io);
 }

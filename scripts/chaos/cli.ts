@@ -4,7 +4,7 @@
  * See docs/chaos.md. Exit code: 0 pass, 1 fail (any loss, duplicate, changed value or failed check),
  * 2 bad arguments, 77 skipped (the scenario cannot run here, e.g. disk-full without root).
  */
-import { parseArgs } from 'node:util';
+import { parseCli } from '../../server/cli-args.ts';
 import { stopAll } from '../../test/harness/index.ts';
 import { runDiskFull } from './disk-full.ts';
 import { runInfluxOutage } from './influx-outage.ts';
@@ -36,14 +36,14 @@ function num(v: string | undefined, name: string, fallback: number): number {
 class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(argv);
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`);
-    return 2;
+  const io = { stdout: process.stdout, stderr: process.stderr };
+  const cli = parseCli(argv, io, { text: `${USAGE}\n`, errorPrefix: '' }, OPTIONS);
+  if (typeof cli === 'number') return cli;
+  const { positionals, values, usage } = cli;
+  const scenario = positionals[0];
+  if (positionals.length !== 1 || (scenario !== 'kill9' && scenario !== 'influx-outage' && scenario !== 'disk-full')) {
+    return usage(positionals.length === 0 ? 'which scenario?' : `unknown scenario: ${positionals.join(' ')}`);
   }
-  const { scenario, values } = parsed;
   let report: ChaosReport;
   try {
     const devices = num(values.devices, 'devices', 10);
@@ -83,10 +83,7 @@ async function main(argv: string[]): Promise<number> {
       });
     }
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n\n${USAGE}\n`);
-      return 2;
-    }
+    if (err instanceof UsageError) return usage(err.message);
     throw err;
   }
   process.stdout.write(`${formatReport(report)}\n`);
@@ -94,30 +91,19 @@ async function main(argv: string[]): Promise<number> {
   return passed(report) ? 0 : 1;
 }
 
-function parse(argv: string[]) {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      rounds: { type: 'string' },
-      'load-seconds': { type: 'string' },
-      store: { type: 'string' },
-      minutes: { type: 'string' },
-      seconds: { type: 'string' },
-      'min-drain-multiple': { type: 'string' },
-      'size-mb': { type: 'string' },
-      'hold-seconds': { type: 'string' },
-      'reserve-mb': { type: 'string' },
-      devices: { type: 'string' },
-      rate: { type: 'string' },
-    },
-  });
-  const scenario = positionals[0];
-  if (positionals.length !== 1 || (scenario !== 'kill9' && scenario !== 'influx-outage' && scenario !== 'disk-full')) {
-    throw new UsageError(positionals.length === 0 ? 'which scenario?' : `unknown scenario: ${positionals.join(' ')}`);
-  }
-  return { scenario, values };
-}
+const OPTIONS = {
+  rounds: { type: 'string' },
+  'load-seconds': { type: 'string' },
+  store: { type: 'string' },
+  minutes: { type: 'string' },
+  seconds: { type: 'string' },
+  'min-drain-multiple': { type: 'string' },
+  'size-mb': { type: 'string' },
+  'hold-seconds': { type: 'string' },
+  'reserve-mb': { type: 'string' },
+  devices: { type: 'string' },
+  rate: { type: 'string' },
+} as const;
 
 main(process.argv.slice(2)).then(
   async (code) => {

@@ -5,6 +5,7 @@
  * board (or tells it it was rejected); otherwise the board gets it when it asks next.
  */
 import { resolve } from 'node:path';
+import { type CliIo, printJson } from '../cli-args.ts';
 import type { Logger } from '../log/index.ts';
 import type { DeviceRegistry } from '../registry/index.ts';
 import {
@@ -25,17 +26,13 @@ export const ENROLL_USAGE = `  pending            list boards waiting for approv
   reject <hwid>      reject a board: it is told so and refused from then on
   forget <hwid>      forget a board's request and rejections (it may ask again)`;
 
-interface Io {
-  stdout: { write(text: string): unknown };
-}
-
 export async function runEnrollCommand(
   command: EnrollCommand,
   args: { hardwareId?: string; deviceId?: string; json: boolean },
-  ctx: { dataDir: string; ttlSec: number; registry: DeviceRegistry; logger: Logger; io: Io },
+  ctx: { dataDir: string; ttlSec: number; registry: DeviceRegistry; logger: Logger; io: Pick<CliIo, 'stdout'> },
 ): Promise<void> {
   const store = openEnrollStore({ dataDir: ctx.dataDir, logger: ctx.logger, ttlSec: ctx.ttlSec, watchIntervalMs: 0 });
-  const print = (value: unknown) => ctx.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  const print = (value: unknown) => printJson(ctx.io, value);
   const deps = { store, deviceExists: (id: string) => ctx.registry.get(id) !== undefined };
   try {
     await store.refresh();

@@ -4,9 +4,8 @@
  * running hub serves a new image at once (it reads the directory per request).
  */
 import { readFileSync, statSync } from 'node:fs';
-import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/index.ts';
-import { type CliIo, EXIT, failed, pick } from '../registry/devices-cli.ts';
+import { type CliIo, cliConfig, EXIT, failed, HUB_CLI_OPTIONS, parseCli, pick, printJson } from '../cli-args.ts';
+import { loadConfig } from '../config/index.ts';
 import { CHIP_FAMILIES, type FirmwareImage, MAX_FIRMWARE_BYTES, openFirmwareStore } from './firmware.ts';
 
 export const FIRMWARE_USAGE = `Usage: npm run hub -- firmware <command> [options]
@@ -27,22 +26,9 @@ Chip families: ${CHIP_FAMILIES.join(', ')}. At most 16 images of ${MAX_FIRMWARE_
 `;
 
 export async function runFirmwareCli(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (err) {
-    io.stderr.write(`error: ${(err as Error).message}\n\n${FIRMWARE_USAGE}`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    io.stdout.write(FIRMWARE_USAGE);
-    return EXIT.OK;
-  }
-  const usage = (message: string): number => {
-    io.stderr.write(`error: ${message}\n\n${FIRMWARE_USAGE}`);
-    return EXIT.USAGE;
-  };
+  const cli = parseCli(args, io, { text: FIRMWARE_USAGE }, OPTIONS);
+  if (typeof cli === 'number') return cli;
+  const { values, positionals, usage } = cli;
   const [command, ...rest] = positionals;
   if (command !== 'add' && command !== 'list' && command !== 'remove') {
     return usage(command === undefined ? 'missing command' : `unknown command "${command}"`);
@@ -52,17 +38,13 @@ export async function runFirmwareCli(args: string[], io: CliIo): Promise<number>
   }
   if (command === 'remove' && rest.length !== 1) return usage('remove needs one image name');
   if (command === 'list' && rest.length > 0) return usage('list takes no arguments');
-  let dataDir: string;
-  try {
-    dataDir = values['data-dir'] ?? loadConfig(pick(io.env, ['HUB_CONFIG_FILE', 'HUB_DATA_DIR'])).storage.dataDir;
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr.write(`error: ${err.message}\n`);
-    return EXIT.USAGE;
-  }
+  const dirs = cliConfig(io, () => ({
+    dataDir: values['data-dir'] ?? loadConfig(pick(io.env, ['HUB_CONFIG_FILE', 'HUB_DATA_DIR'])).storage.dataDir,
+  }));
+  if (typeof dirs === 'number') return dirs;
   const json = values.json === true;
-  const store = openFirmwareStore(dataDir);
-  const print = (v: unknown) => io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+  const store = openFirmwareStore(dirs.dataDir);
+  const print = (v: unknown) => printJson(io, v);
   try {
     if (command === 'list') {
       const images = await store.list();
@@ -99,19 +81,10 @@ function line(i: FirmwareImage): string {
   return `${i.name} ${i.version} · ${i.chipFamily} · ${i.size} bytes at 0x${i.offset.toString(16)} · sha256 ${i.sha256.slice(0, 12)}… · ${i.uploadedAt}`;
 }
 
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      'data-dir': { type: 'string' },
-      name: { type: 'string' },
-      version: { type: 'string' },
-      chip: { type: 'string' },
-      offset: { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-}
+const OPTIONS = {
+  ...HUB_CLI_OPTIONS,
+  name: { type: 'string' },
+  version: { type: 'string' },
+  chip: { type: 'string' },
+  offset: { type: 'string' },
+} as const;

@@ -5,9 +5,16 @@
  */
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config/index.ts';
-import { type CliIo, EXIT, failed, pick } from '../registry/devices-cli.ts';
+import {
+  type CliIo,
+  EXIT,
+  failed,
+  HUB_CLI_OPTIONS,
+  loadCliConfig,
+  type ParsedCli,
+  parseCli,
+  printJson,
+} from '../cli-args.ts';
 import { loadOtaPublicKey } from './index.ts';
 import { generateSigningKey, publicKeyHeader, signImage } from './signing.ts';
 import { OTA_TARGETS, type OtaImage, openOtaStore } from './store.ts';
@@ -40,24 +47,11 @@ Targets: ${OTA_TARGETS.join(', ')}.
 `;
 
 export async function runOtaCli(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (err) {
-    io.stderr.write(`error: ${(err as Error).message}\n\n${OTA_USAGE}`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    io.stdout.write(OTA_USAGE);
-    return EXIT.OK;
-  }
-  const usage = (message: string): number => {
-    io.stderr.write(`error: ${message}\n\n${OTA_USAGE}`);
-    return EXIT.USAGE;
-  };
+  const cli = parseCli(args, io, { text: OTA_USAGE }, OPTIONS);
+  if (typeof cli === 'number') return cli;
+  const { values, positionals, usage } = cli;
   const json = values.json === true;
-  const print = (v: unknown) => io.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+  const print = (v: unknown) => printJson(io, v);
   const [command, ...rest] = positionals;
   try {
     if (command === 'keygen') {
@@ -85,7 +79,7 @@ export async function runOtaCli(args: string[], io: CliIo): Promise<number> {
       else io.stdout.write(`Wrote ${file}.sig\n`);
       return EXIT.OK;
     }
-    if (command === 'rollout') return await rollout(rest, values, io, json);
+    if (command === 'rollout') return await rollout(rest, values, io, json, usage);
     if (command !== 'upload' && command !== 'list' && command !== 'delete') {
       return usage(command === undefined ? 'missing command' : `unknown command "${command}"`);
     }
@@ -94,22 +88,14 @@ export async function runOtaCli(args: string[], io: CliIo): Promise<number> {
     }
     if (command === 'delete' && rest.length !== 1) return usage('delete needs one image id');
     if (command === 'list' && rest.length > 0) return usage('list takes no arguments');
-    let config: ReturnType<typeof loadConfig>;
-    try {
-      config = loadConfig(
-        pick(io.env, [
-          'HUB_CONFIG_FILE',
-          'HUB_DATA_DIR',
-          'OTA_PUBLIC_KEY_FILE',
-          'OTA_MAX_IMAGES',
-          'OTA_MAX_IMAGE_BYTES',
-        ]),
-      );
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      io.stderr.write(`error: ${err.message}\n`);
-      return EXIT.USAGE;
-    }
+    const config = loadCliConfig(io, [
+      'HUB_CONFIG_FILE',
+      'HUB_DATA_DIR',
+      'OTA_PUBLIC_KEY_FILE',
+      'OTA_MAX_IMAGES',
+      'OTA_MAX_IMAGE_BYTES',
+    ]);
+    if (typeof config === 'number') return config;
     const store = openOtaStore({
       dataDir: values['data-dir'] ?? config.storage.dataDir,
       maxImages: config.ota.maxImages,
@@ -155,39 +141,32 @@ function line(i: OtaImage): string {
   return `${i.id} ${i.version} · ${i.target} · ${i.size} bytes · sha256 ${i.sha256.slice(0, 12)}… · ${i.uploadedAt}`;
 }
 
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      'data-dir': { type: 'string' },
-      out: { type: 'string' },
-      key: { type: 'string' },
-      sig: { type: 'string' },
-      hub: { type: 'string' },
-      image: { type: 'string' },
-      devices: { type: 'string' },
-      group: { type: 'string' },
-      waves: { type: 'string' },
-      'max-failures': { type: 'string' },
-      version: { type: 'string' },
-      target: { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-}
+const OPTIONS = {
+  ...HUB_CLI_OPTIONS,
+  out: { type: 'string' },
+  key: { type: 'string' },
+  sig: { type: 'string' },
+  hub: { type: 'string' },
+  image: { type: 'string' },
+  devices: { type: 'string' },
+  group: { type: 'string' },
+  waves: { type: 'string' },
+  'max-failures': { type: 'string' },
+  version: { type: 'string' },
+  target: { type: 'string' },
+} as const;
 
-type Values = ReturnType<typeof parse>['values'];
+type Values = ParsedCli<typeof OPTIONS>['values'];
 
 /** `ota rollout ...`: campaigns run in the hub, so these go through its admin API. */
-async function rollout(rest: string[], values: Values, io: CliIo, json: boolean): Promise<number> {
+async function rollout(
+  rest: string[],
+  values: Values,
+  io: CliIo,
+  json: boolean,
+  usage: (message: string) => number,
+): Promise<number> {
   const [sub, id, ...extra] = rest;
-  const usage = (m: string) => {
-    io.stderr.write(`error: ${m}\n\n${OTA_USAGE}`);
-    return EXIT.USAGE;
-  };
   if (extra.length > 0) return usage('too many arguments');
   const token = io.env.HUB_ADMIN_TOKEN;
   if (!token) return usage("rollout needs HUB_ADMIN_TOKEN (the running hub's admin token)");
@@ -246,7 +225,7 @@ async function rollout(rest: string[], values: Values, io: CliIo, json: boolean)
     } else {
       return usage(sub === undefined ? 'missing rollout command' : `unknown rollout command "${sub}"`);
     }
-    if (json) io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    if (json) printJson(io, out);
     else io.stdout.write(`${show(out)}\n`);
     return EXIT.OK;
   } catch (err) {

@@ -11,8 +11,8 @@
  */
 import { closeSync, fchmodSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { type CliIo, cliConfig, EXIT, failed, HUB_CLI_OPTIONS, parseCli, pick, printJson } from '../cli-args.ts';
 import { openClusterStore } from '../cluster/store/index.ts';
 import { ConfigError, ENV_SCHEMA, loadConfig, type MqttConfig } from '../config/index.ts';
 import { ENROLL_COMMANDS, ENROLL_USAGE, type EnrollCommand, runEnrollCommand } from '../enroll/cli.ts';
@@ -22,16 +22,6 @@ import { createMetrics } from '../metrics/index.ts';
 import { type BrokerAccess, connectDynsecAdmin } from '../mqtt/dynsec.ts';
 import { deviceUrlFrom } from './device-url.ts';
 import { type DeviceInfo, type DeviceRegistry, type IssuedToken, openDeviceRegistry } from './registry.ts';
-
-/** Where the CLI writes; `process.stdout`/`process.stderr` in production, buffers in tests. */
-export interface CliIo {
-  env: Record<string, string | undefined>;
-  stdout: { write(text: string): unknown };
-  stderr: { write(text: string): unknown };
-}
-
-/** Exit codes: 0 done, 1 the operation was refused or failed, 2 bad usage or configuration. */
-export const EXIT = { OK: 0, FAILED: 1, USAGE: 2 } as const;
 
 export const DEVICES_USAGE = `Usage: npm run hub -- devices <command> [options]
 
@@ -59,24 +49,11 @@ Exit codes: 0 ok, 1 refused or failed (unknown id, duplicate, I/O), 2 usage or c
 
 /** Runs `devices ...` (args after the word `devices`); resolves to the process exit code. */
 export async function runDevicesCli(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (err) {
-    io.stderr.write(`error: ${(err as Error).message}\n\n${DEVICES_USAGE}`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
+  const cli = parseCli(args, io, { text: DEVICES_USAGE }, OPTIONS);
+  if (typeof cli === 'number') return cli;
+  const { values, positionals, usage } = cli;
   const json = values.json === true;
-  if (values.help) {
-    io.stdout.write(DEVICES_USAGE);
-    return EXIT.OK;
-  }
   const [command, ...ids] = positionals;
-  const usage = (message: string): number => {
-    io.stderr.write(`error: ${message}\n\n${DEVICES_USAGE}`);
-    return EXIT.USAGE;
-  };
   if (command === undefined) return usage('missing command');
   const enrollCommand = (ENROLL_COMMANDS as readonly string[]).includes(command) ? (command as EnrollCommand) : null;
   if (command !== 'add' && command !== 'list' && command !== 'revoke' && command !== 'rotate' && !enrollCommand) {
@@ -94,27 +71,23 @@ export async function runDevicesCli(args: string[], io: CliIo): Promise<number> 
   }
 
   // Only the settings the CLI needs, so an unrelated bad variable (say INFLUX_URL) does not block it.
-  let dataDir: string;
-  let deviceUrl: string;
-  let mqtt: MqttConfig | null;
-  let enrollTtlSec: number;
-  let clusterUrl: string | undefined;
-  try {
+  const settings = cliConfig(io, () => {
     // The cluster registry when the hub runs as several instances (its other cluster settings do not matter here).
-    clusterUrl = io.env.CLUSTER_DATABASE_URL || undefined;
+    const clusterUrl = io.env.CLUSTER_DATABASE_URL || undefined;
     if (clusterUrl !== undefined && !ENV_SCHEMA.CLUSTER_DATABASE_URL.safeParse(clusterUrl).success) {
       throw new ConfigError(['CLUSTER_DATABASE_URL: must be a postgres:// or postgresql:// connection URL']);
     }
     const config = loadConfig(pick(io.env, CLI_ENV));
-    enrollTtlSec = config.enroll.pendingTtlSec;
-    dataDir = values['data-dir'] ?? config.storage.dataDir;
-    deviceUrl = deviceUrlFrom(config.server.publicUrl);
-    mqtt = config.mqtt?.deviceAccess === 'dynsec' ? config.mqtt : null;
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr.write(`error: ${err.message}\n`);
-    return EXIT.USAGE;
-  }
+    return {
+      clusterUrl,
+      enrollTtlSec: config.enroll.pendingTtlSec,
+      dataDir: values['data-dir'] ?? config.storage.dataDir,
+      deviceUrl: deviceUrlFrom(config.server.publicUrl),
+      mqtt: config.mqtt?.deviceAccess === 'dynsec' ? config.mqtt : null,
+    };
+  });
+  if (typeof settings === 'number') return settings;
+  const { clusterUrl, enrollTtlSec, dataDir, deviceUrl, mqtt } = settings;
 
   // Logs (warnings only) go to stderr so `--json` output stays clean; tokens are never logged.
   const logger = createLogger('warn', pino.destination({ fd: 2, sync: true }));
@@ -428,33 +401,15 @@ class Output {
   }
 
   private print(value: unknown): void {
-    this.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    printJson(this.io, value);
   }
 }
 
-/** Reports `err` on stderr (as JSON with `--json`); returns EXIT.FAILED. */
-export function failed(io: CliIo, json: boolean, err: unknown): number {
-  const code = err instanceof HubError ? err.code : 'INTERNAL';
-  const message = err instanceof Error ? err.message : String(err);
-  if (json) io.stderr.write(`${JSON.stringify({ error: { code, message } })}\n`);
-  else io.stderr.write(`error: ${message}${code === 'INTERNAL' ? '' : ` (${code})`}\n`);
-  return EXIT.FAILED;
-}
-
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      'data-dir': { type: 'string' },
-      'tokens-file': { type: 'string' },
-      id: { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-}
+const OPTIONS = {
+  ...HUB_CLI_OPTIONS,
+  'tokens-file': { type: 'string' },
+  id: { type: 'string' },
+} as const;
 
 const CLI_ENV = [
   'HUB_CONFIG_FILE',
@@ -474,14 +429,6 @@ const CLI_ENV = [
   // Enrollment requests expire after this (devices pending|approve|reject|forget).
   'ENROLL_PENDING_TTL_SEC',
 ] as const;
-
-/** Only `keys` of `env`: a CLI loads just the settings it needs. */
-export function pick(
-  env: Record<string, string | undefined>,
-  keys: readonly string[],
-): Record<string, string | undefined> {
-  return Object.fromEntries(keys.map((k) => [k, env[k]]));
-}
 
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();

@@ -13,12 +13,11 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { ConfigError, ENV_SCHEMA, loadConfig } from '../config/index.ts';
+import { type CliIo, EXIT, failed, HUB_CLI_OPTIONS, loadCliConfig, parseCli, printJson } from '../cli-args.ts';
+import { ENV_SCHEMA } from '../config/index.ts';
 import { createLogger } from '../log/index.ts';
 import { createMetrics } from '../metrics/index.ts';
-import { type CliIo, EXIT, failed, pick } from '../registry/devices-cli.ts';
 import {
   type DeadLetterFilter,
   type DeadLetterRecord,
@@ -63,22 +62,9 @@ type Command = 'list' | 'replay' | 'drop';
 
 /** Runs `dead-letters ...` (args after the words `dead-letters`); resolves to the process exit code. */
 export async function runDeadLettersCli(args: string[], io: CliIo): Promise<number> {
-  let parsed: ReturnType<typeof parse>;
-  try {
-    parsed = parse(args);
-  } catch (err) {
-    io.stderr.write(`error: ${(err as Error).message}\n\n${DEAD_LETTERS_USAGE}`);
-    return EXIT.USAGE;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    io.stdout.write(DEAD_LETTERS_USAGE);
-    return EXIT.OK;
-  }
-  const usage = (message: string): number => {
-    io.stderr.write(`error: ${message}\n\n${DEAD_LETTERS_USAGE}`);
-    return EXIT.USAGE;
-  };
+  const cli = parseCli(args, io, { text: DEAD_LETTERS_USAGE }, OPTIONS);
+  if (typeof cli === 'number') return cli;
+  const { values, positionals, usage } = cli;
   const [command, ...extra] = positionals;
   if (command === undefined) return usage('missing command');
   if (command !== 'list' && command !== 'replay' && command !== 'drop') return usage(`unknown command "${command}"`);
@@ -108,14 +94,8 @@ export async function runDeadLettersCli(args: string[], io: CliIo): Promise<numb
   }
   if (values.all && Object.keys(filter).length > 0) return usage('--all cannot be combined with a filter');
 
-  let config: ReturnType<typeof loadConfig>;
-  try {
-    config = loadConfig(pick(io.env, CLI_ENV));
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr.write(`error: ${err.message}\n`);
-    return EXIT.USAGE;
-  }
+  const config = loadCliConfig(io, CLI_ENV);
+  if (typeof config === 'number') return config;
   if (command === 'replay' && config.influx === null) {
     return usage('replay needs InfluxDB: set INFLUX_URL, INFLUX_TOKEN, INFLUX_ORG and INFLUX_BUCKET as for the hub');
   }
@@ -125,7 +105,7 @@ export async function runDeadLettersCli(args: string[], io: CliIo): Promise<numb
   const storePath = join(dataDir, 'dead-letters');
   if (!existsSync(storePath)) {
     // Never create a store just to look (a mistyped --data-dir would look like "no dead letters").
-    if (json) io.stdout.write(`${JSON.stringify({ totals: null, records: [], next: null, store: null }, null, 2)}\n`);
+    if (json) printJson(io, { totals: null, records: [], next: null, store: null });
     else io.stdout.write(`No dead-letter store at ${resolve(storePath)}: nothing was ever dead-lettered there.\n`);
     return EXIT.OK;
   }
@@ -238,11 +218,11 @@ class Output {
   }
 
   private print(value: unknown): void {
-    this.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    printJson(this.io, value);
   }
 }
 
-function filterOf(values: ReturnType<typeof parse>['values']): DeadLetterFilter {
+function filterOf(values: { id?: string[]; reason?: string; status?: string }): DeadLetterFilter {
   const filter: DeadLetterFilter = {};
   if (values.id !== undefined) filter.ids = values.id.map((v) => requiredInt(v, 'id', 1));
   if (values.reason !== undefined) filter.reason = values.reason;
@@ -260,26 +240,17 @@ function optionalInt(text: string | undefined, name: string, min: number): numbe
   return text === undefined ? undefined : requiredInt(text, name, min);
 }
 
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      id: { type: 'string', multiple: true },
-      reason: { type: 'string' },
-      status: { type: 'string' },
-      all: { type: 'boolean' },
-      after: { type: 'string' },
-      limit: { type: 'string' },
-      lines: { type: 'string' },
-      bucket: { type: 'string' },
-      'data-dir': { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-}
+const OPTIONS = {
+  ...HUB_CLI_OPTIONS,
+  id: { type: 'string', multiple: true },
+  reason: { type: 'string' },
+  status: { type: 'string' },
+  all: { type: 'boolean' },
+  after: { type: 'string' },
+  limit: { type: 'string' },
+  lines: { type: 'string' },
+  bucket: { type: 'string' },
+} as const;
 
 /** Only the settings the CLI needs, so an unrelated bad variable (say LIVE_MAX_CLIENTS) does not block it. */
 const CLI_ENV = ['HUB_CONFIG_FILE', 'HUB_DATA_DIR', ...Object.keys(ENV_SCHEMA).filter((k) => k.startsWith('INFLUX_'))];
