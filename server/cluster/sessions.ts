@@ -132,13 +132,13 @@ export interface ClusterSessions extends SessionCluster {
 const clusterSessionMetrics = metricsPerRegistry((registers) => ({
   hellos: new Counter({
     name: 'hub_cluster_hellos_total',
-    help: 'HELLOs in cluster mode: joined (claimed, shared state merged), degraded (database unreachable, or no answer within 8 s: went on locally), replaced (a newer claim elsewhere won while joining).',
+    help: 'HELLOs in cluster mode: joined (claimed, shared state merged), degraded (database unreachable, or no answer within 80 % of DEVICE_HELLO_TIMEOUT_MS, 8 s by default: went on locally), replaced (a newer claim elsewhere won while joining).',
     labelNames: ['outcome'] as const,
     registers,
   }),
   slowJoins: new Counter({
     name: 'hub_cluster_slow_joins_total',
-    help: 'HELLOs whose join batch had not answered within 3 s while the database was connected: they kept waiting (up to 8 s) instead of going on locally.',
+    help: 'HELLOs whose join batch had not answered within 3 s while the database was connected: they kept waiting (up to 80 % of DEVICE_HELLO_TIMEOUT_MS) instead of going on locally.',
     registers,
   }),
   joinsWaiting: new Gauge({
