@@ -35,7 +35,17 @@ import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import { type InfluxServer, startInflux } from '../test/harness/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
-import { benchHello, freePort, metricValue, nextMessage, paced, sleep, waitReady } from './workers.ts';
+import {
+  benchHello,
+  freePort,
+  type MemoryPeak,
+  metricValue,
+  nextMessage,
+  paced,
+  sampleMemory,
+  sleep,
+  waitReady,
+} from './workers.ts';
 
 export const name = 'influx-e2e';
 
@@ -100,7 +110,7 @@ type FromWorker = { type: 'ready' } | StepResult;
 
 export interface HubRun {
   devices: number;
-  best: StepResult & { forwardedAfterMs: number };
+  best: StepResult & { forwardedAfterMs: number; memory: MemoryPeak };
   /** The step at the fixed rate (`fixedRate`, default CPU_RATE: the same load for every run). */
   fixed: StepResult;
   trail: string;
@@ -176,6 +186,12 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         metric: `hub CPU per 1 k frames at ${CPU_RATE / 1000}k frames/s (${r.devices} dev)`,
         value: r.cpuMsPer1kFrames,
         unit: 'ms',
+      });
+      rows.push({
+        metric: `peak RssAnon in the sustained step (${r.devices} dev)`,
+        value: r.best.memory.anon / 2 ** 20,
+        unit: 'MiB',
+        note: `peak RSS ${(r.best.memory.rss / 2 ** 20).toFixed(0)} MiB (with the log's mapped pages); goal at 1,000 devices ≤ 200 / ≤ 400 MiB`,
       });
       rows.push({ metric: `hub RSS after the run (${r.devices} dev)`, value: r.rssBytes / 1024 / 1024, unit: 'MB' });
     }
@@ -277,7 +293,9 @@ export async function measureHub(
 
   const seconds = quick ? 3 : 6;
   let ackedTotal = 0;
+  const memory = sampleMemory(hub.pid as number);
   const step = async (rate: number) => {
+    memory.take();
     load.send({ type: 'step', rate, seconds, settleMs: SETTLE_MS } satisfies ToWorker);
     const r = (await nextMessage<FromWorker>(load, 'result')) as StepResult;
     // The worker answers once every frame is ACKed (it waits for late ones too): all of them count.
@@ -290,12 +308,13 @@ export async function measureHub(
     }
     const forwardedAfterMs = Date.now() - r.endAtMs;
     const forwardedInTime = written >= want;
+    const peak = memory.take();
     // Let a failed step's backlog drain before the next one.
     while (written < want) {
       await sleep(100);
       written = await metric(base, 'hub_forwarder_lines_written_total');
     }
-    return { ...r, forwardedAfterMs, forwardedInTime };
+    return { ...r, forwardedAfterMs, forwardedInTime, memory: peak };
   };
   type Step = Awaited<ReturnType<typeof step>>;
   const passes = (r: Step) => {
@@ -338,6 +357,7 @@ export async function measureHub(
   const cpuStep = await step(cpuRate);
   const cpuMsPer1kFrames = (((await cpuSeconds(base)) - cpu0) * 1e6) / cpuStep.sent;
   const rssBytes = await metric(base, 'hub_process_process_resident_memory_bytes');
+  memory.stop();
 
   load.send({ type: 'exit' } satisfies ToWorker);
   const exited = new Promise((r) => hub.once('exit', r));

@@ -21,7 +21,7 @@
  *   ≤ 400 MiB, and under a blast (3× that rate) the bound still holds; sampled from /proc every 50 ms.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -42,7 +42,7 @@ import { buildHub } from '../server/hub.ts';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
-import { benchHello, nextMessage } from './workers.ts';
+import { benchHello, nextMessage, sampleMemory } from './workers.ts';
 
 export const name = 'ingest';
 
@@ -681,37 +681,6 @@ function hubEnv(port: number, dataDir: string): Record<string, string> {
 
 function formatRate(v: number): string {
   return v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0);
-}
-
-interface MemoryPeak {
-  rss: number;
-  anon: number;
-}
-
-/** Samples a process's VmRSS and RssAnon every 50 ms; `take` returns the peaks since the last call. */
-function sampleMemory(pid: number): { take(): MemoryPeak; stop(): void } {
-  let peak: MemoryPeak = { rss: 0, anon: 0 };
-  const read = () => {
-    try {
-      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
-      peak = { rss: Math.max(peak.rss, kb('VmRSS')), anon: Math.max(peak.anon, kb('RssAnon')) };
-    } catch {
-      // The process ended.
-    }
-  };
-  const timer = setInterval(read, 50);
-  return {
-    take() {
-      read();
-      const p = peak;
-      peak = { rss: 0, anon: 0 };
-      return p;
-    },
-    stop() {
-      clearInterval(timer);
-    },
-  };
 }
 
 async function waitReady(url: string): Promise<void> {

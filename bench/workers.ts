@@ -1,5 +1,6 @@
 /** Helpers for benchmarks that run their parts (hub, load, clients) as child processes. */
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { encodeFrame } from '../server/codec/index.ts';
 
@@ -112,4 +113,35 @@ export function paced(rate: number, seconds: number, sendOne: () => void): Promi
     };
     tick();
   });
+}
+
+export interface MemoryPeak {
+  rss: number;
+  anon: number;
+}
+
+/** Samples a process's VmRSS and RssAnon every 50 ms; `take` returns the peaks since the last call. */
+export function sampleMemory(pid: number): { take(): MemoryPeak; stop(): void } {
+  let peak: MemoryPeak = { rss: 0, anon: 0 };
+  const read = () => {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024;
+      peak = { rss: Math.max(peak.rss, kb('VmRSS')), anon: Math.max(peak.anon, kb('RssAnon')) };
+    } catch {
+      // The process ended.
+    }
+  };
+  const timer = setInterval(read, 50);
+  return {
+    take() {
+      read();
+      const p = peak;
+      peak = { rss: 0, anon: 0 };
+      return p;
+    },
+    stop() {
+      clearInterval(timer);
+    },
+  };
 }
