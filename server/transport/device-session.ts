@@ -73,15 +73,8 @@ export interface SessionCounts {
    * bytes that pauses links (a level, not a delta).
    */
   inflight: InflightBudget;
-  /** Whether the hub streams (ACK pacing engaged), from the frames made durable per window. */
-  pacing: AckPacing;
-}
-
-interface AckPacing {
-  /** Frames made durable since `sinceMs`. */
-  frames: number;
-  sinceMs: number;
-  streaming: boolean;
+  /** The hub's sessions with an ACK to send, and whether it streams (ACK pacing, below). */
+  ackQueue: AckQueue;
 }
 
 /** `budget`: the hub-wide in-flight bound (default {@link InflightBudget}'s, 16 MiB). */
@@ -91,7 +84,7 @@ export function newSessionCounts(budget: InflightBudget = new InflightBudget()):
     bytes: 0,
     acks: 0,
     inflight: budget,
-    pacing: { frames: 0, sinceMs: 0, streaming: false },
+    ackQueue: new AckQueue(),
   };
 }
 
@@ -128,27 +121,51 @@ const ACK_HOLD_SWEEP_MS = 50;
 /**
  * Sessions with an ACK to send, hub-wide: a group commit's callbacks (local-log.ts `settle`) all run
  * in one go, and one microtask after them sends each session's one cumulative ACK that is due, instead
- * of a microtask and a closure per session per commit. A held ACK stays queued for the next flush.
+ * of a microtask and a closure per session per commit. A held ACK stays queued for the next flush, and
+ * a sweep timer flushes again while any is held.
  */
-const ackQueue: DeviceSession[] = [];
-let ackFlushScheduled = false;
-let ackSweep: NodeJS.Timeout | null = null;
-function flushAckQueue(): void {
-  ackFlushScheduled = false;
-  // Index loop: a flush may end a session (slow consumer), which never queues another ACK.
-  let kept = 0;
-  for (let i = 0; i < ackQueue.length; i++) {
-    const session = ackQueue[i] as DeviceSession;
-    if (!session.flushAckIfDue()) ackQueue[kept++] = session;
-  }
-  ackQueue.length = kept;
-  if (kept > 0 && ackSweep === null) {
-    ackSweep = setTimeout(() => {
-      ackSweep = null;
-      flushAckQueue();
-    }, ACK_HOLD_SWEEP_MS);
-    // Sockets keep a live hub running; a stopped one has flushed or dropped its sessions' ACKs.
-    ackSweep.unref();
+export class AckQueue {
+  /** Whether the hub streams (ACK pacing engaged), from the frames made durable per window. */
+  streaming = false;
+  /** Frames made durable since `windowStartMs`. */
+  private frames = 0;
+  private windowStartMs = 0;
+  private readonly sessions: DeviceSession[] = [];
+  private flushScheduled = false;
+  private sweep: NodeJS.Timeout | null = null;
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    // Index loop: a flush may end a session (slow consumer), which never queues another ACK.
+    const sessions = this.sessions;
+    let kept = 0;
+    for (let i = 0; i < sessions.length; i++) {
+      const session = sessions[i] as DeviceSession;
+      if (!session.flushAckIfDue()) sessions[kept++] = session;
+    }
+    sessions.length = kept;
+    if (kept > 0 && this.sweep === null) {
+      this.sweep = setTimeout(() => {
+        this.sweep = null;
+        this.flush();
+      }, ACK_HOLD_SWEEP_MS);
+      // Sockets keep a live hub running; a stopped one has flushed or dropped its sessions' ACKs.
+      this.sweep.unref();
+    }
+  };
+
+  /** A frame of `session` became durable at `nowMs`; `first`: its ACK was not queued yet. */
+  add(session: DeviceSession, first: boolean, nowMs: number): void {
+    this.frames++;
+    if (nowMs - this.windowStartMs >= ACK_PACING_WINDOW_MS) {
+      this.streaming = (this.frames * 1000) / (nowMs - this.windowStartMs) >= ACK_HOLD_MIN_RATE;
+      this.frames = 0;
+      this.windowStartMs = nowMs;
+    }
+    if (first) this.sessions.push(session);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flush);
+    }
   }
 }
 
@@ -687,29 +704,17 @@ export class DeviceSession implements AckWaiter {
     this.ackSeq = seq;
     this.acked = true;
     const nowMs = this.ctx.now();
-    const pacing = this.ctx.counts.pacing;
-    pacing.frames++;
-    if (nowMs - pacing.sinceMs >= ACK_PACING_WINDOW_MS) {
-      pacing.streaming = (pacing.frames * 1000) / (nowMs - pacing.sinceMs) >= ACK_HOLD_MIN_RATE;
-      pacing.frames = 0;
-      pacing.sinceMs = nowMs;
-    }
     if (this.ackFrames++ === 0) this.ackHeldSinceMs = nowMs;
-    if (!this.ackScheduled) {
-      this.ackScheduled = true;
-      ackQueue.push(this);
-    }
-    if (!ackFlushScheduled) {
-      ackFlushScheduled = true;
-      queueMicrotask(flushAckQueue);
-    }
+    const first = !this.ackScheduled;
+    this.ackScheduled = true;
+    this.ctx.counts.ackQueue.add(this, first, nowMs);
   }
 
   /** Sends the queued ACK when it is due (ACK pacing, above); true when nothing is left queued. */
   flushAckIfDue(): boolean {
     if (
       this.ackScheduled &&
-      this.ctx.counts.pacing.streaming &&
+      this.ctx.counts.ackQueue.streaming &&
       this.ackFrames < ACK_HOLD_FRAMES &&
       this.state === 'ready' &&
       this.ctx.now() - this.ackHeldSinceMs < ACK_HOLD_MAX_MS
