@@ -196,11 +196,11 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
     async function measureMemory(dataDir: string, args: string[]) {
       const creds = await register(dataDir, MANY_DEVICES);
       /** A hub with MANY_DEVICES connected, its memory sampled from the start. */
-      const startHub = async (dir: string) => {
+      const startHub = async (dir: string, env: Record<string, string> = {}) => {
         const hubPort = await freePort();
         const hub = spawn(process.execPath, args, {
           cwd: ROOT,
-          env: { ...process.env, ...hubEnv(hubPort, dir) },
+          env: { ...process.env, ...hubEnv(hubPort, dir), ...env },
           stdio: ['ignore', 'ignore', 'inherit'],
         });
         children.push(hub);
@@ -242,6 +242,12 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       const blast = await fresh.step(best.target * 3);
       const blastPeak = fresh.mem.take();
       const pauses = await fresh.stop();
+      // The same steps with V8's own heap growth (up to 4× the live heap under fast allocation).
+      const v8Growth = await startHub(dataDir, { HUB_HEAP_GROWTH_PERCENT: '0' });
+      await v8Growth.step(Math.round(best.target / 2));
+      await v8Growth.step(best.target);
+      const v8GrowthPeak = v8Growth.mem.take();
+      await v8Growth.stop();
 
       // Baseline: a bare ws server with the same connections at the same rate.
       const barePort = await freePort();
@@ -272,6 +278,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         sustainedPeak,
         blastPeak,
         barePeak,
+        v8GrowthPeak,
         pauses,
       };
     }
@@ -424,6 +431,13 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         note: `goal ≤ ${RSS_GOAL_MIB} MiB (includes the log’s mapped pages): ${many.sustainedPeak.rss / MIB <= RSS_GOAL_MIB ? 'met' : 'not met'}`,
       },
       {
+        metric: `peak RssAnon at that rate, heap growth 30 % (HUB_HEAP_GROWTH_PERCENT default)`,
+        value: many.sustainedPeak.anon / MIB,
+        unit: 'MiB',
+        baseline: { label: `V8's own growth (HUB_HEAP_GROWTH_PERCENT=0)`, value: many.v8GrowthPeak.anon / MIB },
+        note: `RSS ${(many.sustainedPeak.rss / MIB).toFixed(0)} vs ${(many.v8GrowthPeak.rss / MIB).toFixed(0)} MiB`,
+      },
+      {
         metric: `peak RssAnon / RSS under blast (3× that rate, ${MANY_DEVICES} devices)`,
         value: many.blastPeak.anon / MIB,
         unit: 'MiB',
@@ -446,7 +460,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       `Hub: embedded mode, lmdb local log in a temp dir, ACK only after the commit is flushed to disk; hub, generator and bare server are separate processes on the same machine.`,
       `Ratio ${(hubBest.achieved / bareBest.achieved).toFixed(2)} (bar ${BAR}). Bare server measured before and after the hub: ${bareRuns.map((b) => Math.round(b.best.achieved)).join(' and ')} frames/s; the better is the baseline.`,
       `Steps (frames/s → pass?): core ${hubBest.trail}; npm start ${full.best.trail}; npm start with ${MANY_DEVICES} devices ${many.best.trail}; bare (before) ${bareBefore.best.trail}; bare (after) ${bareAfter.best.trail}.`,
-      `Memory: /proc/<pid>/status VmRSS and RssAnon (anonymous memory, without the store's mapped file pages) sampled every 50 ms; the ${MANY_DEVICES}-device rate is searched in one hub, then a fresh hub runs a warm-up at half of it, a step at it (the "at that rate" peaks) and a blast at 3×.`,
+      `Memory: /proc/<pid>/status VmRSS and RssAnon (anonymous memory, without the store's mapped file pages) sampled every 50 ms; the ${MANY_DEVICES}-device rate is searched in one hub, then a fresh hub runs a warm-up at half of it, a step at it (the "at that rate" peaks) and a blast at 3×; a third hub with HUB_HEAP_GROWTH_PERCENT=0 runs the warm-up and the step again.`,
       `Load average at the end: ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')} (the machine is shared; figures move with it).`,

@@ -30,6 +30,7 @@ export const ENV_SCHEMA = {
   HUB_DASHBOARD_PASSWORD: secret(12).optional(),
   HUB_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HUB_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+  HUB_HEAP_GROWTH_PERCENT: int(0, 400).default(30),
 
   DEVICE_MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
   DEVICE_HANDSHAKES_PER_SEC: int(1, 100_000).default(500),
@@ -251,6 +252,11 @@ export interface HubConfig {
   /** `format`: auto = human-readable on a terminal, JSON lines otherwise (main.ts decides). */
   log: { level: Env['HUB_LOG_LEVEL']; format: Env['HUB_LOG_FORMAT'] };
   /**
+   * How far V8 lets the heap grow past what the last full collection kept, in percent (0: V8's own
+   * choice, up to 4× under fast allocation). Applied by the process entry (main.ts), not by buildHub.
+   */
+  heapGrowthPercent: number;
+  /**
    * Several instances serving one fleet (server/cluster/, docs/scaling.md); null when
    * CLUSTER_DATABASE_URL is unset (one instance, as always).
    */
@@ -454,6 +460,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
     },
     alerts: alertsConfigFrom(e, alertRules),
     log: { level: e.HUB_LOG_LEVEL, format: e.HUB_LOG_FORMAT },
+    heapGrowthPercent: e.HUB_HEAP_GROWTH_PERCENT,
     cluster: e.CLUSTER_DATABASE_URL ? { databaseUrl: e.CLUSTER_DATABASE_URL, instanceId } : null,
     ackDurability: e.ACK_DURABILITY,
   };
