@@ -30,7 +30,7 @@ export const ENV_SCHEMA = {
   HUB_DASHBOARD_PASSWORD: secret(12).optional(),
   HUB_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HUB_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
-  HUB_HEAP_GROWTH_PERCENT: int(0, 400).default(30),
+  HUB_HEAP_GROWTH_PERCENT: int(0, 400).default(60),
 
   DEVICE_MAX_CONNECTIONS: int(1, 1_000_000).default(20_000),
   DEVICE_HANDSHAKES_PER_SEC: int(1, 100_000).default(500),

@@ -83,8 +83,8 @@ describe('loadConfig', () => {
     expect(Object.isFrozen(config.server)).toBe(true);
   });
 
-  it('HUB_HEAP_GROWTH_PERCENT: 30 by default, 0 leaves V8 its own, out of range or not a number is refused', () => {
-    expect(loadConfig({}).heapGrowthPercent).toBe(30);
+  it('HUB_HEAP_GROWTH_PERCENT: 60 by default, 0 leaves V8 its own, out of range or not a number is refused', () => {
+    expect(loadConfig({}).heapGrowthPercent).toBe(60);
     expect(loadConfig({ HUB_HEAP_GROWTH_PERCENT: '0' }).heapGrowthPercent).toBe(0);
     const problems = problemsOf({ HUB_HEAP_GROWTH_PERCENT: '500', HUB_PORT: 'x' });
     expect(problems.some((p) => p.startsWith('HUB_HEAP_GROWTH_PERCENT: '))).toBe(true);
