@@ -378,6 +378,10 @@ export function createClusterSessions(opts: ClusterSessionsOptions): ClusterSess
   }
 
   function join(rec: Rec, req: JoinRequest): Promise<JoinResult> {
+    // Claiming from the moment it is queued: a claim elsewhere heard while it waits for its batch is
+    // older than the one it is about to make (newest wins when it lands), not a reason to end it. Ending
+    // it there would let its own claim, made next, end the other instance's session too: none left.
+    rec.claiming = true;
     joinsWaiting++;
     m.joinsWaiting.set(joinsWaiting);
     const p = new Promise<JoinResult>((resolve, reject) => {

@@ -447,6 +447,30 @@ describe('newest wins', () => {
     expect(await r.counter('hub_cluster_hellos_total', { outcome: 'replaced' })).toBe(1);
   });
 
+  it('a claim elsewhere heard while the own HELLO still waits in the join queue: the own, newer claim wins (one session stays)', async () => {
+    const r = await rig();
+    r.store.held.add('joinSessions');
+    // Two join batches in flight (the bound): the next HELLO waits in the queue, not yet claiming.
+    const first = r.connect('x1');
+    first.deliver(hello('x1', 1, 5000));
+    await until('first batch asked', () => r.store.pending('joinSessions') === 1);
+    const second = r.connect('x2');
+    second.deliver(hello('x2', 1, 5000));
+    await until('second batch asked', () => r.store.pending('joinSessions') === 2);
+    const link = r.connect('d1');
+    link.deliver(hello('d1', 1, 5000));
+    await until('d1 queued', async () => (await r.counter('hub_cluster_joins_waiting')) === 3);
+    // The device's other connection, on instance b, claims first (simultaneous HELLOs on two instances).
+    r.store.claimElsewhere('d1');
+    expect(link.closeCode).toBeNull();
+    r.store.answer('joinSessions');
+    await until('WELCOME', () => link.welcome());
+    // d1's own claim came after b's, so it is the newer: it stays, and b's session is the one replaced.
+    expect(r.store.holders.get('d1')?.instanceId).toBe('a');
+    expect(link.closeCode).toBeNull();
+    expect(await r.counter('hub_cluster_sessions_replaced_total')).toBe(0);
+  });
+
   it('a new local session replaces the old one locally; its own claim does not end it', async () => {
     const r = await rig();
     const first = await ready(r, 'd1', 1, 5000);
