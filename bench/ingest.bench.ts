@@ -26,7 +26,6 @@ import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 import { crc32 } from 'node:zlib';
 import { WebSocket, WebSocketServer } from 'ws';
 import {
@@ -38,6 +37,7 @@ import {
   type Telemetry,
   ValueType,
 } from '../server/codec/index.ts';
+import { applyHeapGrowth } from '../server/config/heap-growth.ts';
 import { loadConfig } from '../server/config/index.ts';
 import { buildHub } from '../server/hub.ts';
 import { createLogger } from '../server/log/index.ts';
@@ -741,7 +741,7 @@ function sleep(ms: number): Promise<void> {
 async function coreHub(): Promise<void> {
   const config = loadConfig(process.env);
   // As server/main.ts does, so that the core and `npm start` differ only by the live view.
-  if (config.heapGrowthPercent > 0) setFlagsFromString(`--heap-growing-percent=${config.heapGrowthPercent}`);
+  applyHeapGrowth(config.heapGrowthPercent);
   const hub = buildHub(config);
   await hub.start();
   process.on('SIGTERM', () => {

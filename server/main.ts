@@ -3,8 +3,8 @@
  * Embedded mode by default (data in `.data/`); with INFLUX_* set, frames are forwarded to InfluxDB.
  * Settings: the environment over `.env` (or `--env-file <path>` / `ENV_FILE`), see server/config/env-file.ts.
  */
-import { setFlagsFromString } from 'node:v8';
 import { loadConfigWithEnvFile, takeEnvFileArg } from './config/env-file.ts';
+import { applyHeapGrowth } from './config/heap-growth.ts';
 import { ConfigError, type HubConfig } from './config/index.ts';
 import { HubError } from './errors.ts';
 import { buildHub } from './hub.ts';
@@ -35,10 +35,7 @@ async function main(): Promise<void> {
     throw err;
   }
   loaded = config;
-  // Under a fast stream, frames in flight outlive young-generation collections, and V8 then lets the
-  // old generation grow up to 4× what its last full collection kept before collecting again: memory
-  // follows the frame rate, not the hub's live data (docs/performance.md, "Memory").
-  if (config.heapGrowthPercent > 0) setFlagsFromString(`--heap-growing-percent=${config.heapGrowthPercent}`);
+  applyHeapGrowth(config.heapGrowthPercent);
 
   // The live fan-out and built-in dashboard plug in as an extension; with INFLUX_* set, buildHub
   // starts the InfluxDB forwarder (server/storage/influx) itself.
