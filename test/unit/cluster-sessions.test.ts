@@ -262,13 +262,28 @@ async function ready(r: Rig, deviceId: string, bootId: number, uptimeMs: number)
 const ackOf = (link: TestLink, bootId: number, seq: number) => () =>
   link.acks().some((a) => a.bootId === bootId && a.seq === seq);
 
+/**
+ * The store's join statements held (none answered until `r.store.answer('joinSessions')`): `deviceId`
+ * connects and says HELLO; resolves once `asked` join statements (batches) wait for their answer, the
+ * last of them with this HELLO in it.
+ */
+async function heldJoin(
+  r: Rig,
+  deviceId: string,
+  opts: { transport?: 'websocket' | 'mqtt'; asked?: number } = {},
+): Promise<TestLink> {
+  const asked = opts.asked ?? 1;
+  r.store.held.add('joinSessions');
+  const link = r.connect(deviceId, opts.transport);
+  link.deliver(hello(deviceId, 1, 5000));
+  await until(`join ${asked} asked (${deviceId})`, () => r.store.pending('joinSessions') === asked);
+  return link;
+}
+
 describe('joining: HELLO waits for the cluster', () => {
   it('no WELCOME before the claim; the link is paused meanwhile; WELCOME once the database answered', async () => {
     const r = await rig();
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1');
-    link.deliver(hello('d1', 1, 5000));
-    await until('claim asked', () => r.store.pending('joinSessions') === 1);
+    const link = await heldJoin(r, 'd1');
     expect(link.welcome()).toBeUndefined();
     expect(link.paused).toBe(true);
     r.store.answer('joinSessions');
@@ -280,10 +295,7 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('a frame while joining is refused as before HELLO (UNEXPECTED_MESSAGE, close 1002); the claim goes back', async () => {
     const r = await rig();
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1');
-    link.deliver(hello('d1', 1, 5000));
-    await until('join asked', () => r.store.pending('joinSessions') === 1);
+    const link = await heldJoin(r, 'd1');
     link.deliver(telemetry(1, 1, 4000));
     expect(link.closeCode).toBe(1002);
     expect(link.welcome()).toBeUndefined();
@@ -295,10 +307,7 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('over MQTT the link is not paused while joining (that would hold the whole broker input)', async () => {
     const r = await rig();
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1', 'mqtt');
-    link.deliver(hello('d1', 1, 5000));
-    await until('claim asked', () => r.store.pending('joinSessions') === 1);
+    const link = await heldJoin(r, 'd1', { transport: 'mqtt' });
     expect(link.paused).toBe(false);
     r.store.answer('joinSessions');
     await until('WELCOME', () => link.welcome());
@@ -306,9 +315,7 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('a slow join while the database is connected: the HELLO keeps waiting past the bound (counted), then joins with its claim', async () => {
     const r = await rig({ joinTimeoutMs: 20 });
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1');
-    link.deliver(hello('d1', 1, 5000));
+    const link = await heldJoin(r, 'd1');
     await until('counted as slow', async () => (await r.counter('hub_cluster_slow_joins_total')) === 1);
     expect(link.welcome()).toBeUndefined();
     r.store.answer('joinSessions');
@@ -323,14 +330,12 @@ describe('joining: HELLO waits for the cluster', () => {
     // timer of that length started with the HELLO stands for the device giving up and reconnecting.
     const helloTimeoutMs = 3000;
     const r = await rig({ helloTimeoutMs, joinTimeoutMs: 20 });
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1');
     let deviceGaveUp = false;
     const deviceTimer = setTimeout(() => {
       deviceGaveUp = true;
     }, helloTimeoutMs);
     cleanups.push(async () => clearTimeout(deviceTimer));
-    link.deliver(hello('d1', 1, 5000));
+    const link = await heldJoin(r, 'd1');
     await until('counted as slow', async () => (await r.counter('hub_cluster_slow_joins_total')) === 1);
     await until('WELCOME or the device giving up', () => link.welcome() !== undefined || deviceGaveUp);
     expect(deviceGaveUp).toBe(false);
@@ -364,10 +369,7 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('the database lost while a join waits: WELCOME after the bound (degraded, counted); the late claim is kept', async () => {
     const r = await rig({ joinTimeoutMs: 50 });
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1');
-    link.deliver(hello('d1', 1, 5000));
-    await until('join asked', () => r.store.pending('joinSessions') === 1);
+    const link = await heldJoin(r, 'd1');
     r.store.database = 'unreachable';
     await until('WELCOME', () => link.welcome());
     expect(await r.counter('hub_cluster_hellos_total', { outcome: 'degraded' })).toBe(1);
@@ -404,10 +406,7 @@ describe('joining: HELLO waits for the cluster', () => {
 
   it('a session closed while joining never says WELCOME and releases its claim when it lands', async () => {
     const r = await rig();
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1');
-    link.deliver(hello('d1', 1, 5000));
-    await until('load asked', () => r.store.pending('joinSessions') === 1);
+    const link = await heldJoin(r, 'd1');
     link.drop();
     await until('session ended', () => r.cs.status().unclaimed === 0);
     r.store.answer('joinSessions');
@@ -436,10 +435,7 @@ describe('newest wins', () => {
 
   it('a newer claim heard while the own claim is pending ends the session when its claim lands', async () => {
     const r = await rig();
-    r.store.held.add('joinSessions');
-    const link = r.connect('d1');
-    link.deliver(hello('d1', 1, 5000));
-    await until('claim asked', () => r.store.pending('joinSessions') === 1);
+    const link = await heldJoin(r, 'd1');
     r.store.claimElsewhere('d1'); // epoch 2 > ours (1), heard before our answer
     r.store.answer('joinSessions');
     await until('replaced', () => link.closeCode === 4001);
@@ -449,14 +445,9 @@ describe('newest wins', () => {
 
   it('a claim elsewhere heard while the own HELLO still waits in the join queue: the own, newer claim wins (one session stays)', async () => {
     const r = await rig();
-    r.store.held.add('joinSessions');
     // Two join batches in flight (the bound): the next HELLO waits in the queue, not yet claiming.
-    const first = r.connect('x1');
-    first.deliver(hello('x1', 1, 5000));
-    await until('first batch asked', () => r.store.pending('joinSessions') === 1);
-    const second = r.connect('x2');
-    second.deliver(hello('x2', 1, 5000));
-    await until('second batch asked', () => r.store.pending('joinSessions') === 2);
+    await heldJoin(r, 'x1');
+    await heldJoin(r, 'x2', { asked: 2 });
     const link = r.connect('d1');
     link.deliver(hello('d1', 1, 5000));
     await until('d1 queued', async () => (await r.counter('hub_cluster_joins_waiting')) === 3);
