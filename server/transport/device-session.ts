@@ -137,10 +137,13 @@ export class AckQueue {
     this.flushScheduled = false;
     // Index loop: a flush may end a session (slow consumer), which never queues another ACK.
     const sessions = this.sessions;
+    // The clock read once per flush, and only while streaming (else no ACK is held). The queued
+    // sessions share one context (this queue is its counts'), hence one clock.
+    const nowMs = this.streaming && sessions.length > 0 ? (sessions[0] as DeviceSession).now() : 0;
     let kept = 0;
     for (let i = 0; i < sessions.length; i++) {
       const session = sessions[i] as DeviceSession;
-      if (!session.flushAckIfDue()) sessions[kept++] = session;
+      if (!session.flushAckIfDue(nowMs)) sessions[kept++] = session;
     }
     sessions.length = kept;
     if (kept > 0 && this.sweep === null) {
@@ -710,14 +713,22 @@ export class DeviceSession implements AckWaiter {
     this.ctx.counts.ackQueue.add(this, first, nowMs);
   }
 
-  /** Sends the queued ACK when it is due (ACK pacing, above); true when nothing is left queued. */
-  flushAckIfDue(): boolean {
+  /** The hub's clock (the session context's), for the ACK queue's flush. */
+  now(): number {
+    return this.ctx.now();
+  }
+
+  /**
+   * Sends the queued ACK when it is due (ACK pacing, above); true when nothing is left queued.
+   * `nowMs`: the flush's one clock reading (needed only while streaming).
+   */
+  flushAckIfDue(nowMs: number): boolean {
     if (
       this.ackScheduled &&
       this.ctx.counts.ackQueue.streaming &&
       this.ackFrames < ACK_HOLD_FRAMES &&
       this.state === 'ready' &&
-      this.ctx.now() - this.ackHeldSinceMs < ACK_HOLD_MAX_MS
+      nowMs - this.ackHeldSinceMs < ACK_HOLD_MAX_MS
     ) {
       return false;
     }
