@@ -158,6 +158,11 @@ export function createMetrics() {
       registers: r,
     }),
     logCommits: new Counter({ name: 'hub_local_log_commits_total', help: 'Group commits.', registers: r }),
+    logIndexBacklog: new Gauge({
+      name: 'hub_local_log_index_backlog_entries',
+      help: 'Stored frames whose time-index entry is still written behind (in memory, batched per device; a restart re-reads their frames).',
+      registers: r,
+    }),
     logFullRejections: new Counter({
       name: 'hub_local_log_full_rejections_total',
       help: 'Frames refused (not acknowledged) because the local log was full (backpressure policy).',

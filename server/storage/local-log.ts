@@ -29,6 +29,7 @@ import type { Metrics } from '../metrics/index.ts';
 import { telemetryToReadings } from '../pipeline/readings.ts';
 import type { BootState, DeviceRecord } from './device-state.ts';
 import { createDiskSpaceGuard, DEFAULT_MIN_FREE_BYTES } from './disk-space.ts';
+import { compareEntries, IndexBacklog, type IndexEntry } from './index-backlog.ts';
 import {
   decodeRecord,
   decodeRecordHeader,
@@ -180,6 +181,8 @@ const META_HEAD = 'head';
 const META_FORWARDED = 'forwarded';
 const META_BYTES = 'bytes';
 const META_FRAMES = 'frames';
+/** The lowest offset whose `time-index` entry may be missing (written behind); absent: none. */
+const META_INDEX_FROM = 'indexFrom';
 /** Bytes counted per entry on top of the record: lmdb node headers, the offset key, the index entry. */
 const ENTRY_OVERHEAD = 64;
 const DESCRIPTOR_CACHE_MAX = 10_000;
@@ -250,10 +253,27 @@ export function adaptiveCommitWindowMs(frames: number, devices: number, interval
   const ms = COMMIT_TARGET_FRAMES_PER_DEVICE / perDevicePerMs;
   return Math.min(COMMIT_WINDOW_MAX_MS, Math.max(COMMIT_WINDOW_MS, ms));
 }
+/**
+ * The `time-index` is written behind the frames (see index-backlog.ts): a device's entries go out with
+ * a group once `INDEX_BATCH_PER_DEVICE` wait (about half a leaf page of keys), or once the oldest has
+ * waited `INDEX_MAX_DELAY_MS` (a restart re-reads at most about that much of the log). A group takes at
+ * most `INDEX_ENTRIES_PER_COMMIT` of them, or twice its own frames if more: a steady share per commit,
+ * no long pause of the event loop, and faster than frames arrive.
+ */
+export const INDEX_BATCH_PER_DEVICE = 32;
+export const INDEX_MAX_DELAY_MS = 5_000;
+const INDEX_ENTRIES_PER_COMMIT = 4096;
 /** Groups whose transaction is committing or flushing at once (see `schedule`). */
 const MAX_COMMITS_IN_FLIGHT = 1;
 
 /** Copies a device record or boot state (flat, plus the record's `lastAck` pair). */
+/** lmdb's map size for a log capped at `maxBytes`: room for the cap's pages several times over. */
+function mapSizeFor(maxBytes: number): number {
+  const MIN = 2 ** 30;
+  const MAX = 2 ** 40;
+  return Math.min(MAX, Math.max(MIN, 2 ** Math.ceil(Math.log2(maxBytes * 4))));
+}
+
 function copyState(obj: object): object {
   const c = { ...obj } as { lastAck?: { bootId: number; seq: number } | null };
   if (c.lastAck) c.lastAck = { bootId: c.lastAck.bootId, seq: c.lastAck.seq };
@@ -273,7 +293,18 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   // eventTurnBatching off: with it, lmdb keeps an internal promise per event turn that nobody can
   // observe, and a failed commit (ENOSPC) rejects it unhandled, which ends the process. The log batches
   // its own writes (one transaction per group), so the option bought nothing here.
-  const root: RootDatabase = open({ path, maxDbs: 8, noMemInit: true, eventTurnBatching: false });
+  //
+  // mapSize: lmdb otherwise starts with a 128 KiB map and maps the file again, from offset 0, each time
+  // it outgrows it, keeping the old maps: the same pages then count several times in the process's RSS
+  // (270 MiB for a 150 MiB file). One map sized for the cap (virtual address space only; the file still
+  // grows as written) keeps RSS honest; lmdb grows it should the store ever exceed it.
+  const root: RootDatabase = open({
+    path,
+    maxDbs: 8,
+    noMemInit: true,
+    eventTurnBatching: false,
+    mapSize: mapSizeFor(opts.maxBytes),
+  });
   const meta: Database = root.openDB('meta', {});
   const frames: Database<Buffer, number> = root.openDB('frames', { encoding: 'binary' });
   // (device, first sample time, offset) → last sample time as a raw f64: the history index.
@@ -294,6 +325,13 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   let appendedSinceCheck = 0;
   let firstOffset = head + 1;
   for (const key of frames.getKeys({ limit: 1 })) firstOffset = key;
+  const backlog = new IndexBacklog({ batchPerDevice: INDEX_BATCH_PER_DEVICE, maxDelayMs: INDEX_MAX_DELAY_MS });
+  // Frames whose index entries were still waiting when the process stopped (absent key: a log written
+  // before the index was written behind, fully indexed).
+  for (const { key, value } of frames.getRange({ start: meta.get(META_INDEX_FROM) ?? head + 1 })) {
+    const h = decodeRecordHeader(value);
+    backlog.add(h.deviceId, h.minTimeMs, h.maxTimeMs, key, now());
+  }
 
   const descriptorCache = new Map<string, ChannelDescriptor[]>();
   /** Descriptor sets queued or committing: visible to lookups now, cached only once durable. */
@@ -344,6 +382,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   const updateGauges = () => {
     metrics.logBytes.set(bytes);
     metrics.logDepthFrames.set(opts.forwarding ? unforwardedFrames() : 0);
+    metrics.logIndexBacklog.set(backlog.size);
   };
 
   /** The cap in logical bytes: `maxBytes` scaled down by how much more room lmdb's pages take. */
@@ -510,7 +549,8 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     const g = group;
     group = newGroup();
     groupOpenedAt = -1;
-    if (g.entries.length === 0 && g.kv.size === 0 && g.refs.size === 0) {
+    const index = backlog.take(now(), Math.max(INDEX_ENTRIES_PER_COMMIT, 2 * g.entries.length));
+    if (g.entries.length === 0 && g.kv.size === 0 && g.refs.size === 0 && index === null) {
       // Nothing to write (barriers only): settle after whatever is already in flight.
       track(
         lastGroup.then(
@@ -534,6 +574,8 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     const headSnap = head;
     const bytesSnap = bytes;
     const framesSnap = frameCount;
+    // Entries not in the index once this commits: those still waiting, and this group's own.
+    const indexFromSnap = backlog.lowestOffset() ?? g.offsets[0] ?? headSnap + 1;
     const write = () => {
       const { entries, offsets } = g;
       for (let i = 0; i < entries.length; i++) {
@@ -543,9 +585,16 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
         const len = encodeRecordInto(scratch, e);
         // Offsets only grow: MDB_APPEND skips the tree search.
         frames.putSync(offset, scratch.subarray(0, len), APPEND);
-        f64.writeDoubleLE(e.maxTimeMs, 0);
-        byTime.putSync([e.deviceId, e.minTimeMs, offset], f64);
       }
+      if (index !== null) {
+        for (const [deviceId, triplets] of index) {
+          for (let i = 0; i < triplets.length; i += 3) {
+            f64.writeDoubleLE(triplets[i + 1] as number, 0);
+            byTime.putSync([deviceId, triplets[i] as number, triplets[i + 2] as number], f64);
+          }
+        }
+      }
+      meta.putSync(META_INDEX_FROM, indexFromSnap);
       for (const w of writes) {
         if ('remove' in w) dbs[w.db].removeSync(w.key);
         else dbs[w.db].putSync(w.key, w.value);
@@ -573,6 +622,12 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       () => {
         lastCommitFailed = false;
         metrics.logCommits.inc();
+        const nowMs = now();
+        backlog.settleTaken(true, nowMs);
+        for (let i = 0; i < g.entries.length; i++) {
+          const e = g.entries[i] as RecordInput;
+          backlog.add(e.deviceId, e.minTimeMs, e.maxTimeMs, g.offsets[i] as number, nowMs);
+        }
         for (const k of descriptorKeys) {
           const channels = pendingDescriptors.get(k);
           if (channels) {
@@ -594,6 +649,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       (err: Error) => {
         commitsInFlight--;
         lastCommitFailed = true;
+        backlog.settleTaken(false, now());
         observeCommitError(err);
         failGroups(g, err);
         maintenanceWanted = false;
@@ -684,6 +740,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
         const byReason = new Map<string, number>();
         for (const v of victims) byReason.set(v.reason, (byReason.get(v.reason) ?? 0) + 1);
         for (const [reason, n] of byReason) metrics.logEvicted.inc({ reason }, n);
+        backlog.dropThrough(last.offset);
         for (const [reason, n] of byReason) evictionsUnlogged.set(reason, (evictionsUnlogged.get(reason) ?? 0) + n);
         logEvictions(false);
         maintenanceRunning = false;
@@ -738,6 +795,11 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     logEvictions(false);
   }, opts.maintenanceIntervalMs ?? 10_000);
   maintenanceTimer.unref();
+  // With no frames arriving, entries still behind go out with a group of their own once due.
+  const indexTimer = setInterval(() => {
+    if (backlog.size > 0 && !closed) schedule();
+  }, INDEX_MAX_DELAY_MS);
+  indexTimer.unref();
 
   /** A stored frame's readings, or null when it cannot be decoded (never fails a query). */
   const frameReadings = (deviceId: string, frame: Uint8Array, timeOffsetMs: number): Reading[] | null => {
@@ -764,13 +826,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   ): void => {
     const record = devices.get(q.deviceId);
     if (!record || q.toMs < q.fromMs) return;
-    const range = byTime.getRange({
-      start: [q.deviceId, q.fromMs - record.maxSpanMs],
-      end: [q.deviceId, q.toMs, Number.MAX_SAFE_INTEGER],
-    });
-    for (const { key, value } of range) {
-      const [, minTimeMs, offset] = key;
-      const maxTimeMs = value.readDoubleLE(0);
+    for (const { minTimeMs, maxTimeMs, offset } of indexRange(q.deviceId, q.fromMs - record.maxSpanMs, q.toMs, false)) {
       if (maxTimeMs < q.fromMs) continue;
       if (!next(minTimeMs)) break;
       const raw = frames.get(offset);
@@ -785,6 +841,32 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       }
     }
   };
+
+  /**
+   * A device's index entries with first sample time in [fromMinMs, toMinMs], in key order (reversed
+   * with `reverse`): the on-disk `time-index` merged with the entries still written behind.
+   */
+  function* indexRange(deviceId: string, fromMinMs: number, toMinMs: number, reverse: boolean): Generator<IndexEntry> {
+    const behind = backlog.entriesFor(deviceId, fromMinMs, toMinMs);
+    if (reverse) behind.reverse();
+    const range = byTime.getRange(
+      reverse
+        ? { start: [deviceId, toMinMs, Number.MAX_SAFE_INTEGER], end: [deviceId, fromMinMs], reverse: true }
+        : { start: [deviceId, fromMinMs], end: [deviceId, toMinMs, Number.MAX_SAFE_INTEGER] },
+    );
+    const before = reverse
+      ? (a: IndexEntry, b: IndexEntry) => compareEntries(a, b) > 0
+      : (a: IndexEntry, b: IndexEntry) => compareEntries(a, b) < 0;
+    let i = 0;
+    for (const { key, value } of range) {
+      const e: IndexEntry = { minTimeMs: key[1], maxTimeMs: value.readDoubleLE(0), offset: key[2] };
+      while (i < behind.length && before(behind[i] as IndexEntry, e)) yield behind[i++] as IndexEntry;
+      // In both: a batch whose transaction committed a moment ago.
+      if (i < behind.length && compareEntries(behind[i] as IndexEntry, e) === 0) i++;
+      yield e;
+    }
+    while (i < behind.length) yield behind[i++] as IndexEntry;
+  }
 
   const log: LocalLog = {
     loadDevice(deviceId) {
@@ -878,12 +960,8 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       scanHistory(q, () => true, visit);
     },
     lastReadings(deviceId) {
-      for (const { key } of byTime.getRange({
-        start: [deviceId, Number.MAX_SAFE_INTEGER],
-        end: [deviceId],
-        reverse: true,
-      })) {
-        const raw = frames.get(key[2]);
+      for (const { offset } of indexRange(deviceId, Number.NEGATIVE_INFINITY, Number.MAX_SAFE_INTEGER, true)) {
+        const raw = frames.get(offset);
         if (!raw) continue;
         const rec = decodeRecord(raw);
         const readings = frameReadings(deviceId, rec.frame, rec.timeOffsetMs);
@@ -962,11 +1040,13 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       if (closed) return;
       closed = true; // no new scheduling; what is queued is committed below
       clearInterval(maintenanceTimer);
+      clearInterval(indexTimer);
       space.stop();
       logEvictions(true);
       unschedule();
       for (;;) {
         while (inFlight.size > 0) await Promise.all([...inFlight]);
+        // Index entries still behind stay so: the next start re-reads their frames (a few seconds' worth).
         if (group.dones.length === 0 && group.kv.size === 0 && group.refs.size === 0) break;
         commitGroup();
       }

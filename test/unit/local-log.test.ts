@@ -2,9 +2,11 @@
  * The durable local log on a real lmdb environment in a temp dir: group commit and callbacks, state
  * written with the frames, restart persistence, LogReader, eviction policies and embedded history.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { fork } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { descriptorHash, encodeFrame, type Telemetry, ValueType } from '../../server/codec/index.ts';
 import { createLogger } from '../../server/log/index.ts';
@@ -14,10 +16,13 @@ import {
   COMMIT_TARGET_FRAMES_PER_DEVICE,
   COMMIT_WINDOW_MAX_MS,
   COMMIT_WINDOW_MS,
+  INDEX_BATCH_PER_DEVICE,
+  INDEX_MAX_DELAY_MS,
   type LocalLog,
   type LocalLogOptions,
   openLocalLog,
 } from '../../server/storage/local-log.ts';
+import { CRASH_DEVICES, CRASH_FRAMES_PER_DEVICE, CRASH_T0 } from './local-log-crash-child.ts';
 
 const CHANNELS = [
   { index: 0, key: 'temperature', unit: '°C', valueType: ValueType.I16, scaleExp: -1, periodMs: 1000 },
@@ -252,6 +257,88 @@ describe('local log', () => {
       [20_000, true],
     ]);
     expect(log.queryHistory({ deviceId: 'nobody', fromMs: 0, toMs: T0 * 2, limit: 10 }).readings).toEqual([]);
+  });
+
+  it('writes the time index behind the frames, a batch per device; history and the newest frame see every stored frame meanwhile', async () => {
+    let clock = T0;
+    const { log, metrics } = open(tmp(), { now: () => clock });
+    log.putDescriptors('dev-a', HASH, CHANNELS);
+    log.putDescriptors('dev-b', HASH, CHANNELS);
+    log.putDevice('dev-a', { firstSeenMs: T0, lastAck: null, maxSpanMs: 1000 });
+    log.putDevice('dev-b', { firstSeenMs: T0, lastAck: null, maxSpanMs: 1000 });
+    const backlog = () => counter(metrics, 'hub_local_log_index_backlog_entries');
+    const n = INDEX_BATCH_PER_DEVICE + 3;
+    // dev-a's frames go in out of time order (the index orders them by first sample time).
+    const times = Array.from({ length: n }, (_, i) => T0 + (i % 2 === 0 ? i : n + i) * 10_000);
+    for (let s = 1; s <= n; s++) await append(log, 'dev-a', s, times[s - 1] as number);
+    await append(log, 'dev-b', 1, T0);
+    // dev-a's first batch went out with a later commit; its last entries and dev-b's one still wait.
+    const waiting = await backlog();
+    expect(waiting).toBeGreaterThan(0);
+    expect(waiting).toBeLessThan(n + 1);
+
+    const expectComplete = () => {
+      const all = log.queryHistory({
+        deviceId: 'dev-a',
+        channel: 'temperature',
+        fromMs: T0,
+        toMs: T0 + 3 * n * 10_000,
+        limit: 10_000,
+      });
+      expect(all.readings.map((r) => r.timeMs)).toEqual([...times].sort((a, b) => a - b).flatMap((t) => [t, t + 1000]));
+      const newest = log.lastReadings('dev-a');
+      expect(newest?.readings[0]?.timeMs).toBe(Math.max(...times));
+      expect(log.queryHistory({ deviceId: 'dev-b', fromMs: T0, toMs: T0 + 1000, limit: 10 }).readings).toHaveLength(4);
+    };
+    expectComplete();
+
+    // Once the oldest waited INDEX_MAX_DELAY_MS, the next commit writes them: nothing is behind.
+    clock += INDEX_MAX_DELAY_MS;
+    await append(log, 'dev-b', 2, T0 + 1_000_000);
+    clock += INDEX_MAX_DELAY_MS;
+    await new Promise<void>((resolve) => log.barrier(() => resolve()));
+    await append(log, 'dev-b', 3, T0 + 2_000_000);
+    expect(await backlog()).toBeLessThanOrEqual(1); // at most dev-b's newest, just committed
+    expectComplete();
+  });
+
+  it('after a crash, frames whose index entries were still behind are found again (re-read at open)', async () => {
+    const dir = tmp();
+    const child = fork(join(dirname(fileURLToPath(import.meta.url)), 'local-log-crash-child.ts'), [dir], {
+      execArgv: ['--import', 'tsx'],
+      stdio: 'inherit',
+    });
+    const stored = await new Promise<number>((resolve, reject) => {
+      child.once('message', (m: { stored: number }) => resolve(m.stored));
+      child.once('exit', (code) => reject(new Error(`child exited (${code}) before storing`)));
+    });
+    expect(stored).toBe(CRASH_DEVICES.length * CRASH_FRAMES_PER_DEVICE);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+
+    const { log, metrics } = open(dir);
+    expect(await counter(metrics, 'hub_local_log_index_backlog_entries')).toBe(stored);
+    for (const id of CRASH_DEVICES) {
+      const h = log.queryHistory({ deviceId: id, fromMs: CRASH_T0, toMs: CRASH_T0 + 60_000, limit: 100 });
+      expect(h.readings.map((r) => r.value)).toEqual(
+        Array.from({ length: CRASH_FRAMES_PER_DEVICE }, (_, i) => (i + 1) / 10),
+      );
+    }
+  });
+
+  it('maps its store once, however much it grows (RSS counts each map of the same pages)', async () => {
+    const dir = tmp();
+    const { log } = open(dir);
+    // ~6 MB: far past lmdb's initial 128 KiB map, which it would otherwise map again at each doubling.
+    const pending: Promise<number>[] = [];
+    for (let s = 1; s <= 20_000; s++) pending.push(append(log, `dev-${s % 100}`, s, T0 + s * 1000, T0, 8));
+    await Promise.all(pending);
+    const file = join(dir, 'local-log', 'data.mdb');
+    const maps = readFileSync('/proc/self/maps', 'utf8')
+      .split('\n')
+      .filter((l) => l.endsWith(file));
+    expect(maps).toHaveLength(1);
   });
 
   it('embedded mode: evicts the oldest frames by retention, counted', async () => {
