@@ -21,7 +21,7 @@
  *   ≤ 400 MiB, and under a blast (3× that rate) the bound still holds; sampled from /proc every 50 ms.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -73,6 +73,8 @@ const CHANNELS: ChannelDescriptor[] = Array.from({ length: 8 }, (_, i) => ({
 const SAMPLES = 4;
 const READINGS_PER_FRAME = CHANNELS.length * SAMPLES;
 const HASH = descriptorHash(CHANNELS);
+/** One bench frame's size on the wire (`buildTemplate` is hoisted; what it reads is defined above). */
+const FRAME_BYTES = buildTemplate(1).length;
 
 // ───────────────────────── messages between the processes ─────────────────────────
 
@@ -228,7 +230,10 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
           await new Promise((r) => hub.once('exit', r));
           return metricValue(metricsText, 'hub_device_session_pauses_total');
         };
-        return { mem, step, stop };
+        /** Bytes the hub process made the kernel write to disk so far (`/proc/<pid>/io`, write_bytes). */
+        const diskWrites = () =>
+          Number(/^write_bytes: (\d+)/m.exec(readFileSync(`/proc/${hub.pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
+        return { mem, step, stop, diskWrites };
       };
       // The sustained rate with MANY_DEVICES (its failing steps overload the hub: their peak is apart).
       const searching = await startHub(dataDir);
@@ -238,7 +243,9 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       // A fresh hub (same data dir) at that rate: the peak at the sustained rate, then a blast.
       const fresh = await startHub(dataDir);
       await fresh.step(Math.round(best.target / 2)); // warm-up: JIT, lmdb pages
+      const written0 = fresh.diskWrites();
       const atRate = await fresh.step(best.target);
+      const diskWritesPerFrame = (fresh.diskWrites() - written0) / atRate.sent;
       const sustainedPeak = fresh.mem.take();
       const blast = await fresh.step(best.target * 3);
       const blastPeak = fresh.mem.take();
@@ -281,6 +288,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         barePeak,
         v8GrowthPeak,
         pauses,
+        diskWritesPerFrame,
       };
     }
 
@@ -443,6 +451,13 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         value: many.blastPeak.anon / MIB,
         unit: 'MiB',
         note: `RSS ${(many.blastPeak.rss / MIB).toFixed(0)} MiB; generator achieved ${formatRate(many.blast.achieved)} frames/s; ${many.pauses} link pauses (in-flight bound); search steps' peak RssAnon ${(many.searchPeak.anon / MIB).toFixed(0)} MiB`,
+      },
+      {
+        metric: `disk writes per frame, ${MANY_DEVICES} devices at that rate (npm start)`,
+        value: many.diskWritesPerFrame,
+        unit: 'B',
+        baseline: { label: 'the frame itself', value: FRAME_BYTES },
+        note: 'write_bytes of the hub process (frames, index, device state, lmdb pages, fsync)',
       },
       {
         metric: 'frames per group commit (core, whole run)',
