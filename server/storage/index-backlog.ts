@@ -41,6 +41,8 @@ export class IndexBacklog {
   private readonly waiting = new Map<string, Waiting>();
   /** The batch in the transaction in flight: still visible to queries until it is settled. */
   private taken: IndexBatch | null = null;
+  /** When the taken devices' oldest entries began to wait (kept should the batch come back). */
+  private takenSince = new Map<string, number>();
   /** Devices in the order their waiting began (so, by offset); entries go stale when a device is taken. */
   private order: { deviceId: string; firstOffset: number }[] = [];
   private orderHead = 0;
@@ -82,6 +84,7 @@ export class IndexBacklog {
       if (!w) return;
       this.waiting.delete(deviceId);
       batch.set(deviceId, w.entries);
+      this.takenSince.set(deviceId, w.sinceMs);
       n += w.entries.length / 3;
     };
     while (n < maxEntries && this.full.length > 0) takeDevice(this.full.pop() as string);
@@ -100,10 +103,12 @@ export class IndexBacklog {
     return batch;
   }
 
-  /** The taken batch's transaction ended: written (gone from here), or failed (waiting again). */
+  /** The taken batch's transaction ended: written (gone from here), or failed (waiting again, due as before). */
   settleTaken(written: boolean, nowMs: number): void {
     const batch = this.taken;
+    const since = this.takenSince;
     this.taken = null;
+    this.takenSince = new Map();
     if (batch === null) return;
     if (written) {
       for (const entries of batch.values()) this.count -= entries.length / 3;
@@ -112,7 +117,7 @@ export class IndexBacklog {
     for (const [deviceId, entries] of batch) {
       const w = this.waiting.get(deviceId);
       if (w) w.entries = entries.concat(w.entries);
-      else this.waiting.set(deviceId, { entries, sinceMs: nowMs });
+      else this.waiting.set(deviceId, { entries, sinceMs: since.get(deviceId) ?? nowMs });
     }
     this.rebuildOrder();
   }

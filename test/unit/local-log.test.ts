@@ -327,6 +327,76 @@ describe('local log', () => {
     }
   });
 
+  it('a failed commit puts the index entries it carried back: found meanwhile, written by the next commit, found after a reopen', async () => {
+    const dir = tmp();
+    let clock = T0;
+    let failNext = false;
+    const { log, metrics } = open(dir, {
+      now: () => clock,
+      faults: {
+        beforeCommit: () => {
+          if (!failNext) return;
+          failNext = false;
+          throw new Error('EIO: injected disk error');
+        },
+      },
+    });
+    const backlog = () => counter(metrics, 'hub_local_log_index_backlog_entries');
+    const ids = ['dev-a', 'dev-b', 'dev-c'];
+    for (const id of ids) {
+      log.putDescriptors(id, HASH, CHANNELS);
+      log.putDevice(id, { firstSeenMs: T0, lastAck: null, maxSpanMs: 1000 });
+    }
+    for (let s = 1; s <= 2; s++) for (const id of ids) await append(log, id, s, T0 + s * 10_000);
+    expect(await backlog()).toBe(6);
+    const complete = (l: LocalLog) =>
+      ids.map((id) => l.queryHistory({ deviceId: id, fromMs: T0, toMs: T0 + 100_000, limit: 100 }).readings.length);
+
+    clock += INDEX_MAX_DELAY_MS; // due: the next commit carries all six entries
+    failNext = true;
+    await expect(append(log, 'dev-a', 3, T0 + 30_000)).rejects.toThrow();
+    expect(await backlog()).toBe(6);
+    expect(complete(log)).toEqual([8, 8, 8]);
+
+    await append(log, 'dev-a', 3, T0 + 30_000); // the replay; this commit writes the six
+    expect(await backlog()).toBe(1);
+    expect(complete(log)).toEqual([12, 8, 8]);
+    await log.close();
+    logs.splice(logs.indexOf(log), 1);
+    const reopened = open(dir);
+    expect(complete(reopened.log)).toEqual([12, 8, 8]);
+    expect(await counter(reopened.metrics, 'hub_local_log_index_backlog_entries')).toBe(1); // only the last frame is re-read
+  });
+
+  it('evicting frames whose index entries still wait drops those entries; history and a reopen keep to what is left', async () => {
+    const dir = tmp();
+    const { log, metrics } = open(dir, { maxBytes: 40_000 });
+    const ids = Array.from({ length: 20 }, (_, i) => `dev-${i}`);
+    for (const id of ids) log.putDevice(id, { firstSeenMs: T0, lastAck: null, maxSpanMs: 1000 });
+    for (const id of ids) log.putDescriptors(id, HASH, CHANNELS);
+    let s = 0;
+    // Fewer than a batch per device at first, so the oldest frames' entries are still waiting when evicted.
+    for (let round = 1; round <= 12; round++)
+      for (const id of ids) {
+        await append(log, id, round, T0 + round * 10_000, Date.now(), 20);
+        s++;
+      }
+    const evicted = () => counter(metrics, 'hub_local_log_evicted_frames_total', { reason: 'size' });
+    await waitFor(async () => (await evicted()) > 0 && (await evicted()) + log.readAfter(0, 10_000).length === s);
+    const left = log.readAfter(0, 10_000);
+    const oldest = left[0]?.offset as number;
+    expect(oldest).toBeGreaterThan(1);
+    // No entry of an evicted frame is left waiting: at most the frames still stored.
+    expect(await counter(metrics, 'hub_local_log_index_backlog_entries')).toBeLessThanOrEqual(left.length);
+    const perDevice = (l: LocalLog) =>
+      ids.map((id) => l.queryHistory({ deviceId: id, fromMs: T0, toMs: T0 + 200_000, limit: 10_000 }).readings.length);
+    const storedPerDevice = ids.map((id) => left.filter((e) => e.deviceId === id).length * 40);
+    expect(perDevice(log)).toEqual(storedPerDevice);
+    await log.close();
+    logs.splice(logs.indexOf(log), 1);
+    expect(perDevice(open(dir, { maxBytes: 40_000 }).log)).toEqual(storedPerDevice);
+  });
+
   it('maps its store once, however much it grows (RSS counts each map of the same pages)', async () => {
     const dir = tmp();
     const { log } = open(dir);
