@@ -3,10 +3,11 @@
  * written with the frames, restart persistence, LogReader, eviction policies and embedded history.
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { open as openLmdb } from 'lmdb';
 import { afterEach, describe, expect, it } from 'vitest';
 import { descriptorHash, encodeFrame, type Telemetry, ValueType } from '../../server/codec/index.ts';
 import { createLogger } from '../../server/log/index.ts';
@@ -22,6 +23,7 @@ import {
   type LocalLogOptions,
   openLocalLog,
 } from '../../server/storage/local-log.ts';
+import { encodeRecord } from '../../server/storage/local-log-record.ts';
 import { CRASH_DEVICES, CRASH_FRAMES_PER_DEVICE, CRASH_T0 } from './local-log-crash-child.ts';
 
 const CHANNELS = [
@@ -395,6 +397,51 @@ describe('local log', () => {
     await log.close();
     logs.splice(logs.indexOf(log), 1);
     expect(perDevice(open(dir, { maxBytes: 40_000 }).log)).toEqual(storedPerDevice);
+  });
+
+  it('a store written before the index was written behind (no indexFrom) is read as fully indexed', async () => {
+    const dir = tmp();
+    // The layout of docs/architecture.md §5 as the earlier version wrote it: an index entry per frame.
+    mkdirSync(join(dir, 'local-log'));
+    const env = openLmdb({ path: join(dir, 'local-log'), maxDbs: 8 });
+    const frames = env.openDB('frames', { encoding: 'binary' });
+    const index = env.openDB('time-index', { encoding: 'binary' });
+    const maxTime = Buffer.alloc(8);
+    await env.transaction(() => {
+      for (let s = 1; s <= 3; s++) {
+        const t = T0 + s * 10_000;
+        const bytes = frame(s, t).bytes;
+        frames.putSync(
+          s,
+          encodeRecord({
+            deviceId: 'dev-a',
+            bootId: 9,
+            seq: s,
+            receivedAtMs: T0,
+            timeOffsetMs: 0,
+            frame: bytes,
+            minTimeMs: t,
+            maxTimeMs: t + 1000,
+          }),
+        );
+        maxTime.writeDoubleLE(t + 1000, 0);
+        index.putSync(['dev-a', t, s], maxTime);
+      }
+      env.openDB('meta', {}).putSync('head', 3);
+      env.openDB('devices', {}).putSync('dev-a', { firstSeenMs: T0, lastAck: null, maxSpanMs: 1000 });
+      env.openDB('descriptors', {}).putSync(['dev-a', HASH], CHANNELS);
+    });
+    await env.close();
+    const { log, metrics } = open(dir);
+    expect(await counter(metrics, 'hub_local_log_index_backlog_entries')).toBe(0); // nothing re-read
+    const h = log.queryHistory({
+      deviceId: 'dev-a',
+      channel: 'temperature',
+      fromMs: T0,
+      toMs: T0 + 100_000,
+      limit: 100,
+    });
+    expect(h.readings.map((r) => r.timeMs - T0)).toEqual([10_000, 11_000, 20_000, 21_000, 30_000, 31_000]);
   });
 
   it('maps its store once, however much it grows (RSS counts each map of the same pages)', async () => {
