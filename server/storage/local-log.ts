@@ -266,7 +266,6 @@ const INDEX_ENTRIES_PER_COMMIT = 4096;
 /** Groups whose transaction is committing or flushing at once (see `schedule`). */
 const MAX_COMMITS_IN_FLIGHT = 1;
 
-/** Copies a device record or boot state (flat, plus the record's `lastAck` pair). */
 /** lmdb's map size for a log capped at `maxBytes`: room for the cap's pages several times over. */
 function mapSizeFor(maxBytes: number): number {
   const MIN = 2 ** 30;
@@ -274,6 +273,7 @@ function mapSizeFor(maxBytes: number): number {
   return Math.min(MAX, Math.max(MIN, 2 ** Math.ceil(Math.log2(maxBytes * 4))));
 }
 
+/** Copies a device record or boot state (flat, plus the record's `lastAck` pair). */
 function copyState(obj: object): object {
   const c = { ...obj } as { lastAck?: { bootId: number; seq: number } | null };
   if (c.lastAck) c.lastAck = { bootId: c.lastAck.bootId, seq: c.lastAck.seq };
