@@ -327,7 +327,7 @@ describe('local log', () => {
         Array.from({ length: CRASH_FRAMES_PER_DEVICE }, (_, i) => (i + 1) / 10),
       );
     }
-  });
+  }, 60_000); // a child process under tsx: slow to start on a loaded machine
 
   it('a failed commit puts the index entries it carried back: found meanwhile, written by the next commit, found after a reopen', async () => {
     const dir = tmp();
