@@ -5,9 +5,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { descriptorHash, encodeFrame, ValueType } from '../../server/codec/index.ts';
-import { createLogger } from '../../server/log/index.ts';
-import { createMetrics } from '../../server/metrics/index.ts';
 import { openLocalLog } from '../../server/storage/local-log.ts';
+import { testLogOptions } from './local-log-fixture.ts';
 
 export const CRASH_CHANNELS = [
   { index: 0, key: 'temperature', unit: '°C', valueType: ValueType.I16, scaleExp: -1, periodMs: 1000 },
@@ -17,17 +16,7 @@ export const CRASH_FRAMES_PER_DEVICE = 5;
 export const CRASH_T0 = 1_700_000_000_000;
 
 async function main(dir: string): Promise<void> {
-  const log = openLocalLog({
-    dataDir: dir,
-    maxBytes: 64 * 1024 * 1024,
-    retentionHours: 24,
-    fullPolicy: 'backpressure',
-    forwarding: false,
-    metrics: createMetrics(),
-    logger: createLogger('silent'),
-    maintenanceIntervalMs: 3_600_000,
-    now: () => CRASH_T0,
-  });
+  const log = openLocalLog(testLogOptions(dir, { now: () => CRASH_T0 }));
   const hash = descriptorHash(CRASH_CHANNELS);
   const stored: Promise<number>[] = [];
   for (const id of CRASH_DEVICES) {

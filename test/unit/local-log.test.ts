@@ -10,8 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { open as openLmdb } from 'lmdb';
 import { afterEach, describe, expect, it } from 'vitest';
 import { descriptorHash, encodeFrame, type Telemetry, ValueType } from '../../server/codec/index.ts';
-import { createLogger } from '../../server/log/index.ts';
-import { createMetrics, type Metrics } from '../../server/metrics/index.ts';
+import type { Metrics } from '../../server/metrics/index.ts';
 import {
   adaptiveCommitWindowMs,
   COMMIT_TARGET_FRAMES_PER_DEVICE,
@@ -25,6 +24,7 @@ import {
 } from '../../server/storage/local-log.ts';
 import { encodeRecord } from '../../server/storage/local-log-record.ts';
 import { CRASH_DEVICES, CRASH_FRAMES_PER_DEVICE, CRASH_T0 } from './local-log-crash-child.ts';
+import { testLogOptions } from './local-log-fixture.ts';
 
 const CHANNELS = [
   { index: 0, key: 'temperature', unit: '°C', valueType: ValueType.I16, scaleExp: -1, periodMs: 1000 },
@@ -47,18 +47,9 @@ function tmp(): string {
 }
 
 function open(dataDir: string, over: Partial<LocalLogOptions> = {}): { log: LocalLog; metrics: Metrics } {
-  const metrics = over.metrics ?? createMetrics();
-  const log = openLocalLog({
-    dataDir,
-    maxBytes: 64 * 1024 * 1024,
-    retentionHours: 24,
-    fullPolicy: 'backpressure',
-    forwarding: false,
-    metrics,
-    logger: createLogger('silent'),
-    maintenanceIntervalMs: 3_600_000,
-    ...over,
-  });
+  const options = testLogOptions(dataDir, over);
+  const metrics = options.metrics;
+  const log = openLocalLog(options);
   logs.push(log);
   return { log, metrics };
 }
