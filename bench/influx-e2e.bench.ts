@@ -27,6 +27,7 @@ import {
   decodeFrame,
   descriptorHash,
   encodeFrame,
+  f32Value,
   SUBPROTOCOL,
   ValueType,
 } from '../server/codec/index.ts';
@@ -382,7 +383,8 @@ function buildTrivialLines(count: number, devices: number): string[] {
     const t = t0 + Math.floor(i / devices);
     for (const c of CHANNELS) {
       out.push(
-        `telemetry,channel=${c.key},device=${device},unit=${c.unit} value=${Math.fround(3.3 + (i % 97) / 100)} ${t}`,
+        // The value as the hub writes an f32 reading: its shortest decimal (docs/protocol.md §4).
+        `telemetry,channel=${c.key},device=${device},unit=${c.unit} value=${f32Value(Math.fround(3.3 + (i % 97) / 100))} ${t}`,
       );
     }
   }

@@ -4,7 +4,7 @@
  * (never-sent ones must not be stored). Optional: without a recorder the device keeps no per-frame
  * messages after encoding.
  */
-import { type ChannelDescriptor, scaledValue, type Telemetry } from '../server/codec/index.ts';
+import { type ChannelDescriptor, readingValue, type Telemetry } from '../server/codec/index.ts';
 
 export interface RecordedFrame {
   deviceId: string;
@@ -57,7 +57,7 @@ export function readingsOf(frame: RecordedFrame): RecordedReading[] {
         unit: ch.unit,
         deviceTimeMs: m.baseTime + (block.deltasMs[i] as number),
         unsynced: m.unsynced,
-        value: typeof raw === 'boolean' ? raw : scaledValue(raw, ch.scaleExp),
+        value: typeof raw === 'boolean' ? raw : readingValue(raw, ch),
       });
     }
   }

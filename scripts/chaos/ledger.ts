@@ -35,11 +35,18 @@ export function rawValue(dev: number, ch: number, k: number): number | boolean {
 
 /**
  * The value the store must hold for a raw sample, as docs/protocol.md §4 defines it: fixed-point
- * integers scaled by 10^scaleExp (divided, so 2345 × 10^-2 is exactly 23.45), f32 as its float32 value,
- * bool as itself. Written from the protocol document, not taken from the hub's code.
+ * integers scaled by 10^scaleExp (divided, so 2345 × 10^-2 is exactly 23.45), f32 as the shortest
+ * decimal that reads back as the same float32, bool as itself. Written from the protocol document,
+ * not taken from the hub's code.
  */
 export function storedValue(channel: ChannelDescriptor, raw: number | boolean): number | boolean {
   if (typeof raw === 'boolean') return raw;
+  if (channel.valueType === ValueType.F32) {
+    for (let digits = 1; digits <= 9; digits++) {
+      const d = Number(raw.toPrecision(digits));
+      if (Math.fround(d) === raw) return d;
+    }
+  }
   if (channel.scaleExp < 0) return raw / 10 ** -channel.scaleExp;
   if (channel.scaleExp > 0) return raw * 10 ** channel.scaleExp;
   return raw;

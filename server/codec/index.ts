@@ -23,5 +23,5 @@ export {
   type TelemetryScan,
 } from './telemetry-scan.ts';
 export * from './types.ts';
-export { checkedChannel, scaledValue } from './values.ts';
+export { checkedChannel, f32Value, readingValue, scaledValue } from './values.ts';
 export { isChannelKey, isCommandName, isDeviceId, isFreeText } from './wire.ts';

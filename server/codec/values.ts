@@ -1,5 +1,5 @@
 import { ProtocolError } from '../errors.ts';
-import type { Block } from './types.ts';
+import { type Block, ValueType } from './types.ts';
 
 /**
  * The descriptor a TELEMETRY block refers to, checked against it [PROTO-3.4]: `UNKNOWN_CHANNEL` when
@@ -27,4 +27,33 @@ export function checkedChannel<C extends { key: string; valueType: number }>(
 export function scaledValue(raw: number, scaleExp: number): number {
   if (scaleExp === 0) return raw;
   return scaleExp < 0 ? raw / 10 ** -scaleExp : raw * 10 ** scaleExp;
+}
+
+/**
+ * An f32 sample as the shortest decimal that reads back as the same binary32 [PROTO-4]: 3.3, not
+ * 3.299999952316284 (its float64 widening). That is what the device's code wrote, and 17-digit text
+ * would lengthen every line into InfluxDB and every live message for nothing.
+ */
+export function f32Value(f: number): number {
+  if (f === 0 || !Number.isFinite(f)) return f;
+  const a = f < 0 ? -f : f;
+  if (a >= 1e-3 && a < 1e9) {
+    // Fewest decimals first (so fewest digits): m / 10^k is the float64 nearest m × 10^-k, as both
+    // operands are exact, so its text is that short decimal. 10 decimals resolve an f32 above 1e-3.
+    let p = 1;
+    for (let k = 0; k <= 12; k++, p *= 10) {
+      const d = Math.round(f * p) / p;
+      if (Math.fround(d) === f) return d;
+    }
+  }
+  for (let digits = 1; digits < 9; digits++) {
+    const d = Number(f.toPrecision(digits));
+    if (Math.fround(d) === f) return d;
+  }
+  return Number(f.toPrecision(9)); // 9 significant digits always read back as the same binary32
+}
+
+/** A raw numeric sample → the reading's value [PROTO-4]: f32 as `f32Value`, integers scaled. */
+export function readingValue(raw: number, ch: { valueType: number; scaleExp: number }): number {
+  return ch.valueType === ValueType.F32 ? f32Value(raw) : scaledValue(raw, ch.scaleExp);
 }

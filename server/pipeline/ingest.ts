@@ -20,7 +20,7 @@ import {
   type Hello,
   newTelemetryScan,
   peekDescriptorHash,
-  scaledValue,
+  readingValue,
   scanTelemetry,
   type Telemetry,
   type TelemetryScan,
@@ -302,7 +302,7 @@ export class AcceptedTelemetry implements AcceptedFrame {
           ch.key,
           ch.unit,
           base + (deltasMs[i] as number),
-          typeof raw === 'boolean' ? raw : scaledValue(raw, ch.scaleExp),
+          typeof raw === 'boolean' ? raw : readingValue(raw, ch),
         );
       }
     }

@@ -3,7 +3,7 @@
  * the ingest path (live fan-out), the InfluxDB forwarder and embedded history queries so all three
  * see the same values and the same timestamps.
  */
-import { type ChannelDescriptor, checkedChannel, scaledValue, type Telemetry } from '../codec/index.ts';
+import { type ChannelDescriptor, checkedChannel, readingValue, type Telemetry } from '../codec/index.ts';
 import type { Reading } from '../storage/types.ts';
 
 export interface ReadingsResult {
@@ -39,7 +39,7 @@ export function telemetryToReadings(
         channel: ch.key,
         unit: ch.unit,
         timeMs: base + (deltasMs[i] as number),
-        value: typeof raw === 'boolean' ? raw : scaledValue(raw, ch.scaleExp),
+        value: typeof raw === 'boolean' ? raw : readingValue(raw, ch),
       });
     }
   }

@@ -7,7 +7,7 @@
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decodeFrame, encodeFrame, type Message, scaledValue } from '../../server/codec/index.ts';
+import { decodeFrame, encodeFrame, f32Value, type Message, scaledValue } from '../../server/codec/index.ts';
 import { ERRORS, type ErrorCode, ProtocolError } from '../../server/errors.ts';
 import { arbMessage, hasNaN } from '../fuzz/arbitraries.ts';
 import { buildCorpus, runFuzz } from '../fuzz/engine.ts';
@@ -166,6 +166,39 @@ describe('scaledValue', () => {
     fc.assert(
       fc.property(fc.integer({ min: -0x8000_0000, max: 0xffff_ffff }), fc.integer({ min: -9, max: 9 }), (raw, exp) => {
         expect(scaledValue(raw, exp)).toBe(Number(`${raw}e${exp}`));
+      }),
+      { numRuns: 5000 },
+    );
+  });
+});
+
+/** Reference for `f32Value`, from its definition: the fewest significant digits that read back as `f`. */
+function shortestF32(f: number): number {
+  for (let digits = 1; digits <= 9; digits++) {
+    const d = Number(f.toPrecision(digits));
+    if (Math.fround(d) === f) return d;
+  }
+  throw new Error(`no 9-digit decimal reads back as ${f}`);
+}
+
+describe('f32Value', () => {
+  const check = (f: number) => {
+    const v = f32Value(f);
+    expect(Math.fround(v)).toBe(f); // the same binary32: nothing the device sent is changed
+    expect(String(v).length).toBeLessThanOrEqual(String(shortestF32(f)).length); // and as short as it gets
+  };
+  it('reads every finite binary32 back as itself, as the shortest decimal', () => {
+    fc.assert(
+      fc.property(fc.float({ noNaN: true, noDefaultInfinity: true }), (x) => check(Math.fround(x))),
+      { numRuns: 20_000 },
+    );
+  });
+  it('a decimal of up to 6 significant digits stored as f32 comes out as written', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: -200_000, max: 200_000 }), fc.integer({ min: 0, max: 4 }), (m, k) => {
+        // At most 6 significant digits: binary32 (24 bits, ~7.2 digits) tells every such decimal apart.
+        const written = m / 10 ** k;
+        expect(f32Value(Math.fround(written))).toBe(written);
       }),
       { numRuns: 5000 },
     );

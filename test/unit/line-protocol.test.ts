@@ -135,6 +135,20 @@ describe('stored frame → lines', () => {
     ]);
   });
 
+  it('writes an f32 reading as the decimal the device wrote, not its float64 widening', () => {
+    const volts = [3.3, 0.1, 4.095, -12.7, 1234.567];
+    const frame = telemetryFrame({
+      seq: 4,
+      baseTime: 1_000_000,
+      samples: volts.length,
+      value: (ch, i) => (ch === 3 ? Math.fround(volts[i] as number) : ch === 2 ? false : 1),
+    });
+    const out: string[] = [];
+    expect(appendEntryLines(entry(frame), log.lookupDescriptors, out)).toMatchObject({ ok: true });
+    const vbat = out.filter((l) => l.startsWith('telemetry,channel=vbat,'));
+    expect(vbat.map((l) => l.split(' ')[1])).toEqual(volts.map((v) => `value=${v}`));
+  });
+
   it('skips missing samples (they are counted at ingest, not stored)', () => {
     const frame = telemetryFrame({
       seq: 1,

@@ -8,7 +8,7 @@
  * `Point.toLineProtocol()` for every reading shape, so the client stays the reference serializer.
  * Pure: no I/O.
  */
-import { checkedChannel, decodeFrame, scaledValue, ValueType } from '../../codec/index.ts';
+import { checkedChannel, decodeFrame, readingValue, ValueType } from '../../codec/index.ts';
 import { HubError } from '../../errors.ts';
 import type { DescriptorLookup, LogEntry, Reading } from '../types.ts';
 
@@ -184,7 +184,7 @@ export function frameText(entry: LogEntry, lookup: DescriptorLookup, cache: Seri
         const raw = values[i];
         let field: string;
         if (typeof raw === 'boolean') field = raw ? 'T' : 'F';
-        else if (typeof raw === 'number' && Number.isFinite(raw)) field = formatFloat(scaledValue(raw, ch.scaleExp));
+        else if (typeof raw === 'number' && Number.isFinite(raw)) field = formatFloat(readingValue(raw, ch));
         else continue; // missing: counted at ingest, not stored
         lines.push(`${ch.prefix}${field} ${Math.trunc(base + (deltasMs[i] as number))}`);
       }
