@@ -25,7 +25,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import {
@@ -188,11 +188,15 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       await registry.close();
 
       const port = await freePort();
+      // BENCH_CPU_PROF=<dir>: the hub under `node --cpu-prof`, one directory per setup (the main
+      // thread's profile is the largest file; tsx's loader thread writes its own).
+      const prof = process.env.BENCH_CPU_PROF;
+      const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${join(prof, basename(dataDir))}`] : [];
       const hub = fork(
         THIS_FILE,
         ['hub', dataDir, String(port), String(tickMs), String(minTickMs), flush ? '1' : '0'],
         {
-          execArgv: ['--import', 'tsx'],
+          execArgv: [...profArgs, '--import', 'tsx'],
           stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
         },
       );
@@ -270,7 +274,8 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       notes.push(
         `${label}: ${lat.count} timed frames; ${(b.clients as ClientsResult).skipped} skipped markers, ` +
           `${(b.clients as ClientsResult).closed} clients closed, ${b.evictions} evictions, ${b.coalesced} coalesced; ` +
-          `ingest-only run: ${formatK(a.devices.acked / measureSeconds)} frames/s acked at ${a.cpuPercent.toFixed(0)} % CPU.`,
+          `ingest-only run: ${formatK(a.devices.acked / measureSeconds)} frames/s acked at ${a.cpuPercent.toFixed(0)} % CPU, ` +
+          `device→readings:accepted p50 ${a.atEvent.p50.toFixed(2)} ms, p99 ${a.atEvent.p99.toFixed(1)} ms (no fan-out: the rest of the machine's share).`,
       );
 
       clients.send({ type: 'exit' } satisfies ToWorker);
