@@ -22,7 +22,6 @@
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,7 +42,7 @@ import { buildHub } from '../server/hub.ts';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
-import { benchHello, nextMessage, sampleMemory } from './workers.ts';
+import { benchHello, freePort, metricValue, nextMessage, sampleMemory, sleep, waitReady } from './workers.ts';
 
 export const name = 'ingest';
 
@@ -711,45 +710,6 @@ function hubEnv(port: number, dataDir: string): Record<string, string> {
 
 function formatRate(v: number): string {
   return v >= 1000 ? `${(v / 1000).toFixed(1)}k` : v.toFixed(0);
-}
-
-async function waitReady(url: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const ok = await fetch(url)
-      .then((r) => r.ok)
-      .catch(() => false);
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${url} never became ready`);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function metricValue(text: string, metric: string, labels = ''): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(metric)) continue;
-    const m = /^(\w+)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!m || m[1] !== metric) continue;
-    if (labels && !(m[2] ?? '').includes(labels)) continue;
-    sum += Number(m[3]);
-  }
-  return sum;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** The ingest core alone: `buildHub` with no extensions (no live page state), config from the env. */

@@ -79,12 +79,15 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** The sum of every sample of `metric` in a Prometheus text exposition. */
-export function metricValue(text: string, metric: string): number {
+/** The sum of every sample of `metric` in a Prometheus text exposition (those whose labels contain `labels`). */
+export function metricValue(text: string, metric: string, labels = ''): number {
   let sum = 0;
   for (const line of text.split('\n')) {
+    if (!line.startsWith(metric)) continue;
     const m = /^(\w+)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (m && m[1] === metric) sum += Number(m[3]);
+    if (!m || m[1] !== metric) continue;
+    if (labels && !(m[2] ?? '').includes(labels)) continue;
+    sum += Number(m[3]);
   }
   return sum;
 }
