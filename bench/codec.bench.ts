@@ -10,6 +10,7 @@ import {
   type Block,
   decodeFrame,
   encodeFrame,
+  f32Value,
   type SampleValue,
   type Telemetry,
   ValueType,
@@ -149,6 +150,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
     rows.push({ metric: `encode ${c.label}`, value: encode.median, unit: 'frames/s', baseline });
     rows.push({ metric: `encode ${c.label}`, value: encode.median * readings, unit: 'readings/s' });
   }
+  rows.push(...f32TextRows(options));
   notes.push(
     'rates are per CPU-second of this process (process.cpuUsage; median of the rounds after warm-up), so other load on a shared machine does not deflate them',
     'baseline = zlib.crc32 over the same frame (one native call: the least any receiver does); ratio = codec rate / baseline rate',
@@ -156,4 +158,39 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
     `decode typical spends ${Math.round(outputShare * 100)} % of its time building its output (rate of decode / rate of "output alone", same run)`,
   );
   return { title: 'protocol v1 codec: TELEMETRY encode / decode', rows, notes };
+}
+
+/**
+ * The text of an f32 reading (what every line into InfluxDB and every live message carries): the
+ * shortest decimal that reads back as the same binary32 (`f32Value`, then `String`), against the text
+ * of the float64 widening the hub wrote before. Values with two decimals (a sensor's usual resolution)
+ * and random binary32 values of the same magnitude (7 significant digits, the slow path).
+ */
+function f32TextRows(options: BenchOptions): BenchRow[] {
+  const measure = { ...options, clock: 'cpu' } as const;
+  const sets: [string, number[]][] = [
+    ['two decimals', Array.from({ length: 4096 }, (_, i) => Math.fround(3.3 + (i % 97) / 100 + (i % 13)))],
+    ['random', Array.from({ length: 4096 }, () => Math.fround((Math.random() - 0.5) * 200))],
+  ];
+  const rows: BenchRow[] = [];
+  for (const [label, values] of sets) {
+    const text = (toText: (v: number) => string) =>
+      measureRate((n) => {
+        let acc = 0;
+        for (let i = 0; i < n; i++) acc += toText(values[i & 4095] as number).length;
+        return acc;
+      }, measure);
+    const widened = text((v) => String(v));
+    const shortest = text((v) => String(f32Value(v)));
+    const chars = (toText: (v: number) => string) =>
+      values.reduce((sum, v) => sum + toText(v).length, 0) / values.length;
+    rows.push({
+      metric: `f32 reading as text, ${label}`,
+      value: shortest.median,
+      unit: 'values/s',
+      baseline: { label: 'String() of the float64 widening', value: widened.median },
+      note: `${chars((v) => String(f32Value(v))).toFixed(1)} characters per value, against ${chars((v) => String(v)).toFixed(1)}`,
+    });
+  }
+  return rows;
 }
