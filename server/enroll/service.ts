@@ -295,7 +295,7 @@ export function createEnrollService(o: EnrollServiceOptions): EnrollService {
 
     async confirm(conn) {
       const b = byConn.get(conn);
-      if (!b || b.phase !== 'handed') return false;
+      if (b?.phase !== 'handed') return false;
       b.phase = 'done';
       const deviceId = await store.mutate((s) => {
         const e = s.entries.get(b.hardwareId);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SimDevice } from '../../firmware-sim/device.ts';
 import { runOtaCli } from '../../server/ota/cli.ts';
-import { generateSigningKey, signImage } from '../../server/ota/signing.ts';
+import { generateSigningKey } from '../../server/ota/signing.ts';
 import { type TempDir, tempDir, untilValue } from '../harness/index.ts';
 import { request } from '../unit/http-helpers.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileBoardStore } from '../../firmware-sim/board-store.ts';
 import { SimDevice } from '../../firmware-sim/device.ts';
 import type { HubEvents } from '../../server/events.ts';
-import { generateSigningKey, signImage } from '../../server/ota/signing.ts';
+import { generateSigningKey } from '../../server/ota/signing.ts';
 import { tempDir, until } from '../harness/index.ts';
 import { request } from '../unit/http-helpers.ts';
 import { startTestHub, type TestHub } from './ingest-device-client.ts';
