@@ -57,7 +57,7 @@ export function readingsOf(frame: RecordedFrame): RecordedReading[] {
         unit: ch.unit,
         deviceTimeMs: m.baseTime + (block.deltasMs[i] as number),
         unsynced: m.unsynced,
-        value: typeof raw === 'boolean' ? raw : readingValue(raw, ch),
+        value: readingValue(raw, ch),
       });
     }
   }

@@ -53,7 +53,10 @@ export function f32Value(f: number): number {
   return Number(f.toPrecision(9)); // 9 significant digits always read back as the same binary32
 }
 
-/** A raw numeric sample → the reading's value [PROTO-4]: f32 as `f32Value`, integers scaled. */
-export function readingValue(raw: number, ch: { valueType: number; scaleExp: number }): number {
+/** A raw sample → the reading's value [PROTO-4]: f32 as `f32Value`, integers scaled, a bool as itself. */
+export function readingValue(raw: number, ch: { valueType: number; scaleExp: number }): number;
+export function readingValue(raw: number | boolean, ch: { valueType: number; scaleExp: number }): number | boolean;
+export function readingValue(raw: number | boolean, ch: { valueType: number; scaleExp: number }): number | boolean {
+  if (typeof raw === 'boolean') return raw;
   return ch.valueType === ValueType.F32 ? f32Value(raw) : scaledValue(raw, ch.scaleExp);
 }

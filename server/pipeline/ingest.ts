@@ -298,12 +298,7 @@ export class AcceptedTelemetry implements AcceptedFrame {
       for (let i = 0; i < values.length; i++) {
         const raw = values[i];
         if (raw === null || raw === undefined || (typeof raw === 'number' && !Number.isFinite(raw))) continue;
-        sink.sample(
-          ch.key,
-          ch.unit,
-          base + (deltasMs[i] as number),
-          typeof raw === 'boolean' ? raw : readingValue(raw, ch),
-        );
+        sink.sample(ch.key, ch.unit, base + (deltasMs[i] as number), readingValue(raw, ch));
       }
     }
   }

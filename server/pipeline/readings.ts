@@ -39,7 +39,7 @@ export function telemetryToReadings(
         channel: ch.key,
         unit: ch.unit,
         timeMs: base + (deltasMs[i] as number),
-        value: typeof raw === 'boolean' ? raw : readingValue(raw, ch),
+        value: readingValue(raw, ch),
       });
     }
   }
