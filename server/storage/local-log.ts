@@ -21,7 +21,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Database, type Key, open, type RootDatabase } from 'lmdb';
+import { type Database, type DatabaseOptions, type Key, open, type RootDatabase } from 'lmdb';
 import type { ChannelDescriptor } from '../codec/index.ts';
 import { decodeFrame } from '../codec/index.ts';
 import type { Logger } from '../log/index.ts';
@@ -34,6 +34,7 @@ import {
   decodeRecord,
   decodeRecordHeader,
   encodeRecordInto,
+  pooledBinary,
   type RecordInput,
   recordLength,
 } from './local-log-record.ts';
@@ -283,6 +284,10 @@ function copyState(obj: object): object {
 /** Largest record: a 4096-byte frame plus the header with a 64-byte device id. */
 const MAX_RECORD_BYTES = 4096 + 42 + 64;
 
+/** The binary databases' options: values as given, read back as pooled copies (`pooledBinary`). lmdb
+ * documents `encoder` for databases; its typings list it for the root only. */
+const RECORD_DB = { encoder: pooledBinary } as DatabaseOptions;
+
 export function openLocalLog(opts: LocalLogOptions): LocalLog {
   const { metrics, logger } = opts;
   const now = opts.now ?? Date.now;
@@ -306,9 +311,9 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     mapSize: mapSizeFor(opts.maxBytes),
   });
   const meta: Database = root.openDB('meta', {});
-  const frames: Database<Buffer, number> = root.openDB('frames', { encoding: 'binary' });
+  const frames: Database<Buffer, number> = root.openDB('frames', RECORD_DB);
   // (device, first sample time, offset) → last sample time as a raw f64: the history index.
-  const byTime: Database<Buffer, [string, number, number]> = root.openDB('time-index', { encoding: 'binary' });
+  const byTime: Database<Buffer, [string, number, number]> = root.openDB('time-index', RECORD_DB);
   const devices: Database<DeviceRecord, string> = root.openDB('devices', {});
   const boots: Database<BootState, [string, number]> = root.openDB('boots', {});
   const descriptors: Database<ChannelDescriptor[], [string, number]> = root.openDB('descriptors', {});

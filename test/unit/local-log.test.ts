@@ -116,6 +116,22 @@ describe('local log', () => {
     expect(new Uint8Array(entries[0]?.frame ?? [])).toEqual(frame(3, T0 + 30_000).bytes);
   });
 
+  it('frames read from the log are the caller’s own: later reads do not change them', async () => {
+    // lmdb hands the value encoding its shared read buffer; the log must copy out of it.
+    const { log } = open(tmp());
+    await Promise.all([1, 2, 3].map((s) => append(log, 'dev-a', s, T0 + s * 10_000, T0, 1 + s)));
+    const first = log.readAfter(0, 1)[0];
+    const all = log.readAfter(0, 3);
+    log.readAfter(2, 1);
+    log.lastReadings('dev-a');
+    expect(new Uint8Array(first?.frame ?? [])).toEqual(frame(1, T0 + 10_000, 2).bytes);
+    expect(all.map((e) => Buffer.from(e.frame).equals(frame(e.seq, T0 + e.seq * 10_000, 1 + e.seq).bytes))).toEqual([
+      true,
+      true,
+      true,
+    ]);
+  });
+
   it('light load: frames appended in separate event-loop turns within the commit window share one commit', async () => {
     // A long window makes the grouping independent of the machine's speed; the default is sized by time.
     const { log, metrics } = open(tmp(), { commitWindowMs: 60_000, commitWindowBytes: 1024 * 1024 });
