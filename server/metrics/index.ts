@@ -301,7 +301,11 @@ export function createMetrics() {
       registers: r,
     }),
   };
-  collectDefaultMetrics({ register: registry, prefix: 'hub_process_' });
+  // The event-loop delay histogram samples every 100 ms instead of prom-client's 10 ms: its timer woke
+  // an idle hub 100 times a second, a third of its idle CPU (docs/performance.md, "Issue 12, sixth
+  // pass"). A stall of 100 ms or more always delays a sample; a shorter one shows when a sample falls due
+  // during it, so the lag percentiles weigh short stalls by chance rather than every 10 ms.
+  collectDefaultMetrics({ register: registry, prefix: 'hub_process_', eventLoopMonitoringPrecision: 100 });
   return metrics;
 }
 
