@@ -56,7 +56,14 @@ const RSS_GOAL_MIB = 400;
 const MANY_DEVICES = 1000;
 /** Paced rate of the CPU-per-frame measurement (frames/s). */
 const CPU_RATE = 10_000;
+/** A small fleet's rate (50 devices at 2 frames/s): commits, disk writes and CPU per frame. */
+const TRICKLE_RATE = 100;
 const THIS_FILE = fileURLToPath(import.meta.url);
+
+/** Bytes a process made the kernel write to disk so far (`/proc/<pid>/io`, write_bytes). */
+function diskWriteBytes(pid: number): number {
+  return Number(/^write_bytes: (\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
+}
 const ROOT = join(dirname(THIS_FILE), '..');
 const HOUR = 3_600_000;
 
@@ -229,9 +236,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
           await new Promise((r) => hub.once('exit', r));
           return metricValue(metricsText, 'hub_device_session_pauses_total');
         };
-        /** Bytes the hub process made the kernel write to disk so far (`/proc/<pid>/io`, write_bytes). */
-        const diskWrites = () =>
-          Number(/^write_bytes: (\d+)/m.exec(readFileSync(`/proc/${hub.pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
+        const diskWrites = () => diskWriteBytes(hub.pid as number);
         return { mem, step, stop, diskWrites };
       };
       // The sustained rate with MANY_DEVICES (its failing steps overload the hub: their peak is apart).
@@ -310,8 +315,8 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         expectAcks: true,
       } satisfies ToWorker);
       await nextMessage<FromWorker>(hubLoad, 'ready');
-      const hubStep = async (rate: number) => {
-        hubLoad.send({ type: 'step', rate, seconds: stepSeconds } satisfies ToWorker);
+      const hubStep = async (rate: number, seconds = stepSeconds) => {
+        hubLoad.send({ type: 'step', rate, seconds } satisfies ToWorker);
         return (await nextMessage<FromWorker>(hubLoad, 'result')) as StepResult;
       };
       const best = await search(hubStep, startRate, bisections, true);
@@ -331,6 +336,19 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       const cpuPerFrameUs = await cpuPerFrameAt(CPU_RATE);
       const sustainedRate = Math.max(CPU_RATE, Math.round(best.achieved * 0.9));
       const cpuPerFrameSustainedUs = await cpuPerFrameAt(sustainedRate);
+      // A small fleet's trickle: CPU, commits and disk writes per frame at TRICKLE_RATE.
+      const diskWrites = () => diskWriteBytes(hub.pid as number);
+      const commits = async () =>
+        metricValue(await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text(), 'hub_local_log_commits_total');
+      const trickleSeconds = quick ? 5 : 10;
+      await hubStep(TRICKLE_RATE, trickleSeconds); // warm-up at that rate
+      const [commits0, written0, cpu0] = [await commits(), diskWrites(), await cpuSeconds()];
+      const trickleFrames = (await hubStep(TRICKLE_RATE, trickleSeconds)).sent;
+      const trickle = {
+        cpuPerFrameUs: (((await cpuSeconds()) - cpu0) * 1e6) / trickleFrames,
+        framesPerCommit: trickleFrames / ((await commits()) - commits0),
+        diskWritesPerFrame: (diskWrites() - written0) / trickleFrames,
+      };
       const metricsText = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
       hubLoad.send({ type: 'exit' } satisfies ToWorker);
       hub.kill('SIGTERM');
@@ -339,6 +357,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         cpuPerFrameUs,
         cpuPerFrameSustainedUs,
         sustainedRate,
+        trickle,
         rss: metricValue(metricsText, 'hub_process_process_resident_memory_bytes'),
         heap: metricValue(metricsText, 'hub_process_nodejs_heap_size_used_bytes'),
         commits: metricValue(metricsText, 'hub_local_log_commits_total'),
@@ -418,6 +437,22 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
           value: full.cpuPerFrameSustainedUs,
         },
         note: `goal ≤ ${LIGHT_CPU_GOAL}×: ${full.cpuPerFrameUs <= LIGHT_CPU_GOAL * full.cpuPerFrameSustainedUs ? 'met' : 'not met'}`,
+      },
+      {
+        metric: `trickle: CPU per frame at ${TRICKLE_RATE} frames/s (npm start)`,
+        value: full.trickle.cpuPerFrameUs,
+        unit: 'µs',
+        baseline: {
+          label: `npm start at ${formatRate(full.sustainedRate)} frames/s`,
+          value: full.cpuPerFrameSustainedUs,
+        },
+        note: `${devices} devices (a small fleet); ${full.trickle.framesPerCommit.toFixed(1)} frames per commit (the commit window)`,
+      },
+      {
+        metric: `trickle: disk writes per frame at ${TRICKLE_RATE} frames/s (npm start)`,
+        value: full.trickle.diskWritesPerFrame / 1000,
+        unit: 'KB',
+        note: 'write_bytes of the hub process: what an SD card wears by',
       },
       {
         metric: `sustained ingest with ${MANY_DEVICES} devices (npm start)`,

@@ -154,12 +154,13 @@ describe('local log', () => {
   });
 
   it('sizes the commit window by time: the minimum while frames trickle, longer as devices stream, bounded', () => {
-    // A lone device or a test sending one frame at a time: ACK latency first.
+    // A lone device, or a fleet trickling under 1,000 frames/s: the minimum (a few frames per commit).
+    expect(COMMIT_WINDOW_MS).toBe(20);
     expect(adaptiveCommitWindowMs(1, 1, 40)).toBe(COMMIT_WINDOW_MS);
     expect(adaptiveCommitWindowMs(20, 10, 100)).toBe(COMMIT_WINDOW_MS); // 200 frames/s
-    // 50 devices at 10 k frames/s (100 frames in 10 ms): each device sends 0.2 frames per ms, so
-    // COMMIT_TARGET_FRAMES_PER_DEVICE of them take 20 ms.
-    expect(adaptiveCommitWindowMs(100, 50, 10)).toBeCloseTo(COMMIT_TARGET_FRAMES_PER_DEVICE / 0.2);
+    // 60 devices at 10 k frames/s (100 frames in 10 ms): each device sends 1/6 frame per ms, so
+    // COMMIT_TARGET_FRAMES_PER_DEVICE of them take 24 ms.
+    expect(adaptiveCommitWindowMs(100, 60, 10)).toBeCloseTo(COMMIT_TARGET_FRAMES_PER_DEVICE * 6);
     // Many devices, a few frames each per commit: as long as the bound allows, never longer.
     expect(adaptiveCommitWindowMs(300, 1000, 10)).toBe(COMMIT_WINDOW_MAX_MS);
     // Few devices streaming fast already fill a commit: the minimum.
