@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Point } from '@influxdata/influxdb-client';
+import { type DatabaseOptions, open as openLmdb } from 'lmdb';
 import {
   type ChannelDescriptor,
   decodeFrame,
@@ -27,6 +28,7 @@ import { openDeadLetterStore } from '../server/storage/dead-letter.ts';
 import { createInfluxForwarder } from '../server/storage/influx/forwarder.ts';
 import { appendEntryLines, frameText, SeriesPrefixCache } from '../server/storage/influx/line-protocol.ts';
 import { type LocalLog, openLocalLog } from '../server/storage/local-log.ts';
+import { encodeRecord, pooledBinary } from '../server/storage/local-log-record.ts';
 import type { StoredEntry } from '../server/storage/types.ts';
 import { type InfluxServer, startInflux } from '../test/harness/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
@@ -252,6 +254,8 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
     note: 'one core, no I/O',
   });
 
+  rows.push(await measureLogReads(options.quick, frame));
+
   const influx = await startInflux();
   try {
     const forwarded: number[] = [];
@@ -280,4 +284,62 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
     await influx.stop();
   }
   return { title: 'InfluxDB forwarder: local log → InfluxDB', rows, notes };
+}
+
+/**
+ * Reading the log back, as the forwarder does (ranges of 256 records): the log's value encoding
+ * (`pooledBinary`, a pooled copy per record) against lmdb's `binary` encoding (an ArrayBuffer per
+ * record), the same records in one lmdb environment, one core, alternating rounds.
+ */
+async function measureLogReads(quick: boolean, frameOf: (seq: number) => Uint8Array): Promise<BenchRow> {
+  const dir = mkdtempSync(join(tmpdir(), 'esp32hub-bench-logread-'));
+  const root = openLmdb({ path: dir, maxDbs: 2, noMemInit: true, eventTurnBatching: false, mapSize: 2 ** 30 });
+  try {
+    const binary = root.openDB<Buffer, number>('binary', { encoding: 'binary' });
+    const pooled = root.openDB<Buffer, number>('pooled', { encoder: pooledBinary } as DatabaseOptions);
+    const records = 20_000;
+    root.transactionSync(() => {
+      for (let i = 1; i <= records; i++) {
+        const record = encodeRecord({
+          deviceId: `dev-${i % DEVICES}`,
+          bootId: 1,
+          seq: i,
+          receivedAtMs: T0,
+          timeOffsetMs: 0,
+          minTimeMs: T0,
+          maxTimeMs: T0,
+          frame: frameOf(i),
+        });
+        binary.putSync(i, record);
+        pooled.putSync(i, record);
+      }
+    });
+    const reader = (db: typeof binary) => (n: number) => {
+      let bytes = 0;
+      for (let read = 0; read < n; ) {
+        const start = 1 + (read % records);
+        for (const { value } of db.getRange({ start, limit: 256 })) {
+          bytes += value.length;
+          read++;
+        }
+      }
+      return bytes;
+    };
+    const pooledRates: number[] = [];
+    const binaryRates: number[] = [];
+    for (let r = 0; r < (quick ? 3 : 7); r++) {
+      pooledRates.push(measureRate(reader(pooled), { quick: true }).median);
+      binaryRates.push(measureRate(reader(binary), { quick: true }).median);
+    }
+    return {
+      metric: 'log records read back (ranges of 256)',
+      value: median(pooledRates),
+      unit: 'records/s',
+      baseline: { label: "lmdb's binary encoding", value: median(binaryRates) },
+      note: 'one core; the forwarder reads every frame once (server/storage/local-log-record.ts, pooledBinary)',
+    };
+  } finally {
+    await root.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
