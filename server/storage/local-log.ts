@@ -228,10 +228,10 @@ const APPEND = { append: true } as const;
  * `COMMIT_WINDOW_MS` (20 ms) old, so frames that trickle in share a transaction and its fsync: at
  * 100 frames/s from 50 devices a commit holds 2.7 frames instead of 1.06 (with 2 ms), which cuts the
  * disk writes per frame from 48 to 20 KB (what wears an SD card) and the hub's CPU per frame by
- * 15-20 %, for about 20 ms more ACK latency (docs/performance.md, "Issue 12, sixth pass"). Once frames stream in, the
- * window is sized by time after each commit ({@link adaptiveCommitWindowMs}): long enough for each
- * device in the group to have about `COMMIT_TARGET_FRAMES_PER_DEVICE` frames in it, at most
- * `COMMIT_WINDOW_MAX_MS`. What a commit costs per device — its ACK written back, its state record,
+ * 15-20 %, for about 20 ms more ACK latency (docs/performance.md, "Issue 12, sixth pass"). Once
+ * frames stream in, the window is sized by time after each commit ({@link adaptiveCommitWindowMs}):
+ * long enough for each device in the group to have about `COMMIT_TARGET_FRAMES_PER_DEVICE` frames in
+ * it, at most `COMMIT_WINDOW_MAX_MS`. What a commit costs per device — its ACK written back, its state record,
  * the socket reads between two commits — is then shared by several frames with many devices. Under
  * load the previous commit's flush takes longer than the window anyway. 256 KiB of records (~1,000
  * typical frames) closes a group early.
@@ -285,8 +285,10 @@ function copyState(obj: object): object {
 /** Largest record: a 4096-byte frame plus the header with a 64-byte device id. */
 const MAX_RECORD_BYTES = 4096 + 42 + 64;
 
-/** The binary databases' options: values as given, read back as pooled copies (`pooledBinary`). lmdb
- * documents `encoder` for databases; its typings list it for the root only. */
+/**
+ * The binary databases' options: values as given, read back as pooled copies (`pooledBinary`). lmdb
+ * documents `encoder` for databases; its typings list it for the root only.
+ */
 const RECORD_DB = { encoder: pooledBinary } as DatabaseOptions;
 
 export function openLocalLog(opts: LocalLogOptions): LocalLog {
