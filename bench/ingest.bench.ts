@@ -319,7 +319,6 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         hubLoad.send({ type: 'step', rate, seconds } satisfies ToWorker);
         return (await nextMessage<FromWorker>(hubLoad, 'result')) as StepResult;
       };
-      const best = await search(hubStep, startRate, bisections, true);
       const cpuSeconds = async () => {
         const text = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
         return (
@@ -327,16 +326,9 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
           metricValue(text, 'hub_process_process_cpu_system_seconds_total')
         );
       };
-      // CPU per frame at a fixed light rate and at (90 % of) the sustained rate, in the same process.
-      const cpuPerFrameAt = async (rate: number) => {
-        const cpu0 = await cpuSeconds();
-        const frames = (await hubStep(rate)).sent;
-        return (((await cpuSeconds()) - cpu0) * 1e6) / frames;
-      };
-      const cpuPerFrameUs = await cpuPerFrameAt(CPU_RATE);
-      const sustainedRate = Math.max(CPU_RATE, Math.round(best.achieved * 0.9));
-      const cpuPerFrameSustainedUs = await cpuPerFrameAt(sustainedRate);
-      // A small fleet's trickle: CPU, commits and disk writes per frame at TRICKLE_RATE.
+      // A small fleet's trickle, on the fresh hub: CPU, commits and disk writes per frame at
+      // TRICKLE_RATE. Before the search, because after a burst the kernel's write_bytes for the process
+      // runs 5-10x above what the disk itself counts, for minutes (docs/performance.md, sixth pass).
       const diskWrites = () => diskWriteBytes(hub.pid as number);
       const commits = async () =>
         metricValue(await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text(), 'hub_local_log_commits_total');
@@ -349,6 +341,16 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         framesPerCommit: trickleFrames / ((await commits()) - commits0),
         diskWritesPerFrame: (diskWrites() - written0) / trickleFrames,
       };
+      const best = await search(hubStep, startRate, bisections, true);
+      // CPU per frame at a fixed light rate and at (90 % of) the sustained rate, in the same process.
+      const cpuPerFrameAt = async (rate: number) => {
+        const cpu0 = await cpuSeconds();
+        const frames = (await hubStep(rate)).sent;
+        return (((await cpuSeconds()) - cpu0) * 1e6) / frames;
+      };
+      const cpuPerFrameUs = await cpuPerFrameAt(CPU_RATE);
+      const sustainedRate = Math.max(CPU_RATE, Math.round(best.achieved * 0.9));
+      const cpuPerFrameSustainedUs = await cpuPerFrameAt(sustainedRate);
       const metricsText = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
       hubLoad.send({ type: 'exit' } satisfies ToWorker);
       hub.kill('SIGTERM');
