@@ -231,7 +231,7 @@ const APPEND = { append: true } as const;
  * 15-20 %, for about 20 ms more ACK latency (docs/performance.md, "Issue 12, sixth pass"). Once
  * frames stream in, the window is sized by time after each commit ({@link adaptiveCommitWindowMs}):
  * long enough for each device in the group to have about `COMMIT_TARGET_FRAMES_PER_DEVICE` frames in
- * it, at most `COMMIT_WINDOW_MAX_MS`. What a commit costs per device — its ACK written back, its state record,
+ * it, at least `COMMIT_WINDOW_MS` and at most `COMMIT_WINDOW_MAX_MS`. What a commit costs per device — its ACK written back, its state record,
  * the socket reads between two commits — is then shared by several frames with many devices. Under
  * load the previous commit's flush takes longer than the window anyway. 256 KiB of records (~1,000
  * typical frames) closes a group early.
