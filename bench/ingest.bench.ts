@@ -59,13 +59,13 @@ const CPU_RATE = 10_000;
 /** A small fleet's rate (50 devices at 2 frames/s): commits, disk writes and CPU per frame. */
 const TRICKLE_RATE = 100;
 const THIS_FILE = fileURLToPath(import.meta.url);
+const ROOT = join(dirname(THIS_FILE), '..');
+const HOUR = 3_600_000;
 
 /** Bytes a process made the kernel write to disk so far (`/proc/<pid>/io`, write_bytes). */
 function diskWriteBytes(pid: number): number {
   return Number(/^write_bytes: (\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? Number.NaN);
 }
-const ROOT = join(dirname(THIS_FILE), '..');
-const HOUR = 3_600_000;
 
 /** The codec bench's "typical" frame: 8 channels × 4 samples (i16 fixed-point and f32). */
 const CHANNELS: ChannelDescriptor[] = Array.from({ length: 8 }, (_, i) => ({
@@ -319,27 +319,29 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         hubLoad.send({ type: 'step', rate, seconds } satisfies ToWorker);
         return (await nextMessage<FromWorker>(hubLoad, 'result')) as StepResult;
       };
-      const cpuSeconds = async () => {
+      /** The hub's CPU seconds and commits so far, from one /metrics read. */
+      const counters = async () => {
         const text = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
-        return (
-          metricValue(text, 'hub_process_process_cpu_user_seconds_total') +
-          metricValue(text, 'hub_process_process_cpu_system_seconds_total')
-        );
+        return {
+          cpu:
+            metricValue(text, 'hub_process_process_cpu_user_seconds_total') +
+            metricValue(text, 'hub_process_process_cpu_system_seconds_total'),
+          commits: metricValue(text, 'hub_local_log_commits_total'),
+        };
       };
+      const cpuSeconds = async () => (await counters()).cpu;
       // A small fleet's trickle, on the fresh hub: CPU, commits and disk writes per frame at
       // TRICKLE_RATE. Before the search, because after a burst the kernel's write_bytes for the process
       // runs 5-10x above what the disk itself counts, for minutes (docs/performance.md, sixth pass).
-      const diskWrites = () => diskWriteBytes(hub.pid as number);
-      const commits = async () =>
-        metricValue(await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text(), 'hub_local_log_commits_total');
       const trickleSeconds = quick ? 5 : 10;
       await hubStep(TRICKLE_RATE, trickleSeconds); // warm-up at that rate
-      const [commits0, written0, cpu0] = [await commits(), diskWrites(), await cpuSeconds()];
+      const [before, written0] = [await counters(), diskWriteBytes(hub.pid as number)];
       const trickleFrames = (await hubStep(TRICKLE_RATE, trickleSeconds)).sent;
+      const [after, written1] = [await counters(), diskWriteBytes(hub.pid as number)];
       const trickle = {
-        cpuPerFrameUs: (((await cpuSeconds()) - cpu0) * 1e6) / trickleFrames,
-        framesPerCommit: trickleFrames / ((await commits()) - commits0),
-        diskWritesPerFrame: (diskWrites() - written0) / trickleFrames,
+        cpuPerFrameUs: ((after.cpu - before.cpu) * 1e6) / trickleFrames,
+        framesPerCommit: trickleFrames / (after.commits - before.commits),
+        diskWritesPerFrame: (written1 - written0) / trickleFrames,
       };
       const best = await search(hubStep, startRate, bisections, true);
       // CPU per frame at a fixed light rate and at (90 % of) the sustained rate, in the same process.
