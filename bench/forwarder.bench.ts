@@ -26,7 +26,7 @@ import { createMetrics } from '../server/metrics/index.ts';
 import { telemetryToReadings } from '../server/pipeline/readings.ts';
 import { openDeadLetterStore } from '../server/storage/dead-letter.ts';
 import { createInfluxForwarder } from '../server/storage/influx/forwarder.ts';
-import { appendEntryLines, frameText, SeriesPrefixCache } from '../server/storage/influx/line-protocol.ts';
+import { appendEntryLines, LineBuffer, SeriesPrefixCache } from '../server/storage/influx/line-protocol.ts';
 import { type LocalLog, openLocalLog } from '../server/storage/local-log.ts';
 import { encodeRecord, pooledBinary } from '../server/storage/local-log-record.ts';
 import type { StoredEntry } from '../server/storage/types.ts';
@@ -212,13 +212,16 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
     frame: frame(i + 1),
   }));
   const lookup = () => CHANNELS;
-  // As the forwarder does it: one string per frame, series prefixes cached per (device, descriptor set).
+  // As the forwarder does it: each frame's lines written into a batch body that is reused once the
+  // batch is full, series prefixes cached per (device, descriptor set).
   const cache = new SeriesPrefixCache();
+  const body = new LineBuffer(BATCH_LINES * 96);
   const directBody = (n: number): number => {
     let total = 0;
     for (let k = 0; k < n; k++) {
-      const result = frameText(entries[k % entries.length] as StoredEntry, lookup, cache);
-      if (result.ok) total += result.lines;
+      if (body.lines >= BATCH_LINES) body.reset();
+      const result = body.appendFrame(entries[k % entries.length] as StoredEntry, lookup, cache);
+      if (result.ok) total += result.readings;
     }
     return total;
   };

@@ -14,6 +14,7 @@ import {
   escapeTag,
   frameDeadLetterLine,
   frameText,
+  LineBuffer,
   readingToLine,
   SeriesPrefixCache,
 } from '../../server/storage/influx/line-protocol.ts';
@@ -261,5 +262,53 @@ describe('frame text with cached series prefixes', () => {
     expect(lookups).toBe(1);
     expect(frameText(entry(frame(1), 'dev-2'), lookup, cache).ok).toBe(true);
     expect(lookups).toBe(2);
+  });
+
+  it('writes a whole batch into one buffer, growing from its smallest size: the same bytes as the readings path', () => {
+    const cache = new SeriesPrefixCache(3);
+    const lookup = (_d: string, hash: number) => (hash === 42 ? channels : undefined);
+    const body = new LineBuffer(0);
+    const expected: string[] = [];
+    // Time offsets put the timestamps across digit-count boundaries (1 to 16 digits).
+    const offsets = [-1_700_000_000_001, -1_699_999_999_991, -1_699_999_999_901, 0, 8_000_000_000_000_000];
+    for (let seq = 1; seq <= 40; seq++) {
+      const deviceId = `dev-${seq % 5}`;
+      const offset = offsets[seq % offsets.length] as number;
+      const e = entry(frame(seq), deviceId, offset);
+      const { readings } = telemetryToReadings(deviceId, decodeFrame(e.frame) as Telemetry, channels, offset);
+      appendReadingLines(readings, expected);
+      expect(body.appendFrame(e, lookup, cache)).toEqual({ ok: true, readings: readings.length });
+    }
+    body.appendLine('hub_stats,instance=a\\ b frames=1i 1700000000000');
+    expected.push('hub_stats,instance=a\\ b frames=1i 1700000000000');
+    expect(body.lines).toBe(expected.length);
+    expect(body.bytes().equals(Buffer.from(expected.join('\n'), 'utf8'))).toBe(true);
+    expect(body.toLines()).toEqual(expected);
+    body.reset();
+    expect([body.lines, body.bytes().length, body.toLines()]).toEqual([0, 0, []]);
+  });
+
+  it('leaves the buffer as it was when a frame fails after some of its lines were written', () => {
+    const lookup = () => channels;
+    const body = new LineBuffer(0);
+    expect(body.appendFrame(entry(frame(1), 'dev-1'), lookup, new SeriesPrefixCache())).toMatchObject({ ok: true });
+    const before = Buffer.from(body.bytes());
+    const linesBefore = body.lines;
+    // The last block names an index the descriptor set lacks: its first blocks decode and are written first.
+    const bad = encodeFrame({
+      ...(decodeFrame(frame(2)) as Telemetry),
+      blocks: [
+        { channel: 0, valueType: ValueType.I16, deltasMs: [0], values: [1] },
+        { channel: 9, valueType: ValueType.I16, deltasMs: [0], values: [2] },
+      ],
+    });
+    expect(body.appendFrame(entry(bad, 'dev-1'), lookup, new SeriesPrefixCache())).toMatchObject({
+      ok: false,
+      code: 'UNKNOWN_CHANNEL',
+    });
+    expect(body.lines).toBe(linesBefore);
+    expect(body.bytes().equals(before)).toBe(true);
+    expect(body.appendFrame(entry(frame(3), 'dev-1'), lookup, new SeriesPrefixCache())).toMatchObject({ ok: true });
+    expect(body.toLines().slice(0, linesBefore)).toEqual(before.toString('utf8').split('\n'));
   });
 });

@@ -18,7 +18,7 @@
 import type { Logger } from '../../log/index.ts';
 import type { Metrics } from '../../metrics/index.ts';
 import type { DeadLetterStore } from '../types.ts';
-import type { LineWriter, WriteOutcome } from './line-writer.ts';
+import { type Lines, type LineWriter, lineCount, type WriteOutcome } from './line-writer.ts';
 
 /** First backoff step, and the smallest wait after any failed request (no hot loops on `Retry-After: 0`). */
 export const MIN_RETRY_DELAY_MS = 200;
@@ -68,20 +68,19 @@ export function newDeliveryState(): DeliveryState {
 }
 
 /**
- * Writes `lines` under the failure policy above. An element may hold several lines joined by `\n`
- * (one stored frame's lines, built once: the forwarder's first attempt and its retries send those
- * strings as they are); `lineCount` is then the number of lines in all. A batch InfluxDB rejects
- * (400/422/413) is split into single lines before it is bisected, so a rejection always isolates
- * lines, never frames.
+ * Writes `lines` under the failure policy above. Encoded lines (the forwarder's batches, built once)
+ * go out as they are on the first attempt and every retry; a batch InfluxDB rejects (400/422/413)
+ * is decoded into single lines before it is bisected, so a rejection always isolates lines.
  */
-export async function deliver(lines: readonly string[], d: DeliveryDeps, lineCount = lines.length): Promise<void> {
-  if (lines.length === 0) return;
+export async function deliver(lines: Lines, d: DeliveryDeps): Promise<void> {
+  const count = lineCount(lines);
+  if (count === 0) return;
   let attempt = 0;
   for (;;) {
     if (d.signal.aborted) throw new DeliveryStopped();
     const out = await d.writer.write(lines);
     if (out.ok) {
-      d.metrics.forwardedLines.inc(lineCount);
+      d.metrics.forwardedLines.inc(count);
       d.state.consecutiveFailures = 0;
       d.state.lastSuccessAtMs = d.now();
       return;
@@ -92,7 +91,7 @@ export async function deliver(lines: readonly string[], d: DeliveryDeps, lineCou
 
     if (out.status === 400 || out.status === 422 || out.status === 413) {
       if (d.signal.aborted) throw new DeliveryStopped();
-      const single = lineCount === lines.length ? lines : splitLines(lines);
+      const single = 'toLines' in lines ? lines.toLines() : lines;
       if (single.length === 1 || (out.status !== 413 && droppedAll(out.reason, single.length))) {
         await deadLetter(single, out, d);
         return;
@@ -109,7 +108,7 @@ export async function deliver(lines: readonly string[], d: DeliveryDeps, lineCou
     attempt++;
     const waitMs = retryDelayMs(out, attempt, d.maxRetryDelayMs, d.random);
     d.logger.warn(
-      { status: out.status, reason: truncate(out.reason, 300), attempt, retryInMs: waitMs, lines: lineCount },
+      { status: out.status, reason: truncate(out.reason, 300), attempt, retryInMs: waitMs, lines: count },
       'influx write failed: will retry',
     );
     d.state.retryAtMs = d.now() + waitMs;
@@ -119,13 +118,6 @@ export async function deliver(lines: readonly string[], d: DeliveryDeps, lineCou
       d.state.retryAtMs = null;
     }
   }
-}
-
-/** Elements that may hold several `\n`-joined lines, as one line per element. */
-function splitLines(records: readonly string[]): string[] {
-  const out: string[] = [];
-  for (const r of records) for (const line of r.split('\n')) out.push(line);
-  return out;
 }
 
 /**

@@ -27,7 +27,7 @@ import {
   realSleep,
   type Sleep,
 } from './delivery.ts';
-import { frameDeadLetterLine, frameText, SeriesPrefixCache } from './line-protocol.ts';
+import { frameDeadLetterLine, LineBuffer, SeriesPrefixCache } from './line-protocol.ts';
 import { createLineWriter, routeClientLogger } from './line-writer.ts';
 
 /** Frames read from the log per `readAfter` call while filling a batch. */
@@ -38,23 +38,19 @@ const DEAD_LETTER_LOG_INTERVAL_MS = 10_000;
 const GAUGE_REFRESH_MS = 1000;
 /** (device, descriptor set) pairs whose series prefixes are kept (line-protocol.ts). */
 const SERIES_CACHE_ENTRIES = 10_000;
+/** A batch buffer's first size per line of `batchLines` (a line of 8-channel frames is about 70 bytes). */
+const BYTES_PER_LINE_GUESS = 96;
 
 /** Lines of the frames in (afterOffset, lastOffset], built from the log and not yet confirmed. */
 interface Batch {
   afterOffset: number;
   lastOffset: number;
-  /** One string per frame: its lines joined by `\n`, built once, sent as they are (retries too). */
-  records: string[];
-  /** Lines in `records`. */
-  lines: number;
+  /** The lines as one request body, built once, sent as it is (retries too). */
+  body: LineBuffer;
   /** Frames that cannot become lines, dead-lettered before the batch is written. */
   unreadable: { line: string; reason: string }[];
   /** Confirmed (and its dead letters on disk): the cursor may pass it once every earlier batch is. */
   done: boolean;
-}
-
-function newBatch(afterOffset: number): Batch {
-  return { afterOffset, lastOffset: afterOffset, records: [], lines: 0, unreadable: [], done: false };
 }
 
 export interface ForwarderDeps {
@@ -117,6 +113,17 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
   const batchLines = config.batchLines;
   const maxInFlight = Math.max(1, config.maxInFlightWrites ?? DEFAULT_MAX_IN_FLIGHT_WRITES);
   const seriesCache = new SeriesPrefixCache(SERIES_CACHE_ENTRIES);
+  /**
+   * Bodies of batches the cursor passed, reused by the next ones: the batches' bytes are allocated
+   * once, not per request. At most `maxInFlight` + 1 (the batches that can exist at a time).
+   */
+  const spareBodies: LineBuffer[] = [];
+
+  function newBatch(afterOffset: number): Batch {
+    const body = spareBodies.pop() ?? new LineBuffer(batchLines * BYTES_PER_LINE_GUESS);
+    body.reset();
+    return { afterOffset, lastOffset: afterOffset, body, unreadable: [], done: false };
+  }
 
   let running = false;
   let abort = new AbortController();
@@ -204,19 +211,17 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
 
   /** Reads frames after the batch's last offset until it holds `batchLines` lines or the log is drained. */
   function fill(batch: Batch): void {
-    while (batch.lines < batchLines) {
+    const { body } = batch;
+    while (body.lines < batchLines) {
       const entries = log.readAfter(batch.lastOffset, READ_CHUNK_FRAMES);
       if (entries.length === 0) return;
       for (const entry of entries) {
-        const result = frameText(entry, log.lookupDescriptors, seriesCache);
+        const result = body.appendFrame(entry, log.lookupDescriptors, seriesCache);
         if (!result.ok) {
           batch.unreadable.push({ line: frameDeadLetterLine(entry), reason: `${result.code}: ${result.reason}` });
-        } else if (result.lines > 0) {
-          batch.records.push(result.text);
-          batch.lines += result.lines;
         }
         batch.lastOffset = entry.offset;
-        if (batch.lines >= batchLines) return;
+        if (body.lines >= batchLines) return;
       }
     }
   }
@@ -226,13 +231,12 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
    * durable, then marks it done. Each batch collects its own dead letters, so batches in flight at
    * the same time never persist (or lose) each other's.
    */
-  async function send(batch: Batch, extra: string[] | null, delivery: DeliveryDeps): Promise<void> {
+  async function send(batch: Batch, delivery: DeliveryDeps): Promise<void> {
     const collected = createBatchDeadLetters(deadLetters);
     const d: DeliveryDeps = { ...delivery, deadLetters: collected.store };
     // A frame that cannot become lines is kept (status 0: never sent), not dropped.
     for (const u of batch.unreadable) await d.deadLetters.put([u.line], u.reason, 0);
-    const records = extra ? batch.records.concat(extra) : batch.records;
-    await deliver(records, d, batch.lines + (extra?.length ?? 0));
+    await deliver(batch.body, d);
     // Stopped while the last request was in flight: the log may be closing. Not committing is safe,
     // the next start rewrites the batch (identical points overwrite).
     if (d.signal.aborted) throw new DeliveryStopped();
@@ -257,10 +261,10 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
    * InfluxDB: delivery retries that itself) is retried whole after a pause, in its own slot, while
    * the batches after it go on; the cursor waits for it (`advance`).
    */
-  async function runBatch(batch: Batch, extra: string[] | null, delivery: DeliveryDeps): Promise<void> {
+  async function runBatch(batch: Batch, delivery: DeliveryDeps): Promise<void> {
     for (;;) {
       try {
-        await send(batch, extra, delivery);
+        await send(batch, delivery);
         break;
       } catch (err) {
         if (err instanceof DeliveryStopped || delivery.signal.aborted) return;
@@ -283,6 +287,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
     while (passed < window.length && (window[passed] as Batch).done) passed++;
     if (passed === 0) return;
     const last = window[passed - 1] as Batch;
+    for (let i = 0; i < passed && spareBodies.length <= maxInFlight; i++) spareBodies.push((window[i] as Batch).body);
     window = window.slice(passed);
     confirm(last.lastOffset);
     if (last.lastOffset > log.forwardedOffset()) requestCommit(last.lastOffset, delivery);
@@ -351,7 +356,7 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
       // appends (few, larger requests). Full batches never wait for the interval, only for a slot.
       // Stats alone go only when nothing is in flight: they never take a slot from readings.
       const sinceLastSendMs = now() - lastSendAtMs;
-      const full = batch.lines >= batchLines;
+      const full = batch.body.lines >= batchLines;
       const due = haveFrames && (full || sinceLastSendMs >= config.flushIntervalMs);
       const statsOnly = !haveFrames && pendingStats !== null && window.length === 0;
       if (!(slotFree && (due || statsOnly))) {
@@ -362,12 +367,12 @@ export function createInfluxForwarder(deps: ForwarderDeps): InfluxForwarder {
         continue;
       }
 
-      const extra = pendingStats;
+      if (pendingStats) for (const line of pendingStats) batch.body.appendLine(line);
       pendingStats = null;
       lastSendAtMs = now();
       window.push(batch);
       // Not awaited: the loop goes on to build the next batch. runBatch ends only confirmed or stopped.
-      runBatch(batch, extra, delivery).catch((err: unknown) => logger.error({ err }, 'forwarder batch failed'));
+      runBatch(batch, delivery).catch((err: unknown) => logger.error({ err }, 'forwarder batch failed'));
       // While InfluxDB works on this batch, build the next one (synchronous: decode + lines) so it
       // leaves as soon as a slot is free. At most `maxInFlight` + 1 batches exist at a time.
       batch = newBatch(batch.lastOffset);

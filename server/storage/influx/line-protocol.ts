@@ -89,8 +89,8 @@ export type EntryLines = { ok: true; readings: number } | { ok: false; code: str
 
 /** One channel of a (device, descriptor set): its series prefix, built once, and how to read its values. */
 interface SeriesChannel {
-  /** `telemetry,channel=…,device=…[,unit=…] value=` (or ` state=`): everything before the value. */
-  prefix: string;
+  /** `telemetry,channel=…,device=…[,unit=…] value=` (or ` state=`) as UTF-8: everything before the value. */
+  prefix: Buffer;
   key: string;
   valueType: number;
   scaleExp: number;
@@ -122,7 +122,7 @@ export class SeriesPrefixCache {
       const field = ch.valueType === ValueType.BOOL ? STATE_FIELD : VALUE_FIELD;
       // An index listed twice keeps its first descriptor, as telemetryToReadings' scan does.
       table[ch.index] ??= {
-        prefix: `${seriesKey(deviceId, ch.key, ch.unit)} ${field}=`,
+        prefix: Buffer.from(`${seriesKey(deviceId, ch.key, ch.unit)} ${field}=`, 'utf8'),
         key: ch.key,
         valueType: ch.valueType,
         scaleExp: ch.scaleExp,
@@ -152,48 +152,144 @@ export class SeriesPrefixCache {
   }
 }
 
-/** One stored frame as line protocol: its lines joined by `\n`, built once and sent as they are. */
-export type FrameText = { ok: true; text: string; lines: number } | { ok: false; code: string; reason: string };
+/** Room for one line's value, separators and timestamp after its prefix (a number's text is ≤ 25 bytes). */
+const LINE_TAIL_BYTES = 64;
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
 
 /**
- * Decodes a stored TELEMETRY frame into its lines, applying the entry's persisted time offset, with
- * the series prefixes from `cache`. The same lines, in the same order, as `telemetryToReadings` +
- * `appendReadingLines` (unit tests hold them equal), without a reading object per value. A frame
- * that cannot become lines (descriptors gone, not TELEMETRY, codec error, a block that disagrees
- * with its descriptors) yields nothing and says why, so the caller can dead-letter it.
+ * Lines as UTF-8 bytes, `\n` between lines, written in place: the body of one write request. The
+ * forwarder builds each batch here (no string per line or per frame, nothing for the garbage
+ * collector to promote while the batch is in flight) and reuses the buffer for a later batch once
+ * InfluxDB confirmed this one (`reset`). Grows by doubling; never shrinks.
  */
-export function frameText(entry: LogEntry, lookup: DescriptorLookup, cache: SeriesPrefixCache): FrameText {
-  try {
-    const message = decodeFrame(entry.frame);
-    if (message.type !== 'telemetry') {
-      return { ok: false, code: 'UNEXPECTED_MESSAGE', reason: `stored frame is ${message.type}, not telemetry` };
-    }
-    const table = cache.get(entry.deviceId, message.descriptorHash, lookup);
-    if (!table) {
-      const hash = message.descriptorHash.toString(16).padStart(8, '0');
-      return { ok: false, code: 'UNKNOWN_DESCRIPTORS', reason: `no descriptor set ${hash} for ${entry.deviceId}` };
-    }
-    const base = message.baseTime + entry.timeOffsetMs;
-    // Joined once per frame: a flat string, which the batch's join then only copies (building the
-    // text with `+=` makes a rope that every request would have to flatten: ~2× the join's time).
-    const lines: string[] = [];
-    for (const block of message.blocks) {
-      const ch = checkedChannel(table[block.channel], block);
-      const { deltasMs, values } = block;
-      for (let i = 0; i < values.length; i++) {
-        const raw = values[i];
-        let field: string;
-        if (typeof raw === 'boolean') field = raw ? 'T' : 'F';
-        else if (typeof raw === 'number' && Number.isFinite(raw)) field = formatFloat(readingValue(raw, ch));
-        else continue; // missing: counted at ingest, not stored
-        lines.push(`${ch.prefix}${field} ${Math.trunc(base + (deltasMs[i] as number))}`);
-      }
-    }
-    return { ok: true, text: lines.join('\n'), lines: lines.length };
-  } catch (err) {
-    const code = err instanceof HubError ? err.code : 'INTERNAL';
-    return { ok: false, code, reason: (err as Error).message };
+export class LineBuffer {
+  private buf: Buffer;
+  /** Bytes written. */
+  length = 0;
+  /** Lines written. */
+  lines = 0;
+
+  constructor(initialBytes = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(Math.max(256, initialBytes));
   }
+
+  reset(): void {
+    this.length = 0;
+    this.lines = 0;
+  }
+
+  /** The bytes written so far: a view, valid until the next write or `reset`. */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+
+  /** The lines written so far, one string per line (a rejected batch is bisected line by line). */
+  toLines(): string[] {
+    return this.length === 0 ? [] : this.bytes().toString('utf8').split('\n');
+  }
+
+  /** Appends one line given as text (it must not hold a `\n`). */
+  appendLine(line: string): void {
+    this.ensure(Buffer.byteLength(line) + 1);
+    if (this.lines > 0) this.buf[this.length++] = NEWLINE;
+    this.length += this.buf.write(line, this.length, 'utf8');
+    this.lines++;
+  }
+
+  /**
+   * Appends the lines of a stored TELEMETRY frame, applying the entry's persisted time offset, with
+   * the series prefixes from `cache`. The same lines, in the same order, as `telemetryToReadings` +
+   * `appendReadingLines` (unit tests hold them equal), without a reading object or a string per
+   * value. A frame that cannot become lines (descriptors gone, not TELEMETRY, codec error, a block
+   * that disagrees with its descriptors) leaves the buffer as it was and says why, so the caller can
+   * dead-letter it.
+   */
+  appendFrame(entry: LogEntry, lookup: DescriptorLookup, cache: SeriesPrefixCache): EntryLines {
+    const startLength = this.length;
+    const startLines = this.lines;
+    try {
+      const message = decodeFrame(entry.frame);
+      if (message.type !== 'telemetry') {
+        return { ok: false, code: 'UNEXPECTED_MESSAGE', reason: `stored frame is ${message.type}, not telemetry` };
+      }
+      const table = cache.get(entry.deviceId, message.descriptorHash, lookup);
+      if (!table) {
+        const hash = message.descriptorHash.toString(16).padStart(8, '0');
+        return { ok: false, code: 'UNKNOWN_DESCRIPTORS', reason: `no descriptor set ${hash} for ${entry.deviceId}` };
+      }
+      const base = message.baseTime + entry.timeOffsetMs;
+      for (const block of message.blocks) {
+        const ch = checkedChannel(table[block.channel], block);
+        const { deltasMs, values } = block;
+        for (let i = 0; i < values.length; i++) {
+          const raw = values[i];
+          if (typeof raw !== 'boolean' && !(typeof raw === 'number' && Number.isFinite(raw))) continue; // missing: counted at ingest, not stored
+          this.ensure(ch.prefix.length + LINE_TAIL_BYTES);
+          const buf = this.buf;
+          let at = this.length;
+          if (this.lines > 0) buf[at++] = NEWLINE;
+          buf.set(ch.prefix, at);
+          at += ch.prefix.length;
+          if (typeof raw === 'boolean')
+            buf[at++] = raw ? 0x54 : 0x46; // T, F
+          else at = writeAscii(buf, at, formatFloat(readingValue(raw, ch)));
+          buf[at++] = SPACE;
+          this.length = writeInteger(buf, at, Math.trunc(base + (deltasMs[i] as number)));
+          this.lines++;
+        }
+      }
+      return { ok: true, readings: this.lines - startLines };
+    } catch (err) {
+      this.length = startLength;
+      this.lines = startLines;
+      const code = err instanceof HubError ? err.code : 'INTERNAL';
+      return { ok: false, code, reason: (err as Error).message };
+    }
+  }
+
+  private ensure(bytes: number): void {
+    const needed = this.length + 1 + bytes;
+    if (needed <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(needed, this.buf.length * 2));
+    this.buf.copy(next, 0, 0, this.length);
+    this.buf = next;
+  }
+}
+
+/** Writes a number's text (ASCII: digits, sign, point, exponent) at `at`; returns the end. */
+function writeAscii(buf: Buffer, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) buf[at + i] = text.charCodeAt(i);
+  return at + text.length;
+}
+
+/** Writes a safe integer's decimal digits at `at` (no string in between); returns the end. */
+function writeInteger(buf: Buffer, at: number, n: number): number {
+  if (!Number.isSafeInteger(n)) return writeAscii(buf, at, String(n));
+  if (n < 0) {
+    buf[at++] = 0x2d; // -
+    n = -n;
+  }
+  let digits = 1;
+  for (let p = 10; p <= n; p *= 10) digits++;
+  const end = at + digits;
+  for (let i = end - 1; i >= at; i--) {
+    const q = Math.floor(n / 10);
+    buf[i] = 0x30 + (n - q * 10);
+    n = q;
+  }
+  return end;
+}
+
+/** One stored frame as line protocol: its lines joined by `\n`. */
+export type FrameText = { ok: true; text: string; lines: number } | { ok: false; code: string; reason: string };
+
+/** One frame's lines as text (`LineBuffer.appendFrame`, decoded): for tests and tools, not the forwarder. */
+export function frameText(entry: LogEntry, lookup: DescriptorLookup, cache: SeriesPrefixCache): FrameText {
+  const out = new LineBuffer(1024);
+  const result = out.appendFrame(entry, lookup, cache);
+  if (!result.ok) return result;
+  return { ok: true, text: out.bytes().toString('utf8'), lines: result.readings };
 }
 
 /**
@@ -206,10 +302,10 @@ export function appendEntryLines(
   out: string[],
   cache: SeriesPrefixCache = new SeriesPrefixCache(1),
 ): EntryLines {
-  const result = frameText(entry, lookup, cache);
-  if (!result.ok) return result;
-  if (result.lines > 0) out.push(...result.text.split('\n'));
-  return { ok: true, readings: result.lines };
+  const lines = new LineBuffer(1024);
+  const result = lines.appendFrame(entry, lookup, cache);
+  if (result.ok) for (const line of lines.toLines()) out.push(line);
+  return result;
 }
 
 /** How an undecodable frame is kept in the dead-letter store: a comment line that names it. */
