@@ -18,7 +18,7 @@
 import type { Logger } from '../../log/index.ts';
 import type { Metrics } from '../../metrics/index.ts';
 import type { DeadLetterStore } from '../types.ts';
-import { type Lines, type LineWriter, lineCount, type WriteOutcome } from './line-writer.ts';
+import { isEncoded, type Lines, type LineWriter, lineCount, type WriteOutcome } from './line-writer.ts';
 
 /** First backoff step, and the smallest wait after any failed request (no hot loops on `Retry-After: 0`). */
 export const MIN_RETRY_DELAY_MS = 200;
@@ -91,7 +91,7 @@ export async function deliver(lines: Lines, d: DeliveryDeps): Promise<void> {
 
     if (out.status === 400 || out.status === 422 || out.status === 413) {
       if (d.signal.aborted) throw new DeliveryStopped();
-      const single = 'toLines' in lines ? lines.toLines() : lines;
+      const single = isEncoded(lines) ? lines.toLines() : lines;
       if (single.length === 1 || (out.status !== 413 && droppedAll(out.reason, single.length))) {
         await deadLetter(single, out, d);
         return;

@@ -41,8 +41,12 @@ export interface EncodedLines {
 /** The lines of one request: one line per string, or already encoded. */
 export type Lines = readonly string[] | EncodedLines;
 
+export function isEncoded(lines: Lines): lines is EncodedLines {
+  return 'toLines' in lines;
+}
+
 export function lineCount(lines: Lines): number {
-  return 'toLines' in lines ? lines.lines : lines.length;
+  return isEncoded(lines) ? lines.lines : lines.length;
 }
 
 export interface LineWriter {
@@ -105,7 +109,7 @@ export function createLineWriter(config: InfluxConfig, slots = 1): LineWriter {
       if (inFlight >= maxInFlight) throw new Error(`LineWriter.write called with ${inFlight} writes in flight`);
       inFlight++;
       try {
-        return await post('toLines' in lines ? lines.bytes() : lines.join('\n'));
+        return await post(isEncoded(lines) ? lines.bytes() : lines.join('\n'));
       } finally {
         inFlight--;
       }
