@@ -58,6 +58,8 @@ const MANY_DEVICES = 1000;
 const CPU_RATE = 10_000;
 /** A small fleet's rate (50 devices at 2 frames/s): commits, disk writes and CPU per frame. */
 const TRICKLE_RATE = 100;
+/** The commit window's bound the trickle is measured with a second time (an SD card's setting). */
+const LONG_COMMIT_WINDOW_MS = 1000;
 const THIS_FILE = fileURLToPath(import.meta.url);
 const ROOT = join(dirname(THIS_FILE), '..');
 const HOUR = 3_600_000;
@@ -180,6 +182,12 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
     // page's state, which turns every reading into an object and keeps the fleet's latest values).
     const core = await measureHub(join(dir, 'core'), ['--import', 'tsx', THIS_FILE, 'hub']);
     const full = await measureHub(join(dir, 'full'), ['--import', 'tsx', join(ROOT, 'server/main.ts')]);
+    // The same trickle with the commit window's bound raised for an SD card (LOG_COMMIT_WINDOW_MAX_MS).
+    const longWindowHub = await startHub(join(dir, 'long-window'), ['--import', 'tsx', join(ROOT, 'server/main.ts')], {
+      LOG_COMMIT_WINDOW_MAX_MS: String(LONG_COMMIT_WINDOW_MS),
+    });
+    const longWindowTrickle = await measureTrickle(longWindowHub);
+    longWindowHub.stop();
     const many = await measureMemory(join(dir, 'many'), ['--import', 'tsx', join(ROOT, 'server/main.ts')]);
     const bareAfter = await measureBare();
     const bareRuns = [bareBefore, bareAfter];
@@ -296,12 +304,13 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       };
     }
 
-    async function measureHub(dataDir: string, args: string[]) {
+    /** A fresh hub (`args`, extra `env`) with `devices` connected through a load generator. */
+    async function startHub(dataDir: string, args: string[], env: Record<string, string> = {}) {
       const creds = await register(dataDir, devices);
       const hubPort = await freePort();
       const hub = spawn(process.execPath, args, {
         cwd: ROOT,
-        env: { ...process.env, ...hubEnv(hubPort, dataDir) },
+        env: { ...process.env, ...hubEnv(hubPort, dataDir), ...env },
         stdio: ['ignore', 'ignore', 'inherit'],
       });
       children.push(hub);
@@ -329,20 +338,36 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
           commits: metricValue(text, 'hub_local_log_commits_total'),
         };
       };
-      const cpuSeconds = async () => (await counters()).cpu;
-      // A small fleet's trickle, on the fresh hub: CPU, commits and disk writes per frame at
-      // TRICKLE_RATE. Before the search, because after a burst the kernel's write_bytes for the process
-      // runs 5-10x above what the disk itself counts, for minutes (docs/performance.md, sixth pass).
+      const stop = () => {
+        hubLoad.send({ type: 'exit' } satisfies ToWorker);
+        hub.kill('SIGTERM');
+      };
+      return { hub, hubPort, hubStep, counters, stop };
+    }
+
+    /**
+     * A small fleet's trickle, on a fresh hub: CPU, commits and disk writes per frame at TRICKLE_RATE.
+     * Before any search, because after a burst the kernel's write_bytes for the process runs 5-10x
+     * above what the disk itself counts, for minutes (docs/performance.md, sixth pass).
+     */
+    async function measureTrickle({ hub, hubStep, counters }: Awaited<ReturnType<typeof startHub>>) {
       const trickleSeconds = quick ? 5 : 10;
       await hubStep(TRICKLE_RATE, trickleSeconds); // warm-up at that rate
       const [before, written0] = [await counters(), diskWriteBytes(hub.pid as number)];
       const trickleFrames = (await hubStep(TRICKLE_RATE, trickleSeconds)).sent;
       const [after, written1] = [await counters(), diskWriteBytes(hub.pid as number)];
-      const trickle = {
+      return {
         cpuPerFrameUs: ((after.cpu - before.cpu) * 1e6) / trickleFrames,
         framesPerCommit: trickleFrames / (after.commits - before.commits),
         diskWritesPerFrame: (written1 - written0) / trickleFrames,
       };
+    }
+
+    async function measureHub(dataDir: string, args: string[]) {
+      const started = await startHub(dataDir, args);
+      const { hubPort, hubStep, counters, stop } = started;
+      const cpuSeconds = async () => (await counters()).cpu;
+      const trickle = await measureTrickle(started);
       const best = await search(hubStep, startRate, bisections, true);
       // CPU per frame at a fixed light rate and at (90 % of) the sustained rate, in the same process.
       const cpuPerFrameAt = async (rate: number) => {
@@ -354,8 +379,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       const sustainedRate = Math.max(CPU_RATE, Math.round(best.achieved * 0.9));
       const cpuPerFrameSustainedUs = await cpuPerFrameAt(sustainedRate);
       const metricsText = await (await fetch(`http://127.0.0.1:${hubPort}/metrics`)).text();
-      hubLoad.send({ type: 'exit' } satisfies ToWorker);
-      hub.kill('SIGTERM');
+      stop();
       return {
         best,
         cpuPerFrameUs,
@@ -457,6 +481,19 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         value: full.trickle.diskWritesPerFrame / 1000,
         unit: 'KB',
         note: 'write_bytes of the hub process: what an SD card wears by',
+      },
+      {
+        metric: `trickle, LOG_COMMIT_WINDOW_MAX_MS=${LONG_COMMIT_WINDOW_MS}: disk writes per frame`,
+        value: longWindowTrickle.diskWritesPerFrame / 1000,
+        unit: 'KB',
+        baseline: { label: 'the default window', value: full.trickle.diskWritesPerFrame / 1000 },
+        note: `${longWindowTrickle.framesPerCommit.toFixed(1)} frames per commit; ACKs up to ${LONG_COMMIT_WINDOW_MS} ms later (docs/configuration: a small fleet on an SD card)`,
+      },
+      {
+        metric: `trickle, LOG_COMMIT_WINDOW_MAX_MS=${LONG_COMMIT_WINDOW_MS}: CPU per frame`,
+        value: longWindowTrickle.cpuPerFrameUs,
+        unit: 'µs',
+        baseline: { label: 'the default window', value: full.trickle.cpuPerFrameUs },
       },
       {
         metric: `sustained ingest with ${MANY_DEVICES} devices (npm start)`,

@@ -4,11 +4,14 @@
  * with the ingest bench's load generator, and prints the profile as a table (self time by part of the
  * data path), the table docs/performance.md shows before and after a change.
  *
- *   node --import tsx bench/profile.ts [--root DIR] [--rate 20000] [--seconds 10] [--devices 50]
+ *   node --import tsx bench/profile.ts [--root DIR] [--rate 20000] [--seconds 10] [--devices 50] [--core]
+ *     [--no-profile] [--perf-map]
  *
  * `--root` profiles another checkout's hub (e.g. a `git worktree` of an older commit) with this
  * checkout's load generator. The profile covers the main thread only: lmdb commits its transactions
- * and flushes on its own threads, which `CPU per frame` in the ingest bench includes.
+ * and flushes on its own threads, which `CPU per frame` in the ingest bench includes. `--no-profile`
+ * prints only the whole process's figures (CPU, commits, ACKs, disk writes, memory) without the
+ * profiler's own cost; `--perf-map` lets `perf record -p <hub>` name the JavaScript functions.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -115,12 +118,15 @@ async function main(): Promise<void> {
       devices: { type: 'string', default: '50' },
       // The ingest core (`buildHub` without extensions: no live view) instead of `npm start`.
       core: { type: 'boolean', default: false },
+      'no-profile': { type: 'boolean', default: false },
+      'perf-map': { type: 'boolean', default: false },
     },
   });
   const root = resolve(values.root);
   const rate = Number(values.rate);
   const seconds = Number(values.seconds);
   const devices = Number(values.devices);
+  const profile = !values['no-profile'];
   const dir = mkdtempSync(join(tmpdir(), 'esp32hub-profile-'));
   const profDir = join(dir, 'prof');
   const children: ChildProcess[] = [];
@@ -134,8 +140,8 @@ async function main(): Promise<void> {
     const hub = spawn(
       process.execPath,
       [
-        '--cpu-prof',
-        `--cpu-prof-dir=${profDir}`,
+        ...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []),
+        ...(values['perf-map'] ? ['--perf-basic-prof-only-functions'] : []),
         '--import',
         'tsx',
         ...(values.core ? [join(root, 'bench/ingest.bench.ts'), 'hub'] : [join(root, 'server/main.ts')]),
@@ -178,18 +184,16 @@ async function main(): Promise<void> {
     // The step's sending ended `drainMs` before its result (the generator waits for the last ACKs).
     const stepEnd = performance.now();
     const after = await processFigures(hub.pid as number, port);
+    const memory = readFileSync(`/proc/${hub.pid}/status`, 'utf8')
+      .split('\n')
+      .filter((l) => /^(VmRSS|RssAnon|RssFile):/.test(l))
+      .map((l) => l.replace(/\s+/g, ' '))
+      .join(', ');
     load.send({ type: 'exit' });
     const exited = new Promise((r) => hub.once('exit', r));
     hub.kill('SIGTERM');
     await exited;
     const exitAt = performance.now();
-    const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
-    if (!file) throw new Error('no .cpuprofile written');
-    const summary = summarize(JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile, {
-      fromEndUs: (exitAt - stepStart) * 1000,
-      toEndUs: (exitAt - stepEnd) * 1000,
-    });
-    const perK = (ms: number) => ((ms * 1000) / Math.max(1, result.sent)).toFixed(1);
     console.log(
       `hub ${root}${values.core ? ' (core, no live view)' : ' (npm start)'}: ${result.sent} frames sent, ${result.acked} acked, at ${rate} frames/s for ${seconds} s, ` +
         `${devices} devices; load average ${loadavg()
@@ -201,8 +205,17 @@ async function main(): Promise<void> {
       `whole process (all threads, user + system): ${(((after.cpuMs - before.cpuMs) * 1000) / frames).toFixed(1)} µs CPU per frame ` +
         `(system ${(((after.systemMs - before.systemMs) * 1000) / frames).toFixed(1)}); ` +
         `${(frames / Math.max(1, after.commits - before.commits)).toFixed(1)} frames per commit, ` +
-        `${(frames / Math.max(1, after.acks - before.acks)).toFixed(1)} frames per ACK`,
+        `${(frames / Math.max(1, after.acks - before.acks)).toFixed(1)} frames per ACK; ` +
+        `disk writes ${((after.writeBytes - before.writeBytes) / frames / 1000).toFixed(2)} KB per frame (write_bytes); at the end ${memory}`,
     );
+    if (!profile) return;
+    const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (!file) throw new Error('no .cpuprofile written');
+    const summary = summarize(JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile, {
+      fromEndUs: (exitAt - stepStart) * 1000,
+      toEndUs: (exitAt - stepEnd) * 1000,
+    });
+    const perK = (ms: number) => ((ms * 1000) / Math.max(1, result.sent)).toFixed(1);
     console.log(
       `main thread busy ${summary.busyMs.toFixed(0)} ms of the measured step's ${summary.totalMs.toFixed(0)} ms (after a 2 s warm-up)\n`,
     );
@@ -221,11 +234,11 @@ async function main(): Promise<void> {
   }
 }
 
-/** The process's CPU time (ms, all threads, from /proc) and its commit and ACK counters. */
+/** The process's CPU time (ms, all threads) and disk writes (from /proc), its commit and ACK counters. */
 async function processFigures(
   pid: number,
   port: number,
-): Promise<{ cpuMs: number; systemMs: number; commits: number; acks: number }> {
+): Promise<{ cpuMs: number; systemMs: number; writeBytes: number; commits: number; acks: number }> {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat (1-based), 12 and 13 after the command name.
@@ -235,6 +248,7 @@ async function processFigures(
   return {
     cpuMs: (ticks * 1000) / 100, // USER_HZ is 100 on Linux
     systemMs: (Number(fields[12]) * 1000) / 100,
+    writeBytes: Number(/^write_bytes: (\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0),
     commits: metric('hub_local_log_commits_total'),
     acks: metric('hub_acks_sent_total'),
   };

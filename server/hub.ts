@@ -265,6 +265,7 @@ export function buildHub(config: Readonly<HubConfig>, deps: HubDeps = {}): Hub {
           ...(deps.ackAfterFlush !== undefined ? { ackAfterFlush: deps.ackAfterFlush } : {}),
           ...(deps.maintenanceIntervalMs !== undefined ? { maintenanceIntervalMs: deps.maintenanceIntervalMs } : {}),
           minFreeBytes: config.storage.minFreeBytes,
+          commitWindowMaxMs: config.storage.commitWindowMaxMs,
           ...(deps.freeBytes ? { freeBytes: deps.freeBytes } : {}),
           ...(deps.storageFaults ? { faults: deps.storageFaults } : {}),
         });

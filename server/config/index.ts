@@ -44,6 +44,9 @@ export const ENV_SCHEMA = {
   LOG_RETENTION_HOURS: int(1, 24 * 3650).default(24 * 7),
   LOG_FULL_POLICY: z.enum(['backpressure', 'drop-oldest']).default('backpressure'),
   LOG_MIN_FREE_BYTES: int(1024 * 1024, Number.MAX_SAFE_INTEGER).default(64 * 1024 * 1024),
+  // The commit window's bound (server/storage/local-log.ts: COMMIT_WINDOW_MS .. COMMIT_WINDOW_MAX_LIMIT_MS,
+  // default COMMIT_WINDOW_MAX_MS; a unit test holds them equal).
+  LOG_COMMIT_WINDOW_MAX_MS: int(20, 5000).default(25),
 
   INFLUX_URL: z.url().optional(),
   INFLUX_TOKEN: z.string().min(1).optional(),
@@ -202,6 +205,8 @@ export interface HubConfig {
     fullPolicy: 'backpressure' | 'drop-oldest';
     /** Free space kept on the data directory's filesystem; below it frames are refused (STORAGE_FULL). */
     minFreeBytes: number;
+    /** The longest a frame waits for its group's commit, so for its ACK (ms). */
+    commitWindowMaxMs: number;
   };
   influx: InfluxConfig | null;
   live: {
@@ -395,6 +400,7 @@ export function loadConfig(env: Source): Readonly<HubConfig> {
       retentionHours: e.LOG_RETENTION_HOURS,
       fullPolicy: e.LOG_FULL_POLICY,
       minFreeBytes: e.LOG_MIN_FREE_BYTES,
+      commitWindowMaxMs: e.LOG_COMMIT_WINDOW_MAX_MS,
     },
     influx:
       e.INFLUX_URL && e.INFLUX_TOKEN && e.INFLUX_ORG && e.INFLUX_BUCKET

@@ -60,11 +60,16 @@ export interface LocalLogOptions {
   /** Wait for the OS to flush each commit before resolving appends (default true: an ACK means on disk). */
   ackAfterFlush?: boolean;
   /**
-   * The commit window: a group is committed once its first write is this old (ms) or it holds
-   * `commitWindowBytes`, whichever comes first (never while the previous group is in flight). Default
-   * {@link COMMIT_WINDOW_MS}; 0 commits on the next event-loop turn.
+   * A fixed commit window (tests): a group is committed once its first write is this old (ms) or it
+   * holds `commitWindowBytes`, whichever comes first (never while the previous group is in flight); 0
+   * commits on the next event-loop turn. Unset: the window of {@link COMMIT_WINDOW_MS}.
    */
   commitWindowMs?: number;
+  /**
+   * The longest a group waits for its commit (ms) when `commitWindowMs` is not set (see
+   * {@link COMMIT_WINDOW_MS}): `LOG_COMMIT_WINDOW_MAX_MS`. Default {@link COMMIT_WINDOW_MAX_MS}.
+   */
+  commitWindowMaxMs?: number;
   /** See `commitWindowMs`: logical bytes of frames that close a group early. Default {@link COMMIT_WINDOW_BYTES}. */
   commitWindowBytes?: number;
   /**
@@ -216,45 +221,56 @@ interface Group {
    * they are when the group closes, so a group costs one state write per device, not one per frame.
    */
   refs: Map<object, { db: KvWrite['db']; key: Key }>;
+  /** Frames per device in the group (see COMMIT_TARGET_FRAMES_PER_DEVICE). */
+  perDevice: Map<string, number>;
+  /** Some device has COMMIT_TARGET_FRAMES_PER_DEVICE frames in the group. */
+  deviceAtTarget: boolean;
 }
 
 function newGroup(): Group {
-  return { entries: [], offsets: [], dones: [], doneOffsets: [], addedBytes: 0, kv: new Map(), refs: new Map() };
+  return {
+    entries: [],
+    offsets: [],
+    dones: [],
+    doneOffsets: [],
+    addedBytes: 0,
+    kv: new Map(),
+    refs: new Map(),
+    perDevice: new Map(),
+    deviceAtTarget: false,
+  };
 }
 
 const APPEND = { append: true } as const;
 /**
- * The commit window (the one place it is set; docs/architecture.md §4). A group waits until it is
- * `COMMIT_WINDOW_MS` (20 ms) old, so frames that trickle in share a transaction and its fsync: at
- * 100 frames/s from 50 devices a commit holds 2.7 frames instead of 1.06 (with 2 ms), which cuts the
- * disk writes per frame from 48 to 20 KB (what wears an SD card) and the hub's CPU per frame by
- * 15-20 %, for about 20 ms more ACK latency (docs/performance.md, "Issue 12, sixth pass"). Once
- * frames stream in, the window is sized by time after each commit ({@link adaptiveCommitWindowMs}):
- * long enough for each device in the group to have about `COMMIT_TARGET_FRAMES_PER_DEVICE` frames in
- * it, at least `COMMIT_WINDOW_MS` and at most `COMMIT_WINDOW_MAX_MS`. What a commit costs per device — its ACK written back, its state record,
- * the socket reads between two commits — is then shared by several frames with many devices. Under
- * load the previous commit's flush takes longer than the window anyway. 256 KiB of records (~1,000
- * typical frames) closes a group early.
+ * The commit window (the one place it is set; docs/architecture.md §4). A group is committed once it
+ * is `commitWindowMaxMs` old (`LOG_COMMIT_WINDOW_MAX_MS`, default {@link COMMIT_WINDOW_MAX_MS}), or
+ * holds `COMMIT_WINDOW_BYTES` of frames, or is at least `COMMIT_WINDOW_MS` old and holds
+ * `COMMIT_TARGET_FRAMES_PER_DEVICE` frames of one device, whichever comes first.
+ *
+ * - Frames that trickle in share a transaction and its fsync: at 100 frames/s from 50 devices a commit
+ *   holds 2.7 frames instead of 1.06 (with 2 ms), which cut the disk writes per frame from 48 to 20 KB
+ *   (what wears an SD card) and the CPU per frame by 15-20 % (docs/performance.md, "Issue 12, sixth
+ *   pass"). A longer bound (an SD card, a small fleet) shares each commit among more frames.
+ * - Many devices streaming: each has about `COMMIT_TARGET_FRAMES_PER_DEVICE` frames in a group, so
+ *   what a commit costs per device (its ACK written back, its state record, the socket reads between
+ *   two commits) is shared by several frames.
+ * - No device waits on the window for long: once one device has `COMMIT_TARGET_FRAMES_PER_DEVICE`
+ *   frames in the group (half the firmware's in-flight window), the group goes out as soon as it is
+ *   `COMMIT_WINDOW_MS` old, however long the bound. A fast device among slow ones, or one replaying
+ *   its outbox, therefore never stalls on its in-flight window for a whole long window.
+ *
+ * Under load the previous commit's flush takes longer than the window anyway. 256 KiB of records
+ * (~1,000 typical frames) closes a group early.
  */
 export const COMMIT_WINDOW_MS = 20;
 export const COMMIT_WINDOW_MAX_MS = 25;
+/** The longest bound `LOG_COMMIT_WINDOW_MAX_MS` may set: far below a device's ACK timeout (30 s). */
+export const COMMIT_WINDOW_MAX_LIMIT_MS = 5000;
 export const COMMIT_WINDOW_BYTES = 256 * 1024;
-/** Frames each device of a group should have in it (the ACK and state write per device per commit). */
+/** One device's frames in a group that commit it as soon as it is `COMMIT_WINDOW_MS` old. */
 export const COMMIT_TARGET_FRAMES_PER_DEVICE = 4;
-/** Below this arrival rate (frames per ms, i.e. 1,000 frames/s) the window stays at its minimum. */
-const COMMIT_STREAM_FRAMES_PER_MS = 1;
 
-/**
- * The next group's window from the group just closed: `frames` from `devices` devices arrived over
- * `intervalMs` (since the previous commit started). Trickle → the minimum; a stream → the time each
- * device takes to send `COMMIT_TARGET_FRAMES_PER_DEVICE` frames, within [min, max].
- */
-export function adaptiveCommitWindowMs(frames: number, devices: number, intervalMs: number): number {
-  if (devices <= 0 || intervalMs <= 0 || frames < COMMIT_STREAM_FRAMES_PER_MS * intervalMs) return COMMIT_WINDOW_MS;
-  const perDevicePerMs = frames / devices / intervalMs;
-  const ms = COMMIT_TARGET_FRAMES_PER_DEVICE / perDevicePerMs;
-  return Math.min(COMMIT_WINDOW_MAX_MS, Math.max(COMMIT_WINDOW_MS, ms));
-}
 /**
  * The `time-index` is written behind the frames (see index-backlog.ts): a device's entries go out with
  * a group once `INDEX_BATCH_PER_DEVICE` wait (about half a leaf page of keys), or once the oldest has
@@ -366,11 +382,9 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   let windowTimer: NodeJS.Timeout | null = null;
   /** When the current group got its first write (performance.now() ms); -1 while empty. */
   let groupOpenedAt = -1;
-  /** Fixed when the caller sets it; else sized after each commit by {@link adaptiveCommitWindowMs}. */
+  /** The window's bound (ms): fixed when the caller sets `commitWindowMs` (no early commit then). */
   const fixedWindow = opts.commitWindowMs !== undefined;
-  let windowMs = opts.commitWindowMs ?? COMMIT_WINDOW_MS;
-  /** When the previous group's commit started (performance.now() ms). */
-  let lastCommitAt = performance.now();
+  const windowMaxMs = opts.commitWindowMs ?? opts.commitWindowMaxMs ?? COMMIT_WINDOW_MAX_MS;
   const windowBytes = opts.commitWindowBytes ?? COMMIT_WINDOW_BYTES;
   /** Settles when the most recent append group is durable; barriers chain on it. */
   let lastGroup: Promise<unknown> = Promise.resolve();
@@ -453,21 +467,27 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
   /**
    * Classic group commit: while a group's transaction is being committed and flushed, new frames
    * gather in the next group, which goes out as soon as the previous one is durable (at most
-   * `MAX_COMMITS_IN_FLIGHT` groups in flight). A group goes out once it is `windowMs` old or holds
-   * `windowBytes` of frames (an idle log: a few ms of frames per commit instead of one or two); a busy
+   * `MAX_COMMITS_IN_FLIGHT` groups in flight). A group goes out at the end of its window (see
+   * {@link COMMIT_WINDOW_MS}) or once it holds `windowBytes` of frames; a busy
    * log makes its groups as large as the disk's flush time requires, instead of one fsync per turn.
    */
   let commitsInFlight = 0;
   let lastCommitFailed = false;
+  /** When the window timer fires (performance.now() ms): re-armed earlier once a device reaches its target. */
+  let windowDueAt = 0;
   const schedule = () => {
     if (groupOpenedAt < 0) groupOpenedAt = performance.now();
     if (scheduled !== null || closed || commitsInFlight >= MAX_COMMITS_IN_FLIGHT) return;
-    const wait = windowMs - (performance.now() - groupOpenedAt);
+    const windowMs = group.deviceAtTarget ? Math.min(COMMIT_WINDOW_MS, windowMaxMs) : windowMaxMs;
+    const dueAt = groupOpenedAt + windowMs;
+    const wait = dueAt - performance.now();
     if (wait <= 0 || group.addedBytes >= windowBytes) {
       if (windowTimer !== null) clearTimeout(windowTimer);
       windowTimer = null;
       scheduled = setImmediate(commitGroup);
-    } else if (windowTimer === null) {
+    } else if (windowTimer === null || dueAt < windowDueAt) {
+      if (windowTimer !== null) clearTimeout(windowTimer);
+      windowDueAt = dueAt;
       windowTimer = setTimeout(onWindow, wait);
     }
   };
@@ -571,14 +591,7 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
     // Snapshot now: this transaction persists the state exactly as of this group's last frame, even
     // though the callback below runs later, when frames of the next group may already be queued.
     const writes: KvWrite[] = [...g.kv.values()];
-    let groupDevices = 0;
-    for (const [obj, { db, key }] of g.refs) {
-      writes.push({ db, key, value: copyState(obj) });
-      if (db === 'devices') groupDevices++;
-    }
-    const startedAt = performance.now();
-    if (!fixedWindow) windowMs = adaptiveCommitWindowMs(g.entries.length, groupDevices, startedAt - lastCommitAt);
-    lastCommitAt = startedAt;
+    for (const [obj, { db, key }] of g.refs) writes.push({ db, key, value: copyState(obj) });
     const headSnap = head;
     const bytesSnap = bytes;
     const framesSnap = frameCount;
@@ -929,6 +942,11 @@ export function openLocalLog(opts: LocalLogOptions): LocalLog {
       group.offsets.push(offset);
       group.dones.push(done);
       group.doneOffsets.push(offset);
+      if (!fixedWindow && !group.deviceAtTarget) {
+        const n = (group.perDevice.get(entry.deviceId) ?? 0) + 1;
+        group.perDevice.set(entry.deviceId, n);
+        group.deviceAtTarget = n >= COMMIT_TARGET_FRAMES_PER_DEVICE;
+      }
       schedule();
     },
     barrier(done) {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../server/config/index.ts';
+import { COMMIT_WINDOW_MAX_LIMIT_MS, COMMIT_WINDOW_MAX_MS, COMMIT_WINDOW_MS } from '../../server/storage/local-log.ts';
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
@@ -42,6 +43,20 @@ describe('loadConfig', () => {
         String(pattern),
       ).toBe(true);
     expect(problems).toHaveLength(expected.length);
+  });
+
+  it('LOG_COMMIT_WINDOW_MAX_MS: the local log’s default, refused outside [COMMIT_WINDOW_MS, COMMIT_WINDOW_MAX_LIMIT_MS]', () => {
+    expect(loadConfig({}).storage.commitWindowMaxMs).toBe(COMMIT_WINDOW_MAX_MS);
+    expect(loadConfig({ LOG_COMMIT_WINDOW_MAX_MS: '1000' }).storage.commitWindowMaxMs).toBe(1000);
+    expect(loadConfig({ LOG_COMMIT_WINDOW_MAX_MS: String(COMMIT_WINDOW_MS) }).storage.commitWindowMaxMs).toBe(
+      COMMIT_WINDOW_MS,
+    );
+    for (const bad of [String(COMMIT_WINDOW_MS - 1), String(COMMIT_WINDOW_MAX_LIMIT_MS + 1), '1.5', 'soon']) {
+      expect(problemsOf({ LOG_COMMIT_WINDOW_MAX_MS: bad, HUB_PORT: '70000' })).toEqual([
+        expect.stringMatching(/^HUB_PORT: /),
+        expect.stringMatching(/^LOG_COMMIT_WINDOW_MAX_MS: /),
+      ]);
+    }
   });
 
   it('puts every problem in the error message too', () => {

@@ -12,8 +12,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { descriptorHash, encodeFrame, type Telemetry, ValueType } from '../../server/codec/index.ts';
 import type { Metrics } from '../../server/metrics/index.ts';
 import {
-  adaptiveCommitWindowMs,
   COMMIT_TARGET_FRAMES_PER_DEVICE,
+  COMMIT_WINDOW_MAX_LIMIT_MS,
   COMMIT_WINDOW_MAX_MS,
   COMMIT_WINDOW_MS,
   INDEX_BATCH_PER_DEVICE,
@@ -174,18 +174,81 @@ describe('local log', () => {
     }
   });
 
-  it('sizes the commit window by time: the minimum while frames trickle, longer as devices stream, bounded', () => {
-    // A lone device, or a fleet trickling under 1,000 frames/s: the minimum (a few frames per commit).
-    expect(adaptiveCommitWindowMs(1, 1, 40)).toBe(COMMIT_WINDOW_MS);
-    expect(adaptiveCommitWindowMs(20, 10, 100)).toBe(COMMIT_WINDOW_MS); // 200 frames/s
-    // 60 devices at 10 k frames/s (100 frames in 10 ms): each device sends 1/6 frame per ms, so
-    // COMMIT_TARGET_FRAMES_PER_DEVICE of them take 24 ms.
-    expect(adaptiveCommitWindowMs(100, 60, 10)).toBeCloseTo(COMMIT_TARGET_FRAMES_PER_DEVICE * 6);
-    // Many devices, a few frames each per commit: as long as the bound allows, never longer.
-    expect(adaptiveCommitWindowMs(300, 1000, 10)).toBe(COMMIT_WINDOW_MAX_MS);
-    // Few devices streaming fast already fill a commit: the minimum.
-    expect(adaptiveCommitWindowMs(4000, 10, 10)).toBe(COMMIT_WINDOW_MS);
-    expect(adaptiveCommitWindowMs(5, 0, 10)).toBe(COMMIT_WINDOW_MS); // state-only group
+  /**
+   * Fake clock and timers for the window; lmdb's own scheduling (setImmediate) and threads are real.
+   * `at(ms)` moves the clock to `ms` after the start and lets a commit that became due start;
+   * `commits` lists each started commit's frame count (the storage fault hook runs as it starts).
+   */
+  async function withWindowClock(
+    over: Partial<LocalLogOptions>,
+    fn: (log: LocalLog, commits: number[], at: (ms: number) => Promise<void>) => Promise<void>,
+  ): Promise<void> {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    try {
+      const commits: number[] = [];
+      const { log } = open(tmp(), { ...over, faults: { beforeCommit: ({ frames }) => void commits.push(frames) } });
+      const start = performance.now();
+      const turn = () => new Promise((r) => setImmediate(r));
+      await fn(log, commits, async (ms) => {
+        vi.advanceTimersByTime(start + ms - performance.now());
+        await turn();
+        await turn();
+      });
+    } finally {
+      vi.useRealTimers();
+    }
+  }
+
+  it('holds a group for the whole window bound while frames trickle (LOG_COMMIT_WINDOW_MAX_MS)', async () => {
+    await withWindowClock({ commitWindowMaxMs: 1000 }, async (log, commits, at) => {
+      const appended: Promise<number>[] = [];
+      // Three slow devices, a frame each every 300 ms: none reaches its target within the window.
+      for (let i = 0; i < 3; i++) {
+        for (const device of ['dev-a', 'dev-b', 'dev-c']) appended.push(append(log, device, i + 1, T0 + i * 1000));
+        await at(300 * (i + 1));
+      }
+      await at(999);
+      expect(commits).toEqual([]);
+      await at(1000);
+      expect(commits).toEqual([9]); // one transaction, one fsync for the nine frames
+      expect(await Promise.all(appended)).toHaveLength(9);
+    });
+  });
+
+  it('commits early once one device has its target frames in the group: a fast device never waits out a long window', async () => {
+    await withWindowClock({ commitWindowMaxMs: 1000 }, async (log, commits, at) => {
+      const first = [append(log, 'dev-slow', 1, T0)];
+      for (let seq = 1; seq <= COMMIT_TARGET_FRAMES_PER_DEVICE; seq++) {
+        await at(seq);
+        first.push(append(log, 'dev-fast', seq, T0 + seq * 1000));
+      }
+      // Not yet COMMIT_WINDOW_MS old: the group still gathers (a few ms of frames per commit).
+      await at(COMMIT_WINDOW_MS - 1);
+      expect(commits).toEqual([]);
+      await at(COMMIT_WINDOW_MS);
+      expect(commits).toEqual([1 + COMMIT_TARGET_FRAMES_PER_DEVICE]);
+      await Promise.all(first);
+      // The next group starts over: a lone slow frame waits for the whole bound again.
+      const next = append(log, 'dev-slow', 2, T0 + 5000);
+      await at(COMMIT_WINDOW_MS + 999);
+      expect(commits).toHaveLength(1);
+      await at(COMMIT_WINDOW_MS + 1000);
+      expect(commits).toEqual([1 + COMMIT_TARGET_FRAMES_PER_DEVICE, 1]);
+      await next;
+    });
+  });
+
+  it('by default a lone frame waits COMMIT_WINDOW_MAX_MS for its commit; the bound stays far below an ACK timeout', async () => {
+    expect(COMMIT_WINDOW_MS).toBeLessThanOrEqual(COMMIT_WINDOW_MAX_MS);
+    expect(COMMIT_WINDOW_MAX_LIMIT_MS).toBeLessThanOrEqual(5000); // the firmware's ACK timeout is 30 s
+    await withWindowClock({}, async (log, commits, at) => {
+      const one = append(log, 'dev-a', 1, T0);
+      await at(COMMIT_WINDOW_MAX_MS - 1);
+      expect(commits).toEqual([]);
+      await at(COMMIT_WINDOW_MAX_MS);
+      expect(commits).toEqual([1]);
+      await one;
+    });
   });
 
   it('persists device state, boots and descriptors with the frames across a reopen', async () => {
