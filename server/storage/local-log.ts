@@ -252,9 +252,9 @@ const APPEND = { append: true } as const;
  *   holds 2.7 frames instead of 1.06 (with 2 ms), which cut the disk writes per frame from 48 to 20 KB
  *   (what wears an SD card) and the CPU per frame by 15-20 % (docs/performance.md, "Issue 12, sixth
  *   pass"). A longer bound (an SD card, a small fleet) shares each commit among more frames.
- * - Many devices streaming: each has about `COMMIT_TARGET_FRAMES_PER_DEVICE` frames in a group, so
- *   what a commit costs per device (its ACK written back, its state record, the socket reads between
- *   two commits) is shared by several frames.
+ * - Many devices streaming, each a few tens of frames per second: a group fills for the whole bound,
+ *   so what a commit costs per device (its ACK written back, its state record, the socket reads
+ *   between two commits) is shared by every frame the device has in it.
  * - No device waits on the window for long: once one device has `COMMIT_TARGET_FRAMES_PER_DEVICE`
  *   frames in the group (half the firmware's in-flight window), the group goes out as soon as it is
  *   `COMMIT_WINDOW_MS` old, however long the bound. A fast device among slow ones, or one replaying
