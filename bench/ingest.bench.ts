@@ -487,7 +487,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         value: longWindowTrickle.diskWritesPerFrame / 1000,
         unit: 'KB',
         baseline: { label: 'the default window', value: full.trickle.diskWritesPerFrame / 1000 },
-        note: `${longWindowTrickle.framesPerCommit.toFixed(1)} frames per commit; ACKs up to ${LONG_COMMIT_WINDOW_MS} ms later (docs/configuration: a small fleet on an SD card)`,
+        note: `${longWindowTrickle.framesPerCommit.toFixed(1)} frames per commit; ACKs up to ${LONG_COMMIT_WINDOW_MS} ms later (README: on an SD card)`,
       },
       {
         metric: `trickle, LOG_COMMIT_WINDOW_MAX_MS=${LONG_COMMIT_WINDOW_MS}: CPU per frame`,
