@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ALERT_ENV_SCHEMA, alertsConfigFrom, loadAlertRules } from '../alerts/config.ts';
 import type { AlertsConfig } from '../alerts/types.ts';
 import { HubError } from '../errors.ts';
+import { COMMIT_WINDOW_MAX_LIMIT_MS, COMMIT_WINDOW_MAX_MS, COMMIT_WINDOW_MS } from '../storage/commit-window.ts';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const list = z
@@ -44,9 +45,7 @@ export const ENV_SCHEMA = {
   LOG_RETENTION_HOURS: int(1, 24 * 3650).default(24 * 7),
   LOG_FULL_POLICY: z.enum(['backpressure', 'drop-oldest']).default('backpressure'),
   LOG_MIN_FREE_BYTES: int(1024 * 1024, Number.MAX_SAFE_INTEGER).default(64 * 1024 * 1024),
-  // The commit window's bound (server/storage/local-log.ts: COMMIT_WINDOW_MS .. COMMIT_WINDOW_MAX_LIMIT_MS,
-  // default COMMIT_WINDOW_MAX_MS; a unit test holds them equal).
-  LOG_COMMIT_WINDOW_MAX_MS: int(20, 5000).default(25),
+  LOG_COMMIT_WINDOW_MAX_MS: int(COMMIT_WINDOW_MS, COMMIT_WINDOW_MAX_LIMIT_MS).default(COMMIT_WINDOW_MAX_MS),
 
   INFLUX_URL: z.url().optional(),
   INFLUX_TOKEN: z.string().min(1).optional(),
