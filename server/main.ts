@@ -63,8 +63,13 @@ async function main(): Promise<void> {
     }
     stopping = true;
     hub.logger.info({ signal }, 'shutting down');
+    const since = performance.now();
     hub.stop().then(
-      () => process.exit(0),
+      () => {
+        // The operator's sign that the stop was clean: every commit done, the store closed.
+        hub.logger.info({ signal, ms: Math.round(performance.now() - since) }, 'stopped');
+        process.exit(0);
+      },
       (err: unknown) => {
         hub.logger.error({ err }, 'shutdown failed');
         process.exit(1);

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, type ServerProcess, startProcess, type TempDir, tempDir, waitForReady } from '../harness/index.ts';
-import { REPO_ROOT, runScript, TSX } from './run-script.ts';
+import { NODE_TSX, REPO_ROOT, runScript } from './run-script.ts';
 
 const ADMIN_TOKEN = 'env-file-admin-token-0123456789abcdef';
 const MAIN = join(REPO_ROOT, 'server/main.ts');
@@ -39,8 +39,8 @@ describe('.env for npm start and npm run hub', () => {
   function startHub(cwd: string, env: Record<string, string>, args: string[] = []): ServerProcess {
     const proc = startProcess({
       name: 'hub',
-      command: TSX,
-      args: [MAIN, ...args],
+      command: NODE_TSX.command,
+      args: [...NODE_TSX.args, MAIN, ...args],
       cwd,
       logFile: join(cwd, 'hub.log'),
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },

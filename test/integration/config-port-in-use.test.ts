@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startProcess, type TempDir, tempDir, waitForReady } from '../harness/index.ts';
 import { httpProbe } from '../harness/process.ts';
-import { REPO_ROOT, runScript, TSX } from './run-script.ts';
+import { NODE_TSX, REPO_ROOT, runScript } from './run-script.ts';
 
 describe('a busy HUB_PORT', () => {
   let dir: TempDir;
@@ -39,8 +39,8 @@ describe('a busy HUB_PORT', () => {
     blocker = undefined;
     const hub = startProcess({
       name: 'hub',
-      command: TSX,
-      args: [join(REPO_ROOT, 'server/main.ts')],
+      command: NODE_TSX.command,
+      args: [...NODE_TSX.args, join(REPO_ROOT, 'server/main.ts')],
       cwd: dir.path,
       logFile: join(dir.path, 'hub.log'),
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },

@@ -1,5 +1,5 @@
 /**
- * One hub per data directory (docs/architecture.md §7): two real hub processes (`tsx server/main.ts`,
+ * One hub per data directory (docs/architecture.md §7): two real hub processes (`node --import tsx server/main.ts`,
  * what `npm start` runs) on one data dir.
  *   - the second refuses at start with one line naming the holder (pid, host, since, port) and a
  *     non-zero exit, and never listens;

@@ -9,9 +9,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createMetrics } from '../../server/metrics/index.ts';
 import { openDeadLetterStore, RECORD_OVERHEAD_BYTES } from '../../server/storage/dead-letter.ts';
 import { type TempDir, tempDir } from '../harness/index.ts';
-import { REPO_ROOT } from './registry-cli.ts';
+import { NODE_TSX, REPO_ROOT } from './run-script.ts';
 
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 const WRITER = fileURLToPath(new URL('./dead-letters-writer.ts', import.meta.url));
 
 let dir: TempDir;
@@ -24,7 +23,10 @@ afterEach(async () => {
 
 function writer(count: number, reason: string): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [WRITER, dir.path, String(count), reason], { cwd: REPO_ROOT, stdio: 'inherit' });
+    const child = spawn(NODE_TSX.command, [...NODE_TSX.args, WRITER, dir.path, String(count), reason], {
+      cwd: REPO_ROOT,
+      stdio: 'inherit',
+    });
     child.on('error', reject);
     child.on('close', resolve);
   });

@@ -1,9 +1,8 @@
-/** Runs the real CLI (`tsx server/cli.ts …`, what `npm run hub --` runs) as a child process. */
+/** Runs the real CLI (`node --import tsx server/cli.ts …`, what `npm run hub --` runs) as a child process. */
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { NODE_TSX, REPO_ROOT } from './run-script.ts';
 
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
+export { REPO_ROOT };
 
 export interface CliResult {
   code: number | null;
@@ -11,10 +10,10 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `tsx server/cli.ts ...args` with a clean environment (no HUB_* from the test runner) plus `env`. */
+/** Runs `node --import tsx server/cli.ts ...args` with a clean environment (no HUB_* from the test runner) plus `env`. */
 export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, ['server/cli.ts', ...args], {
+    const child = spawn(NODE_TSX.command, [...NODE_TSX.args, 'server/cli.ts', ...args], {
       cwd: REPO_ROOT,
       // ENV_FILE: a developer's own .env in the repository root stays out of the run.
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ENV_FILE: '/dev/null', ...env },

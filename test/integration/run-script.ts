@@ -1,14 +1,22 @@
 /**
- * Runs a repository script with tsx as `npm run …` would (a minimal environment), collecting its
- * output. The one script runner of the integration tests.
+ * Runs a repository script as `npm run …` would (`node --import tsx`, a minimal environment),
+ * collecting its output. The one script runner of the integration tests.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-/** The tsx launcher: `TSX <script>` runs a TypeScript entry point from any directory. */
-export const TSX = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
+/**
+ * `node` with tsx's loader, as package.json's scripts run an entry point (`node --import tsx …`):
+ * one process, so a stop signal reaches the script itself. The loader is named by URL so the script
+ * may run from any directory (a bare `tsx` resolves against the working directory).
+ */
+export const NODE_TSX = {
+  command: process.execPath,
+  args: ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href],
+} as const;
 
 export interface ScriptRun {
   code: number | null;
@@ -48,7 +56,7 @@ export function startScript(
   // In the repository root a developer's own .env would reach the script (npm start and npm run hub
   // read it): an empty env file keeps the run to the settings the test gives.
   const envFile = options.cwd === undefined ? { ENV_FILE: '/dev/null' } : {};
-  const child = spawn(TSX, [resolve(REPO_ROOT, script), ...args], {
+  const child = spawn(NODE_TSX.command, [...NODE_TSX.args, resolve(REPO_ROOT, script), ...args], {
     cwd: options.cwd ?? REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...envFile, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -41,7 +41,7 @@ let tokens: Map<string, string>;
 /** The shared wait with this file's bound: its phases take up to a minute on a loaded machine. */
 const until = (what: string, probe: () => unknown, timeoutMs = 60_000) => waitUntil(what, probe, timeoutMs);
 
-/** `tsx server/cli.ts …`: what `npm run hub -- …` runs. */
+/** `node --import tsx server/cli.ts …`: what `npm run hub -- …` runs. */
 const hubCli = (args: string[]) => runScript('server/cli.ts', args);
 
 async function startHub(): Promise<void> {
