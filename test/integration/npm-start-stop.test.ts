@@ -44,6 +44,14 @@ function hubPid(pgid: number): number | undefined {
   return hubs.find((p) => !hubs.some((child) => child.ppid === p.pid))?.pid;
 }
 
+/** Whether every thread of `pid` is stopped (SIGSTOP takes effect per thread, as each is scheduled). */
+function allThreadsStopped(pid: number): boolean {
+  return readdirSync(`/proc/${pid}/task`).every((tid) => {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+  });
+}
+
 /** Whether `signal` (a number) is pending for `pid`, delivered but not yet handled. */
 function signalPending(pid: number, signal: number): boolean {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -103,6 +111,8 @@ describe('npm start, stopped by a signal to its process group', () => {
     // The hub is busy (here: stopped) while the stop signal reaches every process of the group.
     process.kill(hub, 'SIGSTOP');
     try {
+      // Once no thread runs, none can take the signal off the queue: it waits for the hub's return.
+      await until('every thread of the hub stopped', () => allThreadsStopped(hub));
       process.kill(-npm.pid, 'SIGTERM');
       await until('SIGTERM pending in the busy hub', () => signalPending(hub, 15));
       // The hub's busy spell: longer than a launcher's patience for a relayed signal (tsx: 60 ms).
