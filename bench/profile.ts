@@ -5,13 +5,14 @@
  * data path), the table docs/performance.md shows before and after a change.
  *
  *   node --import tsx bench/profile.ts [--root DIR] [--rate 20000] [--seconds 10] [--devices 50] [--core]
- *     [--no-profile] [--perf-map]
+ *     [--no-profile] [--perf-map] [--influx]
  *
  * `--root` profiles another checkout's hub (e.g. a `git worktree` of an older commit) with this
  * checkout's load generator. The profile covers the main thread only: lmdb commits its transactions
  * and flushes on its own threads, which `CPU per frame` in the ingest bench includes. `--no-profile`
  * prints only the whole process's figures (CPU, commits, ACKs, disk writes, memory) without the
  * profiler's own cost; `--perf-map` lets `perf record -p <hub>` name the JavaScript functions.
+ * `--influx` runs the hub in forwarding mode into the test harness's real InfluxDB (as `influx-e2e`).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -21,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
+import { type InfluxServer, startInflux } from '../test/harness/index.ts';
 import { freePort, nextMessage } from './workers.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -120,6 +122,8 @@ async function main(): Promise<void> {
       core: { type: 'boolean', default: false },
       'no-profile': { type: 'boolean', default: false },
       'perf-map': { type: 'boolean', default: false },
+      // Forwarding mode: the hub writes into a real InfluxDB started for the run.
+      influx: { type: 'boolean', default: false },
     },
   });
   const root = resolve(values.root);
@@ -130,7 +134,18 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'esp32hub-profile-'));
   const profDir = join(dir, 'prof');
   const children: ChildProcess[] = [];
+  let influx: InfluxServer | undefined;
   try {
+    if (values.influx) influx = await startInflux({ bucket: 'profile' });
+    const influxEnv = influx
+      ? {
+          INFLUX_URL: influx.url,
+          INFLUX_TOKEN: influx.token,
+          INFLUX_ORG: influx.org,
+          INFLUX_BUCKET: influx.bucket,
+          INFLUX_STATS_INTERVAL_MS: '0',
+        }
+      : { INFLUX_URL: '' };
     const dataDir = join(dir, 'data');
     const registry = openDeviceRegistry({ dataDir, logger: createLogger('silent'), watchIntervalMs: 0 });
     const creds: { id: string; token: string }[] = [];
@@ -156,7 +171,7 @@ async function main(): Promise<void> {
           HUB_DATA_DIR: dataDir,
           HUB_LOG_LEVEL: 'warn',
           DEVICE_HANDSHAKES_PER_SEC: '10000',
-          INFLUX_URL: '',
+          ...influxEnv,
         },
         stdio: ['ignore', 'ignore', 'inherit'],
       },
@@ -195,7 +210,7 @@ async function main(): Promise<void> {
     await exited;
     const exitAt = performance.now();
     console.log(
-      `hub ${root}${values.core ? ' (core, no live view)' : ' (npm start)'}: ${result.sent} frames sent, ${result.acked} acked, at ${rate} frames/s for ${seconds} s, ` +
+      `hub ${root}${values.core ? ' (core, no live view)' : ' (npm start)'}${influx ? ', forwarding to InfluxDB' : ''}: ${result.sent} frames sent, ${result.acked} acked, at ${rate} frames/s for ${seconds} s, ` +
         `${devices} devices; load average ${loadavg()
           .map((l) => l.toFixed(2))
           .join(' ')}`,
@@ -203,7 +218,8 @@ async function main(): Promise<void> {
     const frames = Math.max(1, result.sent);
     console.log(
       `whole process (all threads, user + system): ${(((after.cpuMs - before.cpuMs) * 1000) / frames).toFixed(1)} µs CPU per frame ` +
-        `(system ${(((after.systemMs - before.systemMs) * 1000) / frames).toFixed(1)}); ` +
+        `(system ${(((after.systemMs - before.systemMs) * 1000) / frames).toFixed(1)}, ` +
+        `main-thread GC pauses ${(((after.gcMs - before.gcMs) * 1000) / frames).toFixed(1)}); ` +
         `${(frames / Math.max(1, after.commits - before.commits)).toFixed(1)} frames per commit, ` +
         `${(frames / Math.max(1, after.acks - before.acks)).toFixed(1)} frames per ACK; ` +
         `disk writes ${((after.writeBytes - before.writeBytes) / frames / 1000).toFixed(2)} KB per frame (write_bytes); at the end ${memory}`,
@@ -230,6 +246,7 @@ async function main(): Promise<void> {
     console.log(`| **busy total** | ${summary.busyMs.toFixed(0)} | 100 | ${perK(summary.busyMs)} | |`);
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await influx?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -238,7 +255,7 @@ async function main(): Promise<void> {
 async function processFigures(
   pid: number,
   port: number,
-): Promise<{ cpuMs: number; systemMs: number; writeBytes: number; commits: number; acks: number }> {
+): Promise<{ cpuMs: number; systemMs: number; writeBytes: number; commits: number; acks: number; gcMs: number }> {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat (1-based), 12 and 13 after the command name.
@@ -251,6 +268,13 @@ async function processFigures(
     writeBytes: Number(/^write_bytes: (\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0),
     commits: metric('hub_local_log_commits_total'),
     acks: metric('hub_acks_sent_total'),
+    // The main thread's garbage-collection pauses, every kind (prom-client's default metrics).
+    gcMs:
+      1000 *
+      [...text.matchAll(/^hub_process_nodejs_gc_duration_seconds_sum\{[^}]*\} (\S+)/gm)].reduce(
+        (sum, m) => sum + Number(m[1]),
+        0,
+      ),
   };
 }
 
