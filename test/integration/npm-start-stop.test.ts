@@ -73,20 +73,24 @@ const alive = (pid: number) => {
 
 describe('npm start, stopped by a signal to its process group', () => {
   let dir: TempDir;
-  let npm: ServerProcess | undefined;
+  const started: ServerProcess[] = [];
 
   beforeAll(async () => {
     dir = await tempDir('npm-start-stop');
   });
   afterAll(async () => {
-    await npm?.stop();
+    for (const p of started) await p.stop();
     await dir?.remove();
   });
 
-  it('shuts the hub down cleanly when the signal finds it busy', async () => {
+  // SIGINT: Ctrl-C on a terminal; SIGTERM: kill, a service manager.
+  it.each([
+    ['SIGINT', 2],
+    ['SIGTERM', 15],
+  ] as const)('shuts the hub down cleanly when %s finds it busy', async (signal, signalNumber) => {
     const port = await freePort();
-    const logFile = join(dir.path, 'npm-start.log');
-    npm = startProcess({
+    const logFile = join(dir.path, `npm-start-${signal}.log`);
+    const npm = startProcess({
       name: 'npm start',
       command: 'npm',
       args: ['start'],
@@ -99,10 +103,11 @@ describe('npm start, stopped by a signal to its process group', () => {
         ENV_FILE: '/dev/null',
         HUB_HOST: '127.0.0.1',
         HUB_PORT: String(port),
-        HUB_DATA_DIR: join(dir.path, 'data'),
+        HUB_DATA_DIR: join(dir.path, `data-${signal}`),
         HUB_LOG_FORMAT: 'json',
       },
     });
+    started.push(npm);
     await waitForReady(npm, async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).ok, { what: 'GET /readyz' });
     const hub = hubPid(npm.pid);
     expect(hub, 'a process running server/main.ts in npm start’s group').toBeDefined();
@@ -113,8 +118,8 @@ describe('npm start, stopped by a signal to its process group', () => {
     try {
       // Once no thread runs, none can take the signal off the queue: it waits for the hub's return.
       await until('every thread of the hub stopped', () => allThreadsStopped(hub));
-      process.kill(-npm.pid, 'SIGTERM');
-      await until('SIGTERM pending in the busy hub', () => signalPending(hub, 15));
+      process.kill(-npm.pid, signal);
+      await until(`${signal} pending in the busy hub`, () => signalPending(hub, signalNumber));
       // The hub's busy spell: longer than a launcher's patience for a relayed signal (tsx: 60 ms).
       await new Promise((resolve) => setTimeout(resolve, 1000));
     } finally {
@@ -129,7 +134,7 @@ describe('npm start, stopped by a signal to its process group', () => {
     const messages = lines.map((l) => l.msg);
     expect(messages, 'the hub handled the signal (it was not killed first)').toContain('shutting down');
     // `stopped` is logged once every commit is done and the store is closed, just before exit 0.
-    expect(lines.find((l) => l.msg === 'stopped')).toMatchObject({ signal: 'SIGTERM' });
+    expect(lines.find((l) => l.msg === 'stopped')).toMatchObject({ signal });
     expect(messages).not.toContain('second signal: exiting at once');
   });
 });
