@@ -87,8 +87,14 @@ describe('ACK_DURABILITY=influx: the ACK waits for InfluxDB', () => {
       (n) => n === 20,
       'the gauge of frames awaiting InfluxDB',
     );
-    const ready = (await (await fetch(`${rig.hub.http}/readyz`)).json()) as { forwarder: { state: string } };
-    expect(ready.forwarder.state).toBe('retrying');
+    // /readyz says the forwarder retries once its write to the stopped engine has failed (a write
+    // still in flight when the engine stopped shows `writing` until then).
+    await untilValue(
+      async () =>
+        ((await (await fetch(`${rig.hub.http}/readyz`)).json()) as { forwarder: { state: string } }).forwarder,
+      (f) => f.state === 'retrying',
+      "/readyz's forwarder state retrying",
+    );
     // ...and the device, after a ping round trip (answered after any ACK already sent), has no ACK
     // beyond frame 5.
     await roundTrip(d);

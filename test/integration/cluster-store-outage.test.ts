@@ -144,22 +144,26 @@ describe('cluster store: PostgreSQL outages', () => {
       boots: [{ bootId: 1, highestSeq: 1, timeOffsetMs: 1, clockCorrectionMs: null, firstSeenMs: 1 }],
       descriptors: [],
     }));
-    const saving = a.store.saveDeviceStates(batch).catch((e: unknown) => e);
-    // The write-behind's connection (in a transaction), not the listening one, is terminated.
-    const admin = new pg.Client(fx.server.url);
+    // The write-behind's connection, inside its transaction, is terminated; the listening one stays.
+    // A lock the test holds keeps the save waiting at its first statement, so the backend terminated
+    // is the save's, mid-transaction, however slow the machine (a backend merely seen busy could have
+    // committed and gone idle by the time it was terminated).
+    const admin = new pg.Client(url);
     await admin.connect();
+    await admin.query('BEGIN');
+    await admin.query('LOCK TABLE esp32hub_device_boots IN ACCESS EXCLUSIVE MODE');
+    const saving = a.store.saveDeviceStates(batch).catch((e: unknown) => e);
     try {
-      await until('the save is running', async () => {
+      await until('the save waits for the lock, and its backend is terminated', async () => {
         const { rows } = await admin.query(
           `SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
-           WHERE datname = $1 AND application_name = 'esp32hub-inst-a' AND state <> 'idle'
-             AND query NOT LIKE 'LISTEN%'`,
-          [url.slice(url.lastIndexOf('/') + 1)],
+           WHERE datname = current_database() AND application_name = 'esp32hub-inst-a'
+             AND wait_event_type = 'Lock'`,
         );
         return rows.some((r: { done: boolean }) => r.done);
       });
     } finally {
-      await admin.end();
+      await admin.end(); // ends the test's transaction, and its lock
     }
     expect(await saving).toMatchObject({ code: 'CLUSTER_DB_UNAVAILABLE' });
     await until('the store reconnected and resynced', () => resyncs === 1 && a.store.status().database === 'connected');
