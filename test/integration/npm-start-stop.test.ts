@@ -101,6 +101,8 @@ describe('npm start, stopped by a signal to its process group', () => {
         HOME: process.env.HOME ?? '',
         // A developer's own .env in the repository root stays out of the run.
         ENV_FILE: '/dev/null',
+        // npm checks for a newer npm now and then; nothing in this test needs the network.
+        npm_config_update_notifier: 'false',
         HUB_HOST: '127.0.0.1',
         HUB_PORT: String(port),
         HUB_DATA_DIR: join(dir.path, `data-${signal}`),
