@@ -19,15 +19,19 @@ import {
 } from '../harness/index.ts';
 import { REPO_ROOT } from './run-script.ts';
 
+/** The fields of a /proc `stat` file after the command name ("(comm)" may hold spaces): state, ppid, pgrp, … */
+function statFields(path: string): string[] {
+  const stat = readFileSync(path, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** The processes of process group `pgid`, with their parent and command line. */
 function processGroup(pgid: number): { pid: number; ppid: number; cmdline: string }[] {
   const found = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      // /proc/<pid>/stat: "pid (comm) state ppid pgrp …"; comm may hold spaces, so split after ')'.
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const [, , ppid, pgrp] = stat.slice(stat.lastIndexOf(')') + 1).split(' ');
+      const [, ppid, pgrp] = statFields(`/proc/${entry}/stat`);
       if (Number(pgrp) !== pgid) continue;
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
       found.push({ pid: Number(entry), ppid: Number(ppid), cmdline });
@@ -46,10 +50,7 @@ function hubPid(pgid: number): number | undefined {
 
 /** Whether every thread of `pid` is stopped (SIGSTOP takes effect per thread, as each is scheduled). */
 function allThreadsStopped(pid: number): boolean {
-  return readdirSync(`/proc/${pid}/task`).every((tid) => {
-    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
-  });
+  return readdirSync(`/proc/${pid}/task`).every((tid) => statFields(`/proc/${pid}/task/${tid}/stat`)[0] === 'T');
 }
 
 /** Whether `signal` (a number) is pending for `pid`, delivered but not yet handled. */
