@@ -53,7 +53,7 @@ import {
 } from '../test/harness/index.ts';
 import { CPU_RATE, type HubRun, measureHub, READINGS_PER_FRAME } from './influx-e2e.bench.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
-import { benchHello, freePort, nextMessage, paced, sleep } from './workers.ts';
+import { benchHello, freePort, nextMessage, paced, procStat, sleep } from './workers.ts';
 
 export const name = 'cluster';
 
@@ -767,26 +767,6 @@ function postgresCpuSeconds(serverDir: string): number {
     else if (st.ppid === postmaster) total += st.cpuSeconds;
   }
   return total;
-}
-
-/**
- * A process's parent, CPU (utime + stime, all threads) and its reaped children's CPU (cutime + cstime)
- * from /proc/<pid>/stat; null when gone.
- */
-function procStat(pid: number): { ppid: number; cpuSeconds: number; reapedSeconds: number } | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = 100; // USER_HZ on Linux
-  return {
-    ppid: Number(f[1]),
-    cpuSeconds: (Number(f[11]) + Number(f[12])) / ticks,
-    reapedSeconds: (Number(f[13]) + Number(f[14])) / ticks,
-  };
 }
 
 // ───────────────────────── device worker (child) ─────────────────────────

@@ -38,11 +38,16 @@ import { type InfluxServer, startInflux } from '../test/harness/index.ts';
 import type { BenchOptions, BenchReport, BenchRow } from './run.ts';
 import {
   benchHello,
+  type CpuShare,
+  cpuMeter,
+  describeCpuShare,
   freePort,
   type MemoryPeak,
   metricValue,
   nextMessage,
   paced,
+  processTree,
+  SATURATED_PERCENT,
   sampleMemory,
   sleep,
   waitReady,
@@ -111,9 +116,9 @@ type FromWorker = { type: 'ready' } | StepResult;
 
 export interface HubRun {
   devices: number;
-  best: StepResult & { forwardedAfterMs: number; memory: MemoryPeak };
+  best: StepResult & { forwardedAfterMs: number; memory: MemoryPeak; cpu: CpuShare };
   /** The step at the fixed rate (`fixedRate`, default CPU_RATE: the same load for every run). */
-  fixed: StepResult;
+  fixed: StepResult & { cpu: CpuShare };
   trail: string;
   cpuMsPer1kFrames: number;
   rssBytes: number;
@@ -176,6 +181,15 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       baseline: { label: `${small.devices} devices`, value: small.cpuMsPer1kFrames },
       note: 'the per-device cost as CPU (1.00× = none); less noisy than the rates',
     });
+    const perFrameUs = (r: HubRun, part: string) =>
+      ((r.fixed.cpu.seconds[part] ?? 0) * 1e6) / Math.max(1, r.fixed.sent);
+    rows.push({
+      metric: `load generator CPU per frame at ${CPU_RATE / 1000}k frames/s, ${big.devices} vs ${small.devices} devices`,
+      value: perFrameUs(big, 'generator'),
+      unit: 'µs',
+      baseline: { label: `${small.devices} devices`, value: perFrameUs(small, 'generator') },
+      note: `the bench's own per-device cost, on the cores the hub uses; InfluxDB ${perFrameUs(big, 'InfluxDB').toFixed(1)} vs ${perFrameUs(small, 'InfluxDB').toFixed(1)} µs per frame`,
+    });
     for (const r of runs) {
       rows.push({
         metric: `in InfluxDB after the load's end (${r.devices} dev)`,
@@ -195,6 +209,12 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
         note: `peak RSS ${(r.best.memory.rss / 2 ** 20).toFixed(0)} MiB (with the log's mapped pages); goal at 1,000 devices ≤ 200 / ≤ 400 MiB`,
       });
       rows.push({ metric: `hub RSS after the run (${r.devices} dev)`, value: r.rssBytes / 1024 / 1024, unit: 'MB' });
+      rows.push({
+        metric: `machine CPU busy in the sustained step (${r.devices} dev)`,
+        value: r.best.cpu.machinePercent,
+        unit: '% of all cores',
+        note: `${describeCpuShare(r.best.cpu)}${r.best.cpu.machinePercent >= SATURATED_PERCENT ? ': the rate is where the machine runs out, not the hub alone' : ''}`,
+      });
     }
     const first = { label: `trivial, 2 in flight, ${BATCH_LINES}-line requests`, value: around[0] as number };
     rows.push({ metric: 'trivial writer, 1 in flight', value: one, unit: 'points/s', baseline: first });
@@ -295,10 +315,14 @@ export async function measureHub(
   const seconds = quick ? 3 : 6;
   let ackedTotal = 0;
   const memory = sampleMemory(hub.pid as number);
+  // The machine's CPU in each step, and who used it: the hub, the load generator and InfluxDB share it.
+  const parts = { hub: [hub.pid as number], generator: [load.pid as number], InfluxDB: processTree(influx.dir) };
   const step = async (rate: number) => {
     memory.take();
+    const meter = cpuMeter(parts);
     load.send({ type: 'step', rate, seconds, settleMs: SETTLE_MS } satisfies ToWorker);
     const r = (await nextMessage<FromWorker>(load, 'result')) as StepResult;
+    const cpu = meter.stop();
     // The worker answers once every frame is ACKed (it waits for late ones too): all of them count.
     ackedTotal += r.sent;
     const want = ackedTotal * READINGS_PER_FRAME;
@@ -317,7 +341,7 @@ export async function measureHub(
       await sleep(100);
       written = await metric(base, 'hub_forwarder_lines_written_total');
     }
-    return { ...r, forwardedAfterMs, forwardedInTime, memory: peak };
+    return { ...r, forwardedAfterMs, forwardedInTime, memory: peak, cpu };
   };
   type Step = Awaited<ReturnType<typeof step>>;
   const passes = (r: Step) => {

@@ -1,7 +1,8 @@
 /** Helpers for benchmarks that run their parts (hub, load, clients) as child processes. */
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { cpus } from 'node:os';
 import { encodeFrame } from '../server/codec/index.ts';
 
 /**
@@ -147,4 +148,114 @@ export function sampleMemory(pid: number): { take(): MemoryPeak; stop(): void } 
       clearInterval(timer);
     },
   };
+}
+
+/**
+ * A process's parent, CPU (utime + stime, all threads) and its reaped children's CPU (cutime + cstime)
+ * from /proc/<pid>/stat; null when gone.
+ */
+export function procStat(pid: number): { ppid: number; cpuSeconds: number; reapedSeconds: number } | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = 100; // USER_HZ on Linux
+  return {
+    ppid: Number(f[1]),
+    cpuSeconds: (Number(f[11]) + Number(f[12])) / ticks,
+    reapedSeconds: (Number(f[13]) + Number(f[14])) / ticks,
+  };
+}
+
+/** The processes whose command line contains `text`, and their children (nginx's workers, say). */
+export function processTree(text: string): number[] {
+  const matched = new Set<number>();
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(text)) matched.add(pid);
+    } catch {
+      continue; // ended meanwhile
+    }
+    const st = procStat(pid);
+    if (st) parents.set(pid, st.ppid);
+  }
+  for (const [pid, ppid] of parents) if (matched.has(ppid)) matched.add(pid);
+  return [...matched];
+}
+
+/** The machine's busy and total CPU time since boot (s, all cores) from /proc/stat; steal counts as busy. */
+function machineCpu(): { busy: number; total: number } {
+  const f = (/^cpu\s+(.*)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1] ?? '').split(/\s+/).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy: busy / 100, total: (busy + idle + iowait) / 100 };
+}
+
+/**
+ * Share of all cores busy (%) from which a benchmark's figures measure the machine more than the part
+ * under test: with two cores 85 % busy, a process that becomes runnable finds both taken most of the
+ * time (about 3 times in 4 for random arrivals) and waits.
+ */
+export const SATURATED_PERCENT = 85;
+
+/** Where the machine's CPU went over an interval: how busy all its cores were, and each named part's share. */
+export interface CpuShare {
+  /** Busy time of all cores over the interval (%, 100 = every core busy all the time). */
+  machinePercent: number;
+  cores: number;
+  /** Length of the interval (s). */
+  wallSeconds: number;
+  /** Each part's CPU over the interval, % of one core (all its threads). */
+  parts: Record<string, number>;
+  /** Each part's CPU time over the interval (s). */
+  seconds: Record<string, number>;
+}
+
+/**
+ * Measures, from now until `stop()`, the machine's CPU use and that of each named part (a set of
+ * processes). The benchmarks' load generators share this machine with the hub: a row measured while
+ * the cores were all busy reports the machine as much as the hub, and this says so.
+ */
+export function cpuMeter(parts: Record<string, number[]>): { stop(): CpuShare } {
+  const partSeconds = () =>
+    Object.fromEntries(
+      Object.entries(parts).map(([name, pids]) => [
+        name,
+        pids.reduce((sum, pid) => sum + (procStat(pid)?.cpuSeconds ?? 0), 0),
+      ]),
+    );
+  const machine0 = machineCpu();
+  const parts0 = partSeconds();
+  return {
+    stop() {
+      const machine1 = machineCpu();
+      const parts1 = partSeconds();
+      const total = machine1.total - machine0.total;
+      const cores = cpus().length;
+      const wall = total / cores;
+      const seconds = Object.fromEntries(Object.keys(parts).map((n) => [n, (parts1[n] ?? 0) - (parts0[n] ?? 0)]));
+      return {
+        machinePercent: total > 0 ? (100 * (machine1.busy - machine0.busy)) / total : 0,
+        cores,
+        wallSeconds: wall,
+        parts: Object.fromEntries(Object.entries(seconds).map(([n, s]) => [n, wall > 0 ? (100 * s) / wall : 0])),
+        seconds,
+      };
+    },
+  };
+}
+
+/** "machine 97 % of 2 cores busy: hub 85 %, devices 55 % of a core" for a row's note. */
+export function describeCpuShare(share: CpuShare): string {
+  const parts = Object.entries(share.parts)
+    .map(([n, p]) => `${n} ${p.toFixed(0)} %`)
+    .join(', ');
+  return `machine ${share.machinePercent.toFixed(0)} % of ${share.cores} cores busy; ${parts} of a core`;
 }
