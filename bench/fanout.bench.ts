@@ -17,8 +17,8 @@
  * mode, temp data dir, ACK after the flushed commit), the devices (`devices` mode: 100 connections,
  * paced in 10 ms steps), the live clients (`clients` mode: one connection that parses and times every
  * message, or 100 connections of which 10 parse and time every message and 90 read and count bytes),
- * and the runner. Run as `npm start` runs (ACK
- * after the flushed commit; the live view fed at acceptance; adaptive tick between 1 and 10 ms), then
+ * and the runner. Run as `npm start` runs (ACK after the flushed commit; the live view fed at
+ * acceptance; adaptive tick between 1 and 10 ms), then
  * with a fixed 10 ms tick (`minTickMs: 10`, the cadence before the adaptive tick) for comparison, then
  * adaptive without the fsync (`ackAfterFlush: false`: the disk's share of the event loop apart). In-hub
  * timings split the latency: device → `readings:accepted` (socket read, scan, ingest), event → written
@@ -224,7 +224,7 @@ export async function run(options: BenchOptions = { quick: false }): Promise<Ben
       // Phase A: ingest only (no live clients): the baseline CPU.
       const a = await phase(hub, devices, null, 0, base, rate, warmSeconds, measureSeconds);
 
-      // Phase B: the same load with 100 fleet subscribers.
+      // Phase B: the same load with this setup's live clients (one dashboard, or 100 subscribers).
       const clients = fork(THIS_FILE, ['clients'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
       children.push(clients);
       clients.send({ type: 'connect', url: `ws://127.0.0.1:${port}/v1/live`, clients: clientCount } satisfies ToWorker);
