@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../server/log/index.ts';
 import { openDeviceRegistry } from '../server/registry/index.ts';
 import { type InfluxServer, startInflux } from '../test/harness/index.ts';
-import { freePort, nextMessage } from './workers.ts';
+import { freePort, nextMessage, procStat } from './workers.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 
@@ -256,15 +256,13 @@ async function processFigures(
   pid: number,
   port: number,
 ): Promise<{ cpuMs: number; systemMs: number; writeBytes: number; commits: number; acks: number; gcMs: number }> {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of stat (1-based), 12 and 13 after the command name.
-  const ticks = Number(fields[11]) + Number(fields[12]);
+  const stat = procStat(pid);
+  if (!stat) throw new Error(`the hub (pid ${pid}) is gone`);
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
   return {
-    cpuMs: (ticks * 1000) / 100, // USER_HZ is 100 on Linux
-    systemMs: (Number(fields[12]) * 1000) / 100,
+    cpuMs: stat.cpuSeconds * 1000,
+    systemMs: stat.systemSeconds * 1000,
     writeBytes: Number(/^write_bytes: (\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1] ?? 0),
     commits: metric('hub_local_log_commits_total'),
     acks: metric('hub_acks_sent_total'),

@@ -151,10 +151,12 @@ export function sampleMemory(pid: number): { take(): MemoryPeak; stop(): void } 
 }
 
 /**
- * A process's parent, CPU (utime + stime, all threads) and its reaped children's CPU (cutime + cstime)
+ * A process's parent, CPU (utime + stime, all threads; stime alone) and its reaped children's CPU (cutime + cstime)
  * from /proc/<pid>/stat; null when gone.
  */
-export function procStat(pid: number): { ppid: number; cpuSeconds: number; reapedSeconds: number } | null {
+export function procStat(
+  pid: number,
+): { ppid: number; cpuSeconds: number; systemSeconds: number; reapedSeconds: number } | null {
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -166,6 +168,7 @@ export function procStat(pid: number): { ppid: number; cpuSeconds: number; reape
   return {
     ppid: Number(f[1]),
     cpuSeconds: (Number(f[11]) + Number(f[12])) / ticks,
+    systemSeconds: Number(f[12]) / ticks,
     reapedSeconds: (Number(f[13]) + Number(f[14])) / ticks,
   };
 }
